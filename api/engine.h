@@ -1,0 +1,289 @@
+#ifndef TASKWAL_API_ENGINE_H_
+#define TASKWAL_API_ENGINE_H_
+
+// taskwal: an embedded, persistent job engine.
+//
+// An Engine holds tasks that move through the lifecycle documented in
+// api/task.proto. Every state transition is recorded as one record and
+// applied by one deterministic state machine, so the state after a restart is
+// exactly the state before it.
+//
+// Thread safety: an Engine is safe for concurrent use by any number of
+// threads. Every method may be called concurrently with every other, Close()
+// included; a call that starts after Close() returns kFailedPrecondition.
+//
+// Status codes used throughout (absl canonical codes):
+//   kInvalidArgument     bad input: empty or oversized ids, keys, payloads,
+//                        negative durations, ... Nothing changes.
+//   kNotFound            no task with that id or key (ClaimNext: none ready).
+//   kFailedPrecondition  the task's state does not allow the call (wrong
+//                        worker, stale claim token, active task deleted, ...),
+//                        or the engine is closed. Nothing changes.
+//   kAlreadyExists       an idempotency key already names a different task.
+//   kResourceExhausted   a configured limit (max_tasks) is reached.
+//   any other code       the journal failed to persist a transition. Such an
+//                        error is sticky: from then on every mutating call
+//                        fails with it, and reads keep working.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "api/clock.h"
+#include "api/task.pb.h"
+
+namespace taskwal {
+
+struct EngineOptions {
+  // Number of lock shards for the task table and idempotency index. Must be
+  // in [1, 4096].
+  int num_shards = 16;
+
+  // Source of time. Not owned; must outlive the engine. nullptr means
+  // Clock::Real().
+  Clock* clock = nullptr;
+
+  // Seed for backoff jitter. 0 picks a random seed.
+  uint64_t random_seed = 0;
+
+  // Input limits. Calls that exceed one get kInvalidArgument.
+  size_t max_idempotency_key_bytes = 512;
+  size_t max_type_bytes = 256;
+  size_t max_payload_bytes = 1 << 20;
+  size_t max_result_bytes = 1 << 20;
+  size_t max_error_bytes = 4096;
+  size_t max_worker_id_bytes = 256;
+  size_t max_batch_size = 10000;
+
+  // Tasks held at once (all statuses). 0 means no limit. Submitting past it
+  // gets kResourceExhausted.
+  uint64_t max_tasks = 0;
+
+  // Defaults for tasks whose spec leaves them unset.
+  uint32_t default_max_attempts = 3;  // In [1, max_max_attempts].
+  uint32_t max_max_attempts = 1000;
+  absl::Duration default_lease = absl::Seconds(30);
+  absl::Duration max_lease = absl::Hours(24);
+  RetryPolicy default_retry_policy = DefaultRetryPolicy();
+
+  // History entries kept per task; older entries are dropped first.
+  size_t max_history_per_task = 32;
+
+  // Terminal tasks (COMPLETED, FAILED, CANCELLED) are deleted this long after
+  // they finished, freeing their idempotency keys. Zero keeps them forever.
+  absl::Duration retention = absl::ZeroDuration();
+
+  // How often a background thread expires leases and applies retention. Zero
+  // disables the thread; RunMaintenance() still works, and every call that
+  // touches a task first expires that task's lease if it is due.
+  absl::Duration maintenance_interval = absl::Milliseconds(100);
+
+  static RetryPolicy DefaultRetryPolicy() {
+    RetryPolicy p;
+    p.set_initial_backoff_micros(1000000);
+    p.set_max_backoff_micros(300000000);
+    p.set_multiplier(2.0);
+    p.set_jitter(0.2);
+    return p;
+  }
+};
+
+// What a producer asks for.
+struct TaskSpec {
+  // Required; the same key (with the same type and payload) yields the same
+  // task until that task is deleted.
+  std::string idempotency_key;
+  std::string type;
+  std::string payload;
+  int32_t priority = 0;
+  // 0 means EngineOptions::default_max_attempts.
+  uint32_t max_attempts = 0;
+  // The task is not claimable before this time.
+  absl::Time not_before = absl::InfinitePast();
+  // Overrides EngineOptions::default_retry_policy for this task.
+  std::optional<RetryPolicy> retry_policy;
+};
+
+struct SubmitResult {
+  uint64_t task_id = 0;
+  // True when the key already named a task and that task was returned.
+  bool deduplicated = false;
+};
+
+// A claim held by a worker. The pair (task.id(), claim_token) identifies the
+// claim for Complete, Fail and Heartbeat.
+struct ClaimedTask {
+  Task task;  // The task as of the claim.
+  uint64_t claim_token = 0;
+  uint32_t attempt = 0;  // 1 for the first attempt.
+  absl::Time lease_deadline;
+};
+
+struct ClaimNextOptions {
+  // Only tasks of this type; empty means any type.
+  std::string type;
+  // Lease length; zero means EngineOptions::default_lease.
+  absl::Duration lease = absl::ZeroDuration();
+  // How long to wait for a ready task before returning kNotFound. Zero
+  // returns at once. Waiting does not poll: the caller sleeps until a task
+  // becomes ready, the wait ends, or the engine closes.
+  absl::Duration wait = absl::ZeroDuration();
+};
+
+struct ListFilter {
+  std::optional<TaskStatus> status;  // Unset: every status.
+  std::string type;                  // Empty: every type.
+  size_t limit = 100;                // In [1, 10000].
+  uint64_t after_id = 0;             // Resume cursor: ids greater than this.
+};
+
+struct ListPage {
+  std::vector<Task> tasks;  // Ascending id.
+  // Pass as ListFilter::after_id to get the next page; 0 when there is none.
+  uint64_t next_cursor = 0;
+};
+
+struct EngineStats {
+  uint64_t pending = 0;
+  uint64_t claimed = 0;
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t cancelled = 0;
+  uint64_t tasks = 0;  // Sum of the above.
+
+  // Submits answered with an existing task since this Open.
+  uint64_t deduplicated = 0;
+
+  // Totals since the engine's data began (they survive restarts).
+  uint64_t submitted = 0;      // Tasks created.
+  uint64_t claims = 0;
+  uint64_t completions = 0;
+  uint64_t failed_attempts = 0;  // Fail calls and lease expiries.
+  uint64_t lease_expiries = 0;
+  uint64_t retries = 0;
+  uint64_t cancellations = 0;
+  uint64_t deletions = 0;      // Delete calls.
+  uint64_t retention_removals = 0;
+  uint64_t transitions = 0;    // Records applied.
+};
+
+class Engine {
+ public:
+  // Opens an engine. Returns kInvalidArgument for options out of range.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(
+      const EngineOptions& options);
+
+  Engine() = default;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  // Closes the engine if Close() was not called.
+  virtual ~Engine() = default;
+
+  // Stops the background thread, wakes blocked ClaimNext calls (they return
+  // kFailedPrecondition) and makes every later call fail with
+  // kFailedPrecondition. Returns the sticky journal error, if any. Idempotent.
+  virtual absl::Status Close() = 0;
+
+  // Creates a task, or returns the task that already has spec's key.
+  // OK: the task exists (deduplicated tells which case).
+  // kInvalidArgument: empty or oversized key, type or payload; max_attempts
+  //   out of range; a retry policy with negative or non-finite values.
+  // kAlreadyExists: the key names a task with a different type or payload;
+  //   the message names that task.
+  // kResourceExhausted: max_tasks reached.
+  virtual absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) = 0;
+
+  // Submits many tasks as one transition: all of them or none. Each spec is
+  // deduplicated as Submit would (against existing tasks and against earlier
+  // specs in the batch). Any error rejects the whole batch, nothing changes,
+  // and the message names the index of the offending spec. Results are in
+  // spec order. An empty batch is kInvalidArgument, and so is one longer
+  // than max_batch_size.
+  virtual absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
+      absl::Span<const TaskSpec> specs) = 0;
+
+  // Claims a specific PENDING task whose not-before time has come. Counts an
+  // attempt. lease zero means default_lease.
+  // kInvalidArgument: empty/oversized worker id, negative or too long lease.
+  // kNotFound: no such task.
+  // kFailedPrecondition: the task is not PENDING, or not yet due.
+  virtual absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
+                                            absl::string_view worker_id,
+                                            absl::Duration lease) = 0;
+
+  // Claims the ready task with the highest priority, oldest (lowest id)
+  // first among equals, optionally only of one type, optionally waiting.
+  // kNotFound: nothing ready within options.wait.
+  // kInvalidArgument, kFailedPrecondition: as Claim.
+  virtual absl::StatusOr<ClaimedTask> ClaimNext(
+      absl::string_view worker_id, const ClaimNextOptions& options) = 0;
+
+  // Completes the task held by this claim and stores result. Repeating the
+  // call with the same claim returns OK and keeps the first result.
+  // kInvalidArgument: empty worker id, oversized result.
+  // kNotFound: no such task.
+  // kFailedPrecondition: the claim is not current (another worker, a stale
+  //   token, an expired lease) or the task ended otherwise.
+  virtual absl::Status Complete(uint64_t task_id, absl::string_view worker_id,
+                                uint64_t claim_token,
+                                absl::string_view result) = 0;
+
+  // Fails the current attempt. With attempts left the task returns to
+  // PENDING and becomes claimable after the task's backoff; on the last
+  // attempt it becomes FAILED. Errors as Complete (kInvalidArgument for an
+  // oversized error).
+  virtual absl::Status Fail(uint64_t task_id, absl::string_view worker_id,
+                            uint64_t claim_token,
+                            absl::string_view error) = 0;
+
+  // Extends the claim's lease to now + extension (zero means default_lease)
+  // and returns the new deadline. Errors as Complete, plus kInvalidArgument
+  // for a negative or too long extension.
+  virtual absl::StatusOr<absl::Time> Heartbeat(uint64_t task_id,
+                                               absl::string_view worker_id,
+                                               uint64_t claim_token,
+                                               absl::Duration extension) = 0;
+
+  // Operator action. CLAIMED: releases the claim (the attempt in progress is
+  // not counted, so this works on the last attempt too). FAILED: back to
+  // PENDING with a fresh attempt budget. PENDING: claimable now, skipping
+  // any remaining backoff.
+  // kNotFound: no such task. kFailedPrecondition: COMPLETED or CANCELLED.
+  virtual absl::Status Retry(uint64_t task_id) = 0;
+
+  // Cancels a PENDING task (terminal state CANCELLED).
+  // kNotFound: no such task. kFailedPrecondition: not PENDING.
+  virtual absl::Status Cancel(uint64_t task_id) = 0;
+
+  // Deletes a terminal task and frees its idempotency key.
+  // kNotFound: no such task. kFailedPrecondition: PENDING or CLAIMED.
+  virtual absl::Status Delete(uint64_t task_id) = 0;
+
+  // Reads. They see every acknowledged transition; they may also see a
+  // transition whose call has not returned yet.
+  // kNotFound: no such task (or key).
+  virtual absl::StatusOr<Task> Get(uint64_t task_id) = 0;
+  virtual absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) = 0;
+  // kInvalidArgument: limit out of range.
+  virtual absl::StatusOr<ListPage> List(const ListFilter& filter) = 0;
+  // Oldest entry first; at most max_history_per_task entries.
+  virtual absl::StatusOr<std::vector<HistoryEntry>> History(
+      uint64_t task_id) = 0;
+  virtual absl::StatusOr<EngineStats> Stats() = 0;
+
+  // Expires every lease that is due and deletes every terminal task past
+  // retention, as the background thread does each maintenance_interval.
+  // Returns the journal error if one occurs.
+  virtual absl::Status RunMaintenance() = 0;
+};
+
+}  // namespace taskwal
+
+#endif  // TASKWAL_API_ENGINE_H_

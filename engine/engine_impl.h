@@ -1,0 +1,161 @@
+#ifndef TASKWAL_ENGINE_ENGINE_IMPL_H_
+#define TASKWAL_ENGINE_ENGINE_IMPL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "api/engine.h"
+#include "engine/journal.h"
+#include "engine/state_machine.h"
+
+namespace taskwal::engine {
+
+// Checks EngineOptions; kInvalidArgument names the bad field.
+absl::Status ValidateOptions(const EngineOptions& options);
+
+// The Engine behind api/engine.h.
+//
+// Every mutation runs under commit_mu_: decide a Transition from the current
+// state, Journal::Append it, StateMachine::Apply it, release the lock, then
+// Journal::Sync to the record's LSN before acknowledging. One lock makes the
+// journal order equal the apply order, which is what makes replay exact;
+// the work under it is a few map operations and a buffered append, while
+// the slow part (the sync) happens outside it and is shared by every writer
+// waiting at the same time. Readers never take commit_mu_: they read the
+// TaskTable, which locks one shard at a time.
+//
+// Lock order: commit_mu_, then a TaskTable shard lock, then the journal's
+// internal lock.
+class EngineImpl final : public Engine {
+ public:
+  // REQUIRES: ValidateOptions(options).ok(). `state` holds what recovery
+  // rebuilt (or is empty); its LSNs must match `journal`.
+  EngineImpl(const EngineOptions& options, std::unique_ptr<Journal> journal,
+             std::unique_ptr<StateMachine> state);
+  ~EngineImpl() override;
+
+  absl::Status Close() override ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
+      absl::Span<const TaskSpec> specs) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
+                                    absl::string_view worker_id,
+                                    absl::Duration lease) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::StatusOr<ClaimedTask> ClaimNext(absl::string_view worker_id,
+                                        const ClaimNextOptions& options)
+      override ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Complete(uint64_t task_id, absl::string_view worker_id,
+                        uint64_t claim_token,
+                        absl::string_view result) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Fail(uint64_t task_id, absl::string_view worker_id,
+                    uint64_t claim_token, absl::string_view error) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::StatusOr<absl::Time> Heartbeat(uint64_t task_id,
+                                       absl::string_view worker_id,
+                                       uint64_t claim_token,
+                                       absl::Duration extension) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Retry(uint64_t task_id) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Cancel(uint64_t task_id) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Delete(uint64_t task_id) override
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::StatusOr<Task> Get(uint64_t task_id) override;
+  absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) override;
+  absl::StatusOr<ListPage> List(const ListFilter& filter) override;
+  absl::StatusOr<std::vector<HistoryEntry>> History(uint64_t task_id) override;
+  absl::StatusOr<EngineStats> Stats() override ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status RunMaintenance() override ABSL_LOCKS_EXCLUDED(commit_mu_);
+
+ private:
+  // What a claim check found.
+  enum class ClaimState { kCurrent, kAlreadyCompleted };
+
+  int64_t NowMicros() const;
+  absl::Status CheckOpen() const;
+  absl::Status CheckWorker(absl::string_view worker_id) const;
+  absl::StatusOr<int64_t> LeaseMicros(absl::Duration lease) const;
+  absl::Status CheckSpec(const TaskSpec& spec) const;
+  Task NewTask(const TaskSpec& spec, uint64_t id, int64_t now) const;
+
+  // Fails when the engine is closed or a journal error made it read-only.
+  absl::Status CheckWritableLocked() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Journals and applies one record; returns its LSN. An error is made
+  // sticky.
+  absl::StatusOr<uint64_t> CommitLocked(const Transition& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Waits for the journal to cover lsn; an error is made sticky.
+  absl::Status SyncTo(uint64_t lsn) ABSL_LOCKS_EXCLUDED(commit_mu_);
+
+  // Expires task_id's lease if it is due at now (a failed attempt, as the
+  // maintenance thread would have done). *lsn is raised to the LSN written.
+  absl::Status ExpireIfDueLocked(uint64_t task_id, int64_t now, uint64_t* lsn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  absl::Status ExpireDueLeasesLocked(int64_t now, uint64_t* lsn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  absl::Status ExpireLocked(uint64_t task_id, int64_t now, uint64_t* lsn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+
+  // Checks that (worker_id, claim_token) is task_id's current claim.
+  absl::StatusOr<ClaimState> CheckClaimLocked(uint64_t task_id,
+                                              absl::string_view worker_id,
+                                              uint64_t claim_token,
+                                              uint64_t* last_lsn) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Claims a PENDING, due task; the caller has checked both.
+  absl::StatusOr<ClaimedTask> ClaimLocked(uint64_t task_id,
+                                          absl::string_view worker_id,
+                                          int64_t lease_micros, int64_t now,
+                                          uint64_t* lsn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Delay before the next attempt after `attempts` failed ones.
+  int64_t BackoffMicros(const RetryPolicy& policy, uint32_t attempts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // Runs an operator transition (Retry, Cancel, Delete) after checking the
+  // task exists and `allowed(status)`.
+  template <typename Allowed, typename Build>
+  absl::Status OperatorTransition(uint64_t task_id, const char* what,
+                                  Allowed allowed, Build build)
+      ABSL_LOCKS_EXCLUDED(commit_mu_);
+
+  void MaintenanceLoop();
+
+  const EngineOptions options_;
+  Clock* const clock_;
+  const std::unique_ptr<Journal> journal_;
+  // Readers use the table through this pointer without commit_mu_; the
+  // table locks its own shards.
+  const TaskTable* const table_;
+
+  std::atomic<bool> closed_{false};
+  std::atomic<uint64_t> deduplicated_{0};
+
+  mutable absl::Mutex commit_mu_;
+  // Signalled whenever a task may have become claimable, and on Close.
+  absl::CondVar ready_cv_;
+  const std::unique_ptr<StateMachine> state_ ABSL_PT_GUARDED_BY(commit_mu_);
+  absl::Status sticky_error_ ABSL_GUARDED_BY(commit_mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(commit_mu_);
+
+  absl::Notification stop_maintenance_;
+  std::thread maintenance_thread_;
+};
+
+}  // namespace taskwal::engine
+
+#endif  // TASKWAL_ENGINE_ENGINE_IMPL_H_

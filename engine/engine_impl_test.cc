@@ -1,0 +1,94 @@
+// EngineImpl behaviour that needs its internals: a journal that fails.
+#include "engine/engine_impl.h"
+
+#include <memory>
+
+#include "api/engine.h"
+#include "engine/journal.h"
+#include "engine/state_machine.h"
+#include "gtest/gtest.h"
+
+namespace taskwal::engine {
+namespace {
+
+// Fails Sync (or Append) on demand, as a disk returning EIO would.
+class FlakyJournal final : public Journal {
+ public:
+  absl::StatusOr<uint64_t> Append(const Transition& record) override {
+    if (fail_append) return absl::InternalError("append: EIO");
+    return inner_.Append(record);
+  }
+  absl::Status Sync(uint64_t lsn) override {
+    if (fail_sync) return absl::DataLossError("fdatasync: EIO");
+    return inner_.Sync(lsn);
+  }
+  absl::Status Close() override { return inner_.Close(); }
+
+  bool fail_append = false;
+  bool fail_sync = false;
+
+ private:
+  MemoryJournal inner_;
+};
+
+class EngineImplTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EngineOptions options;
+    options.maintenance_interval = absl::ZeroDuration();
+    auto journal = std::make_unique<FlakyJournal>();
+    journal_ = journal.get();
+    engine_ = std::make_unique<EngineImpl>(
+        options, std::move(journal),
+        std::make_unique<StateMachine>(options.num_shards,
+                                       options.max_history_per_task));
+  }
+
+  absl::StatusOr<SubmitResult> SubmitKey(const std::string& key) {
+    TaskSpec spec;
+    spec.idempotency_key = key;
+    return engine_->Submit(spec);
+  }
+
+  FlakyJournal* journal_ = nullptr;
+  std::unique_ptr<EngineImpl> engine_;
+};
+
+TEST_F(EngineImplTest, SyncFailureIsStickyAndReadsStillWork) {
+  ASSERT_TRUE(SubmitKey("a").ok());
+  journal_->fail_sync = true;
+  absl::StatusOr<SubmitResult> r = SubmitKey("b");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  // The disk recovers, but the engine does not trust it again.
+  journal_->fail_sync = false;
+  EXPECT_EQ(SubmitKey("c").status().code(), absl::StatusCode::kDataLoss);
+  ClaimNextOptions o;
+  EXPECT_EQ(engine_->ClaimNext("w", o).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine_->RunMaintenance().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(engine_->GetByIdempotencyKey("a").ok());
+  EXPECT_TRUE(engine_->Stats().ok());
+  EXPECT_EQ(engine_->Close().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(EngineImplTest, AppendFailureChangesNothingAndIsSticky) {
+  ASSERT_TRUE(SubmitKey("a").ok());
+  journal_->fail_append = true;
+  EXPECT_EQ(SubmitKey("b").status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(engine_->GetByIdempotencyKey("b").status().code(),
+            absl::StatusCode::kNotFound);
+  journal_->fail_append = false;
+  EXPECT_EQ(SubmitKey("b").status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(engine_->Stats()->tasks, 1u);
+}
+
+TEST_F(EngineImplTest, DeduplicatedSubmitWaitsForTheOriginalRecord) {
+  ASSERT_TRUE(SubmitKey("a").ok());
+  journal_->fail_sync = true;
+  // The dedup answer is only as good as the record that created the task,
+  // so it must sync that record too, and here that fails.
+  EXPECT_FALSE(SubmitKey("a").ok());
+}
+
+}  // namespace
+}  // namespace taskwal::engine

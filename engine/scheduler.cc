@@ -1,0 +1,122 @@
+#include "engine/scheduler.h"
+
+#include <limits>
+
+namespace taskwal::engine {
+
+namespace {
+
+int64_t ReadyRank(int32_t priority) { return -static_cast<int64_t>(priority); }
+
+}  // namespace
+
+int Scheduler::TypeIndex(absl::string_view type) {
+  auto [it, inserted] =
+      type_index_.try_emplace(type, static_cast<int>(ready_.size()));
+  if (inserted) ready_.emplace_back();
+  return it->second;
+}
+
+const Scheduler::ReadySet* Scheduler::FindReady(absl::string_view type) const {
+  auto it = type_index_.find(type);
+  return it == type_index_.end() ? nullptr : &ready_[it->second];
+}
+
+void Scheduler::AddPending(uint64_t id, absl::string_view type,
+                           int32_t priority, int64_t not_before) {
+  const int index = TypeIndex(type);
+  if (not_before <= promoted_through_) {
+    ready_[index].insert({ReadyRank(priority), id});
+  } else {
+    delayed_.insert({{not_before, id}, DelayedValue{index, priority}});
+  }
+}
+
+void Scheduler::RemovePending(uint64_t id, absl::string_view type,
+                              int32_t priority, int64_t not_before) {
+  if (delayed_.erase({not_before, id}) > 0) return;
+  auto it = type_index_.find(type);
+  if (it != type_index_.end()) ready_[it->second].erase({ReadyRank(priority), id});
+}
+
+void Scheduler::PromoteDue(int64_t now) {
+  // The clock may be moved backwards by tests; never un-promote.
+  if (now <= promoted_through_) return;
+  promoted_through_ = now;
+  auto it = delayed_.begin();
+  while (it != delayed_.end() && it->first.first <= now) {
+    ready_[it->second.type_index].insert(
+        {ReadyRank(it->second.priority), it->first.second});
+    it = delayed_.erase(it);
+  }
+}
+
+std::optional<uint64_t> Scheduler::PeekReady(absl::string_view type) const {
+  if (!type.empty()) {
+    const ReadySet* set = FindReady(type);
+    if (set == nullptr || set->empty()) return std::nullopt;
+    return set->begin()->second;
+  }
+  const ReadyKey* best = nullptr;
+  for (const ReadySet& set : ready_) {
+    if (!set.empty() && (best == nullptr || *set.begin() < *best)) {
+      best = &*set.begin();
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  return best->second;
+}
+
+std::optional<int64_t> Scheduler::NextDelayed() const {
+  if (delayed_.empty()) return std::nullopt;
+  return delayed_.begin()->first.first;
+}
+
+void Scheduler::AddLease(uint64_t id, int64_t deadline) {
+  leases_.insert({deadline, id});
+}
+
+void Scheduler::RemoveLease(uint64_t id, int64_t deadline) {
+  leases_.erase({deadline, id});
+}
+
+std::vector<uint64_t> Scheduler::DueLeases(int64_t now) const {
+  std::vector<uint64_t> due;
+  for (auto it = leases_.begin(); it != leases_.end() && it->first <= now;
+       ++it) {
+    due.push_back(it->second);
+  }
+  return due;
+}
+
+std::optional<int64_t> Scheduler::NextLeaseDeadline() const {
+  if (leases_.empty()) return std::nullopt;
+  return leases_.begin()->first;
+}
+
+void Scheduler::AddFinished(uint64_t id, int64_t finished) {
+  finished_.insert({finished, id});
+}
+
+void Scheduler::RemoveFinished(uint64_t id, int64_t finished) {
+  finished_.erase({finished, id});
+}
+
+std::vector<uint64_t> Scheduler::FinishedBefore(int64_t cutoff,
+                                                size_t limit) const {
+  std::vector<uint64_t> ids;
+  for (auto it = finished_.begin();
+       it != finished_.end() && it->first <= cutoff && ids.size() < limit;
+       ++it) {
+    ids.push_back(it->second);
+  }
+  return ids;
+}
+
+size_t Scheduler::ready_count() const {
+  size_t n = 0;
+  for (const ReadySet& set : ready_) n += set.size();
+  return n;
+}
+
+}  // namespace taskwal::engine

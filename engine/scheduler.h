@@ -1,0 +1,88 @@
+#ifndef TASKWAL_ENGINE_SCHEDULER_H_
+#define TASKWAL_ENGINE_SCHEDULER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+
+namespace taskwal::engine {
+
+// The time- and priority-ordered indexes over tasks: which PENDING tasks are
+// ready (by type, highest priority then lowest id first), which wait for a
+// not-before time, which claims hold a lease until when, and when terminal
+// tasks finished (for retention).
+//
+// Everything here is derived from task state and rebuilt by replay; whether a
+// delayed task is ready depends on the clock, so promotion is an explicit
+// PromoteDue(now) step that does not change any task.
+//
+// Thread safety: none; the engine guards it with its commit lock. Times are
+// microseconds since the Unix epoch.
+class Scheduler {
+ public:
+  Scheduler() = default;
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // A PENDING task. Ready at once if not_before is at or before the last
+  // PromoteDue time, else delayed.
+  void AddPending(uint64_t id, absl::string_view type, int32_t priority,
+                  int64_t not_before);
+  // Removes a PENDING task added with the same arguments.
+  void RemovePending(uint64_t id, absl::string_view type, int32_t priority,
+                     int64_t not_before);
+
+  // Moves every delayed task due at `now` to the ready sets.
+  void PromoteDue(int64_t now);
+
+  // The best ready task (of `type`, or of any type when empty).
+  std::optional<uint64_t> PeekReady(absl::string_view type) const;
+
+  // Earliest not-before time among delayed tasks.
+  std::optional<int64_t> NextDelayed() const;
+
+  void AddLease(uint64_t id, int64_t deadline);
+  void RemoveLease(uint64_t id, int64_t deadline);
+  // Claims whose lease deadline is at or before now, earliest first.
+  std::vector<uint64_t> DueLeases(int64_t now) const;
+  std::optional<int64_t> NextLeaseDeadline() const;
+
+  void AddFinished(uint64_t id, int64_t finished);
+  void RemoveFinished(uint64_t id, int64_t finished);
+  // Terminal tasks finished at or before cutoff, earliest first, at most
+  // `limit`.
+  std::vector<uint64_t> FinishedBefore(int64_t cutoff, size_t limit) const;
+
+  size_t ready_count() const;
+  size_t delayed_count() const { return delayed_.size(); }
+
+ private:
+  // Ordered so that begin() is the next task to claim.
+  using ReadyKey = std::pair<int64_t, uint64_t>;  // (-priority, id)
+  using ReadySet = absl::btree_set<ReadyKey>;
+  struct DelayedValue {
+    int type_index;
+    int32_t priority;
+  };
+
+  int TypeIndex(absl::string_view type);
+  const ReadySet* FindReady(absl::string_view type) const;
+
+  int64_t promoted_through_ = INT64_MIN;
+  absl::flat_hash_map<std::string, int> type_index_;
+  std::vector<ReadySet> ready_;  // By type index.
+  absl::btree_map<std::pair<int64_t, uint64_t>, DelayedValue> delayed_;
+  absl::btree_set<std::pair<int64_t, uint64_t>> leases_;
+  absl::btree_set<std::pair<int64_t, uint64_t>> finished_;
+};
+
+}  // namespace taskwal::engine
+
+#endif  // TASKWAL_ENGINE_SCHEDULER_H_

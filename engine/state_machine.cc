@@ -1,0 +1,336 @@
+#include "engine/state_machine.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace taskwal::engine {
+
+namespace {
+
+bool IsTerminal(TaskStatus s) {
+  return s == COMPLETED || s == FAILED || s == CANCELLED;
+}
+
+absl::Status Mismatch(const char* what, uint64_t id, absl::string_view why) {
+  return absl::InternalError(
+      absl::StrCat(what, " record for task ", id, " does not apply: ", why));
+}
+
+HistoryEntry MakeHistory(int64_t now, HistoryEntry::Event event,
+                         TaskStatus from, TaskStatus to, uint32_t attempt) {
+  HistoryEntry h;
+  h.set_time_micros(now);
+  h.set_event(event);
+  h.set_from(from);
+  h.set_to(to);
+  h.set_attempt(attempt);
+  return h;
+}
+
+}  // namespace
+
+StateMachine::StateMachine(int num_shards, size_t max_history_per_task)
+    : max_history_per_task_(max_history_per_task), table_(num_shards) {}
+
+void StateMachine::AppendHistory(TaskEntry& entry, HistoryEntry h) const {
+  if (max_history_per_task_ == 0) return;
+  if (entry.history.size() >= max_history_per_task_) {
+    entry.history.erase(entry.history.begin(),
+                        entry.history.begin() +
+                            (entry.history.size() - max_history_per_task_ + 1));
+  }
+  entry.history.push_back(std::move(h));
+}
+
+void StateMachine::CountStatusChange(TaskStatus from, TaskStatus to) {
+  --counters_.by_status[from];
+  ++counters_.by_status[to];
+}
+
+absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
+  const int64_t now = record.time_micros();
+  absl::Status s;
+  switch (record.kind_case()) {
+    case Transition::kSubmit:
+      s = ApplySubmit(record.submit(), now, lsn);
+      break;
+    case Transition::kClaim:
+      s = ApplyClaim(record.claim(), now, lsn);
+      break;
+    case Transition::kComplete:
+      s = ApplyComplete(record.complete(), now, lsn);
+      break;
+    case Transition::kFail:
+      s = ApplyFail(record.fail(), now, lsn);
+      break;
+    case Transition::kHeartbeat:
+      s = ApplyHeartbeat(record.heartbeat(), lsn);
+      break;
+    case Transition::kRetry:
+      s = ApplyRetry(record.retry(), now, lsn);
+      break;
+    case Transition::kCancel:
+      s = ApplyCancel(record.cancel(), now, lsn);
+      break;
+    case Transition::kDelete:
+      s = ApplyDelete(record.delete_());
+      break;
+    case Transition::KIND_NOT_SET:
+      s = absl::InternalError("transition record has no kind");
+      break;
+  }
+  if (!s.ok()) return s;
+  ++counters_.transitions;
+  if (lsn > last_applied_lsn_) last_applied_lsn_ = lsn;
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
+                                       uint64_t lsn) {
+  // Check the whole batch before changing anything.
+  absl::flat_hash_set<uint64_t> ids;
+  absl::flat_hash_set<absl::string_view> keys;
+  for (const Task& t : r.tasks()) {
+    if (t.id() < next_task_id_ || !ids.insert(t.id()).second) {
+      return Mismatch("submit", t.id(), "id reused");
+    }
+    if (t.status() != PENDING) return Mismatch("submit", t.id(), "not PENDING");
+    if (t.idempotency_key().empty() ||
+        !keys.insert(t.idempotency_key()).second ||
+        table_.LookupKey(t.idempotency_key()).has_value()) {
+      return Mismatch("submit", t.id(), "idempotency key taken");
+    }
+    if (t.max_attempts() == 0) {
+      return Mismatch("submit", t.id(), "max_attempts is 0");
+    }
+  }
+  for (const Task& t : r.tasks()) {
+    auto entry = std::make_unique<TaskEntry>();
+    entry->task = t;
+    entry->last_lsn = lsn;
+    AppendHistory(*entry, MakeHistory(now, HistoryEntry::SUBMITTED,
+                                      TASK_STATUS_UNSPECIFIED, PENDING, 0));
+    table_.InsertKey(t.idempotency_key(), t.id());
+    table_.Insert(std::move(entry));
+    scheduler_.AddPending(t.id(), t.type(), t.priority(), t.not_before_micros());
+    ++counters_.by_status[PENDING];
+    ++counters_.submitted;
+    next_task_id_ = t.id() + 1;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
+                                      uint64_t lsn) {
+  if (r.claim_token() < next_claim_token_) {
+    return Mismatch("claim", r.task_id(), "claim token reused");
+  }
+  absl::Status s;
+  bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
+    Task& t = e.task;
+    if (t.status() != PENDING) {
+      s = Mismatch("claim", t.id(), "not PENDING");
+      return;
+    }
+    scheduler_.RemovePending(t.id(), t.type(), t.priority(),
+                             t.not_before_micros());
+    scheduler_.AddLease(t.id(), r.lease_deadline_micros());
+    t.set_status(CLAIMED);
+    t.set_attempts(t.attempts() + 1);
+    t.set_claimed_by(r.worker_id());
+    t.set_claim_token(r.claim_token());
+    t.set_lease_deadline_micros(r.lease_deadline_micros());
+    t.set_claimed_micros(now);
+    t.set_not_before_micros(0);
+    e.last_lsn = lsn;
+    HistoryEntry h =
+        MakeHistory(now, HistoryEntry::CLAIMED, PENDING, CLAIMED, t.attempts());
+    h.set_worker_id(r.worker_id());
+    AppendHistory(e, std::move(h));
+  });
+  if (!found) return Mismatch("claim", r.task_id(), "no such task");
+  if (!s.ok()) return s;
+  CountStatusChange(PENDING, CLAIMED);
+  ++counters_.claims;
+  next_claim_token_ = r.claim_token() + 1;
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyComplete(const CompleteRecord& r, int64_t now,
+                                         uint64_t lsn) {
+  absl::Status s;
+  bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
+    Task& t = e.task;
+    if (t.status() != CLAIMED) {
+      s = Mismatch("complete", t.id(), "not CLAIMED");
+      return;
+    }
+    scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
+    scheduler_.AddFinished(t.id(), now);
+    t.set_status(COMPLETED);
+    t.set_result(r.result());
+    t.set_finished_micros(now);
+    t.set_lease_deadline_micros(0);
+    e.last_lsn = lsn;
+    HistoryEntry h = MakeHistory(now, HistoryEntry::COMPLETED, CLAIMED,
+                                 COMPLETED, t.attempts());
+    h.set_worker_id(t.claimed_by());
+    AppendHistory(e, std::move(h));
+  });
+  if (!found) return Mismatch("complete", r.task_id(), "no such task");
+  if (!s.ok()) return s;
+  CountStatusChange(CLAIMED, COMPLETED);
+  ++counters_.completions;
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
+                                     uint64_t lsn) {
+  absl::Status s;
+  TaskStatus to = TASK_STATUS_UNSPECIFIED;
+  bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
+    Task& t = e.task;
+    if (t.status() != CLAIMED) {
+      s = Mismatch("fail", t.id(), "not CLAIMED");
+      return;
+    }
+    scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
+    to = t.attempts() >= t.max_attempts() ? FAILED : PENDING;
+    HistoryEntry h = MakeHistory(
+        now,
+        r.lease_expired() ? HistoryEntry::LEASE_EXPIRED
+        : to == FAILED    ? HistoryEntry::FAILED
+                          : HistoryEntry::ATTEMPT_FAILED,
+        CLAIMED, to, t.attempts());
+    h.set_worker_id(t.claimed_by());
+    h.set_error(r.error());
+    t.set_status(to);
+    t.set_last_error(r.error());
+    t.clear_claimed_by();
+    t.set_claim_token(0);
+    t.set_lease_deadline_micros(0);
+    if (to == FAILED) {
+      t.set_finished_micros(now);
+      scheduler_.AddFinished(t.id(), now);
+    } else {
+      t.set_not_before_micros(r.retry_at_micros());
+      scheduler_.AddPending(t.id(), t.type(), t.priority(),
+                            r.retry_at_micros());
+    }
+    e.last_lsn = lsn;
+    AppendHistory(e, std::move(h));
+  });
+  if (!found) return Mismatch("fail", r.task_id(), "no such task");
+  if (!s.ok()) return s;
+  CountStatusChange(CLAIMED, to);
+  ++counters_.failed_attempts;
+  if (r.lease_expired()) ++counters_.lease_expiries;
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyHeartbeat(const HeartbeatRecord& r,
+                                          uint64_t lsn) {
+  absl::Status s;
+  bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
+    Task& t = e.task;
+    if (t.status() != CLAIMED) {
+      s = Mismatch("heartbeat", t.id(), "not CLAIMED");
+      return;
+    }
+    scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
+    scheduler_.AddLease(t.id(), r.lease_deadline_micros());
+    t.set_lease_deadline_micros(r.lease_deadline_micros());
+    e.last_lsn = lsn;
+  });
+  if (!found) return Mismatch("heartbeat", r.task_id(), "no such task");
+  return s;
+}
+
+absl::Status StateMachine::ApplyRetry(const RetryRecord& r, int64_t now,
+                                      uint64_t lsn) {
+  absl::Status s;
+  TaskStatus from = TASK_STATUS_UNSPECIFIED;
+  bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
+    Task& t = e.task;
+    from = t.status();
+    switch (from) {
+      case CLAIMED:
+        scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
+        // A released attempt is not the task's failure: give it back.
+        if (t.attempts() > 0) t.set_attempts(t.attempts() - 1);
+        t.clear_claimed_by();
+        t.set_claim_token(0);
+        t.set_lease_deadline_micros(0);
+        break;
+      case FAILED:
+        scheduler_.RemoveFinished(t.id(), t.finished_micros());
+        t.set_attempts(0);
+        t.set_finished_micros(0);
+        break;
+      case PENDING:
+        scheduler_.RemovePending(t.id(), t.type(), t.priority(),
+                                 t.not_before_micros());
+        break;
+      default:
+        s = Mismatch("retry", t.id(), "task is not active or FAILED");
+        return;
+    }
+    t.set_status(PENDING);
+    t.set_not_before_micros(0);
+    scheduler_.AddPending(t.id(), t.type(), t.priority(), 0);
+    e.last_lsn = lsn;
+    AppendHistory(e, MakeHistory(now, HistoryEntry::RETRIED, from, PENDING,
+                                 t.attempts()));
+  });
+  if (!found) return Mismatch("retry", r.task_id(), "no such task");
+  if (!s.ok()) return s;
+  CountStatusChange(from, PENDING);
+  ++counters_.retries;
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
+                                       uint64_t lsn) {
+  absl::Status s;
+  bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
+    Task& t = e.task;
+    if (t.status() != PENDING) {
+      s = Mismatch("cancel", t.id(), "not PENDING");
+      return;
+    }
+    scheduler_.RemovePending(t.id(), t.type(), t.priority(),
+                             t.not_before_micros());
+    scheduler_.AddFinished(t.id(), now);
+    t.set_status(CANCELLED);
+    t.set_finished_micros(now);
+    t.set_not_before_micros(0);
+    e.last_lsn = lsn;
+    AppendHistory(e, MakeHistory(now, HistoryEntry::CANCELLED, PENDING,
+                                 CANCELLED, t.attempts()));
+  });
+  if (!found) return Mismatch("cancel", r.task_id(), "no such task");
+  if (!s.ok()) return s;
+  CountStatusChange(PENDING, CANCELLED);
+  ++counters_.cancellations;
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
+  std::optional<Task> task = table_.GetTask(r.task_id());
+  if (!task.has_value()) return Mismatch("delete", r.task_id(), "no such task");
+  if (!IsTerminal(task->status())) {
+    return Mismatch("delete", r.task_id(), "task is not terminal");
+  }
+  scheduler_.RemoveFinished(task->id(), task->finished_micros());
+  table_.EraseKey(task->idempotency_key());
+  table_.Erase(task->id());
+  --counters_.by_status[task->status()];
+  ++(r.retention() ? counters_.retention_removals : counters_.deletions);
+  return absl::OkStatus();
+}
+
+}  // namespace taskwal::engine

@@ -1,0 +1,87 @@
+#ifndef TASKWAL_ENGINE_STATE_MACHINE_H_
+#define TASKWAL_ENGINE_STATE_MACHINE_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "api/task.pb.h"
+#include "engine/scheduler.h"
+#include "engine/task_table.h"
+#include "engine/transition.pb.h"
+
+namespace taskwal::engine {
+
+// Totals that survive restarts because they are derived from records.
+struct Counters {
+  uint64_t by_status[6] = {};  // Indexed by TaskStatus.
+  uint64_t submitted = 0;
+  uint64_t claims = 0;
+  uint64_t completions = 0;
+  uint64_t failed_attempts = 0;
+  uint64_t lease_expiries = 0;
+  uint64_t retries = 0;
+  uint64_t cancellations = 0;
+  uint64_t deletions = 0;
+  uint64_t retention_removals = 0;
+  uint64_t transitions = 0;
+};
+
+// The one place where task state changes. The live path decides a
+// Transition, journals it, then calls Apply; recovery calls Apply on the same
+// records in LSN order. Apply is deterministic: it reads nothing but the
+// current state and the record (no clock, no randomness), so replay rebuilds
+// exactly the state the live path had.
+//
+// Thread safety: mutations (Apply and the scheduler) need external
+// serialization, the engine's commit lock. table() may be read by any thread
+// at any time: TaskTable locks its own shards.
+class StateMachine {
+ public:
+  // REQUIRES: num_shards >= 1.
+  StateMachine(int num_shards, size_t max_history_per_task);
+  StateMachine(const StateMachine&) = delete;
+  StateMachine& operator=(const StateMachine&) = delete;
+
+  // Applies one record. OK: the state now includes it. kInternal: the record
+  // does not fit the state (an unknown task, a transition its status does
+  // not allow, a duplicate id or key); the state is unchanged. A record never
+  // half-applies.
+  absl::Status Apply(const Transition& record, uint64_t lsn);
+
+  TaskTable& table() { return table_; }
+  const TaskTable& table() const { return table_; }
+  Scheduler& scheduler() { return scheduler_; }
+  const Counters& counters() const { return counters_; }
+
+  // The next id / claim token the live path should hand out: one past the
+  // largest seen in any applied record.
+  uint64_t next_task_id() const { return next_task_id_; }
+  uint64_t next_claim_token() const { return next_claim_token_; }
+  uint64_t last_applied_lsn() const { return last_applied_lsn_; }
+
+ private:
+  absl::Status ApplySubmit(const SubmitRecord& r, int64_t now, uint64_t lsn);
+  absl::Status ApplyClaim(const ClaimRecord& r, int64_t now, uint64_t lsn);
+  absl::Status ApplyComplete(const CompleteRecord& r, int64_t now,
+                             uint64_t lsn);
+  absl::Status ApplyFail(const FailRecord& r, int64_t now, uint64_t lsn);
+  absl::Status ApplyHeartbeat(const HeartbeatRecord& r, uint64_t lsn);
+  absl::Status ApplyRetry(const RetryRecord& r, int64_t now, uint64_t lsn);
+  absl::Status ApplyCancel(const CancelRecord& r, int64_t now, uint64_t lsn);
+  absl::Status ApplyDelete(const DeleteRecord& r);
+
+  void AppendHistory(TaskEntry& entry, HistoryEntry h) const;
+  void CountStatusChange(TaskStatus from, TaskStatus to);
+
+  const size_t max_history_per_task_;
+  TaskTable table_;
+  Scheduler scheduler_;
+  Counters counters_;
+  uint64_t next_task_id_ = 1;
+  uint64_t next_claim_token_ = 1;
+  uint64_t last_applied_lsn_ = 0;
+};
+
+}  // namespace taskwal::engine
+
+#endif  // TASKWAL_ENGINE_STATE_MACHINE_H_

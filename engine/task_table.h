@@ -1,0 +1,123 @@
+#ifndef TASKWAL_ENGINE_TASK_TABLE_H_
+#define TASKWAL_ENGINE_TASK_TABLE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "api/task.pb.h"
+
+namespace taskwal::engine {
+
+// One task as the engine holds it.
+struct TaskEntry {
+  Task task;
+  std::vector<HistoryEntry> history;  // Oldest first, bounded by the caller.
+  uint64_t last_lsn = 0;  // LSN of the record that last changed the task.
+};
+
+// Tasks in lock-sharded hash maps, with the idempotency index sharded the
+// same way (a task lives in the shard of its id, a key in the shard of its
+// hash), plus per-shard ordered id sets for List.
+//
+// Thread safety: every method is safe for concurrent use; each locks exactly
+// one shard at a time, so there is no lock order among shards. Consistency
+// across calls (a key and its task, a read followed by a write) is the
+// caller's business: the engine serializes all writers under its commit lock
+// and readers accept that a task may change between two calls.
+class TaskTable {
+ public:
+  // REQUIRES: num_shards >= 1.
+  explicit TaskTable(int num_shards);
+  TaskTable(const TaskTable&) = delete;
+  TaskTable& operator=(const TaskTable&) = delete;
+
+  // Readers.
+  std::optional<Task> GetTask(uint64_t id) const;
+  std::optional<uint64_t> LastLsn(uint64_t id) const;
+  std::optional<std::vector<HistoryEntry>> GetHistory(uint64_t id) const;
+  std::optional<uint64_t> LookupKey(absl::string_view key) const;
+  bool Contains(uint64_t id) const;
+
+  // Ids greater than after_id whose task matches (status unset = any; type
+  // empty = any), ascending, at most `limit` of them.
+  std::vector<uint64_t> ListIds(std::optional<TaskStatus> status,
+                                absl::string_view type, uint64_t after_id,
+                                size_t limit) const;
+
+  // Calls fn(const TaskEntry&) under the task's shard lock; false if absent.
+  // Lets a caller look at a few fields without copying the payload.
+  template <typename Fn>
+  bool Read(uint64_t id, Fn fn) const {
+    Shard& shard = ShardFor(id);
+    absl::MutexLock l(&shard.mu);
+    auto it = shard.tasks.find(id);
+    if (it == shard.tasks.end()) return false;
+    fn(static_cast<const TaskEntry&>(*it->second));
+    return true;
+  }
+
+  // Calls fn on every entry, shard by shard, under that shard's lock.
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    for (const auto& shard : shards_) {
+      absl::MutexLock l(&shard->mu);
+      for (const auto& [id, entry] : shard->tasks) fn(*entry);
+    }
+  }
+
+  // Writers. Return false when the precondition (absent/present) fails.
+  bool Insert(std::unique_ptr<TaskEntry> entry);
+  bool Erase(uint64_t id);
+  bool InsertKey(absl::string_view key, uint64_t id);
+  bool EraseKey(absl::string_view key);
+
+  // Calls fn(TaskEntry&) under the task's shard lock; false if absent. fn
+  // must not change the task's id, and must report a status change by
+  // returning normally: the shard's status index is updated afterwards.
+  template <typename Fn>
+  bool Mutate(uint64_t id, Fn fn) {
+    Shard& shard = ShardFor(id);
+    absl::MutexLock l(&shard.mu);
+    auto it = shard.tasks.find(id);
+    if (it == shard.tasks.end()) return false;
+    const TaskStatus before = it->second->task.status();
+    fn(*it->second);
+    const TaskStatus after = it->second->task.status();
+    if (before != after) {
+      shard.by_status[before].erase(id);
+      shard.by_status[after].insert(id);
+    }
+    return true;
+  }
+
+  size_t size() const;
+
+ private:
+  static constexpr int kStatusSlots = 6;  // TaskStatus values 0..5.
+
+  struct Shard {
+    mutable absl::Mutex mu;
+    absl::flat_hash_map<uint64_t, std::unique_ptr<TaskEntry>> tasks
+        ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<std::string, uint64_t> keys ABSL_GUARDED_BY(mu);
+    // Ids by status, ordered, for List.
+    absl::btree_set<uint64_t> by_status[kStatusSlots] ABSL_GUARDED_BY(mu);
+  };
+
+  Shard& ShardFor(uint64_t id) const;
+  Shard& ShardForKey(absl::string_view key) const;
+
+  const std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace taskwal::engine
+
+#endif  // TASKWAL_ENGINE_TASK_TABLE_H_
