@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Runs the whole test suite offline:
+#   1. tools/setup.sh (Debian packages, Abseil sources);
+#   2. `bazel test //...` under the default config, --config=asan and
+#      --config=tsan (override with TASKWAL_CONFIGS="default asan tsan opt",
+#      and the targets with TASKWAL_TARGETS="//engine/... //wal/...");
+#   3. the TSan canary (//tests:tsan_canary under --config=tsan): the racy mode
+#      must FAIL with "data race" (TSan is active), the --locked mode must be
+#      clean (no false reports from the source-built Abseil).
+# Prints `N passed, N failed` (all bazel test targets of all configs plus the
+# canary checks) and exits non-zero if anything failed. FLAKY counts as failed.
+# Extra bazel flags can be passed as arguments: tools/test.sh --config=clang
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${ROOT}" || exit 1
+
+"${ROOT}/tools/setup.sh" || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+read -r -a CONFIGS <<<"${TASKWAL_CONFIGS:-default asan tsan}"
+read -r -a TARGETS <<<"${TASKWAL_TARGETS:-//...}"
+EXTRA=("$@")
+LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/taskwal-test.XXXXXX")"
+BAZEL_OUT_FLAGS=(--color=no --curses=no)
+TSAN_RUN_OPTIONS="report_atomic_races=0 halt_on_error=1 second_deadlock_stack=1"
+
+passed=0
+failed=0
+failures=()
+
+record() {  # record <pass|fail> <description>
+  if [[ "$1" == pass ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$2")
+  fi
+}
+
+config_flags() {  # config_flags <name> -> bazel flags for that config
+  if [[ "$1" == default ]]; then
+    echo ""
+  else
+    echo "--config=$1"
+  fi
+}
+
+for cfg in "${CONFIGS[@]}"; do
+  log="${LOGDIR}/test-${cfg}.log"
+  read -r -a flags <<<"$(config_flags "${cfg}")"
+  echo "=== bazel test ${TARGETS[*]} (${cfg}) ${flags[*]} ${EXTRA[*]}"
+  # --keep_going: one target that fails to build does not hide the others.
+  bazel test "${BAZEL_OUT_FLAGS[@]}" --keep_going "${flags[@]}" "${EXTRA[@]}" \
+    -- "${TARGETS[@]}" 2>&1 | tee "${log}"
+  rc=${PIPESTATUS[0]}
+  # Summary lines: "//pkg:target   (cached) PASSED in 0.1s", "... FAILED in",
+  # "... FLAKY, failed in 1 out of 2", "... TIMEOUT in", "... NO STATUS",
+  # "... FAILED TO BUILD", "... INCOMPLETE".
+  cfg_pass=0
+  cfg_fail=0
+  while read -r target status; do
+    if [[ "${status}" == PASSED ]]; then
+      record pass "${target}"
+      cfg_pass=$((cfg_pass + 1))
+    else
+      record fail "${target} (${cfg}): ${status}"
+      cfg_fail=$((cfg_fail + 1))
+    fi
+  done < <(sed -nE 's/^((\/\/|@)[^[:space:]]+)[[:space:]]+(\(cached\)[[:space:]]+)?(PASSED|FAILED TO BUILD|FAILED|FLAKY|TIMEOUT|NO STATUS|INCOMPLETE|REMOTE FAILURE)([[:space:],].*)?$/\1 \4/p' "${log}")
+  # Exit code 4: no test targets at all (fine). Any other non-zero exit
+  # without a failed test line (e.g. a build error) counts as one failure.
+  if [[ ${rc} -ne 0 && ${rc} -ne 4 && ${cfg_fail} -eq 0 ]]; then
+    record fail "bazel test (${cfg}) exited with ${rc}"
+  fi
+  echo "=== ${cfg}: ${cfg_pass} passed, ${cfg_fail} failed (bazel exit ${rc}; log ${log})"
+done
+
+# --- TSan canary -------------------------------------------------------------
+canary_log="${LOGDIR}/canary-build.log"
+echo "=== TSan canary: bazel build --config=tsan //tests:tsan_canary"
+if bazel build "${BAZEL_OUT_FLAGS[@]}" --config=tsan "${EXTRA[@]}" //tests:tsan_canary >"${canary_log}" 2>&1 &&
+   bin="$(bazel info "${BAZEL_OUT_FLAGS[@]}" --config=tsan "${EXTRA[@]}" bazel-bin 2>/dev/null)/tests/tsan_canary" &&
+   [[ -x "${bin}" ]]; then
+  out="${LOGDIR}/canary-racy.log"
+  TSAN_OPTIONS="${TSAN_RUN_OPTIONS}" "${bin}" >"${out}" 2>&1
+  rc=$?
+  if [[ ${rc} -ne 0 ]] && grep -q "data race" "${out}"; then
+    echo "tsan canary (racy): PASSED (TSan reported the deliberate data race, exit ${rc})"
+    record pass canary-racy
+  else
+    echo "tsan canary (racy): FAILED (expected a TSan 'data race' report and a non-zero exit; got exit ${rc})"
+    cat "${out}"
+    record fail "tsan canary (racy): TSan did not catch the deliberate race"
+  fi
+  out="${LOGDIR}/canary-locked.log"
+  TSAN_OPTIONS="${TSAN_RUN_OPTIONS}" "${bin}" --locked >"${out}" 2>&1
+  rc=$?
+  if [[ ${rc} -eq 0 ]] && ! grep -q "ThreadSanitizer" "${out}"; then
+    echo "tsan canary (locked): PASSED (absl::Mutex-guarded counter is clean)"
+    record pass canary-locked
+  else
+    echo "tsan canary (locked): FAILED (exit ${rc}):"
+    cat "${out}"
+    record fail "tsan canary (locked): report on correctly locked code"
+  fi
+else
+  echo "tsan canary: FAILED TO BUILD"
+  tail -n 50 "${canary_log}"
+  record fail "tsan canary: build failed"
+  record fail "tsan canary: build failed"
+fi
+
+echo
+if ((failed)); then
+  echo "Failures:"
+  printf '  %s\n' "${failures[@]}"
+fi
+echo "Logs: ${LOGDIR}"
+echo "${passed} passed, ${failed} failed"
+((failed == 0))
