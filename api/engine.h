@@ -10,7 +10,8 @@
 //
 // Thread safety: an Engine is safe for concurrent use by any number of
 // threads. Every method may be called concurrently with every other, Close()
-// included; a call that starts after Close() returns kFailedPrecondition.
+// included; a call that starts after Close() returns kFailedPrecondition,
+// whatever its arguments.
 //
 // Status codes used throughout (absl canonical codes):
 //   kInvalidArgument     bad input: empty or oversized ids, keys, payloads,
@@ -37,11 +38,49 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "api/clock.h"
+#include "api/env.h"
 #include "api/task.pb.h"
 
 namespace taskwal {
 
+// When a mutating call returns OK, relative to its transition record. See
+// README.md ("Durability") for what each mode survives.
+enum class SyncMode {
+  // The record is on disk (fdatasync). Survives process crash and power
+  // loss. Concurrent callers share one fdatasync (group commit).
+  kAlways,
+  // The record has been written to the OS. Survives a process crash; a power
+  // loss can lose the last sync_interval of acknowledged transitions.
+  kInterval,
+  // The record may still be in the engine's memory. A process crash can
+  // lose up to the last log buffer (1 MiB) of acknowledged transitions; for
+  // tests and benchmarks. Close() still flushes and syncs everything.
+  kNone,
+};
+
 struct EngineOptions {
+  // Where the log and snapshots live. Created (mode 0700) if missing, and
+  // locked: a second Open of the same directory fails until Close. Empty
+  // means an in-memory engine whose state ends with the process.
+  std::string data_dir;
+
+  // File system for data_dir. Not owned; must outlive the engine. nullptr
+  // means Env::Default() (POSIX). Tests pass a FaultInjectionEnv.
+  Env* env = nullptr;
+
+  SyncMode sync_mode = SyncMode::kAlways;
+  // kInterval: how often the background fdatasync runs.
+  absl::Duration sync_interval = absl::Milliseconds(10);
+  // A log segment is closed and a new one started past this size.
+  uint64_t segment_bytes = 64 << 20;
+  // Take a snapshot (in the maintenance thread) after this many records
+  // since the last one. 0: only when Snapshot() is called.
+  uint64_t snapshot_every_records = 1000000;
+  // Recovery from a damaged log. false: Open fails with kDataLoss naming the
+  // file and offset. true: keep the valid prefix, set the rest aside
+  // (renamed *.salvaged) and open; Recovery() reports what was dropped.
+  bool salvage = false;
+
   // Number of lock shards for the task table and idempotency index. Must be
   // in [1, 4096].
   int num_shards = 16;
@@ -80,9 +119,12 @@ struct EngineOptions {
   // they finished, freeing their idempotency keys. Zero keeps them forever.
   absl::Duration retention = absl::ZeroDuration();
 
-  // How often a background thread expires leases and applies retention. Zero
-  // disables the thread; RunMaintenance() still works, and every call that
-  // touches a task first expires that task's lease if it is due.
+  // How often a background thread expires leases, applies retention and
+  // takes automatic snapshots. Zero disables the thread; RunMaintenance()
+  // still works, and every mutating call on a task (and ClaimNext, for all
+  // tasks) first expires a lease that is due. Reads show a task as it was
+  // last changed: a CLAIMED task past its deadline stays CLAIMED in Get()
+  // until one of those runs.
   absl::Duration maintenance_interval = absl::Milliseconds(100);
 
   static RetryPolicy DefaultRetryPolicy() {
@@ -150,6 +192,16 @@ struct ListPage {
   uint64_t next_cursor = 0;
 };
 
+// What Open found and did to the data directory.
+struct RecoveryReport {
+  uint64_t snapshot_lsn = 0;        // 0: no snapshot was used.
+  uint64_t records_replayed = 0;    // Log records applied after it.
+  uint64_t last_lsn = 0;            // LSN of the last recovered record.
+  uint64_t truncated_bytes = 0;     // Torn tail (or salvage) cut off.
+  absl::Duration duration;          // Wall time of the recovery.
+  std::vector<std::string> notes;   // Repairs, set-aside files, salvage.
+};
+
 struct EngineStats {
   uint64_t pending = 0;
   uint64_t claimed = 0;
@@ -172,11 +224,29 @@ struct EngineStats {
   uint64_t deletions = 0;      // Delete calls.
   uint64_t retention_removals = 0;
   uint64_t transitions = 0;    // Records applied.
+
+  // Storage (zero for an in-memory engine), since this Open.
+  uint64_t last_lsn = 0;
+  uint64_t fsyncs = 0;
+  uint64_t wal_bytes = 0;         // Log bytes written.
+  uint64_t wal_flushes = 0;       // Group-commit batches written.
+  uint64_t wal_records_flushed = 0;  // Records in those batches.
+  uint64_t snapshots = 0;         // Snapshots taken.
+  uint64_t last_snapshot_lsn = 0;
+  absl::Time last_snapshot_time = absl::InfinitePast();
 };
 
 class Engine {
  public:
-  // Opens an engine. Returns kInvalidArgument for options out of range.
+  // Opens an engine: with a data_dir, loads the newest valid snapshot and
+  // replays the log after it, so the engine is exactly where it was.
+  // kInvalidArgument: options out of range.
+  // kFailedPrecondition: data_dir is locked by another engine (the message
+  //   names the holding process when known).
+  // kDataLoss: the log or snapshots are damaged beyond a torn final record
+  //   (see EngineOptions::salvage); the message names the file and offset.
+  //   Nothing in the directory is changed in that case.
+  // Other codes: I/O errors from the Env.
   static absl::StatusOr<std::unique_ptr<Engine>> Open(
       const EngineOptions& options);
 
@@ -194,7 +264,9 @@ class Engine {
   // Creates a task, or returns the task that already has spec's key.
   // OK: the task exists (deduplicated tells which case).
   // kInvalidArgument: empty or oversized key, type or payload; max_attempts
-  //   out of range; a retry policy with negative or non-finite values.
+  //   out of range; not_before infinite-future; a retry policy with a
+  //   negative backoff, a multiplier below 1 or not finite, or a jitter
+  //   outside [0, 1].
   // kAlreadyExists: the key names a task with a different type or payload;
   //   the message names that task.
   // kResourceExhausted: max_tasks reached.
@@ -221,7 +293,8 @@ class Engine {
   // Claims the ready task with the highest priority, oldest (lowest id)
   // first among equals, optionally only of one type, optionally waiting.
   // kNotFound: nothing ready within options.wait.
-  // kInvalidArgument, kFailedPrecondition: as Claim.
+  // kInvalidArgument: as Claim, a negative wait, or an oversized type.
+  // kFailedPrecondition: the engine closed while waiting.
   virtual absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) = 0;
 
@@ -268,15 +341,26 @@ class Engine {
 
   // Reads. They see every acknowledged transition; they may also see a
   // transition whose call has not returned yet.
-  // kNotFound: no such task (or key).
+  // kNotFound: no such task (or key). kInvalidArgument: empty or oversized
+  // key.
   virtual absl::StatusOr<Task> Get(uint64_t task_id) = 0;
   virtual absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) = 0;
-  // kInvalidArgument: limit out of range.
+  // kInvalidArgument: limit out of range, or status TASK_STATUS_UNSPECIFIED.
   virtual absl::StatusOr<ListPage> List(const ListFilter& filter) = 0;
   // Oldest entry first; at most max_history_per_task entries.
   virtual absl::StatusOr<std::vector<HistoryEntry>> History(
       uint64_t task_id) = 0;
   virtual absl::StatusOr<EngineStats> Stats() = 0;
+
+  // Writes a snapshot of the whole state now, then removes the log segments
+  // and snapshots it makes unnecessary (the newest two snapshots and the log
+  // after the older of them are kept). Writers keep going meanwhile.
+  // kFailedPrecondition: in-memory engine, or closed. Other codes: I/O
+  // errors (the engine keeps running on its log; nothing is lost).
+  virtual absl::Status Snapshot() = 0;
+
+  // What Open recovered. Empty for an in-memory engine.
+  virtual RecoveryReport Recovery() const = 0;
 
   // Expires every lease that is due and deletes every terminal task past
   // retention, as the background thread does each maintenance_interval.

@@ -8,6 +8,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "engine/recovery.h"
+#include "engine/snapshot.h"
 #include "wal/status_macros.h"
 
 namespace taskwal {
@@ -78,19 +80,32 @@ absl::Status ValidateOptions(const EngineOptions& o) {
   if (o.max_batch_size < 1) {
     return absl::InvalidArgumentError("max_batch_size must be at least 1");
   }
+  if (o.segment_bytes < 4096) {
+    return absl::InvalidArgumentError("segment_bytes must be at least 4096");
+  }
+  if (o.sync_mode == SyncMode::kInterval &&
+      o.sync_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "sync_interval must be positive in kInterval mode");
+  }
   return CheckRetryPolicy(o.default_retry_policy, "default_retry_policy");
 }
 
 EngineImpl::EngineImpl(const EngineOptions& options,
                        std::unique_ptr<Journal> journal,
-                       std::unique_ptr<StateMachine> state)
+                       std::unique_ptr<StateMachine> state,
+                       std::unique_ptr<Storage> storage)
     : options_(options),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
       journal_(std::move(journal)),
+      storage_(std::move(storage)),
       table_(&state->table()),
       state_(std::move(state)),
       rng_(options.random_seed != 0 ? options.random_seed
                                     : std::random_device{}()) {
+  if (storage_ != nullptr) {
+    last_snapshot_lsn_.store(storage_->recovery.snapshot_lsn);
+  }
   if (options_.maintenance_interval > absl::ZeroDuration()) {
     maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
   }
@@ -106,7 +121,10 @@ absl::Status EngineImpl::Close() {
   }
   stop_maintenance_.Notify();
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
+  // A snapshot in flight finishes before the journal closes.
+  absl::MutexLock snap(&snapshot_mu_);
   absl::Status s = journal_->Close();
+  if (storage_ != nullptr) storage_->lock.reset();
   absl::MutexLock l(&commit_mu_);
   if (!sticky_error_.ok()) return sticky_error_;
   return s;
@@ -115,9 +133,14 @@ absl::Status EngineImpl::Close() {
 void EngineImpl::MaintenanceLoop() {
   while (!stop_maintenance_.WaitForNotificationWithTimeout(
       options_.maintenance_interval)) {
-    // A journal error is sticky and surfaces on the next call; nothing to
-    // add here.
+    // A journal error is sticky and surfaces on the next call; a failed
+    // snapshot leaves the log in place and is tried again later.
     RunMaintenance().IgnoreError();
+    if (storage_ != nullptr && options_.snapshot_every_records > 0 &&
+        storage_->journal->wal().last_lsn() - last_snapshot_lsn_.load() >=
+            options_.snapshot_every_records) {
+      Snapshot().IgnoreError();
+    }
   }
 }
 
@@ -202,7 +225,8 @@ Task EngineImpl::NewTask(const TaskSpec& spec, uint64_t id,
 absl::StatusOr<uint64_t> EngineImpl::CommitLocked(const Transition& record) {
   absl::StatusOr<uint64_t> lsn = journal_->Append(record);
   if (!lsn.ok()) {
-    sticky_error_ = lsn.status();
+    // kInvalidArgument: the record is too large and nothing was staged.
+    if (!absl::IsInvalidArgument(lsn.status())) sticky_error_ = lsn.status();
     return lsn.status();
   }
   absl::Status s = state_->Apply(record, *lsn);
@@ -336,6 +360,7 @@ absl::StatusOr<SubmitResult> EngineImpl::Submit(const TaskSpec& spec) {
 
 absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
     absl::Span<const TaskSpec> specs) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
   if (specs.empty()) return absl::InvalidArgumentError("empty batch");
   if (specs.size() > options_.max_batch_size) {
     return absl::InvalidArgumentError(
@@ -401,7 +426,13 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       if (options_.max_tasks != 0 &&
           table_->size() + submit->tasks_size() > options_.max_tasks) {
         return absl::ResourceExhaustedError(absl::StrCat(
-            "max_tasks ", options_.max_tasks, " reached"));
+            "max_tasks ", options_.max_tasks, " reached",
+            where(static_cast<size_t>(
+                std::find_if(results.begin(), results.end(),
+                             [](const SubmitResult& r) {
+                               return !r.deduplicated;
+                             }) -
+                results.begin()))));
       }
       TASKWAL_ASSIGN_OR_RETURN(uint64_t lsn, CommitLocked(record));
       wait_lsn = std::max(wait_lsn, lsn);
@@ -416,6 +447,7 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
 absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
                                               absl::string_view worker_id,
                                               absl::Duration lease) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(lease));
   uint64_t lsn = 0;
@@ -449,6 +481,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
 
 absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
     absl::string_view worker_id, const ClaimNextOptions& options) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(options.lease));
   if (options.wait < absl::ZeroDuration()) {
@@ -500,6 +533,7 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
                                   absl::string_view worker_id,
                                   uint64_t claim_token,
                                   absl::string_view result) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_RETURN_IF_ERROR(
       CheckSize("result", result, options_.max_result_bytes, false));
@@ -528,6 +562,7 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
 
 absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
                               uint64_t claim_token, absl::string_view error) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_RETURN_IF_ERROR(
       CheckSize("error", error, options_.max_error_bytes, false));
@@ -567,6 +602,7 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
                                                  absl::string_view worker_id,
                                                  uint64_t claim_token,
                                                  absl::Duration extension) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(extension));
   uint64_t lsn = 0;
@@ -727,7 +763,60 @@ absl::StatusOr<EngineStats> EngineImpl::Stats() {
   s.deletions = c.deletions;
   s.retention_removals = c.retention_removals;
   s.transitions = c.transitions;
+  s.last_lsn = state_->last_applied_lsn();
+  if (storage_ != nullptr) {
+    const wal::WalStats& w = storage_->journal->wal().stats();
+    s.fsyncs = w.fsyncs.load(std::memory_order_relaxed);
+    s.wal_bytes = w.bytes_written.load(std::memory_order_relaxed);
+    s.wal_flushes = w.flushes.load(std::memory_order_relaxed);
+    s.wal_records_flushed = w.records_flushed.load(std::memory_order_relaxed);
+  }
+  s.snapshots = snapshots_.load();
+  s.last_snapshot_lsn = last_snapshot_lsn_.load();
+  if (s.snapshots > 0) {
+    s.last_snapshot_time = absl::FromUnixMicros(last_snapshot_micros_.load());
+  }
   return s;
+}
+
+absl::Status EngineImpl::Snapshot() {
+  if (storage_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "an in-memory engine has no data directory to snapshot");
+  }
+  absl::MutexLock snap(&snapshot_mu_);
+  SnapshotMeta meta;
+  {
+    absl::MutexLock l(&commit_mu_);
+    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
+    meta = state_->MakeSnapshotMeta();
+    // Under the commit lock, so the view holds exactly the records through
+    // meta.lsn(); from here on writers save what they overwrite.
+    table_->BeginSnapshot();
+  }
+  TASKWAL_RETURN_IF_ERROR(
+      WriteSnapshot(storage_->env, storage_->dir, meta, table_));
+  snapshots_.fetch_add(1);
+  last_snapshot_lsn_.store(meta.lsn());
+  last_snapshot_micros_.store(absl::ToUnixMicros(absl::Now()));
+
+  // Keep the two newest snapshots, and the log after the older one, so a
+  // damaged newest snapshot still leaves a way back.
+  TASKWAL_ASSIGN_OR_RETURN(std::vector<SnapshotFile> snapshots,
+                           ListSnapshots(storage_->env, storage_->dir));
+  if (snapshots.size() < 2) return absl::OkStatus();
+  for (size_t i = 2; i < snapshots.size(); ++i) {
+    TASKWAL_RETURN_IF_ERROR(storage_->env->RemoveFile(
+        absl::StrCat(storage_->dir, "/", snapshots[i].name)));
+  }
+  if (snapshots.size() > 2) {
+    TASKWAL_RETURN_IF_ERROR(storage_->env->SyncDir(storage_->dir));
+  }
+  return storage_->journal->wal().DiscardThrough(snapshots[1].lsn);
+}
+
+RecoveryReport EngineImpl::Recovery() const {
+  return storage_ != nullptr ? storage_->recovery : RecoveryReport();
 }
 
 absl::Status EngineImpl::RunMaintenance() {
@@ -767,10 +856,42 @@ absl::Status EngineImpl::RunMaintenance() {
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
     const EngineOptions& options) {
   TASKWAL_RETURN_IF_ERROR(engine::ValidateOptions(options));
-  auto state = std::make_unique<engine::StateMachine>(
-      options.num_shards, options.max_history_per_task);
+  if (options.data_dir.empty()) {
+    auto state = std::make_unique<engine::StateMachine>(
+        options.num_shards, options.max_history_per_task);
+    return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
+        options, std::make_unique<engine::MemoryJournal>(), std::move(state)));
+  }
+  Env* env = options.env != nullptr ? options.env : Env::Default();
+  const std::string& dir = options.data_dir;
+  TASKWAL_RETURN_IF_ERROR(env->CreateDir(dir));
+  TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
+                           env->LockFile(dir + "/LOCK"));
+  TASKWAL_ASSIGN_OR_RETURN(engine::RecoveredState recovered,
+                           engine::RecoverDirectory(options, env, dir));
+  wal::WalOptions wal_options;
+  wal_options.env = env;
+  wal_options.dir = dir;
+  wal_options.sync = options.sync_mode == SyncMode::kAlways ? wal::WalSync::kAlways
+                     : options.sync_mode == SyncMode::kInterval
+                         ? wal::WalSync::kInterval
+                         : wal::WalSync::kNone;
+  wal_options.sync_interval = options.sync_interval;
+  wal_options.segment_bytes = options.segment_bytes;
+  TASKWAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<wal::Wal> wal,
+      wal::Wal::Open(wal_options, std::move(recovered.segments),
+                     recovered.last_lsn));
+  auto journal = std::make_unique<engine::WalJournal>(std::move(wal));
+  auto storage = std::make_unique<engine::Storage>();
+  storage->env = env;
+  storage->dir = dir;
+  storage->lock = std::move(lock);
+  storage->journal = journal.get();
+  storage->recovery = std::move(recovered.report);
   return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
-      options, std::make_unique<engine::MemoryJournal>(), std::move(state)));
+      options, std::move(journal), std::move(recovered.state),
+      std::move(storage)));
 }
 
 }  // namespace taskwal

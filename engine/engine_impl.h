@@ -14,13 +14,24 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "api/engine.h"
+#include "api/env.h"
 #include "engine/journal.h"
 #include "engine/state_machine.h"
+#include "engine/wal_journal.h"
 
 namespace taskwal::engine {
 
 // Checks EngineOptions; kInvalidArgument names the bad field.
 absl::Status ValidateOptions(const EngineOptions& options);
+
+// What an engine with a data directory holds besides its journal.
+struct Storage {
+  Env* env = nullptr;  // Not owned.
+  std::string dir;
+  std::unique_ptr<FileLock> lock;  // Held until Close.
+  WalJournal* journal = nullptr;   // The engine's journal.
+  RecoveryReport recovery;
+};
 
 // The Engine behind api/engine.h.
 //
@@ -38,9 +49,11 @@ absl::Status ValidateOptions(const EngineOptions& options);
 class EngineImpl final : public Engine {
  public:
   // REQUIRES: ValidateOptions(options).ok(). `state` holds what recovery
-  // rebuilt (or is empty); its LSNs must match `journal`.
+  // rebuilt (or is empty); its LSNs must match `journal`. `storage` is null
+  // for an in-memory engine.
   EngineImpl(const EngineOptions& options, std::unique_ptr<Journal> journal,
-             std::unique_ptr<StateMachine> state);
+             std::unique_ptr<StateMachine> state,
+             std::unique_ptr<Storage> storage = nullptr);
   ~EngineImpl() override;
 
   absl::Status Close() override ABSL_LOCKS_EXCLUDED(commit_mu_);
@@ -80,6 +93,9 @@ class EngineImpl final : public Engine {
   absl::StatusOr<std::vector<HistoryEntry>> History(uint64_t task_id) override;
   absl::StatusOr<EngineStats> Stats() override ABSL_LOCKS_EXCLUDED(commit_mu_);
   absl::Status RunMaintenance() override ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Snapshot() override
+      ABSL_LOCKS_EXCLUDED(snapshot_mu_, commit_mu_);
+  RecoveryReport Recovery() const override;
 
  private:
   // What a claim check found.
@@ -138,9 +154,10 @@ class EngineImpl final : public Engine {
   const EngineOptions options_;
   Clock* const clock_;
   const std::unique_ptr<Journal> journal_;
+  const std::unique_ptr<Storage> storage_;
   // Readers use the table through this pointer without commit_mu_; the
-  // table locks its own shards.
-  const TaskTable* const table_;
+  // table locks its own shards. Writers change it only through state_.
+  TaskTable* const table_;
 
   std::atomic<bool> closed_{false};
   std::atomic<uint64_t> deduplicated_{0};
@@ -151,6 +168,12 @@ class EngineImpl final : public Engine {
   const std::unique_ptr<StateMachine> state_ ABSL_PT_GUARDED_BY(commit_mu_);
   absl::Status sticky_error_ ABSL_GUARDED_BY(commit_mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(commit_mu_);
+
+  // One snapshot at a time. Lock order: snapshot_mu_ before commit_mu_.
+  absl::Mutex snapshot_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+  std::atomic<uint64_t> snapshots_{0};
+  std::atomic<uint64_t> last_snapshot_lsn_{0};
+  std::atomic<int64_t> last_snapshot_micros_{0};
 
   absl::Notification stop_maintenance_;
   std::thread maintenance_thread_;

@@ -1,5 +1,6 @@
 #include "engine/state_machine.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -331,6 +332,72 @@ absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
   --counters_.by_status[task->status()];
   ++(r.retention() ? counters_.retention_removals : counters_.deletions);
   return absl::OkStatus();
+}
+
+SnapshotMeta StateMachine::MakeSnapshotMeta() const {
+  SnapshotMeta m;
+  m.set_lsn(last_applied_lsn_);
+  m.set_next_task_id(next_task_id_);
+  m.set_next_claim_token(next_claim_token_);
+  m.set_submitted(counters_.submitted);
+  m.set_claims(counters_.claims);
+  m.set_completions(counters_.completions);
+  m.set_failed_attempts(counters_.failed_attempts);
+  m.set_lease_expiries(counters_.lease_expiries);
+  m.set_retries(counters_.retries);
+  m.set_cancellations(counters_.cancellations);
+  m.set_deletions(counters_.deletions);
+  m.set_retention_removals(counters_.retention_removals);
+  m.set_transitions(counters_.transitions);
+  return m;
+}
+
+absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
+  const Task& t = entry->task;
+  const TaskStatus status = t.status();
+  if (!TaskStatus_IsValid(status) || status == TASK_STATUS_UNSPECIFIED ||
+      t.id() == 0 || t.idempotency_key().empty() || t.max_attempts() == 0) {
+    return absl::DataLossError(
+        absl::StrCat("snapshot task ", t.id(), " is not a valid task"));
+  }
+  if (table_.Contains(t.id()) ||
+      !table_.InsertKey(t.idempotency_key(), t.id())) {
+    return absl::DataLossError(absl::StrCat(
+        "snapshot task ", t.id(), " repeats an id or idempotency key"));
+  }
+  switch (status) {
+    case PENDING:
+      scheduler_.AddPending(t.id(), t.type(), t.priority(),
+                            t.not_before_micros());
+      break;
+    case CLAIMED:
+      scheduler_.AddLease(t.id(), t.lease_deadline_micros());
+      break;
+    default:
+      scheduler_.AddFinished(t.id(), t.finished_micros());
+  }
+  ++counters_.by_status[status];
+  next_task_id_ = std::max(next_task_id_, t.id() + 1);
+  next_claim_token_ = std::max(next_claim_token_, t.claim_token() + 1);
+  last_applied_lsn_ = std::max(last_applied_lsn_, entry->last_lsn);
+  table_.Insert(std::move(entry));
+  return absl::OkStatus();
+}
+
+void StateMachine::RestoreMeta(const SnapshotMeta& m) {
+  last_applied_lsn_ = std::max(last_applied_lsn_, m.lsn());
+  next_task_id_ = std::max(next_task_id_, m.next_task_id());
+  next_claim_token_ = std::max(next_claim_token_, m.next_claim_token());
+  counters_.submitted = m.submitted();
+  counters_.claims = m.claims();
+  counters_.completions = m.completions();
+  counters_.failed_attempts = m.failed_attempts();
+  counters_.lease_expiries = m.lease_expiries();
+  counters_.retries = m.retries();
+  counters_.cancellations = m.cancellations();
+  counters_.deletions = m.deletions();
+  counters_.retention_removals = m.retention_removals();
+  counters_.transitions = m.transitions();
 }
 
 }  // namespace taskwal::engine

@@ -7,6 +7,7 @@
 #include "api/task.pb.h"
 #include "engine/scheduler.h"
 #include "engine/task_table.h"
+#include "engine/snapshot.pb.h"
 #include "engine/transition.pb.h"
 
 namespace taskwal::engine {
@@ -47,6 +48,14 @@ class StateMachine {
   // not allow, a duplicate id or key); the state is unchanged. A record never
   // half-applies.
   absl::Status Apply(const Transition& record, uint64_t lsn);
+
+  // Snapshot support. MakeSnapshotMeta captures counters and id counters;
+  // a snapshot is that plus every task. Restoring is RestoreTask for each
+  // task, then RestoreMeta. kDataLoss: a task that cannot be part of a valid
+  // state (duplicate id or key, unknown status); nothing is added.
+  SnapshotMeta MakeSnapshotMeta() const;
+  absl::Status RestoreTask(std::unique_ptr<TaskEntry> entry);
+  void RestoreMeta(const SnapshotMeta& meta);
 
   TaskTable& table() { return table_; }
   const TaskTable& table() const { return table_; }

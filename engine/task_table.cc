@@ -96,7 +96,9 @@ bool TaskTable::Insert(std::unique_ptr<TaskEntry> entry) {
   const int status = entry->task.status();
   Shard& shard = ShardFor(id);
   absl::MutexLock l(&shard.mu);
-  if (!shard.tasks.try_emplace(id, std::move(entry)).second) return false;
+  if (shard.tasks.contains(id)) return false;
+  if (shard.snapshot_active) shard.before_snapshot.try_emplace(id, nullptr);
+  shard.tasks.emplace(id, std::move(entry));
   shard.by_status[status].insert(id);
   return true;
 }
@@ -107,6 +109,9 @@ bool TaskTable::Erase(uint64_t id) {
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return false;
   shard.by_status[it->second->task.status()].erase(id);
+  if (shard.snapshot_active && !shard.before_snapshot.contains(id)) {
+    shard.before_snapshot[id] = std::move(it->second);
+  }
   shard.tasks.erase(it);
   return true;
 }
@@ -124,6 +129,34 @@ bool TaskTable::EraseKey(absl::string_view key) {
   if (it == shard.keys.end()) return false;
   shard.keys.erase(it);
   return true;
+}
+
+void TaskTable::BeginSnapshot() {
+  for (const auto& shard : shards_) {
+    absl::MutexLock l(&shard->mu);
+    shard->snapshot_active = true;
+    shard->before_snapshot.clear();
+  }
+}
+
+std::vector<uint64_t> TaskTable::SnapshotIds(size_t shard_index) const {
+  Shard& shard = *shards_[shard_index];
+  absl::MutexLock l(&shard.mu);
+  std::vector<uint64_t> ids;
+  ids.reserve(shard.tasks.size() + shard.before_snapshot.size());
+  for (const auto& [id, entry] : shard.tasks) ids.push_back(id);
+  for (const auto& [id, saved] : shard.before_snapshot) {
+    if (saved != nullptr && !shard.tasks.contains(id)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+void TaskTable::EndSnapshot(size_t shard_index) {
+  Shard& shard = *shards_[shard_index];
+  absl::MutexLock l(&shard.mu);
+  shard.snapshot_active = false;
+  shard.before_snapshot.clear();
 }
 
 size_t TaskTable::size() const {

@@ -88,6 +88,9 @@ class TaskTable {
     absl::MutexLock l(&shard.mu);
     auto it = shard.tasks.find(id);
     if (it == shard.tasks.end()) return false;
+    if (shard.snapshot_active && !shard.before_snapshot.contains(id)) {
+      shard.before_snapshot[id] = std::make_unique<TaskEntry>(*it->second);
+    }
     const TaskStatus before = it->second->task.status();
     fn(*it->second);
     const TaskStatus after = it->second->task.status();
@@ -99,6 +102,40 @@ class TaskTable {
   }
 
   size_t size() const;
+  size_t num_shards() const { return shards_.size(); }
+
+  // Copy-on-write snapshots, so that writers keep going while a snapshot is
+  // written. BeginSnapshot fixes a logical view of every shard; until
+  // EndSnapshot(shard), the first change to a task of that shard (mutate,
+  // insert, erase) saves what the task was at BeginSnapshot.
+  // REQUIRES: the caller holds the engine's writer lock during
+  // BeginSnapshot, so that no write is half done, and runs one snapshot at
+  // a time.
+  void BeginSnapshot();
+  // Candidate ids of shard `shard` for the snapshot: every id that existed
+  // at BeginSnapshot, plus some inserted since (ReadSnapshot skips those).
+  std::vector<uint64_t> SnapshotIds(size_t shard) const;
+  // Calls fn(const TaskEntry&) for each id of `ids` (all of shard `shard`)
+  // that existed at BeginSnapshot, with the entry as it was then. Holds the
+  // shard lock for this call only, so callers pass modest chunks.
+  template <typename Fn>
+  void ReadSnapshot(size_t shard_index, const std::vector<uint64_t>& ids,
+                    size_t begin, size_t end, Fn fn) const {
+    Shard& shard = *shards_[shard_index];
+    absl::MutexLock l(&shard.mu);
+    for (size_t i = begin; i < end; ++i) {
+      const uint64_t id = ids[i];
+      auto saved = shard.before_snapshot.find(id);
+      if (saved != shard.before_snapshot.end()) {
+        if (saved->second != nullptr) fn(*saved->second);
+        continue;
+      }
+      auto it = shard.tasks.find(id);
+      if (it != shard.tasks.end()) fn(*it->second);
+    }
+  }
+  // Stops copy-on-write for one shard and drops its saved entries.
+  void EndSnapshot(size_t shard);
 
  private:
   static constexpr int kStatusSlots = 6;  // TaskStatus values 0..5.
@@ -110,6 +147,11 @@ class TaskTable {
     absl::flat_hash_map<std::string, uint64_t> keys ABSL_GUARDED_BY(mu);
     // Ids by status, ordered, for List.
     absl::btree_set<uint64_t> by_status[kStatusSlots] ABSL_GUARDED_BY(mu);
+    // Copy-on-write state while a snapshot reads this shard: id -> the
+    // entry at BeginSnapshot, or nullptr if the task did not exist then.
+    bool snapshot_active ABSL_GUARDED_BY(mu) = false;
+    absl::flat_hash_map<uint64_t, std::unique_ptr<TaskEntry>> before_snapshot
+        ABSL_GUARDED_BY(mu);
   };
 
   Shard& ShardFor(uint64_t id) const;

@@ -1,0 +1,56 @@
+#ifndef TASKWAL_ENGINE_SNAPSHOT_H_
+#define TASKWAL_ENGINE_SNAPSHOT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "api/env.h"
+#include "engine/snapshot.pb.h"
+#include "engine/state_machine.h"
+#include "engine/task_table.h"
+
+namespace taskwal::engine {
+
+// Snapshot files: snapshot-<lsn, 20 digits>.snap in the data directory. The
+// format is in wal/log_format.md ("Snapshots").
+struct SnapshotFile {
+  std::string name;
+  uint64_t lsn = 0;
+};
+
+std::string SnapshotFileName(uint64_t lsn);
+bool ParseSnapshotFileName(absl::string_view name, uint64_t* lsn);
+
+// Valid-looking snapshot names in dir, newest (highest LSN) first.
+absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(
+    Env* env, const std::string& dir);
+
+// Writes meta plus the snapshot view of `table` (see
+// TaskTable::BeginSnapshot, which the caller called when it took meta) to
+// dir/snapshot-<meta.lsn()>.snap: a temporary file, fdatasync, rename,
+// directory fsync. Ends the snapshot view of every shard, on error too.
+// Readers and writers of the table keep going meanwhile: each shard is read
+// a chunk at a time. On error the temporary file is removed if possible and
+// no snapshot file exists under the final name.
+absl::Status WriteSnapshot(Env* env, const std::string& dir,
+                           const SnapshotMeta& meta, TaskTable* table);
+
+// Loads dir/name into an empty state machine. kDataLoss names the file and
+// offset for any damage: a bad header or checksum, a missing meta or end
+// record, a task count that does not match, or bytes after the end record.
+absl::Status LoadSnapshot(Env* env, const std::string& path,
+                          StateMachine* state);
+
+// Parses snapshot contents already in memory; LoadSnapshot and the fuzzer
+// use it.
+absl::Status LoadSnapshotContents(absl::string_view contents,
+                                  const std::string& path,
+                                  StateMachine* state);
+
+}  // namespace taskwal::engine
+
+#endif  // TASKWAL_ENGINE_SNAPSHOT_H_

@@ -1,0 +1,642 @@
+// Every bad-input path of the public API: each gets the documented status
+// code, and none changes anything (the whole engine state, read back through
+// the API, is identical before and after).
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "api/clock.h"
+#include "api/engine.h"
+#include "api/task.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace taskwal {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::Status StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+MATCHER(IsOk, "is OK") {
+  const absl::Status s = StatusOf(arg);
+  *result_listener << "status is " << s;
+  return s.ok();
+}
+
+MATCHER_P(StatusIs, code,
+          absl::StrCat("has code ", absl::StatusCodeToString(code))) {
+  const absl::Status s = StatusOf(arg);
+  *result_listener << "status is " << s;
+  return s.code() == code;
+}
+
+constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
+constexpr absl::StatusCode kNotFound = absl::StatusCode::kNotFound;
+constexpr absl::StatusCode kPrecondition =
+    absl::StatusCode::kFailedPrecondition;
+
+// Small limits so that "oversized" is cheap to build.
+constexpr size_t kMaxKey = 8;
+constexpr size_t kMaxType = 8;
+constexpr size_t kMaxPayload = 16;
+constexpr size_t kMaxResult = 16;
+constexpr size_t kMaxError = 16;
+constexpr size_t kMaxWorker = 8;
+constexpr size_t kMaxBatch = 4;
+constexpr uint32_t kMaxMaxAttempts = 10;
+constexpr absl::Duration kMaxLease = absl::Hours(1);
+
+TaskSpec Spec(std::string key, std::string payload = "p") {
+  TaskSpec spec;
+  spec.idempotency_key = std::move(key);
+  spec.type = "t";
+  spec.payload = std::move(payload);
+  return spec;
+}
+
+// One call that must be rejected: what it is and the code it must get.
+struct BadCall {
+  std::string what;
+  std::function<absl::Status()> call;
+  absl::StatusCode code;
+};
+
+class ErrorPathsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options());
+    ASSERT_THAT(engine, IsOk());
+    engine_ = *std::move(engine);
+
+    absl::StatusOr<SubmitResult> pending = engine_->Submit(Spec("pending"));
+    ASSERT_THAT(pending, IsOk());
+    pending_id_ = pending->task_id;
+    absl::StatusOr<SubmitResult> claimed = engine_->Submit(Spec("claimed"));
+    ASSERT_THAT(claimed, IsOk());
+    absl::StatusOr<ClaimedTask> claim =
+        engine_->Claim(claimed->task_id, "worker", absl::ZeroDuration());
+    ASSERT_THAT(claim, IsOk());
+    claim_ = *claim;
+  }
+
+  void TearDown() override { EXPECT_THAT(engine_->Close(), IsOk()); }
+
+  EngineOptions Options() {
+    EngineOptions o;
+    o.clock = &clock_;
+    o.maintenance_interval = absl::ZeroDuration();
+    o.random_seed = 1;
+    o.max_idempotency_key_bytes = kMaxKey;
+    o.max_type_bytes = kMaxType;
+    o.max_payload_bytes = kMaxPayload;
+    o.max_result_bytes = kMaxResult;
+    o.max_error_bytes = kMaxError;
+    o.max_worker_id_bytes = kMaxWorker;
+    o.max_batch_size = kMaxBatch;
+    o.max_max_attempts = kMaxMaxAttempts;
+    o.max_lease = kMaxLease;
+    return o;
+  }
+
+  // Everything observable: every counter, every task and its history.
+  std::string State() {
+    std::string out;
+    absl::StatusOr<EngineStats> s = engine_->Stats();
+    EXPECT_THAT(s, IsOk());
+    if (s.ok()) {
+      absl::StrAppend(
+          &out, "pending=", s->pending, " claimed=", s->claimed,
+          " completed=", s->completed, " failed=", s->failed,
+          " cancelled=", s->cancelled, " tasks=", s->tasks,
+          " deduplicated=", s->deduplicated, " submitted=", s->submitted,
+          " claims=", s->claims, " completions=", s->completions,
+          " failed_attempts=", s->failed_attempts,
+          " lease_expiries=", s->lease_expiries, " retries=", s->retries,
+          " cancellations=", s->cancellations, " deletions=", s->deletions,
+          " retention_removals=", s->retention_removals,
+          " transitions=", s->transitions, "\n");
+    }
+    ListFilter filter;
+    filter.limit = 10000;
+    absl::StatusOr<ListPage> page = engine_->List(filter);
+    EXPECT_THAT(page, IsOk());
+    if (!page.ok()) return out;
+    for (const Task& t : page->tasks) {
+      absl::StrAppend(&out, t.DebugString());
+      absl::StatusOr<std::vector<HistoryEntry>> h = engine_->History(t.id());
+      EXPECT_THAT(h, IsOk());
+      if (h.ok()) {
+        for (const HistoryEntry& e : *h) {
+          absl::StrAppend(&out, "  ", e.ShortDebugString(), "\n");
+        }
+      }
+    }
+    return out;
+  }
+
+  absl::StatusOr<ClaimedTask> ClaimNext(absl::string_view worker,
+                                        absl::Duration lease,
+                                        absl::Duration wait) {
+    ClaimNextOptions options;
+    options.lease = lease;
+    options.wait = wait;
+    return engine_->ClaimNext(worker, options);
+  }
+
+  // Runs each call; checks its code and that the state did not move.
+  void ExpectRejectedWithoutChange(const std::vector<BadCall>& calls) {
+    for (const BadCall& bad : calls) {
+      SCOPED_TRACE(bad.what);
+      const std::string before = State();
+      EXPECT_THAT(bad.call(), StatusIs(bad.code));
+      EXPECT_EQ(State(), before);
+    }
+  }
+
+  uint64_t claimed_id() const { return claim_.task.id(); }
+
+  ManualClock clock_;
+  std::unique_ptr<Engine> engine_;
+  uint64_t pending_id_ = 0;
+  ClaimedTask claim_;
+};
+
+TEST_F(ErrorPathsTest, SubmitRejectsInvalidSpecs) {
+  auto with = [](std::function<void(TaskSpec&)> change) {
+    TaskSpec spec = Spec("fresh");
+    change(spec);
+    return spec;
+  };
+  auto policy = [](int64_t initial, int64_t max, double multiplier,
+                   double jitter) {
+    RetryPolicy p;
+    p.set_initial_backoff_micros(initial);
+    p.set_max_backoff_micros(max);
+    p.set_multiplier(multiplier);
+    p.set_jitter(jitter);
+    return p;
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::pair<std::string, TaskSpec> specs[] = {
+      {"empty key", Spec("")},
+      {"oversized key", Spec(std::string(kMaxKey + 1, 'k'))},
+      {"oversized type",
+       with([](TaskSpec& s) { s.type = std::string(kMaxType + 1, 't'); })},
+      {"oversized payload", Spec("fresh", std::string(kMaxPayload + 1, 'p'))},
+      {"max_attempts above max",
+       with([](TaskSpec& s) { s.max_attempts = kMaxMaxAttempts + 1; })},
+      {"negative initial backoff",
+       with([&](TaskSpec& s) { s.retry_policy = policy(-1, 10, 2, 0); })},
+      {"negative max backoff",
+       with([&](TaskSpec& s) { s.retry_policy = policy(1, -1, 2, 0); })},
+      {"negative multiplier",
+       with([&](TaskSpec& s) { s.retry_policy = policy(1, 10, -2, 0); })},
+      {"NaN multiplier",
+       with([&](TaskSpec& s) { s.retry_policy = policy(1, 10, nan, 0); })},
+      {"infinite multiplier",
+       with([&](TaskSpec& s) { s.retry_policy = policy(1, 10, inf, 0); })},
+      {"negative jitter",
+       with([&](TaskSpec& s) { s.retry_policy = policy(1, 10, 2, -0.1); })},
+      {"jitter above 1",
+       with([&](TaskSpec& s) { s.retry_policy = policy(1, 10, 2, 2); })},
+      {"NaN jitter",
+       with([&](TaskSpec& s) { s.retry_policy = policy(1, 10, 2, nan); })},
+  };
+  std::vector<BadCall> calls;
+  for (const auto& [what, spec] : specs) {
+    calls.push_back(
+        {absl::StrCat("Submit: ", what),
+         [this, spec = spec] { return StatusOf(engine_->Submit(spec)); },
+         kInvalid});
+    // The same spec inside a batch rejects the whole batch.
+    calls.push_back(
+        {absl::StrCat("SubmitBatch: ", what),
+         [this, spec = spec] {
+           std::vector<TaskSpec> batch = {Spec("ok-1"), spec, Spec("ok-2")};
+           return StatusOf(engine_->SubmitBatch(batch));
+         },
+         kInvalid});
+  }
+  ExpectRejectedWithoutChange(calls);
+  EXPECT_THAT(engine_->GetByIdempotencyKey("fresh"), StatusIs(kNotFound));
+  EXPECT_THAT(engine_->GetByIdempotencyKey("ok-1"), StatusIs(kNotFound));
+}
+
+TEST_F(ErrorPathsTest, ClaimRejectsInvalidWorkerIdOrLease) {
+  const std::string long_worker(kMaxWorker + 1, 'w');
+  const std::vector<BadCall> calls = {
+      {"empty worker id",
+       [&] {
+         return StatusOf(engine_->Claim(pending_id_, "", absl::ZeroDuration()));
+       },
+       kInvalid},
+      {"oversized worker id",
+       [&] {
+         return StatusOf(
+             engine_->Claim(pending_id_, long_worker, absl::ZeroDuration()));
+       },
+       kInvalid},
+      {"negative lease",
+       [&] {
+         return StatusOf(engine_->Claim(pending_id_, "w", -absl::Seconds(1)));
+       },
+       kInvalid},
+      {"lease above max_lease",
+       [&] {
+         return StatusOf(engine_->Claim(pending_id_, "w",
+                                        kMaxLease + absl::Microseconds(1)));
+       },
+       kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+}
+
+TEST_F(ErrorPathsTest, ClaimNextRejectsInvalidArguments) {
+  const std::string long_worker(kMaxWorker + 1, 'w');
+  const absl::Duration zero = absl::ZeroDuration();
+  const std::vector<BadCall> calls = {
+      {"empty worker id", [&] { return StatusOf(ClaimNext("", zero, zero)); },
+       kInvalid},
+      {"oversized worker id",
+       [&] { return StatusOf(ClaimNext(long_worker, zero, zero)); }, kInvalid},
+      {"negative lease",
+       [&] { return StatusOf(ClaimNext("w", -absl::Seconds(1), zero)); },
+       kInvalid},
+      {"lease above max_lease",
+       [&] {
+         return StatusOf(ClaimNext("w", kMaxLease + absl::Seconds(1), zero));
+       },
+       kInvalid},
+      {"negative wait",
+       [&] { return StatusOf(ClaimNext("w", zero, -absl::Milliseconds(1))); },
+       kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+}
+
+TEST_F(ErrorPathsTest, CompleteRejectsInvalidWorkerIdOrOversizedResult) {
+  const std::string long_worker(kMaxWorker + 1, 'w');
+  const std::vector<BadCall> calls = {
+      {"empty worker id",
+       [&] {
+         return engine_->Complete(claimed_id(), "", claim_.claim_token, "r");
+       },
+       kInvalid},
+      {"oversized worker id",
+       [&] {
+         return engine_->Complete(claimed_id(), long_worker, claim_.claim_token,
+                                  "r");
+       },
+       kInvalid},
+      {"oversized result",
+       [&] {
+         return engine_->Complete(claimed_id(), "worker", claim_.claim_token,
+                                  std::string(kMaxResult + 1, 'r'));
+       },
+       kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+  // The claim is still usable.
+  EXPECT_THAT(engine_->Complete(claimed_id(), "worker", claim_.claim_token,
+                                std::string(kMaxResult, 'r')),
+              IsOk());
+}
+
+TEST_F(ErrorPathsTest, FailRejectsInvalidWorkerIdOrOversizedError) {
+  const std::string long_worker(kMaxWorker + 1, 'w');
+  const std::vector<BadCall> calls = {
+      {"empty worker id",
+       [&] { return engine_->Fail(claimed_id(), "", claim_.claim_token, "e"); },
+       kInvalid},
+      {"oversized worker id",
+       [&] {
+         return engine_->Fail(claimed_id(), long_worker, claim_.claim_token,
+                              "e");
+       },
+       kInvalid},
+      {"oversized error",
+       [&] {
+         return engine_->Fail(claimed_id(), "worker", claim_.claim_token,
+                              std::string(kMaxError + 1, 'e'));
+       },
+       kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+  EXPECT_THAT(engine_->Fail(claimed_id(), "worker", claim_.claim_token,
+                            std::string(kMaxError, 'e')),
+              IsOk());
+}
+
+TEST_F(ErrorPathsTest, HeartbeatRejectsInvalidWorkerIdOrExtension) {
+  const std::string long_worker(kMaxWorker + 1, 'w');
+  const std::vector<BadCall> calls = {
+      {"empty worker id",
+       [&] {
+         return StatusOf(engine_->Heartbeat(
+             claimed_id(), "", claim_.claim_token, absl::ZeroDuration()));
+       },
+       kInvalid},
+      {"oversized worker id",
+       [&] {
+         return StatusOf(engine_->Heartbeat(claimed_id(), long_worker,
+                                            claim_.claim_token,
+                                            absl::ZeroDuration()));
+       },
+       kInvalid},
+      {"negative extension",
+       [&] {
+         return StatusOf(engine_->Heartbeat(
+             claimed_id(), "worker", claim_.claim_token, -absl::Seconds(1)));
+       },
+       kInvalid},
+      {"extension above max_lease",
+       [&] {
+         return StatusOf(engine_->Heartbeat(claimed_id(), "worker",
+                                            claim_.claim_token,
+                                            kMaxLease + absl::Seconds(1)));
+       },
+       kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+}
+
+TEST_F(ErrorPathsTest, InputsAtTheLimitsAreAccepted) {
+  TaskSpec spec =
+      Spec(std::string(kMaxKey, 'k'), std::string(kMaxPayload, 'p'));
+  spec.type = std::string(kMaxType, 't');
+  spec.max_attempts = kMaxMaxAttempts;
+  absl::StatusOr<SubmitResult> r = engine_->Submit(spec);
+  ASSERT_THAT(r, IsOk());
+  const std::string worker(kMaxWorker, 'w');
+  absl::StatusOr<ClaimedTask> c = engine_->Claim(r->task_id, worker, kMaxLease);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->lease_deadline, clock_.Now() + kMaxLease);
+  EXPECT_THAT(engine_->Heartbeat(r->task_id, worker, c->claim_token, kMaxLease),
+              IsOk());
+  std::vector<TaskSpec> batch;
+  for (size_t i = 0; i < kMaxBatch; ++i)
+    batch.push_back(Spec(absl::StrCat("b", i)));
+  EXPECT_THAT(engine_->SubmitBatch(batch), IsOk());
+}
+
+TEST_F(ErrorPathsTest, UnknownTaskIdIsNotFoundForEveryPerTaskMethod) {
+  const uint64_t unknown = claimed_id() + 1000;
+  const std::vector<BadCall> calls = {
+      {"Claim",
+       [&] {
+         return StatusOf(engine_->Claim(unknown, "w", absl::ZeroDuration()));
+       },
+       kNotFound},
+      {"Complete", [&] { return engine_->Complete(unknown, "w", 1, "r"); },
+       kNotFound},
+      {"Fail", [&] { return engine_->Fail(unknown, "w", 1, "e"); }, kNotFound},
+      {"Heartbeat",
+       [&] {
+         return StatusOf(
+             engine_->Heartbeat(unknown, "w", 1, absl::ZeroDuration()));
+       },
+       kNotFound},
+      {"Retry", [&] { return engine_->Retry(unknown); }, kNotFound},
+      {"Cancel", [&] { return engine_->Cancel(unknown); }, kNotFound},
+      {"Delete", [&] { return engine_->Delete(unknown); }, kNotFound},
+      {"Get", [&] { return StatusOf(engine_->Get(unknown)); }, kNotFound},
+      {"History", [&] { return StatusOf(engine_->History(unknown)); },
+       kNotFound},
+      {"Get id 0", [&] { return StatusOf(engine_->Get(0)); }, kNotFound},
+  };
+  ExpectRejectedWithoutChange(calls);
+}
+
+TEST_F(ErrorPathsTest, UnknownIdempotencyKeyIsNotFound) {
+  const std::vector<BadCall> calls = {
+      {"unknown key",
+       [&] { return StatusOf(engine_->GetByIdempotencyKey("nope")); },
+       kNotFound},
+      {"empty key", [&] { return StatusOf(engine_->GetByIdempotencyKey("")); },
+       kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+}
+
+TEST_F(ErrorPathsTest, ListRejectsLimitOutOfRange) {
+  const std::vector<BadCall> calls = {
+      {"limit 0",
+       [&] {
+         ListFilter f;
+         f.limit = 0;
+         return StatusOf(engine_->List(f));
+       },
+       kInvalid},
+      {"limit 10001",
+       [&] {
+         ListFilter f;
+         f.limit = 10001;
+         return StatusOf(engine_->List(f));
+       },
+       kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+  for (size_t limit : {size_t{1}, size_t{10000}}) {
+    ListFilter f;
+    f.limit = limit;
+    EXPECT_THAT(engine_->List(f), IsOk()) << "limit " << limit;
+  }
+}
+
+TEST_F(ErrorPathsTest, EmptyOrOversizedBatchIsInvalid) {
+  std::vector<TaskSpec> oversized;
+  for (size_t i = 0; i <= kMaxBatch; ++i) {
+    oversized.push_back(Spec(absl::StrCat("b", i)));
+  }
+  const std::vector<BadCall> calls = {
+      {"empty batch",
+       [&] {
+         return StatusOf(engine_->SubmitBatch(absl::Span<const TaskSpec>()));
+       },
+       kInvalid},
+      {"oversized batch",
+       [&] { return StatusOf(engine_->SubmitBatch(oversized)); }, kInvalid},
+  };
+  ExpectRejectedWithoutChange(calls);
+}
+
+TEST_F(ErrorPathsTest, OpenRejectsOptionsOutOfRange) {
+  auto with = [this](std::function<void(EngineOptions&)> change) {
+    EngineOptions o = Options();
+    change(o);
+    return o;
+  };
+  const std::pair<std::string, EngineOptions> cases[] = {
+      {"num_shards 0", with([](EngineOptions& o) { o.num_shards = 0; })},
+      {"num_shards 4097", with([](EngineOptions& o) { o.num_shards = 4097; })},
+      {"num_shards negative",
+       with([](EngineOptions& o) { o.num_shards = -1; })},
+      {"default_max_attempts 0",
+       with([](EngineOptions& o) { o.default_max_attempts = 0; })},
+      {"default_max_attempts above max_max_attempts",
+       with([](EngineOptions& o) {
+         o.default_max_attempts = kMaxMaxAttempts + 1;
+       })},
+      {"negative retention",
+       with([](EngineOptions& o) { o.retention = -absl::Seconds(1); })},
+      {"multiplier 0.5", with([](EngineOptions& o) {
+         o.default_retry_policy.set_multiplier(0.5);
+       })},
+      {"jitter 2",
+       with([](EngineOptions& o) { o.default_retry_policy.set_jitter(2); })},
+      {"negative initial backoff", with([](EngineOptions& o) {
+         o.default_retry_policy.set_initial_backoff_micros(-1);
+       })},
+      {"negative max backoff", with([](EngineOptions& o) {
+         o.default_retry_policy.set_max_backoff_micros(-1);
+       })},
+  };
+  for (const auto& [what, options] : cases) {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+    EXPECT_THAT(engine, StatusIs(kInvalid)) << what;
+  }
+  // The valid baseline opens.
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options());
+  ASSERT_THAT(engine, IsOk());
+  EXPECT_THAT((*engine)->Close(), IsOk());
+}
+
+TEST_F(ErrorPathsTest, EveryMethodFailsAfterClose) {
+  ASSERT_THAT(engine_->Close(), IsOk());
+  const uint64_t claimed = claimed_id();
+  const uint64_t token = claim_.claim_token;
+  const std::vector<std::pair<std::string, std::function<absl::Status()>>>
+      calls = {
+          {"Submit", [&] { return StatusOf(engine_->Submit(Spec("new"))); }},
+          {"Submit duplicate",
+           [&] { return StatusOf(engine_->Submit(Spec("pending"))); }},
+          {"SubmitBatch",
+           [&] {
+             std::vector<TaskSpec> batch = {Spec("x"), Spec("y")};
+             return StatusOf(engine_->SubmitBatch(batch));
+           }},
+          {"Claim",
+           [&] {
+             return StatusOf(
+                 engine_->Claim(pending_id_, "w", absl::ZeroDuration()));
+           }},
+          {"ClaimNext",
+           [&] {
+             return StatusOf(
+                 ClaimNext("w", absl::ZeroDuration(), absl::ZeroDuration()));
+           }},
+          {"ClaimNext waiting",
+           [&] {
+             return StatusOf(
+                 ClaimNext("w", absl::ZeroDuration(), absl::Seconds(5)));
+           }},
+          {"Complete",
+           [&] { return engine_->Complete(claimed, "worker", token, "r"); }},
+          {"Fail",
+           [&] { return engine_->Fail(claimed, "worker", token, "e"); }},
+          {"Heartbeat",
+           [&] {
+             return StatusOf(engine_->Heartbeat(claimed, "worker", token,
+                                                absl::ZeroDuration()));
+           }},
+          {"Retry", [&] { return engine_->Retry(claimed); }},
+          {"Cancel", [&] { return engine_->Cancel(pending_id_); }},
+          {"Delete", [&] { return engine_->Delete(pending_id_); }},
+          {"Get", [&] { return StatusOf(engine_->Get(pending_id_)); }},
+          {"GetByIdempotencyKey",
+           [&] { return StatusOf(engine_->GetByIdempotencyKey("pending")); }},
+          {"List", [&] { return StatusOf(engine_->List(ListFilter())); }},
+          {"History", [&] { return StatusOf(engine_->History(pending_id_)); }},
+          {"Stats", [&] { return StatusOf(engine_->Stats()); }},
+          {"RunMaintenance", [&] { return engine_->RunMaintenance(); }},
+      };
+  for (const auto& [what, call] : calls) {
+    EXPECT_THAT(call(), StatusIs(kPrecondition)) << what;
+  }
+}
+
+TEST_F(ErrorPathsTest, CloseTwiceIsOk) {
+  EXPECT_THAT(engine_->Close(), IsOk());
+  EXPECT_THAT(engine_->Close(), IsOk());
+  // TearDown closes a third time.
+}
+
+TEST_F(ErrorPathsTest, SubmitPastMaxTasksIsResourceExhausted) {
+  // Re-open with room for three tasks; fill it.
+  ASSERT_THAT(engine_->Close(), IsOk());
+  EngineOptions options = Options();
+  options.max_tasks = 3;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+  ASSERT_THAT(engine, IsOk());
+  engine_ = *std::move(engine);
+  uint64_t first = 0;
+  for (const char* key : {"a", "b", "c"}) {
+    absl::StatusOr<SubmitResult> r = engine_->Submit(Spec(key));
+    ASSERT_THAT(r, IsOk()) << key;
+    if (first == 0) first = r->task_id;
+  }
+
+  const std::vector<BadCall> calls = {
+      {"Submit", [&] { return StatusOf(engine_->Submit(Spec("d"))); },
+       absl::StatusCode::kResourceExhausted},
+      {"SubmitBatch with one new task",
+       [&] {
+         std::vector<TaskSpec> batch = {Spec("a"), Spec("d")};
+         return StatusOf(engine_->SubmitBatch(batch));
+       },
+       absl::StatusCode::kResourceExhausted},
+  };
+  ExpectRejectedWithoutChange(calls);
+  EXPECT_THAT(engine_->GetByIdempotencyKey("d"), StatusIs(kNotFound));
+
+  // Deduplication creates nothing, so it is still answered.
+  absl::StatusOr<SubmitResult> dup = engine_->Submit(Spec("a"));
+  ASSERT_THAT(dup, IsOk());
+  EXPECT_TRUE(dup->deduplicated);
+
+  // Deleting a task makes room again.
+  absl::StatusOr<ClaimedTask> c =
+      engine_->Claim(first, "w", absl::ZeroDuration());
+  ASSERT_THAT(c, IsOk());
+  ASSERT_THAT(engine_->Complete(first, "w", c->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Delete(first), IsOk());
+  EXPECT_THAT(engine_->Submit(Spec("d")), IsOk());
+}
+
+// SubmitBatch: "Any error rejects the whole batch ... and the message names
+// the index of the offending spec"; max_tasks is one such error.
+TEST_F(ErrorPathsTest, BatchPastMaxTasksNamesOffendingIndex) {
+  ASSERT_THAT(engine_->Close(), IsOk());
+  EngineOptions options = Options();
+  options.max_tasks = 3;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+  ASSERT_THAT(engine, IsOk());
+  engine_ = *std::move(engine);
+  for (const char* key : {"a", "b", "c"}) {
+    ASSERT_THAT(engine_->Submit(Spec(key)), IsOk()) << key;
+  }
+  // Index 0 deduplicates; index 1 would create the fourth task.
+  std::vector<TaskSpec> batch = {Spec("a"), Spec("d")};
+  absl::StatusOr<std::vector<SubmitResult>> full = engine_->SubmitBatch(batch);
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(std::string(full.status().message()), HasSubstr("index 1"));
+}
+
+}  // namespace
+}  // namespace taskwal

@@ -1,0 +1,424 @@
+#include "wal/wal.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "wal/format.h"
+#include "wal/log_reader.h"
+#include "wal/log_writer.h"
+#include "wal/status_macros.h"
+
+namespace taskwal::wal {
+
+namespace {
+
+constexpr absl::string_view kSegmentPrefix = "wal-";
+constexpr absl::string_view kSegmentSuffix = ".log";
+
+std::string JoinPath(const std::string& dir, absl::string_view name) {
+  return absl::StrCat(dir, "/", name);
+}
+
+// A segment whose header never fully reached the disk: the process died
+// while creating it, before any record could be written to it.
+bool IsTornHeader(absl::string_view contents) {
+  if (contents.size() < kFileHeaderSize) return true;
+  return std::all_of(contents.begin(), contents.end(),
+                     [](char c) { return c == 0; });
+}
+
+}  // namespace
+
+std::string SegmentFileName(uint64_t first_lsn) {
+  return absl::StrFormat("%s%020u%s", kSegmentPrefix, first_lsn,
+                         kSegmentSuffix);
+}
+
+bool ParseSegmentFileName(absl::string_view name, uint64_t* first_lsn) {
+  if (!absl::ConsumePrefix(&name, kSegmentPrefix) ||
+      !absl::ConsumeSuffix(&name, kSegmentSuffix) || name.size() != 20 ||
+      !std::all_of(name.begin(), name.end(), absl::ascii_isdigit)) {
+    return false;
+  }
+  return absl::SimpleAtoi(name, first_lsn);
+}
+
+absl::StatusOr<RecoveryResult> RecoverLog(
+    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
+    absl::FunctionRef<absl::Status(uint64_t, absl::string_view)> apply) {
+  TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,
+                           env->GetChildren(dir));
+  std::vector<SegmentFile> segments;
+  for (const std::string& name : children) {
+    SegmentFile seg;
+    if (ParseSegmentFileName(name, &seg.first_lsn)) {
+      seg.name = name;
+      segments.push_back(std::move(seg));
+    }
+  }
+  std::sort(segments.begin(), segments.end(),
+            [](const SegmentFile& a, const SegmentFile& b) {
+              return a.first_lsn < b.first_lsn;
+            });
+
+  RecoveryResult result;
+  bool have_prev = false;
+  uint64_t prev_last = 0;  // Last LSN of the previous segment.
+  // Set when salvage stops early: segments from this index on are set aside.
+  size_t set_aside_from = segments.size();
+
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const SegmentFile& seg = segments[i];
+    const bool last = i + 1 == segments.size();
+    const std::string path = JoinPath(dir, seg.name);
+    TASKWAL_ASSIGN_OR_RETURN(std::string contents, env->ReadFileToString(path));
+
+    // Damage that stops recovery: fatal, or the end of the kept prefix when
+    // salvaging. `keep` is how many bytes of this segment to keep (0 means
+    // set the whole segment aside).
+    auto stop = [&](absl::Status damage,
+                    uint64_t keep) -> absl::StatusOr<bool> {
+      if (!salvage) return damage;
+      if (keep >= kFileHeaderSize) {
+        TASKWAL_RETURN_IF_ERROR(env->TruncateFile(path, keep));
+        result.truncated_bytes += contents.size() - keep;
+        result.notes.push_back(absl::StrCat("salvage: ", damage.message(),
+                                            "; kept ", keep, " bytes of ",
+                                            seg.name));
+        set_aside_from = i + 1;
+      } else {
+        result.notes.push_back(
+            absl::StrCat("salvage: ", damage.message(), "; set aside ",
+                         seg.name));
+        set_aside_from = i;
+      }
+      return true;
+    };
+
+    absl::StatusOr<uint64_t> header =
+        DecodeFileHeader(contents, kSegmentMagic, path);
+    if (!header.ok()) {
+      if (last && IsTornHeader(contents)) {
+        TASKWAL_RETURN_IF_ERROR(env->RemoveFile(path));
+        TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
+        result.notes.push_back(absl::StrCat(
+            "removed ", seg.name,
+            ": its header was torn (the process died creating it)"));
+        break;
+      }
+      TASKWAL_ASSIGN_OR_RETURN(bool stopped, stop(header.status(), 0));
+      if (stopped) break;
+    }
+    if (*header != seg.first_lsn) {
+      TASKWAL_ASSIGN_OR_RETURN(
+          bool stopped,
+          stop(absl::DataLossError(absl::StrCat(
+                   path, ": header says first LSN ", *header,
+                   " but the file name says ", seg.first_lsn)),
+               0));
+      if (stopped) break;
+    }
+    // Records between segments may be missing only if a snapshot covers
+    // them.
+    const uint64_t expected_first = have_prev ? prev_last + 1 : 1;
+    if ((seg.first_lsn > expected_first && seg.first_lsn > after_lsn + 1) ||
+        seg.first_lsn < expected_first) {
+      TASKWAL_ASSIGN_OR_RETURN(
+          bool stopped,
+          stop(absl::DataLossError(absl::StrCat(
+                   path, ": starts at LSN ", seg.first_lsn, " but LSN ",
+                   expected_first,
+                   " was expected (a segment is missing or overlaps)")),
+               0));
+      if (stopped) break;
+    }
+
+    LogReader reader(contents, path);
+    uint64_t next_lsn = seg.first_lsn;
+    bool stopped = false;
+    LogReader::Record record;
+    while (true) {
+      absl::StatusOr<bool> more = reader.Read(&record);
+      if (!more.ok()) {
+        if (last && !reader.ValidRecordFollows()) {
+          // A torn final write: nothing valid follows, so nothing
+          // acknowledged is lost by cutting it off.
+          const uint64_t torn = contents.size() - reader.valid_end();
+          TASKWAL_RETURN_IF_ERROR(env->TruncateFile(path, reader.valid_end()));
+          result.truncated_bytes += torn;
+          result.notes.push_back(absl::StrCat(
+              "truncated a torn tail of ", torn, " bytes from ", seg.name,
+              " at offset ", reader.valid_end(), " (", more.status().message(),
+              ")"));
+          break;
+        }
+        TASKWAL_ASSIGN_OR_RETURN(stopped,
+                                 stop(more.status(), reader.valid_end()));
+        break;
+      }
+      if (!*more) break;
+      if (record.type != RecordType::kTransition || record.lsn != next_lsn) {
+        absl::Status damage = absl::DataLossError(absl::StrCat(
+            path, " offset ", record.offset, ": ",
+            record.type != RecordType::kTransition
+                ? absl::StrCat("unexpected record type ",
+                               static_cast<int>(record.type))
+                : absl::StrCat("LSN ", record.lsn, " where ", next_lsn,
+                               " was expected")));
+        TASKWAL_ASSIGN_OR_RETURN(stopped, stop(damage, record.offset));
+        break;
+      }
+      ++next_lsn;
+      if (record.lsn > after_lsn) {
+        TASKWAL_RETURN_IF_ERROR(apply(record.lsn, record.payload));
+        ++result.records_replayed;
+      }
+    }
+    if (!stopped || set_aside_from > i) {
+      result.segments.push_back(seg);
+      prev_last = next_lsn - 1;
+      have_prev = true;
+    }
+    if (stopped) break;
+  }
+
+  for (size_t i = set_aside_from; i < segments.size(); ++i) {
+    const std::string path = JoinPath(dir, segments[i].name);
+    TASKWAL_RETURN_IF_ERROR(env->RenameFile(path, path + ".salvaged"));
+    result.notes.push_back(
+        absl::StrCat("salvage: set aside ", segments[i].name, " as ",
+                     segments[i].name, ".salvaged"));
+  }
+  if (set_aside_from < segments.size()) {
+    TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
+  }
+  result.last_lsn = std::max(after_lsn, have_prev ? prev_last : 0);
+  return result;
+}
+
+Wal::Wal(const WalOptions& options) : options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
+    const WalOptions& options, std::vector<SegmentFile> segments,
+    uint64_t last_lsn) {
+  if (options.env == nullptr || options.dir.empty()) {
+    return absl::InvalidArgumentError("Wal needs an env and a directory");
+  }
+  std::unique_ptr<Wal> wal(new Wal(options));
+  {
+    absl::MutexLock l(&wal->mu_);
+    wal->last_lsn_ = wal->written_lsn_ = wal->synced_lsn_ = last_lsn;
+  }
+  {
+    absl::MutexLock io(&wal->io_mu_);
+    wal->segments_ = std::move(segments);
+    TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(last_lsn + 1));
+  }
+  if (options.sync == WalSync::kInterval) {
+    Wal* raw = wal.get();
+    wal->interval_thread_ = std::thread([raw] { raw->IntervalLoop(); });
+  }
+  return wal;
+}
+
+Wal::~Wal() { Close().IgnoreError(); }
+
+absl::Status Wal::StartSegmentLocked(uint64_t first_lsn) {
+  const std::string name = SegmentFileName(first_lsn);
+  const std::string path = JoinPath(options_.dir, name);
+  // A segment with this name can only be an earlier, empty one (its records
+  // would have moved last_lsn past first_lsn): replace it.
+  segments_.erase(std::remove_if(segments_.begin(), segments_.end(),
+                                 [&](const SegmentFile& s) {
+                                   return s.first_lsn >= first_lsn;
+                                 }),
+                  segments_.end());
+  TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                           options_.env->NewWritableFile(path));
+  TASKWAL_RETURN_IF_ERROR(
+      file->Append(EncodeFileHeader(kSegmentMagic, first_lsn)));
+  TASKWAL_RETURN_IF_ERROR(file->Sync());
+  // The new name must survive a crash before any record in it is
+  // acknowledged.
+  TASKWAL_RETURN_IF_ERROR(options_.env->SyncDir(options_.dir));
+  stats_.fsyncs.fetch_add(2, std::memory_order_relaxed);
+  stats_.segments_created.fetch_add(1, std::memory_order_relaxed);
+  segments_.push_back(SegmentFile{name, first_lsn});
+  file_ = std::move(file);
+  segment_size_ = kFileHeaderSize;
+  segment_has_records_ = false;
+  segment_synced_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Wal::Append(size_t payload_size,
+                                     absl::FunctionRef<void(char*)> fill) {
+  if (payload_size > kMaxRecordBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record of ", payload_size, " bytes exceeds the limit of ",
+                     kMaxRecordBytes));
+  }
+  absl::MutexLock l(&mu_);
+  if (!sticky_.ok()) return sticky_;
+  if (closed_) return absl::FailedPreconditionError("log is closed");
+  const uint64_t lsn = last_lsn_ + 1;
+  const size_t offset = staged_.size();
+  fill(AppendRecordHeader(RecordType::kTransition, lsn, payload_size,
+                          &staged_));
+  SealRecord(&staged_, offset);
+  last_lsn_ = lsn;
+  ++staged_records_;
+  return lsn;
+}
+
+void Wal::FlushLocked(bool sync) {
+  leader_active_ = true;
+  std::string batch;
+  batch.swap(staged_);
+  staged_.swap(spare_);
+  const uint64_t target = last_lsn_;
+  const uint64_t records = staged_records_;
+  staged_records_ = 0;
+  mu_.Unlock();
+
+  absl::Status s;
+  {
+    absl::MutexLock io(&io_mu_);
+    if (!batch.empty()) {
+      s = file_->Append(batch);
+      if (s.ok()) {
+        segment_size_ += batch.size();
+        segment_has_records_ = true;
+        segment_synced_ = false;
+        stats_.bytes_written.fetch_add(batch.size(), std::memory_order_relaxed);
+        stats_.flushes.fetch_add(1, std::memory_order_relaxed);
+        stats_.records_flushed.fetch_add(records, std::memory_order_relaxed);
+      }
+    }
+    const bool rotate = segment_size_ >= options_.segment_bytes;
+    if (s.ok() && (sync || rotate) && !segment_synced_) {
+      s = file_->Sync();
+      if (s.ok()) {
+        segment_synced_ = true;
+        stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (s.ok() && rotate) {
+      s = file_->Close();
+      if (s.ok()) s = StartSegmentLocked(target + 1);
+    }
+  }
+
+  batch.clear();
+  mu_.Lock();
+  if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
+  leader_active_ = false;
+  if (s.ok()) {
+    written_lsn_ = std::max(written_lsn_, target);
+    if (sync) synced_lsn_ = std::max(synced_lsn_, target);
+  } else if (sticky_.ok()) {
+    sticky_ = s;
+  }
+  flushed_cv_.SignalAll();
+}
+
+absl::Status Wal::WaitFor(const uint64_t* watermark, uint64_t lsn,
+                          bool sync) {
+  while (true) {
+    if (!sticky_.ok()) return sticky_;
+    if (*watermark >= lsn) return absl::OkStatus();
+    if (closed_) return absl::FailedPreconditionError("log is closed");
+    if (!leader_active_) {
+      FlushLocked(sync);
+    } else {
+      flushed_cv_.Wait(&mu_);
+    }
+  }
+}
+
+absl::Status Wal::Sync(uint64_t lsn) {
+  absl::MutexLock l(&mu_);
+  if (lsn > last_lsn_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sync to LSN ", lsn, " past the last record ", last_lsn_));
+  }
+  switch (options_.sync) {
+    case WalSync::kAlways:
+      return WaitFor(&synced_lsn_, lsn, /*sync=*/true);
+    case WalSync::kInterval:
+      return WaitFor(&written_lsn_, lsn, /*sync=*/false);
+    case WalSync::kNone:
+      if (staged_.size() >= options_.buffer_bytes && !leader_active_) {
+        FlushLocked(/*sync=*/false);
+      }
+      return sticky_;
+  }
+  return absl::InternalError("unknown sync mode");
+}
+
+absl::Status Wal::SyncAll() {
+  absl::MutexLock l(&mu_);
+  return WaitFor(&synced_lsn_, last_lsn_, /*sync=*/true);
+}
+
+void Wal::IntervalLoop() {
+  while (!stop_.WaitForNotificationWithTimeout(options_.sync_interval)) {
+    absl::MutexLock l(&mu_);
+    if (closed_ || !sticky_.ok() || leader_active_) continue;
+    if (synced_lsn_ < last_lsn_) FlushLocked(/*sync=*/true);
+  }
+}
+
+absl::Status Wal::DiscardThrough(uint64_t lsn) {
+  absl::MutexLock io(&io_mu_);
+  size_t n = 0;
+  while (n + 1 < segments_.size() && segments_[n + 1].first_lsn - 1 <= lsn) {
+    ++n;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    absl::Status s =
+        options_.env->RemoveFile(JoinPath(options_.dir, segments_[i].name));
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+  }
+  segments_.erase(segments_.begin(), segments_.begin() + n);
+  if (n > 0) return options_.env->SyncDir(options_.dir);
+  return absl::OkStatus();
+}
+
+absl::Status Wal::Close() {
+  absl::call_once(stop_once_, [this] {
+    stop_.Notify();
+    if (interval_thread_.joinable()) interval_thread_.join();
+  });
+  absl::MutexLock l(&mu_);
+  if (closed_) return sticky_;
+  absl::Status s = WaitFor(&synced_lsn_, last_lsn_, /*sync=*/true);
+  closed_ = true;
+  while (leader_active_) flushed_cv_.Wait(&mu_);
+  absl::MutexLock io(&io_mu_);
+  if (file_ != nullptr) {
+    absl::Status c = file_->Close();
+    if (s.ok()) s = c;
+    if (s.ok() && !segment_has_records_) {
+      // Leave no empty segment behind for the next open to step over.
+      s = options_.env->RemoveFile(JoinPath(options_.dir, segments_.back().name));
+      if (s.ok()) s = options_.env->SyncDir(options_.dir);
+      if (s.ok()) segments_.pop_back();
+    }
+    file_.reset();
+  }
+  return s;
+}
+
+uint64_t Wal::last_lsn() const {
+  absl::MutexLock l(&mu_);
+  return last_lsn_;
+}
+
+}  // namespace taskwal::wal

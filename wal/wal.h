@@ -1,0 +1,173 @@
+#ifndef TASKWAL_WAL_WAL_H_
+#define TASKWAL_WAL_WAL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/call_once.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "api/env.h"
+
+namespace taskwal::wal {
+
+// When Sync(lsn) returns, relative to the record at lsn (see
+// wal/log_format.md for what each mode survives).
+enum class WalSync {
+  kAlways,    // fdatasync'ed; concurrent callers share one fdatasync.
+  kInterval,  // written to the OS; a background fdatasync every interval.
+  kNone,      // buffered in memory; written when the buffer fills.
+};
+
+struct WalOptions {
+  Env* env = nullptr;  // Not owned; outlives the Wal.
+  std::string dir;
+  WalSync sync = WalSync::kAlways;
+  absl::Duration sync_interval = absl::Milliseconds(10);
+  uint64_t segment_bytes = 64 << 20;  // Rotate after a segment reaches this.
+  size_t buffer_bytes = 1 << 20;      // kNone: write when this much is staged.
+};
+
+// A segment found by recovery.
+struct SegmentFile {
+  std::string name;  // wal-<first lsn, 20 digits>.log
+  uint64_t first_lsn = 0;
+};
+
+// What recovery found and did.
+struct RecoveryResult {
+  std::vector<SegmentFile> segments;  // Valid segments, oldest first.
+  uint64_t last_lsn = 0;              // Last valid record (or after_lsn).
+  uint64_t records_replayed = 0;      // Records passed to the callback.
+  uint64_t truncated_bytes = 0;       // Torn tail (or salvage) cut off.
+  std::vector<std::string> notes;     // What was repaired, for the report.
+};
+
+// Segment file name for a first LSN, and the inverse (false if not one).
+std::string SegmentFileName(uint64_t first_lsn);
+bool ParseSegmentFileName(absl::string_view name, uint64_t* first_lsn);
+
+// Reads every segment in dir in LSN order and calls apply(lsn, payload) for
+// each record with lsn > after_lsn. LSNs must be contiguous from the first
+// segment on; the first record after after_lsn must be after_lsn + 1.
+//
+// A torn final record (damage in the last segment with no valid record after
+// it) is cut off and reported in notes. Any other damage, a gap in LSNs, or a
+// missing segment is kDataLoss naming the file and offset, unless `salvage`
+// is set: then the valid prefix is kept, the damaged segment is truncated
+// there, later segments are renamed to <name>.salvaged, and notes say so.
+// An error from apply is returned as is.
+absl::StatusOr<RecoveryResult> RecoverLog(
+    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
+    absl::FunctionRef<absl::Status(uint64_t lsn, absl::string_view payload)>
+        apply);
+
+// Counters for metrics; read with relaxed loads.
+struct WalStats {
+  std::atomic<uint64_t> fsyncs{0};
+  std::atomic<uint64_t> bytes_written{0};
+  std::atomic<uint64_t> flushes{0};          // Writes of staged batches.
+  std::atomic<uint64_t> records_flushed{0};  // Sum of batch sizes.
+  std::atomic<uint64_t> segments_created{0};
+};
+
+// The append side of the write-ahead log: records staged by Append are
+// written and synced by whichever caller of Sync gets there first (the
+// leader), for everyone waiting at that moment (group commit).
+//
+// Thread safety: Append needs external serialization (the engine's commit
+// lock: it defines LSN order). Sync, Close, DiscardThrough and the accessors
+// are safe for concurrent use. An I/O error is sticky: every later call
+// returns it.
+//
+// Lock order: mu_ before io_mu_; never the other way.
+class Wal {
+ public:
+  // Starts a new segment after `last_lsn` (what recovery found). The
+  // segment and its directory entry are durable before Open returns.
+  static absl::StatusOr<std::unique_ptr<Wal>> Open(
+      const WalOptions& options, std::vector<SegmentFile> segments,
+      uint64_t last_lsn);
+  ~Wal();
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // Stages a record of payload_size bytes, filled by fill(dst), and returns
+  // its LSN. kInvalidArgument if payload_size exceeds kMaxRecordBytes
+  // (nothing is staged and the error is not sticky).
+  absl::StatusOr<uint64_t> Append(size_t payload_size,
+                                  absl::FunctionRef<void(char*)> fill)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Returns once the record at lsn is as durable as the sync mode promises.
+  absl::Status Sync(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Writes and fdatasyncs everything staged, whatever the mode.
+  absl::Status SyncAll() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes segments whose records all have LSN <= lsn (never the segment
+  // being written), then syncs the directory.
+  absl::Status DiscardThrough(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+
+  // Flushes and syncs, stops the background thread, closes the segment.
+  // Removes the active segment if no record went into it. Idempotent.
+  absl::Status Close() ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+
+  uint64_t last_lsn() const ABSL_LOCKS_EXCLUDED(mu_);
+  const WalStats& stats() const { return stats_; }
+
+ private:
+  explicit Wal(const WalOptions& options);
+
+  // Becomes the leader: writes (and if sync, fdatasyncs) everything staged,
+  // with mu_ released during the I/O. REQUIRES: no leader is active.
+  void FlushLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until *watermark >= lsn, leading flushes as needed.
+  absl::Status WaitFor(const uint64_t* watermark, uint64_t lsn, bool sync)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartSegmentLocked(uint64_t first_lsn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  void IntervalLoop();
+
+  const WalOptions options_;
+  WalStats stats_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar flushed_cv_;  // A leader finished.
+  std::string staged_ ABSL_GUARDED_BY(mu_);
+  std::string spare_ ABSL_GUARDED_BY(mu_);  // Recycled buffer capacity.
+  uint64_t last_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t staged_records_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t written_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t synced_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  bool leader_active_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status sticky_ ABSL_GUARDED_BY(mu_);
+
+  // The file being written; touched only by the leader.
+  absl::Mutex io_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::vector<SegmentFile> segments_ ABSL_GUARDED_BY(io_mu_);
+  std::unique_ptr<WritableFile> file_ ABSL_GUARDED_BY(io_mu_);
+  uint64_t segment_size_ ABSL_GUARDED_BY(io_mu_) = 0;
+  bool segment_has_records_ ABSL_GUARDED_BY(io_mu_) = false;
+  bool segment_synced_ ABSL_GUARDED_BY(io_mu_) = true;
+
+  absl::once_flag stop_once_;
+  absl::Notification stop_;
+  std::thread interval_thread_;
+};
+
+}  // namespace taskwal::wal
+
+#endif  // TASKWAL_WAL_WAL_H_
