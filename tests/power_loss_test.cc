@@ -25,9 +25,12 @@
 #include "api/engine.h"
 #include "api/fault_injection_env.h"
 #include "gtest/gtest.h"
+#include "tests/engine_dump.h"
 
 namespace taskwal {
 namespace {
+
+using ::taskwal::test_util::Dump;
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr int kCycles = 150;
@@ -252,34 +255,6 @@ TEST_F(PowerLossTest, FailedSyncIsStickyAndLosesNothingAcknowledged) {
   CheckAgainstOracle(engine->get(), &oracle);
   EXPECT_EQ((*engine)->GetByIdempotencyKey("after-the-error").status().code(),
             absl::StatusCode::kNotFound);
-}
-
-// Everything observable about an engine's tasks and totals, as text.
-std::string Dump(Engine* engine) {
-  std::string out;
-  uint64_t cursor = 0;
-  do {
-    ListFilter f;
-    f.limit = 10000;
-    f.after_id = cursor;
-    absl::StatusOr<ListPage> page = engine->List(f);
-    if (!page.ok()) return page.status().ToString();
-    for (const Task& t : page->tasks) {
-      absl::StrAppend(&out, t.SerializeAsString(), "\n");
-      absl::StatusOr<std::vector<HistoryEntry>> history =
-          engine->History(t.id());
-      if (!history.ok()) return history.status().ToString();
-      for (const HistoryEntry& h : *history) {
-        absl::StrAppend(&out, "  ", h.SerializeAsString(), "\n");
-      }
-    }
-    cursor = page->next_cursor;
-  } while (cursor != 0);
-  EngineStats s = *engine->Stats();
-  absl::StrAppend(&out, s.submitted, " ", s.claims, " ", s.completions, " ",
-                  s.failed_attempts, " ", s.retries, " ", s.cancellations, " ",
-                  s.deletions, " ", s.transitions, " lsn ", s.last_lsn);
-  return out;
 }
 
 // In kInterval mode a power loss may lose acknowledged transitions (the

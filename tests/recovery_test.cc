@@ -1,0 +1,333 @@
+// Restart and recovery of a data directory, end to end through the public
+// API: exact state after restart (with and without snapshots), snapshot
+// fallback, damage that must stop Open, salvage, the directory lock.
+#include <sys/stat.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "api/engine.h"
+#include "api/fault_injection_env.h"
+#include "gtest/gtest.h"
+#include "tests/engine_dump.h"
+
+namespace taskwal {
+namespace {
+
+using ::taskwal::test_util::Dump;
+
+constexpr char kDir[] = "/db";
+
+class RecoveryTest : public ::testing::Test {
+ protected:
+  EngineOptions Options() {
+    EngineOptions o;
+    o.data_dir = kDir;
+    o.env = &env_;
+    o.clock = &clock_;
+    o.maintenance_interval = absl::ZeroDuration();
+    o.snapshot_every_records = 0;
+    o.segment_bytes = 4096;
+    o.random_seed = 5;
+    o.retention = absl::Hours(1);
+    return o;
+  }
+
+  std::unique_ptr<Engine> OpenOrDie(const EngineOptions& o) {
+    absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? *std::move(e) : nullptr;
+  }
+
+  // A workload that leaves every kind of state behind: pending (due and
+  // delayed), claimed with leases, completed, failed, cancelled, retried.
+  void Work(Engine* e, int round) {
+    for (int i = 0; i < 40; ++i) {
+      TaskSpec spec;
+      spec.idempotency_key = absl::StrCat("r", round, "-", i);
+      spec.type = i % 3 == 0 ? "email" : "order";
+      spec.payload = std::string(i * 7, 'x');
+      spec.priority = i % 4;
+      if (i % 5 == 0) spec.not_before = clock_.Now() + absl::Minutes(10);
+      ASSERT_TRUE(e->Submit(spec).ok());
+    }
+    for (int i = 0; i < 25; ++i) {
+      clock_.Advance(absl::Seconds(1));
+      ClaimNextOptions o;
+      o.lease = absl::Seconds(30 + i);
+      absl::StatusOr<ClaimedTask> c = e->ClaimNext(absl::StrCat("w", i % 3), o);
+      ASSERT_TRUE(c.ok()) << c.status();
+      const std::string w = c->task.claimed_by();
+      switch (i % 5) {
+        case 0:
+        case 1:
+          ASSERT_TRUE(e->Complete(c->task.id(), w, c->claim_token, "ok").ok());
+          break;
+        case 2:
+          ASSERT_TRUE(e->Fail(c->task.id(), w, c->claim_token, "boom").ok());
+          break;
+        case 3:
+          ASSERT_TRUE(
+              e->Heartbeat(c->task.id(), w, c->claim_token, absl::Minutes(5))
+                  .ok());
+          break;
+        default:
+          break;  // Left claimed; its lease runs out later.
+      }
+    }
+    ASSERT_TRUE(e->Cancel(e->GetByIdempotencyKey(absl::StrCat("r", round, "-35"))
+                              ->id())
+                    .ok());
+    clock_.Advance(absl::Minutes(2));
+    ASSERT_TRUE(e->RunMaintenance().ok());  // Expires short leases.
+  }
+
+  ManualClock clock_;
+  FaultInjectionEnv env_{1};
+};
+
+TEST_F(RecoveryTest, RestartRebuildsExactlyTheSameState) {
+  std::string before;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(Options());
+    Work(e.get(), 0);
+    before = Dump(e.get());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  std::unique_ptr<Engine> e = OpenOrDie(Options());
+  EXPECT_EQ(Dump(e.get()), before);
+  RecoveryReport r = e->Recovery();
+  EXPECT_EQ(r.snapshot_lsn, 0u);
+  EXPECT_GT(r.records_replayed, 60u);
+  EXPECT_EQ(r.truncated_bytes, 0u);
+  // The engine carries on where it stopped: ids continue, the delayed and
+  // claimed tasks come due at the same times.
+  TaskSpec spec;
+  spec.idempotency_key = "after-restart";
+  absl::StatusOr<SubmitResult> r1 = e->Submit(spec);
+  ASSERT_TRUE(r1.ok());
+  EXPECT_EQ(r1->task_id, 41u);
+}
+
+TEST_F(RecoveryTest, RestartFromSnapshotPlusLogMatchesLiveState) {
+  std::string before;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(Options());
+    Work(e.get(), 0);
+    ASSERT_TRUE(e->Snapshot().ok());
+    Work(e.get(), 1);
+    ASSERT_TRUE(e->Snapshot().ok());
+    Work(e.get(), 2);
+    clock_.Advance(absl::Hours(2));  // Past retention for the finished ones.
+    ASSERT_TRUE(e->RunMaintenance().ok());
+    before = Dump(e.get());
+    EXPECT_GT(e->Stats()->retention_removals, 0u);
+    ASSERT_TRUE(e->Close().ok());
+  }
+  std::unique_ptr<Engine> e = OpenOrDie(Options());
+  EXPECT_EQ(Dump(e.get()), before);
+  RecoveryReport r = e->Recovery();
+  EXPECT_GT(r.snapshot_lsn, 0u);
+  EXPECT_GT(r.records_replayed, 0u);
+  // Segments covered by the older of the two snapshots are gone.
+  std::vector<std::string> files = *env_.GetChildren(kDir);
+  int segments = 0;
+  for (const std::string& f : files) segments += absl::StartsWith(f, "wal-");
+  EXPECT_GT(segments, 0);
+  // Three restarts in a row change nothing.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(e->Close().ok());
+    e = OpenOrDie(Options());
+    EXPECT_EQ(Dump(e.get()), before);
+  }
+}
+
+TEST_F(RecoveryTest, DamagedNewestSnapshotFallsBackToThePreviousOne) {
+  std::string before;
+  uint64_t newest = 0;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(Options());
+    Work(e.get(), 0);
+    ASSERT_TRUE(e->Snapshot().ok());
+    Work(e.get(), 1);
+    ASSERT_TRUE(e->Snapshot().ok());
+    newest = e->Stats()->last_snapshot_lsn;
+    Work(e.get(), 2);
+    before = Dump(e.get());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  // Flip one byte in the middle of the newest snapshot.
+  std::string name;
+  const std::vector<std::string> files = *env_.GetChildren(kDir);
+  for (const std::string& f : files) {
+    if (absl::StrContains(f, absl::StrCat(newest)) &&
+        absl::EndsWith(f, ".snap")) {
+      name = f;
+    }
+  }
+  ASSERT_FALSE(name.empty());
+  const std::string path = absl::StrCat(kDir, "/", name);
+  std::string contents = *env_.ReadFileToString(path);
+  contents[contents.size() / 2] ^= 0x40;
+  {
+    std::unique_ptr<WritableFile> f = *env_.NewWritableFile(path);
+    ASSERT_TRUE(f->Append(contents).ok());
+    ASSERT_TRUE(f->Sync().ok());
+  }
+  std::unique_ptr<Engine> e = OpenOrDie(Options());
+  EXPECT_EQ(Dump(e.get()), before);
+  RecoveryReport r = e->Recovery();
+  EXPECT_LT(r.snapshot_lsn, newest);
+  ASSERT_FALSE(r.notes.empty());
+  EXPECT_TRUE(absl::StrContains(r.notes[0], name)) << r.notes[0];
+  EXPECT_TRUE(env_.FileExists(path + ".corrupt"));  // Set aside, not deleted.
+  EXPECT_FALSE(env_.FileExists(path));
+}
+
+// Finds the oldest log segment.
+std::string FirstSegment(Env* env) {
+  std::vector<std::string> files = *env->GetChildren(kDir);
+  std::string first;
+  for (const std::string& f : files) {
+    if (absl::StartsWith(f, "wal-") && absl::EndsWith(f, ".log") &&
+        (first.empty() || f < first)) {
+      first = f;
+    }
+  }
+  return first;
+}
+
+std::map<std::string, std::string> DirContents(Env* env) {
+  std::map<std::string, std::string> out;
+  const std::vector<std::string> files = *env->GetChildren(kDir);
+  for (const std::string& f : files) {
+    out[f] = *env->ReadFileToString(absl::StrCat(kDir, "/", f));
+  }
+  return out;
+}
+
+TEST_F(RecoveryTest, DamageBeforeValidRecordsIsDataLossAndChangesNothing) {
+  std::string before;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(Options());
+    Work(e.get(), 0);
+    Work(e.get(), 1);
+    before = Dump(e.get());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  const std::string segment = FirstSegment(&env_);
+  const std::string path = absl::StrCat(kDir, "/", segment);
+  std::string contents = *env_.ReadFileToString(path);
+  ASSERT_GT(contents.size(), 1000u);
+  contents[600] ^= 0x01;
+  {
+    std::unique_ptr<WritableFile> f = *env_.NewWritableFile(path);
+    ASSERT_TRUE(f->Append(contents).ok());
+    ASSERT_TRUE(f->Sync().ok());
+  }
+  const std::map<std::string, std::string> damaged = DirContents(&env_);
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(Options());
+  ASSERT_EQ(e.status().code(), absl::StatusCode::kDataLoss) << e.status();
+  EXPECT_TRUE(absl::StrContains(e.status().message(), segment))
+      << e.status();
+  EXPECT_TRUE(absl::StrContains(e.status().message(), "offset"))
+      << e.status();
+  // The failed Open left every file as it was (the lock file aside).
+  std::map<std::string, std::string> after = DirContents(&env_);
+  after.erase("LOCK");
+  std::map<std::string, std::string> expected = damaged;
+  expected.erase("LOCK");
+  EXPECT_EQ(after, expected);
+
+  // Salvage keeps the valid prefix and sets the rest aside.
+  EngineOptions salvage = Options();
+  salvage.salvage = true;
+  std::unique_ptr<Engine> s = OpenOrDie(salvage);
+  RecoveryReport r = s->Recovery();
+  EXPECT_GT(r.truncated_bytes, 0u);
+  EXPECT_FALSE(r.notes.empty());
+  EXPECT_NE(Dump(s.get()), before);  // Something was lost, knowingly.
+  bool salvaged = false;
+  const std::vector<std::string> files = *env_.GetChildren(kDir);
+  for (const std::string& f : files) {
+    salvaged |= absl::EndsWith(f, ".salvaged");
+  }
+  EXPECT_TRUE(salvaged);
+  // And it is a working engine again, also after a restart.
+  TaskSpec spec;
+  spec.idempotency_key = "after-salvage";
+  ASSERT_TRUE(s->Submit(spec).ok());
+  const std::string salvaged_state = Dump(s.get());
+  ASSERT_TRUE(s->Close().ok());
+  std::unique_ptr<Engine> again = OpenOrDie(Options());
+  EXPECT_EQ(Dump(again.get()), salvaged_state);
+}
+
+TEST_F(RecoveryTest, SecondOpenOfTheSameDirectoryFails) {
+  std::unique_ptr<Engine> e = OpenOrDie(Options());
+  absl::StatusOr<std::unique_ptr<Engine>> second = Engine::Open(Options());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(second.status().message(), "locked"))
+      << second.status();
+  ASSERT_TRUE(e->Close().ok());
+  EXPECT_TRUE(Engine::Open(Options()).ok());
+}
+
+TEST_F(RecoveryTest, OversizedRecordIsRefusedWithoutStoppingTheEngine) {
+  EngineOptions o = Options();
+  o.max_payload_bytes = 8 << 20;
+  std::unique_ptr<Engine> e = OpenOrDie(o);
+  std::vector<TaskSpec> batch(9);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i].idempotency_key = absl::StrCat("big-", i);
+    batch[i].payload = std::string(8 << 20, 'b');  // 72 MiB in one record.
+  }
+  absl::StatusOr<std::vector<SubmitResult>> r = e->SubmitBatch(batch);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+      << r.status();
+  EXPECT_EQ(e->Stats()->tasks, 0u);
+  batch.resize(2);
+  EXPECT_TRUE(e->SubmitBatch(batch).ok());
+}
+
+// The same guarantees on the real file system, plus file permissions.
+TEST(PosixRecoveryTest, RestartOnDiskAndFilesAreOwnerOnly) {
+  const std::string dir = absl::StrCat(getenv("TEST_TMPDIR"), "/posix-db");
+  EngineOptions o;
+  o.data_dir = dir;
+  o.maintenance_interval = absl::ZeroDuration();
+  std::string before;
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    for (int i = 0; i < 100; ++i) {
+      TaskSpec spec;
+      spec.idempotency_key = absl::StrCat("k", i);
+      ASSERT_TRUE((*e)->Submit(spec).ok());
+    }
+    ASSERT_TRUE((*e)->Snapshot().ok());
+    absl::StatusOr<ClaimedTask> c = (*e)->ClaimNext("w", {});
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE((*e)->Complete(c->task.id(), "w", c->claim_token, "r").ok());
+    before = Dump(e->get());
+    ASSERT_TRUE((*e)->Close().ok());
+  }
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(Dump(e->get()), before);
+  struct stat st;
+  ASSERT_EQ(stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  const std::vector<std::string> files = *Env::Default()->GetChildren(dir);
+  for (const std::string& f : files) {
+    ASSERT_EQ(stat(absl::StrCat(dir, "/", f).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+  }
+}
+
+}  // namespace
+}  // namespace taskwal
