@@ -6,7 +6,8 @@
 #      and the targets with TASKWAL_TARGETS="//engine/... //wal/...");
 #   3. the TSan canary (//tests:tsan_canary under --config=tsan): the racy mode
 #      must FAIL with "data race" (TSan is active), the --locked mode must be
-#      clean (no false reports from the source-built Abseil).
+#      clean (no false reports from the source-built Abseil);
+#   4. the libFuzzer targets for a bounded time (tools/fuzz.sh).
 # Prints `N passed, N failed` (all bazel test targets of all configs plus the
 # canary checks) and exits non-zero if anything failed. FLAKY counts as failed.
 # Extra bazel flags can be passed as arguments: tools/test.sh --config=clang
@@ -108,6 +109,23 @@ else
   tail -n 50 "${canary_log}"
   record fail "tsan canary: build failed"
   record fail "tsan canary: build failed"
+fi
+
+# --- Fuzzers -----------------------------------------------------------------
+# libFuzzer targets (log reader, snapshot loader) under clang + ASan + UBSan,
+# each for a bounded time. TASKWAL_FUZZ_SECONDS=0 skips them.
+fuzz_seconds="${TASKWAL_FUZZ_SECONDS:-30}"
+if [[ "${fuzz_seconds}" != 0 ]]; then
+  fuzz_log="${LOGDIR}/fuzz.log"
+  echo "=== fuzzers: tools/fuzz.sh ${fuzz_seconds}"
+  if "${ROOT}/tools/fuzz.sh" "${fuzz_seconds}" >"${fuzz_log}" 2>&1; then
+    echo "fuzzers: PASSED (no crash in ${fuzz_seconds}s each)"
+    record pass fuzzers
+  else
+    echo "fuzzers: FAILED"
+    tail -n 60 "${fuzz_log}"
+    record fail "fuzzers (log ${fuzz_log})"
+  fi
 fi
 
 echo
