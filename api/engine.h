@@ -80,6 +80,13 @@ struct EngineOptions {
   // file and offset. true: keep the valid prefix, set the rest aside
   // (renamed *.salvaged) and open; Recovery() reports what was dropped.
   bool salvage = false;
+  // Inspect a data directory without changing it, also while another engine
+  // (another process) holds it: no lock is taken, no file is written,
+  // truncated or renamed, a torn tail is skipped rather than cut, and there
+  // is no maintenance thread. The engine shows the state the files held at
+  // Open. Every mutating call returns kFailedPrecondition. The directory
+  // must exist. Not combinable with salvage.
+  bool read_only = false;
 
   // Number of lock shards for the task table and idempotency index. Must be
   // in [1, 4096].
@@ -246,6 +253,7 @@ class Engine {
   // kDataLoss: the log or snapshots are damaged beyond a torn final record
   //   (see EngineOptions::salvage); the message names the file and offset.
   //   Nothing in the directory is changed in that case.
+  // kNotFound: read_only and data_dir does not exist.
   // Other codes: I/O errors from the Env.
   static absl::StatusOr<std::unique_ptr<Engine>> Open(
       const EngineOptions& options);

@@ -80,6 +80,13 @@ absl::Status ValidateOptions(const EngineOptions& o) {
   if (o.max_batch_size < 1) {
     return absl::InvalidArgumentError("max_batch_size must be at least 1");
   }
+  if (o.read_only && o.salvage) {
+    return absl::InvalidArgumentError(
+        "read_only and salvage cannot be combined");
+  }
+  if (o.read_only && o.data_dir.empty()) {
+    return absl::InvalidArgumentError("read_only needs a data_dir");
+  }
   if (o.segment_bytes < 4096) {
     return absl::InvalidArgumentError("segment_bytes must be at least 4096");
   }
@@ -106,7 +113,8 @@ EngineImpl::EngineImpl(const EngineOptions& options,
   if (storage_ != nullptr) {
     last_snapshot_lsn_.store(storage_->recovery.snapshot_lsn);
   }
-  if (options_.maintenance_interval > absl::ZeroDuration()) {
+  if (options_.maintenance_interval > absl::ZeroDuration() &&
+      !options_.read_only) {
     maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
   }
 }
@@ -136,7 +144,8 @@ void EngineImpl::MaintenanceLoop() {
     // A journal error is sticky and surfaces on the next call; a failed
     // snapshot leaves the log in place and is tried again later.
     RunMaintenance().IgnoreError();
-    if (storage_ != nullptr && options_.snapshot_every_records > 0 &&
+    if (storage_ != nullptr && storage_->journal != nullptr &&
+        options_.snapshot_every_records > 0 &&
         storage_->journal->wal().last_lsn() - last_snapshot_lsn_.load() >=
             options_.snapshot_every_records) {
       Snapshot().IgnoreError();
@@ -157,6 +166,9 @@ absl::Status EngineImpl::CheckOpen() const {
 
 absl::Status EngineImpl::CheckWritableLocked() const {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  if (options_.read_only) {
+    return absl::FailedPreconditionError("the engine was opened read-only");
+  }
   return sticky_error_;
 }
 
@@ -764,7 +776,7 @@ absl::StatusOr<EngineStats> EngineImpl::Stats() {
   s.retention_removals = c.retention_removals;
   s.transitions = c.transitions;
   s.last_lsn = state_->last_applied_lsn();
-  if (storage_ != nullptr) {
+  if (storage_ != nullptr && storage_->journal != nullptr) {
     const wal::WalStats& w = storage_->journal->wal().stats();
     s.fsyncs = w.fsyncs.load(std::memory_order_relaxed);
     s.wal_bytes = w.bytes_written.load(std::memory_order_relaxed);
@@ -783,6 +795,9 @@ absl::Status EngineImpl::Snapshot() {
   if (storage_ == nullptr) {
     return absl::FailedPreconditionError(
         "an in-memory engine has no data directory to snapshot");
+  }
+  if (options_.read_only) {
+    return absl::FailedPreconditionError("the engine was opened read-only");
   }
   absl::MutexLock snap(&snapshot_mu_);
   SnapshotMeta meta;
@@ -864,6 +879,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   }
   Env* env = options.env != nullptr ? options.env : Env::Default();
   const std::string& dir = options.data_dir;
+  if (options.read_only) {
+    // The owner of the directory may discard a segment while we read it;
+    // reading again from the top sees the snapshot that replaced it.
+    absl::StatusOr<engine::RecoveredState> recovered;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      recovered = engine::RecoverDirectory(options, env, dir);
+      if (!absl::IsNotFound(recovered.status())) break;
+    }
+    if (!recovered.ok()) return recovered.status();
+    auto storage = std::make_unique<engine::Storage>();
+    storage->env = env;
+    storage->dir = dir;
+    storage->recovery = std::move(recovered->report);
+    return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
+        options, std::make_unique<engine::MemoryJournal>(),
+        std::move(recovered->state), std::move(storage)));
+  }
   TASKWAL_RETURN_IF_ERROR(env->CreateDir(dir));
   TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
                            env->LockFile(dir + "/LOCK"));

@@ -37,8 +37,10 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
     if (!absl::IsDataLoss(s)) return s;
     damaged.push_back(snapshot.name);
     out.report.notes.push_back(absl::StrCat(
-        "snapshot ", snapshot.name, " is damaged (", s.message(),
-        "); set aside as ", snapshot.name, ".corrupt"));
+        "snapshot ", snapshot.name, " is damaged (", s.message(), "); ",
+        options.read_only ? "skipped"
+                          : absl::StrCat("set aside as ", snapshot.name,
+                                         ".corrupt")));
   }
   if (out.state == nullptr) {
     out.state = std::make_unique<StateMachine>(options.num_shards,
@@ -51,6 +53,7 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
       wal::RecoveryResult log,
       wal::RecoverLog(
           env, dir, state->last_applied_lsn(), options.salvage,
+          options.read_only,
           [&](uint64_t lsn, absl::string_view payload) -> absl::Status {
             if (!record.ParseFromArray(payload.data(),
                                        static_cast<int>(payload.size()))) {
@@ -67,21 +70,24 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
             return absl::OkStatus();
           }));
 
-  for (const std::string& name : damaged) {
-    TASKWAL_RETURN_IF_ERROR(
-        env->RenameFile(path(name), path(name) + ".corrupt"));
-  }
-  // Leftovers of a snapshot that was being written when the process died.
-  TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,
-                           env->GetChildren(dir));
-  bool removed = !damaged.empty();
-  for (const std::string& name : children) {
-    if (absl::EndsWith(name, ".snap.tmp")) {
-      TASKWAL_RETURN_IF_ERROR(env->RemoveFile(path(name)));
-      removed = true;
+  // A read-only open changes nothing: damaged snapshots stay where they are.
+  if (!options.read_only) {
+    for (const std::string& name : damaged) {
+      TASKWAL_RETURN_IF_ERROR(
+          env->RenameFile(path(name), path(name) + ".corrupt"));
     }
+    // Leftovers of a snapshot that was being written when the process died.
+    TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,
+                             env->GetChildren(dir));
+    bool removed = !damaged.empty();
+    for (const std::string& name : children) {
+      if (absl::EndsWith(name, ".snap.tmp")) {
+        TASKWAL_RETURN_IF_ERROR(env->RemoveFile(path(name)));
+        removed = true;
+      }
+    }
+    if (removed) TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
   }
-  if (removed) TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
 
   out.segments = std::move(log.segments);
   out.last_lsn = log.last_lsn;

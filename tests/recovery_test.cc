@@ -277,6 +277,57 @@ TEST_F(RecoveryTest, SecondOpenOfTheSameDirectoryFails) {
   EXPECT_TRUE(Engine::Open(Options()).ok());
 }
 
+TEST_F(RecoveryTest, ReadOnlyOpenInspectsAHeldDirectoryAndChangesNothing) {
+  std::unique_ptr<Engine> owner = OpenOrDie(Options());
+  Work(owner.get(), 0);
+  ASSERT_TRUE(owner->Snapshot().ok());
+  Work(owner.get(), 1);
+  const std::string state = Dump(owner.get());
+  const std::map<std::string, std::string> files = DirContents(&env_);
+
+  EngineOptions ro = Options();
+  ro.read_only = true;
+  std::unique_ptr<Engine> reader = OpenOrDie(ro);
+  EXPECT_EQ(Dump(reader.get()), state);
+  TaskSpec spec;
+  spec.idempotency_key = "from-the-reader";
+  EXPECT_EQ(reader->Submit(spec).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->Retry(1).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->Snapshot().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->RunMaintenance().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(reader->Close().ok());
+  EXPECT_EQ(DirContents(&env_), files);
+
+  // The owner keeps working; a torn tail is skipped, not cut, by a reader.
+  ASSERT_TRUE(owner->Submit(spec).ok());
+  ASSERT_TRUE(owner->Close().ok());
+  const std::string segment = [&] {
+    std::string last;
+    const std::vector<std::string> names = *env_.GetChildren(kDir);
+    for (const std::string& f : names) {
+      if (absl::StartsWith(f, "wal-") && f > last) last = f;
+    }
+    return last;
+  }();
+  ASSERT_FALSE(segment.empty());
+  const std::string path = absl::StrCat(kDir, "/", segment);
+  {
+    std::unique_ptr<WritableFile> f = *env_.NewAppendableFile(path);
+    ASSERT_TRUE(f->Append(std::string("\x07\x00\x00", 3)).ok());
+    ASSERT_TRUE(f->Sync().ok());
+  }
+  const std::string torn = *env_.ReadFileToString(path);
+  reader = OpenOrDie(ro);
+  EXPECT_EQ(reader->Recovery().truncated_bytes, 3u);
+  EXPECT_TRUE(reader->GetByIdempotencyKey("from-the-reader").ok());
+  EXPECT_EQ(*env_.ReadFileToString(path), torn);
+
+  ro.data_dir = "/missing";
+  EXPECT_EQ(Engine::Open(ro).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(RecoveryTest, OversizedRecordIsRefusedWithoutStoppingTheEngine) {
   EngineOptions o = Options();
   o.max_payload_bytes = 8 << 20;

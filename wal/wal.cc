@@ -51,7 +51,11 @@ bool ParseSegmentFileName(absl::string_view name, uint64_t* first_lsn) {
 
 absl::StatusOr<RecoveryResult> RecoverLog(
     Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
+    bool read_only,
     absl::FunctionRef<absl::Status(uint64_t, absl::string_view)> apply) {
+  if (salvage && read_only) {
+    return absl::InvalidArgumentError("salvage needs a writable directory");
+  }
   TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,
                            env->GetChildren(dir));
   std::vector<SegmentFile> segments;
@@ -105,11 +109,14 @@ absl::StatusOr<RecoveryResult> RecoverLog(
         DecodeFileHeader(contents, kSegmentMagic, path);
     if (!header.ok()) {
       if (last && IsTornHeader(contents)) {
-        TASKWAL_RETURN_IF_ERROR(env->RemoveFile(path));
-        TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
+        if (!read_only) {
+          TASKWAL_RETURN_IF_ERROR(env->RemoveFile(path));
+          TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
+        }
         result.notes.push_back(absl::StrCat(
-            "removed ", seg.name,
-            ": its header was torn (the process died creating it)"));
+            read_only ? "skipped " : "removed ", seg.name,
+            ": its header is torn (the process died creating it, or is "
+            "creating it now)"));
         break;
       }
       TASKWAL_ASSIGN_OR_RETURN(bool stopped, stop(header.status(), 0));
@@ -150,10 +157,14 @@ absl::StatusOr<RecoveryResult> RecoverLog(
           // A torn final write: nothing valid follows, so nothing
           // acknowledged is lost by cutting it off.
           const uint64_t torn = contents.size() - reader.valid_end();
-          TASKWAL_RETURN_IF_ERROR(env->TruncateFile(path, reader.valid_end()));
+          if (!read_only) {
+            TASKWAL_RETURN_IF_ERROR(
+                env->TruncateFile(path, reader.valid_end()));
+          }
           result.truncated_bytes += torn;
           result.notes.push_back(absl::StrCat(
-              "truncated a torn tail of ", torn, " bytes from ", seg.name,
+              read_only ? "skipped" : "truncated", " a torn tail of ", torn,
+              " bytes from ", seg.name,
               " at offset ", reader.valid_end(), " (", more.status().message(),
               ")"));
           break;

@@ -68,8 +68,12 @@ bool ParseSegmentFileName(absl::string_view name, uint64_t* first_lsn);
 // is set: then the valid prefix is kept, the damaged segment is truncated
 // there, later segments are renamed to <name>.salvaged, and notes say so.
 // An error from apply is returned as is.
+//
+// With read_only, nothing is changed: a torn tail or torn header is skipped
+// (and noted) instead of being cut or removed, and salvage must be false.
 absl::StatusOr<RecoveryResult> RecoverLog(
     Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
+    bool read_only,
     absl::FunctionRef<absl::Status(uint64_t lsn, absl::string_view payload)>
         apply);
 
