@@ -92,16 +92,17 @@ absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
 
 absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
                                        uint64_t lsn) {
-  // Check the whole batch before changing anything.
-  absl::flat_hash_set<uint64_t> ids;
+  // Check the whole batch before changing anything. Ids must ascend, which
+  // also makes them unique within the batch; keys need a set only when
+  // there is more than one.
   absl::flat_hash_set<absl::string_view> keys;
+  uint64_t min_id = next_task_id_;
   for (const Task& t : r.tasks()) {
-    if (t.id() < next_task_id_ || !ids.insert(t.id()).second) {
-      return Mismatch("submit", t.id(), "id reused");
-    }
+    if (t.id() < min_id) return Mismatch("submit", t.id(), "id reused");
+    min_id = t.id() + 1;
     if (t.status() != PENDING) return Mismatch("submit", t.id(), "not PENDING");
     if (t.idempotency_key().empty() ||
-        !keys.insert(t.idempotency_key()).second ||
+        (r.tasks_size() > 1 && !keys.insert(t.idempotency_key()).second) ||
         table_.LookupKey(t.idempotency_key()).has_value()) {
       return Mismatch("submit", t.id(), "idempotency key taken");
     }
