@@ -122,9 +122,11 @@ EngineImpl::EngineImpl(const EngineOptions& options,
 EngineImpl::~EngineImpl() { Close().IgnoreError(); }
 
 absl::Status EngineImpl::Close() {
+  absl::MutexLock close(&close_mu_);
+  if (close_done_) return close_status_;
   {
     absl::MutexLock l(&commit_mu_);
-    if (closed_.exchange(true)) return sticky_error_;
+    closed_.store(true);
     ready_cv_.SignalAll();
   }
   stop_maintenance_.Notify();
@@ -133,8 +135,16 @@ absl::Status EngineImpl::Close() {
   absl::MutexLock snap(&snapshot_mu_);
   absl::Status s = journal_->Close();
   if (storage_ != nullptr) storage_->lock.reset();
-  absl::MutexLock l(&commit_mu_);
-  if (!sticky_error_.ok()) return sticky_error_;
+  {
+    absl::MutexLock l(&commit_mu_);
+    if (!sticky_error_.ok()) {
+      s = sticky_error_;
+    } else if (!s.ok()) {
+      sticky_error_ = s;
+    }
+  }
+  close_done_ = true;
+  close_status_ = s;
   return s;
 }
 
@@ -145,10 +155,14 @@ void EngineImpl::MaintenanceLoop() {
     // snapshot leaves the log in place and is tried again later.
     RunMaintenance().IgnoreError();
     if (storage_ != nullptr && storage_->journal != nullptr &&
-        options_.snapshot_every_records > 0 &&
-        storage_->journal->wal().last_lsn() - last_snapshot_lsn_.load() >=
-            options_.snapshot_every_records) {
-      Snapshot().IgnoreError();
+        options_.snapshot_every_records > 0) {
+      const uint64_t lsn = storage_->journal->wal().last_lsn();
+      if (lsn - last_snapshot_lsn_.load() >= options_.snapshot_every_records &&
+          lsn - last_snapshot_attempt_lsn_.load() >=
+              options_.snapshot_every_records) {
+        last_snapshot_attempt_lsn_.store(lsn);
+        Snapshot().IgnoreError();
+      }
     }
   }
 }
@@ -297,6 +311,14 @@ absl::Status EngineImpl::ExpireLocked(uint64_t task_id, int64_t now,
   return absl::OkStatus();
 }
 
+void EngineImpl::WakeIfEarliestLeaseLocked(int64_t deadline) {
+  // Waiting ClaimNext calls sleep until the earliest lease deadline they
+  // saw; a new, earlier one must shorten that sleep.
+  if (state_->scheduler().NextLeaseDeadline() == deadline) {
+    ready_cv_.SignalAll();
+  }
+}
+
 absl::Status EngineImpl::ExpireIfDueLocked(uint64_t task_id, int64_t now,
                                            uint64_t* lsn) {
   bool due = false;
@@ -356,6 +378,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
   c->set_claim_token(state_->next_claim_token());
   c->set_lease_deadline_micros(SaturatingAdd(now, lease_micros));
   TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
+  WakeIfEarliestLeaseLocked(c->lease_deadline_micros());
   ClaimedTask claimed;
   table_->Read(task_id, [&](const TaskEntry& e) { claimed.task = e.task; });
   claimed.claim_token = c->claim_token();
@@ -638,6 +661,7 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
     t.mutable_heartbeat()->set_task_id(task_id);
     t.mutable_heartbeat()->set_lease_deadline_micros(deadline);
     TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+    WakeIfEarliestLeaseLocked(deadline);
   }
   TASKWAL_RETURN_IF_ERROR(SyncTo(lsn));
   return absl::FromUnixMicros(deadline);
@@ -809,6 +833,21 @@ absl::Status EngineImpl::Snapshot() {
     // meta.lsn(); from here on writers save what they overwrite.
     table_->BeginSnapshot();
   }
+  if (meta.lsn() == last_snapshot_lsn_.load()) {
+    // Nothing new since the last snapshot; rewriting it under the same name
+    // could only put the existing one at risk.
+    for (size_t i = 0; i < table_->num_shards(); ++i) table_->EndSnapshot(i);
+    return absl::OkStatus();
+  }
+  // The log must hold every record the snapshot holds before the snapshot
+  // exists: otherwise a damaged snapshot could leave a hole that no older
+  // snapshot and no log covers.
+  if (absl::Status s = journal_->SyncAll(); !s.ok()) {
+    for (size_t i = 0; i < table_->num_shards(); ++i) table_->EndSnapshot(i);
+    absl::MutexLock l(&commit_mu_);
+    if (sticky_error_.ok()) sticky_error_ = s;
+    return s;
+  }
   TASKWAL_RETURN_IF_ERROR(
       WriteSnapshot(storage_->env, storage_->dir, meta, table_));
   snapshots_.fetch_add(1);
@@ -885,7 +924,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
     absl::StatusOr<engine::RecoveredState> recovered;
     for (int attempt = 0; attempt < 5; ++attempt) {
       recovered = engine::RecoverDirectory(options, env, dir);
-      if (!absl::IsNotFound(recovered.status())) break;
+      // A file that vanished, or a gap that a snapshot written meanwhile
+      // explains, is worth another look; real damage stays.
+      if (!absl::IsNotFound(recovered.status()) &&
+          !absl::IsDataLoss(recovered.status())) {
+        break;
+      }
+      if (!env->FileExists(dir)) break;
     }
     if (!recovered.ok()) return recovered.status();
     auto storage = std::make_unique<engine::Storage>();

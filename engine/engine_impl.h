@@ -56,7 +56,8 @@ class EngineImpl final : public Engine {
              std::unique_ptr<Storage> storage = nullptr);
   ~EngineImpl() override;
 
-  absl::Status Close() override ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Close() override
+      ABSL_LOCKS_EXCLUDED(close_mu_, snapshot_mu_, commit_mu_);
   absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) override
       ABSL_LOCKS_EXCLUDED(commit_mu_);
   absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
@@ -120,6 +121,8 @@ class EngineImpl final : public Engine {
 
   // Expires task_id's lease if it is due at now (a failed attempt, as the
   // maintenance thread would have done). *lsn is raised to the LSN written.
+  void WakeIfEarliestLeaseLocked(int64_t deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   absl::Status ExpireIfDueLocked(uint64_t task_id, int64_t now, uint64_t* lsn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   absl::Status ExpireDueLeasesLocked(int64_t now, uint64_t* lsn)
@@ -160,6 +163,11 @@ class EngineImpl final : public Engine {
   TaskTable* const table_;
 
   std::atomic<bool> closed_{false};
+  // Serializes Close(): a second caller waits for the first to finish and
+  // gets its result.
+  absl::Mutex close_mu_ ABSL_ACQUIRED_BEFORE(snapshot_mu_);
+  bool close_done_ ABSL_GUARDED_BY(close_mu_) = false;
+  absl::Status close_status_ ABSL_GUARDED_BY(close_mu_);
   std::atomic<uint64_t> deduplicated_{0};
 
   mutable absl::Mutex commit_mu_;
@@ -173,6 +181,9 @@ class EngineImpl final : public Engine {
   absl::Mutex snapshot_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
   std::atomic<uint64_t> snapshots_{0};
   std::atomic<uint64_t> last_snapshot_lsn_{0};
+  // LSN at the last automatic attempt, so a failing snapshot is retried
+  // only after as many new records again.
+  std::atomic<uint64_t> last_snapshot_attempt_lsn_{0};
   std::atomic<int64_t> last_snapshot_micros_{0};
 
   absl::Notification stop_maintenance_;

@@ -22,6 +22,10 @@ class FlakyJournal final : public Journal {
     if (fail_sync) return absl::DataLossError("fdatasync: EIO");
     return inner_.Sync(lsn);
   }
+  absl::Status SyncAll() override {
+    if (fail_sync) return absl::DataLossError("fdatasync: EIO");
+    return inner_.SyncAll();
+  }
   absl::Status Close() override { return inner_.Close(); }
 
   bool fail_append = false;

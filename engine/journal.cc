@@ -22,6 +22,12 @@ absl::Status MemoryJournal::Sync(uint64_t lsn) {
   return absl::OkStatus();
 }
 
+absl::Status MemoryJournal::SyncAll() {
+  absl::MutexLock l(&mu_);
+  if (closed_) return absl::FailedPreconditionError("journal is closed");
+  return absl::OkStatus();
+}
+
 absl::Status MemoryJournal::Close() {
   absl::MutexLock l(&mu_);
   closed_ = true;

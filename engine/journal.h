@@ -30,6 +30,10 @@ class Journal {
   // Append and Sync fails with it.
   virtual absl::Status Sync(uint64_t lsn) = 0;
 
+  // Makes every staged record durable (written and fdatasynced), whatever
+  // the journal's sync mode. Errors are sticky as for Sync.
+  virtual absl::Status SyncAll() = 0;
+
   // Flushes what was staged. Later calls fail with kFailedPrecondition.
   virtual absl::Status Close() = 0;
 };
@@ -42,6 +46,7 @@ class MemoryJournal final : public Journal {
   absl::StatusOr<uint64_t> Append(const Transition& record) override
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Sync(uint64_t lsn) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status SyncAll() override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Close() override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Serialized records, LSN i at index i - 1.

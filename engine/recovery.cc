@@ -73,8 +73,12 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
   // A read-only open changes nothing: damaged snapshots stay where they are.
   if (!options.read_only) {
     for (const std::string& name : damaged) {
-      TASKWAL_RETURN_IF_ERROR(
-          env->RenameFile(path(name), path(name) + ".corrupt"));
+      // Never overwrite an earlier set-aside file.
+      std::string target = path(name) + ".corrupt";
+      for (int n = 1; env->FileExists(target); ++n) {
+        target = absl::StrCat(path(name), ".corrupt.", n);
+      }
+      TASKWAL_RETURN_IF_ERROR(env->RenameFile(path(name), target));
     }
     // Leftovers of a snapshot that was being written when the process died.
     TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,

@@ -19,6 +19,7 @@ class WalJournal final : public Journal {
   // log's record size limit.
   absl::StatusOr<uint64_t> Append(const Transition& record) override;
   absl::Status Sync(uint64_t lsn) override { return wal_->Sync(lsn); }
+  absl::Status SyncAll() override { return wal_->SyncAll(); }
   absl::Status Close() override { return wal_->Close(); }
 
   wal::Wal& wal() { return *wal_; }

@@ -267,6 +267,40 @@ TEST_F(RecoveryTest, DamageBeforeValidRecordsIsDataLossAndChangesNothing) {
   EXPECT_EQ(Dump(again.get()), salvaged_state);
 }
 
+// The older snapshot's segments are kept only as a way back; damage in one
+// whose records the newest snapshot holds costs nothing and must not stop
+// Open (nor make salvage drop the intact log after it).
+TEST_F(RecoveryTest, DamageInASegmentTheSnapshotCoversIsIgnored) {
+  std::string before;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(Options());
+    Work(e.get(), 0);
+    ASSERT_TRUE(e->Snapshot().ok());
+    Work(e.get(), 1);
+    ASSERT_TRUE(e->Snapshot().ok());
+    Work(e.get(), 2);
+    before = Dump(e.get());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  const std::string segment = FirstSegment(&env_);
+  const std::string path = absl::StrCat(kDir, "/", segment);
+  std::string contents = *env_.ReadFileToString(path);
+  contents[contents.size() / 2] ^= 0x10;
+  {
+    std::unique_ptr<WritableFile> f = *env_.NewWritableFile(path);
+    ASSERT_TRUE(f->Append(contents).ok());
+    ASSERT_TRUE(f->Sync().ok());
+  }
+  std::unique_ptr<Engine> e = OpenOrDie(Options());
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(Dump(e.get()), before);
+  bool noted = false;
+  for (const std::string& n : e->Recovery().notes) {
+    noted |= absl::StrContains(n, segment);
+  }
+  EXPECT_TRUE(noted);
+}
+
 TEST_F(RecoveryTest, SecondOpenOfTheSameDirectoryFails) {
   std::unique_ptr<Engine> e = OpenOrDie(Options());
   absl::StatusOr<std::unique_ptr<Engine>> second = Engine::Open(Options());

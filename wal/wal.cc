@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,7 @@ namespace {
 
 constexpr absl::string_view kSegmentPrefix = "wal-";
 constexpr absl::string_view kSegmentSuffix = ".log";
+constexpr absl::string_view kTempSuffix = ".tmp";
 
 std::string JoinPath(const std::string& dir, absl::string_view name) {
   return absl::StrCat(dir, "/", name);
@@ -59,13 +61,21 @@ absl::StatusOr<RecoveryResult> RecoverLog(
   TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,
                            env->GetChildren(dir));
   std::vector<SegmentFile> segments;
+  bool removed_temp = false;
   for (const std::string& name : children) {
     SegmentFile seg;
     if (ParseSegmentFileName(name, &seg.first_lsn)) {
       seg.name = name;
       segments.push_back(std::move(seg));
+    } else if (!read_only && absl::StartsWith(name, kSegmentPrefix) &&
+               absl::EndsWith(name, absl::StrCat(kSegmentSuffix, kTempSuffix))) {
+      // A segment that was being created when the process died; its name
+      // was never made durable, so no record was ever written to it.
+      TASKWAL_RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, name)));
+      removed_temp = true;
     }
   }
+  if (removed_temp) TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
   std::sort(segments.begin(), segments.end(),
             [](const SegmentFile& a, const SegmentFile& b) {
               return a.first_lsn < b.first_lsn;
@@ -86,8 +96,29 @@ absl::StatusOr<RecoveryResult> RecoverLog(
     // Damage that stops recovery: fatal, or the end of the kept prefix when
     // salvaging. `keep` is how many bytes of this segment to keep (0 means
     // set the whole segment aside).
+    // Every record of this segment is at or below after_lsn (the snapshot
+    // holds them): damage here costs nothing, as the next segment starts
+    // within the snapshot too.
+    const bool covered =
+        !last && segments[i + 1].first_lsn <= after_lsn + 1;
+    bool skipped = false;
+    // Keeps a covered, damaged segment in the list (a later snapshot's
+    // DiscardThrough removes it) and moves on as if it ended where the next
+    // segment begins.
+    auto keep_covered = [&] {
+      result.segments.push_back(seg);
+      prev_last = segments[i + 1].first_lsn - 1;
+      have_prev = true;
+    };
     auto stop = [&](absl::Status damage,
                     uint64_t keep) -> absl::StatusOr<bool> {
+      if (covered) {
+        result.notes.push_back(absl::StrCat(
+            "ignored damage in ", seg.name,
+            ": the snapshot covers all its records (", damage.message(), ")"));
+        skipped = true;
+        return true;
+      }
       if (!salvage) return damage;
       if (keep >= kFileHeaderSize) {
         TASKWAL_RETURN_IF_ERROR(env->TruncateFile(path, keep));
@@ -120,6 +151,10 @@ absl::StatusOr<RecoveryResult> RecoverLog(
         break;
       }
       TASKWAL_ASSIGN_OR_RETURN(bool stopped, stop(header.status(), 0));
+      if (skipped) {
+        keep_covered();
+        continue;
+      }
       if (stopped) break;
     }
     if (*header != seg.first_lsn) {
@@ -129,6 +164,10 @@ absl::StatusOr<RecoveryResult> RecoverLog(
                    path, ": header says first LSN ", *header,
                    " but the file name says ", seg.first_lsn)),
                0));
+      if (skipped) {
+        keep_covered();
+        continue;
+      }
       if (stopped) break;
     }
     // Records between segments may be missing only if a snapshot covers
@@ -143,6 +182,10 @@ absl::StatusOr<RecoveryResult> RecoverLog(
                    expected_first,
                    " was expected (a segment is missing or overlaps)")),
                0));
+      if (skipped) {
+        keep_covered();
+        continue;
+      }
       if (stopped) break;
     }
 
@@ -191,6 +234,10 @@ absl::StatusOr<RecoveryResult> RecoverLog(
         ++result.records_replayed;
       }
     }
+    if (skipped) {
+      keep_covered();
+      continue;
+    }
     if (!stopped || set_aside_from > i) {
       result.segments.push_back(seg);
       prev_last = next_lsn - 1;
@@ -226,6 +273,17 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     absl::MutexLock l(&wal->mu_);
     wal->last_lsn_ = wal->written_lsn_ = wal->synced_lsn_ = last_lsn;
   }
+  if (!segments.empty()) {
+    // Recovery may have replayed records that reached the OS but were never
+    // fdatasynced (the process died before its sync). New records will be
+    // acknowledged on top of them, so they must be durable first; earlier
+    // segments were synced when they were rotated.
+    const std::string last = JoinPath(options.dir, segments.back().name);
+    TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                             options.env->NewAppendableFile(last));
+    TASKWAL_RETURN_IF_ERROR(file->Sync());
+    TASKWAL_RETURN_IF_ERROR(file->Close());
+  }
   {
     absl::MutexLock io(&wal->io_mu_);
     wal->segments_ = std::move(segments);
@@ -250,14 +308,24 @@ absl::Status Wal::StartSegmentLocked(uint64_t first_lsn) {
                                    return s.first_lsn >= first_lsn;
                                  }),
                   segments_.end());
-  TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
-                           options_.env->NewWritableFile(path));
-  TASKWAL_RETURN_IF_ERROR(
-      file->Append(EncodeFileHeader(kSegmentMagic, first_lsn)));
-  TASKWAL_RETURN_IF_ERROR(file->Sync());
+  // The header is made durable under a temporary name and then renamed, so
+  // the segment's name never points at a partial header, even if another
+  // directory sync (a snapshot's) makes the name durable early.
+  const std::string tmp_path = absl::StrCat(path, kTempSuffix);
+  {
+    TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> tmp,
+                             options_.env->NewWritableFile(tmp_path));
+    TASKWAL_RETURN_IF_ERROR(
+        tmp->Append(EncodeFileHeader(kSegmentMagic, first_lsn)));
+    TASKWAL_RETURN_IF_ERROR(tmp->Sync());
+    TASKWAL_RETURN_IF_ERROR(tmp->Close());
+  }
+  TASKWAL_RETURN_IF_ERROR(options_.env->RenameFile(tmp_path, path));
   // The new name must survive a crash before any record in it is
   // acknowledged.
   TASKWAL_RETURN_IF_ERROR(options_.env->SyncDir(options_.dir));
+  TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                           options_.env->NewAppendableFile(path));
   stats_.fsyncs.fetch_add(2, std::memory_order_relaxed);
   stats_.segments_created.fetch_add(1, std::memory_order_relaxed);
   segments_.push_back(SegmentFile{name, first_lsn});
@@ -342,8 +410,9 @@ void Wal::FlushLocked(bool sync) {
 absl::Status Wal::WaitFor(const uint64_t* watermark, uint64_t lsn,
                           bool sync) {
   while (true) {
-    if (!sticky_.ok()) return sticky_;
+    // A record made durable before a later failure is still durable.
     if (*watermark >= lsn) return absl::OkStatus();
+    if (!sticky_.ok()) return sticky_;
     if (closed_) return absl::FailedPreconditionError("log is closed");
     if (!leader_active_) {
       FlushLocked(sync);
