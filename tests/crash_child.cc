@@ -103,8 +103,8 @@ void Run(const Workload& w, int thread) {
       }
       if (!c.ok()) Die("ClaimNext", c.status());
       held.push_back(*c);
-      w.out->Line(absl::StrCat("C ", c->task.id(), " ", me, " ", c->attempt,
-                               "\n"));
+      w.out->Line(
+          absl::StrCat("C ", c->task.id(), " ", me, " ", c->attempt, "\n"));
     } else if (op < 75) {
       const ClaimedTask& c = held[rng() % held.size()];
       absl::StatusOr<absl::Time> deadline = w.engine->Heartbeat(
