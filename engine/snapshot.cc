@@ -121,7 +121,13 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
   TASKWAL_RETURN_IF_ERROR(file->Close());
   TASKWAL_RETURN_IF_ERROR(env->RenameFile(tmp_path, final_path));
   std::move(remove_tmp).Cancel();
-  return env->SyncDir(dir);
+  absl::Status synced = env->SyncDir(dir);
+  if (!synced.ok()) {
+    // Whether the rename is durable is unknown: keep the promise that a
+    // failed write leaves no snapshot under the final name.
+    env->RemoveFile(final_path).IgnoreError();
+  }
+  return synced;
 }
 
 absl::Status LoadSnapshotContents(absl::string_view contents,

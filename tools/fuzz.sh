@@ -19,6 +19,7 @@ set -uo pipefail
 
 FUZZERS=(
   //wal:log_reader_fuzzer
+  //engine:snapshot_fuzzer
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

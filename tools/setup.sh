@@ -29,6 +29,7 @@ PACKAGES=(
   libbenchmark-dev
   libsqlite3-dev
   librocksdb-dev
+  gnuplot-nox          # benchmarks/plot.sh (headless gnuplot, pngcairo terminal)
   clang                # clang 14 (--config=clang, fuzzers)
   libclang-rt-14-dev   # clang's sanitizer and libFuzzer runtimes
   dpkg-dev             # apt-get source needs dpkg-source around

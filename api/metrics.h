@@ -1,0 +1,50 @@
+#ifndef TASKWAL_API_METRICS_H_
+#define TASKWAL_API_METRICS_H_
+
+// Engine metrics in the Prometheus text exposition format (version 0.0.4),
+// for a daemon to serve on its /metrics endpoint:
+//
+//   absl::StatusOr<taskwal::EngineStats> stats = engine->Stats();
+//   if (stats.ok()) {
+//     body = taskwal::RenderPrometheus(*stats, engine->Recovery(),
+//                                      absl::Now());
+//   }
+//   // Content-Type: text/plain; version=0.0.4; charset=utf-8
+//
+// Every metric name starts with "taskwal_". Families, in output order:
+//   taskwal_tasks{status="pending|claimed|completed|failed|cancelled"} gauge
+//   taskwal_<event>_total  counters since the data directory began: submitted,
+//       claims, completions, failed_attempts, lease_expiries, retries,
+//       cancellations, deletions, retention_removals, transitions
+//   taskwal_deduplicated_total, taskwal_fsyncs_total, taskwal_wal_bytes_total,
+//   taskwal_wal_flushes_total (group-commit batches),
+//   taskwal_wal_records_flushed_total, taskwal_snapshots_total
+//       counters since this Open (they restart at 0 with the process, which
+//       Prometheus' rate() handles as a counter reset)
+//   taskwal_wal_batch_size_average  gauge: records per group-commit batch
+//       (0 before the first batch)
+//   taskwal_last_lsn, taskwal_last_snapshot_lsn  gauges
+//   taskwal_last_snapshot_age_seconds  gauge, present only once this engine
+//       has taken a snapshot (a snapshot found at Open has no known time)
+//   taskwal_recovery_duration_seconds, taskwal_recovery_records_replayed,
+//   taskwal_recovery_truncated_bytes, taskwal_recovery_snapshot_lsn
+//       gauges describing the recovery that Open ran
+//
+// No value is ever NaN or infinite.
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "api/engine.h"
+
+namespace taskwal {
+
+// Renders stats and recovery (as returned by Engine::Stats and
+// Engine::Recovery) at time `now`. Pure: no I/O, safe for concurrent use.
+// Ends with a newline.
+std::string RenderPrometheus(const EngineStats& stats,
+                             const RecoveryReport& recovery, absl::Time now);
+
+}  // namespace taskwal
+
+#endif  // TASKWAL_API_METRICS_H_

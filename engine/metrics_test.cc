@@ -1,0 +1,237 @@
+#include "api/metrics.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "api/engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace taskwal {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+class RenderPrometheusTest : public ::testing::Test {
+ protected:
+  RenderPrometheusTest() {
+    stats_.pending = 3;
+    stats_.claimed = 1;
+    stats_.completed = 7;
+    stats_.failed = 2;
+    stats_.cancelled = 4;
+    stats_.tasks = 17;
+    stats_.deduplicated = 5;
+    stats_.submitted = 20;
+    stats_.claims = 12;
+    stats_.completions = 7;
+    stats_.failed_attempts = 6;
+    stats_.lease_expiries = 1;
+    stats_.retries = 2;
+    stats_.cancellations = 4;
+    stats_.deletions = 2;
+    stats_.retention_removals = 1;
+    stats_.transitions = 50;
+    stats_.last_lsn = 50;
+    stats_.fsyncs = 30;
+    stats_.wal_bytes = 12345;
+    stats_.wal_flushes = 4;
+    stats_.wal_records_flushed = 14;
+    stats_.snapshots = 1;
+    stats_.last_snapshot_lsn = 40;
+    stats_.last_snapshot_time = absl::FromUnixSeconds(1000);
+    recovery_.snapshot_lsn = 30;
+    recovery_.records_replayed = 9;
+    recovery_.last_lsn = 39;
+    recovery_.truncated_bytes = 17;
+    recovery_.duration = absl::Milliseconds(12.5);
+  }
+
+  std::vector<std::string> Lines(absl::Time now) {
+    const std::string text = RenderPrometheus(stats_, recovery_, now);
+    EXPECT_TRUE(absl::EndsWith(text, "\n"));
+    return absl::StrSplit(text, '\n', absl::SkipEmpty());
+  }
+
+  EngineStats stats_;
+  RecoveryReport recovery_;
+};
+
+TEST_F(RenderPrometheusTest, KnownStatsRenderExactly) {
+  const std::string text =
+      RenderPrometheus(stats_, recovery_, absl::FromUnixSeconds(1090));
+  EXPECT_EQ(text,
+            "# HELP taskwal_tasks Tasks held by the engine, by status.\n"
+            "# TYPE taskwal_tasks gauge\n"
+            "taskwal_tasks{status=\"pending\"} 3\n"
+            "taskwal_tasks{status=\"claimed\"} 1\n"
+            "taskwal_tasks{status=\"completed\"} 7\n"
+            "taskwal_tasks{status=\"failed\"} 2\n"
+            "taskwal_tasks{status=\"cancelled\"} 4\n"
+            "# HELP taskwal_submitted_total Tasks created since the data "
+            "directory began.\n"
+            "# TYPE taskwal_submitted_total counter\n"
+            "taskwal_submitted_total 20\n"
+            "# HELP taskwal_claims_total Claims since the data directory "
+            "began.\n"
+            "# TYPE taskwal_claims_total counter\n"
+            "taskwal_claims_total 12\n"
+            "# HELP taskwal_completions_total Completed tasks since the data "
+            "directory began.\n"
+            "# TYPE taskwal_completions_total counter\n"
+            "taskwal_completions_total 7\n"
+            "# HELP taskwal_failed_attempts_total Failed attempts (Fail calls "
+            "and lease expiries) since the data directory began.\n"
+            "# TYPE taskwal_failed_attempts_total counter\n"
+            "taskwal_failed_attempts_total 6\n"
+            "# HELP taskwal_lease_expiries_total Claims whose lease ran out "
+            "since the data directory began.\n"
+            "# TYPE taskwal_lease_expiries_total counter\n"
+            "taskwal_lease_expiries_total 1\n"
+            "# HELP taskwal_retries_total Operator retries since the data "
+            "directory began.\n"
+            "# TYPE taskwal_retries_total counter\n"
+            "taskwal_retries_total 2\n"
+            "# HELP taskwal_cancellations_total Cancelled tasks since the "
+            "data directory began.\n"
+            "# TYPE taskwal_cancellations_total counter\n"
+            "taskwal_cancellations_total 4\n"
+            "# HELP taskwal_deletions_total Tasks deleted by Delete calls "
+            "since the data directory began.\n"
+            "# TYPE taskwal_deletions_total counter\n"
+            "taskwal_deletions_total 2\n"
+            "# HELP taskwal_retention_removals_total Finished tasks removed "
+            "by the retention policy since the data directory began.\n"
+            "# TYPE taskwal_retention_removals_total counter\n"
+            "taskwal_retention_removals_total 1\n"
+            "# HELP taskwal_transitions_total Transition records applied "
+            "since the data directory began.\n"
+            "# TYPE taskwal_transitions_total counter\n"
+            "taskwal_transitions_total 50\n"
+            "# HELP taskwal_deduplicated_total Submits answered with an "
+            "existing task since this Open.\n"
+            "# TYPE taskwal_deduplicated_total counter\n"
+            "taskwal_deduplicated_total 5\n"
+            "# HELP taskwal_fsyncs_total fdatasync and directory fsync calls "
+            "since this Open.\n"
+            "# TYPE taskwal_fsyncs_total counter\n"
+            "taskwal_fsyncs_total 30\n"
+            "# HELP taskwal_wal_bytes_total Log bytes written since this "
+            "Open.\n"
+            "# TYPE taskwal_wal_bytes_total counter\n"
+            "taskwal_wal_bytes_total 12345\n"
+            "# HELP taskwal_wal_flushes_total Group-commit batches written "
+            "to the log since this Open.\n"
+            "# TYPE taskwal_wal_flushes_total counter\n"
+            "taskwal_wal_flushes_total 4\n"
+            "# HELP taskwal_wal_records_flushed_total Records in those "
+            "batches since this Open.\n"
+            "# TYPE taskwal_wal_records_flushed_total counter\n"
+            "taskwal_wal_records_flushed_total 14\n"
+            "# HELP taskwal_wal_batch_size_average Average records per "
+            "group-commit batch since this Open (0 before the first batch).\n"
+            "# TYPE taskwal_wal_batch_size_average gauge\n"
+            "taskwal_wal_batch_size_average 3.5\n"
+            "# HELP taskwal_snapshots_total Snapshots taken since this Open.\n"
+            "# TYPE taskwal_snapshots_total counter\n"
+            "taskwal_snapshots_total 1\n"
+            "# HELP taskwal_last_lsn LSN of the last applied transition.\n"
+            "# TYPE taskwal_last_lsn gauge\n"
+            "taskwal_last_lsn 50\n"
+            "# HELP taskwal_last_snapshot_lsn LSN covered by the newest "
+            "snapshot.\n"
+            "# TYPE taskwal_last_snapshot_lsn gauge\n"
+            "taskwal_last_snapshot_lsn 40\n"
+            "# HELP taskwal_last_snapshot_age_seconds Seconds since this "
+            "engine last took a snapshot.\n"
+            "# TYPE taskwal_last_snapshot_age_seconds gauge\n"
+            "taskwal_last_snapshot_age_seconds 90\n"
+            "# HELP taskwal_recovery_duration_seconds Wall time of the "
+            "recovery run by Open.\n"
+            "# TYPE taskwal_recovery_duration_seconds gauge\n"
+            "taskwal_recovery_duration_seconds 0.0125\n"
+            "# HELP taskwal_recovery_records_replayed Log records replayed "
+            "by Open after the snapshot.\n"
+            "# TYPE taskwal_recovery_records_replayed gauge\n"
+            "taskwal_recovery_records_replayed 9\n"
+            "# HELP taskwal_recovery_truncated_bytes Bytes of torn tail (or "
+            "salvaged damage) cut off by Open.\n"
+            "# TYPE taskwal_recovery_truncated_bytes gauge\n"
+            "taskwal_recovery_truncated_bytes 17\n"
+            "# HELP taskwal_recovery_snapshot_lsn LSN of the snapshot Open "
+            "started from (0: none).\n"
+            "# TYPE taskwal_recovery_snapshot_lsn gauge\n"
+            "taskwal_recovery_snapshot_lsn 30\n");
+}
+
+TEST_F(RenderPrometheusTest, SnapshotAgeIsAbsentWithoutASnapshot) {
+  stats_.snapshots = 0;
+  stats_.last_snapshot_time = absl::InfinitePast();
+  const std::vector<std::string> lines = Lines(absl::FromUnixSeconds(1090));
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, Not(HasSubstr("snapshot_age")));
+  }
+  EXPECT_THAT(lines, Contains("taskwal_last_snapshot_lsn 40"));
+}
+
+TEST_F(RenderPrometheusTest, NoBatchesGiveZeroAverageNotNaN) {
+  stats_.wal_flushes = 0;
+  stats_.wal_records_flushed = 0;
+  const std::string text =
+      RenderPrometheus(stats_, recovery_, absl::FromUnixSeconds(1090));
+  EXPECT_THAT(text, HasSubstr("\ntaskwal_wal_batch_size_average 0\n"));
+  EXPECT_THAT(text, Not(HasSubstr("NaN")));
+  EXPECT_THAT(text, Not(HasSubstr("nan")));
+  EXPECT_THAT(text, Not(HasSubstr("inf")));
+}
+
+TEST_F(RenderPrometheusTest, ClockBehindSnapshotGivesZeroAge) {
+  const std::vector<std::string> lines = Lines(absl::FromUnixSeconds(900));
+  EXPECT_THAT(lines, Contains("taskwal_last_snapshot_age_seconds 0"));
+}
+
+TEST_F(RenderPrometheusTest, FractionalValuesKeepTheirFraction) {
+  stats_.wal_flushes = 3;
+  stats_.wal_records_flushed = 10;
+  const std::vector<std::string> lines =
+      Lines(absl::FromUnixSeconds(1000) + absl::Milliseconds(1500));
+  EXPECT_THAT(lines, Contains("taskwal_wal_batch_size_average 3.33333333"));
+  EXPECT_THAT(lines, Contains("taskwal_last_snapshot_age_seconds 1.5"));
+}
+
+// Every line is a comment or "name{labels} value", every family is declared
+// once before its samples, and every sample name starts with taskwal_.
+TEST_F(RenderPrometheusTest, OutputFollowsTheTextFormat) {
+  std::vector<std::string> declared;
+  for (const std::string& line : Lines(absl::FromUnixSeconds(1090))) {
+    if (absl::StartsWith(line, "# ")) {
+      const std::vector<std::string> words =
+          absl::StrSplit(line, absl::MaxSplits(' ', 3));
+      ASSERT_GE(words.size(), 4u) << line;
+      EXPECT_TRUE(words[1] == "HELP" || words[1] == "TYPE") << line;
+      EXPECT_THAT(words[2], StartsWith("taskwal_"));
+      if (words[1] == "TYPE") {
+        EXPECT_TRUE(words[3] == "gauge" || words[3] == "counter") << line;
+        EXPECT_THAT(declared, Not(Contains(words[2])));
+        declared.push_back(words[2]);
+      }
+      continue;
+    }
+    ASSERT_FALSE(declared.empty()) << line;
+    EXPECT_THAT(line, StartsWith(declared.back())) << line;
+    const std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    ASSERT_EQ(parts.size(), 2u) << line;
+    double value;
+    EXPECT_TRUE(absl::SimpleAtod(parts[1], &value)) << line;
+  }
+}
+
+}  // namespace
+}  // namespace taskwal

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# taskwal_binary_test.sh <path to the taskwal binary>
+# The real binary, as a user runs it: --help, exit statuses, output streams,
+# and no progress bar when stderr is not a terminal.
+set -uo pipefail
+
+TASKWAL="$1"
+DIR="${TEST_TMPDIR:?}/data"
+failures=0
+
+# expect <status> <description> -- <taskwal args>...
+# Runs taskwal with stdout in $OUT and stderr in $ERR.
+OUT="${TEST_TMPDIR}/out"
+ERR="${TEST_TMPDIR}/err"
+expect() {
+  local want="$1" what="$2"
+  shift 3
+  "${TASKWAL}" "$@" >"${OUT}" 2>"${ERR}"
+  local got=$?
+  if [[ ${got} -ne ${want} ]]; then
+    echo "FAIL: ${what}: taskwal $* exited ${got}, want ${want}"
+    echo "--- stdout"; cat "${OUT}"; echo "--- stderr"; cat "${ERR}"
+    failures=$((failures + 1))
+  fi
+}
+# contains <file> <text> <description>
+contains() {
+  if ! grep -qF -- "$2" "$1"; then
+    echo "FAIL: $3: $(basename "$1") lacks \"$2\""
+    cat "$1"
+    failures=$((failures + 1))
+  fi
+}
+empty() {
+  if [[ -s "$1" ]]; then
+    echo "FAIL: $2: $(basename "$1") is not empty:"
+    cat -A "$1"
+    failures=$((failures + 1))
+  fi
+}
+
+expect 0 "help" -- --help
+contains "${OUT}" "Usage:" "help"
+contains "${OUT}" "Exit status:" "help"
+contains "${OUT}" "64  usage error" "help"
+empty "${ERR}" "help"
+expect 0 "help of a command" -- help verify
+contains "${OUT}" "torn tail" "help verify"
+expect 0 "command --help" -- dump --help
+contains "${OUT}" "LSN SEGMENT OFFSET TRANSITION" "dump --help"
+
+expect 64 "no command" --
+contains "${ERR}" "no command given" "no command"
+empty "${OUT}" "no command"
+expect 64 "unknown command" -- --data_dir="${DIR}" frobnicate
+expect 64 "unknown flag" -- --data_dir="${DIR}" list --colour
+expect 64 "missing data_dir" -- stats
+expect 3 "missing directory" -- --data_dir="${DIR}" stats
+contains "${ERR}" "does not exist" "missing directory"
+
+mkdir -p "${DIR}"
+expect 0 "submit" -- --data_dir="${DIR}" submit --key=a --type=t --payload=x
+contains "${OUT}" "task 1 submitted" "submit"
+expect 0 "submit again" -- --data_dir="${DIR}" submit --key=a --type=t --payload=x
+contains "${OUT}" "deduplicated" "submit again"
+expect 3 "conflicting submit" -- --data_dir="${DIR}" submit --key=a --payload=y
+expect 0 "get --json" -- --data_dir="${DIR}" --json get 1
+contains "${OUT}" '{"id":"1","idempotency_key":"a"' "get --json"
+expect 3 "get a missing task" -- --data_dir="${DIR}" get 2
+expect 0 "cancel" -- --data_dir="${DIR}" cancel 1
+expect 0 "verify" -- --data_dir="${DIR}" verify
+contains "${OUT}" ": clean" "verify"
+empty "${ERR}" "verify (no progress bar off a terminal)"
+expect 0 "dump" -- --data_dir="${DIR}" dump
+contains "${OUT}" "cancel { task_id: 1 }" "dump"
+empty "${ERR}" "dump"
+
+# Damage a byte in the middle of the first record's payload: the next
+# record follows it, so this is corruption, not a torn tail.
+SEGMENT="${DIR}/wal-00000000000000000001.log"
+printf '\377' | dd of="${SEGMENT}" bs=1 seek=50 conv=notrunc status=none
+expect 1 "submit on damaged" -- --data_dir="${DIR}" submit --key=b
+contains "${ERR}" "offset 24" "submit on damaged"
+expect 1 "verify damaged" -- --data_dir="${DIR}" verify
+contains "${OUT}" "wal-00000000000000000001.log offset 24: corruption" \
+  "verify damaged"
+expect 1 "stats on damaged" -- --data_dir="${DIR}" stats
+contains "${ERR}" "is damaged" "stats on damaged"
+expect 1 "dump damaged" -- --data_dir="${DIR}" dump
+
+if [[ ${failures} -ne 0 ]]; then
+  echo "${failures} check(s) failed"
+  exit 1
+fi
+echo "all checks passed"

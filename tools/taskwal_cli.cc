@@ -1,0 +1,1035 @@
+#include "tools/taskwal_cli.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "api/engine.h"
+#include "api/metrics.h"
+#include "api/task.pb.h"
+#include "engine/transition.pb.h"
+#include "engine/verify.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
+#include "tools/taskwal_args.h"
+#include "tools/taskwal_progress.h"
+#include "wal/format.h"
+#include "wal/log_reader.h"
+#include "wal/wal.h"
+
+namespace taskwal::tools {
+namespace {
+
+// --- Output helpers. ---------------------------------------------------------
+
+// A JSON string literal (RFC 8259): quotes, backslashes and control
+// characters escaped; other bytes as they are.
+std::string JsonQuote(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppendFormat(&out, "\\u%04x", c);
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+const char* JsonBool(bool b) { return b ? "true" : "false"; }
+
+// A message in protobuf's JSON mapping, with the .proto field names.
+std::string ProtoJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options)
+           .ok()) {
+    // Only a message that is not valid UTF-8 gets here; say so in JSON.
+    return absl::StrCat(
+        "{\"error\":", JsonQuote("message cannot be rendered as JSON"), "}");
+  }
+  return json;
+}
+
+// "2023-11-14T22:13:20.5Z"; "-" for 0 (unset).
+std::string FormatMicros(int64_t micros) {
+  if (micros == 0) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", absl::FromUnixMicros(micros),
+                          absl::UTCTimeZone());
+}
+
+std::string Quote(absl::string_view bytes) {
+  return absl::StrCat("\"", absl::CHexEscape(bytes), "\"");
+}
+
+// "PENDING"; "-" for no status (before a task existed).
+std::string StatusName(TaskStatus status) {
+  return status == TASK_STATUS_UNSPECIFIED ? "-" : TaskStatus_Name(status);
+}
+
+std::string Plural(uint64_t n, absl::string_view word) {
+  return absl::StrCat(n, " ", word, n == 1 ? "" : "s");
+}
+
+// --- Commands. ---------------------------------------------------------------
+
+// How a command touches the data directory.
+enum class Access {
+  kRead,   // An engine opened read_only: no lock, nothing changed.
+  kWrite,  // An engine opened normally: takes the lock.
+  kFiles,  // Reads the files itself, without an engine.
+};
+
+struct Context {
+  std::ostream& out;
+  std::ostream& err;
+  const CliOptions& options;
+  Env* env;
+  std::string command;
+  std::string data_dir;
+  bool json = false;
+  Engine* engine = nullptr;  // For kRead and kWrite commands.
+};
+
+struct Command {
+  absl::string_view name;
+  absl::string_view args;  // After the command name, for usage lines.
+  absl::string_view summary;
+  absl::string_view details;
+  std::vector<FlagSpec> flags;
+  Access access;
+  size_t min_positional;
+  size_t max_positional;
+  int (*run)(Context& ctx, const ParsedArgs& args);
+};
+
+const std::vector<FlagSpec>& GlobalFlags() {
+  static const auto* const flags = new std::vector<FlagSpec>{
+      {"data_dir", "DIR", "the data directory (required)"},
+      {"json", "", "machine-readable output (JSON)"},
+      {"help", "", "show help and exit"},
+  };
+  return *flags;
+}
+
+// A usage error inside a command.
+int UsageError(Context& ctx, absl::string_view message) {
+  ctx.err << "taskwal " << ctx.command << ": " << message << "\n"
+          << "Run 'taskwal help " << ctx.command << "' for usage.\n";
+  return kExitUsage;
+}
+
+// Reports a failed call and returns its exit status.
+int CallError(Context& ctx, const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return UsageError(ctx, status.message());
+    case absl::StatusCode::kDataLoss:
+      ctx.err << "taskwal " << ctx.command << ": " << ctx.data_dir
+              << " is damaged: " << status.message() << "\n"
+              << "Run 'taskwal --data_dir=" << ctx.data_dir
+              << " verify' to list every problem.\n";
+      return kExitDamage;
+    default:
+      ctx.err << "taskwal " << ctx.command << ": " << status << "\n";
+      return kExitFailed;
+  }
+}
+
+// A flag's value as a number, or a usage error.
+template <typename T>
+std::optional<T> NumberFlag(Context& ctx, const ParsedArgs& args,
+                            absl::string_view name, T fallback, T min, T max,
+                            int* exit_code) {
+  if (!args.Has(name)) return fallback;
+  const std::string flag = absl::StrCat("--", name);
+  if constexpr (std::is_signed_v<T>) {
+    absl::StatusOr<int64_t> v = ParseInt64(flag, args.Get(name));
+    if (v.ok() && *v >= min && *v <= max) return static_cast<T>(*v);
+    *exit_code = UsageError(
+        ctx, v.ok() ? absl::StrCat(flag, " must be in [", min, ", ", max, "]")
+                    : std::string(v.status().message()));
+  } else {
+    absl::StatusOr<uint64_t> v = ParseUint64(flag, args.Get(name));
+    if (v.ok() && *v >= min && *v <= max) return static_cast<T>(*v);
+    *exit_code = UsageError(
+        ctx, v.ok() ? absl::StrCat(flag, " must be in [", min, ", ", max, "]")
+                    : std::string(v.status().message()));
+  }
+  return std::nullopt;
+}
+
+std::optional<uint64_t> TaskIdArg(Context& ctx, const std::string& arg,
+                                  int* exit_code) {
+  uint64_t id;
+  if (!absl::SimpleAtoi(arg, &id) || id == 0 || arg[0] == '+' ||
+      arg[0] == '-') {
+    *exit_code = UsageError(
+        ctx,
+        absl::StrCat("\"", arg, "\" is not a task id (a positive number)"));
+    return std::nullopt;
+  }
+  return id;
+}
+
+int RunStats(Context& ctx, const ParsedArgs& args) {
+  const bool prometheus = args.GetBool("prometheus");
+  if (prometheus && ctx.json) {
+    return UsageError(ctx, "--prometheus and --json exclude each other");
+  }
+  absl::StatusOr<EngineStats> stats = ctx.engine->Stats();
+  if (!stats.ok()) return CallError(ctx, stats.status());
+  const RecoveryReport recovery = ctx.engine->Recovery();
+  const EngineStats& s = *stats;
+  if (prometheus) {
+    ctx.out << RenderPrometheus(s, recovery, absl::Now());
+    return kExitOk;
+  }
+  const std::pair<absl::string_view, uint64_t> fields[] = {
+      {"tasks", s.tasks},
+      {"pending", s.pending},
+      {"claimed", s.claimed},
+      {"completed", s.completed},
+      {"failed", s.failed},
+      {"cancelled", s.cancelled},
+      {"submitted", s.submitted},
+      {"claims", s.claims},
+      {"completions", s.completions},
+      {"failed_attempts", s.failed_attempts},
+      {"lease_expiries", s.lease_expiries},
+      {"retries", s.retries},
+      {"cancellations", s.cancellations},
+      {"deletions", s.deletions},
+      {"retention_removals", s.retention_removals},
+      {"transitions", s.transitions},
+      {"last_lsn", s.last_lsn},
+      {"last_snapshot_lsn", s.last_snapshot_lsn},
+  };
+  if (ctx.json) {
+    std::vector<std::string> parts;
+    for (const auto& [name, value] : fields) {
+      parts.push_back(absl::StrCat(JsonQuote(name), ":", value));
+    }
+    std::vector<std::string> notes;
+    for (const std::string& note : recovery.notes) {
+      notes.push_back(JsonQuote(note));
+    }
+    ctx.out << "{" << absl::StrJoin(parts, ",") << ",\"recovery\":{"
+            << "\"snapshot_lsn\":" << recovery.snapshot_lsn
+            << ",\"records_replayed\":" << recovery.records_replayed
+            << ",\"last_lsn\":" << recovery.last_lsn
+            << ",\"truncated_bytes\":" << recovery.truncated_bytes
+            << ",\"duration_seconds\":"
+            << absl::StrFormat("%.6f", absl::ToDoubleSeconds(recovery.duration))
+            << ",\"notes\":[" << absl::StrJoin(notes, ",") << "]}}\n";
+    return kExitOk;
+  }
+  for (const auto& [name, value] : fields) {
+    const bool by_status = name == "pending" || name == "claimed" ||
+                           name == "completed" || name == "failed" ||
+                           name == "cancelled";
+    ctx.out << (by_status ? "  " : "") << name << ": " << value << "\n";
+  }
+  ctx.out << "recovery: " << recovery.records_replayed
+          << " records replayed after snapshot LSN " << recovery.snapshot_lsn
+          << ", " << recovery.truncated_bytes << " bytes truncated, took "
+          << absl::FormatDuration(recovery.duration) << "\n";
+  for (const std::string& note : recovery.notes) {
+    ctx.out << "recovery note: " << note << "\n";
+  }
+  return kExitOk;
+}
+
+std::optional<TaskStatus> ParseStatus(absl::string_view name) {
+  for (TaskStatus s : {PENDING, CLAIMED, COMPLETED, FAILED, CANCELLED}) {
+    if (absl::EqualsIgnoreCase(name, TaskStatus_Name(s))) return s;
+  }
+  return std::nullopt;
+}
+
+int RunList(Context& ctx, const ParsedArgs& args) {
+  int code = kExitOk;
+  ListFilter filter;
+  if (args.Has("status")) {
+    filter.status = ParseStatus(args.Get("status"));
+    if (!filter.status.has_value()) {
+      return UsageError(
+          ctx, absl::StrCat("unknown --status \"", args.Get("status"),
+                            "\": use pending, claimed, completed, failed or "
+                            "cancelled"));
+    }
+  }
+  filter.type = args.Get("type");
+  const std::optional<uint64_t> limit =
+      NumberFlag<uint64_t>(ctx, args, "limit", 100, 1, 10000, &code);
+  if (!limit.has_value()) return code;
+  filter.limit = *limit;
+  const std::optional<uint64_t> after = NumberFlag<uint64_t>(
+      ctx, args, "after", 0, 0, std::numeric_limits<uint64_t>::max(), &code);
+  if (!after.has_value()) return code;
+  filter.after_id = *after;
+
+  absl::StatusOr<ListPage> page = ctx.engine->List(filter);
+  if (!page.ok()) return CallError(ctx, page.status());
+  if (ctx.json) {
+    std::vector<std::string> tasks;
+    for (const Task& t : page->tasks) tasks.push_back(ProtoJson(t));
+    ctx.out << "{\"tasks\":[" << absl::StrJoin(tasks, ",")
+            << "],\"next_cursor\":" << page->next_cursor << "}\n";
+    return kExitOk;
+  }
+  ctx.out << absl::StrFormat("%-10s %-9s %-8s %8s  %-16s %s\n", "ID", "STATUS",
+                             "ATTEMPTS", "PRIORITY", "TYPE", "KEY");
+  for (const Task& t : page->tasks) {
+    ctx.out << absl::StrFormat(
+        "%-10d %-9s %-8s %8d  %-16s %s\n", t.id(), TaskStatus_Name(t.status()),
+        absl::StrCat(t.attempts(), "/", t.max_attempts()), t.priority(),
+        t.type().empty() ? "-" : t.type(), t.idempotency_key());
+  }
+  if (page->next_cursor != 0) {
+    ctx.out << "next cursor: " << page->next_cursor
+            << " (continue with --after=" << page->next_cursor << ")\n";
+  } else {
+    ctx.out << "next cursor: none (last page)\n";
+  }
+  return kExitOk;
+}
+
+void PrintTask(std::ostream& out, const Task& t) {
+  auto line = [&out](absl::string_view name, absl::string_view value) {
+    out << absl::StrFormat("%-16s %s\n", absl::StrCat(name, ":"), value);
+  };
+  line("id", absl::StrCat(t.id()));
+  line("idempotency_key", Quote(t.idempotency_key()));
+  line("type", Quote(t.type()));
+  line("status", TaskStatus_Name(t.status()));
+  line("priority", absl::StrCat(t.priority()));
+  line("attempts", absl::StrCat(t.attempts(), " of ", t.max_attempts()));
+  line("created", FormatMicros(t.created_micros()));
+  if (t.status() == PENDING && t.not_before_micros() != 0) {
+    line("not_before", FormatMicros(t.not_before_micros()));
+  }
+  if (!t.claimed_by().empty()) {
+    line("claimed_by", Quote(t.claimed_by()));
+    line("claimed", FormatMicros(t.claimed_micros()));
+  }
+  if (t.status() == CLAIMED) {
+    line("claim_token", absl::StrCat(t.claim_token()));
+    line("lease_deadline", FormatMicros(t.lease_deadline_micros()));
+  }
+  if (t.finished_micros() != 0)
+    line("finished", FormatMicros(t.finished_micros()));
+  if (!t.last_error().empty()) line("last_error", Quote(t.last_error()));
+  if (!t.result().empty()) line("result", Quote(t.result()));
+  line("payload", absl::StrCat(Quote(t.payload()), " (",
+                               Plural(t.payload().size(), "byte"), ")"));
+}
+
+int RunGet(Context& ctx, const ParsedArgs& args) {
+  const bool by_key = args.Has("key");
+  if (by_key == !args.positional.empty()) {
+    return UsageError(ctx, "give either a task id or --key=KEY");
+  }
+  absl::StatusOr<Task> task;
+  if (by_key) {
+    task = ctx.engine->GetByIdempotencyKey(args.Get("key"));
+  } else {
+    int code = kExitOk;
+    const std::optional<uint64_t> id =
+        TaskIdArg(ctx, args.positional[0], &code);
+    if (!id.has_value()) return code;
+    task = ctx.engine->Get(*id);
+  }
+  if (!task.ok()) return CallError(ctx, task.status());
+  if (ctx.json) {
+    ctx.out << ProtoJson(*task) << "\n";
+  } else {
+    PrintTask(ctx.out, *task);
+  }
+  return kExitOk;
+}
+
+int RunHistory(Context& ctx, const ParsedArgs& args) {
+  int code = kExitOk;
+  const std::optional<uint64_t> id = TaskIdArg(ctx, args.positional[0], &code);
+  if (!id.has_value()) return code;
+  absl::StatusOr<std::vector<HistoryEntry>> history = ctx.engine->History(*id);
+  if (!history.ok()) return CallError(ctx, history.status());
+  if (ctx.json) {
+    std::vector<std::string> entries;
+    for (const HistoryEntry& h : *history) entries.push_back(ProtoJson(h));
+    ctx.out << "{\"task_id\":" << *id << ",\"history\":["
+            << absl::StrJoin(entries, ",") << "]}\n";
+    return kExitOk;
+  }
+  for (const HistoryEntry& h : *history) {
+    std::string line = absl::StrFormat(
+        "%-27s %-14s %9s -> %-9s attempt %d", FormatMicros(h.time_micros()),
+        HistoryEntry::Event_Name(h.event()), StatusName(h.from()),
+        StatusName(h.to()), h.attempt());
+    if (!h.worker_id().empty()) {
+      absl::StrAppend(&line, "  worker ", Quote(h.worker_id()));
+    }
+    if (!h.error().empty())
+      absl::StrAppend(&line, "  error ", Quote(h.error()));
+    ctx.out << line << "\n";
+  }
+  return kExitOk;
+}
+
+int RunSubmit(Context& ctx, const ParsedArgs& args) {
+  if (!args.Has("key") || args.Get("key").empty()) {
+    return UsageError(ctx, "--key=KEY is required");
+  }
+  if (args.Has("payload") && args.Has("payload_file")) {
+    return UsageError(ctx, "--payload and --payload_file exclude each other");
+  }
+  TaskSpec spec;
+  spec.idempotency_key = args.Get("key");
+  spec.type = args.Get("type");
+  spec.payload = args.Get("payload");
+  if (args.Has("payload_file")) {
+    // The payload file is the operator's, on the local file system, even
+    // when the data directory is on another Env.
+    absl::StatusOr<std::string> payload =
+        Env::Default()->ReadFileToString(args.Get("payload_file"));
+    if (!payload.ok()) {
+      ctx.err << "taskwal " << ctx.command
+              << ": cannot read --payload_file: " << payload.status().message()
+              << "\n";
+      return kExitFailed;
+    }
+    spec.payload = *std::move(payload);
+  }
+  int code = kExitOk;
+  const std::optional<int32_t> priority = NumberFlag<int32_t>(
+      ctx, args, "priority", 0, std::numeric_limits<int32_t>::min(),
+      std::numeric_limits<int32_t>::max(), &code);
+  if (!priority.has_value()) return code;
+  spec.priority = *priority;
+  const std::optional<uint32_t> max_attempts =
+      NumberFlag<uint32_t>(ctx, args, "max_attempts", 0, 0,
+                           std::numeric_limits<uint32_t>::max(), &code);
+  if (!max_attempts.has_value()) return code;
+  spec.max_attempts = *max_attempts;
+
+  absl::StatusOr<SubmitResult> result = ctx.engine->Submit(spec);
+  if (!result.ok()) return CallError(ctx, result.status());
+  if (ctx.json) {
+    ctx.out << "{\"task_id\":" << result->task_id
+            << ",\"deduplicated\":" << JsonBool(result->deduplicated) << "}\n";
+  } else if (result->deduplicated) {
+    ctx.out << "task " << result->task_id << " already exists for key "
+            << Quote(spec.idempotency_key) << " (deduplicated)\n";
+  } else {
+    ctx.out << "task " << result->task_id << " submitted\n";
+  }
+  return kExitOk;
+}
+
+// retry, cancel and delete: one call on one task.
+int RunOperator(Context& ctx, const ParsedArgs& args,
+                absl::Status (Engine::*call)(uint64_t),
+                absl::string_view done) {
+  int code = kExitOk;
+  const std::optional<uint64_t> id = TaskIdArg(ctx, args.positional[0], &code);
+  if (!id.has_value()) return code;
+  absl::Status status = (ctx.engine->*call)(*id);
+  if (!status.ok()) return CallError(ctx, status);
+  if (ctx.json) {
+    ctx.out << "{\"task_id\":" << *id << ",\"result\":" << JsonQuote(done)
+            << "}\n";
+  } else {
+    ctx.out << "task " << *id << " " << done << "\n";
+  }
+  return kExitOk;
+}
+
+int RunRetry(Context& ctx, const ParsedArgs& args) {
+  return RunOperator(ctx, args, &Engine::Retry, "retried");
+}
+int RunCancel(Context& ctx, const ParsedArgs& args) {
+  return RunOperator(ctx, args, &Engine::Cancel, "cancelled");
+}
+int RunDelete(Context& ctx, const ParsedArgs& args) {
+  return RunOperator(ctx, args, &Engine::Delete, "deleted");
+}
+
+int RunSnapshot(Context& ctx, const ParsedArgs& args) {
+  absl::Status status = ctx.engine->Snapshot();
+  if (!status.ok()) return CallError(ctx, status);
+  absl::StatusOr<EngineStats> stats = ctx.engine->Stats();
+  if (!stats.ok()) return CallError(ctx, stats.status());
+  if (ctx.json) {
+    ctx.out << "{\"snapshot_lsn\":" << stats->last_snapshot_lsn << "}\n";
+  } else {
+    ctx.out << "snapshot written at LSN " << stats->last_snapshot_lsn << "\n";
+  }
+  return kExitOk;
+}
+
+int RunVerify(Context& ctx, const ParsedArgs& args) {
+  ProgressBar bar(ctx.err, "verify", ctx.options.err_is_terminal,
+                  ctx.options.progress_min_bytes);
+  engine::VerifySummary summary;
+  absl::StatusOr<std::vector<engine::Problem>> problems =
+      engine::VerifyDirectory(
+          ctx.env, ctx.data_dir,
+          [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); },
+          &summary);
+  bar.Finish();
+  if (!problems.ok()) return CallError(ctx, problems.status());
+
+  const std::string lsns =
+      summary.log_records == 0
+          ? std::string("no log records")
+          : absl::StrCat(Plural(summary.log_records, "log record"), ", LSNs ",
+                         summary.first_lsn, "..", summary.last_lsn);
+  if (ctx.json) {
+    std::vector<std::string> items;
+    for (const engine::Problem& p : *problems) {
+      items.push_back(absl::StrCat(
+          "{\"file\":", JsonQuote(p.file), ",\"offset\":", p.offset,
+          ",\"kind\":", JsonQuote(engine::ProblemKindName(p.kind)),
+          ",\"message\":", JsonQuote(p.message),
+          ",\"valid_records_follow\":", JsonBool(p.valid_records_follow),
+          ",\"repaired_by_open\":", JsonBool(p.repaired_by_open), "}"));
+    }
+    ctx.out << "{\"clean\":" << JsonBool(problems->empty()) << ",\"problems\":["
+            << absl::StrJoin(items, ",") << "]"
+            << ",\"snapshots\":" << summary.snapshots
+            << ",\"segments\":" << summary.segments
+            << ",\"bytes\":" << summary.bytes
+            << ",\"log_records\":" << summary.log_records
+            << ",\"first_lsn\":" << summary.first_lsn
+            << ",\"last_lsn\":" << summary.last_lsn << "}\n";
+  } else {
+    for (const engine::Problem& p : *problems) {
+      ctx.out << engine::FormatProblem(p) << "\n";
+    }
+    const auto repaired = std::count_if(
+        problems->begin(), problems->end(),
+        [](const engine::Problem& p) { return p.repaired_by_open; });
+    ctx.out << "checked " << Plural(summary.snapshots, "snapshot") << " and "
+            << Plural(summary.segments, "segment") << " ("
+            << Plural(summary.bytes, "byte") << ", " << lsns << "): ";
+    if (problems->empty()) {
+      ctx.out << "clean\n";
+    } else {
+      ctx.out << Plural(problems->size(), "problem");
+      if (repaired > 0) {
+        ctx.out << " (" << repaired << " of them Open repairs by itself)";
+      }
+      ctx.out << "\n";
+    }
+  }
+  return problems->empty() ? kExitOk : kExitDamage;
+}
+
+int RunDump(Context& ctx, const ParsedArgs& args) {
+  absl::StatusOr<std::vector<std::string>> children =
+      ctx.env->GetChildren(ctx.data_dir);
+  if (!children.ok()) return CallError(ctx, children.status());
+  std::vector<wal::SegmentFile> segments;
+  uint64_t total = 0;
+  for (const std::string& name : *children) {
+    wal::SegmentFile s;
+    if (!wal::ParseSegmentFileName(name, &s.first_lsn)) continue;
+    s.name = name;
+    absl::StatusOr<uint64_t> size =
+        ctx.env->GetFileSize(absl::StrCat(ctx.data_dir, "/", name));
+    if (size.ok()) total += *size;
+    segments.push_back(std::move(s));
+  }
+  std::sort(segments.begin(), segments.end(),
+            [](const wal::SegmentFile& a, const wal::SegmentFile& b) {
+              return a.first_lsn < b.first_lsn;
+            });
+
+  ProgressBar bar(ctx.err, "dump",
+                  ctx.options.err_is_terminal && !ctx.options.out_is_terminal,
+                  ctx.options.progress_min_bytes);
+  bool damaged = false;
+  auto report = [&](absl::string_view message) {
+    bar.Finish();
+    ctx.err << "taskwal dump: " << message << "\n";
+  };
+  uint64_t done = 0;
+  engine::Transition transition;
+  for (const wal::SegmentFile& segment : segments) {
+    const std::string path = absl::StrCat(ctx.data_dir, "/", segment.name);
+    absl::StatusOr<std::string> contents = ctx.env->ReadFileToString(path);
+    if (absl::IsNotFound(contents.status())) {
+      // The owner discarded it after a snapshot while we were reading.
+      report(absl::StrCat("skipped ", segment.name,
+                          ": it was removed while dump ran"));
+      continue;
+    }
+    if (!contents.ok()) {
+      report(contents.status().message());
+      damaged = true;
+      continue;
+    }
+    absl::StatusOr<uint64_t> header =
+        wal::DecodeFileHeader(*contents, wal::kSegmentMagic, path);
+    if (!header.ok()) {
+      report(header.status().message());
+      damaged = true;
+      done += contents->size();
+      continue;
+    }
+    wal::LogReader reader(*contents, path);
+    wal::LogReader::Record record;
+    while (true) {
+      absl::StatusOr<bool> more = reader.Read(&record);
+      if (!more.ok()) {
+        report(absl::StrCat(
+            more.status().message(),
+            reader.ValidRecordFollows()
+                ? " (valid records follow: corruption; the rest of this "
+                  "segment is skipped)"
+                : " (nothing valid follows: a torn tail)",
+            "; run 'taskwal verify' for every problem"));
+        damaged = true;
+        break;
+      }
+      if (!*more) break;
+      bar.Update(done + record.offset, total);
+      const bool parsed =
+          record.type == wal::RecordType::kTransition &&
+          transition.ParseFromArray(record.payload.data(),
+                                    static_cast<int>(record.payload.size()));
+      if (!parsed) damaged = true;
+      if (ctx.json) {
+        ctx.out << "{\"lsn\":" << record.lsn
+                << ",\"segment\":" << JsonQuote(segment.name)
+                << ",\"offset\":" << record.offset << ","
+                << (parsed
+                        ? absl::StrCat("\"transition\":", ProtoJson(transition))
+                        : absl::StrCat("\"error\":",
+                                       JsonQuote("not a transition")))
+                << "}\n";
+      } else {
+        ctx.out << record.lsn << " " << segment.name << " " << record.offset
+                << " "
+                << (parsed ? transition.ShortDebugString()
+                           : std::string("<not a transition>"))
+                << "\n";
+      }
+    }
+    done += contents->size();
+    bar.Update(done, total);
+  }
+  bar.Finish();
+  return damaged ? kExitDamage : kExitOk;
+}
+
+const std::vector<Command>& Commands() {
+  static const auto* const commands = new std::vector<Command>{
+      {"stats",
+       "[--prometheus]",
+       "task counts by status, lifetime totals, last recovery",
+       "Prints the task counts by status, the lifetime totals (submitted,\n"
+       "claims, completions, failed attempts, lease expiries, retries,\n"
+       "cancellations, deletions, retention removals, transitions), the last\n"
+       "LSN and what recovery found. --prometheus prints the same in the\n"
+       "Prometheus text format (api/metrics.h); the counters of this\n"
+       "process's own writes (fsyncs, WAL bytes, batches) are 0 there, as\n"
+       "this command opens the directory read-only.\n",
+       {{"prometheus", "", "Prometheus text exposition format 0.0.4"}},
+       Access::kRead,
+       0,
+       0,
+       &RunStats},
+      {"list",
+       "[--status=S] [--type=T] [--limit=N] [--after=CURSOR]",
+       "list tasks, a page at a time",
+       "Lists tasks in ascending id order, at most --limit of them. The last\n"
+       "line gives the cursor of the next page, to pass as --after (with\n"
+       "--json: \"next_cursor\", 0 on the last page).\n",
+       {{"status", "S",
+         "only tasks in this status: pending, claimed, completed, failed or "
+         "cancelled"},
+        {"type", "T", "only tasks of this type"},
+        {"limit", "N", "at most N tasks, 1 to 10000 (default 100)"},
+        {"after", "CURSOR", "the page after this cursor (a task id)"}},
+       Access::kRead,
+       0,
+       0,
+       &RunList},
+      {"get",
+       "ID | --key=KEY",
+       "show one task, by id or idempotency key",
+       "Shows one task. --json prints the Task message (api/task.proto) in\n"
+       "protobuf's JSON mapping: payload and result base64-encoded, 64-bit\n"
+       "integers as strings.\n",
+       {{"key", "KEY", "look the task up by its idempotency key"}},
+       Access::kRead,
+       0,
+       1,
+       &RunGet},
+      {"history",
+       "ID",
+       "show a task's audit trail",
+       "Shows a task's audit trail, oldest first: time (UTC), event, status\n"
+       "change, attempt, worker and error. Only the newest entries are kept\n"
+       "(EngineOptions::max_history_per_task).\n",
+       {},
+       Access::kRead,
+       1,
+       1,
+       &RunHistory},
+      {"verify",
+       "",
+       "check every snapshot and log record, report each problem",
+       "Reads every snapshot and every log segment, record by record, and\n"
+       "prints each problem with its file and byte offset: a damaged file\n"
+       "header; a damaged record, either a torn tail (damage at the end of\n"
+       "the newest segment with nothing valid after it: a write cut short by\n"
+       "a crash, which Open cuts off by itself) or corruption (valid records\n"
+       "follow it, or it is in an older segment: Open fails); an LSN gap\n"
+       "within or between segments; a header LSN that disagrees with the\n"
+       "file name; snapshot damage, including a wrong task count; a record\n"
+       "with a valid checksum that is not a transition, or a transition that\n"
+       "does not replay. It goes on past each problem, so one run shows them\n"
+       "all. It only reads: it takes no lock and changes nothing. On a\n"
+       "directory a running engine holds, a record being written at that\n"
+       "moment shows as a torn tail.\n"
+       "Exit status 0 when clean, 1 when anything was found (a torn tail\n"
+       "included). A progress bar is drawn on stderr when stderr is a\n"
+       "terminal and the files exceed 8 MiB.\n",
+       {},
+       Access::kFiles,
+       0,
+       0,
+       &RunVerify},
+      {"dump",
+       "",
+       "print every log record in LSN order",
+       "Prints every record of the log in LSN order, one line each:\n"
+       "  LSN SEGMENT OFFSET TRANSITION\n"
+       "with the transition (engine/transition.proto) in protobuf text\n"
+       "format. With --json, one JSON object per line:\n"
+       "  "
+       "{\"lsn\":N,\"segment\":\"wal-...\",\"offset\":N,\"transition\":{...}}\n"
+       "Records covered by older snapshots may be gone (their segments are\n"
+       "discarded). Damage is reported on stderr, the rest of that segment\n"
+       "is skipped, and the exit status is 1 (run verify for details). It\n"
+       "only reads. A progress bar is drawn on stderr when stderr is a\n"
+       "terminal, stdout is not, and the log exceeds 8 MiB.\n",
+       {},
+       Access::kFiles,
+       0,
+       0,
+       &RunDump},
+      {"submit",
+       "--key=K [--type=T] [--payload=P | --payload_file=F] [--priority=N] "
+       "[--max_attempts=N]",
+       "submit a task (idempotent by key)",
+       "Submits a task. The same key with the same type and payload returns\n"
+       "the existing task (\"deduplicated\"); with another type or payload\n"
+       "it fails (exit 3).\n",
+       {{"key", "K", "idempotency key (required)"},
+        {"type", "T", "task type"},
+        {"payload", "P", "payload bytes"},
+        {"payload_file", "F", "read the payload from file F"},
+        {"priority", "N", "higher is claimed first (default 0)"},
+        {"max_attempts", "N",
+         "attempts before the task fails for good (default: the engine's)"}},
+       Access::kWrite,
+       0,
+       0,
+       &RunSubmit},
+      {"retry",
+       "ID",
+       "make a task claimable again",
+       "Operator retry. CLAIMED: releases the claim (the attempt in progress\n"
+       "is not counted). FAILED: back to PENDING with a fresh attempt budget.\n"
+       "PENDING: claimable now, skipping any backoff. COMPLETED or CANCELLED:\n"
+       "refused (exit 3).\n",
+       {},
+       Access::kWrite,
+       1,
+       1,
+       &RunRetry},
+      {"cancel",
+       "ID",
+       "cancel a PENDING task",
+       "Cancels a PENDING task: it becomes CANCELLED. Any other status is\n"
+       "refused (exit 3).\n",
+       {},
+       Access::kWrite,
+       1,
+       1,
+       &RunCancel},
+      {"delete",
+       "ID",
+       "delete a finished task, freeing its key",
+       "Deletes a COMPLETED, FAILED or CANCELLED task and frees its\n"
+       "idempotency key. PENDING or CLAIMED: refused (exit 3).\n",
+       {},
+       Access::kWrite,
+       1,
+       1,
+       &RunDelete},
+      {"snapshot",
+       "",
+       "write a snapshot, drop the log it makes unnecessary",
+       "Writes a snapshot of the whole state, then removes the older\n"
+       "snapshots and log segments it makes unnecessary (the two newest\n"
+       "snapshots are kept, with the log after the older one).\n",
+       {},
+       Access::kWrite,
+       0,
+       0,
+       &RunSnapshot},
+  };
+  return *commands;
+}
+
+const Command* FindCommand(absl::string_view name) {
+  for (const Command& c : Commands()) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+std::string ToolHelp() {
+  std::string read;
+  std::string write;
+  for (const Command& c : Commands()) {
+    absl::StrAppend(c.access == Access::kWrite ? &write : &read,
+                    absl::StrFormat("  %-9s %s\n", c.name, c.summary));
+  }
+  return absl::StrCat(
+      "taskwal: inspect and operate a taskwal data directory.\n"
+      "\n"
+      "Usage:\n"
+      "  taskwal --data_dir=DIR [--json] COMMAND [ARGS]\n"
+      "  taskwal help [COMMAND]      (or: taskwal COMMAND --help)\n"
+      "\n"
+      "Read commands. They open the directory read-only: no lock, nothing\n"
+      "changed, so they work while a daemon holds it, and show the state\n"
+      "its files held at that moment.\n",
+      read,
+      "\n"
+      "Commands that change the directory. They take its lock, so they\n"
+      "fail (exit 2, naming the holder's pid) while another process holds\n"
+      "it.\n",
+      write,
+      "\n"
+      "Global flags (before or after the command):\n",
+      FlagHelp(GlobalFlags()),
+      "\n"
+      "--json prints one JSON document (dump: one JSON object per line).\n"
+      "Tasks and history use protobuf's JSON mapping with the .proto field\n"
+      "names (64-bit integers as strings, bytes base64-encoded).\n"
+      "\n"
+      "Exit status:\n"
+      "  0   success; verify: nothing wrong found\n"
+      "  1   damage: verify or dump found a problem, or the directory cannot\n"
+      "      be opened because it is damaged\n"
+      "  2   the directory is held (locked) by another process\n"
+      "  3   the request failed: no such task, a status that does not allow\n"
+      "      it, no such directory, an I/O error\n"
+      "  64  usage error: unknown command or flag, missing or bad argument\n");
+}
+
+std::string CommandHelp(const Command& c) {
+  std::string help =
+      absl::StrCat("Usage: taskwal --data_dir=DIR [--json] ", c.name,
+                   c.args.empty() ? "" : " ", c.args, "\n\n", c.details);
+  if (!c.flags.empty()) {
+    absl::StrAppend(&help, "\nFlags:\n", FlagHelp(c.flags));
+  }
+  absl::StrAppend(&help,
+                  "\nGlobal flags: --data_dir, --json, --help; exit statuses: "
+                  "see 'taskwal --help'.\n");
+  return help;
+}
+
+int ToolUsageError(std::ostream& err, absl::string_view message) {
+  err << "taskwal: " << message << "\n"
+      << "Run 'taskwal --help' for usage.\n";
+  return kExitUsage;
+}
+
+// Opens the engine a command needs, reporting failures; returns the exit
+// status on failure.
+absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
+                                                   int* exit_code) {
+  EngineOptions options;
+  options.data_dir = ctx.data_dir;
+  options.env = ctx.env;
+  options.read_only = access == Access::kRead;
+  // A short-lived process: no background thread, no automatic snapshot.
+  options.maintenance_interval = absl::ZeroDuration();
+  options.snapshot_every_records = 0;
+  // The owner's history bound is not stored in the directory; never cut a
+  // history shorter than the owner kept it (a snapshot would persist the
+  // cut). The owner applies its own bound again on the task's next event.
+  options.max_history_per_task = std::numeric_limits<size_t>::max();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+  if (engine.ok()) return engine;
+  const absl::Status& s = engine.status();
+  if (access == Access::kWrite && absl::IsFailedPrecondition(s) &&
+      absl::StrContains(s.message(), "locked")) {
+    ctx.err << "taskwal " << ctx.command << ": cannot change " << ctx.data_dir
+            << ": " << s.message() << "\n"
+            << "A running engine holds the directory: make the change "
+               "through it, or stop it first. Read commands (stats, list, "
+               "get, history, verify, dump) work while it runs.\n";
+    *exit_code = kExitLocked;
+  } else if (absl::IsDataLoss(s)) {
+    *exit_code = CallError(ctx, s);
+  } else {
+    ctx.err << "taskwal " << ctx.command << ": cannot open " << ctx.data_dir
+            << ": " << s << "\n";
+    *exit_code = kExitFailed;
+  }
+  return s;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
+           const CliOptions& options) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    args.emplace_back(argv[i]);
+    if (args.back() == "-h") args.back() = "--help";
+  }
+  absl::StatusOr<ParsedArgs> global =
+      ParseArgs(args, GlobalFlags(), /*stop_at_positional=*/true);
+  if (!global.ok()) {
+    return ToolUsageError(
+        err, absl::StrCat(global.status().message(),
+                          " (command flags go after the command)"));
+  }
+  if (global->positional.empty()) {
+    if (global->GetBool("help")) {
+      out << ToolHelp();
+      return kExitOk;
+    }
+    return ToolUsageError(
+        err,
+        "no command given; usage: taskwal --data_dir=DIR [--json] "
+        "COMMAND [ARGS]");
+  }
+  const std::string name = global->positional[0];
+  const std::vector<std::string> rest(global->positional.begin() + 1,
+                                      global->positional.end());
+  if (name == "help") {
+    if (rest.empty()) {
+      out << ToolHelp();
+      return kExitOk;
+    }
+    const Command* command = rest.size() == 1 ? FindCommand(rest[0]) : nullptr;
+    if (command == nullptr) {
+      return ToolUsageError(
+          err, absl::StrCat("help takes one command name; no command \"",
+                            absl::StrJoin(rest, " "), "\""));
+    }
+    out << CommandHelp(*command);
+    return kExitOk;
+  }
+  const Command* command = FindCommand(name);
+  if (command == nullptr) {
+    std::vector<absl::string_view> names;
+    for (const Command& c : Commands()) names.push_back(c.name);
+    return ToolUsageError(
+        err, absl::StrCat("unknown command \"", name,
+                          "\"; commands: ", absl::StrJoin(names, ", ")));
+  }
+
+  Context ctx{out, err, options,
+              options.env != nullptr ? options.env : Env::Default(), name};
+  std::vector<FlagSpec> specs = GlobalFlags();
+  specs.insert(specs.end(), command->flags.begin(), command->flags.end());
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(rest, specs);
+  if (!parsed.ok()) return UsageError(ctx, parsed.status().message());
+  for (const auto& [flag, value] : global->flags) {
+    parsed->flags.emplace(flag, value);  // A later repetition wins.
+  }
+  if (parsed->GetBool("help")) {
+    out << CommandHelp(*command);
+    return kExitOk;
+  }
+  ctx.json = parsed->GetBool("json");
+  ctx.data_dir = parsed->Get("data_dir");
+  if (ctx.data_dir.empty())
+    return UsageError(ctx, "--data_dir=DIR is required");
+  while (ctx.data_dir.size() > 1 && ctx.data_dir.back() == '/') {
+    ctx.data_dir.pop_back();
+  }
+  const size_t n = parsed->positional.size();
+  if (n < command->min_positional || n > command->max_positional) {
+    return UsageError(
+        ctx,
+        n < command->min_positional
+            ? absl::StrCat("missing argument: taskwal ", name, " ",
+                           command->args)
+            : absl::StrCat("unexpected argument \"",
+                           parsed->positional[command->max_positional], "\""));
+  }
+  if (!ctx.env->FileExists(ctx.data_dir)) {
+    err << "taskwal " << name << ": data directory " << ctx.data_dir
+        << " does not exist\n";
+    return kExitFailed;
+  }
+
+  if (command->access == Access::kFiles) return command->run(ctx, *parsed);
+  int code = kExitOk;
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      OpenEngine(ctx, command->access, &code);
+  if (!engine.ok()) return code;
+  ctx.engine = engine->get();
+  code = command->run(ctx, *parsed);
+  absl::Status closed = (*engine)->Close();
+  if (!closed.ok() && code == kExitOk) {
+    err << "taskwal " << name << ": closing the engine failed: " << closed
+        << "\n";
+    code = kExitFailed;
+  }
+  return code;
+}
+
+}  // namespace taskwal::tools
