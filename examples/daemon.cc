@@ -166,8 +166,7 @@ TaskSpec JobSpec(uint64_t job) {
 class JobSequence {
  public:
   // `missing` in ascending order; `last` 0 means unbounded.
-  JobSequence(std::vector<uint64_t> missing, uint64_t next_fresh,
-              uint64_t last)
+  JobSequence(std::vector<uint64_t> missing, uint64_t next_fresh, uint64_t last)
       : last_(last),
         missing_(missing.rbegin(), missing.rend()),
         next_fresh_(next_fresh) {}
@@ -237,8 +236,8 @@ absl::StatusOr<ResumePoint> FindResumePoint(Engine& engine, uint64_t last) {
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents) {
   const std::string temp = absl::StrCat(path, ".tmp");
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                        0644);
+  const int fd =
+      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     return absl::UnavailableError(
         absl::StrCat("open ", temp, ": ", std::strerror(errno)));
@@ -273,8 +272,8 @@ struct DaemonConfig {
 };
 
 // The daemon's threads around one engine. Start() once, then Shutdown()
-// once, both from the main thread; Idle() and TakeFatal() may be called from
-// any thread.
+// once, both from the main thread; Idle() and Fatal() may be called from any
+// thread.
 //
 // Lock order: mu_ is never held across an engine call, so there is none to
 // state.
@@ -409,7 +408,8 @@ class Daemon {
     options.lease = config_.lease;
     options.wait = kClaimWait;
     while (!stopping_.HasBeenNotified()) {
-      absl::StatusOr<ClaimedTask> claim = engine_->ClaimNext(worker_id, options);
+      absl::StatusOr<ClaimedTask> claim =
+          engine_->ClaimNext(worker_id, options);
       if (absl::IsNotFound(claim.status())) continue;  // Nothing ready yet.
       if (!claim.ok()) {
         SetFatal(claim.status());
@@ -423,17 +423,18 @@ class Daemon {
       const WorkOutcome outcome = SimulateWork(worker_id, *claim);
       if (outcome == WorkOutcome::kAbandoned) break;  // Shutdown releases it.
       if (outcome == WorkOutcome::kDone) {
-        const uint64_t job = JobNumber(claim->task.idempotency_key()).value_or(0);
+        const uint64_t job =
+            JobNumber(claim->task.idempotency_key()).value_or(0);
         const bool fail = job != 0 && config_.fail_every != 0 &&
                           job % config_.fail_every == 0 && claim->attempt == 1;
         const absl::Status s =
-            fail ? engine_->Fail(claim->task.id(), worker_id,
-                                 claim->claim_token,
-                                 "simulated temporary error")
-                 : engine_->Complete(claim->task.id(), worker_id,
-                                     claim->claim_token,
-                                     absl::StrCat("done by ", worker_id,
-                                                  ", attempt ", claim->attempt));
+            fail
+                ? engine_->Fail(claim->task.id(), worker_id, claim->claim_token,
+                                "simulated temporary error")
+                : engine_->Complete(claim->task.id(), worker_id,
+                                    claim->claim_token,
+                                    absl::StrCat("done by ", worker_id,
+                                                 ", attempt ", claim->attempt));
         // kFailedPrecondition: the claim is no longer ours (the lease ran out
         // while this worker stalled and the job went back to PENDING). The
         // engine refused the stale completion; someone else redoes the job.
@@ -511,9 +512,8 @@ absl::StatusOr<SyncMode> ParseSyncMode(absl::string_view name) {
   if (name == "always") return SyncMode::kAlways;
   if (name == "interval") return SyncMode::kInterval;
   if (name == "none") return SyncMode::kNone;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--sync_mode must be always, interval or none, not \"",
-                   name, "\""));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--sync_mode must be always, interval or none, not \"", name, "\""));
 }
 
 // Flags to a config; kInvalidArgument names the offending flag.
@@ -554,23 +554,33 @@ void ReportRecovery(const RecoveryReport& recovery, const EngineStats& stats) {
     return;
   }
   Say(absl::StrFormat(
-      "recovered in %s: snapshot at lsn %d, %d log records replayed, last lsn "
-      "%d, %d torn bytes cut",
-      absl::FormatDuration(recovery.duration), recovery.snapshot_lsn,
+      "recovered in %s: %s, %d log records replayed, last lsn %d, %d torn "
+      "bytes cut",
+      absl::FormatDuration(recovery.duration),
+      recovery.snapshot_lsn == 0
+          ? "no snapshot"
+          : absl::StrCat("snapshot at lsn ", recovery.snapshot_lsn),
       recovery.records_replayed, recovery.last_lsn, recovery.truncated_bytes));
   for (const std::string& note : recovery.notes) {
     Say(absl::StrCat("recovery note: ", note));
   }
-  // Tasks found CLAIMED belong to workers of a process that died: their
-  // leases run out and the engine makes them PENDING again.
   Say(absl::StrFormat(
-      "found %d tasks: %d pending, %d claimed (by a previous run; back to "
-      "pending when their leases run out), %d completed, %d failed",
+      "found %d tasks: %d pending, %d claimed, %d completed, %d failed",
       stats.tasks, stats.pending, stats.claimed, stats.completed,
       stats.failed));
+  // Tasks found CLAIMED belong to workers of a process that died without
+  // shutting down: nobody will complete them, so the engine expires their
+  // leases and makes them PENDING again.
+  if (stats.claimed > 0) {
+    Say(absl::StrFormat(
+        "%d task(s) were claimed by a previous run that crashed; they return "
+        "to pending when their leases run out",
+        stats.claimed));
+  }
 }
 
-// Every second: the metrics file, one summary line, and the idle check.
+// The once-a-second work of the main thread: the metrics file and one
+// summary line.
 class Ticker {
  public:
   // `engine` is borrowed and must outlive the Ticker.
@@ -648,7 +658,9 @@ int Main() {
   // SIGTERM and SIGINT are blocked before any thread exists (the engine
   // starts one in Open), so every thread inherits the mask and the signals
   // stay pending until the main loop takes them with sigtimedwait. No
-  // signal handler runs, so nothing has to be async-signal-safe.
+  // signal handler runs, so nothing has to be async-signal-safe. A second
+  // signal during shutdown changes nothing: the deadline already bounds it,
+  // and kill -9 is the hard stop a restart recovers from.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -679,8 +691,9 @@ int Main() {
   absl::StatusOr<EngineStats> stats = engine.Stats();
   absl::StatusOr<ResumePoint> resume = FindResumePoint(engine, last_job);
   if (!stats.ok() || !resume.ok()) {
-    Say(absl::StrCat("cannot read the engine's state: ",
-                     (stats.ok() ? resume.status() : stats.status()).ToString()));
+    Say(absl::StrCat(
+        "cannot read the engine's state: ",
+        (stats.ok() ? resume.status() : stats.status()).ToString()));
     engine.Close().IgnoreError();  // Already failing; the first error counts.
     return 1;
   }

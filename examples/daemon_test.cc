@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -99,11 +99,11 @@ class DaemonProcess {
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
-    const int log_fd =
-        ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int log_fd = ::open(log_path.c_str(),
+                              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (log_fd < 0) {
-      return absl::InternalError(absl::StrCat("open ", log_path, ": ",
-                                              std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("open ", log_path, ": ", std::strerror(errno)));
     }
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
@@ -169,10 +169,9 @@ class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* tmp = std::getenv("TEST_TMPDIR");
-    root_ = absl::StrCat(tmp ? tmp : "/tmp", "/",
-                         ::testing::UnitTest::GetInstance()
-                             ->current_test_info()
-                             ->name());
+    root_ = absl::StrCat(
+        tmp ? tmp : "/tmp", "/",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(root_);
     std::filesystem::create_directories(root_);
     data_dir_ = root_ + "/data";
@@ -182,11 +181,11 @@ class DaemonTest : public ::testing::Test {
   std::vector<std::string> CommonFlags() const {
     return {absl::StrCat("--data_dir=", data_dir_),
             absl::StrCat("--metrics_file=", metrics_file_),
-            absl::StrCat("--max_tasks_to_submit=", kJobs),
-            "--producers=2",
+            absl::StrCat("--max_tasks_to_submit=", kJobs), "--producers=2",
             "--workers=3",
-            "--submit_interval_ms=10",
-            "--fail_every=7"};
+            // 20 jobs a second: the first run stops before it has
+            // submitted them all, so the restart must resume submitting.
+            "--submit_interval_ms=100", "--fail_every=7"};
   }
 
   // Polls the metrics file until taskwal_completions_total reaches `target`,
@@ -197,25 +196,39 @@ class DaemonTest : public ::testing::Test {
       const std::optional<uint64_t> completions =
           MetricValue(ReadFile(metrics_file_), "taskwal_completions_total");
       if (completions && *completions >= target) return;
-      ASSERT_LT(absl::Now(), deadline)
-          << "no progress; daemon log:\n" << daemon.Log();
+      ASSERT_LT(absl::Now(), deadline) << "no progress; daemon log:\n"
+                                       << daemon.Log();
       absl::SleepFor(absl::Milliseconds(50));
     }
+  }
+
+  // The job the restarted producers went on with, from the log line
+  // "producers resume at job-<n>"; 0 if there is no such line (the daemon
+  // says "all N jobs already submitted" instead).
+  static uint64_t ResumedAt(const std::string& log) {
+    constexpr absl::string_view kLine = "producers resume at job-";
+    const size_t at = log.find(kLine);
+    if (at == std::string::npos) return 0;
+    absl::string_view rest = absl::string_view(log).substr(at + kLine.size());
+    rest = rest.substr(0, rest.find_first_not_of("0123456789"));
+    uint64_t job = 0;
+    return absl::SimpleAtoi(rest, &job) ? job : 0;
   }
 
   // Restarts the daemon with --exit_when_idle and expects exit 0.
   void DrainWithRestart(const std::string& log_name, std::string* log) {
     DaemonProcess daemon;
     std::vector<std::string> flags = CommonFlags();
-    flags.insert(flags.end(), {"--task_ms=5", "--lease_ms=600",
-                               "--exit_when_idle"});
+    flags.insert(flags.end(),
+                 {"--task_ms=5", "--lease_ms=600", "--exit_when_idle"});
     ASSERT_TRUE(daemon.Start(flags, root_ + "/" + log_name).ok());
     const absl::StatusOr<int> exit = daemon.WaitForExit(kDrainTimeout);
     daemon.ShowLog();
     *log = daemon.Log();
     ASSERT_TRUE(exit.ok()) << exit.status() << "\n" << *log;
     ASSERT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0)
-        << "wait status " << *exit << "\n" << *log;
+        << "wait status " << *exit << "\n"
+        << *log;
   }
 
   // Opens the directory (the daemon has exited) and checks that the jobs are
@@ -280,9 +293,9 @@ TEST_F(DaemonTest, SigtermShutsDownCleanlyAndRestartFinishesEveryJobOnce) {
     std::vector<std::string> flags = CommonFlags();
     // Jobs long enough to heartbeat (every 200 ms) and a deadline short
     // enough that some are still running when it passes and get released.
-    flags.insert(flags.end(), {"--task_ms=400", "--lease_ms=600",
-                               "--shutdown_deadline_ms=100",
-                               "--sync_mode=always"});
+    flags.insert(flags.end(),
+                 {"--task_ms=400", "--lease_ms=600",
+                  "--shutdown_deadline_ms=100", "--sync_mode=always"});
     ASSERT_TRUE(daemon.Start(flags, root_ + "/first.log").ok());
     WaitForCompletions(daemon, 3);
     daemon.Signal(SIGTERM);
@@ -291,7 +304,8 @@ TEST_F(DaemonTest, SigtermShutsDownCleanlyAndRestartFinishesEveryJobOnce) {
     const std::string log = daemon.Log();
     ASSERT_TRUE(exit.ok()) << exit.status() << "\n" << log;
     EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0)
-        << "wait status " << *exit << "\n" << log;
+        << "wait status " << *exit << "\n"
+        << log;
     for (absl::string_view line :
          {"new data directory", "received SIGTERM", "producers stopped",
           "snapshot written", "engine closed"}) {
@@ -317,6 +331,9 @@ TEST_F(DaemonTest, SigtermShutsDownCleanlyAndRestartFinishesEveryJobOnce) {
   std::string log;
   DrainWithRestart("restart.log", &log);
   EXPECT_TRUE(absl::StrContains(log, "recovered in")) << log;
+  // Where the first run stopped submitting depends on timing; that the
+  // restart did not start over does not.
+  EXPECT_NE(ResumedAt(log), 1u) << log;
   EXPECT_TRUE(absl::StrContains(log, "idle:")) << log;
   ExpectEveryJobCompletedOnce();
   // The final metrics, written just before Close, show the finished state.
@@ -328,8 +345,8 @@ TEST_F(DaemonTest, SigkillMidWorkLosesNothingAndDuplicatesNothing) {
   {
     DaemonProcess daemon;
     std::vector<std::string> flags = CommonFlags();
-    flags.insert(flags.end(), {"--task_ms=200", "--lease_ms=600",
-                               "--sync_mode=interval"});
+    flags.insert(flags.end(),
+                 {"--task_ms=200", "--lease_ms=600", "--sync_mode=interval"});
     ASSERT_TRUE(daemon.Start(flags, root_ + "/first.log").ok());
     WaitForCompletions(daemon, 5);
     daemon.Signal(SIGKILL);
@@ -337,13 +354,54 @@ TEST_F(DaemonTest, SigkillMidWorkLosesNothingAndDuplicatesNothing) {
     daemon.ShowLog();
     ASSERT_TRUE(exit.ok()) << exit.status();
     ASSERT_TRUE(WIFSIGNALED(*exit) && WTERMSIG(*exit) == SIGKILL)
-        << "wait status " << *exit << "\n" << daemon.Log();
+        << "wait status " << *exit << "\n"
+        << daemon.Log();
   }
 
   // Jobs the dead workers held come back when their leases run out.
   std::string log;
   DrainWithRestart("restart.log", &log);
   EXPECT_TRUE(absl::StrContains(log, "recovered in")) << log;
+  EXPECT_NE(ResumedAt(log), 1u) << log;
+  ExpectEveryJobCompletedOnce();
+}
+
+// Concurrent producers can leave a gap when the process dies: job-8
+// acknowledged, job-6 and job-7 still in flight. The restart must submit the
+// gap, not only what comes after the highest key.
+TEST_F(DaemonTest, RestartSubmitsJobsACrashLeftUnsubmitted) {
+  {
+    EngineOptions options;
+    options.data_dir = data_dir_;
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    for (uint64_t job : {1, 2, 3, 4, 5, 8}) {
+      TaskSpec spec;
+      spec.idempotency_key = absl::StrCat("job-", job);
+      spec.type = "simulated_job";
+      spec.payload = absl::StrCat("{\"job\": ", job, "}");
+      ASSERT_TRUE((*engine)->Submit(spec).ok());
+    }
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
+  DaemonProcess daemon;
+  ASSERT_TRUE(
+      daemon
+          .Start({absl::StrCat("--data_dir=", data_dir_),
+                  absl::StrCat("--max_tasks_to_submit=", kJobs),
+                  "--submit_interval_ms=0", "--task_ms=0", "--exit_when_idle"},
+                 root_ + "/gap.log")
+          .ok());
+  const absl::StatusOr<int> exit = daemon.WaitForExit(kDrainTimeout);
+  daemon.ShowLog();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  ASSERT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0)
+      << "wait status " << *exit;
+  EXPECT_TRUE(absl::StrContains(
+      daemon.Log(),
+      "producers resume at job-9, after 2 job(s) a crash left unsubmitted "
+      "(first: job-6)"))
+      << daemon.Log();
   ExpectEveryJobCompletedOnce();
 }
 
@@ -353,7 +411,8 @@ TEST_F(DaemonTest, MissingDataDirIsAUsageError) {
   const absl::StatusOr<int> exit = daemon.WaitForExit(kExitTimeout);
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 2)
-      << "wait status " << *exit << "\n" << daemon.Log();
+      << "wait status " << *exit << "\n"
+      << daemon.Log();
   EXPECT_TRUE(absl::StrContains(daemon.Log(), "--data_dir is required"));
 }
 
