@@ -29,6 +29,11 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
     auto candidate = std::make_unique<StateMachine>(
         options.num_shards, options.max_history_per_task);
     absl::Status s = LoadSnapshot(env, path(snapshot.name), candidate.get());
+    if (s.ok() && candidate->last_applied_lsn() != snapshot.lsn) {
+      s = absl::DataLossError(absl::StrCat(
+          path(snapshot.name), ": holds records through LSN ",
+          candidate->last_applied_lsn(), " but its name says ", snapshot.lsn));
+    }
     if (s.ok()) {
       out.state = std::move(candidate);
       out.report.snapshot_lsn = snapshot.lsn;
