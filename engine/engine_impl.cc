@@ -367,6 +367,14 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
   return result;
 }
 
+absl::StatusOr<EngineImpl::ClaimState> EngineImpl::ClaimOpLocked(
+    uint64_t task_id, absl::string_view worker_id, uint64_t claim_token,
+    int64_t now, uint64_t* lsn, uint64_t* last_lsn) {
+  TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
+  TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, lsn));
+  return CheckClaimLocked(task_id, worker_id, claim_token, last_lsn);
+}
+
 absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
     uint64_t task_id, absl::string_view worker_id, int64_t lease_micros,
     int64_t now, uint64_t* lsn) {
@@ -575,13 +583,11 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
   uint64_t lsn = 0;
   {
     absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
     const int64_t now = NowMicros();
-    TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, &lsn));
     uint64_t last_lsn = 0;
-    TASKWAL_ASSIGN_OR_RETURN(
-        ClaimState state,
-        CheckClaimLocked(task_id, worker_id, claim_token, &last_lsn));
+    TASKWAL_ASSIGN_OR_RETURN(ClaimState state,
+                             ClaimOpLocked(task_id, worker_id, claim_token,
+                                           now, &lsn, &last_lsn));
     if (state == ClaimState::kAlreadyCompleted) {
       lsn = last_lsn;  // Acknowledge only once the completion is durable.
     } else {
@@ -604,13 +610,11 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
   uint64_t lsn = 0;
   {
     absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
     const int64_t now = NowMicros();
-    TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, &lsn));
     uint64_t last_lsn = 0;
-    TASKWAL_ASSIGN_OR_RETURN(
-        ClaimState state,
-        CheckClaimLocked(task_id, worker_id, claim_token, &last_lsn));
+    TASKWAL_ASSIGN_OR_RETURN(ClaimState state,
+                             ClaimOpLocked(task_id, worker_id, claim_token,
+                                           now, &lsn, &last_lsn));
     if (state != ClaimState::kCurrent) {
       return absl::FailedPreconditionError(
           absl::StrCat("task ", task_id, " is already COMPLETED"));
@@ -644,13 +648,11 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
   int64_t deadline = 0;
   {
     absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
     const int64_t now = NowMicros();
-    TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, &lsn));
     uint64_t last_lsn = 0;
-    TASKWAL_ASSIGN_OR_RETURN(
-        ClaimState state,
-        CheckClaimLocked(task_id, worker_id, claim_token, &last_lsn));
+    TASKWAL_ASSIGN_OR_RETURN(ClaimState state,
+                             ClaimOpLocked(task_id, worker_id, claim_token,
+                                           now, &lsn, &last_lsn));
     if (state != ClaimState::kCurrent) {
       return absl::FailedPreconditionError(
           absl::StrCat("task ", task_id, " is already COMPLETED"));

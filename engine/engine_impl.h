@@ -136,6 +136,14 @@ class EngineImpl final : public Engine {
                                               uint64_t claim_token,
                                               uint64_t* last_lsn) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // The start of Complete, Fail and Heartbeat: the engine takes writes, the
+  // task's lease is expired if due (raising *lsn), and (worker_id,
+  // claim_token) is its current claim (*last_lsn: the task's last record).
+  absl::StatusOr<ClaimState> ClaimOpLocked(uint64_t task_id,
+                                           absl::string_view worker_id,
+                                           uint64_t claim_token, int64_t now,
+                                           uint64_t* lsn, uint64_t* last_lsn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Claims a PENDING, due task; the caller has checked both.
   absl::StatusOr<ClaimedTask> ClaimLocked(uint64_t task_id,
                                           absl::string_view worker_id,

@@ -20,30 +20,16 @@
 #include "api/task.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "wal/status_matchers.h"
 
 namespace taskwal {
 namespace {
 
 using ::testing::HasSubstr;
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-
-MATCHER(IsOk, "is OK") {
-  const absl::Status s = StatusOf(arg);
-  *result_listener << "status is " << s;
-  return s.ok();
-}
-
-MATCHER_P(StatusIs, code,
-          absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  const absl::Status s = StatusOf(arg);
-  *result_listener << "status is " << s;
-  return s.code() == code;
-}
+using ::taskwal::wal::IsOk;
+using ::taskwal::wal::StatusIs;
+using ::taskwal::wal::StatusOf;
 
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 constexpr absl::StatusCode kNotFound = absl::StatusCode::kNotFound;

@@ -23,6 +23,7 @@
 #include "api/task.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "wal/status_matchers.h"
 
 namespace taskwal {
 namespace {
@@ -30,34 +31,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-
-MATCHER(IsOk, "is OK") {
-  const absl::Status s = StatusOf(arg);
-  *result_listener << "status is " << s;
-  return s.ok();
-}
-
-MATCHER_P(StatusIs, code,
-          absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  const absl::Status s = StatusOf(arg);
-  *result_listener << "status is " << s;
-  return s.code() == code;
-}
-
-MATCHER_P2(StatusIs, code, message_matcher,
-           absl::StrCat("has code ", absl::StatusCodeToString(code),
-                        " and a matching message")) {
-  const absl::Status s = StatusOf(arg);
-  *result_listener << "status is " << s;
-  return s.code() == code &&
-         ::testing::ExplainMatchResult(
-             message_matcher, std::string(s.message()), result_listener);
-}
+using ::taskwal::wal::IsOk;
+using ::taskwal::wal::StatusIs;
 
 // Every counter, so that "nothing changed" compares all of them at once.
 std::string StatsString(const EngineStats& s) {
