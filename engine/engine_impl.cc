@@ -227,6 +227,18 @@ absl::Status EngineImpl::CheckSpec(const TaskSpec& spec) const {
   return absl::OkStatus();
 }
 
+const RetryPolicy& EngineImpl::PolicyOf(const Task& task) const {
+  return task.has_retry_policy() ? task.retry_policy()
+                                 : options_.default_retry_policy;
+}
+
+Task EngineImpl::Resolved(Task task) const {
+  if (!task.has_retry_policy()) {
+    *task.mutable_retry_policy() = options_.default_retry_policy;
+  }
+  return task;
+}
+
 Task EngineImpl::NewTask(const TaskSpec& spec, uint64_t id,
                          int64_t now) const {
   Task t;
@@ -242,9 +254,11 @@ Task EngineImpl::NewTask(const TaskSpec& spec, uint64_t id,
   if (spec.not_before != absl::InfinitePast()) {
     t.set_not_before_micros(absl::ToUnixMicros(spec.not_before));
   }
-  *t.mutable_retry_policy() = spec.retry_policy.has_value()
-                                  ? *spec.retry_policy
-                                  : options_.default_retry_policy;
+  // Only a policy of the task's own is stored (it is most of a task's
+  // fixed size otherwise); PolicyOf and Resolved fill in the default.
+  if (spec.retry_policy.has_value()) {
+    *t.mutable_retry_policy() = *spec.retry_policy;
+  }
   return t;
 }
 
@@ -296,7 +310,7 @@ absl::Status EngineImpl::ExpireLocked(uint64_t task_id, int64_t now,
   RetryPolicy policy;
   uint32_t attempts = 0;
   table_->Read(task_id, [&](const TaskEntry& e) {
-    policy = e.task.retry_policy();
+    policy = PolicyOf(e.task);
     attempts = e.task.attempts();
   });
   Transition t;
@@ -388,7 +402,8 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
   TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
   WakeIfEarliestLeaseLocked(c->lease_deadline_micros());
   ClaimedTask claimed;
-  table_->Read(task_id, [&](const TaskEntry& e) { claimed.task = e.task; });
+  table_->Read(task_id,
+               [&](const TaskEntry& e) { claimed.task = Resolved(e.task); });
   claimed.claim_token = c->claim_token();
   claimed.attempt = claimed.task.attempts();
   claimed.lease_deadline = absl::FromUnixMicros(c->lease_deadline_micros());
@@ -622,7 +637,7 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
     RetryPolicy policy;
     uint32_t attempts = 0;
     table_->Read(task_id, [&](const TaskEntry& e) {
-      policy = e.task.retry_policy();
+      policy = PolicyOf(e.task);
       attempts = e.task.attempts();
     });
     Transition t;
@@ -722,7 +737,7 @@ absl::StatusOr<Task> EngineImpl::Get(uint64_t task_id) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   std::optional<Task> task = table_->GetTask(task_id);
   if (!task.has_value()) return TaskNotFound(task_id);
-  return *std::move(task);
+  return Resolved(*std::move(task));
 }
 
 absl::StatusOr<Task> EngineImpl::GetByIdempotencyKey(absl::string_view key) {
@@ -736,7 +751,7 @@ absl::StatusOr<Task> EngineImpl::GetByIdempotencyKey(absl::string_view key) {
     return absl::NotFoundError(
         absl::StrCat("no task has idempotency key \"", key, "\""));
   }
-  return *std::move(task);
+  return Resolved(*std::move(task));
 }
 
 absl::StatusOr<ListPage> EngineImpl::List(const ListFilter& filter) {
@@ -764,7 +779,7 @@ absl::StatusOr<ListPage> EngineImpl::List(const ListFilter& filter) {
     if (filter.status.has_value() && task->status() != *filter.status) {
       continue;
     }
-    page.tasks.push_back(*std::move(task));
+    page.tasks.push_back(Resolved(*std::move(task)));
   }
   if (more) page.next_cursor = ids.back();
   return page;

@@ -108,6 +108,10 @@ class EngineImpl final : public Engine {
   absl::StatusOr<int64_t> LeaseMicros(absl::Duration lease) const;
   absl::Status CheckSpec(const TaskSpec& spec) const;
   Task NewTask(const TaskSpec& spec, uint64_t id, int64_t now) const;
+  // The task's retry policy: its own, or the engine's default.
+  const RetryPolicy& PolicyOf(const Task& task) const;
+  // The task as callers see it: with its retry policy filled in.
+  Task Resolved(Task task) const;
 
   // Fails when the engine is closed or a journal error made it read-only.
   absl::Status CheckWritableLocked() const
