@@ -1,6 +1,7 @@
 #include "engine/snapshot.h"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <utility>
 
@@ -99,8 +100,10 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
       table->ReadSnapshot(next_shard, ids, begin, end,
                           [&](const TaskEntry& e) {
                             *record.mutable_task() = e.task;
-                            record.mutable_history()->Assign(
-                                e.history.begin(), e.history.end());
+                            const std::vector<HistoryEntry> history =
+                                e.history.Entries();
+                            record.mutable_history()->Assign(history.begin(),
+                                                             history.end());
                             record.set_last_lsn(e.last_lsn);
                             AppendMessage(wal::RecordType::kSnapshotTask,
                                           meta.lsn(), record, &buffer);
@@ -128,6 +131,16 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
     env->RemoveFile(final_path).IgnoreError();
   }
   return synced;
+}
+
+std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(SnapshotTask record) {
+  auto entry = std::make_unique<TaskEntry>();
+  entry->task = std::move(*record.mutable_task());
+  for (const HistoryEntry& h : record.history()) {
+    entry->history.Append(h, std::numeric_limits<size_t>::max());
+  }
+  entry->last_lsn = record.last_lsn();
+  return entry;
 }
 
 absl::Status LoadSnapshotContents(absl::string_view contents,
@@ -163,11 +176,7 @@ absl::Status LoadSnapshotContents(absl::string_view contents,
                              static_cast<int>(record.payload.size()))) {
       return damage("invalid snapshot task record");
     }
-    auto entry = std::make_unique<TaskEntry>();
-    *entry = TaskEntry{std::move(*task.mutable_task()),
-                       {task.history().begin(), task.history().end()},
-                       task.last_lsn()};
-    absl::Status s = state->RestoreTask(std::move(entry));
+    absl::Status s = state->RestoreTask(TaskEntryFromSnapshot(std::move(task)));
     if (!s.ok()) return damage(s.message());
     ++count;
   }

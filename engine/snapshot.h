@@ -2,6 +2,7 @@
 #define TASKWAL_ENGINE_SNAPSHOT_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(
 // no snapshot file exists under the final name.
 absl::Status WriteSnapshot(Env* env, const std::string& dir,
                            const SnapshotMeta& meta, TaskTable* table);
+
+// The in-memory entry of one snapshot task record.
+std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(SnapshotTask record);
 
 // Loads dir/name into an empty state machine. kDataLoss names the file and
 // offset for any damage: a bad header or checksum, a missing meta or end

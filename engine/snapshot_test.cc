@@ -63,7 +63,7 @@ std::string Dump(const StateMachine& sm) {
   std::map<uint64_t, std::pair<std::string, std::string>> tasks;  // key, dump
   sm.table().ForEach([&](const TaskEntry& e) {
     std::string s = absl::StrCat(TaskString(e.task), " last_lsn=", e.last_lsn);
-    for (const HistoryEntry& h : e.history) {
+    for (const HistoryEntry& h : e.history.Entries()) {
       absl::StrAppend(&s, "\n    history ", h.ShortDebugString());
     }
     tasks[e.task.id()] = {e.task.idempotency_key(), std::move(s)};

@@ -38,13 +38,7 @@ StateMachine::StateMachine(int num_shards, size_t max_history_per_task)
     : max_history_per_task_(max_history_per_task), table_(num_shards) {}
 
 void StateMachine::AppendHistory(TaskEntry& entry, HistoryEntry h) const {
-  if (max_history_per_task_ == 0) return;
-  if (entry.history.size() >= max_history_per_task_) {
-    entry.history.erase(entry.history.begin(),
-                        entry.history.begin() +
-                            (entry.history.size() - max_history_per_task_ + 1));
-  }
-  entry.history.push_back(std::move(h));
+  entry.history.Append(h, max_history_per_task_);
 }
 
 void StateMachine::CountStatusChange(TaskStatus from, TaskStatus to) {

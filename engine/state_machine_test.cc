@@ -42,7 +42,9 @@ std::string Dump(const StateMachine& sm) {
   std::map<uint64_t, std::string> tasks;
   sm.table().ForEach([&](const TaskEntry& e) {
     std::string s = e.task.SerializeAsString();
-    for (const HistoryEntry& h : e.history) s += "|" + h.SerializeAsString();
+    for (const HistoryEntry& h : e.history.Entries()) {
+      s += "|" + h.SerializeAsString();
+    }
     tasks[e.task.id()] = s;
   });
   std::string out;

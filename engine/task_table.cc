@@ -48,7 +48,7 @@ std::optional<std::vector<HistoryEntry>> TaskTable::GetHistory(
   absl::MutexLock l(&shard.mu);
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return std::nullopt;
-  return it->second->history;
+  return it->second->history.Entries();
 }
 
 std::optional<uint64_t> TaskTable::LookupKey(absl::string_view key) const {

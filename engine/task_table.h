@@ -13,13 +13,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "api/task.pb.h"
+#include "engine/history_log.h"
 
 namespace taskwal::engine {
 
 // One task as the engine holds it.
 struct TaskEntry {
   Task task;
-  std::vector<HistoryEntry> history;  // Oldest first, bounded by the caller.
+  HistoryLog history;  // Bounded by the caller.
   uint64_t last_lsn = 0;  // LSN of the record that last changed the task.
 };
 

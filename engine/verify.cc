@@ -337,10 +337,7 @@ bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
       loads = false;
       continue;
     }
-    auto entry = std::make_unique<TaskEntry>();
-    *entry = TaskEntry{std::move(*task.mutable_task()),
-                       {task.history().begin(), task.history().end()},
-                       task.last_lsn()};
+    std::unique_ptr<TaskEntry> entry = TaskEntryFromSnapshot(std::move(task));
     absl::Status restored = state->RestoreTask(std::move(entry));
     if (!restored.ok()) {
       damage(record.offset, std::string(restored.message()));
