@@ -35,7 +35,7 @@ using ::taskwal::test_util::Dump;
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr int kCycles = 150;
 #else
-constexpr int kCycles = 1000;
+constexpr int kCycles = 1500;
 #endif
 constexpr char kDir[] = "/data";
 
