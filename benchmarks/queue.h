@@ -1,0 +1,91 @@
+#ifndef TASKWAL_BENCHMARKS_QUEUE_H_
+#define TASKWAL_BENCHMARKS_QUEUE_H_
+
+// The task-queue operations that benchmarks/compare runs against every
+// system: idempotent Submit, ClaimNext, Complete. Each system (taskwal in a
+// sync mode, an SQLite queue, a RocksDB task store) implements them as
+// that system is normally used, with the same durability promise per call
+// as its name says.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace taskwal::bench {
+
+struct NewTask {
+  absl::string_view key;
+  absl::string_view type;
+  absl::string_view payload;
+  int32_t priority = 0;
+};
+
+struct ClaimedRef {
+  uint64_t id = 0;
+  uint64_t token = 0;  // What Complete must present.
+};
+
+// One client's connection to a system. Used by one thread at a time; each
+// client thread has its own (SQLite: its own connection).
+class QueueClient {
+ public:
+  virtual ~QueueClient() = default;
+  // OK: the task exists once the call returns, as durable as the system's
+  // mode promises; *deduplicated tells whether the key named a task
+  // already.
+  virtual absl::Status Submit(const NewTask& task, bool* deduplicated) = 0;
+  // The ready task with the highest priority, oldest first. kNotFound: none.
+  virtual absl::StatusOr<ClaimedRef> ClaimNext() = 0;
+  // Completes a claim this client holds.
+  virtual absl::Status Complete(const ClaimedRef& claim,
+                                absl::string_view result) = 0;
+};
+
+// A system under test with one data directory. Safe for concurrent use by
+// its clients.
+class QueueSystem {
+ public:
+  virtual ~QueueSystem() = default;
+  // client_index is unique per thread (worker ids derive from it).
+  virtual absl::StatusOr<std::unique_ptr<QueueClient>> NewClient(
+      int client_index) = 0;
+  // Flushes and closes; clients must be gone.
+  virtual absl::Status Close() = 0;
+  // Counters worth printing with a run (fsyncs, batching), or empty.
+  virtual std::string Diagnostics() { return ""; }
+};
+
+// How a system's calls relate to the disk, for the tables.
+enum class Durability {
+  kFsyncPerCall,  // the call returns after an fdatasync covering it
+  kOsPerCall,     // the call returns after its write reached the OS
+  kBuffered,      // the call may return with the write still in memory
+};
+
+struct SystemSpec {
+  std::string name;         // as in the tables: "taskwal-always", ...
+  std::string description;  // one line for the legend
+  Durability durability;
+  // Opens the system in `dir` (created by the caller, empty).
+  std::function<absl::StatusOr<std::unique_ptr<QueueSystem>>(
+      const std::string& dir)>
+      open;
+};
+
+// taskwal in kAlways, kInterval, kNone (benchmarks/taskwal_queue.cc).
+std::vector<SystemSpec> TaskwalSystems();
+// SQLite queue, synchronous=FULL and NORMAL (benchmarks/sqlite_queue.cc).
+std::vector<SystemSpec> SqliteSystems();
+// RocksDB task store, sync=true, sync=false, and WAL buffered in memory
+// (benchmarks/rocksdb_queue.cc).
+std::vector<SystemSpec> RocksdbSystems();
+
+}  // namespace taskwal::bench
+
+#endif  // TASKWAL_BENCHMARKS_QUEUE_H_

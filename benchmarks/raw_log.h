@@ -1,0 +1,44 @@
+#ifndef TASKWAL_BENCHMARKS_RAW_LOG_H_
+#define TASKWAL_BENCHMARKS_RAW_LOG_H_
+
+// The physical limit of the disk for a log: one writer appending fixed-size
+// records to a file with write(2), and fdatasync(2) after every
+// `records_per_sync` records (a perfect group commit of that many clients),
+// or never. No checksums, no serialization, no locks: nothing a real
+// system could do less.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "benchmarks/bench_util.h"
+
+namespace taskwal::bench {
+
+struct RawLogOptions {
+  std::string path;            // created; the caller removes it
+  size_t record_bytes = 256;
+  int records_per_sync = 1;    // 0: never fdatasync
+  uint64_t max_records = 0;    // stop after this many records ...
+  absl::Duration max_time;     // ... or this much time, whichever is first
+  bool record_latency = false; // time each append+fdatasync batch
+};
+
+struct RawLogResult {
+  uint64_t records = 0;
+  uint64_t syncs = 0;
+  double seconds = 0;
+  double records_per_second = 0;
+  // Per batch (write of records_per_sync records + fdatasync), when asked.
+  LatencySummary batch_latency;
+};
+
+// kInternal with errno text if a write or fdatasync fails.
+absl::StatusOr<RawLogResult> RunRawLog(const RawLogOptions& options);
+
+}  // namespace taskwal::bench
+
+#endif  // TASKWAL_BENCHMARKS_RAW_LOG_H_

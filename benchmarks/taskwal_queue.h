@@ -1,0 +1,45 @@
+#ifndef TASKWAL_BENCHMARKS_TASKWAL_QUEUE_H_
+#define TASKWAL_BENCHMARKS_TASKWAL_QUEUE_H_
+
+// taskwal behind the benchmark queue interface (benchmarks/queue.h): one
+// Engine, clients are worker ids.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "api/engine.h"
+#include "benchmarks/queue.h"
+
+namespace taskwal::bench {
+
+class TaskwalQueue final : public QueueSystem {
+ public:
+  // Opens an engine in dir with `options` (data_dir is set to dir).
+  static absl::StatusOr<std::unique_ptr<TaskwalQueue>> Open(
+      const std::string& dir, EngineOptions options);
+
+  absl::StatusOr<std::unique_ptr<QueueClient>> NewClient(
+      int client_index) override;
+  absl::Status Close() override { return engine_->Close(); }
+  // fsyncs, log flushes and records per flush since Open.
+  std::string Diagnostics() override;
+
+  // Borrowed; valid until this object is destroyed.
+  Engine* engine() { return engine_.get(); }
+
+ private:
+  explicit TaskwalQueue(std::unique_ptr<Engine> engine)
+      : engine_(std::move(engine)) {}
+  const std::unique_ptr<Engine> engine_;
+};
+
+// The options compare uses for mode: the engine's defaults except the sync
+// mode.
+EngineOptions CompareOptions(SyncMode mode);
+
+const char* SyncModeName(SyncMode mode);
+
+}  // namespace taskwal::bench
+
+#endif  // TASKWAL_BENCHMARKS_TASKWAL_QUEUE_H_
