@@ -262,14 +262,14 @@ Task EngineImpl::NewTask(const TaskSpec& spec, uint64_t id,
   return t;
 }
 
-absl::StatusOr<uint64_t> EngineImpl::CommitLocked(const Transition& record) {
-  absl::StatusOr<uint64_t> lsn = journal_->Append(record);
+absl::StatusOr<uint64_t> EngineImpl::CommitLocked(Transition* record) {
+  absl::StatusOr<uint64_t> lsn = journal_->Append(*record);
   if (!lsn.ok()) {
     // kInvalidArgument: the record is too large and nothing was staged.
     if (!absl::IsInvalidArgument(lsn.status())) sticky_error_ = lsn.status();
     return lsn.status();
   }
-  absl::Status s = state_->Apply(record, *lsn);
+  absl::Status s = state_->ApplyConsuming(record, *lsn);
   if (!s.ok()) {
     // The record is journaled but does not fit the state: a bug. Stop
     // writing rather than let memory and journal disagree further.
@@ -320,7 +320,7 @@ absl::Status EngineImpl::ExpireLocked(uint64_t task_id, int64_t now,
   f->set_error("lease expired");
   f->set_lease_expired(true);
   f->set_retry_at_micros(SaturatingAdd(now, BackoffMicros(policy, attempts)));
-  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
+  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(&t));
   ready_cv_.SignalAll();
   return absl::OkStatus();
 }
@@ -353,8 +353,10 @@ absl::Status EngineImpl::ExpireDueLeasesLocked(int64_t now, uint64_t* lsn) {
 absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
     uint64_t task_id, absl::string_view worker_id, uint64_t claim_token,
     uint64_t* last_lsn) const {
-  absl::StatusOr<ClaimState> result = TaskNotFound(task_id);
-  table_->Read(task_id, [&](const TaskEntry& e) {
+  // Messages are built only on the error paths: this runs on every
+  // Complete, Fail and Heartbeat.
+  absl::StatusOr<ClaimState> result = ClaimState::kCurrent;
+  const bool found = table_->Read(task_id, [&](const TaskEntry& e) {
     const Task& t = e.task;
     *last_lsn = e.last_lsn;
     const bool same_claim =
@@ -378,6 +380,7 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
           " is no longer current (lease expired, released or finished)"));
     }
   });
+  if (!found) return TaskNotFound(task_id);
   return result;
 }
 
@@ -399,7 +402,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
   c->set_worker_id(std::string(worker_id));
   c->set_claim_token(state_->next_claim_token());
   c->set_lease_deadline_micros(SaturatingAdd(now, lease_micros));
-  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
+  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(&t));
   WakeIfEarliestLeaseLocked(c->lease_deadline_micros());
   ClaimedTask claimed;
   table_->Read(task_id,
@@ -492,7 +495,7 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
                              }) -
                 results.begin()))));
       }
-      TASKWAL_ASSIGN_OR_RETURN(uint64_t lsn, CommitLocked(record));
+      TASKWAL_ASSIGN_OR_RETURN(uint64_t lsn, CommitLocked(&record));
       wait_lsn = std::max(wait_lsn, lsn);
       ready_cv_.SignalAll();
     }
@@ -610,7 +613,7 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
       t.set_time_micros(now);
       t.mutable_complete()->set_task_id(task_id);
       t.mutable_complete()->set_result(std::string(result));
-      TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+      TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
     }
   }
   return SyncTo(lsn);
@@ -646,7 +649,7 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
     f->set_task_id(task_id);
     f->set_error(std::string(error));
     f->set_retry_at_micros(SaturatingAdd(now, BackoffMicros(policy, attempts)));
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
     ready_cv_.SignalAll();
   }
   return SyncTo(lsn);
@@ -677,7 +680,7 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
     t.set_time_micros(now);
     t.mutable_heartbeat()->set_task_id(task_id);
     t.mutable_heartbeat()->set_lease_deadline_micros(deadline);
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
     WakeIfEarliestLeaseLocked(deadline);
   }
   TASKWAL_RETURN_IF_ERROR(SyncTo(lsn));
@@ -705,7 +708,7 @@ absl::Status EngineImpl::OperatorTransition(uint64_t task_id, const char* what,
     Transition t;
     t.set_time_micros(now);
     build(t);
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
     ready_cv_.SignalAll();
   }
   return SyncTo(lsn);
@@ -909,7 +912,7 @@ absl::Status EngineImpl::RunMaintenance() {
         t.set_time_micros(now);
         t.mutable_delete_()->set_task_id(id);
         t.mutable_delete_()->set_retention(true);
-        TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+        TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
       }
       // Release the lock between chunks so a large backlog does not stall
       // writers.

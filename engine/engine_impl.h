@@ -116,9 +116,9 @@ class EngineImpl final : public Engine {
   // Fails when the engine is closed or a journal error made it read-only.
   absl::Status CheckWritableLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Journals and applies one record; returns its LSN. An error is made
-  // sticky.
-  absl::StatusOr<uint64_t> CommitLocked(const Transition& record)
+  // Journals and applies one record (consuming it: see
+  // StateMachine::ApplyConsuming); returns its LSN. An error is made sticky.
+  absl::StatusOr<uint64_t> CommitLocked(Transition* record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Waits for the journal to cover lsn; an error is made sticky.
   absl::Status SyncTo(uint64_t lsn) ABSL_LOCKS_EXCLUDED(commit_mu_);

@@ -66,7 +66,7 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
                   "log record at LSN ", lsn,
                   " has a valid checksum but is not a transition"));
             }
-            absl::Status s = state->Apply(record, lsn);
+            absl::Status s = state->ApplyConsuming(&record, lsn);
             if (!s.ok()) {
               return absl::DataLossError(absl::StrCat(
                   "log record at LSN ", lsn, " does not replay: ",

@@ -25,7 +25,10 @@ const Scheduler::ReadySet* Scheduler::FindReady(absl::string_view type) const {
 void Scheduler::AddPending(uint64_t id, absl::string_view type,
                            int32_t priority, int64_t not_before) {
   const int index = TypeIndex(type);
-  if (not_before <= promoted_through_) {
+  // No not-before time (0) is ready whatever the clock says; parking such
+  // tasks as delayed would make the first ClaimNext after a bulk submit or
+  // a restart move all of them.
+  if (not_before <= 0 || not_before <= promoted_through_) {
     ready_[index].insert({ReadyRank(priority), id});
   } else {
     delayed_.insert({{not_before, id}, DelayedValue{index, priority}});

@@ -31,8 +31,8 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // A PENDING task. Ready at once if not_before is at or before the last
-  // PromoteDue time, else delayed.
+  // A PENDING task. Ready at once if it has no not-before time (<= 0) or it
+  // is at or before the last PromoteDue time, else delayed.
   void AddPending(uint64_t id, absl::string_view type, int32_t priority,
                   int64_t not_before);
   // Removes a PENDING task added with the same arguments.

@@ -22,6 +22,12 @@ TEST_F(SchedulerTest, HighestPriorityThenLowestIdFirst) {
   EXPECT_EQ(s_.PeekReady(""), 3u);
 }
 
+TEST_F(SchedulerTest, TaskWithoutNotBeforeIsReadyWithoutPromotion) {
+  s_.AddPending(1, "", 0, 0);
+  EXPECT_EQ(s_.PeekReady(""), 1u);
+  EXPECT_EQ(s_.delayed_count(), 0u);
+}
+
 TEST_F(SchedulerTest, TypeFilterPicksOnlyThatType) {
   s_.PromoteDue(0);
   s_.AddPending(1, "email", 0, 0);

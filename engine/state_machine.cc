@@ -47,11 +47,18 @@ void StateMachine::CountStatusChange(TaskStatus from, TaskStatus to) {
 }
 
 absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
+  Transition copy = record;
+  return ApplyConsuming(&copy, lsn);
+}
+
+absl::Status StateMachine::ApplyConsuming(Transition* consumed,
+                                          uint64_t lsn) {
+  const Transition& record = *consumed;
   const int64_t now = record.time_micros();
   absl::Status s;
   switch (record.kind_case()) {
     case Transition::kSubmit:
-      s = ApplySubmit(record.submit(), now, lsn);
+      s = ApplySubmit(consumed->mutable_submit(), now, lsn);
       break;
     case Transition::kClaim:
       s = ApplyClaim(record.claim(), now, lsn);
@@ -84,8 +91,9 @@ absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
   return absl::OkStatus();
 }
 
-absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
+absl::Status StateMachine::ApplySubmit(SubmitRecord* record, int64_t now,
                                        uint64_t lsn) {
+  const SubmitRecord& r = *record;
   // Check the whole batch before changing anything. Ids must ascend, which
   // also makes them unique within the batch; keys need a set only when
   // there is more than one.
@@ -104,18 +112,19 @@ absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
       return Mismatch("submit", t.id(), "max_attempts is 0");
     }
   }
-  for (const Task& t : r.tasks()) {
+  for (Task& incoming : *record->mutable_tasks()) {
     auto entry = std::make_unique<TaskEntry>();
-    entry->task = t;
+    entry->task = std::move(incoming);
+    const Task& t = entry->task;
     entry->last_lsn = lsn;
     AppendHistory(*entry, MakeHistory(now, HistoryEntry::SUBMITTED,
                                       TASK_STATUS_UNSPECIFIED, PENDING, 0));
     table_.InsertKey(t.idempotency_key(), t.id());
-    table_.Insert(std::move(entry));
     scheduler_.AddPending(t.id(), t.type(), t.priority(), t.not_before_micros());
+    next_task_id_ = t.id() + 1;
+    table_.Insert(std::move(entry));
     ++counters_.by_status[PENDING];
     ++counters_.submitted;
-    next_task_id_ = t.id() + 1;
   }
   return absl::OkStatus();
 }
