@@ -238,7 +238,9 @@ TEST_F(EngineConcurrencyTest, ReadersRunAlongsideWriters) {
           ASSERT_LT(page->tasks[i - 1].id(), page->tasks[i].id());
         }
         absl::StatusOr<Task> t = engine_->GetByIdempotencyKey("k1");
-        if (t.ok()) ASSERT_EQ(t->type(), "odd");
+        if (t.ok()) {
+          ASSERT_EQ(t->type(), "odd");
+        }
         ASSERT_TRUE(engine_->Stats().ok());
       }
     });
