@@ -456,18 +456,32 @@ void Wal::IntervalLoop() {
 }
 
 absl::Status Wal::DiscardThrough(uint64_t lsn) {
-  absl::MutexLock io(&io_mu_);
-  size_t n = 0;
-  while (n + 1 < segments_.size() && segments_[n + 1].first_lsn - 1 <= lsn) {
-    ++n;
+  // Decide under io_mu_, unlink outside it: the leader of the next group
+  // commit must not wait behind file removals and a directory fsync. Only
+  // the active segment is ever written, and it is never discarded.
+  std::vector<SegmentFile> discarded;
+  {
+    absl::MutexLock io(&io_mu_);
+    size_t n = 0;
+    while (n + 1 < segments_.size() &&
+           segments_[n + 1].first_lsn - 1 <= lsn) {
+      ++n;
+    }
+    discarded.assign(segments_.begin(), segments_.begin() + n);
+    segments_.erase(segments_.begin(), segments_.begin() + n);
   }
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < discarded.size(); ++i) {
     absl::Status s =
-        options_.env->RemoveFile(JoinPath(options_.dir, segments_[i].name));
-    if (!s.ok() && !absl::IsNotFound(s)) return s;
+        options_.env->RemoveFile(JoinPath(options_.dir, discarded[i].name));
+    if (!s.ok() && !absl::IsNotFound(s)) {
+      // Keep what is left on the list, so a later call tries again.
+      absl::MutexLock io(&io_mu_);
+      segments_.insert(segments_.begin(), discarded.begin() + i,
+                       discarded.end());
+      return s;
+    }
   }
-  segments_.erase(segments_.begin(), segments_.begin() + n);
-  if (n > 0) return options_.env->SyncDir(options_.dir);
+  if (!discarded.empty()) return options_.env->SyncDir(options_.dir);
   return absl::OkStatus();
 }
 
