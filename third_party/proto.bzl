@@ -56,6 +56,12 @@ def cc_proto(name, srcs, proto_deps = [], visibility = None, testonly = None):
 
     pkg = native.package_name()
     prefix = pkg + "/" if pkg else ""
+
+    # The root that import paths are relative to: the execroot for the main
+    # repository, external/<name> when taskwal is embedded as @<name>.
+    repo = native.repository_name().lstrip("@")
+    root = "external/" + repo if repo else "."
+    gendir = "$(GENDIR)/external/" + repo if repo else "$(GENDIR)"
     hdrs = [s[:-len(".proto")] + ".pb.h" for s in srcs]
     ccs = [s[:-len(".proto")] + ".pb.cc" for s in srcs]
 
@@ -63,8 +69,9 @@ def cc_proto(name, srcs, proto_deps = [], visibility = None, testonly = None):
         name = name + "_genproto",
         srcs = [name + _PROTO_SUFFIX],
         outs = hdrs + ccs,
-        cmd = "/usr/bin/protoc --proto_path=. --cpp_out=$(GENDIR) " +
-              " ".join([prefix + s for s in srcs]),
+        cmd = "/usr/bin/protoc --proto_path=" + root + " --cpp_out=" +
+              gendir + " " +
+              " ".join([(root + "/" if repo else "") + prefix + s for s in srcs]),
         message = "protoc " + " ".join([prefix + s for s in srcs]),
         testonly = testonly,
     )

@@ -7,7 +7,9 @@
 #   3. the TSan canary (//tests:tsan_canary under --config=tsan): the racy mode
 #      must FAIL with "data race" (TSan is active), the --locked mode must be
 #      clean (no false reports from the source-built Abseil);
-#   4. the libFuzzer targets for a bounded time (tools/fuzz.sh).
+#   4. the README's recipe for embedding from another workspace
+#      (tools/embed_check.sh);
+#   5. the libFuzzer targets for a bounded time (tools/fuzz.sh).
 # Prints `N passed, N failed` (all bazel test targets of all configs plus the
 # canary checks) and exits non-zero if anything failed. FLAKY counts as failed.
 # Extra bazel flags can be passed as arguments: tools/test.sh --config=clang
@@ -109,6 +111,20 @@ else
   tail -n 50 "${canary_log}"
   record fail "tsan canary: build failed"
   record fail "tsan canary: build failed"
+fi
+
+# --- Embedding -----------------------------------------------------------------
+# The README's recipe for depending on taskwal from another Bazel workspace.
+embed_log="${LOGDIR}/embed.log"
+echo "=== embedding: tools/embed_check.sh"
+if "${ROOT}/tools/embed_check.sh" >"${embed_log}" 2>&1 &&
+   grep -q "embedded taskwal: submitted task 1" "${embed_log}"; then
+  echo "embedding: PASSED (another workspace built and ran against @taskwal)"
+  record pass embedding
+else
+  echo "embedding: FAILED"
+  tail -n 40 "${embed_log}"
+  record fail "embedding (log ${embed_log})"
 fi
 
 # --- Fuzzers -----------------------------------------------------------------
