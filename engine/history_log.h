@@ -25,7 +25,6 @@ class HistoryLog {
   std::vector<HistoryEntry> Entries() const;
 
   size_t size() const { return count_; }
-  size_t bytes() const { return bytes_.size(); }
 
  private:
   // Removes the n oldest entries.

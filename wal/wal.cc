@@ -327,7 +327,6 @@ absl::Status Wal::StartSegmentLocked(uint64_t first_lsn) {
   TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
                            options_.env->NewAppendableFile(path));
   stats_.fsyncs.fetch_add(2, std::memory_order_relaxed);
-  stats_.segments_created.fetch_add(1, std::memory_order_relaxed);
   segments_.push_back(SegmentFile{name, first_lsn});
   file_ = std::move(file);
   segment_size_ = kFileHeaderSize;

@@ -83,7 +83,6 @@ struct WalStats {
   std::atomic<uint64_t> bytes_written{0};
   std::atomic<uint64_t> flushes{0};          // Writes of staged batches.
   std::atomic<uint64_t> records_flushed{0};  // Sum of batch sizes.
-  std::atomic<uint64_t> segments_created{0};
 };
 
 // The append side of the write-ahead log: records staged by Append are
