@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "api/engine.h"
 #include "benchmark/benchmark.h"
@@ -33,6 +35,7 @@
 #include "wal/format.h"
 #include "wal/log_reader.h"
 #include "wal/log_writer.h"
+#include "wal/wal.h"
 
 namespace taskwal::bench {
 namespace {
@@ -353,6 +356,56 @@ void BM_WalAppendRecord(benchmark::State& state) {
       state.iterations() * (payload.size() + wal::kRecordHeaderSize)));
 }
 BENCHMARK(BM_WalAppendRecord);
+
+// Wal::Append + Wal::Sync per iteration: the log alone, one 128-byte record
+// per call, with N client threads sharing the group commit (Append under a
+// mutex, as the engine's commit lock does). In kAlways mode this is the
+// ceiling for the engine's durable calls: everything above it is the
+// engine's own work.
+struct SharedWal {
+  std::optional<TempDir> dir;
+  std::unique_ptr<wal::Wal> log;
+  absl::Mutex append_mu;
+};
+SharedWal* shared_wal = nullptr;
+
+void BM_WalAppendSync(benchmark::State& state, wal::WalSync mode) {
+  if (state.thread_index() == 0) {
+    shared_wal = new SharedWal;
+    shared_wal->dir.emplace(
+        ValueOrDie(TempDir::Create(ScratchRoot(), "taskwal-bench-"), "tmpdir"));
+    wal::WalOptions options;
+    options.env = Env::Default();
+    options.dir = shared_wal->dir->Sub("wal");
+    options.sync = mode;
+    CheckOk(options.env->CreateDir(options.dir), "mkdir");
+    shared_wal->log = ValueOrDie(wal::Wal::Open(options, {}, 0), "wal open");
+  }
+  const std::string payload = Payload();
+  for (auto _ : state) {
+    uint64_t lsn;
+    {
+      absl::MutexLock l(&shared_wal->append_mu);
+      lsn = ValueOrDie(shared_wal->log->Append(payload.size(),
+                                               [&](char* dst) {
+                                                 std::memcpy(dst, payload.data(),
+                                                             payload.size());
+                                               }),
+                       "append");
+    }
+    CheckOk(shared_wal->log->Sync(lsn), "sync");
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    CheckOk(shared_wal->log->Close(), "wal close");
+    delete shared_wal;
+    shared_wal = nullptr;
+  }
+}
+BENCHMARK_CAPTURE(BM_WalAppendSync, always, wal::WalSync::kAlways)
+TASKWAL_THREADS->UseRealTime();
+BENCHMARK_CAPTURE(BM_WalAppendSync, interval, wal::WalSync::kInterval)
+TASKWAL_THREADS->UseRealTime();
 
 // LogReader::Read over an in-memory segment of submit, claim and complete
 // records; one item = one record framed and CRC-checked (not parsed).

@@ -2,8 +2,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <thread>
 #include <utility>
 
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
@@ -29,6 +37,23 @@ std::string JoinPath(const std::string& dir, absl::string_view name) {
 
 // A segment whose header never fully reached the disk: the process died
 // while creating it, before any record could be written to it.
+#if defined(__linux__)
+// Sleeps while *word == expected (or until a wake-up, maybe spurious).
+void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE,
+          expected, nullptr, nullptr, 0);
+}
+void FutexWake(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1,
+          nullptr, nullptr, 0);
+}
+#else
+void FutexWait(std::atomic<uint32_t>*, uint32_t) { std::this_thread::yield(); }
+void FutexWake(std::atomic<uint32_t>*) {}
+#endif
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t),
+              "a futex word is 32 bits");
+
 bool IsTornHeader(absl::string_view contents) {
   if (contents.size() < kFileHeaderSize) return true;
   return std::all_of(contents.begin(), contents.end(),
@@ -344,7 +369,9 @@ absl::StatusOr<uint64_t> Wal::Append(size_t payload_size,
   }
   absl::MutexLock l(&mu_);
   if (!sticky_.ok()) return sticky_;
-  if (closed_) return absl::FailedPreconditionError("log is closed");
+  if (closing_ || closed_) {
+    return absl::FailedPreconditionError("log is closed");
+  }
   const uint64_t lsn = last_lsn_ + 1;
   const size_t offset = staged_.size();
   fill(AppendRecordHeader(RecordType::kTransition, lsn, payload_size,
@@ -355,8 +382,41 @@ absl::StatusOr<uint64_t> Wal::Append(size_t payload_size,
   return lsn;
 }
 
-void Wal::FlushLocked(bool sync) {
-  leader_active_ = true;
+// One caller blocked in WaitFor. It lives on that caller's stack and sleeps
+// on its own futex word, so a leader wakes exactly the callers its flush
+// covered (no herd re-checking a shared condition under mu_), and wakes them
+// in parallel: a woken caller returns without taking mu_.
+struct Wal::Waiter {
+  static constexpr uint32_t kWaiting = 0;
+  static constexpr uint32_t kDone = 1;  // status is final.
+  static constexpr uint32_t kLead = 2;  // Leadership was handed over.
+
+  Waiter(uint64_t lsn_in, bool sync_in) : lsn(lsn_in), sync(sync_in) {}
+
+  // Blocks until Post; returns kDone or kLead.
+  uint32_t Await() {
+    uint32_t s;
+    while ((s = state.load(std::memory_order_acquire)) == kWaiting) {
+      FutexWait(&state, kWaiting);
+    }
+    return s;
+  }
+
+  // The waiter may return (and its stack frame go away) as soon as the store
+  // lands: after it, only the word's address is used, by the kernel, and a
+  // stray wake-up of a later waiter at the same address is re-checked there.
+  void Post(uint32_t s) {
+    state.store(s, std::memory_order_release);
+    FutexWake(&state);
+  }
+
+  const uint64_t lsn;
+  const bool sync;
+  absl::Status status;  // Written under mu_ before Post(kDone).
+  std::atomic<uint32_t> state{kWaiting};
+};
+
+absl::Status Wal::FlushOnceLocked(bool sync) {
   std::string batch;
   batch.swap(staged_);
   staged_.swap(spare_);
@@ -396,61 +456,118 @@ void Wal::FlushLocked(bool sync) {
   batch.clear();
   mu_.Lock();
   if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
-  leader_active_ = false;
   if (s.ok()) {
     written_lsn_ = std::max(written_lsn_, target);
     if (sync) synced_lsn_ = std::max(synced_lsn_, target);
   } else if (sticky_.ok()) {
     sticky_ = s;
   }
-  flushed_cv_.SignalAll();
+  return s;
 }
 
-absl::Status Wal::WaitFor(const uint64_t* watermark, uint64_t lsn,
-                          bool sync) {
-  while (true) {
-    // A record made durable before a later failure is still durable.
-    if (*watermark >= lsn) return absl::OkStatus();
-    if (!sticky_.ok()) return sticky_;
-    if (closed_) return absl::FailedPreconditionError("log is closed");
-    if (!leader_active_) {
-      FlushLocked(sync);
+absl::Status Wal::FlushLocked(bool sync) {
+  const absl::Status s = FlushOnceLocked(sync);
+  // Settle the waiters: those covered so far are done; after an error,
+  // everyone not covered gets the error. The first one left (its record was
+  // staged after the batch was taken, or it needs an fdatasync this flush
+  // did not do) leads the next flush at once.
+  absl::InlinedVector<Waiter*, 64> done;
+  size_t kept = 0;
+  for (Waiter* w : waiters_) {
+    const uint64_t mark = w->sync ? synced_lsn_ : written_lsn_;
+    if (mark >= w->lsn) {
+      done.push_back(w);
+    } else if (!sticky_.ok()) {
+      w->status = sticky_;
+      done.push_back(w);
     } else {
-      flushed_cv_.Wait(&mu_);
+      waiters_[kept++] = w;
     }
   }
+  waiters_.resize(kept);
+  Waiter* next = nullptr;
+  if (!waiters_.empty()) {
+    next = waiters_.front();  // leader_active_ stays set, on its behalf.
+    waiters_.erase(waiters_.begin());
+  } else {
+    leader_active_ = false;
+  }
+  mu_.Unlock();
+  // The next leader first: its fdatasync should start as soon as possible.
+  if (next != nullptr) next->Post(Waiter::kLead);
+  for (Waiter* w : done) w->Post(Waiter::kDone);
+  return s;
+}
+
+absl::Status Wal::WaitFor(uint64_t lsn, bool sync) {
+  // A record made durable before a later failure is still durable.
+  if ((sync ? synced_lsn_ : written_lsn_) >= lsn) {
+    mu_.Unlock();
+    return absl::OkStatus();
+  }
+  if (!sticky_.ok()) {
+    absl::Status s = sticky_;
+    mu_.Unlock();
+    return s;
+  }
+  if (closed_) {
+    mu_.Unlock();
+    return absl::FailedPreconditionError("log is closed");
+  }
+  if (!leader_active_) {
+    // The batch taken covers lsn: it is at most last_lsn_.
+    leader_active_ = true;
+    return FlushLocked(sync);
+  }
+  Waiter w(lsn, sync);
+  waiters_.push_back(&w);
+  mu_.Unlock();
+  if (w.Await() == Waiter::kDone) return w.status;
+  mu_.Lock();
+  return FlushLocked(sync);
 }
 
 absl::Status Wal::Sync(uint64_t lsn) {
-  absl::MutexLock l(&mu_);
+  mu_.Lock();
   if (lsn > last_lsn_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sync to LSN ", lsn, " past the last record ", last_lsn_));
+    const uint64_t last = last_lsn_;
+    mu_.Unlock();
+    return absl::InvalidArgumentError(
+        absl::StrCat("sync to LSN ", lsn, " past the last record ", last));
   }
   switch (options_.sync) {
     case WalSync::kAlways:
-      return WaitFor(&synced_lsn_, lsn, /*sync=*/true);
+      return WaitFor(lsn, /*sync=*/true);
     case WalSync::kInterval:
-      return WaitFor(&written_lsn_, lsn, /*sync=*/false);
+      return WaitFor(lsn, /*sync=*/false);
     case WalSync::kNone:
-      if (staged_.size() >= options_.buffer_bytes && !leader_active_) {
-        FlushLocked(/*sync=*/false);
-      }
-      return sticky_;
+      break;
   }
-  return absl::InternalError("unknown sync mode");
+  if (staged_.size() >= options_.buffer_bytes && !leader_active_ &&
+      sticky_.ok() && !closed_) {
+    leader_active_ = true;
+    return FlushLocked(/*sync=*/false);
+  }
+  absl::Status s = sticky_;
+  mu_.Unlock();
+  return s;
 }
 
 absl::Status Wal::SyncAll() {
-  absl::MutexLock l(&mu_);
-  return WaitFor(&synced_lsn_, last_lsn_, /*sync=*/true);
+  mu_.Lock();
+  return WaitFor(last_lsn_, /*sync=*/true);
 }
 
 void Wal::IntervalLoop() {
   while (!stop_.WaitForNotificationWithTimeout(options_.sync_interval)) {
-    absl::MutexLock l(&mu_);
-    if (closed_ || !sticky_.ok() || leader_active_) continue;
-    if (synced_lsn_ < last_lsn_) FlushLocked(/*sync=*/true);
+    mu_.Lock();
+    if (closed_ || !sticky_.ok() || leader_active_ ||
+        synced_lsn_ >= last_lsn_) {
+      mu_.Unlock();
+      continue;
+    }
+    leader_active_ = true;
+    FlushLocked(/*sync=*/true).IgnoreError();  // Sticky; callers see it.
   }
 }
 
@@ -489,11 +606,20 @@ absl::Status Wal::Close() {
     stop_.Notify();
     if (interval_thread_.joinable()) interval_thread_.join();
   });
+  mu_.Lock();
+  if (closed_) {
+    absl::Status s = sticky_;
+    mu_.Unlock();
+    return s;
+  }
+  closing_ = true;  // Append fails from here on.
+  absl::Status s = WaitFor(last_lsn_, /*sync=*/true);
   absl::MutexLock l(&mu_);
-  if (closed_) return sticky_;
-  absl::Status s = WaitFor(&synced_lsn_, last_lsn_, /*sync=*/true);
+  if (closed_) return sticky_;  // A concurrent Close finished first.
   closed_ = true;
-  while (leader_active_) flushed_cv_.Wait(&mu_);
+  // Everything is synced and nothing can be appended, so no new leader can
+  // start; wait out one that is still settling after an error.
+  mu_.Await(absl::Condition(this, &Wal::NoLeader));
   absl::MutexLock io(&io_mu_);
   if (file_ != nullptr) {
     absl::Status c = file_->Close();

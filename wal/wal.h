@@ -133,12 +133,26 @@ class Wal {
  private:
   explicit Wal(const WalOptions& options);
 
-  // Becomes the leader: writes (and if sync, fdatasyncs) everything staged,
-  // with mu_ released during the I/O. REQUIRES: no leader is active.
-  void FlushLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Waits until *watermark >= lsn, leading flushes as needed.
-  absl::Status WaitFor(const uint64_t* watermark, uint64_t lsn, bool sync)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A caller of Sync blocked until a leader covers its record (wal.cc).
+  struct Waiter;
+
+  // Runs one flush as the leader: writes (and if sync, fdatasyncs)
+  // everything staged, with mu_ released during the I/O. Then wakes the
+  // waiters it covered, outside mu_, and hands leadership to the first
+  // waiter it did not cover, if any. REQUIRES: leader_active_ was set by the
+  // caller (or handed to it).
+  // One write (+ fdatasync) of everything staged; mu_ is released during
+  // the I/O and held again on return. Updates the watermarks or sticky_.
+  absl::Status FlushOnceLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases mu_; returns the flush's own I/O status.
+  absl::Status FlushLocked(bool sync) ABSL_UNLOCK_FUNCTION(mu_);
+  bool NoLeader() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !leader_active_;
+  }
+  // Returns once the record at lsn is written (and if sync, fdatasynced),
+  // leading flushes as needed; a waiter sleeps on its own futex, so a flush
+  // wakes only the callers it covered. Releases mu_.
+  absl::Status WaitFor(uint64_t lsn, bool sync) ABSL_UNLOCK_FUNCTION(mu_);
   absl::Status StartSegmentLocked(uint64_t first_lsn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void IntervalLoop();
@@ -147,7 +161,6 @@ class Wal {
   WalStats stats_;
 
   mutable absl::Mutex mu_;
-  absl::CondVar flushed_cv_;  // A leader finished.
   std::string staged_ ABSL_GUARDED_BY(mu_);
   std::string spare_ ABSL_GUARDED_BY(mu_);  // Recycled buffer capacity.
   uint64_t last_lsn_ ABSL_GUARDED_BY(mu_) = 0;
@@ -155,6 +168,8 @@ class Wal {
   uint64_t written_lsn_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t synced_lsn_ ABSL_GUARDED_BY(mu_) = 0;
   bool leader_active_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Waiter*> waiters_ ABSL_GUARDED_BY(mu_);  // In arrival order.
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // No more Append.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status sticky_ ABSL_GUARDED_BY(mu_);
 
