@@ -1,16 +1,23 @@
 #include "engine/snapshot.h"
 
 #include <algorithm>
+#include <deque>
 #include <limits>
 #include <memory>
+#include <optional>
+#include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
 #include "wal/log_writer.h"
@@ -100,10 +107,12 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
       table->ReadSnapshot(next_shard, ids, begin, end,
                           [&](const TaskEntry& e) {
                             *record.mutable_task() = e.task;
-                            const std::vector<HistoryEntry> history =
-                                e.history.Entries();
-                            record.mutable_history()->Assign(history.begin(),
-                                                             history.end());
+                            record.clear_history();
+                            e.history.ForEachSerialized(
+                                [&](absl::string_view entry) {
+                                  record.add_history()->assign(entry.data(),
+                                                               entry.size());
+                                });
                             record.set_last_lsn(e.last_lsn);
                             AppendMessage(wal::RecordType::kSnapshotTask,
                                           meta.lsn(), record, &buffer);
@@ -133,15 +142,137 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
   return synced;
 }
 
-std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(SnapshotTask record) {
+std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(SnapshotTask* record) {
   auto entry = std::make_unique<TaskEntry>();
-  entry->task = std::move(*record.mutable_task());
-  for (const HistoryEntry& h : record.history()) {
-    entry->history.Append(h, std::numeric_limits<size_t>::max());
+  entry->task.Swap(record->mutable_task());
+  for (const std::string& h : record->history()) {
+    entry->history.AppendSerialized(h, std::numeric_limits<size_t>::max());
   }
-  entry->last_lsn = record.last_lsn();
+  entry->last_lsn = record->last_lsn();
   return entry;
 }
+
+namespace {
+
+// Snapshot task records parsed on a second thread, a few batches ahead of
+// the restore, which stays on the caller's thread (it fills the scheduler
+// and checks ids and keys for uniqueness, in file order).
+class ParsePipeline {
+ public:
+  struct Batch {
+    std::vector<std::unique_ptr<TaskEntry>> entries;
+    std::vector<uint64_t> ends;  // File offset after each entry's record.
+  };
+
+  // Takes over reader from its current position: parses task records until
+  // the end record, then checks the end record and that nothing follows.
+  ParsePipeline(wal::LogReader* reader, std::string path)
+      : reader_(reader), path_(std::move(path)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~ParsePipeline() {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+
+  // The next batch, or nullopt when the parser is done (see status()).
+  std::optional<Batch> Next() {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &ParsePipeline::ReadyOrDone));
+    if (queue_.empty()) return std::nullopt;
+    Batch batch = std::move(queue_.front());
+    queue_.pop_front();
+    return batch;
+  }
+
+  // After Next() returned nullopt: OK if the records up to and including
+  // the end record were all valid.
+  absl::Status status() {
+    absl::MutexLock l(&mu_);
+    return status_;
+  }
+
+ private:
+  static constexpr size_t kBatchTasks = 2048;
+  static constexpr size_t kMaxQueued = 8;
+
+  bool ReadyOrDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || done_;
+  }
+  bool RoomOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_.size() < kMaxQueued || stop_;
+  }
+
+  void Run() {
+    absl::Status s = Parse();
+    absl::MutexLock l(&mu_);
+    status_ = s;
+    done_ = true;
+  }
+
+  // False if the consumer stopped listening.
+  bool Push(Batch* batch) {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &ParsePipeline::RoomOrStop));
+    if (stop_) return false;
+    queue_.push_back(std::move(*batch));
+    *batch = Batch();
+    return true;
+  }
+
+  absl::Status Parse() {
+    auto damage = [&](absl::string_view what) {
+      return absl::DataLossError(
+          absl::StrCat(path_, " offset ", reader_->valid_end(), ": ", what));
+    };
+    wal::LogReader::Record record;
+    SnapshotTask task;  // Reused: parsing into it recycles its allocations.
+    Batch batch;
+    uint64_t count = 0;
+    while (true) {
+      TASKWAL_ASSIGN_OR_RETURN(bool more, reader_->Read(&record));
+      if (!more) return damage("snapshot ends without an end record");
+      if (record.type == wal::RecordType::kSnapshotEnd) break;
+      if (record.type != wal::RecordType::kSnapshotTask ||
+          !task.ParseFromArray(record.payload.data(),
+                               static_cast<int>(record.payload.size()))) {
+        return damage("invalid snapshot task record");
+      }
+      batch.entries.push_back(TaskEntryFromSnapshot(&task));
+      batch.ends.push_back(reader_->valid_end());
+      ++count;
+      if (batch.entries.size() == kBatchTasks && !Push(&batch)) {
+        return absl::CancelledError("restore stopped");
+      }
+    }
+    if (!batch.entries.empty() && !Push(&batch)) {
+      return absl::CancelledError("restore stopped");
+    }
+    SnapshotEnd end;
+    if (!end.ParseFromArray(record.payload.data(),
+                            static_cast<int>(record.payload.size())) ||
+        end.task_count() != count) {
+      return damage("task count in the end record does not match");
+    }
+    TASKWAL_ASSIGN_OR_RETURN(bool more, reader_->Read(&record));
+    if (more) return damage("records after the end record");
+    return absl::OkStatus();
+  }
+
+  wal::LogReader* const reader_;
+  const std::string path_;
+  absl::Mutex mu_;
+  std::deque<Batch> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace
 
 absl::Status LoadSnapshotContents(absl::string_view contents,
                                   const std::string& path,
@@ -151,43 +282,27 @@ absl::Status LoadSnapshotContents(absl::string_view contents,
       wal::DecodeFileHeader(contents, wal::kSnapshotMagic, path));
   wal::LogReader reader(contents, path);
   wal::LogReader::Record record;
-  auto damage = [&](absl::string_view what) {
-    return absl::DataLossError(
-        absl::StrCat(path, " offset ", reader.valid_end(), ": ", what));
-  };
-  auto next = [&]() -> absl::StatusOr<bool> { return reader.Read(&record); };
-
-  TASKWAL_ASSIGN_OR_RETURN(bool more, next());
+  TASKWAL_ASSIGN_OR_RETURN(bool more, reader.Read(&record));
   SnapshotMeta meta;
   if (!more || record.type != wal::RecordType::kSnapshotMeta ||
       !meta.ParseFromArray(record.payload.data(),
                            static_cast<int>(record.payload.size())) ||
       meta.lsn() != header_lsn) {
-    return damage("missing or invalid snapshot meta record");
+    return absl::DataLossError(
+        absl::StrCat(path, " offset ", reader.valid_end(),
+                     ": missing or invalid snapshot meta record"));
   }
-  uint64_t count = 0;
-  while (true) {
-    TASKWAL_ASSIGN_OR_RETURN(more, next());
-    if (!more) return damage("snapshot ends without an end record");
-    if (record.type == wal::RecordType::kSnapshotEnd) break;
-    SnapshotTask task;
-    if (record.type != wal::RecordType::kSnapshotTask ||
-        !task.ParseFromArray(record.payload.data(),
-                             static_cast<int>(record.payload.size()))) {
-      return damage("invalid snapshot task record");
+  ParsePipeline pipeline(&reader, path);
+  while (std::optional<ParsePipeline::Batch> batch = pipeline.Next()) {
+    for (size_t i = 0; i < batch->entries.size(); ++i) {
+      absl::Status s = state->RestoreTask(std::move(batch->entries[i]));
+      if (!s.ok()) {
+        return absl::DataLossError(
+            absl::StrCat(path, " offset ", batch->ends[i], ": ", s.message()));
+      }
     }
-    absl::Status s = state->RestoreTask(TaskEntryFromSnapshot(std::move(task)));
-    if (!s.ok()) return damage(s.message());
-    ++count;
   }
-  SnapshotEnd end;
-  if (!end.ParseFromArray(record.payload.data(),
-                          static_cast<int>(record.payload.size())) ||
-      end.task_count() != count) {
-    return damage("task count in the end record does not match");
-  }
-  TASKWAL_ASSIGN_OR_RETURN(more, next());
-  if (more) return damage("records after the end record");
+  TASKWAL_RETURN_IF_ERROR(pipeline.status());
   state->RestoreMeta(meta);
   return absl::OkStatus();
 }

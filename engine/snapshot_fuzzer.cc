@@ -125,7 +125,14 @@ void FuzzBuiltSnapshot(FuzzedDataProvider& fdp) {
         task->set_priority(fdp.ConsumeIntegral<int32_t>());
         const int history = fdp.ConsumeIntegralInRange<int>(0, 6);
         for (int h = 0; h < history; ++h) {
-          record.add_history()->set_time_micros(fdp.ConsumeIntegral<int64_t>());
+          if (fdp.ConsumeBool()) {
+            HistoryEntry entry;
+            entry.set_time_micros(fdp.ConsumeIntegral<int64_t>());
+            entry.set_worker_id(SmallString(fdp, 'w'));
+            *record.add_history() = entry.SerializeAsString();
+          } else {
+            *record.add_history() = SmallString(fdp, 'h');  // Maybe junk.
+          }
         }
         record.set_last_lsn(fdp.ConsumeIntegral<uint64_t>());
         payload = record.SerializeAsString();

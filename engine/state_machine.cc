@@ -21,14 +21,14 @@ absl::Status Mismatch(const char* what, uint64_t id, absl::string_view why) {
       absl::StrCat(what, " record for task ", id, " does not apply: ", why));
 }
 
-HistoryEntry MakeHistory(int64_t now, HistoryEntry::Event event,
+HistoryEvent MakeHistory(int64_t now, HistoryEntry::Event event,
                          TaskStatus from, TaskStatus to, uint32_t attempt) {
-  HistoryEntry h;
-  h.set_time_micros(now);
-  h.set_event(event);
-  h.set_from(from);
-  h.set_to(to);
-  h.set_attempt(attempt);
+  HistoryEvent h;
+  h.time_micros = now;
+  h.event = event;
+  h.from = from;
+  h.to = to;
+  h.attempt = attempt;
   return h;
 }
 
@@ -37,7 +37,8 @@ HistoryEntry MakeHistory(int64_t now, HistoryEntry::Event event,
 StateMachine::StateMachine(int num_shards, size_t max_history_per_task)
     : max_history_per_task_(max_history_per_task), table_(num_shards) {}
 
-void StateMachine::AppendHistory(TaskEntry& entry, HistoryEntry h) const {
+void StateMachine::AppendHistory(TaskEntry& entry,
+                                 const HistoryEvent& h) const {
   entry.history.Append(h, max_history_per_task_);
 }
 
@@ -152,10 +153,10 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
     t.set_claimed_micros(now);
     t.set_not_before_micros(0);
     e.last_lsn = lsn;
-    HistoryEntry h =
+    HistoryEvent h =
         MakeHistory(now, HistoryEntry::CLAIMED, PENDING, CLAIMED, t.attempts());
-    h.set_worker_id(r.worker_id());
-    AppendHistory(e, std::move(h));
+    h.worker_id = r.worker_id();
+    AppendHistory(e, h);
   });
   if (!found) return Mismatch("claim", r.task_id(), "no such task");
   if (!s.ok()) return s;
@@ -181,10 +182,10 @@ absl::Status StateMachine::ApplyComplete(const CompleteRecord& r, int64_t now,
     t.set_finished_micros(now);
     t.set_lease_deadline_micros(0);
     e.last_lsn = lsn;
-    HistoryEntry h = MakeHistory(now, HistoryEntry::COMPLETED, CLAIMED,
+    HistoryEvent h = MakeHistory(now, HistoryEntry::COMPLETED, CLAIMED,
                                  COMPLETED, t.attempts());
-    h.set_worker_id(t.claimed_by());
-    AppendHistory(e, std::move(h));
+    h.worker_id = t.claimed_by();
+    AppendHistory(e, h);
   });
   if (!found) return Mismatch("complete", r.task_id(), "no such task");
   if (!s.ok()) return s;
@@ -205,14 +206,15 @@ absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
     }
     scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
     to = t.attempts() >= t.max_attempts() ? FAILED : PENDING;
-    HistoryEntry h = MakeHistory(
+    HistoryEvent h = MakeHistory(
         now,
         r.lease_expired() ? HistoryEntry::LEASE_EXPIRED
         : to == FAILED    ? HistoryEntry::FAILED
                           : HistoryEntry::ATTEMPT_FAILED,
         CLAIMED, to, t.attempts());
-    h.set_worker_id(t.claimed_by());
-    h.set_error(r.error());
+    h.worker_id = t.claimed_by();
+    h.error = r.error();
+    AppendHistory(e, h);  // Before claimed_by, which h points into, is cleared.
     t.set_status(to);
     t.set_last_error(r.error());
     t.clear_claimed_by();
@@ -227,7 +229,6 @@ absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
                             r.retry_at_micros());
     }
     e.last_lsn = lsn;
-    AppendHistory(e, std::move(h));
   });
   if (!found) return Mismatch("fail", r.task_id(), "no such task");
   if (!s.ok()) return s;

@@ -84,7 +84,7 @@ class StateMachine {
   absl::Status ApplyCancel(const CancelRecord& r, int64_t now, uint64_t lsn);
   absl::Status ApplyDelete(const DeleteRecord& r);
 
-  void AppendHistory(TaskEntry& entry, HistoryEntry h) const;
+  void AppendHistory(TaskEntry& entry, const HistoryEvent& h) const;
   void CountStatusChange(TaskStatus from, TaskStatus to);
 
   const size_t max_history_per_task_;

@@ -474,6 +474,28 @@ TEST_F(VerifyTest, SnapshotTaskCountMismatchIsReported) {
   EXPECT_EQ(problems.size(), 1u);
 }
 
+// Open copies history entries unparsed; verify parses each one.
+TEST_F(VerifyTest, HistoryEntryThatDoesNotParseIsReported) {
+  Populate("a", 5);
+  Populate("b", 5, /*snapshot_first=*/true);
+  const std::string snapshot = Snapshots().front();
+  ParsedFile parsed = Parse(snapshot, wal::kSnapshotMagic);
+  ASSERT_GE(parsed.records.size(), 3u);
+  SnapshotTask task;
+  ASSERT_TRUE(task.ParseFromString(parsed.records[1].payload));
+  ASSERT_GT(task.history_size(), 0);
+  *task.mutable_history(0) = "\xff\xff";  // A truncated varint key.
+  parsed.records[1].payload = task.SerializeAsString();
+  Write(snapshot, wal::kSnapshotMagic, parsed);
+  const ParsedFile rewritten = Parse(snapshot, wal::kSnapshotMagic);
+
+  const std::vector<Problem> problems = Verify();
+  ASSERT_GE(problems.size(), 1u);
+  EXPECT_EQ(problems[0].kind, Problem::Kind::kSnapshotDamage);
+  EXPECT_EQ(problems[0].offset, rewritten.records[1].offset);
+  EXPECT_THAT(problems[0].message, HasSubstr("history entry does not parse"));
+}
+
 TEST_F(VerifyTest, RecordsAfterSnapshotEndAreReported) {
   Populate("a", 5);
   Populate("b", 5, /*snapshot_first=*/true);
