@@ -28,7 +28,7 @@ fi
 lifecycle="$(sed -n '/^== Lifecycle throughput/,/^== Submit with 50% duplicate/p' "${OUT}")"
 for system in taskwal-always taskwal-interval taskwal-none sqlite-full \
     sqlite-normal rocksdb-sync rocksdb-nosync rocksdb-buffered \
-    disk-fdatasync disk-group-commit disk-append; do
+    disk-fdatasync disk-group-commit disk-blocking-clients disk-append; do
   if ! grep -qE "^${system} +[0-9]" <<<"${lifecycle}"; then
     fail "the lifecycle table has no row with figures for ${system}"
   fi

@@ -160,6 +160,36 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
     } else {
       AddRawError(results, kRawGroup, group.status());
     }
+    {
+      absl::StatusOr<TempDir> dir = TempDir::Create(config.scratch, "disk-");
+      absl::StatusOr<RawLogResult> clients =
+          absl::UnknownError("no scratch directory");
+      if (dir.ok()) {
+        RawLogOptions o;
+        o.path = dir->Sub("log");
+        o.record_bytes = config.raw_record_bytes;
+        o.max_records = UINT64_MAX;
+        o.max_time = config.raw_time;
+        clients = RunRawClients(o, threads);
+      } else {
+        clients = dir.status();
+      }
+      if (clients.ok()) {
+        add_raw(kRawClients, *clients,
+                absl::StrCat(rec, ", ", threads,
+                             " blocking client threads, a flusher thread"));
+        Progress(absl::StrFormat(
+            "[lifecycle] %-17s threads=%-3d %12.0f lifecycles/s  (%.0f "
+            "records/s, %.1f per fdatasync)",
+            kRawClients, threads, clients->records_per_second / 3,
+            clients->records_per_second,
+            clients->syncs > 0 ? static_cast<double>(clients->records) /
+                                     static_cast<double>(clients->syncs)
+                               : 0.0));
+      } else {
+        AddRawError(results, kRawClients, clients.status());
+      }
+    }
     if (raw_append.has_value()) {
       add_raw(kRawNoSync, *raw_append,
               absl::StrCat(rec, ", 1 writer, no fdatasync; measured once"));

@@ -1,7 +1,14 @@
 #include "benchmarks/raw_log.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <thread>
+#include <vector>
 
 #include <cerrno>
 #include <cstring>
@@ -9,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace taskwal::bench {
 namespace {
@@ -72,6 +80,169 @@ absl::StatusOr<RawLogResult> RunRawLog(const RawLogOptions& options) {
       result.seconds > 0 ? static_cast<double>(result.records) / result.seconds
                          : 0;
   result.batch_latency = Summarize(&latencies);
+  return result;
+}
+
+namespace {
+
+void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE,
+          expected, nullptr, nullptr, 0);
+}
+void FutexWakeAll(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
+          INT_MAX, nullptr, nullptr, 0);
+}
+
+class BlockingClients {
+ public:
+  BlockingClients(int fd, const RawLogOptions& options)
+      : fd_(fd), options_(options) {}
+
+  absl::StatusOr<RawLogResult> Run(int clients) {
+    const int64_t start = NowNanos();
+    deadline_ = start + absl::ToInt64Nanoseconds(options_.max_time);
+    std::thread flusher([this] { Flush(); });
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) threads.emplace_back([this] { Client(); });
+    for (std::thread& t : threads) t.join();
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    flusher_word_.fetch_add(1);
+    FutexWakeAll(&flusher_word_);
+    flusher.join();
+    const int64_t end = NowNanos();
+    absl::MutexLock l(&mu_);
+    if (!status_.ok()) return status_;
+    RawLogResult result;
+    result.records = acked_.load();
+    result.syncs = syncs_;
+    result.seconds = static_cast<double>(end - start) / 1e9;
+    result.records_per_second =
+        result.seconds > 0 ? static_cast<double>(result.records) / result.seconds
+                           : 0;
+    return result;
+  }
+
+ private:
+  void Client() {
+    const std::string record(options_.record_bytes, 'r');
+    while (true) {
+      uint64_t lsn;
+      std::atomic<uint32_t>* word;
+      uint32_t expected;
+      bool wake_flusher;
+      {
+        absl::MutexLock l(&mu_);
+        if (!status_.ok() || failed_) return;
+        buffer_.append(record);
+        lsn = ++last_lsn_;
+        // Covered by the next flush to start.
+        word = &generation_words_[(flushes_started_ + 1) & 1];
+        expected = word->load(std::memory_order_acquire);
+        wake_flusher = !flusher_busy_;
+        flusher_busy_ = true;
+      }
+      if (wake_flusher) {
+        flusher_word_.fetch_add(1, std::memory_order_release);
+        FutexWakeAll(&flusher_word_);
+      }
+      while (synced_lsn_.load(std::memory_order_acquire) < lsn) {
+        if (failed_.load()) return;
+        FutexWait(word, expected);
+        expected = word->load(std::memory_order_acquire);
+      }
+      acked_.fetch_add(1, std::memory_order_relaxed);
+      if (acked_.load(std::memory_order_relaxed) >= options_.max_records ||
+          NowNanos() >= deadline_) {
+        return;
+      }
+    }
+  }
+
+  void Flush() {
+    std::string batch;
+    while (true) {
+      uint32_t seen = flusher_word_.load(std::memory_order_acquire);
+      uint64_t target;
+      std::atomic<uint32_t>* word;
+      {
+        absl::MutexLock l(&mu_);
+        if (buffer_.empty()) {
+          if (stop_) return;
+          flusher_busy_ = false;
+        } else {
+          batch.swap(buffer_);
+          target = last_lsn_;
+          word = &generation_words_[++flushes_started_ & 1];
+        }
+      }
+      if (batch.empty()) {
+        FutexWait(&flusher_word_, seen);
+        continue;
+      }
+      absl::Status s;
+      if (!WriteAll(fd_, batch.data(), batch.size())) {
+        s = Errno("write", options_.path);
+      } else if (::fdatasync(fd_) != 0) {
+        s = Errno("fdatasync", options_.path);
+      }
+      batch.clear();
+      if (!s.ok()) {
+        absl::MutexLock l(&mu_);
+        status_ = s;
+        failed_.store(true);
+      } else {
+        absl::MutexLock l(&mu_);
+        ++syncs_;
+      }
+      synced_lsn_.store(target, std::memory_order_release);
+      word->fetch_add(1, std::memory_order_release);
+      FutexWakeAll(word);
+      if (!s.ok()) {
+        // Wake everyone: the other generation's sleepers too.
+        for (auto& w : generation_words_) {
+          w.fetch_add(1);
+          FutexWakeAll(&w);
+        }
+        return;
+      }
+    }
+  }
+
+  const int fd_;
+  const RawLogOptions options_;
+  int64_t deadline_ = 0;
+  absl::Mutex mu_;
+  std::string buffer_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t flushes_started_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  bool flusher_busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> synced_lsn_{0};
+  std::atomic<uint64_t> acked_{0};
+  std::atomic<uint32_t> flusher_word_{0};
+  // Clients of flush generation g sleep on generation_words_[g & 1]; only
+  // one flush runs at a time, so at most two generations have sleepers.
+  std::atomic<uint32_t> generation_words_[2] = {0, 0};
+};
+
+}  // namespace
+
+absl::StatusOr<RawLogResult> RunRawClients(const RawLogOptions& options,
+                                           int clients) {
+  const int fd = ::open(options.path.c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+                        0600);
+  if (fd < 0) return Errno("open", options.path);
+  BlockingClients run(fd, options);
+  absl::StatusOr<RawLogResult> result = run.Run(clients);
+  ::close(fd);
   return result;
 }
 

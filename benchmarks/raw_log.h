@@ -39,6 +39,17 @@ struct RawLogResult {
 // kInternal with errno text if a write or fdatasync fails.
 absl::StatusOr<RawLogResult> RunRawLog(const RawLogOptions& options);
 
+// The limit for any system whose calls each block until their record is
+// fdatasynced, with `clients` client threads on this machine: each client
+// copies a record into a shared buffer under a mutex and sleeps (on a futex
+// per flush generation) until a dedicated flusher thread, which writes and
+// fdatasyncs whatever is buffered back to back, has covered it; one wake-up
+// syscall per flush wakes every client it covered. No checksums, no
+// serialization, no state: only the disk and the thread wake-ups.
+// options.records_per_sync is ignored (a flush takes what is buffered).
+absl::StatusOr<RawLogResult> RunRawClients(const RawLogOptions& options,
+                                           int clients);
+
 }  // namespace taskwal::bench
 
 #endif  // TASKWAL_BENCHMARKS_RAW_LOG_H_
