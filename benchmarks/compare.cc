@@ -80,6 +80,8 @@ ABSL_FLAG(double, max_phase_seconds, 120.0,
           "the rate of the part done and is marked.");
 ABSL_FLAG(std::string, tmpdir, "",
           "Where data directories go (default $TMPDIR, else /tmp).");
+ABSL_FLAG(std::string, open_dir, "",
+          "Internal: the data directory --internal_child=open opens.");
 ABSL_FLAG(std::string, internal_child, "",
           "Internal: run a child workload (memory) and print key=value "
           "lines.");
@@ -147,6 +149,9 @@ int Main(int argc, char** argv) {
                                  ? ScratchRoot()
                                  : absl::GetFlag(FLAGS_tmpdir);
 
+  if (absl::GetFlag(FLAGS_internal_child) == "open") {
+    return OpenChildMain(absl::GetFlag(FLAGS_open_dir));
+  }
   if (absl::GetFlag(FLAGS_internal_child) == "memory") {
     return MemoryChildMain(tmpdir, absl::GetFlag(FLAGS_memory_tasks),
                            absl::GetFlag(FLAGS_payload_bytes));

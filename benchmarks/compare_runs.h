@@ -71,6 +71,10 @@ absl::Status RunMemoryWorkload(const CompareConfig& config, Results* results);
 absl::Status RunScaleWorkload(const CompareConfig& config, Results* results);
 
 // The child side of RunMemoryWorkload: prints key=value lines.
+// compare --internal_child=open: opens dir, prints the timing as
+// key=value lines, closes. Returns the process exit code.
+int OpenChildMain(const std::string& dir);
+
 int MemoryChildMain(const std::string& dir, uint64_t tasks,
                     size_t payload_bytes);
 

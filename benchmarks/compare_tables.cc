@@ -193,7 +193,9 @@ Table RecoveryTable(const Results& results) {
       "automatic snapshots off. \"log only\": Open replays every record. "
       "\"snapshot\": Snapshot(), one more submit, Snapshot() again (which "
       "discards the log the older snapshot covers), Close, then Open loads "
-      "the newest snapshot. Page cache warm (the files were just written)."};
+      "the newest snapshot. Each timed Open runs in a fresh child process, "
+      "as a daemon opens once at its start. Page cache warm (the files were "
+      "just written)."};
   return t;
 }
 
