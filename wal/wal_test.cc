@@ -119,6 +119,20 @@ absl::StatusOr<Recovered> Recover(Env* env, uint64_t after_lsn = 0,
   return out;
 }
 
+// Recovers the log in env and expects every acknowledged (LSN, payload) in
+// it.
+void ExpectAcknowledgedSurvive(
+    Env* env, const absl::flat_hash_map<uint64_t, std::string>& acked) {
+  absl::StatusOr<Recovered> recovered = Recover(env);
+  ASSERT_THAT(recovered, IsOk());
+  absl::flat_hash_map<uint64_t, std::string> found;
+  for (const auto& [lsn, payload] : recovered->records) found[lsn] = payload;
+  for (const auto& [lsn, payload] : acked) {
+    ASSERT_TRUE(found.contains(lsn)) << "acknowledged LSN " << lsn;
+    EXPECT_EQ(found[lsn], payload);
+  }
+}
+
 // Segment files in kDir, oldest first.
 std::vector<SegmentFile> ListSegments(Env* env) {
   std::vector<SegmentFile> segments;
@@ -440,16 +454,7 @@ TEST_F(WalTest, PowerLossUnderManyWaitersLosesNoAcknowledgedRecord) {
       for (std::thread& thread : threads) thread.join();
       opened->reset();
 
-      absl::StatusOr<Recovered> recovered = Recover(&env);
-      ASSERT_THAT(recovered, IsOk());
-      absl::flat_hash_map<uint64_t, std::string> found;
-      for (const auto& [lsn, payload] : recovered->records) {
-        found[lsn] = payload;
-      }
-      for (const auto& [lsn, payload] : before) {
-        ASSERT_TRUE(found.contains(lsn)) << "acknowledged LSN " << lsn;
-        EXPECT_EQ(found[lsn], payload);
-      }
+      ExpectAcknowledgedSurvive(&env, before);
     }
   }
 }
@@ -498,14 +503,7 @@ TEST_F(WalTest, FailedFdatasyncReachesEveryWaiter) {
 
   env_.SimulatePowerLoss(PowerLossMode::kDropUnsynced);
   opened->reset();
-  absl::StatusOr<Recovered> recovered = Recover(&env_);
-  ASSERT_THAT(recovered, IsOk());
-  absl::flat_hash_map<uint64_t, std::string> found;
-  for (const auto& [lsn, payload] : recovered->records) found[lsn] = payload;
-  for (const auto& [lsn, payload] : acked) {
-    ASSERT_TRUE(found.contains(lsn)) << "acknowledged LSN " << lsn;
-    EXPECT_EQ(found[lsn], payload);
-  }
+  ExpectAcknowledgedSurvive(&env_, acked);
 }
 
 // kInterval: callers of Sync (written to the OS) and of SyncAll (fdatasync)
@@ -552,14 +550,7 @@ TEST_F(WalTest, IntervalModeSyncAllAmongWritersIsDurable) {
 
   env_.SimulatePowerLoss(PowerLossMode::kDropUnsynced);
   opened->reset();
-  absl::StatusOr<Recovered> recovered = Recover(&env_);
-  ASSERT_THAT(recovered, IsOk());
-  absl::flat_hash_map<uint64_t, std::string> found;
-  for (const auto& [lsn, payload] : recovered->records) found[lsn] = payload;
-  for (const auto& [lsn, payload] : durable) {
-    ASSERT_TRUE(found.contains(lsn)) << "LSN " << lsn << " after SyncAll";
-    EXPECT_EQ(found[lsn], payload);
-  }
+  ExpectAcknowledgedSurvive(&env_, durable);
 }
 
 // Close while callers are still appending and syncing: it returns, every
