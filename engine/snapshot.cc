@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -167,15 +168,24 @@ class ParsePipeline {
   // Takes over reader from its current position: parses task records until
   // the end record, then checks the end record and that nothing follows.
   ParsePipeline(wal::LogReader* reader, std::string path)
-      : reader_(reader), path_(std::move(path)) {
-    thread_ = std::thread([this] { Run(); });
+      : reader_(reader), path_(std::move(path)) {}
+
+  // Starts the parse thread; kResourceExhausted if there is none to have.
+  absl::Status Start() {
+    try {
+      thread_ = std::thread([this] { Run(); });
+    } catch (const std::system_error& e) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot start a thread to load ", path_, ": ", e.what()));
+    }
+    return absl::OkStatus();
   }
   ~ParsePipeline() {
     {
       absl::MutexLock l(&mu_);
       stop_ = true;
     }
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
 
   // The next batch, or nullopt when the parser is done (see status()).
@@ -293,6 +303,7 @@ absl::Status LoadSnapshotContents(absl::string_view contents,
                      ": missing or invalid snapshot meta record"));
   }
   ParsePipeline pipeline(&reader, path);
+  TASKWAL_RETURN_IF_ERROR(pipeline.Start());
   while (std::optional<ParsePipeline::Batch> batch = pipeline.Next()) {
     for (size_t i = 0; i < batch->entries.size(); ++i) {
       absl::Status s = state->RestoreTask(std::move(batch->entries[i]));
