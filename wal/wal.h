@@ -87,7 +87,9 @@ struct WalStats {
 
 // The append side of the write-ahead log: records staged by Append are
 // written and synced by whichever caller of Sync gets there first (the
-// leader), for everyone waiting at that moment (group commit).
+// leader), for everyone waiting at that moment (group commit). A flush
+// wakes exactly the callers it covered and hands leadership to the first
+// one it did not.
 //
 // Thread safety: Append needs external serialization (the engine's commit
 // lock: it defines LSN order). Sync, Close, DiscardThrough and the accessors
