@@ -23,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tools/json.h"
 
 namespace taskwal::bench {
 
@@ -60,30 +61,6 @@ std::string CsvField(absl::string_view s) {
   for (char c : s) {
     if (c == '"') out += '"';
     out += c;
-  }
-  return out + "\"";
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
   }
   return out + "\"";
 }
@@ -135,13 +112,13 @@ absl::Status Results::WriteJson(
     const std::string& path, absl::string_view command,
     const std::vector<std::pair<std::string, std::string>>& machine,
     absl::string_view reference) const {
-  std::string out = absl::StrCat("{\n  \"command\": ", JsonString(command),
-                                 ",\n  \"reference\": ", JsonString(reference),
+  std::string out = absl::StrCat("{\n  \"command\": ", tools::JsonQuote(command),
+                                 ",\n  \"reference\": ", tools::JsonQuote(reference),
                                  ",\n  \"machine\": {");
   for (size_t i = 0; i < machine.size(); ++i) {
     absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "    ",
-                    JsonString(machine[i].first), ": ",
-                    JsonString(machine[i].second));
+                    tools::JsonQuote(machine[i].first), ": ",
+                    tools::JsonQuote(machine[i].second));
   }
   absl::StrAppend(&out, "\n  },\n  \"results\": [");
   for (size_t i = 0; i < all_.size(); ++i) {
@@ -149,13 +126,13 @@ absl::Status Results::WriteJson(
     std::optional<double> ratio = Ratio(*this, m, reference);
     absl::StrAppend(
         &out, i == 0 ? "\n" : ",\n", "    {\"workload\": ",
-        JsonString(m.workload), ", \"system\": ", JsonString(m.system),
-        ", \"label\": ", JsonString(m.label), ", \"threads\": ", m.threads,
-        ", \"metric\": ", JsonString(m.metric), ", \"value\": ",
-        JsonNumber(m.value), ", \"unit\": ", JsonString(m.unit),
+        tools::JsonQuote(m.workload), ", \"system\": ", tools::JsonQuote(m.system),
+        ", \"label\": ", tools::JsonQuote(m.label), ", \"threads\": ", m.threads,
+        ", \"metric\": ", tools::JsonQuote(m.metric), ", \"value\": ",
+        JsonNumber(m.value), ", \"unit\": ", tools::JsonQuote(m.unit),
         ", \"ratio_to_reference\": ",
         ratio.has_value() ? JsonNumber(*ratio) : "null",
-        ", \"params\": ", JsonString(m.params), "}");
+        ", \"params\": ", tools::JsonQuote(m.params), "}");
   }
   absl::StrAppend(&out, "\n  ]\n}\n");
   return WriteFile(path, out);

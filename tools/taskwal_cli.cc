@@ -28,6 +28,7 @@
 #include "engine/verify.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
+#include "tools/json.h"
 #include "tools/taskwal_args.h"
 #include "tools/taskwal_progress.h"
 #include "wal/format.h"
@@ -39,38 +40,7 @@ namespace {
 
 // --- Output helpers. ---------------------------------------------------------
 
-// A JSON string literal (RFC 8259): quotes, backslashes and control
-// characters escaped; other bytes as they are.
-std::string JsonQuote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
+using ::taskwal::tools::JsonQuote;
 
 const char* JsonBool(bool b) { return b ? "true" : "false"; }
 
