@@ -48,9 +48,9 @@ class EngineConcurrencyTest : public ::testing::Test {
     }
     std::map<uint64_t, std::string> live, again;
     state_->table().ForEach(
-        [&](const TaskEntry& e) { live[e.task.id()] = e.task.DebugString(); });
+        [&](const TaskEntry& e) { live[e.id()] = e.ToTask().DebugString(); });
     replayed.table().ForEach(
-        [&](const TaskEntry& e) { again[e.task.id()] = e.task.DebugString(); });
+        [&](const TaskEntry& e) { again[e.id()] = e.ToTask().DebugString(); });
     EXPECT_EQ(live, again);
   }
 

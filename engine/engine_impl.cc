@@ -227,9 +227,9 @@ absl::Status EngineImpl::CheckSpec(const TaskSpec& spec) const {
   return absl::OkStatus();
 }
 
-const RetryPolicy& EngineImpl::PolicyOf(const Task& task) const {
-  return task.has_retry_policy() ? task.retry_policy()
-                                 : options_.default_retry_policy;
+RetryPolicy EngineImpl::PolicyOf(const TaskEntry& e) const {
+  std::optional<RetryPolicy> own = e.retry_policy();
+  return own.has_value() ? *std::move(own) : options_.default_retry_policy;
 }
 
 Task EngineImpl::Resolved(Task task) const {
@@ -262,14 +262,14 @@ Task EngineImpl::NewTask(const TaskSpec& spec, uint64_t id,
   return t;
 }
 
-absl::StatusOr<uint64_t> EngineImpl::CommitLocked(Transition* record) {
-  absl::StatusOr<uint64_t> lsn = journal_->Append(*record);
+absl::StatusOr<uint64_t> EngineImpl::CommitLocked(const Transition& record) {
+  absl::StatusOr<uint64_t> lsn = journal_->Append(record);
   if (!lsn.ok()) {
     // kInvalidArgument: the record is too large and nothing was staged.
     if (!absl::IsInvalidArgument(lsn.status())) sticky_error_ = lsn.status();
     return lsn.status();
   }
-  absl::Status s = state_->ApplyConsuming(record, *lsn);
+  absl::Status s = state_->Apply(record, *lsn);
   if (!s.ok()) {
     // The record is journaled but does not fit the state: a bug. Stop
     // writing rather than let memory and journal disagree further.
@@ -310,8 +310,8 @@ absl::Status EngineImpl::ExpireLocked(uint64_t task_id, int64_t now,
   RetryPolicy policy;
   uint32_t attempts = 0;
   table_->Read(task_id, [&](const TaskEntry& e) {
-    policy = PolicyOf(e.task);
-    attempts = e.task.attempts();
+    policy = PolicyOf(e);
+    attempts = e.state.attempts;
   });
   Transition t;
   t.set_time_micros(now);
@@ -320,7 +320,7 @@ absl::Status EngineImpl::ExpireLocked(uint64_t task_id, int64_t now,
   f->set_error("lease expired");
   f->set_lease_expired(true);
   f->set_retry_at_micros(SaturatingAdd(now, BackoffMicros(policy, attempts)));
-  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(&t));
+  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
   ready_cv_.SignalAll();
   return absl::OkStatus();
 }
@@ -337,7 +337,7 @@ absl::Status EngineImpl::ExpireIfDueLocked(uint64_t task_id, int64_t now,
                                            uint64_t* lsn) {
   bool due = false;
   table_->Read(task_id, [&](const TaskEntry& e) {
-    due = e.task.status() == CLAIMED && e.task.lease_deadline_micros() <= now;
+    due = e.state.status == CLAIMED && e.state.lease_deadline_micros <= now;
   });
   if (!due) return absl::OkStatus();
   return ExpireLocked(task_id, now, lsn);
@@ -357,25 +357,25 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
   // Complete, Fail and Heartbeat.
   absl::StatusOr<ClaimState> result = ClaimState::kCurrent;
   const bool found = table_->Read(task_id, [&](const TaskEntry& e) {
-    const Task& t = e.task;
-    *last_lsn = e.last_lsn;
+    const TaskState& t = e.state;
+    *last_lsn = t.last_lsn;
     const bool same_claim =
-        t.claimed_by() == worker_id && t.claim_token() == claim_token;
-    if (t.status() == CLAIMED && same_claim) {
+        e.claimed_by() == worker_id && t.claim_token == claim_token;
+    if (t.status == CLAIMED && same_claim) {
       result = ClaimState::kCurrent;
-    } else if (t.status() == COMPLETED && same_claim) {
+    } else if (t.status == COMPLETED && same_claim) {
       result = ClaimState::kAlreadyCompleted;
-    } else if (t.status() == CLAIMED && t.claimed_by() != worker_id) {
+    } else if (t.status == CLAIMED && e.claimed_by() != worker_id) {
       result = absl::FailedPreconditionError(
           absl::StrCat("task ", task_id, " is claimed by worker \"",
-                       t.claimed_by(), "\", not \"", worker_id, "\""));
-    } else if (t.status() == CLAIMED) {
+                       e.claimed_by(), "\", not \"", worker_id, "\""));
+    } else if (t.status == CLAIMED) {
       result = absl::FailedPreconditionError(absl::StrCat(
           "claim token ", claim_token, " for task ", task_id,
-          " is stale: the current claim is token ", t.claim_token()));
+          " is stale: the current claim is token ", t.claim_token));
     } else {
       result = absl::FailedPreconditionError(absl::StrCat(
-          "task ", task_id, " is ", TaskStatus_Name(t.status()),
+          "task ", task_id, " is ", TaskStatus_Name(t.status),
           ": the claim by \"", worker_id, "\" with token ", claim_token,
           " is no longer current (lease expired, released or finished)"));
     }
@@ -402,11 +402,11 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
   c->set_worker_id(std::string(worker_id));
   c->set_claim_token(state_->next_claim_token());
   c->set_lease_deadline_micros(SaturatingAdd(now, lease_micros));
-  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(&t));
+  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
   WakeIfEarliestLeaseLocked(c->lease_deadline_micros());
   ClaimedTask claimed;
   table_->Read(task_id,
-               [&](const TaskEntry& e) { claimed.task = Resolved(e.task); });
+               [&](const TaskEntry& e) { claimed.task = Resolved(e.ToTask()); });
   claimed.claim_token = c->claim_token();
   claimed.attempt = claimed.task.attempts();
   claimed.lease_deadline = absl::FromUnixMicros(c->lease_deadline_micros());
@@ -460,8 +460,8 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
           id.has_value()) {
         existing_id = *id;
         table_->Read(*id, [&](const TaskEntry& e) {
-          same = e.task.type() == spec.type && e.task.payload() == spec.payload;
-          wait_lsn = std::max(wait_lsn, e.last_lsn);
+          same = e.type() == spec.type && e.payload() == spec.payload;
+          wait_lsn = std::max(wait_lsn, e.state.last_lsn);
         });
       } else if (auto it = batch_keys.find(spec.idempotency_key);
                  it != batch_keys.end()) {
@@ -495,7 +495,7 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
                              }) -
                 results.begin()))));
       }
-      TASKWAL_ASSIGN_OR_RETURN(uint64_t lsn, CommitLocked(&record));
+      TASKWAL_ASSIGN_OR_RETURN(uint64_t lsn, CommitLocked(record));
       wait_lsn = std::max(wait_lsn, lsn);
       ready_cv_.SignalAll();
     }
@@ -520,14 +520,14 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
     TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, &lsn));
     absl::Status check = TaskNotFound(task_id);
     table_->Read(task_id, [&](const TaskEntry& e) {
-      if (e.task.status() != PENDING) {
+      if (e.state.status != PENDING) {
         check = absl::FailedPreconditionError(
             absl::StrCat("task ", task_id, " is ",
-                         TaskStatus_Name(e.task.status()), ", not PENDING"));
-      } else if (e.task.not_before_micros() > now) {
+                         TaskStatus_Name(e.state.status), ", not PENDING"));
+      } else if (e.state.not_before_micros > now) {
         check = absl::FailedPreconditionError(absl::StrCat(
             "task ", task_id, " is not claimable before ",
-            absl::FormatTime(absl::FromUnixMicros(e.task.not_before_micros()))));
+            absl::FormatTime(absl::FromUnixMicros(e.state.not_before_micros))));
       } else {
         check = absl::OkStatus();
       }
@@ -613,7 +613,7 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
       t.set_time_micros(now);
       t.mutable_complete()->set_task_id(task_id);
       t.mutable_complete()->set_result(std::string(result));
-      TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
+      TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
     }
   }
   return SyncTo(lsn);
@@ -640,8 +640,8 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
     RetryPolicy policy;
     uint32_t attempts = 0;
     table_->Read(task_id, [&](const TaskEntry& e) {
-      policy = PolicyOf(e.task);
-      attempts = e.task.attempts();
+      policy = PolicyOf(e);
+      attempts = e.state.attempts;
     });
     Transition t;
     t.set_time_micros(now);
@@ -649,7 +649,7 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
     f->set_task_id(task_id);
     f->set_error(std::string(error));
     f->set_retry_at_micros(SaturatingAdd(now, BackoffMicros(policy, attempts)));
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
     ready_cv_.SignalAll();
   }
   return SyncTo(lsn);
@@ -680,7 +680,7 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
     t.set_time_micros(now);
     t.mutable_heartbeat()->set_task_id(task_id);
     t.mutable_heartbeat()->set_lease_deadline_micros(deadline);
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
     WakeIfEarliestLeaseLocked(deadline);
   }
   TASKWAL_RETURN_IF_ERROR(SyncTo(lsn));
@@ -698,17 +698,17 @@ absl::Status EngineImpl::OperatorTransition(uint64_t task_id, const char* what,
     TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, &lsn));
     absl::Status check = TaskNotFound(task_id);
     table_->Read(task_id, [&](const TaskEntry& e) {
-      check = allowed(e.task.status())
+      check = allowed(e.state.status)
                   ? absl::OkStatus()
                   : absl::FailedPreconditionError(absl::StrCat(
                         "cannot ", what, " task ", task_id, ": it is ",
-                        TaskStatus_Name(e.task.status())));
+                        TaskStatus_Name(e.state.status)));
     });
     TASKWAL_RETURN_IF_ERROR(check);
     Transition t;
     t.set_time_micros(now);
     build(t);
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
     ready_cv_.SignalAll();
   }
   return SyncTo(lsn);
@@ -912,7 +912,7 @@ absl::Status EngineImpl::RunMaintenance() {
         t.set_time_micros(now);
         t.mutable_delete_()->set_task_id(id);
         t.mutable_delete_()->set_retention(true);
-        TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(&t));
+        TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
       }
       // Release the lock between chunks so a large backlog does not stall
       // writers.

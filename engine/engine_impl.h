@@ -109,16 +109,16 @@ class EngineImpl final : public Engine {
   absl::Status CheckSpec(const TaskSpec& spec) const;
   Task NewTask(const TaskSpec& spec, uint64_t id, int64_t now) const;
   // The task's retry policy: its own, or the engine's default.
-  const RetryPolicy& PolicyOf(const Task& task) const;
+  RetryPolicy PolicyOf(const TaskEntry& entry) const;
   // The task as callers see it: with its retry policy filled in.
   Task Resolved(Task task) const;
 
   // Fails when the engine is closed or a journal error made it read-only.
   absl::Status CheckWritableLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Journals and applies one record (consuming it: see
-  // StateMachine::ApplyConsuming); returns its LSN. An error is made sticky.
-  absl::StatusOr<uint64_t> CommitLocked(Transition* record)
+  // Journals and applies one record; returns its LSN. An error is made
+  // sticky.
+  absl::StatusOr<uint64_t> CommitLocked(const Transition& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Waits for the journal to cover lsn; an error is made sticky.
   absl::Status SyncTo(uint64_t lsn) ABSL_LOCKS_EXCLUDED(commit_mu_);

@@ -1,7 +1,11 @@
 #include "engine/history_log.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <new>
+#include <utility>
 
 namespace taskwal::engine {
 
@@ -29,11 +33,6 @@ char* PutVarint(uint64_t v, char* dst) {
   return dst;
 }
 
-void PutVarint(uint64_t v, std::string* dst) {
-  char buf[10];
-  dst->append(buf, PutVarint(v, buf) - buf);
-}
-
 // proto3 omits fields at their default value; field numbers are < 16, so
 // each key is one byte.
 size_t VarintFieldSize(uint64_t v) { return v == 0 ? 0 : 1 + VarintSize(v); }
@@ -53,9 +52,37 @@ char* PutBytesField(int number, absl::string_view s, char* dst) {
   return dst + s.size();
 }
 
+// Block sizes follow glibc's malloc, whose chunks of 32, 48, 64... bytes
+// hold 24, 40, 56... usable bytes: asking for more than that wastes nothing
+// and saves a reallocation later.
+size_t BlockSize(size_t used) {
+  return used <= 24 ? 24 : 24 + (used - 24 + 15) / 16 * 16;
+}
+
+// The most a log holds, header included, so that its counts fit 32 bits.
+constexpr size_t kMaxBlockBytes = std::numeric_limits<uint32_t>::max();
+
 }  // namespace
 
-bool HistoryLog::GetVarint(const std::string& src, size_t* pos, uint64_t* v) {
+HistoryLog::HistoryLog(const HistoryLog& other) {
+  if (other.block_ == nullptr) return;
+  const size_t used = sizeof(Header) + other.header().bytes;
+  block_ = static_cast<char*>(std::malloc(BlockSize(used)));
+  if (block_ == nullptr) throw std::bad_alloc();
+  std::memcpy(block_, other.block_, used);
+}
+
+HistoryLog& HistoryLog::operator=(HistoryLog&& other) noexcept {
+  if (this != &other) {
+    std::free(block_);
+    block_ = std::exchange(other.block_, nullptr);
+  }
+  return *this;
+}
+
+HistoryLog::~HistoryLog() { std::free(block_); }
+
+bool HistoryLog::GetVarint(absl::string_view src, size_t* pos, uint64_t* v) {
   *v = 0;
   for (int shift = 0; shift < 64 && *pos < src.size(); shift += 7) {
     const uint8_t byte = static_cast<uint8_t>(src[(*pos)++]);
@@ -65,13 +92,41 @@ bool HistoryLog::GetVarint(const std::string& src, size_t* pos, uint64_t* v) {
   return false;
 }
 
-void HistoryLog::MakeRoom(size_t max_entries) {
-  if (count_ >= max_entries) DropOldest(count_ - max_entries + 1);
+char* HistoryLog::AppendSpace(size_t size, size_t max_entries) {
+  if (max_entries == 0 || size > kMaxBlockBytes - sizeof(Header)) {
+    return nullptr;
+  }
+  size_t old_used = 0;
+  if (block_ != nullptr) {
+    if (header().count >= max_entries) {
+      DropOldest(header().count - max_entries + 1);
+    }
+    while (header().count > 0 &&
+           sizeof(Header) + header().bytes + size > kMaxBlockBytes) {
+      DropOldest(1);
+    }
+    old_used = sizeof(Header) + header().bytes;
+  }
+  const size_t new_used = (block_ == nullptr ? sizeof(Header) : old_used) + size;
+  if (block_ == nullptr || BlockSize(new_used) > BlockSize(old_used)) {
+    // The block always holds at least BlockSize(used) bytes: it only
+    // shrinks in use (DropOldest), never in size.
+    char* grown =
+        static_cast<char*>(std::realloc(block_, BlockSize(new_used)));
+    if (grown == nullptr) throw std::bad_alloc();
+    if (block_ == nullptr) {
+      *reinterpret_cast<Header*>(grown) = Header{0, 0};
+    }
+    block_ = grown;
+  }
+  Header& h = header();
+  char* dst = block_ + sizeof(Header) + h.bytes;
+  h.bytes += static_cast<uint32_t>(size);
+  ++h.count;
+  return dst;
 }
 
 void HistoryLog::Append(const HistoryEvent& e, size_t max_entries) {
-  if (max_entries == 0) return;
-  MakeRoom(max_entries);
   // Field numbers and order as in HistoryEntry (api/task.proto); int64 and
   // enums are varints of their two's complement.
   const uint64_t time = static_cast<uint64_t>(e.time_micros);
@@ -82,9 +137,9 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries) {
                       VarintFieldSize(from) + VarintFieldSize(to) +
                       BytesFieldSize(e.worker_id) +
                       VarintFieldSize(e.attempt) + BytesFieldSize(e.error);
-  const size_t offset = bytes_.size();
-  bytes_.resize(offset + VarintSize(size) + size);
-  char* dst = PutVarint(size, &bytes_[offset]);
+  char* dst = AppendSpace(VarintSize(size) + size, max_entries);
+  if (dst == nullptr) return;
+  dst = PutVarint(size, dst);
   dst = PutVarintField(1, time, dst);
   dst = PutVarintField(2, event, dst);
   dst = PutVarintField(3, from, dst);
@@ -92,21 +147,20 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries) {
   dst = PutBytesField(5, e.worker_id, dst);
   dst = PutVarintField(6, e.attempt, dst);
   PutBytesField(7, e.error, dst);
-  ++count_;
 }
 
 void HistoryLog::AppendSerialized(absl::string_view entry,
                                   size_t max_entries) {
-  if (max_entries == 0) return;
-  MakeRoom(max_entries);
-  PutVarint(entry.size(), &bytes_);
-  bytes_.append(entry.data(), entry.size());
-  ++count_;
+  char* dst =
+      AppendSpace(VarintSize(entry.size()) + entry.size(), max_entries);
+  if (dst == nullptr) return;
+  dst = PutVarint(entry.size(), dst);
+  if (!entry.empty()) std::memcpy(dst, entry.data(), entry.size());
 }
 
 std::vector<HistoryEntry> HistoryLog::Entries() const {
   std::vector<HistoryEntry> entries;
-  entries.reserve(count_);
+  entries.reserve(size());
   ForEachSerialized([&](absl::string_view entry) {
     entries.emplace_back();
     entries.back().ParseFromArray(entry.data(), static_cast<int>(entry.size()));
@@ -115,14 +169,19 @@ std::vector<HistoryEntry> HistoryLog::Entries() const {
 }
 
 void HistoryLog::DropOldest(size_t n) {
+  const absl::string_view all = bytes();
   size_t pos = 0;
   uint64_t size = 0;
-  for (size_t i = 0; i < n && pos < bytes_.size(); ++i) {
-    if (!GetVarint(bytes_, &pos, &size)) break;
+  for (size_t i = 0; i < n && pos < all.size(); ++i) {
+    if (!GetVarint(all, &pos, &size)) break;
     pos += size;
   }
-  bytes_.erase(0, std::min(pos, bytes_.size()));
-  count_ = n >= count_ ? 0 : count_ - static_cast<uint32_t>(n);
+  pos = std::min(pos, all.size());
+  Header& h = header();
+  std::memmove(block_ + sizeof(Header), block_ + sizeof(Header) + pos,
+               all.size() - pos);
+  h.bytes -= static_cast<uint32_t>(pos);
+  h.count = n >= h.count ? 0 : h.count - static_cast<uint32_t>(n);
 }
 
 }  // namespace taskwal::engine

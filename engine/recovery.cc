@@ -14,32 +14,11 @@ namespace taskwal::engine {
 
 namespace {
 
-// The field number of a serialized Transition's kind, read from the wire
-// format (protobuf writes fields in number order: time_micros, then the
-// kind); 0 if the bytes do not start that way, and the parse decides.
-int PeekKind(absl::string_view payload) {
-  size_t pos = 0;
-  auto varint = [&](uint64_t* v) {
-    *v = 0;
-    for (int shift = 0; shift < 64 && pos < payload.size(); shift += 7) {
-      const uint8_t byte = static_cast<uint8_t>(payload[pos++]);
-      *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) return true;
-    }
-    return false;
-  };
-  uint64_t tag = 0;
-  uint64_t value = 0;
-  if (!varint(&tag)) return 0;
-  if (tag == (1 << 3 | 0)) {  // time_micros, a varint.
-    if (!varint(&value) || !varint(&tag)) return 0;
-  }
-  return (tag & 7) == 2 ? static_cast<int>(tag >> 3) : 0;
-}
-
-// Records replayed between resets of the arena that holds the records
-// Apply only reads.
+// Replay parses records into an arena, reset after this many records or
+// bytes of records: re-parsing into a fresh message in an arena does not
+// free and reallocate each kind's submessage per record.
 constexpr int kArenaRecords = 4096;
+constexpr size_t kArenaBytes = size_t{8} << 20;
 
 }  // namespace
 
@@ -85,30 +64,24 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
   }
 
   StateMachine* state = out.state.get();
-  // A submit's tasks are moved into the table, so it is parsed on the heap
-  // (a move out of an arena would copy). Every other kind is only read by
-  // Apply: it is parsed into an arena, where re-parsing does not free and
-  // reallocate the kind's submessage per record.
-  Transition submit_record;
   google::protobuf::Arena arena;
-  Transition* arena_record = nullptr;
-  int arena_uses = 0;
+  Transition* record = nullptr;
+  int arena_records = 0;
+  size_t arena_bytes = 0;
   TASKWAL_ASSIGN_OR_RETURN(
       wal::RecoveryResult log,
       wal::RecoverLog(
           env, dir, state->last_applied_lsn(), options.salvage,
           options.read_only,
           [&](uint64_t lsn, absl::string_view payload) -> absl::Status {
-            Transition* record = &submit_record;
-            if (PeekKind(payload) != Transition::kSubmit) {
-              if (arena_record == nullptr || ++arena_uses == kArenaRecords) {
-                arena_record = nullptr;
-                arena.Reset();
-                arena_record =
-                    google::protobuf::Arena::CreateMessage<Transition>(&arena);
-                arena_uses = 0;
-              }
-              record = arena_record;
+            if (record == nullptr || ++arena_records == kArenaRecords ||
+                (arena_bytes += payload.size()) > kArenaBytes) {
+              record = nullptr;
+              arena.Reset();
+              record =
+                  google::protobuf::Arena::CreateMessage<Transition>(&arena);
+              arena_records = 0;
+              arena_bytes = payload.size();
             }
             if (!record->ParseFromArray(payload.data(),
                                         static_cast<int>(payload.size()))) {
@@ -116,7 +89,7 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
                   "log record at LSN ", lsn,
                   " has a valid checksum but is not a transition"));
             }
-            absl::Status s = state->ApplyConsuming(record, lsn);
+            absl::Status s = state->Apply(*record, lsn);
             if (!s.ok()) {
               return absl::DataLossError(absl::StrCat(
                   "log record at LSN ", lsn, " does not replay: ",

@@ -107,14 +107,14 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
       const size_t end = std::min(ids.size(), begin + kChunkTasks);
       table->ReadSnapshot(next_shard, ids, begin, end,
                           [&](const TaskEntry& e) {
-                            *record.mutable_task() = e.task;
+                            e.ToTask(record.mutable_task());
                             record.clear_history();
                             e.history.ForEachSerialized(
                                 [&](absl::string_view entry) {
                                   record.add_history()->assign(entry.data(),
                                                                entry.size());
                                 });
-                            record.set_last_lsn(e.last_lsn);
+                            record.set_last_lsn(e.state.last_lsn);
                             AppendMessage(wal::RecordType::kSnapshotTask,
                                           meta.lsn(), record, &buffer);
                             ++count;
@@ -143,13 +143,12 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
   return synced;
 }
 
-std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(SnapshotTask* record) {
-  auto entry = std::make_unique<TaskEntry>();
-  entry->task.Swap(record->mutable_task());
-  for (const std::string& h : record->history()) {
+std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(const SnapshotTask& record) {
+  std::unique_ptr<TaskEntry> entry =
+      TaskEntry::Create(record.task(), record.last_lsn());
+  for (const std::string& h : record.history()) {
     entry->history.AppendSerialized(h, std::numeric_limits<size_t>::max());
   }
-  entry->last_lsn = record->last_lsn();
   return entry;
 }
 
@@ -251,7 +250,7 @@ class ParsePipeline {
                                static_cast<int>(record.payload.size()))) {
         return damage("invalid snapshot task record");
       }
-      batch.entries.push_back(TaskEntryFromSnapshot(&task));
+      batch.entries.push_back(TaskEntryFromSnapshot(task));
       batch.ends.push_back(reader_->valid_end());
       ++count;
       if (batch.entries.size() == kBatchTasks && !Push(&batch)) {

@@ -65,8 +65,8 @@ void Load(absl::string_view contents) {
   std::vector<std::pair<uint64_t, std::string>> keys;
   state.table().ForEach([&](const TaskEntry& e) {
     // (An id of UINT64_MAX has no successor.)
-    FUZZ_CHECK(e.task.id() < state.next_task_id() || e.task.id() == UINT64_MAX);
-    keys.emplace_back(e.task.id(), e.task.idempotency_key());
+    FUZZ_CHECK(e.id() < state.next_task_id() || e.id() == UINT64_MAX);
+    keys.emplace_back(e.id(), std::string(e.idempotency_key()));
   });
   // Outside ForEach, which holds a shard lock that LookupKey may need.
   for (const auto& [id, key] : keys) {

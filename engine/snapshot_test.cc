@@ -62,11 +62,12 @@ std::string TaskString(const Task& task) {
 std::string Dump(const StateMachine& sm) {
   std::map<uint64_t, std::pair<std::string, std::string>> tasks;  // key, dump
   sm.table().ForEach([&](const TaskEntry& e) {
-    std::string s = absl::StrCat(TaskString(e.task), " last_lsn=", e.last_lsn);
+    std::string s =
+        absl::StrCat(TaskString(e.ToTask()), " last_lsn=", e.state.last_lsn);
     for (const HistoryEntry& h : e.history.Entries()) {
       absl::StrAppend(&s, "\n    history ", h.ShortDebugString());
     }
-    tasks[e.task.id()] = {e.task.idempotency_key(), std::move(s)};
+    tasks[e.id()] = {std::string(e.idempotency_key()), std::move(s)};
   });
   std::string out;
   for (const auto& [id, task] : tasks) {
@@ -192,8 +193,8 @@ std::map<uint64_t, std::string> SnapshotView(const TaskTable& table) {
   for (size_t shard = 0; shard < table.num_shards(); ++shard) {
     const std::vector<uint64_t> ids = table.SnapshotIds(shard);
     table.ReadSnapshot(shard, ids, 0, ids.size(), [&](const TaskEntry& e) {
-      view[e.task.id()] = absl::StrCat(TaskString(e.task), " ", e.last_lsn, " ",
-                                       e.history.size());
+      view[e.id()] = absl::StrCat(TaskString(e.ToTask()), " ", e.state.last_lsn,
+                                  " ", e.history.size());
     });
   }
   return view;
@@ -202,8 +203,8 @@ std::map<uint64_t, std::string> SnapshotView(const TaskTable& table) {
 std::map<uint64_t, std::string> LiveView(const TaskTable& table) {
   std::map<uint64_t, std::string> view;
   table.ForEach([&](const TaskEntry& e) {
-    view[e.task.id()] = absl::StrCat(TaskString(e.task), " ", e.last_lsn, " ",
-                                     e.history.size());
+    view[e.id()] = absl::StrCat(TaskString(e.ToTask()), " ", e.state.last_lsn,
+                                " ", e.history.size());
   });
   return view;
 }

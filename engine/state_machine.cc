@@ -48,18 +48,11 @@ void StateMachine::CountStatusChange(TaskStatus from, TaskStatus to) {
 }
 
 absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
-  Transition copy = record;
-  return ApplyConsuming(&copy, lsn);
-}
-
-absl::Status StateMachine::ApplyConsuming(Transition* consumed,
-                                          uint64_t lsn) {
-  const Transition& record = *consumed;
   const int64_t now = record.time_micros();
   absl::Status s;
   switch (record.kind_case()) {
     case Transition::kSubmit:
-      s = ApplySubmit(consumed->mutable_submit(), now, lsn);
+      s = ApplySubmit(record.submit(), now, lsn);
       break;
     case Transition::kClaim:
       s = ApplyClaim(record.claim(), now, lsn);
@@ -92,9 +85,8 @@ absl::Status StateMachine::ApplyConsuming(Transition* consumed,
   return absl::OkStatus();
 }
 
-absl::Status StateMachine::ApplySubmit(SubmitRecord* record, int64_t now,
+absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
                                        uint64_t lsn) {
-  const SubmitRecord& r = *record;
   // Check the whole batch before changing anything. Ids must ascend, which
   // also makes them unique within the batch; keys need a set only when
   // there is more than one.
@@ -113,14 +105,11 @@ absl::Status StateMachine::ApplySubmit(SubmitRecord* record, int64_t now,
       return Mismatch("submit", t.id(), "max_attempts is 0");
     }
   }
-  for (Task& incoming : *record->mutable_tasks()) {
-    auto entry = std::make_unique<TaskEntry>();
-    entry->task = std::move(incoming);
-    const Task& t = entry->task;
-    entry->last_lsn = lsn;
+  for (const Task& t : r.tasks()) {
+    std::unique_ptr<TaskEntry> entry = TaskEntry::Create(t, lsn);
     AppendHistory(*entry, MakeHistory(now, HistoryEntry::SUBMITTED,
                                       TASK_STATUS_UNSPECIFIED, PENDING, 0));
-    table_.InsertKey(t.idempotency_key(), t.id());
+    table_.InsertKey(entry.get());
     scheduler_.AddPending(t.id(), t.type(), t.priority(), t.not_before_micros());
     next_task_id_ = t.id() + 1;
     table_.Insert(std::move(entry));
@@ -137,24 +126,24 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
   }
   absl::Status s;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
-    Task& t = e.task;
-    if (t.status() != PENDING) {
-      s = Mismatch("claim", t.id(), "not PENDING");
+    TaskState& t = e.state;
+    if (t.status != PENDING) {
+      s = Mismatch("claim", e.id(), "not PENDING");
       return;
     }
-    scheduler_.RemovePending(t.id(), t.type(), t.priority(),
-                             t.not_before_micros());
-    scheduler_.AddLease(t.id(), r.lease_deadline_micros());
-    t.set_status(CLAIMED);
-    t.set_attempts(t.attempts() + 1);
-    t.set_claimed_by(r.worker_id());
-    t.set_claim_token(r.claim_token());
-    t.set_lease_deadline_micros(r.lease_deadline_micros());
-    t.set_claimed_micros(now);
-    t.set_not_before_micros(0);
-    e.last_lsn = lsn;
+    scheduler_.RemovePending(e.id(), e.type(), e.priority(),
+                             t.not_before_micros);
+    scheduler_.AddLease(e.id(), r.lease_deadline_micros());
+    t.status = CLAIMED;
+    ++t.attempts;
+    t.claim_token = r.claim_token();
+    t.lease_deadline_micros = r.lease_deadline_micros();
+    t.claimed_micros = now;
+    t.not_before_micros = 0;
+    t.last_lsn = lsn;
+    e.SetStrings(r.worker_id(), e.result(), e.last_error());
     HistoryEvent h =
-        MakeHistory(now, HistoryEntry::CLAIMED, PENDING, CLAIMED, t.attempts());
+        MakeHistory(now, HistoryEntry::CLAIMED, PENDING, CLAIMED, t.attempts);
     h.worker_id = r.worker_id();
     AppendHistory(e, h);
   });
@@ -170,21 +159,21 @@ absl::Status StateMachine::ApplyComplete(const CompleteRecord& r, int64_t now,
                                          uint64_t lsn) {
   absl::Status s;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
-    Task& t = e.task;
-    if (t.status() != CLAIMED) {
-      s = Mismatch("complete", t.id(), "not CLAIMED");
+    TaskState& t = e.state;
+    if (t.status != CLAIMED) {
+      s = Mismatch("complete", e.id(), "not CLAIMED");
       return;
     }
-    scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
-    scheduler_.AddFinished(t.id(), now);
-    t.set_status(COMPLETED);
-    t.set_result(r.result());
-    t.set_finished_micros(now);
-    t.set_lease_deadline_micros(0);
-    e.last_lsn = lsn;
+    scheduler_.RemoveLease(e.id(), t.lease_deadline_micros);
+    scheduler_.AddFinished(e.id(), now);
+    t.status = COMPLETED;
+    t.finished_micros = now;
+    t.lease_deadline_micros = 0;
+    t.last_lsn = lsn;
+    e.SetStrings(e.claimed_by(), r.result(), e.last_error());
     HistoryEvent h = MakeHistory(now, HistoryEntry::COMPLETED, CLAIMED,
-                                 COMPLETED, t.attempts());
-    h.worker_id = t.claimed_by();
+                                 COMPLETED, t.attempts);
+    h.worker_id = e.claimed_by();
     AppendHistory(e, h);
   });
   if (!found) return Mismatch("complete", r.task_id(), "no such task");
@@ -199,36 +188,35 @@ absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
   absl::Status s;
   TaskStatus to = TASK_STATUS_UNSPECIFIED;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
-    Task& t = e.task;
-    if (t.status() != CLAIMED) {
-      s = Mismatch("fail", t.id(), "not CLAIMED");
+    TaskState& t = e.state;
+    if (t.status != CLAIMED) {
+      s = Mismatch("fail", e.id(), "not CLAIMED");
       return;
     }
-    scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
-    to = t.attempts() >= t.max_attempts() ? FAILED : PENDING;
+    scheduler_.RemoveLease(e.id(), t.lease_deadline_micros);
+    to = t.attempts >= e.max_attempts() ? FAILED : PENDING;
     HistoryEvent h = MakeHistory(
         now,
         r.lease_expired() ? HistoryEntry::LEASE_EXPIRED
         : to == FAILED    ? HistoryEntry::FAILED
                           : HistoryEntry::ATTEMPT_FAILED,
-        CLAIMED, to, t.attempts());
-    h.worker_id = t.claimed_by();
+        CLAIMED, to, t.attempts);
+    h.worker_id = e.claimed_by();
     h.error = r.error();
     AppendHistory(e, h);  // Before claimed_by, which h points into, is cleared.
-    t.set_status(to);
-    t.set_last_error(r.error());
-    t.clear_claimed_by();
-    t.set_claim_token(0);
-    t.set_lease_deadline_micros(0);
+    t.status = to;
+    e.SetStrings("", e.result(), r.error());
+    t.claim_token = 0;
+    t.lease_deadline_micros = 0;
     if (to == FAILED) {
-      t.set_finished_micros(now);
-      scheduler_.AddFinished(t.id(), now);
+      t.finished_micros = now;
+      scheduler_.AddFinished(e.id(), now);
     } else {
-      t.set_not_before_micros(r.retry_at_micros());
-      scheduler_.AddPending(t.id(), t.type(), t.priority(),
+      t.not_before_micros = r.retry_at_micros();
+      scheduler_.AddPending(e.id(), e.type(), e.priority(),
                             r.retry_at_micros());
     }
-    e.last_lsn = lsn;
+    t.last_lsn = lsn;
   });
   if (!found) return Mismatch("fail", r.task_id(), "no such task");
   if (!s.ok()) return s;
@@ -242,15 +230,15 @@ absl::Status StateMachine::ApplyHeartbeat(const HeartbeatRecord& r,
                                           uint64_t lsn) {
   absl::Status s;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
-    Task& t = e.task;
-    if (t.status() != CLAIMED) {
-      s = Mismatch("heartbeat", t.id(), "not CLAIMED");
+    TaskState& t = e.state;
+    if (t.status != CLAIMED) {
+      s = Mismatch("heartbeat", e.id(), "not CLAIMED");
       return;
     }
-    scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
-    scheduler_.AddLease(t.id(), r.lease_deadline_micros());
-    t.set_lease_deadline_micros(r.lease_deadline_micros());
-    e.last_lsn = lsn;
+    scheduler_.RemoveLease(e.id(), t.lease_deadline_micros);
+    scheduler_.AddLease(e.id(), r.lease_deadline_micros());
+    t.lease_deadline_micros = r.lease_deadline_micros();
+    t.last_lsn = lsn;
   });
   if (!found) return Mismatch("heartbeat", r.task_id(), "no such task");
   return s;
@@ -261,36 +249,36 @@ absl::Status StateMachine::ApplyRetry(const RetryRecord& r, int64_t now,
   absl::Status s;
   TaskStatus from = TASK_STATUS_UNSPECIFIED;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
-    Task& t = e.task;
-    from = t.status();
+    TaskState& t = e.state;
+    from = t.status;
     switch (from) {
       case CLAIMED:
-        scheduler_.RemoveLease(t.id(), t.lease_deadline_micros());
+        scheduler_.RemoveLease(e.id(), t.lease_deadline_micros);
         // A released attempt is not the task's failure: give it back.
-        if (t.attempts() > 0) t.set_attempts(t.attempts() - 1);
-        t.clear_claimed_by();
-        t.set_claim_token(0);
-        t.set_lease_deadline_micros(0);
+        if (t.attempts > 0) --t.attempts;
+        e.SetStrings("", e.result(), e.last_error());
+        t.claim_token = 0;
+        t.lease_deadline_micros = 0;
         break;
       case FAILED:
-        scheduler_.RemoveFinished(t.id(), t.finished_micros());
-        t.set_attempts(0);
-        t.set_finished_micros(0);
+        scheduler_.RemoveFinished(e.id(), t.finished_micros);
+        t.attempts = 0;
+        t.finished_micros = 0;
         break;
       case PENDING:
-        scheduler_.RemovePending(t.id(), t.type(), t.priority(),
-                                 t.not_before_micros());
+        scheduler_.RemovePending(e.id(), e.type(), e.priority(),
+                                 t.not_before_micros);
         break;
       default:
-        s = Mismatch("retry", t.id(), "task is not active or FAILED");
+        s = Mismatch("retry", e.id(), "task is not active or FAILED");
         return;
     }
-    t.set_status(PENDING);
-    t.set_not_before_micros(0);
-    scheduler_.AddPending(t.id(), t.type(), t.priority(), 0);
-    e.last_lsn = lsn;
+    t.status = PENDING;
+    t.not_before_micros = 0;
+    scheduler_.AddPending(e.id(), e.type(), e.priority(), 0);
+    t.last_lsn = lsn;
     AppendHistory(e, MakeHistory(now, HistoryEntry::RETRIED, from, PENDING,
-                                 t.attempts()));
+                                 t.attempts));
   });
   if (!found) return Mismatch("retry", r.task_id(), "no such task");
   if (!s.ok()) return s;
@@ -303,20 +291,20 @@ absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
                                        uint64_t lsn) {
   absl::Status s;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
-    Task& t = e.task;
-    if (t.status() != PENDING) {
-      s = Mismatch("cancel", t.id(), "not PENDING");
+    TaskState& t = e.state;
+    if (t.status != PENDING) {
+      s = Mismatch("cancel", e.id(), "not PENDING");
       return;
     }
-    scheduler_.RemovePending(t.id(), t.type(), t.priority(),
-                             t.not_before_micros());
-    scheduler_.AddFinished(t.id(), now);
-    t.set_status(CANCELLED);
-    t.set_finished_micros(now);
-    t.set_not_before_micros(0);
-    e.last_lsn = lsn;
+    scheduler_.RemovePending(e.id(), e.type(), e.priority(),
+                             t.not_before_micros);
+    scheduler_.AddFinished(e.id(), now);
+    t.status = CANCELLED;
+    t.finished_micros = now;
+    t.not_before_micros = 0;
+    t.last_lsn = lsn;
     AppendHistory(e, MakeHistory(now, HistoryEntry::CANCELLED, PENDING,
-                                 CANCELLED, t.attempts()));
+                                 CANCELLED, t.attempts));
   });
   if (!found) return Mismatch("cancel", r.task_id(), "no such task");
   if (!s.ok()) return s;
@@ -326,15 +314,24 @@ absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
 }
 
 absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
-  std::optional<Task> task = table_.GetTask(r.task_id());
-  if (!task.has_value()) return Mismatch("delete", r.task_id(), "no such task");
-  if (!IsTerminal(task->status())) {
+  TaskStatus status = TASK_STATUS_UNSPECIFIED;
+  int64_t finished = 0;
+  std::string key;
+  if (!table_.Read(r.task_id(), [&](const TaskEntry& e) {
+        status = e.state.status;
+        finished = e.state.finished_micros;
+        key = std::string(e.idempotency_key());
+      })) {
+    return Mismatch("delete", r.task_id(), "no such task");
+  }
+  if (!IsTerminal(status)) {
     return Mismatch("delete", r.task_id(), "task is not terminal");
   }
-  scheduler_.RemoveFinished(task->id(), task->finished_micros());
-  table_.EraseKey(task->idempotency_key());
-  table_.Erase(task->id());
-  --counters_.by_status[task->status()];
+  scheduler_.RemoveFinished(r.task_id(), finished);
+  // The key first: the index points into the entry.
+  table_.EraseKey(key);
+  table_.Erase(r.task_id());
+  --counters_.by_status[status];
   ++(r.retention() ? counters_.retention_removals : counters_.deletions);
   return absl::OkStatus();
 }
@@ -358,33 +355,32 @@ SnapshotMeta StateMachine::MakeSnapshotMeta() const {
 }
 
 absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
-  const Task& t = entry->task;
-  const TaskStatus status = t.status();
+  const TaskEntry& e = *entry;
+  const TaskStatus status = e.state.status;
   if (!TaskStatus_IsValid(status) || status == TASK_STATUS_UNSPECIFIED ||
-      t.id() == 0 || t.idempotency_key().empty() || t.max_attempts() == 0) {
+      e.id() == 0 || e.idempotency_key().empty() || e.max_attempts() == 0) {
     return absl::DataLossError(
-        absl::StrCat("snapshot task ", t.id(), " is not a valid task"));
+        absl::StrCat("snapshot task ", e.id(), " is not a valid task"));
   }
-  if (table_.Contains(t.id()) ||
-      !table_.InsertKey(t.idempotency_key(), t.id())) {
+  if (table_.Contains(e.id()) || !table_.InsertKey(&e)) {
     return absl::DataLossError(absl::StrCat(
-        "snapshot task ", t.id(), " repeats an id or idempotency key"));
+        "snapshot task ", e.id(), " repeats an id or idempotency key"));
   }
   switch (status) {
     case PENDING:
-      scheduler_.AddPending(t.id(), t.type(), t.priority(),
-                            t.not_before_micros());
+      scheduler_.AddPending(e.id(), e.type(), e.priority(),
+                            e.state.not_before_micros);
       break;
     case CLAIMED:
-      scheduler_.AddLease(t.id(), t.lease_deadline_micros());
+      scheduler_.AddLease(e.id(), e.state.lease_deadline_micros);
       break;
     default:
-      scheduler_.AddFinished(t.id(), t.finished_micros());
+      scheduler_.AddFinished(e.id(), e.state.finished_micros);
   }
   ++counters_.by_status[status];
-  next_task_id_ = std::max(next_task_id_, t.id() + 1);
-  next_claim_token_ = std::max(next_claim_token_, t.claim_token() + 1);
-  last_applied_lsn_ = std::max(last_applied_lsn_, entry->last_lsn);
+  next_task_id_ = std::max(next_task_id_, e.id() + 1);
+  next_claim_token_ = std::max(next_claim_token_, e.state.claim_token + 1);
+  last_applied_lsn_ = std::max(last_applied_lsn_, e.state.last_lsn);
   table_.Insert(std::move(entry));
   return absl::OkStatus();
 }

@@ -49,11 +49,6 @@ class StateMachine {
   // half-applies.
   absl::Status Apply(const Transition& record, uint64_t lsn);
 
-  // As Apply, but may move data (the new tasks) out of *record, leaving it
-  // valid but unspecified: the live path and replay use it so that a task
-  // is not copied once more on its way in.
-  absl::Status ApplyConsuming(Transition* record, uint64_t lsn);
-
   // Snapshot support. MakeSnapshotMeta captures counters and id counters;
   // a snapshot is that plus every task. Restoring is RestoreTask for each
   // task, then RestoreMeta. kDataLoss: a task that cannot be part of a valid
@@ -74,7 +69,7 @@ class StateMachine {
   uint64_t last_applied_lsn() const { return last_applied_lsn_; }
 
  private:
-  absl::Status ApplySubmit(SubmitRecord* r, int64_t now, uint64_t lsn);
+  absl::Status ApplySubmit(const SubmitRecord& r, int64_t now, uint64_t lsn);
   absl::Status ApplyClaim(const ClaimRecord& r, int64_t now, uint64_t lsn);
   absl::Status ApplyComplete(const CompleteRecord& r, int64_t now,
                              uint64_t lsn);

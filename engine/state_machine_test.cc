@@ -41,11 +41,11 @@ Transition ClaimOf(uint64_t id, uint64_t token, int64_t deadline) {
 std::string Dump(const StateMachine& sm) {
   std::map<uint64_t, std::string> tasks;
   sm.table().ForEach([&](const TaskEntry& e) {
-    std::string s = e.task.SerializeAsString();
+    std::string s = e.ToTask().SerializeAsString();
     for (const HistoryEntry& h : e.history.Entries()) {
       s += "|" + h.SerializeAsString();
     }
-    tasks[e.task.id()] = s;
+    tasks[e.id()] = s;
   });
   std::string out;
   for (const auto& [id, s] : tasks) absl::StrAppend(&out, id, ":", s, "\n");

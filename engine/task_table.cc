@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/hash/hash.h"
 
 namespace taskwal::engine {
 
@@ -23,7 +22,11 @@ TaskTable::Shard& TaskTable::ShardFor(uint64_t id) const {
 }
 
 TaskTable::Shard& TaskTable::ShardForKey(absl::string_view key) const {
-  return *shards_[absl::HashOf(key) % shards_.size()];
+  // The high bits pick the shard: the shard's own set takes its control
+  // bytes from the low 7, which should not be the same across its keys
+  // (a false match there costs a read of another task's entry).
+  return *shards_[(absl::Hash<absl::string_view>()(key) >> 32) %
+                  shards_.size()];
 }
 
 std::optional<Task> TaskTable::GetTask(uint64_t id) const {
@@ -31,7 +34,7 @@ std::optional<Task> TaskTable::GetTask(uint64_t id) const {
   absl::MutexLock l(&shard.mu);
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return std::nullopt;
-  return it->second->task;
+  return (*it)->ToTask();
 }
 
 std::optional<uint64_t> TaskTable::LastLsn(uint64_t id) const {
@@ -39,7 +42,7 @@ std::optional<uint64_t> TaskTable::LastLsn(uint64_t id) const {
   absl::MutexLock l(&shard.mu);
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return std::nullopt;
-  return it->second->last_lsn;
+  return (*it)->state.last_lsn;
 }
 
 std::optional<std::vector<HistoryEntry>> TaskTable::GetHistory(
@@ -48,7 +51,7 @@ std::optional<std::vector<HistoryEntry>> TaskTable::GetHistory(
   absl::MutexLock l(&shard.mu);
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return std::nullopt;
-  return it->second->history.Entries();
+  return (*it)->history.Entries();
 }
 
 std::optional<uint64_t> TaskTable::LookupKey(absl::string_view key) const {
@@ -56,7 +59,7 @@ std::optional<uint64_t> TaskTable::LookupKey(absl::string_view key) const {
   absl::MutexLock l(&shard.mu);
   auto it = shard.keys.find(key);
   if (it == shard.keys.end()) return std::nullopt;
-  return it->second;
+  return (*it)->id();
 }
 
 bool TaskTable::Contains(uint64_t id) const {
@@ -78,7 +81,7 @@ std::vector<uint64_t> TaskTable::ListIds(std::optional<TaskStatus> status,
       const auto& set = shard->by_status[s];
       for (auto it = set.upper_bound(after_id); it != set.end() && taken < limit;
            ++it) {
-        if (!type.empty() && shard->tasks.at(*it)->task.type() != type) {
+        if (!type.empty() && (*shard->tasks.find(*it))->type() != type) {
           continue;
         }
         ids.push_back(*it);
@@ -92,13 +95,13 @@ std::vector<uint64_t> TaskTable::ListIds(std::optional<TaskStatus> status,
 }
 
 bool TaskTable::Insert(std::unique_ptr<TaskEntry> entry) {
-  const uint64_t id = entry->task.id();
-  const int status = entry->task.status();
+  const uint64_t id = entry->id();
+  const int status = entry->state.status;
   Shard& shard = ShardFor(id);
   absl::MutexLock l(&shard.mu);
   if (shard.tasks.contains(id)) return false;
   if (shard.snapshot_active) shard.before_snapshot.try_emplace(id, nullptr);
-  shard.tasks.emplace(id, std::move(entry));
+  shard.tasks.insert(std::move(entry));
   shard.by_status[status].insert(id);
   return true;
 }
@@ -108,18 +111,18 @@ bool TaskTable::Erase(uint64_t id) {
   absl::MutexLock l(&shard.mu);
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return false;
-  shard.by_status[it->second->task.status()].erase(id);
+  shard.by_status[(*it)->state.status].erase(id);
+  auto node = shard.tasks.extract(it);
   if (shard.snapshot_active && !shard.before_snapshot.contains(id)) {
-    shard.before_snapshot[id] = std::move(it->second);
+    shard.before_snapshot[id] = std::move(node.value());
   }
-  shard.tasks.erase(it);
   return true;
 }
 
-bool TaskTable::InsertKey(absl::string_view key, uint64_t id) {
-  Shard& shard = ShardForKey(key);
+bool TaskTable::InsertKey(const TaskEntry* entry) {
+  Shard& shard = ShardForKey(entry->idempotency_key());
   absl::MutexLock l(&shard.mu);
-  return shard.keys.try_emplace(key, id).second;
+  return shard.keys.insert(entry).second;
 }
 
 bool TaskTable::EraseKey(absl::string_view key) {
@@ -144,7 +147,7 @@ std::vector<uint64_t> TaskTable::SnapshotIds(size_t shard_index) const {
   absl::MutexLock l(&shard.mu);
   std::vector<uint64_t> ids;
   ids.reserve(shard.tasks.size() + shard.before_snapshot.size());
-  for (const auto& [id, entry] : shard.tasks) ids.push_back(id);
+  for (const auto& entry : shard.tasks) ids.push_back(entry->id());
   for (const auto& [id, saved] : shard.before_snapshot) {
     if (saved != nullptr && !shard.tasks.contains(id)) ids.push_back(id);
   }

@@ -10,23 +10,21 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "api/task.pb.h"
 #include "engine/history_log.h"
+#include "engine/task_entry.h"
 
 namespace taskwal::engine {
 
-// One task as the engine holds it.
-struct TaskEntry {
-  Task task;
-  HistoryLog history;  // Bounded by the caller.
-  uint64_t last_lsn = 0;  // LSN of the record that last changed the task.
-};
-
-// Tasks in lock-sharded hash maps, with the idempotency index sharded the
+// Tasks in lock-sharded hash sets, with the idempotency index sharded the
 // same way (a task lives in the shard of its id, a key in the shard of its
-// hash), plus per-shard ordered id sets for List.
+// hash), plus per-shard ordered id sets for List. The index holds no copy
+// of a key: it points at the key inside the task's entry, which may live in
+// another shard (a key never changes, so reading it needs no lock there).
 //
 // Thread safety: every method is safe for concurrent use; each locks exactly
 // one shard at a time, so there is no lock order among shards. Consistency
@@ -61,7 +59,7 @@ class TaskTable {
     absl::MutexLock l(&shard.mu);
     auto it = shard.tasks.find(id);
     if (it == shard.tasks.end()) return false;
-    fn(static_cast<const TaskEntry&>(*it->second));
+    fn(static_cast<const TaskEntry&>(**it));
     return true;
   }
 
@@ -70,14 +68,16 @@ class TaskTable {
   void ForEach(Fn fn) const {
     for (const auto& shard : shards_) {
       absl::MutexLock l(&shard->mu);
-      for (const auto& [id, entry] : shard->tasks) fn(*entry);
+      for (const auto& entry : shard->tasks) fn(*entry);
     }
   }
 
   // Writers. Return false when the precondition (absent/present) fails.
   bool Insert(std::unique_ptr<TaskEntry> entry);
   bool Erase(uint64_t id);
-  bool InsertKey(absl::string_view key, uint64_t id);
+  // Indexes entry's idempotency key. REQUIRES: the entry stays alive (in
+  // this table, or saved by a snapshot) until EraseKey of its key.
+  bool InsertKey(const TaskEntry* entry);
   bool EraseKey(absl::string_view key);
 
   // Calls fn(TaskEntry&) under the task's shard lock; false if absent. fn
@@ -89,12 +89,13 @@ class TaskTable {
     absl::MutexLock l(&shard.mu);
     auto it = shard.tasks.find(id);
     if (it == shard.tasks.end()) return false;
+    TaskEntry& entry = **it;
     if (shard.snapshot_active && !shard.before_snapshot.contains(id)) {
-      shard.before_snapshot[id] = std::make_unique<TaskEntry>(*it->second);
+      shard.before_snapshot[id] = entry.Clone();
     }
-    const TaskStatus before = it->second->task.status();
-    fn(*it->second);
-    const TaskStatus after = it->second->task.status();
+    const TaskStatus before = entry.state.status;
+    fn(entry);
+    const TaskStatus after = entry.state.status;
     if (before != after) {
       shard.by_status[before].erase(id);
       shard.by_status[after].insert(id);
@@ -132,7 +133,7 @@ class TaskTable {
         continue;
       }
       auto it = shard.tasks.find(id);
-      if (it != shard.tasks.end()) fn(*it->second);
+      if (it != shard.tasks.end()) fn(**it);
     }
   }
   // Stops copy-on-write for one shard and drops its saved entries.
@@ -141,11 +142,44 @@ class TaskTable {
  private:
   static constexpr int kStatusSlots = 6;  // TaskStatus values 0..5.
 
+  // Hash and equality for sets of entries looked up by id.
+  struct ById {
+    using is_transparent = void;
+    static uint64_t Id(uint64_t id) { return id; }
+    static uint64_t Id(const std::unique_ptr<TaskEntry>& e) { return e->id(); }
+    template <typename T>
+    size_t operator()(const T& t) const {
+      return absl::Hash<uint64_t>()(Id(t));
+    }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return Id(a) == Id(b);
+    }
+  };
+  // The same for sets of entries looked up by idempotency key.
+  struct ByKey {
+    using is_transparent = void;
+    static absl::string_view Key(absl::string_view key) { return key; }
+    static absl::string_view Key(const TaskEntry* e) {
+      return e->idempotency_key();
+    }
+    template <typename T>
+    size_t operator()(const T& t) const {
+      return absl::Hash<absl::string_view>()(Key(t));
+    }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return Key(a) == Key(b);
+    }
+  };
+
   struct Shard {
     mutable absl::Mutex mu;
-    absl::flat_hash_map<uint64_t, std::unique_ptr<TaskEntry>> tasks
+    absl::flat_hash_set<std::unique_ptr<TaskEntry>, ById, ById> tasks
         ABSL_GUARDED_BY(mu);
-    absl::flat_hash_map<std::string, uint64_t> keys ABSL_GUARDED_BY(mu);
+    // Entries of other shards, found by their keys.
+    absl::flat_hash_set<const TaskEntry*, ByKey, ByKey> keys
+        ABSL_GUARDED_BY(mu);
     // Ids by status, ordered, for List.
     absl::btree_set<uint64_t> by_status[kStatusSlots] ABSL_GUARDED_BY(mu);
     // Copy-on-write state while a snapshot reads this shard: id -> the

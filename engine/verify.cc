@@ -348,7 +348,7 @@ bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
       loads = false;
       continue;
     }
-    std::unique_ptr<TaskEntry> entry = TaskEntryFromSnapshot(&task);
+    std::unique_ptr<TaskEntry> entry = TaskEntryFromSnapshot(task);
     absl::Status restored = state->RestoreTask(std::move(entry));
     if (!restored.ok()) {
       damage(record.offset, std::string(restored.message()));

@@ -1,0 +1,159 @@
+#include "engine/task_entry.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+namespace taskwal::engine {
+
+namespace {
+
+// The transition-set strings block: three uint32 sizes, then the bytes.
+constexpr size_t kStringsHeader = 3 * sizeof(uint32_t);
+
+}  // namespace
+
+std::unique_ptr<TaskEntry> TaskEntry::Allocate(absl::string_view key,
+                                               absl::string_view type,
+                                               absl::string_view payload,
+                                               const StoredPolicy* policy) {
+  const size_t policy_bytes = policy != nullptr ? sizeof(StoredPolicy) : 0;
+  std::unique_ptr<TaskEntry> e(new (ExtraBytes{
+      policy_bytes + key.size() + type.size() + payload.size()}) TaskEntry());
+  // Strings come from protobuf messages, which are under 2 GiB.
+  e->key_size_ = static_cast<uint32_t>(key.size());
+  e->type_size_ = static_cast<uint32_t>(type.size());
+  e->payload_size_ = static_cast<uint32_t>(payload.size());
+  e->has_policy_ = policy != nullptr;
+  char* dst = reinterpret_cast<char*>(e.get() + 1);
+  if (policy != nullptr) {
+    std::memcpy(dst, policy, sizeof(StoredPolicy));
+    dst += sizeof(StoredPolicy);
+  }
+  for (absl::string_view s : {key, type, payload}) {
+    if (!s.empty()) std::memcpy(dst, s.data(), s.size());
+    dst += s.size();
+  }
+  return e;
+}
+
+std::unique_ptr<TaskEntry> TaskEntry::Create(const Task& task,
+                                             uint64_t last_lsn) {
+  StoredPolicy policy;
+  if (task.has_retry_policy()) {
+    const RetryPolicy& p = task.retry_policy();
+    policy = {p.initial_backoff_micros(), p.max_backoff_micros(),
+              p.multiplier(), p.jitter()};
+  }
+  std::unique_ptr<TaskEntry> e =
+      Allocate(task.idempotency_key(), task.type(), task.payload(),
+               task.has_retry_policy() ? &policy : nullptr);
+  e->id_ = task.id();
+  e->created_micros_ = task.created_micros();
+  e->priority_ = task.priority();
+  e->max_attempts_ = task.max_attempts();
+  e->state.status = task.status();
+  e->state.attempts = task.attempts();
+  e->state.claim_token = task.claim_token();
+  e->state.lease_deadline_micros = task.lease_deadline_micros();
+  e->state.not_before_micros = task.not_before_micros();
+  e->state.claimed_micros = task.claimed_micros();
+  e->state.finished_micros = task.finished_micros();
+  e->state.last_lsn = last_lsn;
+  e->SetStrings(task.claimed_by(), task.result(), task.last_error());
+  return e;
+}
+
+std::unique_ptr<TaskEntry> TaskEntry::Clone() const {
+  StoredPolicy policy;
+  if (has_policy_) std::memcpy(&policy, trailing(), sizeof(policy));
+  std::unique_ptr<TaskEntry> e = Allocate(idempotency_key(), type(), payload(),
+                                          has_policy_ ? &policy : nullptr);
+  e->id_ = id_;
+  e->created_micros_ = created_micros_;
+  e->priority_ = priority_;
+  e->max_attempts_ = max_attempts_;
+  e->state = state;
+  e->SetStrings(claimed_by(), result(), last_error());
+  e->history = HistoryLog(history);
+  return e;
+}
+
+TaskEntry::~TaskEntry() { std::free(strings_); }
+
+std::optional<RetryPolicy> TaskEntry::retry_policy() const {
+  if (!has_policy_) return std::nullopt;
+  StoredPolicy stored;
+  std::memcpy(&stored, trailing(), sizeof(stored));
+  RetryPolicy p;
+  p.set_initial_backoff_micros(stored.initial_backoff_micros);
+  p.set_max_backoff_micros(stored.max_backoff_micros);
+  p.set_multiplier(stored.multiplier);
+  p.set_jitter(stored.jitter);
+  return p;
+}
+
+absl::string_view TaskEntry::String(int i) const {
+  if (strings_ == nullptr) return absl::string_view();
+  uint32_t sizes[3];
+  std::memcpy(sizes, strings_, sizeof(sizes));
+  size_t offset = kStringsHeader;
+  for (int j = 0; j < i; ++j) offset += sizes[j];
+  return absl::string_view(strings_ + offset, sizes[i]);
+}
+
+void TaskEntry::SetStrings(absl::string_view claimed_by,
+                           absl::string_view result,
+                           absl::string_view last_error) {
+  char* block = nullptr;
+  const size_t total = claimed_by.size() + result.size() + last_error.size();
+  if (total > 0) {
+    block = static_cast<char*>(std::malloc(kStringsHeader + total));
+    if (block == nullptr) throw std::bad_alloc();
+    const uint32_t sizes[3] = {static_cast<uint32_t>(claimed_by.size()),
+                               static_cast<uint32_t>(result.size()),
+                               static_cast<uint32_t>(last_error.size())};
+    std::memcpy(block, sizes, sizeof(sizes));
+    char* dst = block + kStringsHeader;
+    for (absl::string_view s : {claimed_by, result, last_error}) {
+      if (!s.empty()) std::memcpy(dst, s.data(), s.size());
+      dst += s.size();
+    }
+  }
+  // The arguments may point into the old block: free it only now.
+  std::free(std::exchange(strings_, block));
+}
+
+void TaskEntry::ToTask(Task* out) const {
+  out->set_id(id_);
+  out->set_idempotency_key(idempotency_key().data(), idempotency_key().size());
+  out->set_type(type().data(), type().size());
+  out->set_payload(payload().data(), payload().size());
+  out->set_priority(priority_);
+  out->set_status(state.status);
+  out->set_attempts(state.attempts);
+  out->set_max_attempts(max_attempts_);
+  out->set_claimed_by(claimed_by().data(), claimed_by().size());
+  out->set_claim_token(state.claim_token);
+  out->set_lease_deadline_micros(state.lease_deadline_micros);
+  out->set_not_before_micros(state.not_before_micros);
+  out->set_created_micros(created_micros_);
+  out->set_claimed_micros(state.claimed_micros);
+  out->set_finished_micros(state.finished_micros);
+  out->set_result(result().data(), result().size());
+  out->set_last_error(last_error().data(), last_error().size());
+  if (std::optional<RetryPolicy> policy = retry_policy()) {
+    *out->mutable_retry_policy() = *std::move(policy);
+  } else {
+    out->clear_retry_policy();
+  }
+}
+
+Task TaskEntry::ToTask() const {
+  Task t;
+  ToTask(&t);
+  return t;
+}
+
+}  // namespace taskwal::engine

@@ -1,0 +1,143 @@
+#ifndef TASKWAL_ENGINE_TASK_ENTRY_H_
+#define TASKWAL_ENGINE_TASK_ENTRY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/string_view.h"
+#include "api/task.pb.h"
+#include "engine/history_log.h"
+
+namespace taskwal::engine {
+
+// The fields of a task that its transitions change, other than its strings.
+// Times are microseconds since the Unix epoch; 0 when unset.
+struct TaskState {
+  TaskStatus status = TASK_STATUS_UNSPECIFIED;
+  uint32_t attempts = 0;
+  uint64_t claim_token = 0;
+  int64_t lease_deadline_micros = 0;
+  int64_t not_before_micros = 0;
+  int64_t claimed_micros = 0;
+  int64_t finished_micros = 0;
+  uint64_t last_lsn = 0;  // LSN of the record that last changed the task.
+};
+
+// One task as the engine holds it: every field of the Task message, in
+// about a third of the memory (every live task carries one).
+//
+// One heap block holds the fixed fields and, after them, the strings a task
+// never changes (idempotency key, type, payload) and its retry policy if it
+// has one of its own. The strings transitions set (claimed_by, result,
+// last_error) share a second block, absent while all are empty; the history
+// is a third, and Task messages are built only for callers (ToTask).
+//
+// The idempotency key's bytes never move while the entry lives, so an index
+// may point at them. Not thread-safe; guarded by its TaskTable shard.
+class TaskEntry {
+ public:
+  // Copies every field of `task` (its retry policy only if it has one).
+  static std::unique_ptr<TaskEntry> Create(const Task& task,
+                                           uint64_t last_lsn);
+  // A deep copy.
+  std::unique_ptr<TaskEntry> Clone() const;
+
+  TaskEntry(const TaskEntry&) = delete;
+  TaskEntry& operator=(const TaskEntry&) = delete;
+  ~TaskEntry();
+
+  // Frees the block that Create allocated.
+  static void operator delete(void* p) { ::operator delete(p); }
+
+  // The task as a message, every field overwritten; the retry policy is
+  // set only if the task has one of its own.
+  void ToTask(Task* out) const;
+  Task ToTask() const;
+
+  // Fixed at submission.
+  uint64_t id() const { return id_; }
+  int64_t created_micros() const { return created_micros_; }
+  int32_t priority() const { return priority_; }
+  uint32_t max_attempts() const { return max_attempts_; }
+  absl::string_view idempotency_key() const {
+    return absl::string_view(fixed_strings(), key_size_);
+  }
+  absl::string_view type() const {
+    return absl::string_view(fixed_strings() + key_size_, type_size_);
+  }
+  absl::string_view payload() const {
+    return absl::string_view(fixed_strings() + key_size_ + type_size_,
+                             payload_size_);
+  }
+  // The task's own policy; nullopt when it follows the engine's default.
+  std::optional<RetryPolicy> retry_policy() const;
+
+  // Set by transitions.
+  absl::string_view claimed_by() const { return String(0); }
+  absl::string_view result() const { return String(1); }
+  absl::string_view last_error() const { return String(2); }
+  // Replaces all three at once (one allocation). The arguments may point
+  // into this entry's current strings.
+  void SetStrings(absl::string_view claimed_by, absl::string_view result,
+                  absl::string_view last_error);
+
+  TaskState state;
+  HistoryLog history;  // Bounded by the caller.
+
+ private:
+  // The policy as stored after the fixed fields.
+  struct StoredPolicy {
+    int64_t initial_backoff_micros;
+    int64_t max_backoff_micros;
+    double multiplier;
+    double jitter;
+  };
+
+  // Bytes allocated after the object, for `new (ExtraBytes{n}) TaskEntry`.
+  struct ExtraBytes {
+    size_t n;
+  };
+
+  TaskEntry() = default;
+  static void* operator new(size_t size, ExtraBytes extra) {
+    return ::operator new(size + extra.n);
+  }
+  static void operator delete(void* p, ExtraBytes /*extra*/) {
+    ::operator delete(p);
+  }
+  // Allocates an entry with room for the given fixed strings and policy.
+  static std::unique_ptr<TaskEntry> Allocate(absl::string_view key,
+                                             absl::string_view type,
+                                             absl::string_view payload,
+                                             const StoredPolicy* policy);
+
+  const char* trailing() const {
+    return reinterpret_cast<const char*>(this + 1);
+  }
+  const char* fixed_strings() const {
+    return trailing() + (has_policy_ ? sizeof(StoredPolicy) : 0);
+  }
+  // String i of the transition-set strings (0 claimed_by, 1 result,
+  // 2 last_error).
+  absl::string_view String(int i) const;
+
+  uint64_t id_ = 0;
+  int64_t created_micros_ = 0;
+  int32_t priority_ = 0;
+  uint32_t max_attempts_ = 0;
+  uint32_t key_size_ = 0;
+  uint32_t type_size_ = 0;
+  uint32_t payload_size_ = 0;
+  bool has_policy_ = false;
+  // malloc'd: three uint32 sizes, then the three strings; null when all
+  // are empty.
+  char* strings_ = nullptr;
+  // Followed in the same block by the StoredPolicy (if has_policy_), then
+  // key, type and payload.
+};
+
+}  // namespace taskwal::engine
+
+#endif  // TASKWAL_ENGINE_TASK_ENTRY_H_
