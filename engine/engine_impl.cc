@@ -405,8 +405,8 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
   TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
   WakeIfEarliestLeaseLocked(c->lease_deadline_micros());
   ClaimedTask claimed;
-  table_->Read(task_id,
-               [&](const TaskEntry& e) { claimed.task = Resolved(e.ToTask()); });
+  table_->Read(task_id, [&](const TaskEntry& e) { e.ToTask(&claimed.task); });
+  claimed.task = Resolved(std::move(claimed.task));
   claimed.claim_token = c->claim_token();
   claimed.attempt = claimed.task.attempts();
   claimed.lease_deadline = absl::FromUnixMicros(c->lease_deadline_micros());

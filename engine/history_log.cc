@@ -107,7 +107,8 @@ char* HistoryLog::AppendSpace(size_t size, size_t max_entries) {
     }
     old_used = sizeof(Header) + header().bytes;
   }
-  const size_t new_used = (block_ == nullptr ? sizeof(Header) : old_used) + size;
+  const size_t new_used =
+      (block_ == nullptr ? sizeof(Header) : old_used) + size;
   if (block_ == nullptr || BlockSize(new_used) > BlockSize(old_used)) {
     // The block always holds at least BlockSize(used) bytes: it only
     // shrinks in use (DropOldest), never in size.

@@ -39,8 +39,7 @@ struct TaskState {
 class TaskEntry {
  public:
   // Copies every field of `task` (its retry policy only if it has one).
-  static std::unique_ptr<TaskEntry> Create(const Task& task,
-                                           uint64_t last_lsn);
+  static std::unique_ptr<TaskEntry> Create(const Task& task, uint64_t last_lsn);
   // A deep copy.
   std::unique_ptr<TaskEntry> Clone() const;
 
