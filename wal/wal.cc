@@ -1,7 +1,9 @@
 #include "wal/wal.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -11,7 +13,6 @@
 #include <unistd.h>
 #endif
 
-#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
@@ -35,25 +36,26 @@ std::string JoinPath(const std::string& dir, absl::string_view name) {
   return absl::StrCat(dir, "/", name);
 }
 
-// A segment whose header never fully reached the disk: the process died
-// while creating it, before any record could be written to it.
 #if defined(__linux__)
 // Sleeps while *word == expected (or until a wake-up, maybe spurious).
 void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE,
           expected, nullptr, nullptr, 0);
 }
-void FutexWake(std::atomic<uint32_t>* word) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1,
-          nullptr, nullptr, 0);
+// Wakes every thread sleeping on *word.
+void FutexWakeAll(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
+          INT_MAX, nullptr, nullptr, 0);
 }
 #else
 void FutexWait(std::atomic<uint32_t>*, uint32_t) { std::this_thread::yield(); }
-void FutexWake(std::atomic<uint32_t>*) {}
+void FutexWakeAll(std::atomic<uint32_t>*) {}
 #endif
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t),
               "a futex word is 32 bits");
 
+// A segment whose header never fully reached the disk: the process died
+// while creating it, before any record could be written to it.
 bool IsTornHeader(absl::string_view contents) {
   if (contents.size() < kFileHeaderSize) return true;
   return std::all_of(contents.begin(), contents.end(),
@@ -296,7 +298,9 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
   std::unique_ptr<Wal> wal(new Wal(options));
   {
     absl::MutexLock l(&wal->mu_);
-    wal->last_lsn_ = wal->written_lsn_ = wal->synced_lsn_ = last_lsn;
+    wal->last_lsn_ = last_lsn;
+    wal->written_lsn_.store(last_lsn, std::memory_order_relaxed);
+    wal->synced_lsn_.store(last_lsn, std::memory_order_relaxed);
   }
   if (!segments.empty()) {
     // Recovery may have replayed records that reached the OS but were never
@@ -314,9 +318,15 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     wal->segments_ = std::move(segments);
     TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(last_lsn + 1));
   }
-  if (options.sync == WalSync::kInterval) {
-    Wal* raw = wal.get();
-    wal->interval_thread_ = std::thread([raw] { raw->IntervalLoop(); });
+  Wal* raw = wal.get();
+  try {
+    wal->flusher_thread_ = std::thread([raw] { raw->FlusherLoop(); });
+    if (options.sync == WalSync::kInterval) {
+      wal->interval_thread_ = std::thread([raw] { raw->IntervalLoop(); });
+    }
+  } catch (const std::system_error& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot start the log's threads: ", e.what()));
   }
   return wal;
 }
@@ -382,45 +392,18 @@ absl::StatusOr<uint64_t> Wal::Append(size_t payload_size,
   return lsn;
 }
 
-// One caller blocked in WaitFor. It lives on that caller's stack and sleeps
-// on its own futex word, so a leader wakes exactly the callers its flush
-// covered (no herd re-checking a shared condition under mu_), and wakes them
-// in parallel: a woken caller returns without taking mu_.
-struct Wal::Waiter {
-  static constexpr uint32_t kWaiting = 0;
-  static constexpr uint32_t kDone = 1;  // status is final.
-  static constexpr uint32_t kLead = 2;  // Leadership was handed over.
-
-  Waiter(uint64_t lsn_in, bool sync_in) : lsn(lsn_in), sync(sync_in) {}
-
-  // Blocks until Post; returns kDone or kLead.
-  uint32_t Await() {
-    uint32_t s;
-    while ((s = state.load(std::memory_order_acquire)) == kWaiting) {
-      FutexWait(&state, kWaiting);
-    }
-    return s;
-  }
-
-  // The waiter may return (and its stack frame go away) as soon as the store
-  // lands: after it, only the word's address is used, by the kernel, and a
-  // stray wake-up of a later waiter at the same address is re-checked there.
-  void Post(uint32_t s) {
-    state.store(s, std::memory_order_release);
-    FutexWake(&state);
-  }
-
-  const uint64_t lsn;
-  const bool sync;
-  absl::Status status;  // Written under mu_ before Post(kDone).
-  std::atomic<uint32_t> state{kWaiting};
-};
-
 absl::Status Wal::FlushOnceLocked(bool sync) {
+  ++flush_gen_;
+  flushing_ = true;
+  inflight_sync_ = sync || next_sync_;
+  next_waiters_ = 0;
+  next_sync_ = false;
+  sync = inflight_sync_;
   std::string batch;
   batch.swap(staged_);
   staged_.swap(spare_);
   const uint64_t target = last_lsn_;
+  inflight_target_ = target;
   const uint64_t records = staged_records_;
   staged_records_ = 0;
   mu_.Unlock();
@@ -455,76 +438,116 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
 
   batch.clear();
   mu_.Lock();
+  flushing_ = false;
   if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
   if (s.ok()) {
-    written_lsn_ = std::max(written_lsn_, target);
-    if (sync) synced_lsn_ = std::max(synced_lsn_, target);
+    if (written_lsn_.load(std::memory_order_relaxed) < target) {
+      written_lsn_.store(target, std::memory_order_release);
+    }
+    if (sync && synced_lsn_.load(std::memory_order_relaxed) < target) {
+      synced_lsn_.store(target, std::memory_order_release);
+    }
   } else if (sticky_.ok()) {
     sticky_ = s;
+  }
+  // Release this flush's waiters (the wake-up itself comes after mu_ is
+  // released); after an error, the next flush's too: there will be none.
+  gen_words_[flush_gen_ & 1].fetch_add(1, std::memory_order_release);
+  if (!sticky_.ok()) {
+    gen_words_[(flush_gen_ + 1) & 1].fetch_add(1, std::memory_order_release);
   }
   return s;
 }
 
-absl::Status Wal::FlushLocked(bool sync) {
+void Wal::WakeAfterFlush(uint64_t gen, bool failed) {
+  FutexWakeAll(&gen_words_[gen & 1]);
+  if (failed) FutexWakeAll(&gen_words_[(gen + 1) & 1]);
+}
+
+absl::Status Wal::LeadLocked(bool sync) {
   const absl::Status s = FlushOnceLocked(sync);
-  // Settle the waiters: those covered so far are done; after an error,
-  // everyone not covered gets the error. The first one left (its record was
-  // staged after the batch was taken, or it needs an fdatasync this flush
-  // did not do) leads the next flush at once.
-  absl::InlinedVector<Waiter*, 64> done;
-  size_t kept = 0;
-  for (Waiter* w : waiters_) {
-    const uint64_t mark = w->sync ? synced_lsn_ : written_lsn_;
-    if (mark >= w->lsn) {
-      done.push_back(w);
-    } else if (!sticky_.ok()) {
-      w->status = sticky_;
-      done.push_back(w);
-    } else {
-      waiters_[kept++] = w;
-    }
-  }
-  waiters_.resize(kept);
-  Waiter* next = nullptr;
-  if (!waiters_.empty()) {
-    next = waiters_.front();  // leader_active_ stays set, on its behalf.
-    waiters_.erase(waiters_.begin());
+  const uint64_t gen = flush_gen_;
+  const bool failed = !sticky_.ok();
+  if (!failed && next_waiters_ > 0) {
+    // Callers wait for the next flush: the flusher thread runs it, and
+    // leader_active_ stays set on its behalf.
+    flusher_assigned_ = true;
   } else {
     leader_active_ = false;
   }
   mu_.Unlock();
-  // The next leader first: its fdatasync should start as soon as possible.
-  if (next != nullptr) next->Post(Waiter::kLead);
-  for (Waiter* w : done) w->Post(Waiter::kDone);
+  WakeAfterFlush(gen, failed);
   return s;
 }
 
+void Wal::FlusherLoop() {
+  absl::MutexLock l(&mu_);
+  while (true) {
+    mu_.Await(absl::Condition(this, &Wal::FlusherHasWork));
+    if (!flusher_assigned_) return;  // Stopped.
+    flusher_assigned_ = false;
+    // Back to back while callers wait for a later flush: this thread is
+    // already awake, where a hand-off to a waiting caller would first have
+    // to wake it.
+    bool more = true;
+    while (more) {
+      FlushOnceLocked(/*sync=*/false).IgnoreError();  // Sticky.
+      const uint64_t gen = flush_gen_;
+      const bool failed = !sticky_.ok();
+      more = !failed && next_waiters_ > 0;
+      if (!more) leader_active_ = false;
+      mu_.Unlock();
+      WakeAfterFlush(gen, failed);
+      mu_.Lock();
+    }
+  }
+}
+
 absl::Status Wal::WaitFor(uint64_t lsn, bool sync) {
-  // A record made durable before a later failure is still durable.
-  if ((sync ? synced_lsn_ : written_lsn_) >= lsn) {
+  while (true) {
+    // A record made durable before a later failure is still durable.
+    if (CoveredLocked(lsn, sync)) {
+      mu_.Unlock();
+      return absl::OkStatus();
+    }
+    if (!sticky_.ok()) {
+      absl::Status s = sticky_;
+      mu_.Unlock();
+      return s;
+    }
+    if (closed_) {
+      mu_.Unlock();
+      return absl::FailedPreconditionError("log is closed");
+    }
+    if (!leader_active_) {
+      // The batch taken covers lsn: it is at most last_lsn_.
+      leader_active_ = true;
+      return LeadLocked(sync);
+    }
+    // The running flush covers the record if it took it (and syncs, if that
+    // is needed); otherwise the next one will, started by whoever leads now
+    // when this flush ends (it sees next_waiters_).
+    uint64_t gen = flush_gen_;
+    if (!flushing_ || lsn > inflight_target_ || (sync && !inflight_sync_)) {
+      gen = flush_gen_ + 1;
+      ++next_waiters_;
+      next_sync_ = next_sync_ || sync;
+    }
+    std::atomic<uint32_t>* word = &gen_words_[gen & 1];
+    // Advanced only under mu_, so this is the value before flush gen ends.
+    const uint32_t seen = word->load(std::memory_order_relaxed);
     mu_.Unlock();
-    return absl::OkStatus();
+    while (word->load(std::memory_order_acquire) == seen) {
+      FutexWait(word, seen);
+    }
+    if ((sync ? synced_lsn_ : written_lsn_).load(std::memory_order_acquire) >=
+        lsn) {
+      return absl::OkStatus();
+    }
+    // The flush failed (or, defensively, did not cover the record): look
+    // again under the lock.
+    mu_.Lock();
   }
-  if (!sticky_.ok()) {
-    absl::Status s = sticky_;
-    mu_.Unlock();
-    return s;
-  }
-  if (closed_) {
-    mu_.Unlock();
-    return absl::FailedPreconditionError("log is closed");
-  }
-  if (!leader_active_) {
-    // The batch taken covers lsn: it is at most last_lsn_.
-    leader_active_ = true;
-    return FlushLocked(sync);
-  }
-  Waiter w(lsn, sync);
-  waiters_.push_back(&w);
-  mu_.Unlock();
-  if (w.Await() == Waiter::kDone) return w.status;
-  mu_.Lock();
-  return FlushLocked(sync);
 }
 
 absl::Status Wal::Sync(uint64_t lsn) {
@@ -546,7 +569,7 @@ absl::Status Wal::Sync(uint64_t lsn) {
   if (staged_.size() >= options_.buffer_bytes && !leader_active_ &&
       sticky_.ok() && !closed_) {
     leader_active_ = true;
-    return FlushLocked(/*sync=*/false);
+    return LeadLocked(/*sync=*/false);
   }
   absl::Status s = sticky_;
   mu_.Unlock();
@@ -562,12 +585,12 @@ void Wal::IntervalLoop() {
   while (!stop_.WaitForNotificationWithTimeout(options_.sync_interval)) {
     mu_.Lock();
     if (closed_ || !sticky_.ok() || leader_active_ ||
-        synced_lsn_ >= last_lsn_) {
+        synced_lsn_.load(std::memory_order_relaxed) >= last_lsn_) {
       mu_.Unlock();
       continue;
     }
     leader_active_ = true;
-    FlushLocked(/*sync=*/true).IgnoreError();  // Sticky; callers see it.
+    LeadLocked(/*sync=*/true).IgnoreError();  // Sticky; callers see it.
   }
 }
 
@@ -614,24 +637,31 @@ absl::Status Wal::Close() {
   }
   closing_ = true;  // Append fails from here on.
   absl::Status s = WaitFor(last_lsn_, /*sync=*/true);
-  absl::MutexLock l(&mu_);
-  if (closed_) return sticky_;  // A concurrent Close finished first.
-  closed_ = true;
-  // Everything is synced and nothing can be appended, so no new leader can
-  // start; wait out one that is still settling after an error.
-  mu_.Await(absl::Condition(this, &Wal::NoLeader));
-  absl::MutexLock io(&io_mu_);
-  if (file_ != nullptr) {
-    absl::Status c = file_->Close();
-    if (s.ok()) s = c;
-    if (s.ok() && !segment_has_records_) {
-      // Leave no empty segment behind for the next open to step over.
-      s = options_.env->RemoveFile(JoinPath(options_.dir, segments_.back().name));
-      if (s.ok()) s = options_.env->SyncDir(options_.dir);
-      if (s.ok()) segments_.pop_back();
+  {
+    absl::MutexLock l(&mu_);
+    if (closed_) return sticky_;  // A concurrent Close finished first.
+    closed_ = true;
+    // Everything is synced and nothing can be appended, so no new leader
+    // can start; wait out one that is still settling (the flusher thread
+    // after an error, or after covering this Close).
+    mu_.Await(absl::Condition(this, &Wal::NoLeader));
+    flusher_stop_ = true;
+    absl::MutexLock io(&io_mu_);
+    if (file_ != nullptr) {
+      absl::Status c = file_->Close();
+      if (s.ok()) s = c;
+      if (s.ok() && !segment_has_records_) {
+        // Leave no empty segment behind for the next open to step over.
+        s = options_.env->RemoveFile(
+            JoinPath(options_.dir, segments_.back().name));
+        if (s.ok()) s = options_.env->SyncDir(options_.dir);
+        if (s.ok()) segments_.pop_back();
+      }
+      file_.reset();
     }
-    file_.reset();
   }
+  // Only the Close that set closed_ gets here.
+  if (flusher_thread_.joinable()) flusher_thread_.join();
   return s;
 }
 

@@ -86,10 +86,12 @@ struct WalStats {
 };
 
 // The append side of the write-ahead log: records staged by Append are
-// written and synced by whichever caller of Sync gets there first (the
-// leader), for everyone waiting at that moment (group commit). A flush
-// wakes exactly the callers it covered and hands leadership to the first
-// one it did not.
+// written (and synced) in batches for everyone waiting at that moment (group
+// commit). When no flush is running, the caller of Sync runs one itself (the
+// leader), so a lone caller pays no thread hand-off. When a flush ends with
+// callers still waiting for a later one, the log's flusher thread takes over
+// and flushes back to back until no one waits. Callers covered by the same
+// flush sleep on one futex word and are released by one wake-up.
 //
 // Thread safety: Append needs external serialization (the engine's commit
 // lock: it defines LSN order). Sync, Close, DiscardThrough and the accessors
@@ -135,26 +137,37 @@ class Wal {
  private:
   explicit Wal(const WalOptions& options);
 
-  // A caller of Sync blocked until a leader covers its record (wal.cc).
-  struct Waiter;
-
-  // Runs one flush as the leader: writes (and if sync, fdatasyncs)
-  // everything staged, with mu_ released during the I/O. Then wakes the
-  // waiters it covered, outside mu_, and hands leadership to the first
-  // waiter it did not cover, if any. REQUIRES: leader_active_ was set by the
-  // caller (or handed to it).
-  // One write (+ fdatasync) of everything staged; mu_ is released during
-  // the I/O and held again on return. Updates the watermarks or sticky_.
+  // Runs flush number flush_gen_ + 1: one write (and, if sync or a waiter
+  // of it needs one, one fdatasync) of everything staged, with mu_ released
+  // during the I/O and held again on return. Updates the watermarks (or
+  // sticky_) and advances the flush's futex word, whose waiters the caller
+  // then wakes with WakeAfterFlush. REQUIRES: leader_active_, held by the
+  // caller.
   absl::Status FlushOnceLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Releases mu_; returns the flush's own I/O status.
-  absl::Status FlushLocked(bool sync) ABSL_UNLOCK_FUNCTION(mu_);
+  // Runs one flush as the leader, then either hands leadership to the
+  // flusher thread (callers wait for a later flush) or gives it up, and
+  // wakes the flush's waiters after releasing mu_. Returns the flush's own
+  // I/O status. REQUIRES: the caller set leader_active_.
+  absl::Status LeadLocked(bool sync) ABSL_UNLOCK_FUNCTION(mu_);
+  // Wakes every caller sleeping on flush `gen`'s word (and, after an error,
+  // on the next one's too).
+  void WakeAfterFlush(uint64_t gen, bool failed);
   bool NoLeader() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !leader_active_;
   }
-  // Returns once the record at lsn is written (and if sync, fdatasynced),
-  // leading flushes as needed; a waiter sleeps on its own futex, so a flush
-  // wakes only the callers it covered. Releases mu_.
+  bool FlusherHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return flusher_assigned_ || flusher_stop_;
+  }
+  bool CoveredLocked(uint64_t lsn, bool sync) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return (sync ? synced_lsn_ : written_lsn_).load(
+               std::memory_order_relaxed) >= lsn;
+  }
+  // Returns once the record at lsn is written (and if sync, fdatasynced):
+  // leads a flush if none is running, else sleeps on the futex word of the
+  // flush that will cover the record. Releases mu_.
   absl::Status WaitFor(uint64_t lsn, bool sync) ABSL_UNLOCK_FUNCTION(mu_);
+  void FlusherLoop();
   absl::Status StartSegmentLocked(uint64_t first_lsn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void IntervalLoop();
@@ -167,10 +180,29 @@ class Wal {
   std::string spare_ ABSL_GUARDED_BY(mu_);  // Recycled buffer capacity.
   uint64_t last_lsn_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t staged_records_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t written_lsn_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t synced_lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  // Watermarks: written to the OS / fdatasynced through this LSN. Stored
+  // under mu_; a woken waiter reads them without it.
+  std::atomic<uint64_t> written_lsn_{0};
+  std::atomic<uint64_t> synced_lsn_{0};
+  // A leader (a caller, the interval thread or the flusher thread) is
+  // running a flush or about to.
   bool leader_active_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<Waiter*> waiters_ ABSL_GUARDED_BY(mu_);  // In arrival order.
+  // Flushes started; the running one, if flushing_, is number flush_gen_.
+  uint64_t flush_gen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool flushing_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t inflight_target_ ABSL_GUARDED_BY(mu_) = 0;  // Its last LSN.
+  bool inflight_sync_ ABSL_GUARDED_BY(mu_) = false;     // It fdatasyncs.
+  // Callers waiting for flush flush_gen_ + 1, and whether one needs it to
+  // fdatasync.
+  uint64_t next_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  bool next_sync_ ABSL_GUARDED_BY(mu_) = false;
+  // Callers of flush g sleep on gen_words_[g & 1] until it changes; it is
+  // advanced under mu_ when flush g ends. Two words suffice: a caller only
+  // ever waits for the running flush or the next one.
+  std::atomic<uint32_t> gen_words_[2] = {0, 0};
+  // The flusher thread: leadership handed to it, and the stop signal.
+  bool flusher_assigned_ ABSL_GUARDED_BY(mu_) = false;
+  bool flusher_stop_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;  // No more Append.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status sticky_ ABSL_GUARDED_BY(mu_);
@@ -186,6 +218,7 @@ class Wal {
   absl::once_flag stop_once_;
   absl::Notification stop_;
   std::thread interval_thread_;
+  std::thread flusher_thread_;  // Joined by the Close that closes.
 };
 
 }  // namespace taskwal::wal
