@@ -584,8 +584,18 @@ absl::Status Wal::SyncAll() {
 void Wal::IntervalLoop() {
   while (!stop_.WaitForNotificationWithTimeout(options_.sync_interval)) {
     mu_.Lock();
-    if (closed_ || !sticky_.ok() || leader_active_ ||
+    if (closed_ || !sticky_.ok() ||
         synced_lsn_.load(std::memory_order_relaxed) >= last_lsn_) {
+      mu_.Unlock();
+      continue;
+    }
+    if (leader_active_) {
+      // Under load a flush is nearly always running: have the next one
+      // fdatasync (and run), or the interval bound would not hold.
+      if (!flushing_ || !inflight_sync_ || inflight_target_ < last_lsn_) {
+        next_sync_ = true;
+        ++next_waiters_;
+      }
       mu_.Unlock();
       continue;
     }
@@ -629,23 +639,26 @@ absl::Status Wal::Close() {
     stop_.Notify();
     if (interval_thread_.joinable()) interval_thread_.join();
   });
-  mu_.Lock();
-  if (closed_) {
-    absl::Status s = sticky_;
+  // Another Close got to close first: its result, once it is done.
+  auto closed_by_other = [this]() ABSL_UNLOCK_FUNCTION(mu_) {
     mu_.Unlock();
-    return s;
-  }
+    close_done_.WaitForNotification();
+    absl::MutexLock l(&mu_);
+    return close_status_;
+  };
+  mu_.Lock();
+  if (closed_) return closed_by_other();
   closing_ = true;  // Append fails from here on.
   absl::Status s = WaitFor(last_lsn_, /*sync=*/true);
+  mu_.Lock();
+  if (closed_) return closed_by_other();
+  closed_ = true;
+  // Everything is synced and nothing can be appended, so no new leader can
+  // start; wait out one that is still settling (the flusher thread after an
+  // error, or after covering this Close).
+  mu_.Await(absl::Condition(this, &Wal::NoLeader));
+  flusher_stop_ = true;
   {
-    absl::MutexLock l(&mu_);
-    if (closed_) return sticky_;  // A concurrent Close finished first.
-    closed_ = true;
-    // Everything is synced and nothing can be appended, so no new leader
-    // can start; wait out one that is still settling (the flusher thread
-    // after an error, or after covering this Close).
-    mu_.Await(absl::Condition(this, &Wal::NoLeader));
-    flusher_stop_ = true;
     absl::MutexLock io(&io_mu_);
     if (file_ != nullptr) {
       absl::Status c = file_->Close();
@@ -660,8 +673,14 @@ absl::Status Wal::Close() {
       file_.reset();
     }
   }
+  mu_.Unlock();
   // Only the Close that set closed_ gets here.
   if (flusher_thread_.joinable()) flusher_thread_.join();
+  {
+    absl::MutexLock l(&mu_);
+    close_status_ = s;
+  }
+  close_done_.Notify();
   return s;
 }
 

@@ -127,8 +127,10 @@ class Wal {
   // being written), then syncs the directory.
   absl::Status DiscardThrough(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
-  // Flushes and syncs, stops the background thread, closes the segment.
-  // Removes the active segment if no record went into it. Idempotent.
+  // Flushes and syncs, stops the background threads, closes the segment.
+  // Removes the active segment if no record went into it. Idempotent: a
+  // later or concurrent call waits for the first to finish and returns its
+  // result.
   absl::Status Close() ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
   uint64_t last_lsn() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -205,6 +207,10 @@ class Wal {
   bool flusher_stop_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;  // No more Append.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // The result of the Close that closed, for any other caller of Close,
+  // which waits for close_done_.
+  absl::Status close_status_ ABSL_GUARDED_BY(mu_);
+  absl::Notification close_done_;
   absl::Status sticky_ ABSL_GUARDED_BY(mu_);
 
   // The file being written; touched only by the leader.

@@ -159,6 +159,84 @@ std::vector<uint64_t> FirstLsns(const std::vector<SegmentFile>& segments) {
   return lsns;
 }
 
+// An Env whose files take `append_delay` per Append, everything else done
+// by `base`: keeps a flush running nearly all the time under load.
+class SlowAppendEnv final : public Env {
+ public:
+  SlowAppendEnv(Env* base, absl::Duration append_delay)
+      : base_(base), delay_(append_delay) {}
+
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
+      const std::string& path) override {
+    return Wrap(base_->NewWritableFile(path));
+  }
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
+      const std::string& path) override {
+    return Wrap(base_->NewAppendableFile(path));
+  }
+  absl::StatusOr<std::string> ReadFileToString(
+      const std::string& path) override {
+    return base_->ReadFileToString(path);
+  }
+  absl::StatusOr<uint64_t> GetFileSize(const std::string& path) override {
+    return base_->GetFileSize(path);
+  }
+  bool FileExists(const std::string& path) override {
+    return base_->FileExists(path);
+  }
+  absl::StatusOr<std::vector<std::string>> GetChildren(
+      const std::string& dir) override {
+    return base_->GetChildren(dir);
+  }
+  absl::Status RemoveFile(const std::string& path) override {
+    return base_->RemoveFile(path);
+  }
+  absl::Status RenameFile(const std::string& from,
+                          const std::string& to) override {
+    return base_->RenameFile(from, to);
+  }
+  absl::Status TruncateFile(const std::string& path, uint64_t size) override {
+    return base_->TruncateFile(path, size);
+  }
+  absl::Status CreateDir(const std::string& dir) override {
+    return base_->CreateDir(dir);
+  }
+  absl::Status SyncDir(const std::string& dir) override {
+    return base_->SyncDir(dir);
+  }
+  absl::StatusOr<std::unique_ptr<FileLock>> LockFile(
+      const std::string& path) override {
+    return base_->LockFile(path);
+  }
+
+ private:
+  class SlowFile final : public WritableFile {
+   public:
+    SlowFile(std::unique_ptr<WritableFile> base, absl::Duration delay)
+        : base_(std::move(base)), delay_(delay) {}
+    absl::Status Append(absl::string_view data) override {
+      absl::SleepFor(delay_);
+      return base_->Append(data);
+    }
+    absl::Status Sync() override { return base_->Sync(); }
+    absl::Status Close() override { return base_->Close(); }
+
+   private:
+    std::unique_ptr<WritableFile> base_;
+    absl::Duration delay_;
+  };
+
+  absl::StatusOr<std::unique_ptr<WritableFile>> Wrap(
+      absl::StatusOr<std::unique_ptr<WritableFile>> file) {
+    if (!file.ok()) return file.status();
+    return std::unique_ptr<WritableFile>(
+        new SlowFile(*std::move(file), delay_));
+  }
+
+  Env* const base_;
+  const absl::Duration delay_;
+};
+
 class WalTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_THAT(env_.CreateDir(kDir), IsOk()); }
@@ -600,6 +678,112 @@ TEST_F(WalTest, CloseUnderConcurrentSyncersReturns) {
   for (const auto& [lsn, payload] : recovered->records) {
     ASSERT_TRUE(acked.contains(lsn));
     EXPECT_EQ(acked[lsn], payload);
+  }
+}
+
+// Under sustained load a flush is running at nearly every moment the
+// background thread looks; it must still get its fdatasync in, or records
+// would stay unsynced for as long as the load lasts (the mode promises at
+// most sync_interval). Over 100 intervals of load it gets one in nearly
+// every interval; skipping whenever a flush runs gave 3-7. The bound below
+// leaves a wide margin for a slow machine.
+TEST_F(WalTest, IntervalModeBackgroundSyncHappensUnderLoad) {
+  SlowAppendEnv slow(&env_, absl::Microseconds(200));
+  WalOptions options = Options(WalSync::kInterval);
+  options.env = &slow;
+  options.sync_interval = absl::Milliseconds(2);
+  absl::StatusOr<std::unique_ptr<Wal>> opened = Wal::Open(options, {}, 0);
+  ASSERT_THAT(opened, IsOk());
+  Wal& wal = **opened;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> acked{0};
+  absl::Mutex commit_mu;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      while (!stop.load()) {
+        absl::StatusOr<uint64_t> lsn;
+        {
+          absl::MutexLock l(&commit_mu);
+          lsn = AppendPayload(wal, "under load");
+        }
+        if (!lsn.ok() || !wal.Sync(*lsn).ok()) return;
+        acked.fetch_add(1);
+      }
+    });
+  }
+  while (acked.load() < 50) absl::SleepFor(absl::Milliseconds(1));
+  const uint64_t before = wal.stats().fsyncs.load();
+  absl::SleepFor(100 * options.sync_interval);
+  const uint64_t during = wal.stats().fsyncs.load() - before;
+  // Everything written by now becomes durable while the load goes on.
+  const std::string path = PathOf(SegmentFileName(1));
+  const size_t written = Read(path).size();
+  bool durable = false;
+  for (int i = 0; i < 20000 && !durable; ++i) {
+    absl::StatusOr<std::string> contents = env_.DurableContents(path);
+    ASSERT_THAT(contents, IsOk());
+    durable = contents->size() >= written;
+    if (!durable) absl::SleepFor(absl::Milliseconds(1));
+  }
+  stop.store(true);
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_GE(during, 20u);
+  EXPECT_TRUE(durable) << "no background fdatasync under load";
+  EXPECT_THAT(wal.Close(), IsOk());
+}
+
+// Close is idempotent: a second call returns what the first one returned,
+// including an error from closing the segment, which is not sticky.
+TEST_F(WalTest, SecondCloseReturnsTheFirstOnesResult) {
+  absl::StatusOr<std::unique_ptr<Wal>> opened =
+      Wal::Open(Options(WalSync::kAlways), {}, 0);
+  ASSERT_THAT(opened, IsOk());
+  // No record: Close removes the empty segment and syncs the directory.
+  env_.FailNextSyncDirs(1);
+  const absl::Status first = (*opened)->Close();
+  EXPECT_THAT(first, Not(IsOk()));
+  EXPECT_EQ((*opened)->Close(), first);
+}
+
+// Concurrent Closes under syncers: every one returns the same result, and
+// only after the log is closed (the flusher thread joined, the segment
+// closed), so the owner may destroy the Wal as soon as any returns.
+TEST_F(WalTest, ConcurrentClosesWaitForTheOneThatCloses) {
+  for (int round = 0; round < 20; ++round) {
+    absl::StatusOr<std::unique_ptr<Wal>> opened =
+        Wal::Open(Options(WalSync::kAlways), {}, 0);
+    ASSERT_THAT(opened, IsOk());
+    Wal& wal = **opened;
+    absl::Mutex commit_mu;
+    std::vector<std::thread> syncers;
+    for (int t = 0; t < 4; ++t) {
+      syncers.emplace_back([&] {
+        while (true) {
+          absl::StatusOr<uint64_t> lsn;
+          {
+            absl::MutexLock l(&commit_mu);
+            lsn = AppendPayload(wal, "x");
+          }
+          if (!lsn.ok() || !wal.Sync(*lsn).ok()) return;
+        }
+      });
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+    std::vector<absl::Status> results(3);
+    std::vector<std::thread> closers;
+    for (int c = 0; c < 3; ++c) {
+      closers.emplace_back([&, c] { results[c] = wal.Close(); });
+    }
+    for (std::thread& t : closers) t.join();
+    for (std::thread& t : syncers) t.join();
+    for (const absl::Status& r : results) EXPECT_THAT(r, IsOk());
+    opened->reset();
+    absl::StatusOr<std::vector<std::string>> names = env_.GetChildren(kDir);
+    ASSERT_THAT(names, IsOk());
+    for (const std::string& name : *names) {
+      ASSERT_THAT(env_.RemoveFile(PathOf(name)), IsOk());
+    }
   }
 }
 
