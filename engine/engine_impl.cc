@@ -852,6 +852,11 @@ absl::Status EngineImpl::Snapshot() {
     // Under the commit lock, so the view holds exactly the records through
     // meta.lsn(); from here on writers save what they overwrite.
     table_->BeginSnapshot();
+    if (meta.lsn() != last_snapshot_lsn_.load()) {
+      // Later records go to a new segment, so the ones this snapshot holds
+      // end up in segments it covers whole: the next Open skips them.
+      storage_->journal->wal().RequestRotation();
+    }
   }
   if (meta.lsn() == last_snapshot_lsn_.load()) {
     // Nothing new since the last snapshot; rewriting it under the same name

@@ -117,35 +117,24 @@ absl::StatusOr<RecoveryResult> RecoverLog(
   for (size_t i = 0; i < segments.size(); ++i) {
     const SegmentFile& seg = segments[i];
     const bool last = i + 1 == segments.size();
+    if (!last && segments[i + 1].first_lsn <= after_lsn + 1) {
+      // The next segment starts within the snapshot, so every record of
+      // this one is at or below after_lsn: the snapshot holds them all, and
+      // the segment is not even read (damage in it costs nothing). It stays
+      // in the list until a later snapshot's DiscardThrough removes it.
+      result.segments.push_back(seg);
+      prev_last = segments[i + 1].first_lsn - 1;
+      have_prev = true;
+      continue;
+    }
     const std::string path = JoinPath(dir, seg.name);
     TASKWAL_ASSIGN_OR_RETURN(std::string contents, env->ReadFileToString(path));
 
     // Damage that stops recovery: fatal, or the end of the kept prefix when
     // salvaging. `keep` is how many bytes of this segment to keep (0 means
     // set the whole segment aside).
-    // Every record of this segment is at or below after_lsn (the snapshot
-    // holds them): damage here costs nothing, as the next segment starts
-    // within the snapshot too.
-    const bool covered =
-        !last && segments[i + 1].first_lsn <= after_lsn + 1;
-    bool skipped = false;
-    // Keeps a covered, damaged segment in the list (a later snapshot's
-    // DiscardThrough removes it) and moves on as if it ended where the next
-    // segment begins.
-    auto keep_covered = [&] {
-      result.segments.push_back(seg);
-      prev_last = segments[i + 1].first_lsn - 1;
-      have_prev = true;
-    };
     auto stop = [&](absl::Status damage,
                     uint64_t keep) -> absl::StatusOr<bool> {
-      if (covered) {
-        result.notes.push_back(absl::StrCat(
-            "ignored damage in ", seg.name,
-            ": the snapshot covers all its records (", damage.message(), ")"));
-        skipped = true;
-        return true;
-      }
       if (!salvage) return damage;
       if (keep >= kFileHeaderSize) {
         TASKWAL_RETURN_IF_ERROR(env->TruncateFile(path, keep));
@@ -178,10 +167,6 @@ absl::StatusOr<RecoveryResult> RecoverLog(
         break;
       }
       TASKWAL_ASSIGN_OR_RETURN(bool stopped, stop(header.status(), 0));
-      if (skipped) {
-        keep_covered();
-        continue;
-      }
       if (stopped) break;
     }
     if (*header != seg.first_lsn) {
@@ -191,10 +176,6 @@ absl::StatusOr<RecoveryResult> RecoverLog(
                    path, ": header says first LSN ", *header,
                    " but the file name says ", seg.first_lsn)),
                0));
-      if (skipped) {
-        keep_covered();
-        continue;
-      }
       if (stopped) break;
     }
     // Records between segments may be missing only if a snapshot covers
@@ -209,10 +190,6 @@ absl::StatusOr<RecoveryResult> RecoverLog(
                    expected_first,
                    " was expected (a segment is missing or overlaps)")),
                0));
-      if (skipped) {
-        keep_covered();
-        continue;
-      }
       if (stopped) break;
     }
 
@@ -260,10 +237,6 @@ absl::StatusOr<RecoveryResult> RecoverLog(
         TASKWAL_RETURN_IF_ERROR(apply(record.lsn, record.payload));
         ++result.records_replayed;
       }
-    }
-    if (skipped) {
-      keep_covered();
-      continue;
     }
     if (!stopped || set_aside_from > i) {
       result.segments.push_back(seg);
@@ -406,12 +379,27 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
   inflight_target_ = target;
   const uint64_t records = staged_records_;
   staged_records_ = 0;
+  const bool rotate_first = rotation_requested_;
+  rotation_requested_ = false;
   mu_.Unlock();
 
   absl::Status s;
   {
     absl::MutexLock io(&io_mu_);
-    if (!batch.empty()) {
+    if (rotate_first && segment_has_records_) {
+      // Everything in the segment is synced before it is closed; the batch
+      // goes into the next one.
+      if (!segment_synced_) {
+        s = file_->Sync();
+        if (s.ok()) {
+          segment_synced_ = true;
+          stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      if (s.ok()) s = file_->Close();
+      if (s.ok()) s = StartSegmentLocked(target - records + 1);
+    }
+    if (s.ok() && !batch.empty()) {
       s = file_->Append(batch);
       if (s.ok()) {
         segment_size_ += batch.size();
@@ -602,6 +590,11 @@ void Wal::IntervalLoop() {
     leader_active_ = true;
     LeadLocked(/*sync=*/true).IgnoreError();  // Sticky; callers see it.
   }
+}
+
+void Wal::RequestRotation() {
+  absl::MutexLock l(&mu_);
+  rotation_requested_ = true;
 }
 
 absl::Status Wal::DiscardThrough(uint64_t lsn) {

@@ -123,6 +123,14 @@ class Wal {
   // Writes and fdatasyncs everything staged, whatever the mode.
   absl::Status SyncAll() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Ends the active segment before the next record is written: the next
+  // flush syncs and closes it, then starts a new segment before writing.
+  // So the records staged before this call, and no later ones, can end up
+  // in segments of their own, which a snapshot taken at this point covers
+  // whole (and which recovery after that snapshot need not read). No-op
+  // for an active segment with no record.
+  void RequestRotation() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Removes segments whose records all have LSN <= lsn (never the segment
   // being written), then syncs the directory.
   absl::Status DiscardThrough(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
@@ -204,6 +212,7 @@ class Wal {
   std::atomic<uint32_t> gen_words_[2] = {0, 0};
   // The flusher thread: leadership handed to it, and the stop signal.
   bool flusher_assigned_ ABSL_GUARDED_BY(mu_) = false;
+  bool rotation_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool flusher_stop_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;  // No more Append.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

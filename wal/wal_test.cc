@@ -1367,6 +1367,63 @@ TEST_F(WalTest, RecordsCoveredByAfterLsnAreSkipped) {
   EXPECT_EQ(recovered->result.last_lsn, 20u);
 }
 
+// A segment whose records a snapshot holds whole (the next segment starts
+// within it) is not read at all: garbage in it neither stops recovery nor
+// shows up in the notes, and it stays listed for a later discard.
+TEST_F(WalTest, SegmentsCoveredByAfterLsnAreNotRead) {
+  WriteDurableFile(&env_, PathOf(SegmentFileName(1)), "not a segment at all");
+  WriteDurableFile(&env_, PathOf(SegmentFileName(11)),
+                   SegmentBytes(11, Range(11, 15)));
+  absl::StatusOr<Recovered> recovered = Recover(&env_, /*after_lsn=*/12);
+  ASSERT_THAT(recovered, IsOk());
+  EXPECT_THAT(recovered->records, ElementsAreArray(Expected(13, 15)));
+  EXPECT_THAT(recovered->result.notes, IsEmpty());
+  EXPECT_EQ(FirstLsns(recovered->result.segments),
+            (std::vector<uint64_t>{1, 11}));
+  // Without the snapshot the same segment is damage.
+  EXPECT_THAT(Recover(&env_, /*after_lsn=*/0), StatusIs(kDataLoss));
+}
+
+// RequestRotation: the next flush closes the segment (synced) and writes its
+// batch into a new one that starts right after the records staged before
+// the request; with nothing in the active segment it does nothing.
+TEST_F(WalTest, RequestedRotationStartsTheNextBatchInANewSegment) {
+  for (WalSync mode : {WalSync::kAlways, WalSync::kInterval, WalSync::kNone}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    FaultInjectionEnv env(/*seed=*/3);
+    ASSERT_THAT(env.CreateDir(kDir), IsOk());
+    WalOptions options = Options(mode);
+    options.env = &env;
+    absl::StatusOr<std::unique_ptr<Wal>> opened = Wal::Open(options, {}, 0);
+    ASSERT_THAT(opened, IsOk());
+    Wal& wal = **opened;
+    (*opened)->RequestRotation();  // Nothing written yet: a no-op.
+    for (uint64_t lsn = 1; lsn <= 5; ++lsn) {
+      ASSERT_THAT(AppendPayload(wal, Payload(lsn)), IsOk());
+      ASSERT_THAT(wal.SyncAll(), IsOk());
+    }
+    for (uint64_t lsn = 6; lsn <= 7; ++lsn) {  // Staged, not yet written.
+      ASSERT_THAT(AppendPayload(wal, Payload(lsn)), IsOk());
+    }
+    wal.RequestRotation();
+    for (uint64_t lsn = 8; lsn <= 9; ++lsn) {
+      ASSERT_THAT(AppendPayload(wal, Payload(lsn)), IsOk());
+    }
+    ASSERT_THAT(wal.SyncAll(), IsOk());
+    // The old segment ends at 5 and is durable; 6.. went to the new one.
+    absl::StatusOr<std::string> old_durable =
+        env.DurableContents(PathOf(SegmentFileName(1)));
+    ASSERT_THAT(old_durable, IsOk());
+    EXPECT_EQ(*old_durable, SegmentBytes(1, Range(1, 5)));
+    ASSERT_THAT(wal.Close(), IsOk());
+    opened->reset();
+    EXPECT_EQ(FirstLsns(ListSegments(&env)), (std::vector<uint64_t>{1, 6}));
+    absl::StatusOr<Recovered> recovered = Recover(&env);
+    ASSERT_THAT(recovered, IsOk());
+    EXPECT_THAT(recovered->records, ElementsAreArray(Expected(1, 9)));
+  }
+}
+
 TEST_F(WalTest, GapCoveredByAfterLsnIsAccepted) {
   // Segments before 6 were discarded after a snapshot.
   WriteDurableFile(&env_, PathOf(SegmentFileName(6)),
