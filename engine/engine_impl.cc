@@ -853,8 +853,9 @@ absl::Status EngineImpl::Snapshot() {
     // meta.lsn(); from here on writers save what they overwrite.
     table_->BeginSnapshot();
     if (meta.lsn() != last_snapshot_lsn_.load()) {
-      // Later records go to a new segment, so the ones this snapshot holds
-      // end up in segments it covers whole: the next Open skips them.
+      // Nothing more goes into the active segment, so the records this
+      // snapshot holds that are already written sit in segments it covers
+      // whole, which the next Open skips.
       storage_->journal->wal().RequestRotation();
     }
   }

@@ -1,9 +1,16 @@
 #include "engine/recovery.h"
 
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <system_error>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "engine/snapshot.h"
 #include "engine/transition.pb.h"
@@ -14,11 +21,134 @@ namespace taskwal::engine {
 
 namespace {
 
-// Replay parses records into an arena, reset after this many records or
-// bytes of records: re-parsing into a fresh message in an arena does not
-// free and reallocate each kind's submessage per record.
-constexpr int kArenaRecords = 4096;
-constexpr size_t kArenaBytes = size_t{8} << 20;
+// Replay in two stages: the caller reads, checks and parses records into
+// batches (parsing is a third of replay), and a second thread applies them
+// in LSN order. Each batch's records live in its own arena, freed once the
+// batch is applied.
+class ReplayPipeline {
+ public:
+  explicit ReplayPipeline(StateMachine* state) : state_(state) {}
+  ReplayPipeline(const ReplayPipeline&) = delete;
+  ReplayPipeline& operator=(const ReplayPipeline&) = delete;
+  ~ReplayPipeline() {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Parses the record into the current batch and queues full batches.
+  // kDataLoss if it does not parse; the applier's first error, if it has
+  // one; kResourceExhausted if the applier thread cannot be started.
+  absl::Status Add(uint64_t lsn, absl::string_view payload) {
+    if (failed_.load(std::memory_order_acquire)) return Drain();
+    if (batch_ == nullptr) batch_ = std::make_unique<Batch>();
+    Transition* record =
+        google::protobuf::Arena::CreateMessage<Transition>(&batch_->arena);
+    if (!record->ParseFromArray(payload.data(),
+                                static_cast<int>(payload.size()))) {
+      return absl::DataLossError(absl::StrCat(
+          "log record at LSN ", lsn,
+          " has a valid checksum but is not a transition"));
+    }
+    batch_->records.emplace_back(lsn, record);
+    batch_->bytes += payload.size();
+    if (batch_->records.size() >= kBatchRecords ||
+        batch_->bytes >= kBatchBytes) {
+      return Push();
+    }
+    return absl::OkStatus();
+  }
+
+  // Returns once every record added so far is applied (or one failed):
+  // the first error, which is the one earliest in LSN order.
+  absl::Status Drain() {
+    TASKWAL_RETURN_IF_ERROR(Push());
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &ReplayPipeline::Idle));
+    return status_;
+  }
+
+ private:
+  static constexpr size_t kBatchRecords = 2048;
+  static constexpr size_t kBatchBytes = size_t{1} << 20;
+  static constexpr size_t kMaxQueued = 4;
+
+  struct Batch {
+    google::protobuf::Arena arena;
+    std::vector<std::pair<uint64_t, Transition*>> records;
+    size_t bytes = 0;
+  };
+
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_.empty() && !applying_;
+  }
+  bool RoomOrFailed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_.size() < kMaxQueued || !status_.ok();
+  }
+  bool WorkOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || stop_;
+  }
+
+  // Queues the current batch, starting the applier on first use.
+  absl::Status Push() {
+    if (batch_ == nullptr) return absl::OkStatus();
+    if (!thread_.joinable()) {
+      try {
+        thread_ = std::thread([this] { Run(); });
+      } catch (const std::system_error& e) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("cannot start a thread to replay the log: ",
+                         e.what()));
+      }
+    }
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &ReplayPipeline::RoomOrFailed));
+    if (!status_.ok()) return status_;
+    queue_.push_back(std::move(batch_));
+    return absl::OkStatus();
+  }
+
+  void Run() {
+    absl::MutexLock l(&mu_);
+    while (true) {
+      mu_.Await(absl::Condition(this, &ReplayPipeline::WorkOrStop));
+      if (stop_) return;  // Whatever is still queued is dropped.
+      std::unique_ptr<Batch> batch = std::move(queue_.front());
+      queue_.pop_front();
+      if (!status_.ok()) continue;  // Discarded after a failure.
+      applying_ = true;
+      mu_.Unlock();
+      absl::Status s;
+      for (const auto& [lsn, record] : batch->records) {
+        s = state_->Apply(*record, lsn);
+        if (!s.ok()) {
+          s = absl::DataLossError(absl::StrCat(
+              "log record at LSN ", lsn, " does not replay: ", s.message()));
+          break;
+        }
+      }
+      batch.reset();
+      mu_.Lock();
+      applying_ = false;
+      if (!s.ok()) {
+        status_ = s;
+        failed_.store(true, std::memory_order_release);
+      }
+    }
+  }
+
+  StateMachine* const state_;
+  std::unique_ptr<Batch> batch_;  // Being filled by the caller.
+  absl::Mutex mu_;
+  std::deque<std::unique_ptr<Batch>> queue_ ABSL_GUARDED_BY(mu_);
+  bool applying_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> failed_{false};
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -64,39 +194,19 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
   }
 
   StateMachine* state = out.state.get();
-  google::protobuf::Arena arena;
-  Transition* record = nullptr;
-  int arena_records = 0;
-  size_t arena_bytes = 0;
-  TASKWAL_ASSIGN_OR_RETURN(
-      wal::RecoveryResult log,
-      wal::RecoverLog(
-          env, dir, state->last_applied_lsn(), options.salvage,
-          options.read_only,
-          [&](uint64_t lsn, absl::string_view payload) -> absl::Status {
-            if (record == nullptr || ++arena_records == kArenaRecords ||
-                (arena_bytes += payload.size()) > kArenaBytes) {
-              record = nullptr;
-              arena.Reset();
-              record =
-                  google::protobuf::Arena::CreateMessage<Transition>(&arena);
-              arena_records = 0;
-              arena_bytes = payload.size();
-            }
-            if (!record->ParseFromArray(payload.data(),
-                                        static_cast<int>(payload.size()))) {
-              return absl::DataLossError(absl::StrCat(
-                  "log record at LSN ", lsn,
-                  " has a valid checksum but is not a transition"));
-            }
-            absl::Status s = state->Apply(*record, lsn);
-            if (!s.ok()) {
-              return absl::DataLossError(absl::StrCat(
-                  "log record at LSN ", lsn, " does not replay: ",
-                  s.message()));
-            }
-            return absl::OkStatus();
-          }));
+  // The state is the applier's until Drain returns.
+  const uint64_t after_lsn = state->last_applied_lsn();
+  ReplayPipeline replay(state);
+  absl::StatusOr<wal::RecoveryResult> recovered = wal::RecoverLog(
+      env, dir, after_lsn, options.salvage, options.read_only,
+      [&](uint64_t lsn, absl::string_view payload) {
+        return replay.Add(lsn, payload);
+      },
+      [&] { return replay.Drain(); });
+  // A record that failed to apply comes before whatever stopped the reader.
+  TASKWAL_RETURN_IF_ERROR(replay.Drain());
+  TASKWAL_RETURN_IF_ERROR(recovered.status());
+  wal::RecoveryResult& log = *recovered;
 
   // A read-only open changes nothing: damaged snapshots stay where they are.
   if (!options.read_only) {

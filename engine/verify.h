@@ -61,7 +61,9 @@ struct Problem {
   bool valid_records_follow = false;
   // Open repairs it by itself without losing anything acknowledged
   // (kTornTail, kTornHeader). Everything else makes Open fail with
-  // kDataLoss, or is a damaged snapshot that Open sets aside.
+  // kDataLoss, or is a damaged snapshot that Open sets aside, or lies in a
+  // segment the newest snapshot covers whole, which Open does not read
+  // (it matters only if Open has to fall back to an older snapshot).
   bool repaired_by_open = false;
   // What is wrong, for a person; does not repeat file and offset.
   std::string message;

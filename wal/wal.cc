@@ -82,6 +82,15 @@ absl::StatusOr<RecoveryResult> RecoverLog(
     Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
     bool read_only,
     absl::FunctionRef<absl::Status(uint64_t, absl::string_view)> apply) {
+  return RecoverLog(env, dir, after_lsn, salvage, read_only, apply,
+                    [] { return absl::OkStatus(); });
+}
+
+absl::StatusOr<RecoveryResult> RecoverLog(
+    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
+    bool read_only,
+    absl::FunctionRef<absl::Status(uint64_t, absl::string_view)> apply,
+    absl::FunctionRef<absl::Status()> before_change) {
   if (salvage && read_only) {
     return absl::InvalidArgumentError("salvage needs a writable directory");
   }
@@ -136,6 +145,7 @@ absl::StatusOr<RecoveryResult> RecoverLog(
     auto stop = [&](absl::Status damage,
                     uint64_t keep) -> absl::StatusOr<bool> {
       if (!salvage) return damage;
+      TASKWAL_RETURN_IF_ERROR(before_change());
       if (keep >= kFileHeaderSize) {
         TASKWAL_RETURN_IF_ERROR(env->TruncateFile(path, keep));
         result.truncated_bytes += contents.size() - keep;
@@ -157,6 +167,7 @@ absl::StatusOr<RecoveryResult> RecoverLog(
     if (!header.ok()) {
       if (last && IsTornHeader(contents)) {
         if (!read_only) {
+          TASKWAL_RETURN_IF_ERROR(before_change());
           TASKWAL_RETURN_IF_ERROR(env->RemoveFile(path));
           TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
         }
@@ -205,6 +216,7 @@ absl::StatusOr<RecoveryResult> RecoverLog(
           // acknowledged is lost by cutting it off.
           const uint64_t torn = contents.size() - reader.valid_end();
           if (!read_only) {
+            TASKWAL_RETURN_IF_ERROR(before_change());
             TASKWAL_RETURN_IF_ERROR(
                 env->TruncateFile(path, reader.valid_end()));
           }

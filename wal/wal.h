@@ -71,6 +71,19 @@ bool ParseSegmentFileName(absl::string_view name, uint64_t* first_lsn);
 //
 // With read_only, nothing is changed: a torn tail or torn header is skipped
 // (and noted) instead of being cut or removed, and salvage must be false.
+//
+// before_change runs before recovery changes a file (cuts a torn tail,
+// removes a torn header, salvages) once records have gone to apply; an
+// error from it is returned as is and nothing is changed. It lets a caller
+// that applies records asynchronously finish them first, so that a record
+// that fails to apply stops recovery before any file is touched.
+absl::StatusOr<RecoveryResult> RecoverLog(
+    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
+    bool read_only,
+    absl::FunctionRef<absl::Status(uint64_t lsn, absl::string_view payload)>
+        apply,
+    absl::FunctionRef<absl::Status()> before_change);
+// As above, for an apply that is done when it returns.
 absl::StatusOr<RecoveryResult> RecoverLog(
     Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
     bool read_only,
@@ -123,12 +136,13 @@ class Wal {
   // Writes and fdatasyncs everything staged, whatever the mode.
   absl::Status SyncAll() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Ends the active segment before the next record is written: the next
-  // flush syncs and closes it, then starts a new segment before writing.
-  // So the records staged before this call, and no later ones, can end up
-  // in segments of their own, which a snapshot taken at this point covers
-  // whole (and which recovery after that snapshot need not read). No-op
-  // for an active segment with no record.
+  // Ends the active segment before anything more is written to it: the
+  // next flush syncs and closes it, then starts a new segment and writes
+  // its whole batch there. So every record written before this call lies
+  // in segments that a snapshot taken at this point covers whole (and that
+  // recovery from it does not read); records still staged at the call go
+  // to the new segment with later ones. No-op for an active segment with
+  // no record.
   void RequestRotation() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes segments whose records all have LSN <= lsn (never the segment
