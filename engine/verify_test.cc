@@ -436,6 +436,36 @@ TEST_F(VerifyTest, TransitionThatDoesNotApplyIsReported) {
             absl::StatusCode::kDataLoss);
 }
 
+// Replay applies records on a second thread while the log is still being
+// read: a record that does not apply, followed by a torn tail, must still
+// stop Open before the tail is cut (Open changes nothing when it fails).
+TEST_F(VerifyTest, RecordThatDoesNotApplyBeforeATornTailChangesNothing) {
+  Populate("a", 10);
+  const std::string victim = Segments().back();
+  ParsedFile parsed = Parse(victim, wal::kSegmentMagic);
+  ASSERT_FALSE(parsed.records.empty());
+  Transition bogus;
+  bogus.set_time_micros(1);
+  bogus.mutable_complete()->set_task_id(999999);  // No such task.
+  StoredRecord extra = parsed.records.back();
+  extra.lsn += 1;
+  extra.payload = bogus.SerializeAsString();
+  parsed.records.push_back(extra);
+  Write(victim, wal::kSegmentMagic, parsed);
+  // Half of one more record: a torn final write, which Open would cut.
+  std::string torn;
+  wal::AppendRecord(wal::RecordType::kTransition, extra.lsn + 1,
+                    extra.payload, &torn);
+  Overwrite(victim, Contents(victim) + torn.substr(0, torn.size() / 2));
+
+  const std::map<std::string, std::string> before = AllFiles();
+  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(Options());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(opened.status().message()),
+              ::testing::HasSubstr("does not replay"));
+  EXPECT_EQ(AllFiles(), before) << "a failed Open changed the directory";
+}
+
 TEST_F(VerifyTest, FlippedByteInSnapshotIsSnapshotDamage) {
   Populate("a", 20);
   Populate("b", 5, /*snapshot_first=*/true);
