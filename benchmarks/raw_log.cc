@@ -1,12 +1,9 @@
 #include "benchmarks/raw_log.h"
 
 #include <fcntl.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <climits>
 #include <thread>
 #include <vector>
 
@@ -17,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "wal/futex.h"
 
 namespace taskwal::bench {
 namespace {
@@ -85,14 +83,8 @@ absl::StatusOr<RawLogResult> RunRawLog(const RawLogOptions& options) {
 
 namespace {
 
-void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE,
-          expected, nullptr, nullptr, 0);
-}
-void FutexWakeAll(std::atomic<uint32_t>* word) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
-          INT_MAX, nullptr, nullptr, 0);
-}
+using ::taskwal::wal::FutexWait;
+using ::taskwal::wal::FutexWakeAll;
 
 class BlockingClients {
  public:

@@ -147,6 +147,23 @@ class VerifyTest : public ::testing::Test {
     Overwrite(name, c);
   }
 
+  // Appends to segment `name` a valid transition for a task that does not
+  // exist (it passes its checksum and parses, but does not apply); returns
+  // it.
+  StoredRecord AppendRecordThatDoesNotApply(const std::string& name) {
+    ParsedFile parsed = Parse(name, wal::kSegmentMagic);
+    EXPECT_FALSE(parsed.records.empty());
+    Transition bogus;
+    bogus.set_time_micros(1);
+    bogus.mutable_complete()->set_task_id(999999);  // No such task.
+    StoredRecord extra = parsed.records.back();
+    extra.lsn += 1;
+    extra.payload = bogus.SerializeAsString();
+    parsed.records.push_back(extra);
+    Write(name, wal::kSegmentMagic, parsed);
+    return extra;
+  }
+
   std::map<std::string, std::string> AllFiles() {
     std::map<std::string, std::string> files;
     const std::vector<std::string> children = *env_.GetChildren(kDir);
@@ -416,16 +433,7 @@ TEST_F(VerifyTest, ValidChecksumThatIsNotATransitionIsReported) {
 TEST_F(VerifyTest, TransitionThatDoesNotApplyIsReported) {
   Populate("a", 10);
   const std::string victim = Segments().back();
-  ParsedFile parsed = Parse(victim, wal::kSegmentMagic);
-  ASSERT_FALSE(parsed.records.empty());
-  Transition bogus;
-  bogus.set_time_micros(1);
-  bogus.mutable_complete()->set_task_id(999999);  // No such task.
-  StoredRecord extra = parsed.records.back();
-  extra.lsn += 1;
-  extra.payload = bogus.SerializeAsString();
-  parsed.records.push_back(extra);
-  Write(victim, wal::kSegmentMagic, parsed);
+  AppendRecordThatDoesNotApply(victim);
   const ParsedFile rewritten = Parse(victim, wal::kSegmentMagic);
 
   const std::vector<Problem> problems = Verify();
@@ -442,16 +450,7 @@ TEST_F(VerifyTest, TransitionThatDoesNotApplyIsReported) {
 TEST_F(VerifyTest, RecordThatDoesNotApplyBeforeATornTailChangesNothing) {
   Populate("a", 10);
   const std::string victim = Segments().back();
-  ParsedFile parsed = Parse(victim, wal::kSegmentMagic);
-  ASSERT_FALSE(parsed.records.empty());
-  Transition bogus;
-  bogus.set_time_micros(1);
-  bogus.mutable_complete()->set_task_id(999999);  // No such task.
-  StoredRecord extra = parsed.records.back();
-  extra.lsn += 1;
-  extra.payload = bogus.SerializeAsString();
-  parsed.records.push_back(extra);
-  Write(victim, wal::kSegmentMagic, parsed);
+  const StoredRecord extra = AppendRecordThatDoesNotApply(victim);
   // Half of one more record: a torn final write, which Open would cut.
   std::string torn;
   wal::AppendRecord(wal::RecordType::kTransition, extra.lsn + 1,

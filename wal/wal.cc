@@ -1,17 +1,10 @@
 #include "wal/wal.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstdio>
 #include <system_error>
 #include <thread>
 #include <utility>
-
-#if defined(__linux__)
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -20,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "wal/format.h"
+#include "wal/futex.h"
 #include "wal/log_reader.h"
 #include "wal/log_writer.h"
 #include "wal/status_macros.h"
@@ -35,24 +29,6 @@ constexpr absl::string_view kTempSuffix = ".tmp";
 std::string JoinPath(const std::string& dir, absl::string_view name) {
   return absl::StrCat(dir, "/", name);
 }
-
-#if defined(__linux__)
-// Sleeps while *word == expected (or until a wake-up, maybe spurious).
-void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE,
-          expected, nullptr, nullptr, 0);
-}
-// Wakes every thread sleeping on *word.
-void FutexWakeAll(std::atomic<uint32_t>* word) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
-          INT_MAX, nullptr, nullptr, 0);
-}
-#else
-void FutexWait(std::atomic<uint32_t>*, uint32_t) { std::this_thread::yield(); }
-void FutexWakeAll(std::atomic<uint32_t>*) {}
-#endif
-static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t),
-              "a futex word is 32 bits");
 
 // A segment whose header never fully reached the disk: the process died
 // while creating it, before any record could be written to it.
