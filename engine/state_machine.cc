@@ -316,11 +316,13 @@ absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
 absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
   TaskStatus status = TASK_STATUS_UNSPECIFIED;
   int64_t finished = 0;
-  std::string key;
+  // The key's bytes live in the entry, which only this writer can free (in
+  // Erase below), so a view of them stays valid past the shard lock.
+  absl::string_view key;
   if (!table_.Read(r.task_id(), [&](const TaskEntry& e) {
         status = e.state.status;
         finished = e.state.finished_micros;
-        key = std::string(e.idempotency_key());
+        key = e.idempotency_key();
       })) {
     return Mismatch("delete", r.task_id(), "no such task");
   }
