@@ -5,15 +5,41 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <stdexcept>
 #include <utility>
 
 namespace taskwal::engine {
 
+// The dense encoding of one entry:
+//
+//   flags   1 byte: the event in the low 4 bits (15: see below), then
+//           kWorkerFollows, kSameWorker, kErrorFollows
+//   status  1 byte: from in the low 4 bits, to in the high 4 bits
+//           -- or, when the event bits are 15 (an event above 14 or a
+//           status above 15, which only a crafted snapshot holds): event,
+//           from and to as three varints of their uint32 bits
+//   time    varint: zigzag of the difference from the previous entry's
+//           time (the first entry's: from the owner's base time), with
+//           two's complement wrapping
+//   attempt varint
+//   worker  varint length, bytes; only with kWorkerFollows. kSameWorker
+//           means the worker of the previous entry; neither means none.
+//   error   varint length, bytes; only with kErrorFollows.
+//
+// Dropping old entries re-encodes the ones kept, so that the first one
+// depends on nothing before it. A submission at the task's creation time
+// takes 4 bytes (flags, statuses, delta 0, attempt 0), and fits inline.
+
 namespace {
 
-// Protobuf wire format: a field's key is (number << 3) | wire type.
-constexpr uint8_t kVarint = 0;
-constexpr uint8_t kLengthDelimited = 2;
+constexpr uint8_t kEventBits = 0x0f;
+constexpr uint8_t kEscape = 0x0f;
+constexpr uint8_t kWorkerFollows = 0x10;
+constexpr uint8_t kSameWorker = 0x20;
+constexpr uint8_t kErrorFollows = 0x40;
+
+// The most a block holds, header included, so that its counts fit 32 bits.
+constexpr size_t kMaxBlockBytes = std::numeric_limits<uint32_t>::max();
 
 size_t VarintSize(uint64_t v) {
   size_t n = 1;
@@ -33,8 +59,69 @@ char* PutVarint(uint64_t v, char* dst) {
   return dst;
 }
 
-// proto3 omits fields at their default value; field numbers are < 16, so
-// each key is one byte.
+// Reads a varint from the front of *src; false if it ends first or runs
+// past 10 bytes.
+bool GetVarint(absl::string_view* src, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; shift < 64 && !src->empty(); shift += 7) {
+    const uint8_t byte = static_cast<uint8_t>(src->front());
+    src->remove_prefix(1);
+    *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+bool GetBytes(absl::string_view* src, absl::string_view* out) {
+  uint64_t n = 0;
+  if (!GetVarint(src, &n) || n > src->size()) return false;
+  *out = src->substr(0, n);
+  src->remove_prefix(n);
+  return true;
+}
+
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+int64_t UnZigZag(uint64_t u) {
+  return static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
+}
+uint64_t TimeDelta(int64_t time, int64_t prev) {
+  return ZigZag(static_cast<int64_t>(static_cast<uint64_t>(time) -
+                                     static_cast<uint64_t>(prev)));
+}
+
+uint32_t Bits(int32_t v) { return static_cast<uint32_t>(v); }
+bool FitsNibble(int32_t v) { return v >= 0 && v < 16; }
+bool Compact(const HistoryEvent& e) {
+  return e.event >= 0 && e.event < kEscape && FitsNibble(e.from) &&
+         FitsNibble(e.to);
+}
+bool SameWorker(const HistoryEvent& e, absl::string_view prev_worker) {
+  return !e.worker_id.empty() && e.worker_id == prev_worker;
+}
+
+// Block sizes follow glibc's malloc, whose chunks of 32, 48, 64... bytes
+// hold 24, 40, 56... usable bytes: asking for more than that wastes nothing
+// and saves a reallocation later.
+size_t BlockSize(size_t used) {
+  return used <= 24 ? 24 : 24 + (used - 24 + 15) / 16 * 16;
+}
+
+char* Allocate(size_t used) {
+  char* block = static_cast<char*>(std::malloc(BlockSize(used)));
+  if (block == nullptr) throw std::bad_alloc();
+  return block;
+}
+
+// Protobuf wire format: a field's key is (number << 3) | wire type; proto3
+// omits fields at their default value; our field numbers are < 16, so each
+// key is one byte.
+constexpr uint8_t kVarint = 0;
+constexpr uint8_t kFixed64 = 1;
+constexpr uint8_t kLengthDelimited = 2;
+constexpr uint8_t kFixed32 = 5;
+
 size_t VarintFieldSize(uint64_t v) { return v == 0 ? 0 : 1 + VarintSize(v); }
 size_t BytesFieldSize(absl::string_view s) {
   return s.empty() ? 0 : 1 + VarintSize(s.size()) + s.size();
@@ -51,96 +138,368 @@ char* PutBytesField(int number, absl::string_view s, char* dst) {
   std::memcpy(dst, s.data(), s.size());
   return dst + s.size();
 }
-
-// Block sizes follow glibc's malloc, whose chunks of 32, 48, 64... bytes
-// hold 24, 40, 56... usable bytes: asking for more than that wastes nothing
-// and saves a reallocation later.
-size_t BlockSize(size_t used) {
-  return used <= 24 ? 24 : 24 + (used - 24 + 15) / 16 * 16;
+// int32 and enum fields are varints of their sign-extended value.
+uint64_t Int32Field(int32_t v) {
+  return static_cast<uint64_t>(static_cast<int64_t>(v));
 }
-
-// The most a log holds, header included, so that its counts fit 32 bits.
-constexpr size_t kMaxBlockBytes = std::numeric_limits<uint32_t>::max();
 
 }  // namespace
 
-HistoryLog::HistoryLog(const HistoryLog& other) {
-  if (other.block_ == nullptr) return;
-  const size_t used = sizeof(Header) + other.header().bytes;
-  block_ = static_cast<char*>(std::malloc(BlockSize(used)));
-  if (block_ == nullptr) throw std::bad_alloc();
-  std::memcpy(block_, other.block_, used);
+HistoryLog::HistoryLog(const HistoryLog& other) : word_(other.word_) {
+  if (other.allocated()) {
+    char* block = Allocate(other.used());
+    std::memcpy(block, other.block(), other.used());
+    SetBlock(block);
+  }
 }
 
 HistoryLog& HistoryLog::operator=(HistoryLog&& other) noexcept {
   if (this != &other) {
-    std::free(block_);
-    block_ = std::exchange(other.block_, nullptr);
+    Reset();
+    word_ = std::exchange(other.word_, 0);
   }
   return *this;
 }
 
-HistoryLog::~HistoryLog() { std::free(block_); }
+HistoryLog::~HistoryLog() { Reset(); }
 
-bool HistoryLog::GetVarint(absl::string_view src, size_t* pos, uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift < 64 && *pos < src.size(); shift += 7) {
-    const uint8_t byte = static_cast<uint8_t>(src[(*pos)++]);
-    *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) return true;
-  }
-  return false;
+void HistoryLog::Reset() {
+  if (allocated()) std::free(block());
+  word_ = 0;
 }
 
-char* HistoryLog::AppendSpace(size_t size, size_t max_entries) {
-  if (max_entries == 0 || size > kMaxBlockBytes - sizeof(Header)) {
-    return nullptr;
+absl::string_view HistoryLog::entries(char (&scratch)[kInlineBytes]) const {
+  if (allocated()) {
+    return absl::string_view(block() + sizeof(Header) + header().extra_bytes,
+                             header().entry_bytes);
   }
-  size_t old_used = 0;
-  if (block_ != nullptr) {
-    if (header().count >= max_entries) {
-      DropOldest(header().count - max_entries + 1);
-    }
-    while (header().count > 0 &&
-           sizeof(Header) + header().bytes + size > kMaxBlockBytes) {
-      DropOldest(1);
-    }
-    old_used = sizeof(Header) + header().bytes;
+  const size_t n = (word_ & 0xff) >> 1;  // 0 when empty.
+  for (size_t i = 0; i < n; ++i) {
+    scratch[i] = static_cast<char>(word_ >> (8 * (i + 1)));
   }
-  const size_t new_used =
-      (block_ == nullptr ? sizeof(Header) : old_used) + size;
-  if (block_ == nullptr || BlockSize(new_used) > BlockSize(old_used)) {
-    // The block always holds at least BlockSize(used) bytes: it only
-    // shrinks in use (DropOldest), never in size.
-    char* grown =
-        static_cast<char*>(std::realloc(block_, BlockSize(new_used)));
-    if (grown == nullptr) throw std::bad_alloc();
-    if (block_ == nullptr) {
-      *reinterpret_cast<Header*>(grown) = Header{0, 0};
-    }
-    block_ = grown;
+  return absl::string_view(scratch, n);
+}
+
+size_t HistoryLog::entry_bytes() const {
+  if (allocated()) return header().entry_bytes;
+  return (word_ & 0xff) >> 1;
+}
+
+void HistoryLog::MoveToBlock() {
+  if (allocated()) return;
+  char scratch[kInlineBytes];
+  const absl::string_view inline_entries = entries(scratch);
+  char* block = Allocate(sizeof(Header) + inline_entries.size());
+  *reinterpret_cast<Header*>(block) =
+      Header{0, static_cast<uint32_t>(inline_entries.size())};
+  if (!inline_entries.empty()) {
+    std::memcpy(block + sizeof(Header), inline_entries.data(),
+                inline_entries.size());
   }
-  Header& h = header();
-  char* dst = block_ + sizeof(Header) + h.bytes;
-  h.bytes += static_cast<uint32_t>(size);
-  ++h.count;
+  SetBlock(block);
+}
+
+bool HistoryLog::Reader::Next(HistoryEvent* e) {
+  if (rest_.empty()) return false;
+  const uint8_t flags = static_cast<uint8_t>(rest_.front());
+  rest_.remove_prefix(1);
+  uint64_t v[3];
+  bool ok = true;
+  if ((flags & kEventBits) == kEscape) {
+    for (uint64_t& x : v) ok = ok && GetVarint(&rest_, &x);
+  } else if (!rest_.empty()) {
+    const uint8_t statuses = static_cast<uint8_t>(rest_.front());
+    rest_.remove_prefix(1);
+    v[0] = flags & kEventBits;
+    v[1] = statuses & 0x0f;
+    v[2] = statuses >> 4;
+  } else {
+    ok = false;
+  }
+  uint64_t delta = 0;
+  uint64_t attempt = 0;
+  ok = ok && GetVarint(&rest_, &delta) && GetVarint(&rest_, &attempt);
+  absl::string_view worker;
+  if (flags & kWorkerFollows) {
+    ok = ok && GetBytes(&rest_, &worker);
+  } else if (flags & kSameWorker) {
+    worker = prev_worker_;
+  }
+  absl::string_view error;
+  if (flags & kErrorFollows) ok = ok && GetBytes(&rest_, &error);
+  if (!ok) {
+    rest_ = absl::string_view();
+    return false;
+  }
+  e->event = static_cast<HistoryEntry::Event>(static_cast<int32_t>(v[0]));
+  e->from = static_cast<TaskStatus>(static_cast<int32_t>(v[1]));
+  e->to = static_cast<TaskStatus>(static_cast<int32_t>(v[2]));
+  e->time_micros = static_cast<int64_t>(static_cast<uint64_t>(prev_time_) +
+                                        static_cast<uint64_t>(UnZigZag(delta)));
+  e->attempt = static_cast<uint32_t>(attempt);
+  e->worker_id = worker;
+  e->error = error;
+  prev_time_ = e->time_micros;
+  prev_worker_ = worker;
+  return true;
+}
+
+size_t HistoryLog::EncodedSize(const HistoryEvent& e, int64_t prev_time,
+                               absl::string_view prev_worker) {
+  size_t n = 1;
+  n += Compact(e) ? 1
+                  : VarintSize(Bits(e.event)) + VarintSize(Bits(e.from)) +
+                        VarintSize(Bits(e.to));
+  n += VarintSize(TimeDelta(e.time_micros, prev_time));
+  n += VarintSize(e.attempt);
+  if (!e.worker_id.empty() && !SameWorker(e, prev_worker)) {
+    n += VarintSize(e.worker_id.size()) + e.worker_id.size();
+  }
+  if (!e.error.empty()) n += VarintSize(e.error.size()) + e.error.size();
+  return n;
+}
+
+char* HistoryLog::Encode(const HistoryEvent& e, int64_t prev_time,
+                         absl::string_view prev_worker, char* dst) {
+  const bool compact = Compact(e);
+  const bool same = SameWorker(e, prev_worker);
+  uint8_t flags = compact ? static_cast<uint8_t>(e.event) : kEscape;
+  if (same) {
+    flags |= kSameWorker;
+  } else if (!e.worker_id.empty()) {
+    flags |= kWorkerFollows;
+  }
+  if (!e.error.empty()) flags |= kErrorFollows;
+  *dst++ = static_cast<char>(flags);
+  if (compact) {
+    *dst++ = static_cast<char>(e.from | (e.to << 4));
+  } else {
+    dst = PutVarint(Bits(e.event), dst);
+    dst = PutVarint(Bits(e.from), dst);
+    dst = PutVarint(Bits(e.to), dst);
+  }
+  dst = PutVarint(TimeDelta(e.time_micros, prev_time), dst);
+  dst = PutVarint(e.attempt, dst);
+  for (absl::string_view s :
+       {same ? absl::string_view() : e.worker_id, e.error}) {
+    if (s.empty()) continue;
+    dst = PutVarint(s.size(), dst);
+    std::memcpy(dst, s.data(), s.size());
+    dst += s.size();
+  }
   return dst;
 }
 
-void HistoryLog::Append(const HistoryEvent& e, size_t max_entries) {
-  // Field numbers and order as in HistoryEntry (api/task.proto); int64 and
-  // enums are varints of their two's complement.
+void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
+                        int64_t base_micros) {
+  char scratch[kInlineBytes];
+  const absl::string_view current = entries(scratch);
+  size_t count = 0;
+  int64_t last_time = base_micros;
+  absl::string_view last_worker;  // May point into scratch.
+  {
+    Reader reader(current, base_micros);
+    HistoryEvent cur;
+    while (reader.Next(&cur)) {
+      ++count;
+      last_time = cur.time_micros;
+      last_worker = cur.worker_id;
+    }
+  }
+  const size_t size = EncodedSize(e, last_time, last_worker);
+  if (count < max_entries && !allocated() &&
+      current.size() + size <= kInlineBytes) {
+    // Still fits in the pointer's bytes.
+    char bytes[kInlineBytes];
+    std::memcpy(bytes, current.data(), current.size());
+    Encode(e, last_time, last_worker, bytes + current.size());
+    const size_t n = current.size() + size;
+    uintptr_t word = (n << 1) | kInlineTag;
+    for (size_t i = 0; i < n; ++i) {
+      word |= static_cast<uintptr_t>(static_cast<uint8_t>(bytes[i]))
+              << (8 * (i + 1));
+    }
+    word_ = word;
+    return;
+  }
+  MoveToBlock();  // Event strings never point into inline entries.
+  const size_t old_used = used();
+  if (count < max_entries && size <= kMaxBlockBytes - old_used) {
+    // The common case: add at the end, growing the block if needed. The
+    // old block is freed only after the encoding, which may read from it.
+    const size_t new_used = old_used + size;
+    char* grown = block();
+    if (BlockSize(new_used) > BlockSize(old_used)) {
+      grown = Allocate(new_used);
+      std::memcpy(grown, block(), old_used);
+    }
+    Encode(e, last_time, last_worker, grown + old_used);
+    reinterpret_cast<Header*>(grown)->entry_bytes +=
+        static_cast<uint32_t>(size);
+    if (grown != block()) {
+      std::free(block());
+      SetBlock(grown);
+    }
+    return;
+  }
+  // Old entries go: re-encode the ones kept.
+  std::vector<HistoryEvent> all;
+  ForEach(base_micros, [&](const HistoryEvent& h) { all.push_back(h); });
+  if (max_entries == 0) {
+    Rebuild({}, nullptr, base_micros);
+    return;
+  }
+  const size_t extra_bytes = extra().size();
+  size_t first = all.size() >= max_entries ? all.size() - max_entries + 1 : 0;
+  while (first < all.size() &&
+         BlockBytes(extra_bytes, all, first, &e, base_micros) >
+             kMaxBlockBytes) {
+    ++first;
+  }
+  if (BlockBytes(extra_bytes, all, first, &e, base_micros) > kMaxBlockBytes) {
+    return;  // Does not fit even alone: the log stays as it was.
+  }
+  Rebuild(std::vector<HistoryEvent>(all.begin() + first, all.end()), &e,
+          base_micros);
+}
+
+size_t HistoryLog::BlockBytes(size_t extra_bytes,
+                              const std::vector<HistoryEvent>& events,
+                              size_t first, const HistoryEvent* add,
+                              int64_t base_micros) {
+  size_t n = sizeof(Header) + extra_bytes;
+  int64_t prev_time = base_micros;
+  absl::string_view prev_worker;
+  for (size_t i = first; i < events.size(); ++i) {
+    n += EncodedSize(events[i], prev_time, prev_worker);
+    prev_time = events[i].time_micros;
+    prev_worker = events[i].worker_id;
+  }
+  if (add != nullptr) n += EncodedSize(*add, prev_time, prev_worker);
+  return n;
+}
+
+bool HistoryLog::AppendSerialized(absl::string_view entry, size_t max_entries,
+                                  int64_t base_micros) {
+  HistoryEvent e;
+  if (!ParseWireFormat(entry, &e)) return false;
+  Append(e, max_entries, base_micros);
+  return true;
+}
+
+void HistoryLog::Rebuild(const std::vector<HistoryEvent>& keep,
+                         const HistoryEvent* add, int64_t base_micros) {
+  const absl::string_view old_extra = extra();
+  if (old_extra.empty() && keep.empty() && add == nullptr) {
+    Reset();
+    return;
+  }
+  const size_t n = BlockBytes(old_extra.size(), keep, 0, add, base_micros);
+  char* fresh = Allocate(n);
+  *reinterpret_cast<Header*>(fresh) =
+      Header{static_cast<uint32_t>(old_extra.size()),
+             static_cast<uint32_t>(n - sizeof(Header) - old_extra.size())};
+  char* dst = fresh + sizeof(Header);
+  if (!old_extra.empty()) std::memcpy(dst, old_extra.data(), old_extra.size());
+  dst += old_extra.size();
+  int64_t prev_time = base_micros;
+  absl::string_view prev_worker;
+  for (const HistoryEvent& h : keep) {
+    dst = Encode(h, prev_time, prev_worker, dst);
+    prev_time = h.time_micros;
+    prev_worker = h.worker_id;
+  }
+  if (add != nullptr) Encode(*add, prev_time, prev_worker, dst);
+  Reset();  // Only now: the events may point into the old block.
+  SetBlock(fresh);
+}
+
+void HistoryLog::SetExtra(std::initializer_list<absl::string_view> parts,
+                          int64_t base_micros) {
+  size_t extra_bytes = 0;
+  for (absl::string_view p : parts) extra_bytes += p.size();
+  if (extra_bytes == 0 && extra().empty()) return;
+  if (extra_bytes > kMaxBlockBytes - sizeof(Header)) {
+    // Strings come from records of at most 64 MiB each.
+    throw std::length_error("history log extra bytes over 4 GiB");
+  }
+  MoveToBlock();
+  const absl::string_view old_entries(
+      block() + sizeof(Header) + header().extra_bytes, header().entry_bytes);
+  if (extra_bytes == 0 && old_entries.empty()) {
+    Reset();
+    return;
+  }
+  if (sizeof(Header) + extra_bytes + old_entries.size() > kMaxBlockBytes) {
+    // Only possible with huge histories: keep the newest entries that fit.
+    std::vector<HistoryEvent> all;
+    ForEach(base_micros, [&](const HistoryEvent& h) { all.push_back(h); });
+    size_t first = 0;
+    while (first < all.size() &&
+           BlockBytes(extra_bytes, all, first, nullptr, base_micros) >
+               kMaxBlockBytes) {
+      ++first;
+    }
+    HistoryLog kept;
+    kept.Rebuild(std::vector<HistoryEvent>(all.begin() + first, all.end()),
+                 nullptr, base_micros);
+    // `parts` may point into this block: build the new one from `kept`.
+    kept.SetExtra(parts, base_micros);
+    *this = std::move(kept);
+    return;
+  }
+  // A new block: the parts may point into the old one.
+  const size_t n = sizeof(Header) + extra_bytes + old_entries.size();
+  char* fresh = Allocate(n);
+  *reinterpret_cast<Header*>(fresh) =
+      Header{static_cast<uint32_t>(extra_bytes),
+             static_cast<uint32_t>(old_entries.size())};
+  char* dst = fresh + sizeof(Header);
+  for (absl::string_view p : parts) {
+    if (!p.empty()) std::memcpy(dst, p.data(), p.size());
+    dst += p.size();
+  }
+  if (!old_entries.empty()) {
+    std::memcpy(dst, old_entries.data(), old_entries.size());
+  }
+  Reset();
+  SetBlock(fresh);
+}
+
+size_t HistoryLog::size() const {
+  size_t n = 0;
+  ForEach(0, [&](const HistoryEvent&) { ++n; });
+  return n;
+}
+
+std::vector<HistoryEntry> HistoryLog::Entries(int64_t base_micros) const {
+  std::vector<HistoryEntry> out;
+  ForEach(base_micros, [&](const HistoryEvent& e) {
+    HistoryEntry& h = out.emplace_back();
+    h.set_time_micros(e.time_micros);
+    h.set_event(e.event);
+    h.set_from(e.from);
+    h.set_to(e.to);
+    h.set_worker_id(e.worker_id.data(), e.worker_id.size());
+    h.set_attempt(e.attempt);
+    h.set_error(e.error.data(), e.error.size());
+  });
+  return out;
+}
+
+void HistoryLog::AppendWireFormat(const HistoryEvent& e, std::string* out) {
+  // Field numbers and order as in HistoryEntry (api/task.proto).
   const uint64_t time = static_cast<uint64_t>(e.time_micros);
-  const uint64_t event = static_cast<uint64_t>(static_cast<int64_t>(e.event));
-  const uint64_t from = static_cast<uint64_t>(static_cast<int64_t>(e.from));
-  const uint64_t to = static_cast<uint64_t>(static_cast<int64_t>(e.to));
+  const uint64_t event = Int32Field(e.event);
+  const uint64_t from = Int32Field(e.from);
+  const uint64_t to = Int32Field(e.to);
   const size_t size = VarintFieldSize(time) + VarintFieldSize(event) +
                       VarintFieldSize(from) + VarintFieldSize(to) +
                       BytesFieldSize(e.worker_id) +
                       VarintFieldSize(e.attempt) + BytesFieldSize(e.error);
-  char* dst = AppendSpace(VarintSize(size) + size, max_entries);
-  if (dst == nullptr) return;
-  dst = PutVarint(size, dst);
+  const size_t start = out->size();
+  out->resize(start + size);
+  char* dst = &(*out)[start];
   dst = PutVarintField(1, time, dst);
   dst = PutVarintField(2, event, dst);
   dst = PutVarintField(3, from, dst);
@@ -150,39 +509,58 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries) {
   PutBytesField(7, e.error, dst);
 }
 
-void HistoryLog::AppendSerialized(absl::string_view entry,
-                                  size_t max_entries) {
-  char* dst =
-      AppendSpace(VarintSize(entry.size()) + entry.size(), max_entries);
-  if (dst == nullptr) return;
-  dst = PutVarint(entry.size(), dst);
-  if (!entry.empty()) std::memcpy(dst, entry.data(), entry.size());
-}
-
-std::vector<HistoryEntry> HistoryLog::Entries() const {
-  std::vector<HistoryEntry> entries;
-  entries.reserve(size());
-  ForEachSerialized([&](absl::string_view entry) {
-    entries.emplace_back();
-    entries.back().ParseFromArray(entry.data(), static_cast<int>(entry.size()));
-  });
-  return entries;
-}
-
-void HistoryLog::DropOldest(size_t n) {
-  const absl::string_view all = bytes();
-  size_t pos = 0;
-  uint64_t size = 0;
-  for (size_t i = 0; i < n && pos < all.size(); ++i) {
-    if (!GetVarint(all, &pos, &size)) break;
-    pos += size;
+bool HistoryLog::ParseWireFormat(absl::string_view bytes, HistoryEvent* e) {
+  *e = HistoryEvent();
+  while (!bytes.empty()) {
+    uint64_t key = 0;
+    if (!GetVarint(&bytes, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff) {
+      return false;
+    }
+    const uint64_t number = key >> 3;
+    uint64_t v = 0;
+    absl::string_view s;
+    switch (key & 7) {
+      case kVarint:
+        if (!GetVarint(&bytes, &v)) return false;
+        // As protobuf does: int32 and enum fields take the low 32 bits.
+        switch (number) {
+          case 1:
+            e->time_micros = static_cast<int64_t>(v);
+            break;
+          case 2:
+            e->event = static_cast<HistoryEntry::Event>(static_cast<int32_t>(v));
+            break;
+          case 3:
+            e->from = static_cast<TaskStatus>(static_cast<int32_t>(v));
+            break;
+          case 4:
+            e->to = static_cast<TaskStatus>(static_cast<int32_t>(v));
+            break;
+          case 6:
+            e->attempt = static_cast<uint32_t>(v);
+            break;
+          default:
+            break;  // Unknown field, or a string field's wrong wire type.
+        }
+        break;
+      case kLengthDelimited:
+        if (!GetBytes(&bytes, &s)) return false;
+        if (number == 5) e->worker_id = s;
+        if (number == 7) e->error = s;
+        break;
+      case kFixed64:
+        if (bytes.size() < 8) return false;
+        bytes.remove_prefix(8);
+        break;
+      case kFixed32:
+        if (bytes.size() < 4) return false;
+        bytes.remove_prefix(4);
+        break;
+      default:
+        return false;  // Groups (deprecated, never in our messages), or junk.
+    }
   }
-  pos = std::min(pos, all.size());
-  Header& h = header();
-  std::memmove(block_ + sizeof(Header), block_ + sizeof(Header) + pos,
-               all.size() - pos);
-  h.bytes -= static_cast<uint32_t>(pos);
-  h.count = n >= h.count ? 0 : h.count - static_cast<uint32_t>(n);
+  return true;
 }
 
 }  // namespace taskwal::engine

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -23,81 +24,165 @@ struct HistoryEvent {
   absl::string_view error;
 };
 
-// A task's audit trail, kept compact because every live task carries one:
-// the entries in HistoryEntry's protobuf wire format, back to back, each
-// preceded by its length as a varint, in one heap block that starts with
-// the byte and entry counts. An empty log holds no block; the block grows
-// in steps of 16 bytes (the granularity of glibc's malloc), so a lifecycle's
-// few appends reallocate it only when they cross a step. Decoded only when
-// History() asks; a snapshot copies the encoded entries as they are. Not
-// thread-safe; guarded like the task it belongs to.
+// A task's audit trail, kept compact because every live task carries one.
+//
+// Entries are stored in a dense encoding (see history_log.cc): event and
+// statuses in one or two bytes, the time as a delta from the entry before
+// (the first one's from a base time the owner passes to every call: the
+// task's creation time), the worker id written once and referred to by the
+// entries that follow. A submit-claim-complete history takes about 25
+// bytes, a lone submission 4. Entries become HistoryEntry messages, or their
+// protobuf wire format (snapshots), only when asked.
+//
+// Up to 7 bytes of entries live inline, in the space of the block pointer:
+// a pending task's log allocates nothing. Beyond that, one heap block holds
+// a header (two uint32 byte counts), then a few bytes the owner keeps there
+// to save an allocation of its own (the "extra"; TaskEntry keeps its
+// transition strings in it), then the entries. Block sizes follow glibc's
+// malloc chunks, so a lifecycle's few appends rarely reallocate.
+//
+// Not thread-safe; guarded like the task it belongs to.
 class HistoryLog {
  public:
   HistoryLog() = default;
   HistoryLog(const HistoryLog& other);
   HistoryLog& operator=(const HistoryLog&) = delete;
-  HistoryLog(HistoryLog&& other) noexcept : block_(other.block_) {
-    other.block_ = nullptr;
+  HistoryLog(HistoryLog&& other) noexcept : word_(other.word_) {
+    other.word_ = 0;
   }
   HistoryLog& operator=(HistoryLog&& other) noexcept;
   ~HistoryLog();
 
-  // Appends the entry (encoded directly, exactly as HistoryEntry would
-  // serialize it); when that makes more than max_entries, drops the oldest.
-  // max_entries 0 keeps nothing. Entries are also dropped, oldest first, to
-  // keep the log under 2^32 - 1 bytes; an entry larger than that alone is
-  // not kept.
-  void Append(const HistoryEvent& e, size_t max_entries);
+  // Appends the entry; when that makes more than max_entries, drops the
+  // oldest. max_entries 0 keeps no entries. Entries are also dropped,
+  // oldest first, to keep the block under 2^32 - 1 bytes; an entry that does
+  // not fit alone is not kept. The event's strings may point into this
+  // log's extra. `base_micros` must be the same in every call on one log.
+  void Append(const HistoryEvent& e, size_t max_entries, int64_t base_micros);
 
-  // Appends an entry already in HistoryEntry's wire format (from a
-  // snapshot), as Append does.
-  void AppendSerialized(absl::string_view entry, size_t max_entries);
+  // Appends an entry given in HistoryEntry's protobuf wire format (from a
+  // snapshot), as Append does. Fields protobuf would skip (unknown numbers,
+  // unexpected wire types) are skipped; false, with the log unchanged, if
+  // the bytes are not a well-formed message.
+  bool AppendSerialized(absl::string_view entry, size_t max_entries,
+                        int64_t base_micros);
 
-  // The entries, oldest first. An entry that does not parse (only a
-  // crafted snapshot can hold one) comes back as far as it parsed.
-  std::vector<HistoryEntry> Entries() const;
+  // The entries, oldest first.
+  std::vector<HistoryEntry> Entries(int64_t base_micros) const;
 
-  // Calls fn(entry bytes) for each entry in wire format, oldest first.
+  // Calls fn(const HistoryEvent&) for each entry, oldest first. The event's
+  // strings are valid during the call only.
   template <typename Fn>
-  void ForEachSerialized(Fn fn) const {
-    const absl::string_view all = bytes();
-    size_t pos = 0;
-    uint64_t size = 0;
-    while (pos < all.size() && GetVarint(all, &pos, &size) &&
-           size <= all.size() - pos) {
-      fn(all.substr(pos, size));
-      pos += size;
-    }
+  void ForEach(int64_t base_micros, Fn fn) const {
+    char scratch[kInlineBytes];
+    Reader reader(entries(scratch), base_micros);
+    HistoryEvent e;
+    while (reader.Next(&e)) fn(static_cast<const HistoryEvent&>(e));
   }
 
-  size_t size() const { return block_ == nullptr ? 0 : header().count; }
+  // Calls fn(absl::string_view) with each entry in HistoryEntry's wire
+  // format (exactly what protobuf serializes), oldest first. The bytes are
+  // valid during the call only.
+  template <typename Fn>
+  void ForEachSerialized(int64_t base_micros, Fn fn) const {
+    std::string wire;
+    ForEach(base_micros, [&](const HistoryEvent& e) {
+      wire.clear();
+      AppendWireFormat(e, &wire);
+      fn(absl::string_view(wire));
+    });
+  }
+
+  // Number of entries (counted: the log keeps no count).
+  size_t size() const;
+  // Bytes the entries take, encoded.
+  size_t entry_bytes() const;
+  // Whether the log holds a heap block.
+  bool allocated() const { return word_ != 0 && (word_ & kInlineTag) == 0; }
+
+  // The owner's extra bytes, and their replacement by the concatenation of
+  // `parts` (which may point into the current extra). Setting extra bytes
+  // moves inline entries to a heap block, which stays while there are
+  // entries.
+  absl::string_view extra() const {
+    return allocated() ? absl::string_view(block() + sizeof(Header),
+                                           header().extra_bytes)
+                       : absl::string_view();
+  }
+  void SetExtra(std::initializer_list<absl::string_view> parts,
+                int64_t base_micros);
+
+  // HistoryEntry's wire format for `e`, appended to *out.
+  static void AppendWireFormat(const HistoryEvent& e, std::string* out);
+  // Parses HistoryEntry's wire format; the strings of *e point into
+  // `bytes`. False if `bytes` is not a well-formed message.
+  static bool ParseWireFormat(absl::string_view bytes, HistoryEvent* e);
 
  private:
   struct Header {
-    uint32_t bytes;  // Encoded entries that follow the header.
-    uint32_t count;  // Entries among them.
+    uint32_t extra_bytes;
+    uint32_t entry_bytes;
   };
 
-  // Reads a varint at *pos; false if the bytes end first. The bytes are
-  // only ever written by this class, so this is a consistency check, not
-  // input validation.
-  static bool GetVarint(absl::string_view src, size_t* pos, uint64_t* v);
-  // Makes room for one more entry of `size` encoded bytes under
-  // max_entries and the byte limit, and returns where to write it, with
-  // the counts already updated; nullptr if it cannot be kept.
-  char* AppendSpace(size_t size, size_t max_entries);
-  // Removes the n oldest entries.
-  void DropOldest(size_t n);
+  // word_ is 0 (empty), a malloc'd block (whose low bit is 0), or inline
+  // entries: the low byte is (length << 1) | kInlineTag, the next bytes up
+  // hold up to kInlineBytes bytes of entries.
+  static constexpr uintptr_t kInlineTag = 1;
+  static constexpr size_t kInlineBytes = sizeof(uintptr_t) - 1;
+  static_assert(sizeof(uintptr_t) == 8, "the inline encoding needs 64 bits");
 
-  const Header& header() const { return *reinterpret_cast<Header*>(block_); }
-  Header& header() { return *reinterpret_cast<Header*>(block_); }
-  absl::string_view bytes() const {
-    return block_ == nullptr
-               ? absl::string_view()
-               : absl::string_view(block_ + sizeof(Header), header().bytes);
+  // Decodes entries in order; the encoding is written only by this class,
+  // so a failure to decode is a bug, and it ends the iteration.
+  class Reader {
+   public:
+    Reader(absl::string_view entries, int64_t base_micros)
+        : rest_(entries), prev_time_(base_micros) {}
+    // The next entry, or false at the end.
+    bool Next(HistoryEvent* e);
+
+   private:
+    absl::string_view rest_;
+    int64_t prev_time_;
+    absl::string_view prev_worker_;
+  };
+
+  // Encoded size of e after an entry with `prev_time` and `prev_worker`
+  // (the first entry follows the base time and no worker), and the
+  // encoding.
+  static size_t EncodedSize(const HistoryEvent& e, int64_t prev_time,
+                            absl::string_view prev_worker);
+  static char* Encode(const HistoryEvent& e, int64_t prev_time,
+                      absl::string_view prev_worker, char* dst);
+
+  // Bytes of a block holding `extra_bytes`, then events[first..] (as a log
+  // of their own), then `add` if non-null.
+  static size_t BlockBytes(size_t extra_bytes,
+                           const std::vector<HistoryEvent>& events,
+                           size_t first, const HistoryEvent* add,
+                           int64_t base_micros);
+  // Replaces the storage by a block that holds the extra, the entries of
+  // `keep` (re-encoded as a log of their own) and then `add` if non-null;
+  // frees the old block only at the end, so the events may point into it.
+  void Rebuild(const std::vector<HistoryEvent>& keep, const HistoryEvent* add,
+               int64_t base_micros);
+  // Moves inline entries to a heap block.
+  void MoveToBlock();
+  // The entries' bytes: in the block, or inline, copied to `scratch`.
+  absl::string_view entries(char (&scratch)[kInlineBytes]) const;
+
+  char* block() const { return reinterpret_cast<char*>(word_); }
+  const Header& header() const { return *reinterpret_cast<Header*>(block()); }
+  Header& header() { return *reinterpret_cast<Header*>(block()); }
+  size_t used() const {
+    return sizeof(Header) + header().extra_bytes + header().entry_bytes;
   }
+  void SetBlock(char* block) {
+    word_ = reinterpret_cast<uintptr_t>(block);
+  }
+  // Frees the block if there is one and makes the log empty.
+  void Reset();
 
-  char* block_ = nullptr;  // malloc'd: Header, then the entries.
+  uintptr_t word_ = 0;
 };
 
 }  // namespace taskwal::engine

@@ -38,10 +38,10 @@ class HistoryLogTest : public ::testing::Test {
 
 TEST_F(HistoryLogTest, EntriesComeBackInOrderAndIntact) {
   const std::string long_worker(300, 'x');  // A multi-byte length.
-  log_.Append(Event(1, "w"), 10);
-  log_.Append(Event(2, long_worker), 10);
-  log_.Append(Event(3), 10);
-  std::vector<HistoryEntry> e = log_.Entries();
+  log_.Append(Event(1, "w"), 10, 0);
+  log_.Append(Event(2, long_worker), 10, 0);
+  log_.Append(Event(3), 10, 0);
+  std::vector<HistoryEntry> e = log_.Entries(0);
   ASSERT_EQ(e.size(), 3u);
   EXPECT_EQ(log_.size(), 3u);
   EXPECT_EQ(e[0].SerializeAsString(), ToProto(Event(1, "w")).SerializeAsString());
@@ -71,10 +71,10 @@ TEST_F(HistoryLogTest, EncodingIsExactlyProtobufs) {
       cases.push_back(e);
     }
   }
-  for (const HistoryEvent& e : cases) log_.Append(e, cases.size());
+  for (const HistoryEvent& e : cases) log_.Append(e, cases.size(), 0);
   std::vector<std::string> encoded;
   log_.ForEachSerialized(
-      [&](absl::string_view entry) { encoded.emplace_back(entry); });
+      0, [&](absl::string_view entry) { encoded.emplace_back(entry); });
   ASSERT_EQ(encoded.size(), cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE(i);
@@ -83,21 +83,21 @@ TEST_F(HistoryLogTest, EncodingIsExactlyProtobufs) {
 }
 
 TEST_F(HistoryLogTest, SerializedEntriesRoundTrip) {
-  log_.Append(Event(1, "a"), 10);
-  log_.Append(Event(2, "b"), 10);
+  log_.Append(Event(1, "a"), 10, 0);
+  log_.Append(Event(2, "b"), 10, 0);
   HistoryLog copy;
   log_.ForEachSerialized(
-      [&](absl::string_view entry) { copy.AppendSerialized(entry, 10); });
+      0, [&](absl::string_view entry) { copy.AppendSerialized(entry, 10, 0); });
   ASSERT_EQ(copy.size(), 2u);
-  std::vector<HistoryEntry> a = log_.Entries();
-  std::vector<HistoryEntry> b = copy.Entries();
+  std::vector<HistoryEntry> a = log_.Entries(0);
+  std::vector<HistoryEntry> b = copy.Entries(0);
   ASSERT_EQ(b.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString());
   }
   // The bound applies to serialized appends too.
-  copy.AppendSerialized(ToProto(Event(3)).SerializeAsString(), 2);
-  b = copy.Entries();
+  copy.AppendSerialized(ToProto(Event(3)).SerializeAsString(), 2, 0);
+  b = copy.Entries(0);
   ASSERT_EQ(b.size(), 2u);
   EXPECT_EQ(b[0].time_micros(), 2);
   EXPECT_EQ(b[1].time_micros(), 3);
@@ -106,24 +106,232 @@ TEST_F(HistoryLogTest, SerializedEntriesRoundTrip) {
 TEST_F(HistoryLogTest, OldestEntriesAreDroppedPastTheBound) {
   std::vector<std::string> workers;
   for (int i = 1; i <= 10; ++i) workers.push_back(std::string(i * 20, 'w'));
-  for (int i = 1; i <= 10; ++i) log_.Append(Event(i, workers[i - 1]), 4);
-  std::vector<HistoryEntry> e = log_.Entries();
+  for (int i = 1; i <= 10; ++i) log_.Append(Event(i, workers[i - 1]), 4, 0);
+  std::vector<HistoryEntry> e = log_.Entries(0);
   ASSERT_EQ(e.size(), 4u);
   EXPECT_EQ(log_.size(), 4u);
   EXPECT_EQ(e.front().time_micros(), 7);
   EXPECT_EQ(e.back().time_micros(), 10);
   // A smaller bound later (another owner's options) cuts more at once.
-  log_.Append(Event(11), 2);
-  e = log_.Entries();
+  log_.Append(Event(11), 2, 0);
+  e = log_.Entries(0);
   ASSERT_EQ(e.size(), 2u);
   EXPECT_EQ(e.front().time_micros(), 10);
 }
 
 TEST_F(HistoryLogTest, ZeroBoundKeepsNothing) {
-  log_.Append(Event(1), 0);
-  log_.AppendSerialized("x", 0);
+  log_.Append(Event(1), 0, 0);
+  EXPECT_TRUE(log_.AppendSerialized(ToProto(Event(2)).SerializeAsString(), 0, 0));
   EXPECT_EQ(log_.size(), 0u);
-  EXPECT_TRUE(log_.Entries().empty());
+  EXPECT_TRUE(log_.Entries(0).empty());
+  // A bound of 0 later empties a log that has entries.
+  log_.Append(Event(3), 5, 0);
+  log_.Append(Event(4), 0, 0);
+  EXPECT_EQ(log_.size(), 0u);
+}
+
+HistoryEvent At(int64_t time, HistoryEntry::Event event, TaskStatus from,
+                TaskStatus to, uint32_t attempt, absl::string_view worker) {
+  HistoryEvent h;
+  h.time_micros = time;
+  h.event = event;
+  h.from = from;
+  h.to = to;
+  h.attempt = attempt;
+  h.worker_id = worker;
+  return h;
+}
+
+// A submit-claim-complete history in today's microseconds, claimed 5 s
+// after submission and completed 20 ms later, takes well under half the
+// bytes of its wire format; the submission alone fits inline.
+TEST_F(HistoryLogTest, LifecycleIsDense) {
+  const int64_t t0 = 1'790'000'000'000'000;
+  const std::vector<HistoryEvent> lifecycle = {
+      At(t0, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED, PENDING, 0, ""),
+      At(t0 + 5'000'000, HistoryEntry::CLAIMED, PENDING, CLAIMED, 1,
+         "worker-1"),
+      At(t0 + 5'020'000, HistoryEntry::COMPLETED, CLAIMED, COMPLETED, 1,
+         "worker-1")};
+  size_t wire = 0;
+  for (const HistoryEvent& e : lifecycle) {
+    log_.Append(e, 32, t0);
+    wire += ToProto(e).ByteSizeLong() + 1;  // With a length prefix.
+    if (&e == &lifecycle[0]) {
+      EXPECT_EQ(log_.entry_bytes(), 4u);
+      EXPECT_FALSE(log_.allocated());
+    }
+  }
+  EXPECT_TRUE(log_.allocated());
+  EXPECT_LE(log_.entry_bytes(), 28u);
+  EXPECT_LT(log_.entry_bytes() * 2, wire);
+  const std::vector<HistoryEntry> e = log_.Entries(t0);
+  ASSERT_EQ(e.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(e[i].SerializeAsString(),
+              ToProto(lifecycle[i]).SerializeAsString());
+  }
+}
+
+// Entries small enough to live inline behave as those in a block: they
+// are bounded, copied, moved to a block when the log grows or gets extra
+// bytes, and the base time shifts every time the same way.
+TEST_F(HistoryLogTest, InlineEntriesBehaveLikeBlockEntries) {
+  const int64_t base = -5;
+  log_.Append(At(-5, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED,
+                 PENDING, 0, ""),
+              3, base);
+  EXPECT_FALSE(log_.allocated());
+  EXPECT_EQ(log_.size(), 1u);
+  HistoryLog copy(log_);
+  EXPECT_FALSE(copy.allocated());
+  // The bound applies to inline entries too.
+  log_.Append(At(-3, HistoryEntry::CANCELLED, PENDING, CANCELLED, 0, ""), 1,
+              base);
+  std::vector<HistoryEntry> e = log_.Entries(base);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].time_micros(), -3);
+  EXPECT_EQ(e[0].event(), HistoryEntry::CANCELLED);
+  // A second entry does not fit in 7 bytes: the entries move to a block.
+  copy.Append(At(-4, HistoryEntry::CANCELLED, PENDING, CANCELLED, 0, ""), 3,
+              base);
+  EXPECT_TRUE(copy.allocated());
+  e = copy.Entries(base);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].time_micros(), -5);
+  EXPECT_EQ(e[1].time_micros(), -4);
+  EXPECT_EQ(e[1].to(), CANCELLED);
+  // So do they when the log gets extra bytes.
+  HistoryLog single;
+  single.Append(At(7, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED,
+                   PENDING, 0, ""),
+                3, base);
+  EXPECT_FALSE(single.allocated());
+  single.SetExtra({"strings"}, base);
+  EXPECT_TRUE(single.allocated());
+  EXPECT_EQ(single.extra(), "strings");
+  HistoryLog moved(std::move(single));
+  moved.SetExtra({}, base);
+  EXPECT_EQ(moved.extra(), "");
+  moved.Append(At(1'000'000'000, HistoryEntry::CLAIMED, PENDING, CLAIMED, 1,
+                  "w"),
+               3, base);
+  e = moved.Entries(base);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].time_micros(), 7);
+  EXPECT_EQ(e[1].time_micros(), 1'000'000'000);
+  EXPECT_EQ(e[1].worker_id(), "w");
+}
+
+// Events and statuses past the one-byte encoding (only a crafted snapshot
+// holds them) come back as they went in.
+TEST_F(HistoryLogTest, OutOfRangeEnumsRoundTrip) {
+  std::vector<HistoryEvent> cases;
+  for (int32_t v : {15, 16, 99, -1, std::numeric_limits<int32_t>::min(),
+                    std::numeric_limits<int32_t>::max()}) {
+    cases.push_back(At(v, static_cast<HistoryEntry::Event>(v), PENDING,
+                       CLAIMED, 1, "w"));
+    cases.push_back(At(v, HistoryEntry::CLAIMED, static_cast<TaskStatus>(v),
+                       PENDING, 2, "w"));
+    cases.push_back(At(v, HistoryEntry::FAILED, CLAIMED,
+                       static_cast<TaskStatus>(v), 3, ""));
+  }
+  for (const HistoryEvent& e : cases) log_.Append(e, cases.size(), 0);
+  const std::vector<HistoryEntry> e = log_.Entries(0);
+  ASSERT_EQ(e.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(e[i].SerializeAsString(), ToProto(cases[i]).SerializeAsString());
+  }
+}
+
+// An entry that names the worker of the entry before it keeps its worker
+// when that entry is dropped.
+TEST_F(HistoryLogTest, SharedWorkerSurvivesTheDropOfItsFirstMention) {
+  log_.Append(At(10, HistoryEntry::CLAIMED, PENDING, CLAIMED, 1, "worker-7"), 8, 0);
+  log_.Append(At(20, HistoryEntry::COMPLETED, CLAIMED, COMPLETED, 1,
+                 "worker-7"), 8, 0);
+  log_.Append(At(30, HistoryEntry::RETRIED, COMPLETED, PENDING, 0, ""), 2, 0);
+  std::vector<HistoryEntry> e = log_.Entries(0);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].worker_id(), "worker-7");
+  EXPECT_EQ(e[0].time_micros(), 20);
+  EXPECT_EQ(e[1].time_micros(), 30);
+  EXPECT_EQ(e[1].worker_id(), "");
+}
+
+TEST_F(HistoryLogTest, ExtraBytesLiveBesideTheEntries) {
+  log_.SetExtra({"abc", "", "de"}, 0);
+  EXPECT_EQ(log_.extra(), "abcde");
+  EXPECT_EQ(log_.size(), 0u);
+  for (int i = 1; i <= 6; ++i) log_.Append(Event(i, "w"), 4, 0);
+  EXPECT_EQ(log_.extra(), "abcde");
+  ASSERT_EQ(log_.size(), 4u);
+  // New extra from parts of the old one, which SetExtra replaces.
+  const absl::string_view old = log_.extra();
+  log_.SetExtra({old.substr(3), std::string(100, 'x'), old.substr(0, 1)}, 0);
+  EXPECT_EQ(log_.extra(), "de" + std::string(100, 'x') + "a");
+  std::vector<HistoryEntry> e = log_.Entries(0);
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0].time_micros(), 3);
+  // An event whose strings point into the extra, appended as the block
+  // grows (ASan would see a read of the freed block).
+  HistoryEvent h = Event(7);
+  h.worker_id = log_.extra().substr(2, 100);
+  h.error = log_.extra();
+  log_.Append(h, 10, 0);
+  e = log_.Entries(0);
+  ASSERT_EQ(e.size(), 5u);
+  EXPECT_EQ(e.back().worker_id(), std::string(100, 'x'));
+  EXPECT_EQ(e.back().error(), "de" + std::string(100, 'x') + "a");
+  // The same when the append drops the oldest entries.
+  h = Event(8);
+  h.worker_id = log_.extra().substr(0, 2);
+  log_.Append(h, 1, 0);
+  e = log_.Entries(0);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].worker_id(), "de");
+  EXPECT_EQ(log_.extra(), "de" + std::string(100, 'x') + "a");
+  // A copy carries both.
+  HistoryLog copy(log_);
+  EXPECT_EQ(copy.extra(), log_.extra());
+  EXPECT_EQ(copy.size(), 1u);
+  // No extra and no entries: no block at all.
+  log_.SetExtra({}, 0);
+  log_.Append(Event(9), 0, 0);
+  EXPECT_EQ(log_.extra(), "");
+  EXPECT_EQ(log_.entry_bytes(), 0u);
+}
+
+TEST_F(HistoryLogTest, WireFormatParsesAsProtobufDoes) {
+  HistoryEntry with_unknown = ToProto(Event(5, "w5"));
+  with_unknown.set_error("boom");
+  // Unknown fields of every wire type, and a known field with the wrong
+  // wire type, are skipped as protobuf skips them.
+  std::string wire = with_unknown.SerializeAsString();
+  wire += std::string("\x40\x07", 2);                   // 8: varint.
+  wire += std::string("\x49", 1) + std::string(8, 'f');  // 9: fixed64.
+  wire += std::string("\x55", 1) + std::string(4, 'f');  // 10: fixed32.
+  wire += std::string("\x5a\x02zz", 4);                 // 11: bytes.
+  wire += std::string("\x0a\x01z", 3);                  // 1 as bytes.
+  HistoryEvent e;
+  ASSERT_TRUE(HistoryLog::ParseWireFormat(wire, &e));
+  std::string back;
+  HistoryLog::AppendWireFormat(e, &back);
+  EXPECT_EQ(back, with_unknown.SerializeAsString());
+  // What protobuf rejects, so does the parse.
+  for (const std::string& bad :
+       {std::string("\x08"), std::string("\x08\xff"),
+        std::string("\x2a\x05ab"), std::string("\x00\x01", 2),
+        std::string("\x0b"), std::string("\x0e\x01"),
+        std::string("\x09abc"), std::string(11, '\xff')}) {
+    SCOPED_TRACE(testing::PrintToString(bad));
+    HistoryEntry parsed;
+    EXPECT_FALSE(parsed.ParseFromString(bad));
+    EXPECT_FALSE(HistoryLog::ParseWireFormat(bad, &e));
+    EXPECT_FALSE(log_.AppendSerialized(bad, 10, 0));
+  }
+  EXPECT_EQ(log_.size(), 0u);
 }
 
 }  // namespace

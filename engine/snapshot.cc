@@ -109,7 +109,7 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
                           [&](const TaskEntry& e) {
                             e.ToTask(record.mutable_task());
                             record.clear_history();
-                            e.history.ForEachSerialized(
+                            e.ForEachSerializedHistory(
                                 [&](absl::string_view entry) {
                                   record.add_history()->assign(entry.data(),
                                                                entry.size());
@@ -143,11 +143,18 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
   return synced;
 }
 
-std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(const SnapshotTask& record) {
+absl::StatusOr<std::unique_ptr<TaskEntry>> TaskEntryFromSnapshot(
+    const SnapshotTask& record) {
   std::unique_ptr<TaskEntry> entry =
       TaskEntry::Create(record.task(), record.last_lsn());
-  for (const std::string& h : record.history()) {
-    entry->history.AppendSerialized(h, std::numeric_limits<size_t>::max());
+  for (int i = 0; i < record.history_size(); ++i) {
+    if (!entry->AppendSerializedHistory(record.history(i),
+                                         std::numeric_limits<size_t>::max())) {
+      return absl::DataLossError(
+          absl::StrCat("task ", record.task().id(), ": a history entry (",
+                       i + 1, " of ", record.history_size(),
+                       ") does not parse"));
+    }
   }
   return entry;
 }
@@ -250,7 +257,10 @@ class ParsePipeline {
                                static_cast<int>(record.payload.size()))) {
         return damage("invalid snapshot task record");
       }
-      batch.entries.push_back(TaskEntryFromSnapshot(task));
+      absl::StatusOr<std::unique_ptr<TaskEntry>> entry =
+          TaskEntryFromSnapshot(task);
+      if (!entry.ok()) return damage(entry.status().message());
+      batch.entries.push_back(*std::move(entry));
       batch.ends.push_back(reader_->valid_end());
       ++count;
       if (batch.entries.size() == kBatchTasks && !Push(&batch)) {

@@ -40,9 +40,10 @@ absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(
 absl::Status WriteSnapshot(Env* env, const std::string& dir,
                            const SnapshotMeta& meta, TaskTable* table);
 
-// The in-memory entry of one snapshot task record. History entries are
-// copied as they are, unparsed (Verify parses them).
-std::unique_ptr<TaskEntry> TaskEntryFromSnapshot(const SnapshotTask& record);
+// The in-memory entry of one snapshot task record; kDataLoss if one of its
+// history entries is not a well-formed HistoryEntry.
+absl::StatusOr<std::unique_ptr<TaskEntry>> TaskEntryFromSnapshot(
+    const SnapshotTask& record);
 
 // Loads dir/name into an empty state machine. kDataLoss names the file and
 // offset for any damage: a bad header or checksum, a missing meta or end

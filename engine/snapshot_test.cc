@@ -64,7 +64,7 @@ std::string Dump(const StateMachine& sm) {
   sm.table().ForEach([&](const TaskEntry& e) {
     std::string s =
         absl::StrCat(TaskString(e.ToTask()), " last_lsn=", e.state.last_lsn);
-    for (const HistoryEntry& h : e.history.Entries()) {
+    for (const HistoryEntry& h : e.History()) {
       absl::StrAppend(&s, "\n    history ", h.ShortDebugString());
     }
     tasks[e.id()] = {std::string(e.idempotency_key()), std::move(s)};
@@ -194,7 +194,7 @@ std::map<uint64_t, std::string> SnapshotView(const TaskTable& table) {
     const std::vector<uint64_t> ids = table.SnapshotIds(shard);
     table.ReadSnapshot(shard, ids, 0, ids.size(), [&](const TaskEntry& e) {
       view[e.id()] = absl::StrCat(TaskString(e.ToTask()), " ", e.state.last_lsn,
-                                  " ", e.history.size());
+                                  " ", e.history_size());
     });
   }
   return view;
@@ -204,7 +204,7 @@ std::map<uint64_t, std::string> LiveView(const TaskTable& table) {
   std::map<uint64_t, std::string> view;
   table.ForEach([&](const TaskEntry& e) {
     view[e.id()] = absl::StrCat(TaskString(e.ToTask()), " ", e.state.last_lsn,
-                                " ", e.history.size());
+                                " ", e.history_size());
   });
   return view;
 }
@@ -579,6 +579,16 @@ TEST_F(SnapshotDamageTest, MalformedStructureIsDataLoss) {
   invalid.mutable_task()->set_id(999);  // No key, status or max_attempts.
   bad_task[1].payload = invalid.SerializeAsString();
   EXPECT_THAT(LoadContents(Encode(bad_task)), StatusIs(kDataLoss));
+  // A task whose history entry is not a well-formed HistoryEntry.
+  bad_task = records_;
+  SnapshotTask with_history;
+  ASSERT_TRUE(with_history.ParseFromString(bad_task[1].payload));
+  ASSERT_GT(with_history.history_size(), 0);
+  *with_history.mutable_history(0) = "\x08";  // A key, then no varint.
+  bad_task[1].payload = with_history.SerializeAsString();
+  EXPECT_THAT(LoadContents(Encode(bad_task)),
+              StatusIs(kDataLoss, AllOf(HasSubstr(path_),
+                                        HasSubstr("history entry"))));
   // A log segment is not a snapshot.
   std::string segment = good_;
   segment.replace(0, wal::kFileHeaderSize,

@@ -39,7 +39,7 @@ StateMachine::StateMachine(int num_shards, size_t max_history_per_task)
 
 void StateMachine::AppendHistory(TaskEntry& entry,
                                  const HistoryEvent& h) const {
-  entry.history.Append(h, max_history_per_task_);
+  entry.AppendHistory(h, max_history_per_task_);
 }
 
 void StateMachine::CountStatusChange(TaskStatus from, TaskStatus to) {

@@ -42,7 +42,7 @@ std::string Dump(const StateMachine& sm) {
   std::map<uint64_t, std::string> tasks;
   sm.table().ForEach([&](const TaskEntry& e) {
     std::string s = e.ToTask().SerializeAsString();
-    for (const HistoryEntry& h : e.history.Entries()) {
+    for (const HistoryEntry& h : e.History()) {
       s += "|" + h.SerializeAsString();
     }
     tasks[e.id()] = s;

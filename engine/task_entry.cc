@@ -1,6 +1,5 @@
 #include "engine/task_entry.h"
 
-#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -9,8 +8,26 @@ namespace taskwal::engine {
 
 namespace {
 
-// The transition-set strings block: three uint32 sizes, then the bytes.
-constexpr size_t kStringsHeader = 3 * sizeof(uint32_t);
+// The transition-set strings, kept as the history's extra bytes: three
+// varint sizes, then the bytes.
+char* PutVarint32(uint32_t v, char* dst) {
+  while (v >= 0x80) {
+    *dst++ = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  *dst++ = static_cast<char>(v);
+  return dst;
+}
+
+uint32_t GetVarint32(const char** p) {
+  uint32_t v = 0;
+  for (int shift = 0; shift < 35; shift += 7) {
+    const uint8_t byte = static_cast<uint8_t>(*(*p)++);
+    v |= static_cast<uint32_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) break;
+  }
+  return v;
+}
 
 }  // namespace
 
@@ -75,12 +92,9 @@ std::unique_ptr<TaskEntry> TaskEntry::Clone() const {
   e->priority_ = priority_;
   e->max_attempts_ = max_attempts_;
   e->state = state;
-  e->SetStrings(claimed_by(), result(), last_error());
-  e->history = HistoryLog(history);
+  e->history_ = HistoryLog(history_);  // With the strings, its extra bytes.
   return e;
 }
-
-TaskEntry::~TaskEntry() { std::free(strings_); }
 
 std::optional<RetryPolicy> TaskEntry::retry_policy() const {
   if (!has_policy_) return std::nullopt;
@@ -95,34 +109,34 @@ std::optional<RetryPolicy> TaskEntry::retry_policy() const {
 }
 
 absl::string_view TaskEntry::String(int i) const {
-  if (strings_ == nullptr) return absl::string_view();
+  const absl::string_view extra = history_.extra();
+  if (extra.empty()) return absl::string_view();
+  // Written only by SetStrings: three complete varints come first.
+  const char* p = extra.data();
   uint32_t sizes[3];
-  std::memcpy(sizes, strings_, sizeof(sizes));
-  size_t offset = kStringsHeader;
-  for (int j = 0; j < i; ++j) offset += sizes[j];
-  return absl::string_view(strings_ + offset, sizes[i]);
+  for (uint32_t& size : sizes) size = GetVarint32(&p);
+  for (int j = 0; j < i; ++j) p += sizes[j];
+  return absl::string_view(p, sizes[i]);
 }
 
 void TaskEntry::SetStrings(absl::string_view claimed_by,
                            absl::string_view result,
                            absl::string_view last_error) {
-  char* block = nullptr;
-  const size_t total = claimed_by.size() + result.size() + last_error.size();
-  if (total > 0) {
-    block = static_cast<char*>(std::malloc(kStringsHeader + total));
-    if (block == nullptr) throw std::bad_alloc();
-    const uint32_t sizes[3] = {static_cast<uint32_t>(claimed_by.size()),
-                               static_cast<uint32_t>(result.size()),
-                               static_cast<uint32_t>(last_error.size())};
-    std::memcpy(block, sizes, sizeof(sizes));
-    char* dst = block + kStringsHeader;
-    for (absl::string_view s : {claimed_by, result, last_error}) {
-      if (!s.empty()) std::memcpy(dst, s.data(), s.size());
-      dst += s.size();
-    }
+  if (claimed_by.empty() && result.empty() && last_error.empty()) {
+    history_.SetExtra({}, created_micros_);
+    return;
   }
-  // The arguments may point into the old block: free it only now.
-  std::free(std::exchange(strings_, block));
+  // Each string comes from a record of at most 64 MiB.
+  char sizes[15];
+  char* end = sizes;
+  for (absl::string_view s : {claimed_by, result, last_error}) {
+    end = PutVarint32(static_cast<uint32_t>(s.size()), end);
+  }
+  // The arguments may point into the current extra: SetExtra copies them
+  // before it lets go of it.
+  history_.SetExtra(
+      {absl::string_view(sizes, end - sizes), claimed_by, result, last_error},
+      created_micros_);
 }
 
 void TaskEntry::ToTask(Task* out) const {

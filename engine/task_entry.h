@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "api/task.pb.h"
@@ -31,8 +32,9 @@ struct TaskState {
 // One heap block holds the fixed fields and, after them, the strings a task
 // never changes (idempotency key, type, payload) and its retry policy if it
 // has one of its own. The strings transitions set (claimed_by, result,
-// last_error) share a second block, absent while all are empty; the history
-// is a third, and Task messages are built only for callers (ToTask).
+// last_error) live in the history's block, as its extra bytes (three
+// varint lengths, then the bytes), so a task has at most two blocks. Task
+// messages are built only for callers (ToTask).
 //
 // The idempotency key's bytes never move while the entry lives, so an index
 // may point at them. Not thread-safe; guarded by its TaskTable shard.
@@ -45,7 +47,7 @@ class TaskEntry {
 
   TaskEntry(const TaskEntry&) = delete;
   TaskEntry& operator=(const TaskEntry&) = delete;
-  ~TaskEntry();
+  ~TaskEntry() = default;
 
   // Frees the block that Create allocated.
   static void operator delete(void* p) { ::operator delete(p); }
@@ -83,7 +85,27 @@ class TaskEntry {
                   absl::string_view last_error);
 
   TaskState state;
-  HistoryLog history;  // Bounded by the caller.
+
+  // The history, bounded by the caller (times are kept relative to the
+  // creation time). See HistoryLog.
+  void AppendHistory(const HistoryEvent& e, size_t max_entries) {
+    history_.Append(e, max_entries, created_micros_);
+  }
+  // False, with the history unchanged, if `entry` is not a well-formed
+  // HistoryEntry.
+  bool AppendSerializedHistory(absl::string_view entry, size_t max_entries) {
+    return history_.AppendSerialized(entry, max_entries, created_micros_);
+  }
+  std::vector<HistoryEntry> History() const {
+    return history_.Entries(created_micros_);
+  }
+  size_t history_size() const { return history_.size(); }
+  // Calls fn(absl::string_view) with each entry in HistoryEntry's wire
+  // format, oldest first; the bytes are valid during the call only.
+  template <typename Fn>
+  void ForEachSerializedHistory(Fn fn) const {
+    history_.ForEachSerialized(created_micros_, fn);
+  }
 
  private:
   // The policy as stored after the fixed fields.
@@ -130,9 +152,9 @@ class TaskEntry {
   uint32_t type_size_ = 0;
   uint32_t payload_size_ = 0;
   bool has_policy_ = false;
-  // malloc'd: three uint32 sizes, then the three strings; null when all
-  // are empty.
-  char* strings_ = nullptr;
+  // Its extra bytes are the transition strings: three varint sizes, then
+  // the bytes (SetStrings).
+  HistoryLog history_;
   // Followed in the same block by the StoredPolicy (if has_policy_), then
   // key, type and payload.
 };

@@ -109,22 +109,22 @@ TEST(TaskEntryTest, CloneIsDeepAndIndependent) {
   h.time_micros = 10;
   h.event = HistoryEntry::CLAIMED;
   h.worker_id = "worker-9";
-  e->history.Append(h, 8);
+  e->AppendHistory(h, 8);
   std::unique_ptr<TaskEntry> copy = e->Clone();
   EXPECT_EQ(copy->ToTask().SerializeAsString(),
             e->ToTask().SerializeAsString());
   EXPECT_EQ(copy->state.last_lsn, 5u);
-  ASSERT_EQ(copy->history.size(), 1u);
-  EXPECT_EQ(copy->history.Entries()[0].worker_id(), "worker-9");
+  ASSERT_EQ(copy->history_size(), 1u);
+  EXPECT_EQ(copy->History()[0].worker_id(), "worker-9");
   EXPECT_NE(copy->idempotency_key().data(), e->idempotency_key().data());
 
   // Changing the original leaves the copy as it was.
   e->state.status = COMPLETED;
   e->SetStrings("other", "", "");
-  e->history.Append(h, 8);
+  e->AppendHistory(h, 8);
   EXPECT_EQ(copy->state.status, CLAIMED);
   EXPECT_EQ(copy->claimed_by(), "worker-9");
-  EXPECT_EQ(copy->history.size(), 1u);
+  EXPECT_EQ(copy->history_size(), 1u);
   e.reset();
   EXPECT_EQ(copy->idempotency_key(), "key-42");
 }
@@ -132,7 +132,7 @@ TEST(TaskEntryTest, CloneIsDeepAndIndependent) {
 // Every live task carries one entry: its fixed part is part of the memory
 // budget (BENCHMARKS.md, "Memory").
 TEST(TaskEntryTest, FixedPartStaysCompact) {
-  EXPECT_LE(sizeof(TaskEntry), 112u);
+  EXPECT_LE(sizeof(TaskEntry), 104u);
   EXPECT_LE(sizeof(HistoryLog), sizeof(void*));
 }
 

@@ -51,7 +51,7 @@ std::optional<std::vector<HistoryEntry>> TaskTable::GetHistory(
   absl::MutexLock l(&shard.mu);
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return std::nullopt;
-  return (*it)->history.Entries();
+  return (*it)->History();
 }
 
 std::optional<uint64_t> TaskTable::LookupKey(absl::string_view key) const {

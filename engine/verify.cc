@@ -337,19 +337,14 @@ bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
       loads = false;
       continue;
     }
-    bool history_ok = true;
-    for (const std::string& h : task.history()) {
-      HistoryEntry parsed;
-      if (!parsed.ParseFromString(h)) history_ok = false;
-    }
-    if (!history_ok) {
-      damage(record.offset, absl::StrCat("task ", task.task().id(),
-                                         ": a history entry does not parse"));
+    absl::StatusOr<std::unique_ptr<TaskEntry>> entry =
+        TaskEntryFromSnapshot(task);
+    if (!entry.ok()) {
+      damage(record.offset, std::string(entry.status().message()));
       loads = false;
       continue;
     }
-    std::unique_ptr<TaskEntry> entry = TaskEntryFromSnapshot(task);
-    absl::Status restored = state->RestoreTask(std::move(entry));
+    absl::Status restored = state->RestoreTask(*std::move(entry));
     if (!restored.ok()) {
       damage(record.offset, std::string(restored.message()));
       loads = false;

@@ -503,7 +503,8 @@ TEST_F(VerifyTest, SnapshotTaskCountMismatchIsReported) {
   EXPECT_EQ(problems.size(), 1u);
 }
 
-// Open copies history entries unparsed; verify parses each one.
+// A history entry that is not a well-formed HistoryEntry makes the task
+// record damage, for verify as for Open.
 TEST_F(VerifyTest, HistoryEntryThatDoesNotParseIsReported) {
   Populate("a", 5);
   Populate("b", 5, /*snapshot_first=*/true);
@@ -522,7 +523,8 @@ TEST_F(VerifyTest, HistoryEntryThatDoesNotParseIsReported) {
   ASSERT_GE(problems.size(), 1u);
   EXPECT_EQ(problems[0].kind, Problem::Kind::kSnapshotDamage);
   EXPECT_EQ(problems[0].offset, rewritten.records[1].offset);
-  EXPECT_THAT(problems[0].message, HasSubstr("history entry does not parse"));
+  EXPECT_THAT(problems[0].message,
+              HasSubstr("a history entry (1 of 3) does not parse"));
 }
 
 TEST_F(VerifyTest, RecordsAfterSnapshotEndAreReported) {
