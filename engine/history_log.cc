@@ -423,14 +423,14 @@ void HistoryLog::SetExtra(std::initializer_list<absl::string_view> parts,
     // Strings come from records of at most 64 MiB each.
     throw std::length_error("history log extra bytes over 4 GiB");
   }
-  MoveToBlock();
-  const absl::string_view old_entries(
-      block() + sizeof(Header) + header().extra_bytes, header().entry_bytes);
+  char scratch[kInlineBytes];
+  const absl::string_view old_entries = entries(scratch);
   if (extra_bytes == 0 && old_entries.empty()) {
     Reset();
     return;
   }
   if (sizeof(Header) + extra_bytes + old_entries.size() > kMaxBlockBytes) {
+    MoveToBlock();  // So that the events below point into the block.
     // Only possible with huge histories: keep the newest entries that fit.
     std::vector<HistoryEvent> all;
     ForEach(base_micros, [&](const HistoryEvent& h) { all.push_back(h); });
