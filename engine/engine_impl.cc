@@ -938,7 +938,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   TASKWAL_RETURN_IF_ERROR(engine::ValidateOptions(options));
   if (options.data_dir.empty()) {
     auto state = std::make_unique<engine::StateMachine>(
-        options.num_shards, options.max_history_per_task);
+        options.num_shards, options.max_history_per_task,
+        /*track_finished=*/options.retention > absl::ZeroDuration());
     return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
         options, std::make_unique<engine::MemoryJournal>(), std::move(state)));
   }

@@ -168,7 +168,8 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
   std::vector<std::string> damaged;
   for (const SnapshotFile& snapshot : snapshots) {
     auto candidate = std::make_unique<StateMachine>(
-        options.num_shards, options.max_history_per_task);
+        options.num_shards, options.max_history_per_task,
+        /*track_finished=*/options.retention > absl::ZeroDuration());
     absl::Status s = LoadSnapshot(env, path(snapshot.name), candidate.get());
     if (s.ok() && candidate->last_applied_lsn() != snapshot.lsn) {
       s = absl::DataLossError(absl::StrCat(
@@ -189,8 +190,9 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
                                          ".corrupt")));
   }
   if (out.state == nullptr) {
-    out.state = std::make_unique<StateMachine>(options.num_shards,
-                                               options.max_history_per_task);
+    out.state = std::make_unique<StateMachine>(
+        options.num_shards, options.max_history_per_task,
+        /*track_finished=*/options.retention > absl::ZeroDuration());
   }
 
   StateMachine* state = out.state.get();

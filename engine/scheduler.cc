@@ -98,11 +98,11 @@ std::optional<int64_t> Scheduler::NextLeaseDeadline() const {
 }
 
 void Scheduler::AddFinished(uint64_t id, int64_t finished) {
-  finished_.insert({finished, id});
+  if (track_finished_) finished_.insert({finished, id});
 }
 
 void Scheduler::RemoveFinished(uint64_t id, int64_t finished) {
-  finished_.erase({finished, id});
+  if (track_finished_) finished_.erase({finished, id});
 }
 
 std::vector<uint64_t> Scheduler::FinishedBefore(int64_t cutoff,

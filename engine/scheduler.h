@@ -27,7 +27,12 @@ namespace taskwal::engine {
 // microseconds since the Unix epoch.
 class Scheduler {
  public:
-  Scheduler() = default;
+  // Without track_finished, terminal tasks are not indexed by finish time
+  // (AddFinished and RemoveFinished do nothing; FinishedBefore finds
+  // nothing): an engine without retention never asks, and saves an ordered
+  // index entry per finished task.
+  explicit Scheduler(bool track_finished = true)
+      : track_finished_(track_finished) {}
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -75,6 +80,7 @@ class Scheduler {
   int TypeIndex(absl::string_view type);
   const ReadySet* FindReady(absl::string_view type) const;
 
+  const bool track_finished_;
   int64_t promoted_through_ = INT64_MIN;
   absl::flat_hash_map<std::string, int> type_index_;
   std::vector<ReadySet> ready_;  // By type index.

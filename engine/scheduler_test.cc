@@ -78,5 +78,15 @@ TEST_F(SchedulerTest, LeasesAndFinishedAreOrderedByTime) {
   EXPECT_EQ(s_.FinishedBefore(65, 10), (std::vector<uint64_t>{8}));
 }
 
+// Without retention nothing asks which tasks finished when: no index.
+TEST(SchedulerNoRetentionTest, FinishedTasksAreNotIndexed) {
+  Scheduler s(/*track_finished=*/false);
+  s.AddFinished(7, 50);
+  s.AddFinished(8, 60);
+  EXPECT_TRUE(s.FinishedBefore(100, 10).empty());
+  s.RemoveFinished(7, 50);  // Not there: nothing to do.
+  EXPECT_TRUE(s.FinishedBefore(100, 10).empty());
+}
+
 }  // namespace
 }  // namespace taskwal::engine

@@ -34,8 +34,11 @@ HistoryEvent MakeHistory(int64_t now, HistoryEntry::Event event,
 
 }  // namespace
 
-StateMachine::StateMachine(int num_shards, size_t max_history_per_task)
-    : max_history_per_task_(max_history_per_task), table_(num_shards) {}
+StateMachine::StateMachine(int num_shards, size_t max_history_per_task,
+                           bool track_finished)
+    : max_history_per_task_(max_history_per_task),
+      table_(num_shards),
+      scheduler_(track_finished) {}
 
 void StateMachine::AppendHistory(TaskEntry& entry,
                                  const HistoryEvent& h) const {

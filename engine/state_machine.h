@@ -38,8 +38,10 @@ struct Counters {
 // at any time: TaskTable locks its own shards.
 class StateMachine {
  public:
-  // REQUIRES: num_shards >= 1.
-  StateMachine(int num_shards, size_t max_history_per_task);
+  // REQUIRES: num_shards >= 1. track_finished: whether the scheduler
+  // indexes terminal tasks by finish time (needed for retention only).
+  StateMachine(int num_shards, size_t max_history_per_task,
+               bool track_finished = true);
   StateMachine(const StateMachine&) = delete;
   StateMachine& operator=(const StateMachine&) = delete;
 

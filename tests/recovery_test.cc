@@ -116,6 +116,34 @@ TEST_F(RecoveryTest, RestartRebuildsExactlyTheSameState) {
   EXPECT_EQ(r1->task_id, 41u);
 }
 
+// Without retention the engine keeps no finish-time index; an engine
+// reopened with retention builds it from the snapshot and the log, so tasks
+// that finished before still expire.
+TEST_F(RecoveryTest, RetentionTurnedOnLaterFindsTasksFinishedBefore) {
+  EngineOptions keep_forever = Options();
+  keep_forever.retention = absl::ZeroDuration();
+  uint64_t finished = 0;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(keep_forever);
+    Work(e.get(), 0);
+    ASSERT_TRUE(e->Snapshot().ok());
+    Work(e.get(), 1);
+    clock_.Advance(absl::Hours(2));
+    ASSERT_TRUE(e->RunMaintenance().ok());
+    EXPECT_EQ(e->Stats()->retention_removals, 0u);
+    absl::StatusOr<EngineStats> stats = e->Stats();
+    ASSERT_TRUE(stats.ok());
+    finished = stats->completed + stats->failed + stats->cancelled;
+    ASSERT_GT(finished, 0u);
+    ASSERT_TRUE(e->Close().ok());
+  }
+  // Past retention for all of them, those whose lease expired just now too.
+  clock_.Advance(absl::Hours(2));
+  std::unique_ptr<Engine> e = OpenOrDie(Options());
+  ASSERT_TRUE(e->RunMaintenance().ok());
+  EXPECT_EQ(e->Stats()->retention_removals, finished);
+}
+
 TEST_F(RecoveryTest, RestartFromSnapshotPlusLogMatchesLiveState) {
   std::string before;
   {
