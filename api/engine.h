@@ -144,12 +144,14 @@ struct EngineOptions {
   }
 };
 
-// What a producer asks for.
+// What a producer asks for. Keys, types, worker ids and errors are text:
+// they must be valid UTF-8 (kInvalidArgument otherwise); payloads and
+// results are any bytes.
 struct TaskSpec {
   // Required; the same key (with the same type and payload) yields the same
-  // task until that task is deleted.
+  // task until that task is deleted. UTF-8.
   std::string idempotency_key;
-  std::string type;
+  std::string type;  // UTF-8.
   std::string payload;
   int32_t priority = 0;
   // 0 means EngineOptions::default_max_attempts.
@@ -291,7 +293,8 @@ class Engine {
 
   // Claims a specific PENDING task whose not-before time has come. Counts an
   // attempt. lease zero means default_lease.
-  // kInvalidArgument: empty/oversized worker id, negative or too long lease.
+  // kInvalidArgument: empty, oversized or non-UTF-8 worker id, negative or
+  // too long lease.
   // kNotFound: no such task.
   // kFailedPrecondition: the task is not PENDING, or not yet due.
   virtual absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
@@ -301,14 +304,15 @@ class Engine {
   // Claims the ready task with the highest priority, oldest (lowest id)
   // first among equals, optionally only of one type, optionally waiting.
   // kNotFound: nothing ready within options.wait.
-  // kInvalidArgument: as Claim, a negative wait, or an oversized type.
+  // kInvalidArgument: as Claim, a negative wait, or an oversized or
+  // non-UTF-8 type.
   // kFailedPrecondition: the engine closed while waiting.
   virtual absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) = 0;
 
   // Completes the task held by this claim and stores result. Repeating the
   // call with the same claim returns OK and keeps the first result.
-  // kInvalidArgument: empty worker id, oversized result.
+  // kInvalidArgument: empty or non-UTF-8 worker id, oversized result.
   // kNotFound: no such task.
   // kFailedPrecondition: the claim is not current (another worker, a stale
   //   token, an expired lease) or the task ended otherwise.
@@ -319,7 +323,7 @@ class Engine {
   // Fails the current attempt. With attempts left the task returns to
   // PENDING and becomes claimable after the task's backoff; on the last
   // attempt it becomes FAILED. Errors as Complete (kInvalidArgument for an
-  // oversized error).
+  // oversized or non-UTF-8 error).
   virtual absl::Status Fail(uint64_t task_id, absl::string_view worker_id,
                             uint64_t claim_token,
                             absl::string_view error) = 0;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/recovery.h"
 #include "engine/snapshot.h"
+#include "engine/utf8.h"
 #include "wal/status_macros.h"
 
 namespace taskwal {
@@ -41,6 +42,19 @@ absl::Status CheckSize(absl::string_view what, absl::string_view value,
   if (value.size() > max) {
     return absl::InvalidArgumentError(absl::StrCat(
         what, " is ", value.size(), " bytes; the limit is ", max));
+  }
+  return absl::OkStatus();
+}
+
+// Keys, types, worker ids and errors are journaled in protobuf `string`
+// fields, which must hold UTF-8: a record with anything else would not parse
+// back at Open.
+absl::Status CheckText(absl::string_view what, absl::string_view value,
+                       size_t max, bool required) {
+  TASKWAL_RETURN_IF_ERROR(CheckSize(what, value, max, required));
+  if (!IsValidUtf8(value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not valid UTF-8"));
   }
   return absl::OkStatus();
 }
@@ -187,7 +201,7 @@ absl::Status EngineImpl::CheckWritableLocked() const {
 }
 
 absl::Status EngineImpl::CheckWorker(absl::string_view worker_id) const {
-  return CheckSize("worker id", worker_id, options_.max_worker_id_bytes,
+  return CheckText("worker id", worker_id, options_.max_worker_id_bytes,
                    /*required=*/true);
 }
 
@@ -206,10 +220,10 @@ absl::StatusOr<int64_t> EngineImpl::LeaseMicros(absl::Duration lease) const {
 }
 
 absl::Status EngineImpl::CheckSpec(const TaskSpec& spec) const {
-  TASKWAL_RETURN_IF_ERROR(CheckSize("idempotency key", spec.idempotency_key,
+  TASKWAL_RETURN_IF_ERROR(CheckText("idempotency key", spec.idempotency_key,
                                     options_.max_idempotency_key_bytes, true));
   TASKWAL_RETURN_IF_ERROR(
-      CheckSize("type", spec.type, options_.max_type_bytes, false));
+      CheckText("type", spec.type, options_.max_type_bytes, false));
   TASKWAL_RETURN_IF_ERROR(
       CheckSize("payload", spec.payload, options_.max_payload_bytes, false));
   if (spec.max_attempts > options_.max_max_attempts) {
@@ -548,7 +562,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
   if (options.wait < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("wait must not be negative");
   }
-  TASKWAL_RETURN_IF_ERROR(CheckSize("type", options.type,
+  TASKWAL_RETURN_IF_ERROR(CheckText("type", options.type,
                                     options_.max_type_bytes, false));
   const absl::Time give_up = absl::Now() + options.wait;
   uint64_t lsn = 0;
@@ -624,7 +638,7 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_RETURN_IF_ERROR(
-      CheckSize("error", error, options_.max_error_bytes, false));
+      CheckText("error", error, options_.max_error_bytes, false));
   uint64_t lsn = 0;
   {
     absl::MutexLock l(&commit_mu_);
@@ -745,7 +759,7 @@ absl::StatusOr<Task> EngineImpl::Get(uint64_t task_id) {
 
 absl::StatusOr<Task> EngineImpl::GetByIdempotencyKey(absl::string_view key) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  TASKWAL_RETURN_IF_ERROR(CheckSize("idempotency key", key,
+  TASKWAL_RETURN_IF_ERROR(CheckText("idempotency key", key,
                                     options_.max_idempotency_key_bytes, true));
   std::optional<uint64_t> id = table_->LookupKey(key);
   std::optional<Task> task;

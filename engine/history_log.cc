@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "engine/utf8.h"
+
 namespace taskwal::engine {
 
 // The dense encoding of one entry:
@@ -509,55 +511,106 @@ void HistoryLog::AppendWireFormat(const HistoryEvent& e, std::string* out) {
   PutBytesField(7, e.error, dst);
 }
 
+namespace {
+
+// Protobuf's limits: a tag or a length is a varint of at most 5 bytes (a
+// tag keeps its low 32 bits), a length is below 2^31, groups nest at most
+// 100 deep.
+constexpr int kMaxGroupDepth = 100;
+
+bool GetTag(absl::string_view* src, uint32_t* tag) {
+  uint64_t v = 0;
+  for (int i = 0; i < 5; ++i) {
+    if (src->empty()) return false;
+    const uint8_t byte = static_cast<uint8_t>(src->front());
+    src->remove_prefix(1);
+    v |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
+    if ((byte & 0x80) == 0) {
+      *tag = static_cast<uint32_t>(v);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool GetLengthDelimited(absl::string_view* src, absl::string_view* out) {
+  uint32_t n = 0;
+  if (!GetTag(src, &n) || n >= (1u << 31) || n > src->size()) return false;
+  *out = src->substr(0, n);
+  src->remove_prefix(n);
+  return true;
+}
+
+// Skips the value of a field with this tag, an unknown one or one of an
+// unexpected wire type; `depth` groups enclose it.
+bool SkipField(absl::string_view* src, uint32_t tag, int depth) {
+  uint64_t v = 0;
+  absl::string_view s;
+  switch (tag & 7) {
+    case kVarint:
+      return GetVarint(src, &v);
+    case kFixed64:
+      if (src->size() < 8) return false;
+      src->remove_prefix(8);
+      return true;
+    case kLengthDelimited:
+      return GetLengthDelimited(src, &s);
+    case kFixed32:
+      if (src->size() < 4) return false;
+      src->remove_prefix(4);
+      return true;
+    case 3: {  // Start of a group: fields up to the matching end.
+      if (depth >= kMaxGroupDepth) return false;
+      while (true) {
+        uint32_t inner = 0;
+        if (!GetTag(src, &inner) || (inner >> 3) == 0) return false;
+        if ((inner & 7) == 4) return inner == (tag & ~7u) + 4;
+        if (!SkipField(src, inner, depth + 1)) return false;
+      }
+    }
+    default:
+      return false;  // An end of group with no start, or wire type 6 or 7.
+  }
+}
+
+}  // namespace
+
 bool HistoryLog::ParseWireFormat(absl::string_view bytes, HistoryEvent* e) {
   *e = HistoryEvent();
   while (!bytes.empty()) {
-    uint64_t key = 0;
-    if (!GetVarint(&bytes, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff) {
-      return false;
-    }
-    const uint64_t number = key >> 3;
+    uint32_t tag = 0;
+    if (!GetTag(&bytes, &tag) || (tag >> 3) == 0) return false;
+    const uint32_t number = tag >> 3;
+    const uint32_t wire_type = tag & 7;
     uint64_t v = 0;
     absl::string_view s;
-    switch (key & 7) {
-      case kVarint:
-        if (!GetVarint(&bytes, &v)) return false;
-        // As protobuf does: int32 and enum fields take the low 32 bits.
-        switch (number) {
-          case 1:
-            e->time_micros = static_cast<int64_t>(v);
-            break;
-          case 2:
-            e->event = static_cast<HistoryEntry::Event>(static_cast<int32_t>(v));
-            break;
-          case 3:
-            e->from = static_cast<TaskStatus>(static_cast<int32_t>(v));
-            break;
-          case 4:
-            e->to = static_cast<TaskStatus>(static_cast<int32_t>(v));
-            break;
-          case 6:
-            e->attempt = static_cast<uint32_t>(v);
-            break;
-          default:
-            break;  // Unknown field, or a string field's wrong wire type.
-        }
-        break;
-      case kLengthDelimited:
-        if (!GetBytes(&bytes, &s)) return false;
-        if (number == 5) e->worker_id = s;
-        if (number == 7) e->error = s;
-        break;
-      case kFixed64:
-        if (bytes.size() < 8) return false;
-        bytes.remove_prefix(8);
-        break;
-      case kFixed32:
-        if (bytes.size() < 4) return false;
-        bytes.remove_prefix(4);
-        break;
-      default:
-        return false;  // Groups (deprecated, never in our messages), or junk.
+    if (wire_type == kVarint && (number <= 4 || number == 6)) {
+      if (!GetVarint(&bytes, &v)) return false;
+      // As protobuf does: int32 and enum fields take the low 32 bits.
+      switch (number) {
+        case 1:
+          e->time_micros = static_cast<int64_t>(v);
+          break;
+        case 2:
+          e->event = static_cast<HistoryEntry::Event>(static_cast<int32_t>(v));
+          break;
+        case 3:
+          e->from = static_cast<TaskStatus>(static_cast<int32_t>(v));
+          break;
+        case 4:
+          e->to = static_cast<TaskStatus>(static_cast<int32_t>(v));
+          break;
+        default:
+          e->attempt = static_cast<uint32_t>(v);
+          break;
+      }
+    } else if (wire_type == kLengthDelimited && (number == 5 || number == 7)) {
+      // proto3 `string` fields: protobuf rejects a message whose string is
+      // not UTF-8, even one a later occurrence of the field replaces.
+      if (!GetLengthDelimited(&bytes, &s) || !IsValidUtf8(s)) return false;
+      (number == 5 ? e->worker_id : e->error) = s;
+    } else if (!SkipField(&bytes, tag, 0)) {
+      return false;
     }
   }
   return true;

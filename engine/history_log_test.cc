@@ -2,9 +2,12 @@
 
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "google/protobuf/stubs/logging.h"
 #include "gtest/gtest.h"
 
 namespace taskwal::engine {
@@ -332,6 +335,101 @@ TEST_F(HistoryLogTest, WireFormatParsesAsProtobufDoes) {
     EXPECT_FALSE(log_.AppendSerialized(bad, 10, 0));
   }
   EXPECT_EQ(log_.size(), 0u);
+}
+
+// Cases where a hand-written decoder easily differs from protobuf's.
+TEST_F(HistoryLogTest, WireFormatEdgesAsProtobuf) {
+  const std::string hex_cases[] = {
+      "2a02fffe", "3a0180", "2a03eda080", "2a02c080", "2a04f4908080",  // UTF-8
+      "2a03e282ac",                       // Valid UTF-8 (the euro sign).
+      "0b0c", "5b08015c", "5b0b0c5c", "0b14", "0c", "5b0801",  // Groups.
+      "888080801001",                     // A 5-byte tag, high bits dropped.
+      "88808080800001",                   // A 6-byte tag.
+      "2a81808080800061",                 // A 6-byte length.
+      "2a8080808008",                     // A length of 2^31.
+      "08ffffffffffffffffff01",           // A 10-byte value varint.
+      "0e", "0f01", "00", "0801",
+  };
+  google::protobuf::LogSilencer quiet;  // protobuf logs bad UTF-8.
+  for (const std::string& hex : hex_cases) {
+    const std::string bytes = absl::HexStringToBytes(hex);
+    SCOPED_TRACE(hex);
+    HistoryEntry parsed;
+    const bool protobuf_ok = parsed.ParseFromString(bytes);
+    HistoryEvent e;
+    EXPECT_EQ(HistoryLog::ParseWireFormat(bytes, &e), protobuf_ok);
+    if (protobuf_ok) {
+      std::string ours;
+      HistoryLog::AppendWireFormat(e, &ours);
+      parsed.DiscardUnknownFields();  // The engine keeps none.
+      EXPECT_EQ(ours, parsed.SerializeAsString());
+    }
+  }
+  // Groups nest up to 100 deep.
+  for (int depth : {100, 101}) {
+    std::string nested;
+    for (int i = 0; i < depth; ++i) nested += '\x5b';  // Field 11, group.
+    for (int i = 0; i < depth; ++i) nested += '\x5c';
+    HistoryEntry parsed;
+    HistoryEvent e;
+    EXPECT_EQ(HistoryLog::ParseWireFormat(nested, &e),
+              parsed.ParseFromString(nested))
+        << depth;
+  }
+}
+
+// Random messages, well-formed and not, are accepted exactly when protobuf
+// accepts them, and read as protobuf reads them.
+TEST_F(HistoryLogTest, WireFormatParsesLikeProtobufOnRandomInput) {
+  std::mt19937_64 rng(20261126);
+  google::protobuf::LogSilencer quiet;
+  auto byte = [&] { return static_cast<char>(rng() & 0xff); };
+  auto varint = [&](uint64_t v, std::string* out) {
+    while (v >= 0x80) {
+      *out += static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    *out += static_cast<char>(v);
+  };
+  int accepted = 0;
+  for (int round = 0; round < 200000; ++round) {
+    std::string msg;
+    const int fields = static_cast<int>(rng() % 6);
+    for (int f = 0; f < fields; ++f) {
+      const uint32_t number = static_cast<uint32_t>(rng() % 13);
+      const uint32_t wire_type = static_cast<uint32_t>(rng() % 8);
+      varint((number << 3) | wire_type, &msg);
+      switch (rng() % 4) {
+        case 0:
+          varint(rng() >> (rng() % 64), &msg);
+          break;
+        case 1: {
+          const size_t n = rng() % 5;
+          varint(n, &msg);
+          for (size_t i = 0; i < n; ++i) msg += byte();
+          break;
+        }
+        case 2:
+          for (size_t i = rng() % 9; i > 0; --i) msg += byte();
+          break;
+        default:
+          break;
+      }
+    }
+    if (rng() % 8 == 0 && !msg.empty()) msg.resize(rng() % msg.size());
+    HistoryEntry parsed;
+    const bool protobuf_ok = parsed.ParseFromString(msg);
+    HistoryEvent e;
+    const bool ours_ok = HistoryLog::ParseWireFormat(msg, &e);
+    ASSERT_EQ(ours_ok, protobuf_ok) << absl::BytesToHexString(msg);
+    if (!ours_ok) continue;
+    ++accepted;
+    std::string ours;
+    HistoryLog::AppendWireFormat(e, &ours);
+    parsed.DiscardUnknownFields();
+    ASSERT_EQ(ours, parsed.SerializeAsString()) << absl::BytesToHexString(msg);
+  }
+  EXPECT_GT(accepted, 10000);  // The generator reaches both outcomes.
 }
 
 }  // namespace

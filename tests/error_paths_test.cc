@@ -185,6 +185,8 @@ TEST_F(ErrorPathsTest, SubmitRejectsInvalidSpecs) {
       {"oversized type",
        with([](TaskSpec& s) { s.type = std::string(kMaxType + 1, 't'); })},
       {"oversized payload", Spec("fresh", std::string(kMaxPayload + 1, 'p'))},
+      {"key not UTF-8", Spec("fresh\xff")},
+      {"type not UTF-8", with([](TaskSpec& s) { s.type = "t\xc0\x80"; })},
       {"max_attempts above max",
        with([](TaskSpec& s) { s.max_attempts = kMaxMaxAttempts + 1; })},
       {"negative initial backoff",
@@ -320,6 +322,18 @@ TEST_F(ErrorPathsTest, FailRejectsInvalidWorkerIdOrOversizedError) {
        [&] {
          return engine_->Fail(claimed_id(), "worker", claim_.claim_token,
                               std::string(kMaxError + 1, 'e'));
+       },
+       kInvalid},
+      {"worker id not UTF-8",
+       [&] {
+         return engine_->Fail(claimed_id(), "worker\xed\xa0\x80",
+                              claim_.claim_token, "e");
+       },
+       kInvalid},
+      {"error not UTF-8",
+       [&] {
+         return engine_->Fail(claimed_id(), "worker", claim_.claim_token,
+                              "boom\xfe");
        },
        kInvalid},
   };

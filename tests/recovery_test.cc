@@ -144,6 +144,37 @@ TEST_F(RecoveryTest, RetentionTurnedOnLaterFindsTasksFinishedBefore) {
   EXPECT_EQ(e->Stats()->retention_removals, finished);
 }
 
+// Keys, types, worker ids and errors are journaled in protobuf string
+// fields: text outside ASCII survives a restart, and bytes that are not
+// UTF-8 are refused before anything is journaled (they would not parse back
+// at Open).
+TEST_F(RecoveryTest, TextFieldsSurviveRestartAndNonUtf8IsRefused) {
+  std::string before;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(Options());
+    TaskSpec spec;
+    spec.idempotency_key = "cl\xc3\xa9-\xf0\x9f\x98\x80";
+    spec.type = "\xe2\x82\xac";
+    ASSERT_TRUE(e->Submit(spec).ok());
+    spec.idempotency_key = "k\xff";
+    EXPECT_EQ(e->Submit(spec).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    absl::StatusOr<ClaimedTask> c = e->ClaimNext("w\xc3\xbc", {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(e->ClaimNext("w\xff", {}).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(
+        e->Fail(c->task.id(), "w\xc3\xbc", c->claim_token, "\xe2\x9c\x97")
+            .ok());
+    ASSERT_TRUE(e->Snapshot().ok());
+    before = Dump(e.get());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  std::unique_ptr<Engine> e = OpenOrDie(Options());
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(Dump(e.get()), before);
+}
+
 TEST_F(RecoveryTest, RestartFromSnapshotPlusLogMatchesLiveState) {
   std::string before;
   {
