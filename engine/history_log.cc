@@ -294,6 +294,13 @@ char* HistoryLog::Encode(const HistoryEvent& e, int64_t prev_time,
 
 void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
                         int64_t base_micros) {
+  if (max_entries == 0) {  // History kept off: drop what there is.
+    if (entry_bytes() > 0) {
+      MoveToBlock();
+      Rebuild({}, nullptr, base_micros);
+    }
+    return;
+  }
   char scratch[kInlineBytes];
   const absl::string_view current = entries(scratch);
   size_t count = 0;
@@ -324,7 +331,9 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
     word_ = word;
     return;
   }
-  MoveToBlock();  // Event strings never point into inline entries.
+  // Event strings never point into inline entries; last_worker may point
+  // into scratch, which outlives this call's use of it.
+  MoveToBlock();
   const size_t old_used = used();
   if (count < max_entries && size <= kMaxBlockBytes - old_used) {
     // The common case: add at the end, growing the block if needed. The
@@ -347,10 +356,6 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
   // Old entries go: re-encode the ones kept.
   std::vector<HistoryEvent> all;
   ForEach(base_micros, [&](const HistoryEvent& h) { all.push_back(h); });
-  if (max_entries == 0) {
-    Rebuild({}, nullptr, base_micros);
-    return;
-  }
   const size_t extra_bytes = extra().size();
   size_t first = all.size() >= max_entries ? all.size() - max_entries + 1 : 0;
   while (first < all.size() &&

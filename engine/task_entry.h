@@ -75,7 +75,8 @@ class TaskEntry {
   // The task's own policy; nullopt when it follows the engine's default.
   std::optional<RetryPolicy> retry_policy() const;
 
-  // Set by transitions.
+  // Set by transitions. The views point into the history's block: they are
+  // valid until the next SetStrings or AppendHistory.
   absl::string_view claimed_by() const { return String(0); }
   absl::string_view result() const { return String(1); }
   absl::string_view last_error() const { return String(2); }
