@@ -463,7 +463,8 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
     Transition record;
     record.set_time_micros(now);
     SubmitRecord* submit = record.mutable_submit();
-    // Keys new in this batch -> index into submit->tasks().
+    // Keys new in this batch -> index into submit->tasks() (a batch of one
+    // needs none).
     absl::flat_hash_map<absl::string_view, int> batch_keys;
     uint64_t next_id = state_->next_task_id();
     for (size_t i = 0; i < specs.size(); ++i) {
@@ -477,7 +478,8 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
           same = e.type() == spec.type && e.payload() == spec.payload;
           wait_lsn = std::max(wait_lsn, e.state.last_lsn);
         });
-      } else if (auto it = batch_keys.find(spec.idempotency_key);
+      } else if (auto it = batch ? batch_keys.find(spec.idempotency_key)
+                                 : batch_keys.end();
                  it != batch_keys.end()) {
         const Task& t = submit->tasks(it->second);
         existing_id = t.id();
@@ -485,7 +487,9 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       } else {
         Task* t = submit->add_tasks();
         *t = NewTask(spec, next_id++, now);
-        batch_keys.emplace(t->idempotency_key(), submit->tasks_size() - 1);
+        if (batch) {
+          batch_keys.emplace(t->idempotency_key(), submit->tasks_size() - 1);
+        }
         results[i] = SubmitResult{t->id(), false};
         continue;
       }

@@ -139,24 +139,54 @@ void TaskEntry::SetStrings(absl::string_view claimed_by,
       created_micros_);
 }
 
+namespace {
+
+// Sets a string field, or clears it when empty: a proto3 string at its
+// default needs no allocation.
+template <typename Set, typename Clear>
+void SetOrClear(absl::string_view value, Set set, Clear clear) {
+  if (value.empty()) {
+    clear();
+  } else {
+    set(value.data(), value.size());
+  }
+}
+
+}  // namespace
+
 void TaskEntry::ToTask(Task* out) const {
   out->set_id(id_);
-  out->set_idempotency_key(idempotency_key().data(), idempotency_key().size());
-  out->set_type(type().data(), type().size());
-  out->set_payload(payload().data(), payload().size());
+  SetOrClear(
+      idempotency_key(),
+      [&](const char* p, size_t n) { out->set_idempotency_key(p, n); },
+      [&] { out->clear_idempotency_key(); });
+  SetOrClear(
+      type(), [&](const char* p, size_t n) { out->set_type(p, n); },
+      [&] { out->clear_type(); });
+  SetOrClear(
+      payload(), [&](const char* p, size_t n) { out->set_payload(p, n); },
+      [&] { out->clear_payload(); });
   out->set_priority(priority_);
   out->set_status(state.status);
   out->set_attempts(state.attempts);
   out->set_max_attempts(max_attempts_);
-  out->set_claimed_by(claimed_by().data(), claimed_by().size());
+  SetOrClear(
+      claimed_by(),
+      [&](const char* p, size_t n) { out->set_claimed_by(p, n); },
+      [&] { out->clear_claimed_by(); });
   out->set_claim_token(state.claim_token);
   out->set_lease_deadline_micros(state.lease_deadline_micros);
   out->set_not_before_micros(state.not_before_micros);
   out->set_created_micros(created_micros_);
   out->set_claimed_micros(state.claimed_micros);
   out->set_finished_micros(state.finished_micros);
-  out->set_result(result().data(), result().size());
-  out->set_last_error(last_error().data(), last_error().size());
+  SetOrClear(
+      result(), [&](const char* p, size_t n) { out->set_result(p, n); },
+      [&] { out->clear_result(); });
+  SetOrClear(
+      last_error(),
+      [&](const char* p, size_t n) { out->set_last_error(p, n); },
+      [&] { out->clear_last_error(); });
   if (std::optional<RetryPolicy> policy = retry_policy()) {
     *out->mutable_retry_policy() = *std::move(policy);
   } else {

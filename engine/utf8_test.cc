@@ -19,6 +19,19 @@ TEST(Utf8Test, WellFormedTextPasses) {
   }
 }
 
+// Long strings take the eight-bytes-at-a-time path; a bad byte anywhere
+// in them is still found.
+TEST(Utf8Test, BadByteAnywhereInALongStringFails) {
+  const std::string good = "0123456789abcdef0123456789\xc3\xa9xyz";
+  ASSERT_TRUE(IsValidUtf8(good));
+  for (size_t i = 0; i < good.size(); ++i) {
+    if (i == 26 || i == 27) continue;  // The two bytes of the accent.
+    std::string bad = good;
+    bad[i] = '\xff';
+    EXPECT_FALSE(IsValidUtf8(bad)) << i;
+  }
+}
+
 TEST(Utf8Test, MalformedTextFails) {
   for (const std::string s :
        {std::string("\xff"), std::string("\x80"), std::string("a\xbf"),

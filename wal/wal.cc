@@ -448,6 +448,7 @@ absl::Status Wal::LeadLocked(bool sync) {
     // Callers wait for the next flush: the flusher thread runs it, and
     // leader_active_ stays set on its behalf.
     flusher_assigned_ = true;
+    flusher_cv_.Signal();
   } else {
     leader_active_ = false;
   }
@@ -459,7 +460,7 @@ absl::Status Wal::LeadLocked(bool sync) {
 void Wal::FlusherLoop() {
   absl::MutexLock l(&mu_);
   while (true) {
-    mu_.Await(absl::Condition(this, &Wal::FlusherHasWork));
+    while (!FlusherHasWork()) flusher_cv_.Wait(&mu_);
     if (!flusher_assigned_) return;  // Stopped.
     flusher_assigned_ = false;
     // Back to back while callers wait for a later flush: this thread is
@@ -639,6 +640,7 @@ absl::Status Wal::Close() {
   // error, or after covering this Close).
   mu_.Await(absl::Condition(this, &Wal::NoLeader));
   flusher_stop_ = true;
+  flusher_cv_.Signal();
   {
     absl::MutexLock io(&io_mu_);
     if (file_ != nullptr) {
