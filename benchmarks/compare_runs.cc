@@ -66,7 +66,8 @@ std::string CappedNote(bool capped) {
 }
 
 absl::StatusOr<RawLogResult> RawRun(const CompareConfig& config,
-                                    int records_per_sync, bool latency) {
+                                    int records_per_sync, bool latency,
+                                    bool overwrite = false) {
   absl::StatusOr<TempDir> dir = TempDir::Create(config.scratch, "disk-");
   if (!dir.ok()) return dir.status();
   RawLogOptions o;
@@ -76,6 +77,7 @@ absl::StatusOr<RawLogResult> RawRun(const CompareConfig& config,
   o.max_records = UINT64_MAX;
   o.max_time = config.raw_time;
   o.record_latency = latency;
+  o.overwrite = overwrite;
   return RunRawLog(o);
 }
 
@@ -90,10 +92,12 @@ void AddRawError(Results* results, absl::string_view what,
 
 absl::Status RunLifecycleWorkload(const CompareConfig& config,
                                   Results* results) {
-  std::optional<RawLogResult> raw_sync, raw_append;
+  std::optional<RawLogResult> raw_sync, raw_overwrite, raw_append;
   if (config.raw) {
     absl::StatusOr<RawLogResult> r = RawRun(config, 1, false);
     if (r.ok()) raw_sync = *r; else AddRawError(results, "disk-fdatasync", r.status());
+    r = RawRun(config, 1, false, /*overwrite=*/true);
+    if (r.ok()) raw_overwrite = *r; else AddRawError(results, kRawOverwrite, r.status());
     r = RawRun(config, 0, false);
     if (r.ok()) raw_append = *r; else AddRawError(results, "disk-append", r.status());
   }
@@ -147,6 +151,11 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
     if (raw_sync.has_value()) {
       add_raw(kRawSync, *raw_sync,
               absl::StrCat(rec, ", 1 writer, fdatasync each; measured once"));
+    }
+    if (raw_overwrite.has_value()) {
+      add_raw(kRawOverwrite, *raw_overwrite,
+              absl::StrCat(rec, ", 1 writer, fdatasync each, over a "
+                                "pre-zeroed file; measured once"));
     }
     absl::StatusOr<RawLogResult> group = RawRun(config, threads, false);
     if (group.ok()) {

@@ -20,6 +20,7 @@ inline constexpr char kReference[] = "taskwal-always";
 
 // Rows of the "physical limit" that are not queue systems.
 inline constexpr char kRawSync[] = "disk-fdatasync";
+inline constexpr char kRawOverwrite[] = "disk-fdatasync-prezeroed";
 inline constexpr char kRawGroup[] = "disk-group-commit";
 inline constexpr char kRawClients[] = "disk-blocking-clients";
 inline constexpr char kRawNoSync[] = "disk-append";

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "benchmarks/raw_log.h"
 
 namespace taskwal::bench {
 namespace {
@@ -31,7 +32,8 @@ std::vector<std::string> RowSystems(const CompareConfig& config,
   std::vector<std::string> names;
   for (const SystemSpec& s : config.systems) names.push_back(s.name);
   if (with_raw && config.raw) {
-    names.insert(names.end(), {kRawSync, kRawGroup, kRawClients, kRawNoSync});
+    names.insert(names.end(),
+                 {kRawSync, kRawOverwrite, kRawGroup, kRawClients, kRawNoSync});
   }
   return names;
 }
@@ -69,6 +71,13 @@ Table SystemsTable(const CompareConfig& config) {
     t.rows.push_back({kRawSync, "fdatasync per record",
                       absl::StrCat("physical limit: one writer, ", rec,
                                    " write(2) + fdatasync(2) per record")});
+    t.rows.push_back(
+        {kRawOverwrite, "fdatasync per record",
+         absl::StrCat("as disk-fdatasync, but writing over a file filled "
+                      "with zeros and fdatasynced beforehand (",
+                      kOverwriteBytes >> 20,
+                      " MiB, wrapping around): fdatasync updates no file "
+                      "size or extents, as with preallocated log segments")});
     t.rows.push_back(
         {kRawGroup, "fdatasync per N records",
          absl::StrCat("physical limit of a perfect group commit: N ", rec,

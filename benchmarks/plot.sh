@@ -73,6 +73,7 @@ style_for() {  # style_for "SYSTEM [CALL]"
     rocksdb-nosync) color='#bcbd22' dash=4 width=2 ;;
     rocksdb-buffered) color='#8c564b' dash=4 width=2 ;;
     disk-fdatasync) color='#000000' dash=3 width=2 ;;
+    disk-fdatasync-prezeroed) color='#333333' dash=5 width=2 ;;
     disk-group-commit) color='#555555' dash=3 width=2 ;;
     disk-append) color='#999999' dash=3 width=2 ;;
     *) color='#7f7f7f' dash=5 width=1 ;;

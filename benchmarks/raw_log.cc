@@ -40,13 +40,31 @@ bool WriteAll(int fd, const char* data, size_t n) {
 }  // namespace
 
 absl::StatusOr<RawLogResult> RunRawLog(const RawLogOptions& options) {
-  const int fd = ::open(options.path.c_str(),
-                        O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                        0600);
+  const int fd = ::open(
+      options.path.c_str(),
+      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+          (options.overwrite ? 0 : O_APPEND),
+      0600);
   if (fd < 0) return Errno("open", options.path);
   const size_t per_batch =
       options.records_per_sync > 0 ? options.records_per_sync : 64;
   const std::string batch(options.record_bytes * per_batch, 'r');
+  if (options.overwrite) {
+    const std::string zeros(size_t{1} << 20, '\0');
+    for (size_t done = 0; done < kOverwriteBytes; done += zeros.size()) {
+      if (!WriteAll(fd, zeros.data(), zeros.size())) {
+        const absl::Status s = Errno("write", options.path);
+        ::close(fd);
+        return s;
+      }
+    }
+    if (::fdatasync(fd) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+      const absl::Status s = Errno("fdatasync", options.path);
+      ::close(fd);
+      return s;
+    }
+  }
+  size_t offset = 0;
   std::vector<int64_t> latencies;
   RawLogResult result;
   const int64_t start = NowNanos();
@@ -54,6 +72,16 @@ absl::StatusOr<RawLogResult> RunRawLog(const RawLogOptions& options) {
   absl::Status status;
   while (result.records < options.max_records) {
     const int64_t t0 = options.record_latency ? NowNanos() : 0;
+    if (options.overwrite) {
+      if (offset + batch.size() > kOverwriteBytes) {
+        offset = 0;  // Wrap around: still inside the zero-filled file.
+        if (::lseek(fd, 0, SEEK_SET) != 0) {
+          status = Errno("lseek", options.path);
+          break;
+        }
+      }
+      offset += batch.size();
+    }
     if (!WriteAll(fd, batch.data(), batch.size())) {
       status = Errno("write", options.path);
       break;

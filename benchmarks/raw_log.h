@@ -25,7 +25,14 @@ struct RawLogOptions {
   uint64_t max_records = 0;    // stop after this many records ...
   absl::Duration max_time;     // ... or this much time, whichever is first
   bool record_latency = false; // time each append+fdatasync batch
+  // Instead of appending: fill the file with zeros first (kOverwriteBytes,
+  // fdatasynced), then write the records over them from the start,
+  // wrapping around. fdatasync then has no file size or extent to update,
+  // only data: what a log with preallocated, zero-filled segments would pay.
+  bool overwrite = false;
 };
+
+inline constexpr size_t kOverwriteBytes = size_t{64} << 20;
 
 struct RawLogResult {
   uint64_t records = 0;
