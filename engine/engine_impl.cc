@@ -253,27 +253,25 @@ Task EngineImpl::Resolved(Task task) const {
   return task;
 }
 
-Task EngineImpl::NewTask(const TaskSpec& spec, uint64_t id,
-                         int64_t now) const {
-  Task t;
-  t.set_id(id);
-  t.set_idempotency_key(spec.idempotency_key);
-  t.set_type(spec.type);
-  t.set_payload(spec.payload);
-  t.set_priority(spec.priority);
-  t.set_status(PENDING);
-  t.set_max_attempts(spec.max_attempts != 0 ? spec.max_attempts
-                                            : options_.default_max_attempts);
-  t.set_created_micros(now);
+void EngineImpl::NewTask(const TaskSpec& spec, uint64_t id, int64_t now,
+                         Task* t) const {
+  t->set_id(id);
+  t->set_idempotency_key(spec.idempotency_key);
+  if (!spec.type.empty()) t->set_type(spec.type);
+  if (!spec.payload.empty()) t->set_payload(spec.payload);
+  t->set_priority(spec.priority);
+  t->set_status(PENDING);
+  t->set_max_attempts(spec.max_attempts != 0 ? spec.max_attempts
+                                             : options_.default_max_attempts);
+  t->set_created_micros(now);
   if (spec.not_before != absl::InfinitePast()) {
-    t.set_not_before_micros(absl::ToUnixMicros(spec.not_before));
+    t->set_not_before_micros(absl::ToUnixMicros(spec.not_before));
   }
   // Only a policy of the task's own is stored (it is most of a task's
   // fixed size otherwise); PolicyOf and Resolved fill in the default.
   if (spec.retry_policy.has_value()) {
-    *t.mutable_retry_policy() = *spec.retry_policy;
+    *t->mutable_retry_policy() = *spec.retry_policy;
   }
-  return t;
 }
 
 absl::StatusOr<uint64_t> EngineImpl::CommitLocked(const Transition& record) {
@@ -413,7 +411,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
   t.set_time_micros(now);
   ClaimRecord* c = t.mutable_claim();
   c->set_task_id(task_id);
-  c->set_worker_id(std::string(worker_id));
+  c->set_worker_id(worker_id.data(), worker_id.size());
   c->set_claim_token(state_->next_claim_token());
   c->set_lease_deadline_micros(SaturatingAdd(now, lease_micros));
   TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
@@ -486,7 +484,7 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
         same = t.type() == spec.type && t.payload() == spec.payload;
       } else {
         Task* t = submit->add_tasks();
-        *t = NewTask(spec, next_id++, now);
+        NewTask(spec, next_id++, now, t);
         if (batch) {
           batch_keys.emplace(t->idempotency_key(), submit->tasks_size() - 1);
         }
@@ -630,7 +628,9 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
       Transition t;
       t.set_time_micros(now);
       t.mutable_complete()->set_task_id(task_id);
-      t.mutable_complete()->set_result(std::string(result));
+      if (!result.empty()) {
+        t.mutable_complete()->set_result(result.data(), result.size());
+      }
       TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
     }
   }
@@ -665,7 +665,7 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
     t.set_time_micros(now);
     FailRecord* f = t.mutable_fail();
     f->set_task_id(task_id);
-    f->set_error(std::string(error));
+    if (!error.empty()) f->set_error(error.data(), error.size());
     f->set_retry_at_micros(SaturatingAdd(now, BackoffMicros(policy, attempts)));
     TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
     ready_cv_.SignalAll();
