@@ -135,14 +135,7 @@ TEST_F(HistoryLogTest, ZeroBoundKeepsNothing) {
 
 HistoryEvent At(int64_t time, HistoryEntry::Event event, TaskStatus from,
                 TaskStatus to, uint32_t attempt, absl::string_view worker) {
-  HistoryEvent h;
-  h.time_micros = time;
-  h.event = event;
-  h.from = from;
-  h.to = to;
-  h.attempt = attempt;
-  h.worker_id = worker;
-  return h;
+  return HistoryEvent{time, event, from, to, attempt, worker, {}};
 }
 
 // A submit-claim-complete history in today's microseconds, claimed 5 s
