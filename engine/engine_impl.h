@@ -107,7 +107,8 @@ class EngineImpl final : public Engine {
   absl::Status CheckWorker(absl::string_view worker_id) const;
   absl::StatusOr<int64_t> LeaseMicros(absl::Duration lease) const;
   absl::Status CheckSpec(const TaskSpec& spec) const;
-  // Fills the new task *t (cleared) for spec.
+  // Fills the new task *t for spec. REQUIRES: *t is a fresh message (fields
+  // it leaves unset stay at their defaults).
   void NewTask(const TaskSpec& spec, uint64_t id, int64_t now, Task* t) const;
   // The task's retry policy: its own, or the engine's default.
   RetryPolicy PolicyOf(const TaskEntry& entry) const;

@@ -142,6 +142,13 @@ TEST_F(RecoveryTest, RetentionTurnedOnLaterFindsTasksFinishedBefore) {
   std::unique_ptr<Engine> e = OpenOrDie(Options());
   ASSERT_TRUE(e->RunMaintenance().ok());
   EXPECT_EQ(e->Stats()->retention_removals, finished);
+  // Tasks that finish now are within retention: they stay.
+  Work(e.get(), 2);  // Ends with maintenance.
+  ASSERT_TRUE(e->RunMaintenance().ok());
+  absl::StatusOr<EngineStats> after = e->Stats();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->retention_removals, finished);
+  EXPECT_GT(after->completed + after->failed + after->cancelled, 0u);
 }
 
 // Keys, types, worker ids and errors are journaled in protobuf string
