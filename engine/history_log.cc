@@ -366,12 +366,11 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
   if (BlockBytes(extra_bytes, all, first, &e, base_micros) > kMaxBlockBytes) {
     return;  // Does not fit even alone: the log stays as it was.
   }
-  Rebuild(std::vector<HistoryEvent>(all.begin() + first, all.end()), &e,
-          base_micros);
+  Rebuild(absl::MakeConstSpan(all).subspan(first), &e, base_micros);
 }
 
 size_t HistoryLog::BlockBytes(size_t extra_bytes,
-                              const std::vector<HistoryEvent>& events,
+                              absl::Span<const HistoryEvent> events,
                               size_t first, const HistoryEvent* add,
                               int64_t base_micros) {
   size_t n = sizeof(Header) + extra_bytes;
@@ -386,15 +385,41 @@ size_t HistoryLog::BlockBytes(size_t extra_bytes,
   return n;
 }
 
-bool HistoryLog::AppendSerialized(absl::string_view entry, size_t max_entries,
-                                  int64_t base_micros) {
-  HistoryEvent e;
-  if (!ParseWireFormat(entry, &e)) return false;
-  Append(e, max_entries, base_micros);
-  return true;
+void HistoryLog::AssignEvents(absl::Span<const HistoryEvent> events,
+                              int64_t base_micros) {
+  const size_t extra_bytes = extra().size();
+  size_t first = 0;
+  size_t bytes = BlockBytes(extra_bytes, events, first, nullptr, base_micros);
+  while (first < events.size() && bytes > kMaxBlockBytes) {
+    ++first;  // Only past 4 GiB: quadratic there, linear otherwise.
+    bytes = BlockBytes(extra_bytes, events, first, nullptr, base_micros);
+  }
+  const size_t entry_bytes = bytes - sizeof(Header) - extra_bytes;
+  if (extra_bytes == 0 && entry_bytes <= kInlineBytes) {
+    // Inline, as Append would have kept them (a restored submission).
+    char buf[kInlineBytes];
+    char* dst = buf;
+    int64_t prev_time = base_micros;
+    absl::string_view prev_worker;
+    for (size_t i = first; i < events.size(); ++i) {
+      dst = Encode(events[i], prev_time, prev_worker, dst);
+      prev_time = events[i].time_micros;
+      prev_worker = events[i].worker_id;
+    }
+    uintptr_t word = entry_bytes == 0 ? 0 : (entry_bytes << 1) | kInlineTag;
+    for (size_t i = 0; i < entry_bytes; ++i) {
+      word |= static_cast<uintptr_t>(static_cast<uint8_t>(buf[i]))
+              << (8 * (i + 1));
+    }
+    Reset();
+    word_ = word;
+    return;
+  }
+  MoveToBlock();  // Rebuild keeps the extra of a block.
+  Rebuild(events.subspan(first), nullptr, base_micros);
 }
 
-void HistoryLog::Rebuild(const std::vector<HistoryEvent>& keep,
+void HistoryLog::Rebuild(absl::Span<const HistoryEvent> keep,
                          const HistoryEvent* add, int64_t base_micros) {
   const absl::string_view old_extra = extra();
   if (old_extra.empty() && keep.empty() && add == nullptr) {
@@ -448,8 +473,8 @@ void HistoryLog::SetExtra(std::initializer_list<absl::string_view> parts,
       ++first;
     }
     HistoryLog kept;
-    kept.Rebuild(std::vector<HistoryEvent>(all.begin() + first, all.end()),
-                 nullptr, base_micros);
+    kept.Rebuild(absl::MakeConstSpan(all).subspan(first), nullptr,
+                 base_micros);
     // `parts` may point into this block: build the new one from `kept`.
     kept.SetExtra(parts, base_micros);
     *this = std::move(kept);

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "api/task.pb.h"
 
 namespace taskwal::engine {
@@ -60,12 +62,27 @@ class HistoryLog {
   // log's extra. `base_micros` must be the same in every call on one log.
   void Append(const HistoryEvent& e, size_t max_entries, int64_t base_micros);
 
-  // Appends an entry given in HistoryEntry's protobuf wire format (from a
-  // snapshot), as Append does. Fields protobuf would skip (unknown numbers,
-  // unexpected wire types) are skipped; false, with the log unchanged, if
-  // the bytes are not a well-formed message.
-  bool AppendSerialized(absl::string_view entry, size_t max_entries,
-                        int64_t base_micros);
+  // Replaces the entries by `entries`, each in HistoryEntry's protobuf wire
+  // format (a snapshot's), in time linear in their size; the extra bytes
+  // stay. Fields protobuf would skip (unknown numbers, unexpected wire
+  // types) are skipped. If one is not a well-formed message: false, its
+  // index in *bad_index, and the log unchanged. The oldest are dropped if
+  // they would take the block past 2^32 - 1 bytes.
+  template <typename Range>  // Of std::string or absl::string_view.
+  bool AssignSerialized(const Range& entries, int64_t base_micros,
+                        size_t* bad_index) {
+    absl::InlinedVector<HistoryEvent, 4> events(entries.size());
+    size_t i = 0;
+    for (const auto& entry : entries) {
+      if (!ParseWireFormat(entry, &events[i])) {
+        *bad_index = i;
+        return false;
+      }
+      ++i;
+    }
+    AssignEvents(events, base_micros);
+    return true;
+  }
 
   // The entries, oldest first.
   std::vector<HistoryEntry> Entries(int64_t base_micros) const;
@@ -157,13 +174,14 @@ class HistoryLog {
   // Bytes of a block holding `extra_bytes`, then events[first..] (as a log
   // of their own), then `add` if non-null.
   static size_t BlockBytes(size_t extra_bytes,
-                           const std::vector<HistoryEvent>& events,
-                           size_t first, const HistoryEvent* add,
-                           int64_t base_micros);
+                           absl::Span<const HistoryEvent> events, size_t first,
+                           const HistoryEvent* add, int64_t base_micros);
+  // Replaces the entries by `events`, inline if they fit.
+  void AssignEvents(absl::Span<const HistoryEvent> events, int64_t base_micros);
   // Replaces the storage by a block that holds the extra, the entries of
   // `keep` (re-encoded as a log of their own) and then `add` if non-null;
   // frees the old block only at the end, so the events may point into it.
-  void Rebuild(const std::vector<HistoryEvent>& keep, const HistoryEvent* add,
+  void Rebuild(absl::Span<const HistoryEvent> keep, const HistoryEvent* add,
                int64_t base_micros);
   // Moves inline entries to a heap block.
   void MoveToBlock();

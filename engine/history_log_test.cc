@@ -34,6 +34,11 @@ HistoryEntry ToProto(const HistoryEvent& e) {
   return h;
 }
 
+HistoryEvent At(int64_t time, HistoryEntry::Event event, TaskStatus from,
+                TaskStatus to, uint32_t attempt, absl::string_view worker) {
+  return HistoryEvent{time, event, from, to, attempt, worker, {}};
+}
+
 class HistoryLogTest : public ::testing::Test {
  protected:
   HistoryLog log_;
@@ -85,25 +90,57 @@ TEST_F(HistoryLogTest, EncodingIsExactlyProtobufs) {
   }
 }
 
+// The entries of a snapshot (wire format) replace a log's entries; the
+// extra bytes stay, and one that does not parse changes nothing.
 TEST_F(HistoryLogTest, SerializedEntriesRoundTrip) {
   log_.Append(Event(1, "a"), 10, 0);
   log_.Append(Event(2, "b"), 10, 0);
-  HistoryLog copy;
+  std::vector<std::string> wire;
   log_.ForEachSerialized(
-      0, [&](absl::string_view entry) { copy.AppendSerialized(entry, 10, 0); });
-  ASSERT_EQ(copy.size(), 2u);
+      0, [&](absl::string_view entry) { wire.emplace_back(entry); });
+  HistoryLog copy;
+  copy.SetExtra({"strings"}, 0);
+  copy.Append(Event(9), 10, 0);  // Replaced.
+  size_t bad = 99;
+  ASSERT_TRUE(copy.AssignSerialized(std::vector<std::string>{wire[0], wire[1]}, 0,
+                                    &bad));
+  EXPECT_EQ(copy.extra(), "strings");
   std::vector<HistoryEntry> a = log_.Entries(0);
   std::vector<HistoryEntry> b = copy.Entries(0);
   ASSERT_EQ(b.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString());
   }
-  // The bound applies to serialized appends too.
-  copy.AppendSerialized(ToProto(Event(3)).SerializeAsString(), 2, 0);
-  b = copy.Entries(0);
-  ASSERT_EQ(b.size(), 2u);
-  EXPECT_EQ(b[0].time_micros(), 2);
-  EXPECT_EQ(b[1].time_micros(), 3);
+  EXPECT_FALSE(copy.AssignSerialized(
+      std::vector<std::string>{wire[0], "\x08", wire[1]}, 0, &bad));
+  EXPECT_EQ(bad, 1u);
+  EXPECT_EQ(copy.size(), 2u);
+  EXPECT_EQ(copy.extra(), "strings");
+}
+
+// A restored submission takes no block, as a live one does; a long
+// history is restored whole.
+TEST_F(HistoryLogTest, AssignedEntriesLiveInlineWhenSmall) {
+  const HistoryEvent submitted = At(50, HistoryEntry::SUBMITTED,
+                                    TASK_STATUS_UNSPECIFIED, PENDING, 0, "");
+  const std::string wire = ToProto(submitted).SerializeAsString();
+  size_t bad = 0;
+  ASSERT_TRUE(log_.AssignSerialized(std::vector<std::string>{wire},
+                                    /*base_micros=*/50, &bad));
+  EXPECT_FALSE(log_.allocated());
+  EXPECT_EQ(log_.entry_bytes(), 4u);
+  ASSERT_EQ(log_.Entries(50).size(), 1u);
+  EXPECT_EQ(log_.Entries(50)[0].SerializeAsString(), wire);
+
+  std::vector<std::string> many;
+  for (int i = 0; i < 20000; ++i) {
+    many.push_back(ToProto(Event(i, i % 2 ? "w" : "")).SerializeAsString());
+  }
+  const std::vector<absl::string_view> views(many.begin(), many.end());
+  ASSERT_TRUE(log_.AssignSerialized(views, 50, &bad));
+  const std::vector<HistoryEntry> e = log_.Entries(50);
+  ASSERT_EQ(e.size(), many.size());
+  EXPECT_EQ(e.back().SerializeAsString(), many.back());
 }
 
 TEST_F(HistoryLogTest, OldestEntriesAreDroppedPastTheBound) {
@@ -124,18 +161,12 @@ TEST_F(HistoryLogTest, OldestEntriesAreDroppedPastTheBound) {
 
 TEST_F(HistoryLogTest, ZeroBoundKeepsNothing) {
   log_.Append(Event(1), 0, 0);
-  EXPECT_TRUE(log_.AppendSerialized(ToProto(Event(2)).SerializeAsString(), 0, 0));
   EXPECT_EQ(log_.size(), 0u);
   EXPECT_TRUE(log_.Entries(0).empty());
   // A bound of 0 later empties a log that has entries.
   log_.Append(Event(3), 5, 0);
   log_.Append(Event(4), 0, 0);
   EXPECT_EQ(log_.size(), 0u);
-}
-
-HistoryEvent At(int64_t time, HistoryEntry::Event event, TaskStatus from,
-                TaskStatus to, uint32_t attempt, absl::string_view worker) {
-  return HistoryEvent{time, event, from, to, attempt, worker, {}};
 }
 
 // A submit-claim-complete history in today's microseconds, claimed 5 s
@@ -325,7 +356,9 @@ TEST_F(HistoryLogTest, WireFormatParsesAsProtobufDoes) {
     HistoryEntry parsed;
     EXPECT_FALSE(parsed.ParseFromString(bad));
     EXPECT_FALSE(HistoryLog::ParseWireFormat(bad, &e));
-    EXPECT_FALSE(log_.AppendSerialized(bad, 10, 0));
+    size_t bad_index = 0;
+    EXPECT_FALSE(log_.AssignSerialized(std::vector<std::string>{bad}, 0,
+                                       &bad_index));
   }
   EXPECT_EQ(log_.size(), 0u);
 }

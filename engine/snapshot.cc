@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -147,14 +146,12 @@ absl::StatusOr<std::unique_ptr<TaskEntry>> TaskEntryFromSnapshot(
     const SnapshotTask& record) {
   std::unique_ptr<TaskEntry> entry =
       TaskEntry::Create(record.task(), record.last_lsn());
-  for (int i = 0; i < record.history_size(); ++i) {
-    if (!entry->AppendSerializedHistory(record.history(i),
-                                         std::numeric_limits<size_t>::max())) {
-      return absl::DataLossError(
-          absl::StrCat("task ", record.task().id(), ": a history entry (",
-                       i + 1, " of ", record.history_size(),
-                       ") does not parse"));
-    }
+  size_t bad = 0;
+  if (!entry->AssignSerializedHistory(record.history(), &bad)) {
+    return absl::DataLossError(
+        absl::StrCat("task ", record.task().id(), ": a history entry (",
+                     bad + 1, " of ", record.history_size(),
+                     ") does not parse"));
   }
   return entry;
 }

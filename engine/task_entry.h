@@ -92,10 +92,12 @@ class TaskEntry {
   void AppendHistory(const HistoryEvent& e, size_t max_entries) {
     history_.Append(e, max_entries, created_micros_);
   }
-  // False, with the history unchanged, if `entry` is not a well-formed
-  // HistoryEntry.
-  bool AppendSerializedHistory(absl::string_view entry, size_t max_entries) {
-    return history_.AppendSerialized(entry, max_entries, created_micros_);
+  // Replaces the history by entries in HistoryEntry's wire format (from a
+  // snapshot). False, with the history unchanged and the index of the
+  // culprit in *bad_index, if one is not a well-formed HistoryEntry.
+  template <typename Range>  // Of std::string or absl::string_view.
+  bool AssignSerializedHistory(const Range& entries, size_t* bad_index) {
+    return history_.AssignSerialized(entries, created_micros_, bad_index);
   }
   std::vector<HistoryEntry> History() const {
     return history_.Entries(created_micros_);
