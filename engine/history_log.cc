@@ -1,5 +1,7 @@
 #include "engine/history_log.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -39,6 +41,10 @@ constexpr uint8_t kEscape = 0x0f;
 constexpr uint8_t kWorkerFollows = 0x10;
 constexpr uint8_t kSameWorker = 0x20;
 constexpr uint8_t kErrorFollows = 0x40;
+
+// Room left for one entry when SetExtra creates a block (a claim's entry
+// with its worker id is about 16 bytes).
+constexpr size_t kFirstBlockSlack = 16;
 
 // The most a block holds, header included, so that its counts fit 32 bits.
 constexpr size_t kMaxBlockBytes = std::numeric_limits<uint32_t>::max();
@@ -340,7 +346,7 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
     // old block is freed only after the encoding, which may read from it.
     const size_t new_used = old_used + size;
     char* grown = block();
-    if (BlockSize(new_used) > BlockSize(old_used)) {
+    if (new_used > malloc_usable_size(block())) {
       grown = Allocate(new_used);
       std::memcpy(grown, block(), old_used);
     }
@@ -480,9 +486,11 @@ void HistoryLog::SetExtra(std::initializer_list<absl::string_view> parts,
     *this = std::move(kept);
     return;
   }
-  // A new block: the parts may point into the old one.
+  // A new block: the parts may point into the old one. A log that gets its
+  // first extra bytes (a task being claimed) gets an entry right after:
+  // leave room for a typical one.
   const size_t n = sizeof(Header) + extra_bytes + old_entries.size();
-  char* fresh = Allocate(n);
+  char* fresh = Allocate(allocated() ? n : n + kFirstBlockSlack);
   *reinterpret_cast<Header*>(fresh) =
       Header{static_cast<uint32_t>(extra_bytes),
              static_cast<uint32_t>(old_entries.size())};

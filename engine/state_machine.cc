@@ -144,7 +144,8 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
     t.claimed_micros = now;
     t.not_before_micros = 0;
     t.last_lsn = lsn;
-    e.SetStrings(r.worker_id(), e.result(), e.last_error());
+    const TaskEntry::Strings strs = e.strings();
+    e.SetStrings(r.worker_id(), strs.result, strs.last_error);
     HistoryEvent h =
         MakeHistory(now, HistoryEntry::CLAIMED, PENDING, CLAIMED, t.attempts);
     h.worker_id = r.worker_id();
@@ -173,7 +174,8 @@ absl::Status StateMachine::ApplyComplete(const CompleteRecord& r, int64_t now,
     t.finished_micros = now;
     t.lease_deadline_micros = 0;
     t.last_lsn = lsn;
-    e.SetStrings(e.claimed_by(), r.result(), e.last_error());
+    const TaskEntry::Strings strs = e.strings();
+    e.SetStrings(strs.claimed_by, r.result(), strs.last_error);
     HistoryEvent h = MakeHistory(now, HistoryEntry::COMPLETED, CLAIMED,
                                  COMPLETED, t.attempts);
     h.worker_id = e.claimed_by();

@@ -108,15 +108,18 @@ std::optional<RetryPolicy> TaskEntry::retry_policy() const {
   return p;
 }
 
-absl::string_view TaskEntry::String(int i) const {
+TaskEntry::Strings TaskEntry::strings() const {
   const absl::string_view extra = history_.extra();
-  if (extra.empty()) return absl::string_view();
+  if (extra.empty()) return Strings();
   // Written only by SetStrings: three complete varints come first.
   const char* p = extra.data();
   uint32_t sizes[3];
   for (uint32_t& size : sizes) size = GetVarint32(&p);
-  for (int j = 0; j < i; ++j) p += sizes[j];
-  return absl::string_view(p, sizes[i]);
+  Strings s;
+  s.claimed_by = absl::string_view(p, sizes[0]);
+  s.result = absl::string_view(p + sizes[0], sizes[1]);
+  s.last_error = absl::string_view(p + sizes[0] + sizes[1], sizes[2]);
+  return s;
 }
 
 void TaskEntry::SetStrings(absl::string_view claimed_by,
@@ -155,6 +158,7 @@ void SetOrClear(absl::string_view value, Set set, Clear clear) {
 }  // namespace
 
 void TaskEntry::ToTask(Task* out) const {
+  const Strings strs = strings();
   out->set_id(id_);
   SetOrClear(
       idempotency_key(),
@@ -171,7 +175,7 @@ void TaskEntry::ToTask(Task* out) const {
   out->set_attempts(state.attempts);
   out->set_max_attempts(max_attempts_);
   SetOrClear(
-      claimed_by(),
+      strs.claimed_by,
       [&](const char* p, size_t n) { out->set_claimed_by(p, n); },
       [&] { out->clear_claimed_by(); });
   out->set_claim_token(state.claim_token);
@@ -181,10 +185,10 @@ void TaskEntry::ToTask(Task* out) const {
   out->set_claimed_micros(state.claimed_micros);
   out->set_finished_micros(state.finished_micros);
   SetOrClear(
-      result(), [&](const char* p, size_t n) { out->set_result(p, n); },
+      strs.result, [&](const char* p, size_t n) { out->set_result(p, n); },
       [&] { out->clear_result(); });
   SetOrClear(
-      last_error(),
+      strs.last_error,
       [&](const char* p, size_t n) { out->set_last_error(p, n); },
       [&] { out->clear_last_error(); });
   if (std::optional<RetryPolicy> policy = retry_policy()) {

@@ -77,9 +77,15 @@ class TaskEntry {
 
   // Set by transitions. The views point into the history's block: they are
   // valid until the next SetStrings or AppendHistory.
-  absl::string_view claimed_by() const { return String(0); }
-  absl::string_view result() const { return String(1); }
-  absl::string_view last_error() const { return String(2); }
+  struct Strings {
+    absl::string_view claimed_by;
+    absl::string_view result;
+    absl::string_view last_error;
+  };
+  Strings strings() const;  // All three, read at once.
+  absl::string_view claimed_by() const { return strings().claimed_by; }
+  absl::string_view result() const { return strings().result; }
+  absl::string_view last_error() const { return strings().last_error; }
   // Replaces all three at once (one allocation). The arguments may point
   // into this entry's current strings.
   void SetStrings(absl::string_view claimed_by, absl::string_view result,
@@ -143,10 +149,6 @@ class TaskEntry {
   const char* fixed_strings() const {
     return trailing() + (has_policy_ ? sizeof(StoredPolicy) : 0);
   }
-  // String i of the transition-set strings (0 claimed_by, 1 result,
-  // 2 last_error).
-  absl::string_view String(int i) const;
-
   uint64_t id_ = 0;
   int64_t created_micros_ = 0;
   int32_t priority_ = 0;
