@@ -188,6 +188,16 @@ absl::string_view HistoryLog::entries(char (&scratch)[kInlineBytes]) const {
   return absl::string_view(scratch, n);
 }
 
+uintptr_t HistoryLog::InlineWord(const char* bytes, size_t n) {
+  if (n == 0) return 0;  // Empty.
+  uintptr_t word = (n << 1) | kInlineTag;
+  for (size_t i = 0; i < n; ++i) {
+    word |= static_cast<uintptr_t>(static_cast<uint8_t>(bytes[i]))
+            << (8 * (i + 1));
+  }
+  return word;
+}
+
 size_t HistoryLog::entry_bytes() const {
   if (allocated()) return header().entry_bytes;
   return (word_ & 0xff) >> 1;
@@ -329,12 +339,7 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
     std::memcpy(bytes, current.data(), current.size());
     Encode(e, last_time, last_worker, bytes + current.size());
     const size_t n = current.size() + size;
-    uintptr_t word = (n << 1) | kInlineTag;
-    for (size_t i = 0; i < n; ++i) {
-      word |= static_cast<uintptr_t>(static_cast<uint8_t>(bytes[i]))
-              << (8 * (i + 1));
-    }
-    word_ = word;
+    word_ = InlineWord(bytes, n);
     return;
   }
   // Event strings never point into inline entries; last_worker may point
@@ -412,13 +417,8 @@ void HistoryLog::AssignEvents(absl::Span<const HistoryEvent> events,
       prev_time = events[i].time_micros;
       prev_worker = events[i].worker_id;
     }
-    uintptr_t word = entry_bytes == 0 ? 0 : (entry_bytes << 1) | kInlineTag;
-    for (size_t i = 0; i < entry_bytes; ++i) {
-      word |= static_cast<uintptr_t>(static_cast<uint8_t>(buf[i]))
-              << (8 * (i + 1));
-    }
     Reset();
-    word_ = word;
+    word_ = InlineWord(buf, entry_bytes);
     return;
   }
   MoveToBlock();  // Rebuild keeps the extra of a block.

@@ -185,6 +185,8 @@ class HistoryLog {
                int64_t base_micros);
   // Moves inline entries to a heap block.
   void MoveToBlock();
+  // The word that holds these n <= kInlineBytes bytes of entries inline.
+  static uintptr_t InlineWord(const char* bytes, size_t n);
   // The entries' bytes: in the block, or inline, copied to `scratch`.
   absl::string_view entries(char (&scratch)[kInlineBytes]) const;
 
