@@ -58,6 +58,10 @@ enum class SyncMode {
   kNone,
 };
 
+// The partition count of a new data directory or in-memory engine when
+// EngineOptions::partitions is 0.
+inline constexpr uint32_t kDefaultPartitions = 16;
+
 struct EngineOptions {
   // Where the log and snapshots live. Created (mode 0700) if missing, and
   // locked: a second Open of the same directory fails until Close. Empty
@@ -88,8 +92,21 @@ struct EngineOptions {
   // must exist. Not combinable with salvage.
   bool read_only = false;
 
-  // Number of lock shards for the task table and idempotency index. Must be
-  // in [1, 4096].
+  // Partitions: independent slices of the tasks, each with its own commit
+  // lock, state and record sequence, so that calls on different partitions
+  // commit in parallel (one fdatasync still covers them all). A task lives
+  // in the partition of its idempotency key (deduplication stays within
+  // one partition) and its id names that partition. See "Partitions" in
+  // README.md for what is ordered across partitions and what is not.
+  // 0 means: the data directory's count, or kDefaultPartitions (16) for a
+  // new directory or an in-memory engine. A data directory keeps the count
+  // it was created with (stored in it); Open with another nonzero count
+  // fails with kFailedPrecondition and changes nothing. In [0, 256].
+  uint32_t partitions = 0;
+
+  // Number of lock shards for the task tables and idempotency indexes, all
+  // partitions together (each gets num_shards / partitions, at least one).
+  // Must be in [1, 4096].
   int num_shards = 16;
 
   // Source of time. Not owned; must outlive the engine. nullptr means
@@ -202,10 +219,12 @@ struct ListPage {
 };
 
 // What Open found and did to the data directory.
+// LSNs count records per partition; the LSNs here are sums over the
+// partitions (records since the data began).
 struct RecoveryReport {
   uint64_t snapshot_lsn = 0;        // 0: no snapshot was used.
   uint64_t records_replayed = 0;    // Log records applied after it.
-  uint64_t last_lsn = 0;            // LSN of the last recovered record.
+  uint64_t last_lsn = 0;            // Records recovered in all.
   uint64_t truncated_bytes = 0;     // Torn tail (or salvage) cut off.
   absl::Duration duration;          // Wall time of the recovery.
   std::vector<std::string> notes;   // Repairs, set-aside files, salvage.
@@ -234,7 +253,11 @@ struct EngineStats {
   uint64_t retention_removals = 0;
   uint64_t transitions = 0;    // Records applied.
 
-  // Storage (zero for an in-memory engine), since this Open.
+  uint32_t partitions = 0;
+
+  // Storage (zero for an in-memory engine), since this Open. LSNs count
+  // records per partition; last_lsn and last_snapshot_lsn are sums over
+  // the partitions, i.e. records since the data began.
   uint64_t last_lsn = 0;
   uint64_t fsyncs = 0;
   uint64_t wal_bytes = 0;         // Log bytes written.
@@ -251,7 +274,10 @@ class Engine {
   // replays the log after it, so the engine is exactly where it was.
   // kInvalidArgument: options out of range.
   // kFailedPrecondition: data_dir is locked by another engine (the message
-  //   names the holding process when known).
+  //   names the holding process when known); it was created with another
+  //   partition count than options.partitions; or it holds a format
+  //   version this build does not read (version 1: taskwal before
+  //   partitions).
   // kDataLoss: the log or snapshots are damaged beyond a torn final record
   //   (see EngineOptions::salvage); the message names the file and offset.
   //   Nothing in the directory is changed in that case.
@@ -301,8 +327,14 @@ class Engine {
                                             absl::string_view worker_id,
                                             absl::Duration lease) = 0;
 
-  // Claims the ready task with the highest priority, oldest (lowest id)
-  // first among equals, optionally only of one type, optionally waiting.
+  // Claims a ready task, optionally only of one type, optionally waiting.
+  // Order: a task of the highest priority any partition has ready (as
+  // published when the call looks); within a partition, oldest (lowest id)
+  // first among equals; across partitions with equal priorities, round
+  // robin from a position that moves per thread and call, so no partition
+  // waits behind another's backlog. With one partition this is exactly
+  // "highest priority, then oldest". A waiting caller is woken by a task
+  // of its type becoming ready (one caller per task), not by every change.
   // kNotFound: nothing ready within options.wait.
   // kInvalidArgument: as Claim, a negative wait, or an oversized or
   // non-UTF-8 type.

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "api/engine.h"
 #include "engine/engine_impl.h"
+#include "engine/engine_testing.h"
 #include "engine/journal.h"
 #include "engine/state_machine.h"
 #include "gtest/gtest.h"
@@ -23,44 +24,41 @@ namespace {
 
 constexpr int kThreads = 8;
 
-class EngineConcurrencyTest : public ::testing::Test {
+// Run with one partition and with several.
+class EngineConcurrencyTest : public ::testing::TestWithParam<uint32_t> {
  protected:
   void Open(EngineOptions options) {
     options.random_seed = 42;
     options_ = options;
-    auto journal = std::make_unique<MemoryJournal>();
-    journal_ = journal.get();
-    auto state = std::make_unique<StateMachine>(options.num_shards,
-                                                options.max_history_per_task);
-    state_ = state.get();
-    engine_ = std::make_unique<EngineImpl>(options, std::move(journal),
-                                           std::move(state));
+    testing::RecordedEngine r = testing::OpenRecorded(options, GetParam());
+    journal_ = r.journal;
+    states_ = r.states;
+    engine_ = std::move(r.engine);
   }
 
   // Replays the journal and checks it rebuilds the same tasks.
   void ExpectReplayMatches() {
-    StateMachine replayed(options_.num_shards, options_.max_history_per_task);
-    std::vector<std::string> log = journal_->Records();
-    for (size_t i = 0; i < log.size(); ++i) {
-      Transition t;
-      ASSERT_TRUE(t.ParseFromString(log[i]));
-      ASSERT_TRUE(replayed.Apply(t, i + 1).ok());
-    }
+    absl::StatusOr<std::vector<std::unique_ptr<StateMachine>>> replayed =
+        testing::Replay(*journal_, options_);
+    ASSERT_TRUE(replayed.ok()) << replayed.status();
     std::map<uint64_t, std::string> live, again;
-    state_->table().ForEach(
-        [&](const TaskEntry& e) { live[e.id()] = e.ToTask().DebugString(); });
-    replayed.table().ForEach(
-        [&](const TaskEntry& e) { again[e.id()] = e.ToTask().DebugString(); });
+    for (size_t p = 0; p < states_.size(); ++p) {
+      states_[p]->table().ForEach(
+          [&](const TaskEntry& e) { live[e.id()] = e.ToTask().DebugString(); });
+      (*replayed)[p]->table().ForEach([&](const TaskEntry& e) {
+        again[e.id()] = e.ToTask().DebugString();
+      });
+    }
     EXPECT_EQ(live, again);
   }
 
   EngineOptions options_;
   MemoryJournal* journal_ = nullptr;
-  StateMachine* state_ = nullptr;
+  std::vector<StateMachine*> states_;
   std::unique_ptr<EngineImpl> engine_;
 };
 
-TEST_F(EngineConcurrencyTest, SameKeysFromManyThreadsMakeOneTaskEach) {
+TEST_P(EngineConcurrencyTest, SameKeysFromManyThreadsMakeOneTaskEach) {
   Open(EngineOptions());
   constexpr int kKeys = 300;
   std::vector<std::vector<uint64_t>> ids(kThreads,
@@ -97,7 +95,7 @@ TEST_F(EngineConcurrencyTest, SameKeysFromManyThreadsMakeOneTaskEach) {
   ExpectReplayMatches();
 }
 
-TEST_F(EngineConcurrencyTest, CompetingWorkersEachTaskClaimedAndCompletedOnce) {
+TEST_P(EngineConcurrencyTest, CompetingWorkersEachTaskClaimedAndCompletedOnce) {
   Open(EngineOptions());
   constexpr int kTasks = 2000;
   std::atomic<bool> producing{true};
@@ -141,7 +139,7 @@ TEST_F(EngineConcurrencyTest, CompetingWorkersEachTaskClaimedAndCompletedOnce) {
   ExpectReplayMatches();
 }
 
-TEST_F(EngineConcurrencyTest, CompleteRacingLeaseExpiryNeverDoubleFinishes) {
+TEST_P(EngineConcurrencyTest, CompleteRacingLeaseExpiryNeverDoubleFinishes) {
   ManualClock clock;
   EngineOptions options;
   options.clock = &clock;
@@ -213,7 +211,7 @@ TEST_F(EngineConcurrencyTest, CompleteRacingLeaseExpiryNeverDoubleFinishes) {
   RecordProperty("rejected_completes", rejected.load());
 }
 
-TEST_F(EngineConcurrencyTest, ReadersRunAlongsideWriters) {
+TEST_P(EngineConcurrencyTest, ReadersRunAlongsideWriters) {
   Open(EngineOptions());
   std::atomic<bool> done{false};
   std::thread writer([&] {
@@ -249,6 +247,79 @@ TEST_F(EngineConcurrencyTest, ReadersRunAlongsideWriters) {
   for (auto& th : readers) th.join();
   EXPECT_EQ(engine_->Stats()->pending, 3000u);
 }
+
+// Batches whose keys span partitions, racing single submits of the same
+// keys and workers: every key names one task, each batch is journaled whole
+// (replay matches), and nothing deadlocks.
+TEST_P(EngineConcurrencyTest, BatchesAcrossPartitionsRaceSingleSubmits) {
+  Open(EngineOptions());
+  constexpr int kBatches = 200;
+  constexpr int kBatchSize = 8;
+  std::atomic<bool> producing{true};
+  std::vector<std::thread> producers;
+  absl::Mutex mu;
+  std::map<std::string, uint64_t> id_of ABSL_GUARDED_BY(mu);
+  auto record = [&](const std::string& key, uint64_t id) {
+    absl::MutexLock l(&mu);
+    auto [it, inserted] = id_of.emplace(key, id);
+    EXPECT_EQ(it->second, id) << key;
+  };
+  for (int t = 0; t < 4; ++t) {
+    producers.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<TaskSpec> specs(kBatchSize);
+        for (int i = 0; i < kBatchSize; ++i) {
+          // Threads overlap on keys, in different batch shapes.
+          specs[i].idempotency_key =
+              absl::StrCat("key-", (b * kBatchSize + i * (t + 1)) % 1000);
+        }
+        if (t % 2 == 0) {
+          absl::StatusOr<std::vector<SubmitResult>> r =
+              engine_->SubmitBatch(specs);
+          ASSERT_TRUE(r.ok()) << r.status();
+          for (int i = 0; i < kBatchSize; ++i) {
+            record(specs[i].idempotency_key, (*r)[i].task_id);
+          }
+        } else {
+          for (const TaskSpec& spec : specs) {
+            absl::StatusOr<SubmitResult> r = engine_->Submit(spec);
+            ASSERT_TRUE(r.ok()) << r.status();
+            record(spec.idempotency_key, r->task_id);
+          }
+        }
+      }
+    });
+  }
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 2; ++w) {
+    workers.emplace_back([&, w] {
+      const std::string me = absl::StrCat("w", w);
+      while (producing) {
+        absl::StatusOr<ClaimedTask> c = engine_->ClaimNext(me, {});
+        if (!c.ok()) continue;
+        ASSERT_TRUE(
+            engine_->Complete(c->task.id(), me, c->claim_token, "").ok());
+      }
+    });
+  }
+  for (auto& th : producers) th.join();
+  producing = false;
+  for (auto& th : workers) th.join();
+  absl::MutexLock l(&mu);
+  for (const auto& [key, id] : id_of) {
+    absl::StatusOr<Task> t = engine_->GetByIdempotencyKey(key);
+    ASSERT_TRUE(t.ok()) << key;
+    EXPECT_EQ(t->id(), id);
+  }
+  EXPECT_EQ(engine_->Stats()->tasks, id_of.size());
+  ExpectReplayMatches();
+}
+
+INSTANTIATE_TEST_SUITE_P(Partitions, EngineConcurrencyTest,
+                         ::testing::Values(1u, 16u),
+                         [](const ::testing::TestParamInfo<uint32_t>& info) {
+                           return absl::StrCat(info.param, "Partitions");
+                         });
 
 }  // namespace
 }  // namespace taskwal::engine

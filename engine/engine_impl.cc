@@ -2,15 +2,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <optional>
+#include <random>
 #include <string>
+#include <thread>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "engine/partitioning.h"
 #include "engine/recovery.h"
 #include "engine/snapshot.h"
 #include "engine/utf8.h"
+#include "engine/wal_journal.h"
+#include "wal/format.h"
 #include "wal/status_macros.h"
 
 namespace taskwal {
@@ -70,11 +79,37 @@ int64_t SaturatingAdd(int64_t a, int64_t b) {
   return a + b;
 }
 
+std::vector<std::unique_ptr<Partition>> MakePartitions(
+    std::vector<std::unique_ptr<StateMachine>> states, uint64_t seed) {
+  if (seed == 0) seed = std::random_device{}();
+  std::vector<std::unique_ptr<Partition>> partitions;
+  partitions.reserve(states.size());
+  for (size_t i = 0; i < states.size(); ++i) {
+    partitions.push_back(std::make_unique<Partition>(
+        static_cast<uint32_t>(i), std::move(states[i]),
+        seed + 0x9e3779b97f4a7c15ull * i));
+  }
+  return partitions;
+}
+
+// Where this thread's ClaimNext starts looking: a per-thread position that
+// moves on each call, so claimers spread over partitions and every
+// partition gets its turn.
+uint32_t NextClaimStart() {
+  thread_local uint32_t cursor = static_cast<uint32_t>(
+      std::hash<std::thread::id>()(std::this_thread::get_id()));
+  return cursor++;
+}
+
 }  // namespace
 
 absl::Status ValidateOptions(const EngineOptions& o) {
   if (o.num_shards < 1 || o.num_shards > 4096) {
     return absl::InvalidArgumentError("num_shards must be in [1, 4096]");
+  }
+  if (o.partitions > wal::kMaxPartitions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partitions must be in [0, ", wal::kMaxPartitions, "]"));
   }
   if (o.max_max_attempts < 1 || o.default_max_attempts < 1 ||
       o.default_max_attempts > o.max_max_attempts) {
@@ -112,20 +147,32 @@ absl::Status ValidateOptions(const EngineOptions& o) {
   return CheckRetryPolicy(o.default_retry_policy, "default_retry_policy");
 }
 
+void EngineImpl::Wake::Ready(absl::string_view task_type) {
+  if (ready == 0) {
+    type.assign(task_type.data(), task_type.size());
+  } else if (type != task_type) {
+    mixed = true;
+  }
+  ++ready;
+}
+
 EngineImpl::EngineImpl(const EngineOptions& options,
                        std::unique_ptr<Journal> journal,
-                       std::unique_ptr<StateMachine> state,
+                       std::vector<std::unique_ptr<StateMachine>> states,
                        std::unique_ptr<Storage> storage)
     : options_(options),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
       journal_(std::move(journal)),
       storage_(std::move(storage)),
-      table_(&state->table()),
-      state_(std::move(state)),
-      rng_(options.random_seed != 0 ? options.random_seed
-                                    : std::random_device{}()) {
+      partitions_(MakePartitions(std::move(states), options.random_seed)) {
+  if (options_.max_tasks != 0) {
+    uint64_t tasks = 0;
+    for (const auto& p : partitions_) tasks += p->table().size();
+    live_tasks_.store(tasks);
+  }
   if (storage_ != nullptr) {
-    last_snapshot_lsn_.store(storage_->recovery.snapshot_lsn);
+    last_snapshot_records_.store(storage_->snapshot_records);
+    last_snapshot_attempt_.store(storage_->snapshot_records);
   }
   if (options_.maintenance_interval > absl::ZeroDuration() &&
       !options_.read_only) {
@@ -138,24 +185,21 @@ EngineImpl::~EngineImpl() { Close().IgnoreError(); }
 absl::Status EngineImpl::Close() {
   absl::MutexLock close(&close_mu_);
   if (close_done_) return close_status_;
-  {
-    absl::MutexLock l(&commit_mu_);
-    closed_.store(true);
-    ready_cv_.SignalAll();
-  }
+  closed_.store(true, std::memory_order_release);
+  // A mutation that got past its check holds its partition's lock until it
+  // has journaled; wait those out, so the journal closes after them.
+  for (const auto& p : partitions_) absl::MutexLock l(&p->mu);
+  waiters_.Close();
   stop_maintenance_.Notify();
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
   // A snapshot in flight finishes before the journal closes.
   absl::MutexLock snap(&snapshot_mu_);
   absl::Status s = journal_->Close();
   if (storage_ != nullptr) storage_->lock.reset();
+  if (!s.ok()) SetSticky(s);
   {
-    absl::MutexLock l(&commit_mu_);
-    if (!sticky_error_.ok()) {
-      s = sticky_error_;
-    } else if (!s.ok()) {
-      sticky_error_ = s;
-    }
+    absl::MutexLock l(&sticky_mu_);
+    if (!sticky_error_.ok()) s = sticky_error_;
   }
   close_done_ = true;
   close_status_ = s;
@@ -168,17 +212,25 @@ void EngineImpl::MaintenanceLoop() {
     // A journal error is sticky and surfaces on the next call; a failed
     // snapshot leaves the log in place and is tried again later.
     RunMaintenance().IgnoreError();
-    if (storage_ != nullptr && storage_->journal != nullptr &&
-        options_.snapshot_every_records > 0) {
-      const uint64_t lsn = storage_->journal->wal().last_lsn();
-      if (lsn - last_snapshot_lsn_.load() >= options_.snapshot_every_records &&
-          lsn - last_snapshot_attempt_lsn_.load() >=
+    if (storage_ != nullptr && options_.snapshot_every_records > 0) {
+      const uint64_t records = journal_->records();
+      if (records - last_snapshot_records_.load() >=
+              options_.snapshot_every_records &&
+          records - last_snapshot_attempt_.load() >=
               options_.snapshot_every_records) {
-        last_snapshot_attempt_lsn_.store(lsn);
+        last_snapshot_attempt_.store(records);
         Snapshot().IgnoreError();
       }
     }
   }
+}
+
+Partition& EngineImpl::PartitionOfTask(uint64_t task_id) const {
+  return *partitions_[PartitionOfId(task_id, partitions())];
+}
+
+Partition& EngineImpl::PartitionOfTaskKey(absl::string_view key) const {
+  return *partitions_[PartitionOfKey(key, partitions())];
 }
 
 int64_t EngineImpl::NowMicros() const {
@@ -192,12 +244,24 @@ absl::Status EngineImpl::CheckOpen() const {
   return absl::OkStatus();
 }
 
-absl::Status EngineImpl::CheckWritableLocked() const {
+absl::Status EngineImpl::CheckWritable() const {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   if (options_.read_only) {
     return absl::FailedPreconditionError("the engine was opened read-only");
   }
-  return sticky_error_;
+  if (failed_.load(std::memory_order_acquire)) {
+    absl::MutexLock l(&sticky_mu_);
+    return sticky_error_;
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::SetSticky(const absl::Status& s) {
+  absl::MutexLock l(&sticky_mu_);
+  if (sticky_error_.ok()) {
+    sticky_error_ = s;
+    failed_.store(true, std::memory_order_release);
+  }
 }
 
 absl::Status EngineImpl::CheckWorker(absl::string_view worker_id) const {
@@ -274,34 +338,69 @@ void EngineImpl::NewTask(const TaskSpec& spec, uint64_t id, int64_t now,
   }
 }
 
-absl::StatusOr<uint64_t> EngineImpl::CommitLocked(const Transition& record) {
-  absl::StatusOr<uint64_t> lsn = journal_->Append(record);
+void EngineImpl::Notify(const Wake& wake) {
+  if (wake.ready > 0) {
+    if (wake.mixed) {
+      waiters_.NotifyReadyAnyType(wake.ready);
+    } else {
+      waiters_.NotifyReady(wake.type, wake.ready);
+    }
+  }
+  if (wake.timekeeper) waiters_.NotifyTimekeeper();
+}
+
+absl::StatusOr<uint64_t> EngineImpl::CommitLocked(Partition& p,
+                                                  const Transition& record,
+                                                  Wake* wake) {
+  absl::StatusOr<uint64_t> lsn = journal_->Append(p.index, record);
   if (!lsn.ok()) {
     // kInvalidArgument: the record is too large and nothing was staged.
-    if (!absl::IsInvalidArgument(lsn.status())) sticky_error_ = lsn.status();
+    if (!absl::IsInvalidArgument(lsn.status())) SetSticky(lsn.status());
     return lsn.status();
   }
-  absl::Status s = state_->Apply(record, *lsn);
+  absl::Status s = p.state().Apply(record, *lsn);
   if (!s.ok()) {
     // The record is journaled but does not fit the state: a bug. Stop
     // writing rather than let memory and journal disagree further.
-    sticky_error_ = s;
+    SetSticky(s);
     return s;
   }
+  // A task whose not-before time has already come (a retry without
+  // backoff, a submit with a past not_before) is ready now.
+  p.state().scheduler().PromoteDue(
+      record.time_micros(),
+      [wake](absl::string_view type) { wake->Ready(type); });
+  if (p.PublishLocked()) wake->timekeeper = true;
   return *lsn;
 }
 
-absl::Status EngineImpl::SyncTo(uint64_t lsn) {
-  if (lsn == 0) return absl::OkStatus();
-  absl::Status s = journal_->Sync(lsn);
-  if (!s.ok()) {
-    absl::MutexLock l(&commit_mu_);
-    if (sticky_error_.ok()) sticky_error_ = s;
+absl::Status EngineImpl::SyncTo(absl::Span<const PartitionLsn> records) {
+  absl::InlinedVector<PartitionLsn, 4> wanted;
+  for (const PartitionLsn& r : records) {
+    if (r.lsn != 0) wanted.push_back(r);
   }
+  if (wanted.empty()) return absl::OkStatus();
+  absl::Status s = journal_->Sync(wanted);
+  if (!s.ok()) SetSticky(s);
   return s;
 }
 
-int64_t EngineImpl::BackoffMicros(const RetryPolicy& policy,
+absl::Status EngineImpl::ReserveTasks(size_t n, absl::string_view where) {
+  if (options_.max_tasks == 0 || n == 0) return absl::OkStatus();
+  const uint64_t before = live_tasks_.fetch_add(n);
+  if (before + n > options_.max_tasks) {
+    live_tasks_.fetch_sub(n);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("max_tasks ", options_.max_tasks, " reached", where));
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::ReleaseTasks(size_t n) {
+  if (options_.max_tasks != 0 && n != 0) live_tasks_.fetch_sub(n);
+}
+
+int64_t EngineImpl::BackoffMicros(Partition& p, const RetryPolicy& policy,
                                   uint32_t attempts) {
   if (policy.initial_backoff_micros() == 0) return 0;
   const double cap = static_cast<double>(policy.max_backoff_micros());
@@ -312,16 +411,19 @@ int64_t EngineImpl::BackoffMicros(const RetryPolicy& policy,
   if (policy.jitter() > 0) {
     std::uniform_real_distribution<double> factor(1.0 - policy.jitter(),
                                                   1.0 + policy.jitter());
-    base *= factor(rng_);
+    base *= factor(p.rng());
   }
   return static_cast<int64_t>(std::llround(std::max(0.0, base)));
 }
 
-absl::Status EngineImpl::ExpireLocked(uint64_t task_id, int64_t now,
-                                      uint64_t* lsn) {
+absl::Status EngineImpl::FailAttemptLocked(Partition& p, uint64_t task_id,
+                                           int64_t now,
+                                           absl::string_view error,
+                                           bool lease_expired, uint64_t* lsn,
+                                           Wake* wake) {
   RetryPolicy policy;
   uint32_t attempts = 0;
-  table_->Read(task_id, [&](const TaskEntry& e) {
+  p.table().Read(task_id, [&](const TaskEntry& e) {
     policy = PolicyOf(e);
     attempts = e.state.attempts;
   });
@@ -329,46 +431,62 @@ absl::Status EngineImpl::ExpireLocked(uint64_t task_id, int64_t now,
   t.set_time_micros(now);
   FailRecord* f = t.mutable_fail();
   f->set_task_id(task_id);
-  f->set_error("lease expired");
-  f->set_lease_expired(true);
-  f->set_retry_at_micros(SaturatingAdd(now, BackoffMicros(policy, attempts)));
-  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
-  ready_cv_.SignalAll();
+  if (!error.empty()) f->set_error(error.data(), error.size());
+  if (lease_expired) f->set_lease_expired(true);
+  f->set_retry_at_micros(
+      SaturatingAdd(now, BackoffMicros(p, policy, attempts)));
+  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(p, t, wake));
   return absl::OkStatus();
 }
 
-void EngineImpl::WakeIfEarliestLeaseLocked(int64_t deadline) {
-  // Waiting ClaimNext calls sleep until the earliest lease deadline they
-  // saw; a new, earlier one must shorten that sleep.
-  if (state_->scheduler().NextLeaseDeadline() == deadline) {
-    ready_cv_.SignalAll();
-  }
-}
-
-absl::Status EngineImpl::ExpireIfDueLocked(uint64_t task_id, int64_t now,
-                                           uint64_t* lsn) {
+absl::Status EngineImpl::ExpireIfDueLocked(Partition& p, uint64_t task_id,
+                                           int64_t now, uint64_t* lsn,
+                                           Wake* wake) {
   bool due = false;
-  table_->Read(task_id, [&](const TaskEntry& e) {
+  p.table().Read(task_id, [&](const TaskEntry& e) {
     due = e.state.status == CLAIMED && e.state.lease_deadline_micros <= now;
   });
   if (!due) return absl::OkStatus();
-  return ExpireLocked(task_id, now, lsn);
+  return FailAttemptLocked(p, task_id, now, "lease expired",
+                           /*lease_expired=*/true, lsn, wake);
 }
 
-absl::Status EngineImpl::ExpireDueLeasesLocked(int64_t now, uint64_t* lsn) {
-  for (uint64_t id : state_->scheduler().DueLeases(now)) {
-    TASKWAL_RETURN_IF_ERROR(ExpireLocked(id, now, lsn));
+absl::Status EngineImpl::ServiceLocked(Partition& p, int64_t now,
+                                       uint64_t* lsn, Wake* wake) {
+  for (uint64_t id : p.state().scheduler().DueLeases(now)) {
+    TASKWAL_RETURN_IF_ERROR(FailAttemptLocked(p, id, now, "lease expired",
+                                              /*lease_expired=*/true, lsn,
+                                              wake));
+  }
+  p.state().scheduler().PromoteDue(
+      now, [wake](absl::string_view type) { wake->Ready(type); });
+  p.PublishLocked(/*exact_due=*/true);
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::ServiceDuePartitions(int64_t now) {
+  for (const auto& part : partitions_) {
+    Partition& p = *part;
+    if (p.next_due() > now) continue;
+    Wake wake;
+    {
+      absl::MutexLock l(&p.mu);
+      TASKWAL_RETURN_IF_ERROR(CheckWritable());
+      uint64_t lsn = 0;
+      TASKWAL_RETURN_IF_ERROR(ServiceLocked(p, now, &lsn, &wake));
+    }
+    Notify(wake);
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
-    uint64_t task_id, absl::string_view worker_id, uint64_t claim_token,
-    uint64_t* last_lsn) const {
+    const Partition& p, uint64_t task_id, absl::string_view worker_id,
+    uint64_t claim_token, uint64_t* last_lsn) const {
   // Messages are built only on the error paths: this runs on every
   // Complete, Fail and Heartbeat.
   absl::StatusOr<ClaimState> result = ClaimState::kCurrent;
-  const bool found = table_->Read(task_id, [&](const TaskEntry& e) {
+  const bool found = p.table().Read(task_id, [&](const TaskEntry& e) {
     const TaskState& t = e.state;
     *last_lsn = t.last_lsn;
     const bool same_claim =
@@ -397,27 +515,27 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
 }
 
 absl::StatusOr<EngineImpl::ClaimState> EngineImpl::ClaimOpLocked(
-    uint64_t task_id, absl::string_view worker_id, uint64_t claim_token,
-    int64_t now, uint64_t* lsn, uint64_t* last_lsn) {
-  TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
-  TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, lsn));
-  return CheckClaimLocked(task_id, worker_id, claim_token, last_lsn);
+    Partition& p, uint64_t task_id, absl::string_view worker_id,
+    uint64_t claim_token, int64_t now, uint64_t* lsn, uint64_t* last_lsn,
+    Wake* wake) {
+  TASKWAL_RETURN_IF_ERROR(CheckWritable());
+  TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(p, task_id, now, lsn, wake));
+  return CheckClaimLocked(p, task_id, worker_id, claim_token, last_lsn);
 }
 
 absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
-    uint64_t task_id, absl::string_view worker_id, int64_t lease_micros,
-    int64_t now, uint64_t* lsn) {
+    Partition& p, uint64_t task_id, absl::string_view worker_id,
+    int64_t lease_micros, int64_t now, uint64_t* lsn, Wake* wake) {
   Transition t;
   t.set_time_micros(now);
   ClaimRecord* c = t.mutable_claim();
   c->set_task_id(task_id);
   c->set_worker_id(worker_id.data(), worker_id.size());
-  c->set_claim_token(state_->next_claim_token());
+  c->set_claim_token(p.state().next_claim_token());
   c->set_lease_deadline_micros(SaturatingAdd(now, lease_micros));
-  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(t));
-  WakeIfEarliestLeaseLocked(c->lease_deadline_micros());
+  TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(p, t, wake));
   ClaimedTask claimed;
-  table_->Read(task_id, [&](const TaskEntry& e) { e.ToTask(&claimed.task); });
+  p.table().Read(task_id, [&](const TaskEntry& e) { e.ToTask(&claimed.task); });
   claimed.task = Resolved(std::move(claimed.task));
   claimed.claim_token = c->claim_token();
   claimed.attempt = claimed.task.attempts();
@@ -451,73 +569,150 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
     }
   }
 
-  std::vector<SubmitResult> results(specs.size());
-  uint64_t wait_lsn = 0;
-  uint64_t deduplicated = 0;
-  {
-    absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
-    const int64_t now = NowMicros();
+  // Each spec goes to its key's partition; a batch locks every partition
+  // it touches, in ascending order.
+  const uint32_t n = partitions();
+  absl::InlinedVector<uint32_t, 1> of(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    of[i] = PartitionOfKey(specs[i].idempotency_key, n);
+  }
+  absl::InlinedVector<uint32_t, 1> involved(of.begin(), of.end());
+  std::sort(involved.begin(), involved.end());
+  involved.erase(std::unique(involved.begin(), involved.end()),
+                 involved.end());
+  struct Part {
+    Partition* p = nullptr;
     Transition record;
-    record.set_time_micros(now);
-    SubmitRecord* submit = record.mutable_submit();
-    // Keys new in this batch -> index into submit->tasks() (a batch of one
-    // needs none).
+    // Keys new in this batch -> index into record.submit().tasks() (a
+    // batch of one needs none).
     absl::flat_hash_map<absl::string_view, int> batch_keys;
-    uint64_t next_id = state_->next_task_id();
-    for (size_t i = 0; i < specs.size(); ++i) {
-      const TaskSpec& spec = specs[i];
-      bool same = false;
-      uint64_t existing_id = 0;
-      if (std::optional<uint64_t> id = table_->LookupKey(spec.idempotency_key);
-          id.has_value()) {
-        existing_id = *id;
-        table_->Read(*id, [&](const TaskEntry& e) {
-          same = e.type() == spec.type && e.payload() == spec.payload;
-          wait_lsn = std::max(wait_lsn, e.state.last_lsn);
-        });
-      } else if (auto it = batch ? batch_keys.find(spec.idempotency_key)
-                                 : batch_keys.end();
-                 it != batch_keys.end()) {
-        const Task& t = submit->tasks(it->second);
-        existing_id = t.id();
-        same = t.type() == spec.type && t.payload() == spec.payload;
-      } else {
-        Task* t = submit->add_tasks();
-        NewTask(spec, next_id++, now, t);
-        if (batch) {
-          batch_keys.emplace(t->idempotency_key(), submit->tasks_size() - 1);
-        }
-        results[i] = SubmitResult{t->id(), false};
-        continue;
+    uint64_t next_id = 0;
+    uint64_t wait_lsn = 0;
+  };
+  absl::InlinedVector<Part, 1> parts(involved.size());
+  auto part_of = [&](size_t i) -> Part& {
+    return parts[std::lower_bound(involved.begin(), involved.end(), of[i]) -
+                 involved.begin()];
+  };
+  for (size_t k = 0; k < involved.size(); ++k) {
+    parts[k].p = partitions_[involved[k]].get();
+    parts[k].p->mu.Lock();
+  }
+  absl::Cleanup unlock = [&] {
+    for (size_t k = parts.size(); k-- > 0;) parts[k].p->mu.Unlock();
+  };
+  TASKWAL_RETURN_IF_ERROR(CheckWritable());
+  const int64_t now = NowMicros();
+  for (Part& part : parts) {
+    part.record.set_time_micros(now);
+    part.next_id = part.p->state().next_task_id();
+  }
+
+  std::vector<SubmitResult> results(specs.size());
+  size_t created = 0;
+  size_t first_created = specs.size();
+  uint64_t deduplicated = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TaskSpec& spec = specs[i];
+    Part& part = part_of(i);
+    SubmitRecord* submit = part.record.mutable_submit();
+    bool same = false;
+    uint64_t existing_id = 0;
+    if (std::optional<uint64_t> id =
+            part.p->table().LookupKey(spec.idempotency_key);
+        id.has_value()) {
+      existing_id = *id;
+      part.p->table().Read(*id, [&](const TaskEntry& e) {
+        same = e.type() == spec.type && e.payload() == spec.payload;
+        part.wait_lsn = std::max(part.wait_lsn, e.state.last_lsn);
+      });
+    } else if (auto it = batch ? part.batch_keys.find(spec.idempotency_key)
+                               : part.batch_keys.end();
+               it != part.batch_keys.end()) {
+      const Task& t = submit->tasks(it->second);
+      existing_id = t.id();
+      same = t.type() == spec.type && t.payload() == spec.payload;
+    } else {
+      Task* t = submit->add_tasks();
+      NewTask(spec, part.next_id, now, t);
+      part.next_id += n;
+      if (batch) {
+        part.batch_keys.emplace(t->idempotency_key(), submit->tasks_size() - 1);
       }
-      if (!same) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "idempotency key \"", spec.idempotency_key, "\" already names task ",
-            existing_id, " with a different type or payload", where(i)));
-      }
-      results[i] = SubmitResult{existing_id, true};
-      ++deduplicated;
+      results[i] = SubmitResult{t->id(), false};
+      first_created = std::min(first_created, i);
+      ++created;
+      continue;
     }
-    if (submit->tasks_size() > 0) {
-      if (options_.max_tasks != 0 &&
-          table_->size() + submit->tasks_size() > options_.max_tasks) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "max_tasks ", options_.max_tasks, " reached",
-            where(static_cast<size_t>(
-                std::find_if(results.begin(), results.end(),
-                             [](const SubmitResult& r) {
-                               return !r.deduplicated;
-                             }) -
-                results.begin()))));
+    if (!same) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "idempotency key \"", spec.idempotency_key, "\" already names task ",
+          existing_id, " with a different type or payload", where(i)));
+    }
+    results[i] = SubmitResult{existing_id, true};
+    ++deduplicated;
+  }
+
+  Wake wake;
+  if (created > 0) {
+    TASKWAL_RETURN_IF_ERROR(ReserveTasks(created, where(first_created)));
+    absl::InlinedVector<uint32_t, 1> group_partitions;
+    absl::InlinedVector<const Transition*, 1> group_records;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      if (parts[k].record.submit().tasks_size() == 0) continue;
+      group_partitions.push_back(involved[k]);
+      group_records.push_back(&parts[k].record);
+    }
+    absl::Status committed;
+    if (group_records.size() == 1) {
+      for (Part& part : parts) {
+        if (part.record.submit().tasks_size() == 0) continue;
+        absl::StatusOr<uint64_t> lsn = CommitLocked(*part.p, part.record, &wake);
+        committed = lsn.status();
+        if (lsn.ok()) part.wait_lsn = std::max(part.wait_lsn, *lsn);
       }
-      TASKWAL_ASSIGN_OR_RETURN(uint64_t lsn, CommitLocked(record));
-      wait_lsn = std::max(wait_lsn, lsn);
-      ready_cv_.SignalAll();
+    } else {
+      // Several partitions: one group, so that a crash keeps all of the
+      // batch or none of it.
+      absl::InlinedVector<uint64_t, 4> lsns(group_records.size());
+      committed = journal_->AppendGroup(group_partitions, group_records,
+                                        lsns.data());
+      if (!committed.ok() && !absl::IsInvalidArgument(committed)) {
+        SetSticky(committed);
+      }
+      for (size_t g = 0; committed.ok() && g < group_records.size(); ++g) {
+        Part& part = parts[std::lower_bound(involved.begin(), involved.end(),
+                                            group_partitions[g]) -
+                           involved.begin()];
+        committed = part.p->state().Apply(part.record, lsns[g]);
+        if (!committed.ok()) {
+          SetSticky(committed);
+          break;
+        }
+        part.p->state().scheduler().PromoteDue(
+            now, [&wake](absl::string_view type) { wake.Ready(type); });
+        if (part.p->PublishLocked()) wake.timekeeper = true;
+        part.wait_lsn = std::max(part.wait_lsn, lsns[g]);
+      }
+    }
+    if (!committed.ok()) {
+      ReleaseTasks(created);
+      return committed;
+    }
+    for (const Part& part : parts) {
+      for (const Task& t : part.record.submit().tasks()) {
+        if (t.not_before_micros() <= 0) wake.Ready(t.type());
+      }
     }
   }
+  std::move(unlock).Invoke();
+  Notify(wake);
   deduplicated_.fetch_add(deduplicated, std::memory_order_relaxed);
-  TASKWAL_RETURN_IF_ERROR(SyncTo(wait_lsn));
+  absl::InlinedVector<PartitionLsn, 1> waits;
+  for (const Part& part : parts) {
+    if (part.wait_lsn != 0) waits.push_back({part.p->index, part.wait_lsn});
+  }
+  TASKWAL_RETURN_IF_ERROR(SyncTo(waits));
   return results;
 }
 
@@ -527,15 +722,17 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(lease));
+  Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
+  Wake wake;
   absl::StatusOr<ClaimedTask> claimed;
   {
-    absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
+    absl::MutexLock l(&p.mu);
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
     const int64_t now = NowMicros();
-    TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, &lsn));
+    TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(p, task_id, now, &lsn, &wake));
     absl::Status check = TaskNotFound(task_id);
-    table_->Read(task_id, [&](const TaskEntry& e) {
+    p.table().Read(task_id, [&](const TaskEntry& e) {
       if (e.state.status != PENDING) {
         check = absl::FailedPreconditionError(
             absl::StrCat("task ", task_id, " is ",
@@ -548,12 +745,88 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
         check = absl::OkStatus();
       }
     });
-    TASKWAL_RETURN_IF_ERROR(check);
-    claimed = ClaimLocked(task_id, worker_id, lease_micros, now, &lsn);
+    if (check.ok()) {
+      claimed = ClaimLocked(p, task_id, worker_id, lease_micros, now, &lsn,
+                            &wake);
+    } else {
+      claimed = check;
+    }
   }
+  Notify(wake);
   if (!claimed.ok()) return claimed.status();
-  TASKWAL_RETURN_IF_ERROR(SyncTo(lsn));
+  TASKWAL_RETURN_IF_ERROR(SyncTo(p.index, lsn));
   return claimed;
+}
+
+absl::StatusOr<std::optional<ClaimedTask>> EngineImpl::ClaimBestIn(
+    Partition& p, absl::string_view worker_id, absl::string_view type,
+    int64_t max_rank, int64_t lease_micros, uint64_t* lsn,
+    int64_t* seen_rank) {
+  Wake wake;
+  absl::StatusOr<ClaimedTask> claimed;
+  {
+    absl::MutexLock l(&p.mu);
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
+    Scheduler& scheduler = p.state().scheduler();
+    const std::optional<int64_t> rank = scheduler.BestReadyRank(type);
+    if (seen_rank != nullptr) *seen_rank = rank.value_or(Partition::kNever);
+    if (!rank.has_value() || *rank > max_rank) return std::nullopt;
+    const uint64_t id = *scheduler.PeekReady(type);
+    claimed = ClaimLocked(p, id, worker_id, lease_micros, NowMicros(), lsn,
+                          &wake);
+  }
+  Notify(wake);
+  if (!claimed.ok()) return claimed.status();
+  return std::optional<ClaimedTask>(*std::move(claimed));
+}
+
+absl::StatusOr<std::optional<ClaimedTask>> EngineImpl::TryClaimNext(
+    absl::string_view worker_id, absl::string_view type, int64_t lease_micros,
+    uint32_t* partition, uint64_t* lsn) {
+  const uint32_t n = partitions();
+  const uint32_t start = NextClaimStart() % n;
+  // Each pass either claims, finds nothing ready, or lost a race to another
+  // claimer (so somebody made progress) and looks again.
+  while (true) {
+    // The best rank on offer anywhere, as published. Any-type ranks bound
+    // every type's from below.
+    int64_t best = Partition::kNever;
+    for (const auto& p : partitions_) best = std::min(best, p->ready_rank());
+    if (best == Partition::kNever) return std::nullopt;
+    Partition* candidate = nullptr;
+    int64_t candidate_rank = Partition::kNever;
+    for (uint32_t j = 0; j < n; ++j) {
+      Partition& p = *partitions_[(start + j) % n];
+      const int64_t published = p.ready_rank();
+      if (type.empty() ? published > best : published == Partition::kNever) {
+        continue;
+      }
+      int64_t seen = Partition::kNever;
+      TASKWAL_ASSIGN_OR_RETURN(
+          std::optional<ClaimedTask> claimed,
+          ClaimBestIn(p, worker_id, type, best, lease_micros, lsn, &seen));
+      if (claimed.has_value()) {
+        *partition = p.index;
+        return claimed;
+      }
+      if (seen < candidate_rank) {
+        candidate = &p;
+        candidate_rank = seen;
+      }
+    }
+    if (type.empty()) continue;
+    // A typed claim: no partition had the best rank overall in that type;
+    // take the best the type has.
+    if (candidate == nullptr) return std::nullopt;
+    TASKWAL_ASSIGN_OR_RETURN(std::optional<ClaimedTask> claimed,
+                             ClaimBestIn(*candidate, worker_id, type,
+                                         candidate_rank, lease_micros, lsn,
+                                         nullptr));
+    if (claimed.has_value()) {
+      *partition = candidate->index;
+      return claimed;
+    }
+  }
 }
 
 absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
@@ -567,43 +840,52 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
   TASKWAL_RETURN_IF_ERROR(CheckText("type", options.type,
                                     options_.max_type_bytes, false));
   const absl::Time give_up = absl::Now() + options.wait;
-  uint64_t lsn = 0;
-  absl::StatusOr<ClaimedTask> claimed;
-  {
-    absl::MutexLock l(&commit_mu_);
-    while (true) {
-      TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
-      const int64_t now = NowMicros();
-      TASKWAL_RETURN_IF_ERROR(ExpireDueLeasesLocked(now, &lsn));
-      Scheduler& scheduler = state_->scheduler();
-      scheduler.PromoteDue(now);
-      if (std::optional<uint64_t> id = scheduler.PeekReady(options.type)) {
-        claimed = ClaimLocked(*id, worker_id, lease_micros, now, &lsn);
-        break;
-      }
-      const absl::Time real_now = absl::Now();
-      if (real_now >= give_up) {
-        return absl::NotFoundError(
-            options.type.empty()
-                ? std::string("no task is ready")
-                : absl::StrCat("no task of type \"", options.type,
-                               "\" is ready"));
-      }
-      // Sleep until signalled, the wait ends, or the next delayed task or
-      // lease comes due, whichever is first.
-      absl::Time wake = give_up;
-      for (std::optional<int64_t> due :
-           {scheduler.NextDelayed(), scheduler.NextLeaseDeadline()}) {
-        if (due.has_value()) {
-          wake = std::min(wake, real_now + absl::Microseconds(*due - now));
-        }
-      }
-      ready_cv_.WaitWithDeadline(&commit_mu_, wake);
+  ClaimWaiters::Waiter waiter(options.type);
+  bool waiting = false;
+  absl::Cleanup leave = [&] {
+    if (waiting) waiters_.Remove(&waiter);
+  };
+  while (true) {
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
+    const int64_t now = NowMicros();
+    TASKWAL_RETURN_IF_ERROR(ServiceDuePartitions(now));
+    uint32_t partition = 0;
+    uint64_t lsn = 0;
+    TASKWAL_ASSIGN_OR_RETURN(
+        std::optional<ClaimedTask> claimed,
+        TryClaimNext(worker_id, options.type, lease_micros, &partition, &lsn));
+    if (claimed.has_value()) {
+      std::move(leave).Invoke();
+      TASKWAL_RETURN_IF_ERROR(SyncTo(partition, lsn));
+      return *std::move(claimed);
     }
+    const absl::Time real_now = absl::Now();
+    if (real_now >= give_up) {
+      return absl::NotFoundError(
+          options.type.empty()
+              ? std::string("no task is ready")
+              : absl::StrCat("no task of type \"", options.type,
+                             "\" is ready"));
+    }
+    if (!waiting) {
+      // Look once more after joining the waiters: a task that became ready
+      // since the look above has either been seen there or will wake us.
+      waiters_.Add(&waiter);
+      waiting = true;
+      continue;
+    }
+    // Sleep until woken or the wait ends; the oldest waiter also wakes when
+    // the next delayed task or lease comes due.
+    absl::Time wake = give_up;
+    if (waiters_.IsTimekeeper(&waiter)) {
+      int64_t due = Partition::kNever;
+      for (const auto& p : partitions_) due = std::min(due, p->next_due());
+      if (due != Partition::kNever) {
+        wake = std::min(wake, real_now + absl::Microseconds(due - now));
+      }
+    }
+    waiters_.Wait(&waiter, wake);
   }
-  if (!claimed.ok()) return claimed.status();
-  TASKWAL_RETURN_IF_ERROR(SyncTo(lsn));
-  return claimed;
 }
 
 absl::Status EngineImpl::Complete(uint64_t task_id,
@@ -614,15 +896,19 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_RETURN_IF_ERROR(
       CheckSize("result", result, options_.max_result_bytes, false));
+  Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
+  Wake wake;
+  absl::Status s;
   {
-    absl::MutexLock l(&commit_mu_);
+    absl::MutexLock l(&p.mu);
     const int64_t now = NowMicros();
     uint64_t last_lsn = 0;
-    TASKWAL_ASSIGN_OR_RETURN(ClaimState state,
-                             ClaimOpLocked(task_id, worker_id, claim_token,
-                                           now, &lsn, &last_lsn));
-    if (state == ClaimState::kAlreadyCompleted) {
+    absl::StatusOr<ClaimState> state = ClaimOpLocked(
+        p, task_id, worker_id, claim_token, now, &lsn, &last_lsn, &wake);
+    if (!state.ok()) {
+      s = state.status();
+    } else if (*state == ClaimState::kAlreadyCompleted) {
       lsn = last_lsn;  // Acknowledge only once the completion is durable.
     } else {
       Transition t;
@@ -631,10 +917,14 @@ absl::Status EngineImpl::Complete(uint64_t task_id,
       if (!result.empty()) {
         t.mutable_complete()->set_result(result.data(), result.size());
       }
-      TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+      absl::StatusOr<uint64_t> committed = CommitLocked(p, t, &wake);
+      if (committed.ok()) lsn = *committed;
+      s = committed.status();
     }
   }
-  return SyncTo(lsn);
+  Notify(wake);
+  TASKWAL_RETURN_IF_ERROR(s);
+  return SyncTo(p.index, lsn);
 }
 
 absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
@@ -643,34 +933,29 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_RETURN_IF_ERROR(
       CheckText("error", error, options_.max_error_bytes, false));
+  Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
+  Wake wake;
+  absl::Status s;
   {
-    absl::MutexLock l(&commit_mu_);
+    absl::MutexLock l(&p.mu);
     const int64_t now = NowMicros();
     uint64_t last_lsn = 0;
-    TASKWAL_ASSIGN_OR_RETURN(ClaimState state,
-                             ClaimOpLocked(task_id, worker_id, claim_token,
-                                           now, &lsn, &last_lsn));
-    if (state != ClaimState::kCurrent) {
-      return absl::FailedPreconditionError(
+    absl::StatusOr<ClaimState> state = ClaimOpLocked(
+        p, task_id, worker_id, claim_token, now, &lsn, &last_lsn, &wake);
+    if (!state.ok()) {
+      s = state.status();
+    } else if (*state != ClaimState::kCurrent) {
+      s = absl::FailedPreconditionError(
           absl::StrCat("task ", task_id, " is already COMPLETED"));
+    } else {
+      s = FailAttemptLocked(p, task_id, now, error, /*lease_expired=*/false,
+                            &lsn, &wake);
     }
-    RetryPolicy policy;
-    uint32_t attempts = 0;
-    table_->Read(task_id, [&](const TaskEntry& e) {
-      policy = PolicyOf(e);
-      attempts = e.state.attempts;
-    });
-    Transition t;
-    t.set_time_micros(now);
-    FailRecord* f = t.mutable_fail();
-    f->set_task_id(task_id);
-    if (!error.empty()) f->set_error(error.data(), error.size());
-    f->set_retry_at_micros(SaturatingAdd(now, BackoffMicros(policy, attempts)));
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
-    ready_cv_.SignalAll();
   }
-  return SyncTo(lsn);
+  Notify(wake);
+  TASKWAL_RETURN_IF_ERROR(s);
+  return SyncTo(p.index, lsn);
 }
 
 absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
@@ -680,56 +965,83 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(extension));
+  Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
   int64_t deadline = 0;
+  Wake wake;
+  absl::Status s;
   {
-    absl::MutexLock l(&commit_mu_);
+    absl::MutexLock l(&p.mu);
     const int64_t now = NowMicros();
     uint64_t last_lsn = 0;
-    TASKWAL_ASSIGN_OR_RETURN(ClaimState state,
-                             ClaimOpLocked(task_id, worker_id, claim_token,
-                                           now, &lsn, &last_lsn));
-    if (state != ClaimState::kCurrent) {
-      return absl::FailedPreconditionError(
+    absl::StatusOr<ClaimState> state = ClaimOpLocked(
+        p, task_id, worker_id, claim_token, now, &lsn, &last_lsn, &wake);
+    if (!state.ok()) {
+      s = state.status();
+    } else if (*state != ClaimState::kCurrent) {
+      s = absl::FailedPreconditionError(
           absl::StrCat("task ", task_id, " is already COMPLETED"));
+    } else {
+      deadline = SaturatingAdd(now, lease_micros);
+      Transition t;
+      t.set_time_micros(now);
+      t.mutable_heartbeat()->set_task_id(task_id);
+      t.mutable_heartbeat()->set_lease_deadline_micros(deadline);
+      absl::StatusOr<uint64_t> committed = CommitLocked(p, t, &wake);
+      if (committed.ok()) lsn = *committed;
+      s = committed.status();
     }
-    deadline = SaturatingAdd(now, lease_micros);
-    Transition t;
-    t.set_time_micros(now);
-    t.mutable_heartbeat()->set_task_id(task_id);
-    t.mutable_heartbeat()->set_lease_deadline_micros(deadline);
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
-    WakeIfEarliestLeaseLocked(deadline);
   }
-  TASKWAL_RETURN_IF_ERROR(SyncTo(lsn));
+  Notify(wake);
+  TASKWAL_RETURN_IF_ERROR(s);
+  TASKWAL_RETURN_IF_ERROR(SyncTo(p.index, lsn));
   return absl::FromUnixMicros(deadline);
 }
 
 template <typename Allowed, typename Build>
 absl::Status EngineImpl::OperatorTransition(uint64_t task_id, const char* what,
                                             Allowed allowed, Build build) {
+  Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
+  Wake wake;
+  bool deleted = false;
+  absl::Status s;
   {
-    absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
+    absl::MutexLock l(&p.mu);
+    s = CheckWritable();
     const int64_t now = NowMicros();
-    TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(task_id, now, &lsn));
-    absl::Status check = TaskNotFound(task_id);
-    table_->Read(task_id, [&](const TaskEntry& e) {
-      check = allowed(e.state.status)
-                  ? absl::OkStatus()
-                  : absl::FailedPreconditionError(absl::StrCat(
-                        "cannot ", what, " task ", task_id, ": it is ",
-                        TaskStatus_Name(e.state.status)));
-    });
-    TASKWAL_RETURN_IF_ERROR(check);
-    Transition t;
-    t.set_time_micros(now);
-    build(t);
-    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
-    ready_cv_.SignalAll();
+    if (s.ok()) s = ExpireIfDueLocked(p, task_id, now, &lsn, &wake);
+    if (s.ok()) {
+      s = TaskNotFound(task_id);
+      p.table().Read(task_id, [&](const TaskEntry& e) {
+        s = allowed(e.state.status)
+                ? absl::OkStatus()
+                : absl::FailedPreconditionError(absl::StrCat(
+                      "cannot ", what, " task ", task_id, ": it is ",
+                      TaskStatus_Name(e.state.status)));
+      });
+    }
+    if (s.ok()) {
+      Transition t;
+      t.set_time_micros(now);
+      build(t);
+      absl::StatusOr<uint64_t> committed = CommitLocked(p, t, &wake);
+      s = committed.status();
+      if (committed.ok()) {
+        lsn = *committed;
+        // A task back in PENDING without a delay is ready now.
+        deleted = !p.table().Read(task_id, [&](const TaskEntry& e) {
+          if (e.state.status == PENDING && e.state.not_before_micros <= 0) {
+            wake.Ready(e.type());
+          }
+        });
+      }
+    }
   }
-  return SyncTo(lsn);
+  if (deleted) ReleaseTasks(1);
+  Notify(wake);
+  TASKWAL_RETURN_IF_ERROR(s);
+  return SyncTo(p.index, lsn);
 }
 
 absl::Status EngineImpl::Retry(uint64_t task_id) {
@@ -756,7 +1068,7 @@ absl::Status EngineImpl::Delete(uint64_t task_id) {
 
 absl::StatusOr<Task> EngineImpl::Get(uint64_t task_id) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  std::optional<Task> task = table_->GetTask(task_id);
+  std::optional<Task> task = PartitionOfTask(task_id).table().GetTask(task_id);
   if (!task.has_value()) return TaskNotFound(task_id);
   return Resolved(*std::move(task));
 }
@@ -765,9 +1077,10 @@ absl::StatusOr<Task> EngineImpl::GetByIdempotencyKey(absl::string_view key) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckText("idempotency key", key,
                                     options_.max_idempotency_key_bytes, true));
-  std::optional<uint64_t> id = table_->LookupKey(key);
+  const TaskTable& table = PartitionOfTaskKey(key).table();
+  std::optional<uint64_t> id = table.LookupKey(key);
   std::optional<Task> task;
-  if (id.has_value()) task = table_->GetTask(*id);
+  if (id.has_value()) task = table.GetTask(*id);
   if (!task.has_value()) {
     return absl::NotFoundError(
         absl::StrCat("no task has idempotency key \"", key, "\""));
@@ -786,14 +1099,21 @@ absl::StatusOr<ListPage> EngineImpl::List(const ListFilter& filter) {
        *filter.status == TASK_STATUS_UNSPECIFIED)) {
     return absl::InvalidArgumentError("unknown status in filter");
   }
-  // One extra id tells whether another page follows.
-  std::vector<uint64_t> ids = table_->ListIds(filter.status, filter.type,
-                                              filter.after_id, filter.limit + 1);
+  // The lowest ids of every partition, merged; one extra id tells whether
+  // another page follows.
+  std::vector<uint64_t> ids;
+  for (const auto& p : partitions_) {
+    std::vector<uint64_t> part = p->table().ListIds(
+        filter.status, filter.type, filter.after_id, filter.limit + 1);
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  std::sort(ids.begin(), ids.end());
+  if (ids.size() > filter.limit + 1) ids.resize(filter.limit + 1);
   ListPage page;
   const bool more = ids.size() > filter.limit;
   if (more) ids.resize(filter.limit);
   for (uint64_t id : ids) {
-    std::optional<Task> task = table_->GetTask(id);
+    std::optional<Task> task = PartitionOfTask(id).table().GetTask(id);
     // A task may change or vanish between the two reads; a page is not a
     // snapshot, but it never shows a task that fails the filter.
     if (!task.has_value()) continue;
@@ -810,7 +1130,7 @@ absl::StatusOr<std::vector<HistoryEntry>> EngineImpl::History(
     uint64_t task_id) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   std::optional<std::vector<HistoryEntry>> history =
-      table_->GetHistory(task_id);
+      PartitionOfTask(task_id).table().GetHistory(task_id);
   if (!history.has_value()) return TaskNotFound(task_id);
   return *std::move(history);
 }
@@ -818,35 +1138,37 @@ absl::StatusOr<std::vector<HistoryEntry>> EngineImpl::History(
 absl::StatusOr<EngineStats> EngineImpl::Stats() {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   EngineStats s;
-  absl::MutexLock l(&commit_mu_);
-  const Counters& c = state_->counters();
-  s.pending = c.by_status[PENDING];
-  s.claimed = c.by_status[CLAIMED];
-  s.completed = c.by_status[COMPLETED];
-  s.failed = c.by_status[FAILED];
-  s.cancelled = c.by_status[CANCELLED];
+  for (const auto& part : partitions_) {
+    Partition& p = *part;
+    absl::MutexLock l(&p.mu);
+    const Counters& c = p.state().counters();
+    s.pending += c.by_status[PENDING];
+    s.claimed += c.by_status[CLAIMED];
+    s.completed += c.by_status[COMPLETED];
+    s.failed += c.by_status[FAILED];
+    s.cancelled += c.by_status[CANCELLED];
+    s.submitted += c.submitted;
+    s.claims += c.claims;
+    s.completions += c.completions;
+    s.failed_attempts += c.failed_attempts;
+    s.lease_expiries += c.lease_expiries;
+    s.retries += c.retries;
+    s.cancellations += c.cancellations;
+    s.deletions += c.deletions;
+    s.retention_removals += c.retention_removals;
+    s.transitions += c.transitions;
+    s.last_lsn += p.state().last_applied_lsn();
+  }
   s.tasks = s.pending + s.claimed + s.completed + s.failed + s.cancelled;
   s.deduplicated = deduplicated_.load(std::memory_order_relaxed);
-  s.submitted = c.submitted;
-  s.claims = c.claims;
-  s.completions = c.completions;
-  s.failed_attempts = c.failed_attempts;
-  s.lease_expiries = c.lease_expiries;
-  s.retries = c.retries;
-  s.cancellations = c.cancellations;
-  s.deletions = c.deletions;
-  s.retention_removals = c.retention_removals;
-  s.transitions = c.transitions;
-  s.last_lsn = state_->last_applied_lsn();
-  if (storage_ != nullptr && storage_->journal != nullptr) {
-    const wal::WalStats& w = storage_->journal->wal().stats();
-    s.fsyncs = w.fsyncs.load(std::memory_order_relaxed);
-    s.wal_bytes = w.bytes_written.load(std::memory_order_relaxed);
-    s.wal_flushes = w.flushes.load(std::memory_order_relaxed);
-    s.wal_records_flushed = w.records_flushed.load(std::memory_order_relaxed);
-  }
+  s.partitions = partitions();
+  const JournalStats j = journal_->stats();
+  s.fsyncs = j.fsyncs;
+  s.wal_bytes = j.bytes_written;
+  s.wal_flushes = j.flushes;
+  s.wal_records_flushed = j.records_flushed;
   s.snapshots = snapshots_.load();
-  s.last_snapshot_lsn = last_snapshot_lsn_.load();
+  s.last_snapshot_lsn = last_snapshot_records_.load();
   if (s.snapshots > 0) {
     s.last_snapshot_time = absl::FromUnixMicros(last_snapshot_micros_.load());
   }
@@ -862,91 +1184,165 @@ absl::Status EngineImpl::Snapshot() {
     return absl::FailedPreconditionError("the engine was opened read-only");
   }
   absl::MutexLock snap(&snapshot_mu_);
-  SnapshotMeta meta;
-  {
-    absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
-    meta = state_->MakeSnapshotMeta();
-    // Under the commit lock, so the view holds exactly the records through
-    // meta.lsn(); from here on writers save what they overwrite.
-    table_->BeginSnapshot();
-    if (meta.lsn() != last_snapshot_lsn_.load()) {
-      // Nothing more goes into the active segment, so the records this
-      // snapshot holds that are already written sit in segments it covers
-      // whole, which the next Open skips.
-      storage_->journal->wal().RequestRotation();
-    }
-  }
-  if (meta.lsn() == last_snapshot_lsn_.load()) {
-    // Nothing new since the last snapshot; rewriting it under the same name
-    // could only put the existing one at risk.
-    for (size_t i = 0; i < table_->num_shards(); ++i) table_->EndSnapshot(i);
+  TASKWAL_RETURN_IF_ERROR(CheckWritable());
+  if (journal_->records() == last_snapshot_records_.load()) {
+    // Nothing new since the last snapshot; rewriting it could only put
+    // the existing one at risk.
     return absl::OkStatus();
   }
+  // Every record appended from here on lies in `first_segment` or later:
+  // the log the snapshot needs starts there.
+  absl::StatusOr<uint64_t> first_segment = journal_->StartSegment();
+  if (!first_segment.ok()) {
+    SetSticky(first_segment.status());
+    return first_segment.status();
+  }
+  const uint32_t n = partitions();
+  std::vector<SnapshotMeta> metas(n);
+  std::vector<TaskTable*> tables(n);
+  uint64_t records = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    Partition& p = *partitions_[i];
+    absl::MutexLock l(&p.mu);
+    // Under the commit lock, so the view holds exactly the records through
+    // the meta's LSN; from here on writers save what they overwrite.
+    metas[i] = p.state().MakeSnapshotMeta();
+    metas[i].set_first_segment(*first_segment);
+    tables[i] = &p.state().table();
+    tables[i]->BeginSnapshot();
+    records += metas[i].lsn();
+  }
+  auto end_views = [&] {
+    for (TaskTable* table : tables) {
+      for (size_t s = 0; s < table->num_shards(); ++s) table->EndSnapshot(s);
+    }
+  };
   // The log must hold every record the snapshot holds before the snapshot
   // exists: otherwise a damaged snapshot could leave a hole that no older
   // snapshot and no log covers.
   if (absl::Status s = journal_->SyncAll(); !s.ok()) {
-    for (size_t i = 0; i < table_->num_shards(); ++i) table_->EndSnapshot(i);
-    absl::MutexLock l(&commit_mu_);
-    if (sticky_error_.ok()) sticky_error_ = s;
+    end_views();
+    SetSticky(s);
     return s;
   }
-  TASKWAL_RETURN_IF_ERROR(
-      WriteSnapshot(storage_->env, storage_->dir, meta, table_));
+  // The partitions' files are written in parallel.
+  std::vector<absl::Status> written(n);
+  {
+    const uint32_t threads = std::max<uint32_t>(
+        1, std::min<uint32_t>(n, std::thread::hardware_concurrency()));
+    std::atomic<uint32_t> next{0};
+    auto work = [&] {
+      for (uint32_t i; (i = next.fetch_add(1)) < n;) {
+        written[i] =
+            WriteSnapshot(storage_->env, storage_->dir, metas[i], tables[i]);
+      }
+    };
+    std::vector<std::thread> pool;
+    for (uint32_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+  }
+  absl::Status s;
+  for (const absl::Status& w : written) {
+    if (s.ok()) s = w;
+  }
+  if (s.ok()) s = storage_->env->SyncDir(storage_->dir);
+  if (!s.ok()) {
+    // No partial snapshot stays behind: recovery takes each partition's
+    // newest file, and a snapshot is only whole with all of them.
+    for (uint32_t i = 0; i < n; ++i) {
+      storage_->env
+          ->RemoveFile(absl::StrCat(storage_->dir, "/",
+                                    SnapshotFileName(*first_segment, i)))
+          .IgnoreError();
+    }
+    return s;
+  }
   snapshots_.fetch_add(1);
-  last_snapshot_lsn_.store(meta.lsn());
+  last_snapshot_records_.store(records);
   last_snapshot_micros_.store(absl::ToUnixMicros(absl::Now()));
 
-  // Keep the two newest snapshots, and the log after the older one, so a
-  // damaged newest snapshot still leaves a way back.
-  TASKWAL_ASSIGN_OR_RETURN(std::vector<SnapshotFile> snapshots,
+  // Keep each partition's two newest snapshots, and the log after the
+  // older ones, so a damaged newest snapshot still leaves a way back.
+  TASKWAL_ASSIGN_OR_RETURN(std::vector<SnapshotFile> files,
                            ListSnapshots(storage_->env, storage_->dir));
-  if (snapshots.size() < 2) return absl::OkStatus();
-  for (size_t i = 2; i < snapshots.size(); ++i) {
-    TASKWAL_RETURN_IF_ERROR(storage_->env->RemoveFile(
-        absl::StrCat(storage_->dir, "/", snapshots[i].name)));
+  std::vector<int> kept(n, 0);
+  std::vector<uint64_t> older(n, 0);  // First segment of the second newest.
+  bool removed = false;
+  for (const SnapshotFile& f : files) {  // Newest first.
+    if (f.partition >= n) continue;
+    if (++kept[f.partition] == 2) older[f.partition] = f.first_segment;
+    if (kept[f.partition] > 2) {
+      TASKWAL_RETURN_IF_ERROR(storage_->env->RemoveFile(
+          absl::StrCat(storage_->dir, "/", f.name)));
+      removed = true;
+    }
   }
-  if (snapshots.size() > 2) {
-    TASKWAL_RETURN_IF_ERROR(storage_->env->SyncDir(storage_->dir));
-  }
-  return storage_->journal->wal().DiscardThrough(snapshots[1].lsn);
+  if (removed) TASKWAL_RETURN_IF_ERROR(storage_->env->SyncDir(storage_->dir));
+  const uint64_t keep_from = *std::min_element(older.begin(), older.end());
+  if (keep_from == 0) return absl::OkStatus();
+  return journal_->DiscardBefore(keep_from);
 }
 
 RecoveryReport EngineImpl::Recovery() const {
   return storage_ != nullptr ? storage_->recovery : RecoveryReport();
 }
 
-absl::Status EngineImpl::RunMaintenance() {
-  uint64_t lsn = 0;
+absl::Status EngineImpl::ApplyRetention(Partition& p, int64_t now,
+                                        std::vector<PartitionLsn>* synced) {
+  const int64_t cutoff = now - absl::ToInt64Microseconds(options_.retention);
   bool more = true;
   while (more) {
-    absl::MutexLock l(&commit_mu_);
-    TASKWAL_RETURN_IF_ERROR(CheckWritableLocked());
-    const int64_t now = NowMicros();
-    TASKWAL_RETURN_IF_ERROR(ExpireDueLeasesLocked(now, &lsn));
-    more = false;
-    if (options_.retention > absl::ZeroDuration()) {
-      const int64_t cutoff =
-          now - absl::ToInt64Microseconds(options_.retention);
+    uint64_t lsn = 0;
+    size_t removed = 0;
+    {
+      // The lock is released between chunks so a large backlog does not
+      // stall writers.
+      absl::MutexLock l(&p.mu);
+      TASKWAL_RETURN_IF_ERROR(CheckWritable());
       std::vector<uint64_t> ids =
-          state_->scheduler().FinishedBefore(cutoff, kRetentionChunk);
+          p.state().scheduler().FinishedBefore(cutoff, kRetentionChunk);
+      Wake unused;
       for (uint64_t id : ids) {
         Transition t;
         t.set_time_micros(now);
         t.mutable_delete_()->set_task_id(id);
         t.mutable_delete_()->set_retention(true);
-        TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(t));
+        absl::StatusOr<uint64_t> committed = CommitLocked(p, t, &unused);
+        if (!committed.ok()) {
+          ReleaseTasks(removed);
+          return committed.status();
+        }
+        lsn = *committed;
+        ++removed;
       }
-      // Release the lock between chunks so a large backlog does not stall
-      // writers.
       more = ids.size() == kRetentionChunk;
     }
-    // Delayed tasks that came due: wake waiters so they re-check.
-    std::optional<int64_t> next = state_->scheduler().NextDelayed();
-    if (next.has_value() && *next <= now) ready_cv_.SignalAll();
+    ReleaseTasks(removed);
+    if (lsn != 0) synced->push_back({p.index, lsn});
   }
-  return SyncTo(lsn);
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::RunMaintenance() {
+  std::vector<PartitionLsn> synced;
+  for (const auto& part : partitions_) {
+    Partition& p = *part;
+    const int64_t now = NowMicros();
+    uint64_t lsn = 0;
+    Wake wake;
+    {
+      absl::MutexLock l(&p.mu);
+      TASKWAL_RETURN_IF_ERROR(CheckWritable());
+      TASKWAL_RETURN_IF_ERROR(ServiceLocked(p, now, &lsn, &wake));
+    }
+    Notify(wake);
+    if (lsn != 0) synced.push_back({p.index, lsn});
+    if (options_.retention > absl::ZeroDuration()) {
+      TASKWAL_RETURN_IF_ERROR(ApplyRetention(p, now, &synced));
+    }
+  }
+  return SyncTo(synced);
 }
 
 }  // namespace engine
@@ -955,14 +1351,26 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
     const EngineOptions& options) {
   TASKWAL_RETURN_IF_ERROR(engine::ValidateOptions(options));
   if (options.data_dir.empty()) {
-    auto state = std::make_unique<engine::StateMachine>(
-        options.num_shards, options.max_history_per_task,
-        /*track_finished=*/options.retention > absl::ZeroDuration());
+    const uint32_t n = options.partitions != 0 ? options.partitions
+                                               : kDefaultPartitions;
+    std::vector<std::unique_ptr<engine::StateMachine>> states;
+    for (uint32_t i = 0; i < n; ++i) {
+      states.push_back(engine::NewPartitionState(options, i, n));
+    }
     return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
-        options, std::make_unique<engine::MemoryJournal>(), std::move(state)));
+        options, std::make_unique<engine::MemoryJournal>(n),
+        std::move(states)));
   }
   Env* env = options.env != nullptr ? options.env : Env::Default();
   const std::string& dir = options.data_dir;
+  auto make_storage = [&](engine::RecoveredState& recovered) {
+    auto storage = std::make_unique<engine::Storage>();
+    storage->env = env;
+    storage->dir = dir;
+    storage->recovery = std::move(recovered.report);
+    storage->snapshot_records = storage->recovery.snapshot_lsn;
+    return storage;
+  };
   if (options.read_only) {
     // The owner of the directory may discard a segment while we read it;
     // reading again from the top sees the snapshot that replaced it.
@@ -978,13 +1386,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
       if (!env->FileExists(dir)) break;
     }
     if (!recovered.ok()) return recovered.status();
-    auto storage = std::make_unique<engine::Storage>();
-    storage->env = env;
-    storage->dir = dir;
-    storage->recovery = std::move(recovered->report);
+    const uint32_t n = static_cast<uint32_t>(recovered->states.size());
+    std::unique_ptr<engine::Storage> storage = make_storage(*recovered);
     return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
-        options, std::make_unique<engine::MemoryJournal>(),
-        std::move(recovered->state), std::move(storage)));
+        options, std::make_unique<engine::MemoryJournal>(n),
+        std::move(recovered->states), std::move(storage)));
   }
   TASKWAL_RETURN_IF_ERROR(env->CreateDir(dir));
   TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
@@ -1000,20 +1406,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
                          : wal::WalSync::kNone;
   wal_options.sync_interval = options.sync_interval;
   wal_options.segment_bytes = options.segment_bytes;
+  wal_options.partitions = static_cast<uint32_t>(recovered.states.size());
   TASKWAL_ASSIGN_OR_RETURN(
       std::unique_ptr<wal::Wal> wal,
       wal::Wal::Open(wal_options, std::move(recovered.segments),
-                     recovered.last_lsn));
-  auto journal = std::make_unique<engine::WalJournal>(std::move(wal));
-  auto storage = std::make_unique<engine::Storage>();
-  storage->env = env;
-  storage->dir = dir;
+                     std::move(recovered.last_lsn), recovered.next_seq));
+  std::unique_ptr<engine::Storage> storage = make_storage(recovered);
   storage->lock = std::move(lock);
-  storage->journal = journal.get();
-  storage->recovery = std::move(recovered.report);
   return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
-      options, std::move(journal), std::move(recovered.state),
-      std::move(storage)));
+      options, std::make_unique<engine::WalJournal>(std::move(wal)),
+      std::move(recovered.states), std::move(storage)));
 }
 
 }  // namespace taskwal

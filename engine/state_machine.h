@@ -33,15 +33,21 @@ struct Counters {
 // current state and the record (no clock, no randomness), so replay rebuilds
 // exactly the state the live path had.
 //
+// One state machine holds one partition of the engine's tasks: those whose
+// ids are `partition` modulo `partitions` (TaskIdOf). Its LSNs are the
+// partition's.
+//
 // Thread safety: mutations (Apply and the scheduler) need external
-// serialization, the engine's commit lock. table() may be read by any thread
-// at any time: TaskTable locks its own shards.
+// serialization, the partition's commit lock. table() may be read by any
+// thread at any time: TaskTable locks its own shards.
 class StateMachine {
  public:
-  // REQUIRES: num_shards >= 1. track_finished: whether the scheduler
-  // indexes terminal tasks by finish time (needed for retention only).
+  // REQUIRES: num_shards >= 1, partition < partitions. track_finished:
+  // whether the scheduler indexes terminal tasks by finish time (needed for
+  // retention only).
   StateMachine(int num_shards, size_t max_history_per_task,
-               bool track_finished = true);
+               bool track_finished = true, uint32_t partition = 0,
+               uint32_t partitions = 1);
   StateMachine(const StateMachine&) = delete;
   StateMachine& operator=(const StateMachine&) = delete;
 
@@ -64,11 +70,14 @@ class StateMachine {
   Scheduler& scheduler() { return scheduler_; }
   const Counters& counters() const { return counters_; }
 
-  // The next id / claim token the live path should hand out: one past the
-  // largest seen in any applied record.
+  // The next id / claim token the live path should hand out: the next id
+  // of this partition after the largest seen in any applied record, and
+  // one past the largest claim token.
   uint64_t next_task_id() const { return next_task_id_; }
   uint64_t next_claim_token() const { return next_claim_token_; }
   uint64_t last_applied_lsn() const { return last_applied_lsn_; }
+  uint32_t partition() const { return partition_; }
+  uint32_t partitions() const { return partitions_; }
 
  private:
   absl::Status ApplySubmit(const SubmitRecord& r, int64_t now, uint64_t lsn);
@@ -85,10 +94,12 @@ class StateMachine {
   void CountStatusChange(TaskStatus from, TaskStatus to);
 
   const size_t max_history_per_task_;
+  const uint32_t partition_;
+  const uint32_t partitions_;
   TaskTable table_;
   Scheduler scheduler_;
   Counters counters_;
-  uint64_t next_task_id_ = 1;
+  uint64_t next_task_id_;
   uint64_t next_claim_token_ = 1;
   uint64_t last_applied_lsn_ = 0;
 };

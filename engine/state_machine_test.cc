@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/engine.h"
 #include "engine/engine_impl.h"
+#include "engine/engine_testing.h"
 #include "engine/journal.h"
 #include "gtest/gtest.h"
 
@@ -173,7 +174,10 @@ TEST_F(StateMachineTest, DeleteFreesKeyAndIdIsNeverReused) {
 
 // The heart of recovery: replaying the journal of a random workload through
 // Apply rebuilds the live state exactly (tasks, histories, counters, ids).
-TEST(StateMachineReplayTest, ReplayOfRandomWorkloadRebuildsLiveState) {
+class StateMachineReplayTest : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(StateMachineReplayTest, ReplayOfRandomWorkloadRebuildsLiveState) {
+  const uint32_t partitions = GetParam();
   for (uint64_t seed = 1; seed <= 5; ++seed) {
     SCOPED_TRACE(seed);
     ManualClock clock;
@@ -184,12 +188,9 @@ TEST(StateMachineReplayTest, ReplayOfRandomWorkloadRebuildsLiveState) {
     options.num_shards = 4;
     options.max_history_per_task = 6;
     options.retention = absl::Seconds(50);
-    auto journal = std::make_unique<MemoryJournal>();
-    MemoryJournal* records = journal.get();
-    auto state = std::make_unique<StateMachine>(options.num_shards,
-                                                options.max_history_per_task);
-    StateMachine* live = state.get();
-    EngineImpl engine(options, std::move(journal), std::move(state));
+    testing::RecordedEngine recorded =
+        testing::OpenRecorded(options, partitions);
+    EngineImpl& engine = *recorded.engine;
 
     std::mt19937_64 rng(seed);
     std::vector<ClaimedTask> held;
@@ -240,7 +241,7 @@ TEST(StateMachineReplayTest, ReplayOfRandomWorkloadRebuildsLiveState) {
           break;
         }
         case 7: {
-          uint64_t id = 1 + rng() % 400;
+          uint64_t id = 1 + rng() % (400 + 16 * partitions);
           switch (rng() % 3) {
             case 0:
               engine.Retry(id).IgnoreError();
@@ -258,21 +259,30 @@ TEST(StateMachineReplayTest, ReplayOfRandomWorkloadRebuildsLiveState) {
       }
     }
 
-    const std::vector<std::string> log = records->Records();
-    ASSERT_GT(log.size(), 1000u);
-    StateMachine replayed(options.num_shards, options.max_history_per_task);
-    for (size_t i = 0; i < log.size(); ++i) {
-      Transition t;
-      ASSERT_TRUE(t.ParseFromString(log[i]));
-      ASSERT_TRUE(replayed.Apply(t, i + 1).ok()) << i;
+    ASSERT_GT(recorded.journal->records(), 1000u);
+    absl::StatusOr<std::vector<std::unique_ptr<StateMachine>>> replayed =
+        testing::Replay(*recorded.journal, options);
+    ASSERT_TRUE(replayed.ok()) << replayed.status();
+    Counters live;
+    for (uint32_t p = 0; p < partitions; ++p) {
+      EXPECT_EQ(Dump(*(*replayed)[p]), Dump(*recorded.states[p])) << p;
+      live.completions += recorded.states[p]->counters().completions;
+      live.lease_expiries += recorded.states[p]->counters().lease_expiries;
+      live.retention_removals +=
+          recorded.states[p]->counters().retention_removals;
     }
-    EXPECT_EQ(Dump(replayed), Dump(*live));
-    EXPECT_GT(live->counters().completions, 0u);
-    EXPECT_GT(live->counters().lease_expiries, 0u);
-    EXPECT_GT(live->counters().retention_removals, 0u);
+    EXPECT_GT(live.completions, 0u);
+    EXPECT_GT(live.lease_expiries, 0u);
+    EXPECT_GT(live.retention_removals, 0u);
     ASSERT_TRUE(engine.Close().ok());
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Partitions, StateMachineReplayTest,
+                         ::testing::Values(1u, 16u),
+                         [](const ::testing::TestParamInfo<uint32_t>& info) {
+                           return absl::StrCat(info.param, "Partitions");
+                         });
 
 }  // namespace
 }  // namespace taskwal::engine

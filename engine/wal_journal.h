@@ -10,19 +10,32 @@
 namespace taskwal::engine {
 
 // The durable journal: transition records serialized straight into the
-// write-ahead log's staging buffer. Thread safety as Journal.
+// write-ahead log's staging buffers, one lane per partition. Thread safety
+// as Journal.
 class WalJournal final : public Journal {
  public:
   explicit WalJournal(std::unique_ptr<wal::Wal> wal) : wal_(std::move(wal)) {}
 
+  uint32_t partitions() const override { return wal_->partitions(); }
   // kInvalidArgument (not sticky, nothing staged): the record exceeds the
   // log's record size limit.
-  absl::StatusOr<uint64_t> Append(const Transition& record) override;
-  absl::Status Sync(uint64_t lsn) override { return wal_->Sync(lsn); }
+  absl::StatusOr<uint64_t> Append(uint32_t partition,
+                                  const Transition& record) override;
+  absl::Status AppendGroup(absl::Span<const uint32_t> partitions,
+                           absl::Span<const Transition* const> records,
+                           uint64_t* lsns) override;
+  absl::Status Sync(absl::Span<const PartitionLsn> records) override {
+    return wal_->Sync(records);
+  }
+  using Journal::Sync;
   absl::Status SyncAll() override { return wal_->SyncAll(); }
+  absl::StatusOr<uint64_t> StartSegment() override { return wal_->Rotate(); }
+  absl::Status DiscardBefore(uint64_t first_segment) override {
+    return wal_->DiscardBefore(first_segment);
+  }
+  uint64_t records() const override { return wal_->records(); }
+  JournalStats stats() const override;
   absl::Status Close() override { return wal_->Close(); }
-
-  wal::Wal& wal() { return *wal_; }
 
  private:
   const std::unique_ptr<wal::Wal> wal_;

@@ -10,6 +10,10 @@
 
 namespace taskwal::wal {
 
+inline void EncodeFixed16(char* dst, uint16_t value) {
+  for (int i = 0; i < 2; ++i) dst[i] = static_cast<char>(value >> (8 * i));
+}
+
 inline void EncodeFixed32(char* dst, uint32_t value) {
   for (int i = 0; i < 4; ++i) dst[i] = static_cast<char>(value >> (8 * i));
 }
@@ -30,7 +34,12 @@ inline void PutFixed64(std::string* dst, uint64_t value) {
   dst->append(buf, sizeof(buf));
 }
 
-// REQUIRES: `src` points at 4 (resp. 8) readable bytes.
+// REQUIRES: `src` points at 2 (resp. 4, 8) readable bytes.
+inline uint16_t DecodeFixed16(const char* src) {
+  const auto* p = reinterpret_cast<const unsigned char*>(src);
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
+
 inline uint32_t DecodeFixed32(const char* src) {
   const auto* p = reinterpret_cast<const unsigned char*>(src);
   uint32_t value = 0;

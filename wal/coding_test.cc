@@ -8,6 +8,27 @@
 namespace taskwal::wal {
 namespace {
 
+TEST(CodingTest, Fixed16IsLittleEndian) {
+  char buf[2];
+  EncodeFixed16(buf, 0x0201u);
+  EXPECT_EQ(std::string(buf, 2), std::string("\x01\x02", 2));
+  EXPECT_EQ(DecodeFixed16(buf), 0x0201u);
+}
+
+// Decoding must not sign-extend a byte with its top bit set.
+TEST(CodingTest, Fixed16DecodesHighBytesUnsigned) {
+  const char buf[2] = {static_cast<char>(0xff), static_cast<char>(0x80)};
+  EXPECT_EQ(DecodeFixed16(buf), 0x80ffu);
+}
+
+TEST(CodingTest, Fixed16WritesExactlyTwoBytes) {
+  char buf[4] = {'a', 'b', 'c', 'd'};
+  EncodeFixed16(buf + 1, 0xbeefu);
+  EXPECT_EQ(buf[0], 'a');
+  EXPECT_EQ(buf[3], 'd');
+  EXPECT_EQ(DecodeFixed16(buf + 1), 0xbeefu);
+}
+
 TEST(CodingTest, Fixed32IsLittleEndian) {
   std::string buf;
   PutFixed32(&buf, 0x04030201u);
@@ -31,6 +52,8 @@ TEST(CodingTest, RoundTripsExtremeValues) {
     EXPECT_EQ(DecodeFixed64(buf), v);
     EncodeFixed32(buf, static_cast<uint32_t>(v));
     EXPECT_EQ(DecodeFixed32(buf), static_cast<uint32_t>(v));
+    EncodeFixed16(buf, static_cast<uint16_t>(v));
+    EXPECT_EQ(DecodeFixed16(buf), static_cast<uint16_t>(v));
   }
 }
 

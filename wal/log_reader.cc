@@ -47,9 +47,10 @@ absl::StatusOr<uint64_t> DecodeFileHeader(absl::string_view data,
   const uint32_t version =
       DecodeFixed32(header.data() + kFileHeaderVersionOffset);
   if (version != kFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(file_name, ": unsupported format version ", version,
-                     " (this build reads version ", kFormatVersion, ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        file_name, ": unsupported format version ", version,
+        version == 1 ? " (written by taskwal before partitions)" : "",
+        "; this build reads version ", kFormatVersion));
   }
   return DecodeFixed64(header.data() + kFileHeaderLsnOffset);
 }
@@ -87,6 +88,7 @@ LogReader::Damage LogReader::ParseRecord(uint64_t offset, Record* out) const {
   if (!IsValidRecordType(type)) return Damage::kUnknownType;
 
   out->type = static_cast<RecordType>(type);
+  out->partition = DecodeFixed16(header.data() + kRecordPartitionOffset);
   out->lsn = DecodeFixed64(header.data() + kRecordLsnOffset);
   out->payload = rest.substr(kRecordHeaderSize, length);
   out->offset = offset;

@@ -36,6 +36,7 @@ class LogReader {
  public:
   struct Record {
     RecordType type;
+    uint32_t partition;
     uint64_t lsn;
     absl::string_view payload;  // points into the reader's contents
     uint64_t offset;            // of the record header within the contents

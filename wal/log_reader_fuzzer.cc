@@ -63,6 +63,8 @@ absl::StatusOr<bool> Drain(absl::string_view contents, uint64_t start,
     FUZZ_CHECK(reader.valid_end() ==
                record.offset + kRecordHeaderSize + record.payload.size());
     FUZZ_CHECK(IsValidRecordType(static_cast<uint8_t>(record.type)));
+    // Two bytes on disk.
+    FUZZ_CHECK(record.partition <= 0xffff);
     records->push_back(record);
   }
   if (outcome.ok()) {
@@ -99,6 +101,7 @@ void FuzzRawFile(absl::string_view input) {
 
 struct Expected {
   RecordType type;
+  uint32_t partition;
   uint64_t lsn;
   std::string payload;
   uint64_t offset;
@@ -121,11 +124,14 @@ void FuzzBuiltLog(FuzzedDataProvider& fdp) {
   for (int i = 0; i < count; ++i) {
     const auto type = static_cast<RecordType>(
         fdp.ConsumeIntegralInRange<uint8_t>(kMinRecordType, kMaxRecordType));
+    const uint32_t partition =
+        fdp.ConsumeIntegralInRange<uint32_t>(0, kMaxPartitions - 1);
     const uint64_t lsn = fdp.ConsumeIntegral<uint64_t>();
     std::string payload = fdp.ConsumeRandomLengthString(512);
     const uint64_t offset = log.size();
-    AppendRecord(type, lsn, payload, &log);
-    expected.push_back({type, lsn, std::move(payload), offset, log.size()});
+    AppendRecord(type, partition, lsn, payload, &log);
+    expected.push_back(
+        {type, partition, lsn, std::move(payload), offset, log.size()});
   }
 
   const auto kind = fdp.ConsumeEnum<DamageKind>();
@@ -174,6 +180,7 @@ void FuzzBuiltLog(FuzzedDataProvider& fdp) {
   FUZZ_CHECK(records.size() >= intact);
   for (size_t i = 0; i < intact && i < records.size(); ++i) {
     FUZZ_CHECK(records[i].type == expected[i].type);
+    FUZZ_CHECK(records[i].partition == expected[i].partition);
     FUZZ_CHECK(records[i].lsn == expected[i].lsn);
     FUZZ_CHECK(records[i].offset == expected[i].offset);
     FUZZ_CHECK(records[i].payload == expected[i].payload);

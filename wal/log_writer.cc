@@ -35,10 +35,11 @@ std::string EncodeFileHeader(absl::string_view magic, uint64_t lsn) {
   return header;
 }
 
-char* AppendRecordHeader(RecordType type, uint64_t lsn, size_t payload_size,
-                         std::string* dst) {
+char* AppendRecordHeader(RecordType type, uint32_t partition, uint64_t lsn,
+                         size_t payload_size, std::string* dst) {
   CheckOrDie(payload_size <= kMaxRecordBytes,
              "record payload exceeds kMaxRecordBytes");
+  CheckOrDie(partition < kMaxPartitions, "partition exceeds kMaxPartitions");
   const size_t offset = dst->size();
   dst->resize(offset + kRecordHeaderSize + payload_size);
   char* header = &(*dst)[offset];
@@ -46,6 +47,8 @@ char* AppendRecordHeader(RecordType type, uint64_t lsn, size_t payload_size,
   EncodeFixed32(header + kRecordLengthOffset,
                 static_cast<uint32_t>(payload_size));
   header[kRecordTypeOffset] = static_cast<char>(type);
+  EncodeFixed16(header + kRecordPartitionOffset,
+                static_cast<uint16_t>(partition));
   EncodeFixed64(header + kRecordLsnOffset, lsn);
   return header + kRecordHeaderSize;
 }
@@ -64,10 +67,10 @@ void SealRecord(std::string* dst, size_t record_offset) {
   EncodeFixed32(header + kRecordCrcOffset, crc32c::Mask(crc));
 }
 
-void AppendRecord(RecordType type, uint64_t lsn, absl::string_view payload,
-                  std::string* dst) {
+void AppendRecord(RecordType type, uint32_t partition, uint64_t lsn,
+                  absl::string_view payload, std::string* dst) {
   const size_t offset = dst->size();
-  char* out = AppendRecordHeader(type, lsn, payload.size(), dst);
+  char* out = AppendRecordHeader(type, partition, lsn, payload.size(), dst);
   if (!payload.empty()) std::memcpy(out, payload.data(), payload.size());
   SealRecord(dst, offset);
 }

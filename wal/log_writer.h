@@ -22,14 +22,17 @@ std::string EncodeFileHeader(absl::string_view magic, uint64_t lsn);
 
 // Appends one complete, sealed record to *dst.
 // REQUIRES: payload.size() <= kMaxRecordBytes.
-void AppendRecord(RecordType type, uint64_t lsn, absl::string_view payload,
-                  std::string* dst);
+// `partition` is the record's partition (0 in snapshots of partition 0,
+// the META file, and a directory of one partition).
+void AppendRecord(RecordType type, uint32_t partition, uint64_t lsn,
+                  absl::string_view payload, std::string* dst);
 
 // Zero-copy variant of AppendRecord, for serializing straight into the
 // buffer:
 //
 //   const size_t offset = buf.size();
-//   char* payload = AppendRecordHeader(type, lsn, msg.ByteSizeLong(), &buf);
+//   char* payload =
+//       AppendRecordHeader(type, partition, lsn, msg.ByteSizeLong(), &buf);
 //   msg.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(payload));
 //   SealRecord(&buf, offset);
 //
@@ -40,8 +43,9 @@ void AppendRecord(RecordType type, uint64_t lsn, absl::string_view payload,
 // before the call; an unsealed record reads back as a checksum mismatch.
 // REQUIRES: payload_size <= kMaxRecordBytes (checked; aborts otherwise, as
 // such a record would read back as damage).
-char* AppendRecordHeader(RecordType type, uint64_t lsn, size_t payload_size,
-                         std::string* dst);
+// REQUIRES: partition < kMaxPartitions (checked likewise).
+char* AppendRecordHeader(RecordType type, uint32_t partition, uint64_t lsn,
+                         size_t payload_size, std::string* dst);
 
 // Computes and stores the CRC of the record starting at `record_offset`.
 // Sealing twice is harmless.

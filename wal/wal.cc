@@ -1,20 +1,15 @@
 #include "wal/wal.h"
 
 #include <algorithm>
-#include <cstdio>
+#include <cstring>
 #include <system_error>
 #include <thread>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/strip.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "wal/coding.h"
 #include "wal/format.h"
 #include "wal/futex.h"
-#include "wal/log_reader.h"
 #include "wal/log_writer.h"
 #include "wal/status_macros.h"
 
@@ -22,246 +17,48 @@ namespace taskwal::wal {
 
 namespace {
 
-constexpr absl::string_view kSegmentPrefix = "wal-";
-constexpr absl::string_view kSegmentSuffix = ".log";
 constexpr absl::string_view kTempSuffix = ".tmp";
+// kNone: the least a lane stages before it asks for a write.
+constexpr size_t kMinLaneBufferBytes = 64 << 10;
 
-std::string JoinPath(const std::string& dir, absl::string_view name) {
-  return absl::StrCat(dir, "/", name);
-}
-
-// A segment whose header never fully reached the disk: the process died
-// while creating it, before any record could be written to it.
-bool IsTornHeader(absl::string_view contents) {
-  if (contents.size() < kFileHeaderSize) return true;
-  return std::all_of(contents.begin(), contents.end(),
-                     [](char c) { return c == 0; });
-}
+absl::Status Closed() { return absl::FailedPreconditionError("log is closed"); }
 
 }  // namespace
 
-std::string SegmentFileName(uint64_t first_lsn) {
-  return absl::StrFormat("%s%020u%s", kSegmentPrefix, first_lsn,
-                         kSegmentSuffix);
-}
-
-bool ParseSegmentFileName(absl::string_view name, uint64_t* first_lsn) {
-  if (!absl::ConsumePrefix(&name, kSegmentPrefix) ||
-      !absl::ConsumeSuffix(&name, kSegmentSuffix) || name.size() != 20 ||
-      !std::all_of(name.begin(), name.end(), absl::ascii_isdigit)) {
-    return false;
-  }
-  return absl::SimpleAtoi(name, first_lsn);
-}
-
-absl::StatusOr<RecoveryResult> RecoverLog(
-    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
-    bool read_only,
-    absl::FunctionRef<absl::Status(uint64_t, absl::string_view)> apply) {
-  return RecoverLog(env, dir, after_lsn, salvage, read_only, apply,
-                    [] { return absl::OkStatus(); });
-}
-
-absl::StatusOr<RecoveryResult> RecoverLog(
-    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
-    bool read_only,
-    absl::FunctionRef<absl::Status(uint64_t, absl::string_view)> apply,
-    absl::FunctionRef<absl::Status()> before_change) {
-  if (salvage && read_only) {
-    return absl::InvalidArgumentError("salvage needs a writable directory");
-  }
-  TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,
-                           env->GetChildren(dir));
-  std::vector<SegmentFile> segments;
-  bool removed_temp = false;
-  for (const std::string& name : children) {
-    SegmentFile seg;
-    if (ParseSegmentFileName(name, &seg.first_lsn)) {
-      seg.name = name;
-      segments.push_back(std::move(seg));
-    } else if (!read_only && absl::StartsWith(name, kSegmentPrefix) &&
-               absl::EndsWith(name, absl::StrCat(kSegmentSuffix, kTempSuffix))) {
-      // A segment that was being created when the process died; its name
-      // was never made durable, so no record was ever written to it.
-      TASKWAL_RETURN_IF_ERROR(env->RemoveFile(JoinPath(dir, name)));
-      removed_temp = true;
-    }
-  }
-  if (removed_temp) TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
-  std::sort(segments.begin(), segments.end(),
-            [](const SegmentFile& a, const SegmentFile& b) {
-              return a.first_lsn < b.first_lsn;
-            });
-
-  RecoveryResult result;
-  bool have_prev = false;
-  uint64_t prev_last = 0;  // Last LSN of the previous segment.
-  // Set when salvage stops early: segments from this index on are set aside.
-  size_t set_aside_from = segments.size();
-
-  for (size_t i = 0; i < segments.size(); ++i) {
-    const SegmentFile& seg = segments[i];
-    const bool last = i + 1 == segments.size();
-    if (!last && segments[i + 1].first_lsn <= after_lsn + 1) {
-      // The next segment starts within the snapshot, so every record of
-      // this one is at or below after_lsn: the snapshot holds them all, and
-      // the segment is not even read (damage in it costs nothing). It stays
-      // in the list until a later snapshot's DiscardThrough removes it.
-      result.segments.push_back(seg);
-      prev_last = segments[i + 1].first_lsn - 1;
-      have_prev = true;
-      continue;
-    }
-    const std::string path = JoinPath(dir, seg.name);
-    TASKWAL_ASSIGN_OR_RETURN(std::string contents, env->ReadFileToString(path));
-
-    // Damage that stops recovery: fatal, or the end of the kept prefix when
-    // salvaging. `keep` is how many bytes of this segment to keep (0 means
-    // set the whole segment aside).
-    auto stop = [&](absl::Status damage,
-                    uint64_t keep) -> absl::StatusOr<bool> {
-      if (!salvage) return damage;
-      TASKWAL_RETURN_IF_ERROR(before_change());
-      if (keep >= kFileHeaderSize) {
-        TASKWAL_RETURN_IF_ERROR(env->TruncateFile(path, keep));
-        result.truncated_bytes += contents.size() - keep;
-        result.notes.push_back(absl::StrCat("salvage: ", damage.message(),
-                                            "; kept ", keep, " bytes of ",
-                                            seg.name));
-        set_aside_from = i + 1;
-      } else {
-        result.notes.push_back(
-            absl::StrCat("salvage: ", damage.message(), "; set aside ",
-                         seg.name));
-        set_aside_from = i;
-      }
-      return true;
-    };
-
-    absl::StatusOr<uint64_t> header =
-        DecodeFileHeader(contents, kSegmentMagic, path);
-    if (!header.ok()) {
-      if (last && IsTornHeader(contents)) {
-        if (!read_only) {
-          TASKWAL_RETURN_IF_ERROR(before_change());
-          TASKWAL_RETURN_IF_ERROR(env->RemoveFile(path));
-          TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
-        }
-        result.notes.push_back(absl::StrCat(
-            read_only ? "skipped " : "removed ", seg.name,
-            ": its header is torn (the process died creating it, or is "
-            "creating it now)"));
-        break;
-      }
-      TASKWAL_ASSIGN_OR_RETURN(bool stopped, stop(header.status(), 0));
-      if (stopped) break;
-    }
-    if (*header != seg.first_lsn) {
-      TASKWAL_ASSIGN_OR_RETURN(
-          bool stopped,
-          stop(absl::DataLossError(absl::StrCat(
-                   path, ": header says first LSN ", *header,
-                   " but the file name says ", seg.first_lsn)),
-               0));
-      if (stopped) break;
-    }
-    // Records between segments may be missing only if a snapshot covers
-    // them.
-    const uint64_t expected_first = have_prev ? prev_last + 1 : 1;
-    if ((seg.first_lsn > expected_first && seg.first_lsn > after_lsn + 1) ||
-        seg.first_lsn < expected_first) {
-      TASKWAL_ASSIGN_OR_RETURN(
-          bool stopped,
-          stop(absl::DataLossError(absl::StrCat(
-                   path, ": starts at LSN ", seg.first_lsn, " but LSN ",
-                   expected_first,
-                   " was expected (a segment is missing or overlaps)")),
-               0));
-      if (stopped) break;
-    }
-
-    LogReader reader(contents, path);
-    uint64_t next_lsn = seg.first_lsn;
-    bool stopped = false;
-    LogReader::Record record;
-    while (true) {
-      absl::StatusOr<bool> more = reader.Read(&record);
-      if (!more.ok()) {
-        if (last && !reader.ValidRecordFollows()) {
-          // A torn final write: nothing valid follows, so nothing
-          // acknowledged is lost by cutting it off.
-          const uint64_t torn = contents.size() - reader.valid_end();
-          if (!read_only) {
-            TASKWAL_RETURN_IF_ERROR(before_change());
-            TASKWAL_RETURN_IF_ERROR(
-                env->TruncateFile(path, reader.valid_end()));
-          }
-          result.truncated_bytes += torn;
-          result.notes.push_back(absl::StrCat(
-              read_only ? "skipped" : "truncated", " a torn tail of ", torn,
-              " bytes from ", seg.name,
-              " at offset ", reader.valid_end(), " (", more.status().message(),
-              ")"));
-          break;
-        }
-        TASKWAL_ASSIGN_OR_RETURN(stopped,
-                                 stop(more.status(), reader.valid_end()));
-        break;
-      }
-      if (!*more) break;
-      if (record.type != RecordType::kTransition || record.lsn != next_lsn) {
-        absl::Status damage = absl::DataLossError(absl::StrCat(
-            path, " offset ", record.offset, ": ",
-            record.type != RecordType::kTransition
-                ? absl::StrCat("unexpected record type ",
-                               static_cast<int>(record.type))
-                : absl::StrCat("LSN ", record.lsn, " where ", next_lsn,
-                               " was expected")));
-        TASKWAL_ASSIGN_OR_RETURN(stopped, stop(damage, record.offset));
-        break;
-      }
-      ++next_lsn;
-      if (record.lsn > after_lsn) {
-        TASKWAL_RETURN_IF_ERROR(apply(record.lsn, record.payload));
-        ++result.records_replayed;
-      }
-    }
-    if (!stopped || set_aside_from > i) {
-      result.segments.push_back(seg);
-      prev_last = next_lsn - 1;
-      have_prev = true;
-    }
-    if (stopped) break;
-  }
-
-  for (size_t i = set_aside_from; i < segments.size(); ++i) {
-    const std::string path = JoinPath(dir, segments[i].name);
-    TASKWAL_RETURN_IF_ERROR(env->RenameFile(path, path + ".salvaged"));
-    result.notes.push_back(
-        absl::StrCat("salvage: set aside ", segments[i].name, " as ",
-                     segments[i].name, ".salvaged"));
-  }
-  if (set_aside_from < segments.size()) {
-    TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
-  }
-  result.last_lsn = std::max(after_lsn, have_prev ? prev_last : 0);
-  return result;
-}
-
-Wal::Wal(const WalOptions& options) : options_(options) {}
+Wal::Wal(const WalOptions& options)
+    : options_(options),
+      lane_buffer_bytes_(std::max<size_t>(
+          kMinLaneBufferBytes,
+          options.buffer_bytes / std::max<uint32_t>(1, options.partitions))),
+      lanes_(new Lane[std::max<uint32_t>(1, options.partitions)]) {}
 
 absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     const WalOptions& options, std::vector<SegmentFile> segments,
-    uint64_t last_lsn) {
+    std::vector<uint64_t> last_lsn, uint64_t next_seq) {
   if (options.env == nullptr || options.dir.empty()) {
     return absl::InvalidArgumentError("Wal needs an env and a directory");
   }
+  if (options.partitions < 1 || options.partitions > kMaxPartitions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partitions must be in [1, ", kMaxPartitions, "]"));
+  }
+  if (last_lsn.size() != options.partitions) {
+    return absl::InvalidArgumentError(
+        "Wal::Open needs one last LSN per partition");
+  }
+  if (next_seq == 0 || (!segments.empty() && next_seq <= segments.back().seq)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Wal::Open: segment ", next_seq, " does not follow the existing ones"));
+  }
   std::unique_ptr<Wal> wal(new Wal(options));
-  {
-    absl::MutexLock l(&wal->mu_);
-    wal->last_lsn_ = last_lsn;
-    wal->written_lsn_.store(last_lsn, std::memory_order_relaxed);
-    wal->synced_lsn_.store(last_lsn, std::memory_order_relaxed);
+  for (uint32_t i = 0; i < options.partitions; ++i) {
+    Lane& lane = wal->lanes_[i];
+    absl::MutexLock l(&lane.mu);
+    lane.last_lsn = last_lsn[i];
+    lane.appended_lsn.store(last_lsn[i], std::memory_order_relaxed);
+    lane.written_lsn.store(last_lsn[i], std::memory_order_relaxed);
+    lane.synced_lsn.store(last_lsn[i], std::memory_order_relaxed);
+    lane.cut_lsn = last_lsn[i];
   }
   if (!segments.empty()) {
     // Recovery may have replayed records that reached the OS but were never
@@ -277,7 +74,12 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
   {
     absl::MutexLock io(&wal->io_mu_);
     wal->segments_ = std::move(segments);
-    TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(last_lsn + 1));
+    wal->cut_.resize(options.partitions);
+    TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(next_seq));
+  }
+  {
+    absl::MutexLock l(&wal->mu_);
+    wal->active_seq_ = next_seq;
   }
   Wal* raw = wal.get();
   try {
@@ -294,14 +96,13 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
 
 Wal::~Wal() { Close().IgnoreError(); }
 
-absl::Status Wal::StartSegmentLocked(uint64_t first_lsn) {
-  const std::string name = SegmentFileName(first_lsn);
+absl::Status Wal::StartSegmentLocked(uint64_t seq) {
+  const std::string name = SegmentFileName(seq);
   const std::string path = JoinPath(options_.dir, name);
-  // A segment with this name can only be an earlier, empty one (its records
-  // would have moved last_lsn past first_lsn): replace it.
+  // A segment with this name can only be an earlier, empty one: replace it.
   segments_.erase(std::remove_if(segments_.begin(), segments_.end(),
                                  [&](const SegmentFile& s) {
-                                   return s.first_lsn >= first_lsn;
+                                   return s.seq >= seq;
                                  }),
                   segments_.end());
   // The header is made durable under a temporary name and then renamed, so
@@ -311,8 +112,7 @@ absl::Status Wal::StartSegmentLocked(uint64_t first_lsn) {
   {
     TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> tmp,
                              options_.env->NewWritableFile(tmp_path));
-    TASKWAL_RETURN_IF_ERROR(
-        tmp->Append(EncodeFileHeader(kSegmentMagic, first_lsn)));
+    TASKWAL_RETURN_IF_ERROR(tmp->Append(EncodeFileHeader(kSegmentMagic, seq)));
     TASKWAL_RETURN_IF_ERROR(tmp->Sync());
     TASKWAL_RETURN_IF_ERROR(tmp->Close());
   }
@@ -323,7 +123,7 @@ absl::Status Wal::StartSegmentLocked(uint64_t first_lsn) {
   TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
                            options_.env->NewAppendableFile(path));
   stats_.fsyncs.fetch_add(2, std::memory_order_relaxed);
-  segments_.push_back(SegmentFile{name, first_lsn});
+  segments_.push_back(SegmentFile{name, seq});
   file_ = std::move(file);
   segment_size_ = kFileHeaderSize;
   segment_has_records_ = false;
@@ -331,26 +131,97 @@ absl::Status Wal::StartSegmentLocked(uint64_t first_lsn) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> Wal::Append(size_t payload_size,
+absl::Status Wal::AppendAllowed() const {
+  if (failed_.load(std::memory_order_acquire)) {
+    // Set once, before failed_ was published; never changed after.
+    return sticky_copy_;
+  }
+  if (closing_.load(std::memory_order_acquire)) return Closed();
+  return absl::OkStatus();
+}
+
+uint64_t Wal::StageLocked(Lane& lane, uint32_t partition, uint8_t type,
+                          absl::string_view group_header, size_t payload_size,
+                          absl::FunctionRef<void(char*)> fill) {
+  const uint64_t lsn = lane.last_lsn + 1;
+  const size_t offset = lane.staged.size();
+  char* dst = AppendRecordHeader(static_cast<RecordType>(type), partition, lsn,
+                                 group_header.size() + payload_size,
+                                 &lane.staged);
+  if (!group_header.empty()) {
+    std::memcpy(dst, group_header.data(), group_header.size());
+  }
+  fill(dst + group_header.size());
+  SealRecord(&lane.staged, offset);
+  lane.last_lsn = lsn;
+  ++lane.staged_records;
+  lane.appended_lsn.store(lsn, std::memory_order_release);
+  lane.staged_bytes.store(lane.staged.size(), std::memory_order_relaxed);
+  return lsn;
+}
+
+absl::StatusOr<uint64_t> Wal::Append(uint32_t partition, size_t payload_size,
                                      absl::FunctionRef<void(char*)> fill) {
+  if (partition >= options_.partitions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partition ", partition, " is out of range (", options_.partitions,
+        " partitions)"));
+  }
   if (payload_size > kMaxRecordBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("record of ", payload_size, " bytes exceeds the limit of ",
                      kMaxRecordBytes));
   }
-  absl::MutexLock l(&mu_);
-  if (!sticky_.ok()) return sticky_;
-  if (closing_ || closed_) {
-    return absl::FailedPreconditionError("log is closed");
+  Lane& lane = lanes_[partition];
+  absl::MutexLock l(&lane.mu);
+  TASKWAL_RETURN_IF_ERROR(AppendAllowed());
+  return StageLocked(lane, partition,
+                     static_cast<uint8_t>(RecordType::kTransition), {},
+                     payload_size, fill);
+}
+
+absl::Status Wal::AppendGroup(absl::Span<const GroupPiece> pieces,
+                              uint64_t* lsns) {
+  if (pieces.size() < 2 || pieces.size() > options_.partitions) {
+    return absl::InvalidArgumentError(
+        "a group needs at least two pieces in distinct partitions");
   }
-  const uint64_t lsn = last_lsn_ + 1;
-  const size_t offset = staged_.size();
-  fill(AppendRecordHeader(RecordType::kTransition, lsn, payload_size,
-                          &staged_));
-  SealRecord(&staged_, offset);
-  last_lsn_ = lsn;
-  ++staged_records_;
-  return lsn;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (pieces[i].partition >= options_.partitions ||
+        (i > 0 && pieces[i].partition <= pieces[i - 1].partition)) {
+      return absl::InvalidArgumentError(
+          "group pieces must be in ascending, distinct partitions in range");
+    }
+    if (pieces[i].payload_size > kMaxRecordBytes - kGroupHeaderSize) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "record of ", pieces[i].payload_size + kGroupHeaderSize,
+          " bytes exceeds the limit of ", kMaxRecordBytes));
+    }
+  }
+  // Every lane of the group is locked at once, in ascending order (as a cut
+  // locks them), so no cut falls between two pieces.
+  for (const GroupPiece& piece : pieces) lanes_[piece.partition].mu.Lock();
+  absl::Status allowed = AppendAllowed();
+  if (allowed.ok()) {
+    char header[kGroupHeaderSize] = {};
+    const uint32_t leader = pieces.front().partition;
+    EncodeFixed16(header + kGroupPiecesOffset,
+                  static_cast<uint16_t>(pieces.size()));
+    EncodeFixed16(header + kGroupLeaderPartitionOffset,
+                  static_cast<uint16_t>(leader));
+    EncodeFixed64(header + kGroupLeaderLsnOffset, lanes_[leader].last_lsn + 1);
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      lsns[i] = StageLocked(
+          lanes_[pieces[i].partition], pieces[i].partition,
+          static_cast<uint8_t>(RecordType::kGroupTransition),
+          absl::string_view(header, sizeof(header)), pieces[i].payload_size,
+          pieces[i].fill);
+    }
+  }
+  for (size_t i = pieces.size(); i-- > 0;) {
+    lanes_[pieces[i].partition].mu.Unlock();
+  }
+  return allowed;
 }
 
 absl::Status Wal::FlushOnceLocked(bool sync) {
@@ -360,71 +231,87 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
   next_waiters_ = 0;
   next_sync_ = false;
   sync = inflight_sync_;
-  std::string batch;
-  batch.swap(staged_);
-  staged_.swap(spare_);
-  const uint64_t target = last_lsn_;
-  inflight_target_ = target;
-  const uint64_t records = staged_records_;
-  staged_records_ = 0;
   const bool rotate_first = rotation_requested_;
   rotation_requested_ = false;
+  if (rotate_first) ++active_seq_;
+  const uint64_t seq = active_seq_;
+
+  io_mu_.Lock();
+  // The cut: every lane locked at once, so it is one instant for all of
+  // them (see the class comment).
+  const uint32_t n = options_.partitions;
+  uint64_t records = 0;
+  for (uint32_t i = 0; i < n; ++i) lanes_[i].mu.Lock();
+  for (uint32_t i = 0; i < n; ++i) {
+    Lane& lane = lanes_[i];
+    cut_[i].swap(lane.staged);
+    lane.cut_lsn = lane.last_lsn;
+    records += lane.staged_records;
+    lane.staged_records = 0;
+    lane.staged_bytes.store(0, std::memory_order_relaxed);
+  }
+  for (uint32_t i = n; i-- > 0;) lanes_[i].mu.Unlock();
   mu_.Unlock();
 
   absl::Status s;
-  {
-    absl::MutexLock io(&io_mu_);
-    if (rotate_first && segment_has_records_) {
-      // Everything in the segment is synced before it is closed; the batch
-      // goes into the next one.
-      if (!segment_synced_) {
-        s = file_->Sync();
-        if (s.ok()) {
-          segment_synced_ = true;
-          stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-      if (s.ok()) s = file_->Close();
-      if (s.ok()) s = StartSegmentLocked(target - records + 1);
-    }
-    if (s.ok() && !batch.empty()) {
-      s = file_->Append(batch);
-      if (s.ok()) {
-        segment_size_ += batch.size();
-        segment_has_records_ = true;
-        segment_synced_ = false;
-        stats_.bytes_written.fetch_add(batch.size(), std::memory_order_relaxed);
-        stats_.flushes.fetch_add(1, std::memory_order_relaxed);
-        stats_.records_flushed.fetch_add(records, std::memory_order_relaxed);
-      }
-    }
-    const bool rotate = segment_size_ >= options_.segment_bytes;
-    if (s.ok() && (sync || rotate) && !segment_synced_) {
+  if (rotate_first) {
+    // Everything in the segment is synced before it is closed; the batch
+    // goes into the next one.
+    if (!segment_synced_) {
       s = file_->Sync();
       if (s.ok()) {
         segment_synced_ = true;
         stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    if (s.ok() && rotate) {
-      s = file_->Close();
-      if (s.ok()) s = StartSegmentLocked(target + 1);
+    if (s.ok()) s = file_->Close();
+    if (s.ok()) s = StartSegmentLocked(seq);
+  }
+  batch_.clear();
+  for (uint32_t i = 0; i < n; ++i) {
+    batch_.append(cut_[i]);
+    cut_[i].clear();
+  }
+  if (s.ok() && !batch_.empty()) {
+    s = file_->Append(batch_);
+    if (s.ok()) {
+      segment_size_ += batch_.size();
+      segment_has_records_ = true;
+      segment_synced_ = false;
+      stats_.bytes_written.fetch_add(batch_.size(), std::memory_order_relaxed);
+      stats_.flushes.fetch_add(1, std::memory_order_relaxed);
+      stats_.records_flushed.fetch_add(records, std::memory_order_relaxed);
     }
   }
+  // A full segment is synced now and rotated by the next flush.
+  const bool full = segment_size_ >= options_.segment_bytes;
+  if (s.ok() && (sync || full) && !segment_synced_) {
+    s = file_->Sync();
+    if (s.ok()) {
+      segment_synced_ = true;
+      stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  io_mu_.Unlock();
 
-  batch.clear();
   mu_.Lock();
   flushing_ = false;
-  if (spare_.capacity() < batch.capacity()) spare_.swap(batch);
+  if (full) rotation_requested_ = true;
   if (s.ok()) {
-    if (written_lsn_.load(std::memory_order_relaxed) < target) {
-      written_lsn_.store(target, std::memory_order_release);
-    }
-    if (sync && synced_lsn_.load(std::memory_order_relaxed) < target) {
-      synced_lsn_.store(target, std::memory_order_release);
+    for (uint32_t i = 0; i < n; ++i) {
+      Lane& lane = lanes_[i];
+      if (lane.written_lsn.load(std::memory_order_relaxed) < lane.cut_lsn) {
+        lane.written_lsn.store(lane.cut_lsn, std::memory_order_release);
+      }
+      if (sync && lane.synced_lsn.load(std::memory_order_relaxed) <
+                      lane.cut_lsn) {
+        lane.synced_lsn.store(lane.cut_lsn, std::memory_order_release);
+      }
     }
   } else if (sticky_.ok()) {
     sticky_ = s;
+    sticky_copy_ = s;
+    failed_.store(true, std::memory_order_release);
   }
   // Release this flush's waiters (the wake-up itself comes after mu_ is
   // released); after an error, the next flush's too: there will be none.
@@ -480,10 +367,29 @@ void Wal::FlusherLoop() {
   }
 }
 
-absl::Status Wal::WaitFor(uint64_t lsn, bool sync) {
+bool Wal::Covered(absl::Span<const PartitionLsn> records, bool sync) const {
+  for (const PartitionLsn& r : records) {
+    const Lane& lane = lanes_[r.partition];
+    if ((sync ? lane.synced_lsn : lane.written_lsn)
+            .load(std::memory_order_acquire) < r.lsn) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Wal::TakenByRunningFlushLocked(
+    absl::Span<const PartitionLsn> records) const {
+  for (const PartitionLsn& r : records) {
+    if (lanes_[r.partition].cut_lsn < r.lsn) return false;
+  }
+  return true;
+}
+
+absl::Status Wal::WaitFor(absl::Span<const PartitionLsn> records, bool sync) {
   while (true) {
     // A record made durable before a later failure is still durable.
-    if (CoveredLocked(lsn, sync)) {
+    if (Covered(records, sync)) {
       mu_.Unlock();
       return absl::OkStatus();
     }
@@ -494,18 +400,19 @@ absl::Status Wal::WaitFor(uint64_t lsn, bool sync) {
     }
     if (closed_) {
       mu_.Unlock();
-      return absl::FailedPreconditionError("log is closed");
+      return Closed();
     }
     if (!leader_active_) {
-      // The batch taken covers lsn: it is at most last_lsn_.
+      // The records were appended before this call, so the cut takes them.
       leader_active_ = true;
       return LeadLocked(sync);
     }
-    // The running flush covers the record if it took it (and syncs, if that
-    // is needed); otherwise the next one will, started by whoever leads now
-    // when this flush ends (it sees next_waiters_).
+    // The running flush covers the records if its cut took them (and it
+    // syncs, if that is needed); otherwise the next one will, started by
+    // whoever leads now when this flush ends (it sees next_waiters_).
     uint64_t gen = flush_gen_;
-    if (!flushing_ || lsn > inflight_target_ || (sync && !inflight_sync_)) {
+    if (!flushing_ || !TakenByRunningFlushLocked(records) ||
+        (sync && !inflight_sync_)) {
       gen = flush_gen_ + 1;
       ++next_waiters_;
       next_sync_ = next_sync_ || sync;
@@ -517,59 +424,79 @@ absl::Status Wal::WaitFor(uint64_t lsn, bool sync) {
     while (word->load(std::memory_order_acquire) == seen) {
       FutexWait(word, seen);
     }
-    if ((sync ? synced_lsn_ : written_lsn_).load(std::memory_order_acquire) >=
-        lsn) {
-      return absl::OkStatus();
-    }
-    // The flush failed (or, defensively, did not cover the record): look
+    if (Covered(records, sync)) return absl::OkStatus();
+    // The flush failed (or, defensively, did not cover the records): look
     // again under the lock.
     mu_.Lock();
   }
 }
 
-absl::Status Wal::Sync(uint64_t lsn) {
-  mu_.Lock();
-  if (lsn > last_lsn_) {
-    const uint64_t last = last_lsn_;
-    mu_.Unlock();
-    return absl::InvalidArgumentError(
-        absl::StrCat("sync to LSN ", lsn, " past the last record ", last));
+absl::Status Wal::Sync(absl::Span<const PartitionLsn> records) {
+  for (const PartitionLsn& r : records) {
+    if (r.partition >= options_.partitions ||
+        r.lsn > lanes_[r.partition].appended_lsn.load(
+                    std::memory_order_acquire)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sync to LSN ", r.lsn, " of partition ", r.partition,
+                       ", which has not been appended"));
+    }
   }
   switch (options_.sync) {
     case WalSync::kAlways:
-      return WaitFor(lsn, /*sync=*/true);
+      if (Covered(records, /*sync=*/true)) return absl::OkStatus();
+      mu_.Lock();
+      return WaitFor(records, /*sync=*/true);
     case WalSync::kInterval:
-      return WaitFor(lsn, /*sync=*/false);
+      if (Covered(records, /*sync=*/false)) return absl::OkStatus();
+      mu_.Lock();
+      return WaitFor(records, /*sync=*/false);
     case WalSync::kNone:
       break;
   }
-  if (staged_.size() >= options_.buffer_bytes && !leader_active_ &&
-      sticky_.ok() && !closed_) {
-    leader_active_ = true;
-    return LeadLocked(/*sync=*/false);
+  bool full = false;
+  for (const PartitionLsn& r : records) {
+    full = full || lanes_[r.partition].staged_bytes.load(
+                       std::memory_order_relaxed) >= lane_buffer_bytes_;
   }
-  absl::Status s = sticky_;
-  mu_.Unlock();
-  return s;
+  if (full) {
+    mu_.Lock();
+    if (!leader_active_ && sticky_.ok() && !closed_) {
+      leader_active_ = true;
+      return LeadLocked(/*sync=*/false);
+    }
+    mu_.Unlock();
+  }
+  if (failed_.load(std::memory_order_acquire)) return sticky_copy_;
+  return absl::OkStatus();
+}
+
+std::vector<PartitionLsn> Wal::AllAppended() const {
+  std::vector<PartitionLsn> all(options_.partitions);
+  for (uint32_t i = 0; i < options_.partitions; ++i) {
+    all[i] = PartitionLsn{
+        i, lanes_[i].appended_lsn.load(std::memory_order_acquire)};
+  }
+  return all;
 }
 
 absl::Status Wal::SyncAll() {
+  const std::vector<PartitionLsn> all = AllAppended();
   mu_.Lock();
-  return WaitFor(last_lsn_, /*sync=*/true);
+  return WaitFor(all, /*sync=*/true);
 }
 
 void Wal::IntervalLoop() {
   while (!stop_.WaitForNotificationWithTimeout(options_.sync_interval)) {
+    const std::vector<PartitionLsn> all = AllAppended();
     mu_.Lock();
-    if (closed_ || !sticky_.ok() ||
-        synced_lsn_.load(std::memory_order_relaxed) >= last_lsn_) {
+    if (closed_ || !sticky_.ok() || Covered(all, /*sync=*/true)) {
       mu_.Unlock();
       continue;
     }
     if (leader_active_) {
       // Under load a flush is nearly always running: have the next one
       // fdatasync (and run), or the interval bound would not hold.
-      if (!flushing_ || !inflight_sync_ || inflight_target_ < last_lsn_) {
+      if (!flushing_ || !inflight_sync_ || !TakenByRunningFlushLocked(all)) {
         next_sync_ = true;
         ++next_waiters_;
       }
@@ -581,12 +508,49 @@ void Wal::IntervalLoop() {
   }
 }
 
-void Wal::RequestRotation() {
+uint64_t Wal::RequestRotation() {
   absl::MutexLock l(&mu_);
   rotation_requested_ = true;
+  return active_seq_ + 1;
 }
 
-absl::Status Wal::DiscardThrough(uint64_t lsn) {
+absl::StatusOr<uint64_t> Wal::Rotate() {
+  mu_.Lock();
+  rotation_requested_ = true;
+  const uint64_t seq = active_seq_ + 1;
+  // The first flush to start from here on runs the rotation.
+  const uint64_t gen = flush_gen_ + 1;
+  while (true) {
+    if (!sticky_.ok()) {
+      absl::Status s = sticky_;
+      mu_.Unlock();
+      return s;
+    }
+    if (flush_gen_ > gen || (flush_gen_ == gen && !flushing_)) break;
+    if (closed_) {
+      mu_.Unlock();
+      return Closed();
+    }
+    if (!leader_active_) {
+      leader_active_ = true;
+      LeadLocked(/*sync=*/false).IgnoreError();  // Sticky: seen above.
+      mu_.Lock();
+      continue;
+    }
+    if (!(flushing_ && flush_gen_ == gen)) ++next_waiters_;
+    std::atomic<uint32_t>* word = &gen_words_[gen & 1];
+    const uint32_t seen = word->load(std::memory_order_relaxed);
+    mu_.Unlock();
+    while (word->load(std::memory_order_acquire) == seen) {
+      FutexWait(word, seen);
+    }
+    mu_.Lock();
+  }
+  mu_.Unlock();
+  return seq;
+}
+
+absl::Status Wal::DiscardBefore(uint64_t seq) {
   // Decide under io_mu_, unlink outside it: the leader of the next group
   // commit must not wait behind file removals and a directory fsync. Only
   // the active segment is ever written, and it is never discarded.
@@ -594,10 +558,7 @@ absl::Status Wal::DiscardThrough(uint64_t lsn) {
   {
     absl::MutexLock io(&io_mu_);
     size_t n = 0;
-    while (n + 1 < segments_.size() &&
-           segments_[n + 1].first_lsn - 1 <= lsn) {
-      ++n;
-    }
+    while (n + 1 < segments_.size() && segments_[n].seq < seq) ++n;
     discarded.assign(segments_.begin(), segments_.begin() + n);
     segments_.erase(segments_.begin(), segments_.begin() + n);
   }
@@ -630,8 +591,17 @@ absl::Status Wal::Close() {
   };
   mu_.Lock();
   if (closed_) return closed_by_other();
-  closing_ = true;  // Append fails from here on.
-  absl::Status s = WaitFor(last_lsn_, /*sync=*/true);
+  mu_.Unlock();
+  // Append fails from here on; an Append that got past the check before
+  // finishes staging before this barrier, so the sync below covers it.
+  closing_.store(true, std::memory_order_release);
+  for (uint32_t i = 0; i < options_.partitions; ++i) {
+    absl::MutexLock l(&lanes_[i].mu);
+  }
+  const std::vector<PartitionLsn> all = AllAppended();
+  mu_.Lock();
+  if (closed_) return closed_by_other();
+  absl::Status s = WaitFor(all, /*sync=*/true);
   mu_.Lock();
   if (closed_) return closed_by_other();
   closed_ = true;
@@ -667,9 +637,17 @@ absl::Status Wal::Close() {
   return s;
 }
 
-uint64_t Wal::last_lsn() const {
-  absl::MutexLock l(&mu_);
-  return last_lsn_;
+uint64_t Wal::last_lsn(uint32_t partition) const {
+  if (partition >= options_.partitions) return 0;
+  return lanes_[partition].appended_lsn.load(std::memory_order_acquire);
+}
+
+uint64_t Wal::records() const {
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < options_.partitions; ++i) {
+    total += lanes_[i].appended_lsn.load(std::memory_order_relaxed);
+  }
+  return total;
 }
 
 }  // namespace taskwal::wal

@@ -3,7 +3,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,15 +13,16 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "api/env.h"
+#include "wal/data_dir.h"
 
 namespace taskwal::wal {
 
-// When Sync(lsn) returns, relative to the record at lsn (see
+// When Sync returns, relative to the records it waits for (see
 // wal/log_format.md for what each mode survives).
 enum class WalSync {
   kAlways,    // fdatasync'ed; concurrent callers share one fdatasync.
@@ -36,59 +36,20 @@ struct WalOptions {
   WalSync sync = WalSync::kAlways;
   absl::Duration sync_interval = absl::Milliseconds(10);
   uint64_t segment_bytes = 64 << 20;  // Rotate after a segment reaches this.
-  size_t buffer_bytes = 1 << 20;      // kNone: write when this much is staged.
+  // kNone: write once this much is staged (in all partitions together,
+  // approximately: a partition's share is buffer_bytes / partitions, at
+  // least 64 KiB).
+  size_t buffer_bytes = 1 << 20;
+  // Independent record sequences (lanes), each with its own LSNs from 1.
+  // In [1, kMaxPartitions].
+  uint32_t partitions = 1;
 };
 
-// A segment found by recovery.
-struct SegmentFile {
-  std::string name;  // wal-<first lsn, 20 digits>.log
-  uint64_t first_lsn = 0;
+// A record of one partition: the unit Sync waits for.
+struct PartitionLsn {
+  uint32_t partition = 0;
+  uint64_t lsn = 0;
 };
-
-// What recovery found and did.
-struct RecoveryResult {
-  std::vector<SegmentFile> segments;  // Valid segments, oldest first.
-  uint64_t last_lsn = 0;              // Last valid record (or after_lsn).
-  uint64_t records_replayed = 0;      // Records passed to the callback.
-  uint64_t truncated_bytes = 0;       // Torn tail (or salvage) cut off.
-  std::vector<std::string> notes;     // What was repaired, for the report.
-};
-
-// Segment file name for a first LSN, and the inverse (false if not one).
-std::string SegmentFileName(uint64_t first_lsn);
-bool ParseSegmentFileName(absl::string_view name, uint64_t* first_lsn);
-
-// Reads every segment in dir in LSN order and calls apply(lsn, payload) for
-// each record with lsn > after_lsn. LSNs must be contiguous from the first
-// segment on; the first record after after_lsn must be after_lsn + 1.
-//
-// A torn final record (damage in the last segment with no valid record after
-// it) is cut off and reported in notes. Any other damage, a gap in LSNs, or a
-// missing segment is kDataLoss naming the file and offset, unless `salvage`
-// is set: then the valid prefix is kept, the damaged segment is truncated
-// there, later segments are renamed to <name>.salvaged, and notes say so.
-// An error from apply is returned as is.
-//
-// With read_only, nothing is changed: a torn tail or torn header is skipped
-// (and noted) instead of being cut or removed, and salvage must be false.
-//
-// before_change runs before recovery changes a file (cuts a torn tail,
-// removes a torn header, salvages) once records have gone to apply; an
-// error from it is returned as is and nothing is changed. It lets a caller
-// that applies records asynchronously finish them first, so that a record
-// that fails to apply stops recovery before any file is touched.
-absl::StatusOr<RecoveryResult> RecoverLog(
-    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
-    bool read_only,
-    absl::FunctionRef<absl::Status(uint64_t lsn, absl::string_view payload)>
-        apply,
-    absl::FunctionRef<absl::Status()> before_change);
-// As above, for an apply that is done when it returns.
-absl::StatusOr<RecoveryResult> RecoverLog(
-    Env* env, const std::string& dir, uint64_t after_lsn, bool salvage,
-    bool read_only,
-    absl::FunctionRef<absl::Status(uint64_t lsn, absl::string_view payload)>
-        apply);
 
 // Counters for metrics; read with relaxed loads.
 struct WalStats {
@@ -98,56 +59,94 @@ struct WalStats {
   std::atomic<uint64_t> records_flushed{0};  // Sum of batch sizes.
 };
 
-// The append side of the write-ahead log: records staged by Append are
-// written (and synced) in batches for everyone waiting at that moment (group
-// commit). When no flush is running, the caller of Sync runs one itself (the
-// leader), so a lone caller pays no thread hand-off. When a flush ends with
-// callers still waiting for a later one, the log's flusher thread takes over
-// and flushes back to back until no one waits. Callers covered by the same
-// flush sleep on one futex word and are released by one wake-up.
+// The append side of the write-ahead log, shared by every partition.
 //
-// Thread safety: Append needs external serialization (the engine's commit
-// lock: it defines LSN order). Sync, Close, DiscardThrough and the accessors
-// are safe for concurrent use. An I/O error is sticky: every later call
-// returns it.
+// Each partition stages its records in a lane of its own, under a lock of
+// its own, so partitions never wait for one another to append. One flush
+// takes what every lane has staged, all lanes at one instant (a consistent
+// cut: a record staged before another, in any lanes, is never written in a
+// later flush than it), writes it in one write, and (per the sync mode)
+// covers it with one fdatasync: group commit across partitions. When no
+// flush is running, the caller of Sync runs one itself (the leader), so a
+// lone caller pays no thread hand-off. When a flush ends with callers still
+// waiting for a later one, the log's flusher thread takes over and flushes
+// back to back until no one waits. Callers covered by the same flush sleep
+// on one futex word and are released by one wake-up.
 //
-// Lock order: mu_ before io_mu_; never the other way.
+// A transition that spans partitions is staged with AppendGroup: one piece
+// per partition, staged with all their lanes locked, so every flush holds
+// all of a group's pieces or none of them (recovery relies on it, see
+// wal/log_recovery.h).
+//
+// Thread safety: Append for one partition needs external serialization (the
+// partition's commit lock: it defines the partition's LSN order), as does
+// AppendGroup against Appends to any of its partitions. Everything else is
+// safe for concurrent use. An I/O error is sticky: every later call returns
+// it.
+//
+// Lock order: mu_, then io_mu_, then lane locks in ascending partition
+// order. Append takes only its lane's lock.
 class Wal {
  public:
-  // Starts a new segment after `last_lsn` (what recovery found). The
-  // segment and its directory entry are durable before Open returns.
+  // Starts segment `next_seq` after what recovery found: `segments` (oldest
+  // first) and, per partition, the last LSN (last_lsn.size() must be
+  // options.partitions). The segment and its directory entry are durable
+  // before Open returns. REQUIRES: next_seq is above every segment in
+  // `segments`.
   static absl::StatusOr<std::unique_ptr<Wal>> Open(
       const WalOptions& options, std::vector<SegmentFile> segments,
-      uint64_t last_lsn);
+      std::vector<uint64_t> last_lsn, uint64_t next_seq);
   ~Wal();
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;
 
-  // Stages a record of payload_size bytes, filled by fill(dst), and returns
-  // its LSN. kInvalidArgument if payload_size exceeds kMaxRecordBytes
-  // (nothing is staged and the error is not sticky).
-  absl::StatusOr<uint64_t> Append(size_t payload_size,
-                                  absl::FunctionRef<void(char*)> fill)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Stages a record of payload_size bytes in `partition`, filled by
+  // fill(dst), and returns its LSN there.
+  //   kInvalidArgument: payload_size exceeds kMaxRecordBytes or partition
+  //     is out of range (nothing is staged and the error is not sticky).
+  //   kFailedPrecondition: the log is closing or closed.
+  //   other codes: the sticky I/O error.
+  absl::StatusOr<uint64_t> Append(uint32_t partition, size_t payload_size,
+                                  absl::FunctionRef<void(char*)> fill);
 
-  // Returns once the record at lsn is as durable as the sync mode promises.
-  absl::Status Sync(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_);
+  // One piece of a group: a transition's part in one partition.
+  struct GroupPiece {
+    uint32_t partition;
+    size_t payload_size;
+    absl::FunctionRef<void(char*)> fill;
+  };
+  // Stages a group of at least two pieces in distinct partitions, given in
+  // ascending partition order, as kGroupTransition records; lsns[i]
+  // receives pieces[i]'s LSN. Errors as Append; on error nothing is staged.
+  absl::Status AppendGroup(absl::Span<const GroupPiece> pieces,
+                           uint64_t* lsns);
+
+  // Returns once every record named is as durable as the sync mode
+  // promises. kInvalidArgument: an LSN not yet appended.
+  absl::Status Sync(absl::Span<const PartitionLsn> records)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Sync(uint32_t partition, uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_) {
+    const PartitionLsn record{partition, lsn};
+    return Sync(absl::MakeConstSpan(&record, 1));
+  }
 
   // Writes and fdatasyncs everything staged, whatever the mode.
   absl::Status SyncAll() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Ends the active segment before anything more is written to it: the
-  // next flush syncs and closes it, then starts a new segment and writes
-  // its whole batch there. So every record written before this call lies
-  // in segments that a snapshot taken at this point covers whole (and that
-  // recovery from it does not read); records still staged at the call go
-  // to the new segment with later ones. No-op for an active segment with
-  // no record.
-  void RequestRotation() ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the active segment before anything more is written to it, and
+  // returns the sequence number of the segment the next flush starts (it
+  // syncs and closes the active one first). Every record appended after
+  // this call lies in that segment or a later one; records staged at the
+  // call go there too.
+  uint64_t RequestRotation() ABSL_LOCKS_EXCLUDED(mu_);
+  // RequestRotation, then waits until a flush has run it (leading one if
+  // none is running), so the returned segment exists and a later call
+  // returns a higher number. Errors are sticky.
+  absl::StatusOr<uint64_t> Rotate() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Removes segments whose records all have LSN <= lsn (never the segment
-  // being written), then syncs the directory.
-  absl::Status DiscardThrough(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
+  // Removes segments numbered below seq (never the one being written),
+  // then syncs the directory.
+  absl::Status DiscardBefore(uint64_t seq) ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
   // Flushes and syncs, stops the background threads, closes the segment.
   // Removes the active segment if no record went into it. Idempotent: a
@@ -155,18 +154,47 @@ class Wal {
   // result.
   absl::Status Close() ABSL_LOCKS_EXCLUDED(mu_, io_mu_);
 
-  uint64_t last_lsn() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The last LSN staged in partition (0: none).
+  uint64_t last_lsn(uint32_t partition) const;
+  // Records staged since the data began (the sum of every partition's last
+  // LSN).
+  uint64_t records() const;
+  uint32_t partitions() const { return options_.partitions; }
   const WalStats& stats() const { return stats_; }
 
  private:
+  // A partition's staging area. Aligned so lanes share no cache line.
+  struct alignas(64) Lane {
+    absl::Mutex mu;
+    std::string staged ABSL_GUARDED_BY(mu);
+    uint64_t last_lsn ABSL_GUARDED_BY(mu) = 0;
+    uint64_t staged_records ABSL_GUARDED_BY(mu) = 0;
+    // Mirrors for readers that do not take mu.
+    std::atomic<uint64_t> appended_lsn{0};
+    std::atomic<size_t> staged_bytes{0};
+    // The last LSN taken by the running (or last) flush; set at its cut.
+    uint64_t cut_lsn = 0;  // Guarded by Wal::mu_.
+    // Watermarks: written to the OS / fdatasynced through this LSN. Stored
+    // under Wal::mu_; readers load them without it.
+    std::atomic<uint64_t> written_lsn{0};
+    std::atomic<uint64_t> synced_lsn{0};
+  };
+
   explicit Wal(const WalOptions& options);
 
-  // Runs flush number flush_gen_ + 1: one write (and, if sync or a waiter
-  // of it needs one, one fdatasync) of everything staged, with mu_ released
-  // during the I/O and held again on return. Updates the watermarks (or
-  // sticky_) and advances the flush's futex word, whose waiters the caller
-  // then wakes with WakeAfterFlush. REQUIRES: leader_active_, held by the
-  // caller.
+  // Checks an Append is possible; the error, if not.
+  absl::Status AppendAllowed() const;
+  // Writes one record into lane `partition`'s buffer. REQUIRES: its mu.
+  uint64_t StageLocked(Lane& lane, uint32_t partition, uint8_t type,
+                       absl::string_view group_header, size_t payload_size,
+                       absl::FunctionRef<void(char*)> fill);
+
+  // Runs flush number flush_gen_ + 1: a cut of every lane, one write (and,
+  // if sync or a waiter of it needs one, one fdatasync) of what it took,
+  // with mu_ released during the I/O and held again on return. Updates the
+  // watermarks (or sticky_) and advances the flush's futex word, whose
+  // waiters the caller then wakes with WakeAfterFlush. REQUIRES:
+  // leader_active_, held by the caller.
   absl::Status FlushOnceLocked(bool sync) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs one flush as the leader, then either hands leadership to the
   // flusher thread (callers wait for a later flush) or gives it up, and
@@ -182,40 +210,49 @@ class Wal {
   bool FlusherHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return flusher_assigned_ || flusher_stop_;
   }
-  bool CoveredLocked(uint64_t lsn, bool sync) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return (sync ? synced_lsn_ : written_lsn_).load(
-               std::memory_order_relaxed) >= lsn;
-  }
-  // Returns once the record at lsn is written (and if sync, fdatasynced):
-  // leads a flush if none is running, else sleeps on the futex word of the
-  // flush that will cover the record. Releases mu_.
-  absl::Status WaitFor(uint64_t lsn, bool sync) ABSL_UNLOCK_FUNCTION(mu_);
+  // Whether every record is written (and if sync, fdatasynced).
+  bool Covered(absl::Span<const PartitionLsn> records, bool sync) const;
+  // Whether the running flush took every record.
+  bool TakenByRunningFlushLocked(absl::Span<const PartitionLsn> records) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns once the records are written (and if sync, fdatasynced): leads
+  // a flush if none is running, else sleeps on the futex word of the flush
+  // that will cover them. Releases mu_.
+  absl::Status WaitFor(absl::Span<const PartitionLsn> records, bool sync)
+      ABSL_UNLOCK_FUNCTION(mu_);
+  // Every partition's last appended LSN.
+  std::vector<PartitionLsn> AllAppended() const;
   void FlusherLoop();
-  absl::Status StartSegmentLocked(uint64_t first_lsn)
+  absl::Status StartSegmentLocked(uint64_t seq)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void IntervalLoop();
 
   const WalOptions options_;
+  // kNone: a lane past this many staged bytes triggers a flush.
+  const size_t lane_buffer_bytes_;
   WalStats stats_;
+  const std::unique_ptr<Lane[]> lanes_;
+
+  // Append fails from here on (closing or closed), without taking mu_.
+  std::atomic<bool> closing_{false};
+  // sticky_ is set; appenders read this instead of taking mu_.
+  std::atomic<bool> failed_{false};
+  // A copy of sticky_, written once (under mu_) before failed_ is set and
+  // never after, so whoever sees failed_ may read it without a lock.
+  absl::Status sticky_copy_;
 
   mutable absl::Mutex mu_;
-  std::string staged_ ABSL_GUARDED_BY(mu_);
-  std::string spare_ ABSL_GUARDED_BY(mu_);  // Recycled buffer capacity.
-  uint64_t last_lsn_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t staged_records_ ABSL_GUARDED_BY(mu_) = 0;
-  // Watermarks: written to the OS / fdatasynced through this LSN. Stored
-  // under mu_; a woken waiter reads them without it.
-  std::atomic<uint64_t> written_lsn_{0};
-  std::atomic<uint64_t> synced_lsn_{0};
+  // The segment the running (or last) flush writes to; the next flush
+  // starts segment active_seq_ + 1 first if rotation_requested_.
+  uint64_t active_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool rotation_requested_ ABSL_GUARDED_BY(mu_) = false;
   // A leader (a caller, the interval thread or the flusher thread) is
   // running a flush or about to.
   bool leader_active_ ABSL_GUARDED_BY(mu_) = false;
   // Flushes started; the running one, if flushing_, is number flush_gen_.
   uint64_t flush_gen_ ABSL_GUARDED_BY(mu_) = 0;
   bool flushing_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t inflight_target_ ABSL_GUARDED_BY(mu_) = 0;  // Its last LSN.
-  bool inflight_sync_ ABSL_GUARDED_BY(mu_) = false;     // It fdatasyncs.
+  bool inflight_sync_ ABSL_GUARDED_BY(mu_) = false;  // It fdatasyncs.
   // Callers waiting for flush flush_gen_ + 1, and whether one needs it to
   // fdatasync.
   uint64_t next_waiters_ ABSL_GUARDED_BY(mu_) = 0;
@@ -226,13 +263,11 @@ class Wal {
   std::atomic<uint32_t> gen_words_[2] = {0, 0};
   // The flusher thread: leadership handed to it, and the stop signal.
   bool flusher_assigned_ ABSL_GUARDED_BY(mu_) = false;
-  bool rotation_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool flusher_stop_ ABSL_GUARDED_BY(mu_) = false;
   // Signalled when FlusherHasWork() becomes true. A CondVar, not
   // mu_.Await: a thread blocked in Await makes every mu_.Unlock take the
-  // slow path to re-evaluate its condition (about 5% of kNone's CPU).
+  // slow path to re-evaluate its condition.
   absl::CondVar flusher_cv_;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // No more Append.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   // The result of the Close that closed, for any other caller of Close,
   // which waits for close_done_.
@@ -240,13 +275,18 @@ class Wal {
   absl::Notification close_done_;
   absl::Status sticky_ ABSL_GUARDED_BY(mu_);
 
-  // The file being written; touched only by the leader.
+  // The file being written and the leader's buffers; touched only by the
+  // leader (and DiscardBefore, for the segment list).
   absl::Mutex io_mu_ ABSL_ACQUIRED_AFTER(mu_);
   std::vector<SegmentFile> segments_ ABSL_GUARDED_BY(io_mu_);
   std::unique_ptr<WritableFile> file_ ABSL_GUARDED_BY(io_mu_);
   uint64_t segment_size_ ABSL_GUARDED_BY(io_mu_) = 0;
   bool segment_has_records_ ABSL_GUARDED_BY(io_mu_) = false;
   bool segment_synced_ ABSL_GUARDED_BY(io_mu_) = true;
+  // What a cut took from each lane (swapped with the lane's buffer, so the
+  // two alternate and keep their capacity), and the batch written.
+  std::vector<std::string> cut_ ABSL_GUARDED_BY(io_mu_);
+  std::string batch_ ABSL_GUARDED_BY(io_mu_);
 
   absl::once_flag stop_once_;
   absl::Notification stop_;

@@ -1,0 +1,77 @@
+#ifndef TASKWAL_WAL_DATA_DIR_H_
+#define TASKWAL_WAL_DATA_DIR_H_
+
+// The files of a data directory and their rules, in one place: how log
+// segments are named and listed, what a torn segment header is, and the
+// META file that records the directory's format and partition count. The
+// writer (wal/wal.h), recovery (wal/log_recovery.h), `taskwal verify` and
+// the CLI all call these instead of repeating them. wal/log_format.md
+// describes the files.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "api/env.h"
+
+namespace taskwal::wal {
+
+// A log segment: wal-<sequence number, 20 digits>.log. Segments are
+// numbered 1, 2, ... in the order they were started.
+struct SegmentFile {
+  std::string name;
+  uint64_t seq = 0;
+};
+
+std::string SegmentFileName(uint64_t seq);
+bool ParseSegmentFileName(absl::string_view name, uint64_t* seq);
+
+// "<dir>/<name>".
+std::string JoinPath(const std::string& dir, absl::string_view name);
+
+// What a directory listing holds, by kind.
+struct DirectoryListing {
+  std::vector<SegmentFile> segments;  // Ascending sequence number.
+  // wal-*.log.tmp: a segment being created when its writer died (or now).
+  std::vector<std::string> temp_segments;
+  // snapshot-*: parsed by engine/snapshot.h.
+  std::vector<std::string> snapshots;
+  bool has_meta = false;
+  // Any other name.
+  std::vector<std::string> other;
+};
+
+// Lists dir. Names are classified, not opened.
+absl::StatusOr<DirectoryListing> ListDirectory(Env* env,
+                                               const std::string& dir);
+
+// A segment whose header never fully reached the disk: shorter than a file
+// header, or all zero bytes. Only the newest segment may be torn so (the
+// process died creating it), and recovery removes it.
+bool IsTornHeader(absl::string_view contents);
+
+// The META file: the directory's format version and partition count,
+// written once when the directory is created, before any other file.
+struct DirectoryMeta {
+  uint32_t partitions = 1;
+};
+
+// Reads dir/META. nullopt: there is none.
+//   kDataLoss: META is damaged (names the file).
+//   kFailedPrecondition: META is of another format version.
+//   kInvalidArgument: its partition count is out of range.
+absl::StatusOr<std::optional<DirectoryMeta>> ReadDirectoryMeta(
+    Env* env, const std::string& dir);
+
+// Writes dir/META durably (temporary file, fdatasync, rename, directory
+// fsync). REQUIRES: meta.partitions in [1, kMaxPartitions].
+absl::Status WriteDirectoryMeta(Env* env, const std::string& dir,
+                                const DirectoryMeta& meta);
+
+}  // namespace taskwal::wal
+
+#endif  // TASKWAL_WAL_DATA_DIR_H_
