@@ -349,7 +349,8 @@ void BM_WalAppendRecord(benchmark::State& state) {
     if (buffer.size() > 4000 * (payload.size() + wal::kRecordHeaderSize)) {
       buffer.clear();
     }
-    wal::AppendRecord(wal::RecordType::kTransition, ++lsn, payload, &buffer);
+    wal::AppendRecord(wal::RecordType::kTransition, 0, ++lsn, payload,
+                      &buffer);
   }
   state.SetItemsProcessed(state.iterations());
   state.SetBytesProcessed(static_cast<int64_t>(
@@ -358,14 +359,13 @@ void BM_WalAppendRecord(benchmark::State& state) {
 BENCHMARK(BM_WalAppendRecord);
 
 // Wal::Append + Wal::Sync per iteration: the log alone, one 128-byte record
-// per call, with N client threads sharing the group commit (Append under a
-// mutex, as the engine's commit lock does). In kAlways mode this is the
-// ceiling for the engine's durable calls: everything above it is the
-// engine's own work.
+// per call, with N client threads sharing the group commit, each appending
+// to a partition of its own (as clients of different engine partitions
+// do). In kAlways mode this is the ceiling for the engine's durable calls:
+// everything above it is the engine's own work.
 struct SharedWal {
   std::optional<TempDir> dir;
   std::unique_ptr<wal::Wal> log;
-  absl::Mutex append_mu;
 };
 SharedWal* shared_wal = nullptr;
 
@@ -378,22 +378,24 @@ void BM_WalAppendSync(benchmark::State& state, wal::WalSync mode) {
     options.env = Env::Default();
     options.dir = shared_wal->dir->Sub("wal");
     options.sync = mode;
+    options.partitions = static_cast<uint32_t>(state.threads());
     CheckOk(options.env->CreateDir(options.dir), "mkdir");
-    shared_wal->log = ValueOrDie(wal::Wal::Open(options, {}, 0), "wal open");
+    shared_wal->log = ValueOrDie(
+        wal::Wal::Open(options, {},
+                       std::vector<uint64_t>(options.partitions, 0), 1),
+        "wal open");
   }
   const std::string payload = Payload();
+  const auto lane = static_cast<uint32_t>(state.thread_index());
   for (auto _ : state) {
-    uint64_t lsn;
-    {
-      absl::MutexLock l(&shared_wal->append_mu);
-      lsn = ValueOrDie(shared_wal->log->Append(payload.size(),
-                                               [&](char* dst) {
-                                                 std::memcpy(dst, payload.data(),
-                                                             payload.size());
-                                               }),
-                       "append");
-    }
-    CheckOk(shared_wal->log->Sync(lsn), "sync");
+    const uint64_t lsn = ValueOrDie(
+        shared_wal->log->Append(lane, payload.size(),
+                                [&](char* dst) {
+                                  std::memcpy(dst, payload.data(),
+                                              payload.size());
+                                }),
+        "append");
+    CheckOk(shared_wal->log->Sync(lane, lsn), "sync");
   }
   state.SetItemsProcessed(state.iterations());
   if (state.thread_index() == 0) {
@@ -417,7 +419,7 @@ void BM_LogReaderRead(benchmark::State& state) {
       SampleTransition("claim").SerializeAsString(),
       SampleTransition("complete").SerializeAsString()};
   for (int i = 0; i < kRecords; ++i) {
-    wal::AppendRecord(wal::RecordType::kTransition, i + 1, kinds[i % 3],
+    wal::AppendRecord(wal::RecordType::kTransition, 0, i + 1, kinds[i % 3],
                       &contents);
   }
   for (auto _ : state) {

@@ -43,7 +43,8 @@ StateMachine::StateMachine(int num_shards, size_t max_history_per_task,
       partitions_(partitions),
       table_(num_shards),
       scheduler_(track_finished),
-      next_task_id_(FirstTaskId(partition, partitions)) {}
+      next_task_id_(FirstTaskId(partition, partitions)),
+      next_claim_token_(FirstTaskId(partition, partitions)) {}
 
 void StateMachine::AppendHistory(TaskEntry& entry,
                                  const HistoryEvent& h) const {
@@ -163,7 +164,7 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
   if (!s.ok()) return s;
   CountStatusChange(PENDING, CLAIMED);
   ++counters_.claims;
-  next_claim_token_ = r.claim_token() + 1;
+  next_claim_token_ = r.claim_token() + partitions_;
   return absl::OkStatus();
 }
 
@@ -398,7 +399,10 @@ absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
   }
   ++counters_.by_status[status];
   next_task_id_ = std::max(next_task_id_, e.id() + partitions_);
-  next_claim_token_ = std::max(next_claim_token_, e.state.claim_token + 1);
+  if (e.state.claim_token != 0) {
+    next_claim_token_ =
+        std::max(next_claim_token_, e.state.claim_token + partitions_);
+  }
   last_applied_lsn_ = std::max(last_applied_lsn_, e.state.last_lsn);
   table_.Insert(std::move(entry));
   return absl::OkStatus();

@@ -70,9 +70,10 @@ class StateMachine {
   Scheduler& scheduler() { return scheduler_; }
   const Counters& counters() const { return counters_; }
 
-  // The next id / claim token the live path should hand out: the next id
-  // of this partition after the largest seen in any applied record, and
-  // one past the largest claim token.
+  // The next id / claim token the live path should hand out: the next one
+  // of this partition (ids and tokens alike are partition modulo
+  // partitions, so they are unique across partitions) after the largest
+  // seen in any applied record.
   uint64_t next_task_id() const { return next_task_id_; }
   uint64_t next_claim_token() const { return next_claim_token_; }
   uint64_t last_applied_lsn() const { return last_applied_lsn_; }
@@ -100,7 +101,7 @@ class StateMachine {
   Scheduler scheduler_;
   Counters counters_;
   uint64_t next_task_id_;
-  uint64_t next_claim_token_ = 1;
+  uint64_t next_claim_token_;
   uint64_t last_applied_lsn_ = 0;
 };
 

@@ -6,7 +6,8 @@
 // 2, which the parent reports as a failure.
 //
 //   crash_child --data_dir=DIR --sync_mode=always|interval --seed=N
-//               [--threads=4] [--key_base=0] [--key_space=200]
+//               [--partitions=0] [--threads=4] [--key_base=0]
+//               [--key_space=200]
 //
 // Submits use keys k<key_base> .. k<key_base + key_space - 1>.
 #include <unistd.h>
@@ -33,6 +34,8 @@
 ABSL_FLAG(std::string, data_dir, "", "Engine data directory.");
 ABSL_FLAG(std::string, sync_mode, "always", "always or interval.");
 ABSL_FLAG(uint64_t, seed, 1, "Workload and engine seed.");
+ABSL_FLAG(uint32_t, partitions, 0,
+          "Engine partitions (0: the directory's, or the default).");
 ABSL_FLAG(int, threads, 4, "Workload threads.");
 ABSL_FLAG(uint64_t, key_base, 0, "First idempotency key number.");
 ABSL_FLAG(uint64_t, key_space, 200, "Number of idempotency keys.");
@@ -77,14 +80,24 @@ struct Workload {
   uint64_t key_space;
 };
 
-void Submit(const Workload& w, std::mt19937_64& rng) {
-  TaskSpec spec;
-  spec.idempotency_key = KeyFor(w.key_base + rng() % w.key_space);
-  spec.payload = PayloadFor(spec.idempotency_key);
-  absl::StatusOr<SubmitResult> r = w.engine->Submit(spec);
-  if (!r.ok()) Die(absl::StrCat("Submit ", spec.idempotency_key), r.status());
-  w.out->Line(absl::StrCat("S ", spec.idempotency_key, " ", r->task_id, " ",
-                           Fnv1a(spec.payload), "\n"));
+// One submit, or (batch) a SubmitBatch of 2-6 keys, which usually span
+// partitions; each acknowledged task is reported as a submit.
+void Submit(const Workload& w, std::mt19937_64& rng, bool batch = false) {
+  std::vector<TaskSpec> specs(batch ? 2 + rng() % 5 : 1);
+  for (TaskSpec& spec : specs) {
+    spec.idempotency_key = KeyFor(w.key_base + rng() % w.key_space);
+    spec.payload = PayloadFor(spec.idempotency_key);
+  }
+  absl::StatusOr<std::vector<SubmitResult>> r = w.engine->SubmitBatch(specs);
+  if (!r.ok()) {
+    Die(absl::StrCat("Submit ", specs[0].idempotency_key), r.status());
+  }
+  std::string lines;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    absl::StrAppend(&lines, "S ", specs[i].idempotency_key, " ",
+                    (*r)[i].task_id, " ", Fnv1a(specs[i].payload), "\n");
+  }
+  w.out->Line(lines);
 }
 
 void Run(const Workload& w, int thread) {
@@ -94,7 +107,7 @@ void Run(const Workload& w, int thread) {
   while (true) {
     const int op = rng() % 100;
     if (op < 35) {
-      Submit(w, rng);
+      Submit(w, rng, /*batch=*/op < 5);
     } else if (held.empty() || (op < 65 && held.size() < 8)) {
       absl::StatusOr<ClaimedTask> c = w.engine->ClaimNext(me, {});
       if (absl::IsNotFound(c.status())) {
@@ -155,7 +168,8 @@ int Main() {
   }
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(
-      CrashOptions(absl::GetFlag(FLAGS_data_dir), sync_mode, seed));
+      CrashOptions(absl::GetFlag(FLAGS_data_dir), sync_mode, seed,
+                   absl::GetFlag(FLAGS_partitions)));
   if (!engine.ok()) Die("Open", engine.status());
 
   Reporter out;

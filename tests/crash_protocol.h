@@ -51,9 +51,10 @@ inline std::string KeyFor(uint64_t n) { return absl::StrCat("k", n); }
 // Retries need no backoff, and leases outlast the test, so a task claimed by
 // a killed child stays CLAIMED by it (no expiry events to reason about).
 inline EngineOptions CrashOptions(const std::string& data_dir, SyncMode mode,
-                                  uint64_t seed) {
+                                  uint64_t seed, uint32_t partitions) {
   EngineOptions o;
   o.data_dir = data_dir;
+  o.partitions = partitions;
   o.env = nullptr;  // The real POSIX file system.
   o.sync_mode = mode;
   o.segment_bytes = 16 << 10;

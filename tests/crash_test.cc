@@ -55,10 +55,11 @@ namespace taskwal {
 namespace crash {
 namespace {
 
+// Per sync mode and partition count.
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kDefaultCycles = 100;
+constexpr int kDefaultCycles = 60;
 #else
-constexpr int kDefaultCycles = 150;
+constexpr int kDefaultCycles = 100;
 #endif
 
 int g_crash_cycles = 0;  // From --crash_cycles; 0: not given.
@@ -422,14 +423,18 @@ const char* ModeName(SyncMode mode) {
   return mode == SyncMode::kAlways ? "always" : "interval";
 }
 
-class CrashTest : public ::testing::TestWithParam<SyncMode> {};
+// Each sync mode with one partition and with sixteen (four client threads).
+class CrashTest
+    : public ::testing::TestWithParam<std::tuple<SyncMode, uint32_t>> {};
 
 // Many cycles of: start the child (it recovers), let it work 1-40 ms, kill
 // -9, recover here, check. The oracle accumulates across cycles, so a
 // transition acknowledged in cycle 3 must still be there in cycle 150.
 TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
-  const SyncMode mode = GetParam();
-  const std::string dir = FreshDir(absl::StrCat("crash_", ModeName(mode)));
+  const SyncMode mode = std::get<0>(GetParam());
+  const uint32_t partitions = std::get<1>(GetParam());
+  const std::string dir = FreshDir(
+      absl::StrCat("crash_", ModeName(mode), "_", partitions));
   const int cycles = CyclesPerMode();
   std::mt19937_64 rng(mode == SyncMode::kAlways ? 1 : 2);
   Oracle oracle;
@@ -450,11 +455,12 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
                       .Start({ChildPath(), "--data_dir=" + dir,
                               absl::StrCat("--sync_mode=", ModeName(mode)),
                               absl::StrCat("--seed=", seed),
+                              absl::StrCat("--partitions=", partitions),
                               absl::StrCat("--key_base=", key_base),
                               absl::StrCat("--key_space=", kKeySpace)})
                       .ok());
       const absl::Status ready = child.WaitReady();
-      if (!ready.ok()) PreserveDir(dir, absl::StrCat(ModeName(mode), cycle));
+      if (!ready.ok()) PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
       ASSERT_TRUE(ready.ok()) << ready << "\n" << DescribeDir(dir);
       child.ReadFor(work);
       const absl::Status killed = child.Kill();
@@ -465,14 +471,14 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
     }
 
     absl::StatusOr<std::unique_ptr<Engine>> engine =
-        Engine::Open(CrashOptions(dir, mode, seed));
-    if (!engine.ok()) PreserveDir(dir, absl::StrCat(ModeName(mode), cycle));
+        Engine::Open(CrashOptions(dir, mode, seed, partitions));
+    if (!engine.ok()) PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
     ASSERT_TRUE(engine.ok()) << engine.status() << "\n" << DescribeDir(dir);
     torn_tails += (*engine)->Recovery().truncated_bytes > 0;
     snapshot_recoveries += (*engine)->Recovery().snapshot_lsn > 0;
     CheckAgainstOracle(engine->get(), oracle);
     if (HasFailure()) {
-      PreserveDir(dir, absl::StrCat(ModeName(mode), cycle));
+      PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
       ADD_FAILURE() << DescribeDir(dir);
       return;
     }
@@ -497,12 +503,15 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
       static_cast<unsigned long long>(snapshot_recoveries));
 }
 
-INSTANTIATE_TEST_SUITE_P(SyncModes, CrashTest,
-                         ::testing::Values(SyncMode::kAlways,
-                                           SyncMode::kInterval),
-                         [](const ::testing::TestParamInfo<SyncMode>& info) {
-                           return std::string(ModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    SyncModes, CrashTest,
+    ::testing::Combine(::testing::Values(SyncMode::kAlways,
+                                         SyncMode::kInterval),
+                       ::testing::Values(1u, 16u)),
+    [](const ::testing::TestParamInfo<std::tuple<SyncMode, uint32_t>>& info) {
+      return absl::StrCat(ModeName(std::get<0>(info.param)), "_",
+                          std::get<1>(info.param), "Partitions");
+    });
 
 // The directory lock holds across processes: while a child has the engine
 // open, Open here fails, naming the child.
@@ -518,7 +527,7 @@ TEST(CrashLockTest, OpenWhileAnotherProcessHoldsTheDirectoryFails) {
   const pid_t pid = child.pid();
 
   absl::StatusOr<std::unique_ptr<Engine>> engine =
-      Engine::Open(CrashOptions(dir, SyncMode::kAlways, 1));
+      Engine::Open(CrashOptions(dir, SyncMode::kAlways, 1, 0));
   ASSERT_FALSE(engine.ok());
   EXPECT_EQ(engine.status().code(), absl::StatusCode::kFailedPrecondition)
       << engine.status();
@@ -527,7 +536,7 @@ TEST(CrashLockTest, OpenWhileAnotherProcessHoldsTheDirectoryFails) {
 
   ASSERT_TRUE(child.Kill().ok());
   // The lock died with its holder.
-  engine = Engine::Open(CrashOptions(dir, SyncMode::kAlways, 1));
+  engine = Engine::Open(CrashOptions(dir, SyncMode::kAlways, 1, 0));
   ASSERT_TRUE(engine.ok()) << engine.status();
   EXPECT_TRUE((*engine)->Close().ok());
 }

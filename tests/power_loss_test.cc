@@ -32,10 +32,11 @@ namespace {
 
 using ::taskwal::test_util::Dump;
 
+// Per partition count (each test runs with one partition and with 16).
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kCycles = 150;
+constexpr int kCycles = 100;
 #else
-constexpr int kCycles = 1500;
+constexpr int kCycles = 750;
 #endif
 constexpr char kDir[] = "/data";
 
@@ -50,8 +51,10 @@ struct Oracle {
   std::map<uint64_t, std::string> completed ABSL_GUARDED_BY(mu);  // result
 };
 
-EngineOptions Options(FaultInjectionEnv* env, uint64_t seed) {
+EngineOptions Options(FaultInjectionEnv* env, uint64_t seed,
+                      uint32_t partitions) {
   EngineOptions o;
+  o.partitions = partitions;
   o.data_dir = kDir;
   o.env = env;
   o.sync_mode = SyncMode::kAlways;
@@ -74,15 +77,21 @@ void Workload(Engine* engine, Oracle* oracle, int worker, uint64_t seed,
   while (!stop->load()) {
     const int op = rng() % 10;
     if (op < 4) {
-      TaskSpec spec;
-      spec.idempotency_key = absl::StrCat("key-", rng() % 200);
-      spec.payload = absl::StrCat("payload of ", spec.idempotency_key);
-      absl::StatusOr<SubmitResult> r = engine->Submit(spec);
+      // One submit, or a batch whose keys usually span partitions.
+      std::vector<TaskSpec> specs(op == 0 ? 2 + rng() % 6 : 1);
+      for (TaskSpec& spec : specs) {
+        spec.idempotency_key = absl::StrCat("key-", rng() % 200);
+        spec.payload = absl::StrCat("payload of ", spec.idempotency_key);
+      }
+      absl::StatusOr<std::vector<SubmitResult>> r = engine->SubmitBatch(specs);
       if (!r.ok()) return;  // The engine is dead after the power loss.
       absl::MutexLock l(&oracle->mu);
-      auto [it, inserted] = oracle->submitted.try_emplace(
-          spec.idempotency_key, r->task_id, spec.payload);
-      EXPECT_EQ(it->second.first, r->task_id) << spec.idempotency_key;
+      for (size_t i = 0; i < specs.size(); ++i) {
+        auto [it, inserted] = oracle->submitted.try_emplace(
+            specs[i].idempotency_key, (*r)[i].task_id, specs[i].payload);
+        EXPECT_EQ(it->second.first, (*r)[i].task_id)
+            << specs[i].idempotency_key;
+      }
     } else if (op < 7 || held.empty()) {
       absl::StatusOr<ClaimedTask> c = engine->ClaimNext(me, {});
       if (absl::IsNotFound(c.status())) continue;
@@ -168,15 +177,20 @@ void CheckAgainstOracle(Engine* engine, Oracle* oracle) {
   EXPECT_EQ(stats->pending, pending);
 }
 
-class PowerLossTest : public ::testing::Test {
+// Every test runs with one partition and with sixteen.
+class PowerLossTest : public ::testing::TestWithParam<uint32_t> {
  protected:
+  EngineOptions Options(FaultInjectionEnv* env, uint64_t seed) {
+    return ::taskwal::Options(env, seed, GetParam());
+  }
+
   FaultInjectionEnv env_{/*seed=*/20261126};
 };
 
 // Many cycles of: open (recover), concurrent workload, power loss mid-work,
 // check. The oracle accumulates across cycles, so a transition acknowledged
 // in cycle 3 must still be there in cycle 900.
-TEST_F(PowerLossTest, AcknowledgedTransitionsSurviveRandomPowerLosses) {
+TEST_P(PowerLossTest, AcknowledgedTransitionsSurviveRandomPowerLosses) {
   Oracle oracle;
   std::mt19937_64 rng(7);
   uint64_t torn_tails = 0;
@@ -225,7 +239,7 @@ TEST_F(PowerLossTest, AcknowledgedTransitionsSurviveRandomPowerLosses) {
 // A failed fdatasync: the call fails, the engine refuses every later write
 // (it does not retry and trust the disk), and a restart finds everything
 // that was acknowledged.
-TEST_F(PowerLossTest, FailedSyncIsStickyAndLosesNothingAcknowledged) {
+TEST_P(PowerLossTest, FailedSyncIsStickyAndLosesNothingAcknowledged) {
   Oracle oracle;
   {
     absl::StatusOr<std::unique_ptr<Engine>> engine =
@@ -260,7 +274,7 @@ TEST_F(PowerLossTest, FailedSyncIsStickyAndLosesNothingAcknowledged) {
 // A process crash leaves records in the OS that were never fdatasynced; the
 // next Open replays them. New acknowledged records built on top of them must
 // not be lost to a power loss that takes those unsynced records away.
-TEST_F(PowerLossTest, UnsyncedRecordsReplayedAfterACrashAreMadeDurable) {
+TEST_P(PowerLossTest, UnsyncedRecordsReplayedAfterACrashAreMadeDurable) {
   EngineOptions o = Options(&env_, 3);
   {
     std::unique_ptr<Engine> e = *Engine::Open(o);
@@ -294,7 +308,7 @@ TEST_F(PowerLossTest, UnsyncedRecordsReplayedAfterACrashAreMadeDurable) {
 // the engine had at some earlier LSN, never a mix, a hole or garbage.
 // Single-threaded with a manual clock, so every state is reproducible; the
 // live engine's state is recorded after each call, by LSN.
-TEST_F(PowerLossTest, TornTailRecoversExactlyTheStateAtADurableLsn) {
+TEST_P(PowerLossTest, TornTailRecoversExactlyTheStateAtADurableLsn) {
   ManualClock clock;
   std::mt19937_64 rng(99);
   uint64_t torn = 0;
@@ -355,6 +369,12 @@ TEST_F(PowerLossTest, TornTailRecoversExactlyTheStateAtADurableLsn) {
   EXPECT_GT(torn, 3u);
   EXPECT_GT(lost_lsns, 20u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Partitions, PowerLossTest,
+                         ::testing::Values(1u, 16u),
+                         [](const ::testing::TestParamInfo<uint32_t>& info) {
+                           return absl::StrCat(info.param, "Partitions");
+                         });
 
 }  // namespace
 }  // namespace taskwal

@@ -3,6 +3,7 @@
 // fallback, damage that must stop Open, salvage, the directory lock.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "api/engine.h"
 #include "api/fault_injection_env.h"
+#include "engine/partitioning.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine_dump.h"
@@ -25,10 +27,30 @@ using ::taskwal::test_util::Dump;
 
 constexpr char kDir[] = "/db";
 
-class RecoveryTest : public ::testing::Test {
+// The files of the newest snapshot: snapshot-<first segment>-<partition>.snap
+// with the highest first segment.
+std::vector<std::string> NewestSnapshotFiles(Env* env) {
+  std::vector<std::string> snapshots;
+  const std::vector<std::string> files = *env->GetChildren(kDir);
+  for (const std::string& f : files) {
+    if (absl::StartsWith(f, "snapshot-") && absl::EndsWith(f, ".snap")) {
+      snapshots.push_back(f);
+    }
+  }
+  std::sort(snapshots.begin(), snapshots.end());
+  std::vector<std::string> newest;
+  for (const std::string& f : snapshots) {
+    if (f.substr(0, 29) == snapshots.back().substr(0, 29)) newest.push_back(f);
+  }
+  return newest;
+}
+
+// Every test runs with one partition and with sixteen.
+class RecoveryTest : public ::testing::TestWithParam<uint32_t> {
  protected:
   EngineOptions Options() {
     EngineOptions o;
+    o.partitions = GetParam();
     o.data_dir = kDir;
     o.env = &env_;
     o.clock = &clock_;
@@ -93,7 +115,7 @@ class RecoveryTest : public ::testing::Test {
   FaultInjectionEnv env_{1};
 };
 
-TEST_F(RecoveryTest, RestartRebuildsExactlyTheSameState) {
+TEST_P(RecoveryTest, RestartRebuildsExactlyTheSameState) {
   std::string before;
   {
     std::unique_ptr<Engine> e = OpenOrDie(Options());
@@ -107,19 +129,34 @@ TEST_F(RecoveryTest, RestartRebuildsExactlyTheSameState) {
   EXPECT_EQ(r.snapshot_lsn, 0u);
   EXPECT_GT(r.records_replayed, 60u);
   EXPECT_EQ(r.truncated_bytes, 0u);
-  // The engine carries on where it stopped: ids continue, the delayed and
-  // claimed tasks come due at the same times.
+  // The engine carries on where it stopped: ids continue (in each
+  // partition, past its last), the delayed and claimed tasks come due at
+  // the same times.
   TaskSpec spec;
   spec.idempotency_key = "after-restart";
   absl::StatusOr<SubmitResult> r1 = e->Submit(spec);
   ASSERT_TRUE(r1.ok());
-  EXPECT_EQ(r1->task_id, 41u);
+  if (GetParam() == 1) {
+    EXPECT_EQ(r1->task_id, 41u);
+  } else {
+    ListFilter all;
+    all.limit = 1000;
+    absl::StatusOr<ListPage> page = e->List(all);
+    ASSERT_TRUE(page.ok());
+    uint64_t last_of_partition = 0;
+    for (const Task& t : page->tasks) {
+      if (t.id() != r1->task_id && t.id() % GetParam() == r1->task_id % GetParam()) {
+        last_of_partition = std::max(last_of_partition, t.id());
+      }
+    }
+    EXPECT_EQ(r1->task_id, last_of_partition + GetParam());
+  }
 }
 
 // Without retention the engine keeps no finish-time index; an engine
 // reopened with retention builds it from the snapshot and the log, so tasks
 // that finished before still expire.
-TEST_F(RecoveryTest, RetentionTurnedOnLaterFindsTasksFinishedBefore) {
+TEST_P(RecoveryTest, RetentionTurnedOnLaterFindsTasksFinishedBefore) {
   EngineOptions keep_forever = Options();
   keep_forever.retention = absl::ZeroDuration();
   uint64_t finished = 0;
@@ -155,7 +192,7 @@ TEST_F(RecoveryTest, RetentionTurnedOnLaterFindsTasksFinishedBefore) {
 // fields: text outside ASCII survives a restart, and bytes that are not
 // UTF-8 are refused before anything is journaled (they would not parse back
 // at Open).
-TEST_F(RecoveryTest, TextFieldsSurviveRestartAndNonUtf8IsRefused) {
+TEST_P(RecoveryTest, TextFieldsSurviveRestartAndNonUtf8IsRefused) {
   std::string before;
   {
     std::unique_ptr<Engine> e = OpenOrDie(Options());
@@ -182,7 +219,7 @@ TEST_F(RecoveryTest, TextFieldsSurviveRestartAndNonUtf8IsRefused) {
   EXPECT_EQ(Dump(e.get()), before);
 }
 
-TEST_F(RecoveryTest, RestartFromSnapshotPlusLogMatchesLiveState) {
+TEST_P(RecoveryTest, RestartFromSnapshotPlusLogMatchesLiveState) {
   std::string before;
   {
     std::unique_ptr<Engine> e = OpenOrDie(Options());
@@ -215,7 +252,7 @@ TEST_F(RecoveryTest, RestartFromSnapshotPlusLogMatchesLiveState) {
   }
 }
 
-TEST_F(RecoveryTest, DamagedNewestSnapshotFallsBackToThePreviousOne) {
+TEST_P(RecoveryTest, DamagedNewestSnapshotFallsBackToThePreviousOne) {
   std::string before;
   uint64_t newest = 0;
   {
@@ -229,12 +266,15 @@ TEST_F(RecoveryTest, DamagedNewestSnapshotFallsBackToThePreviousOne) {
     before = Dump(e.get());
     ASSERT_TRUE(e->Close().ok());
   }
-  // Flip one byte in the middle of the newest snapshot.
+  // Flip one byte in the middle of the largest file of the newest snapshot
+  // (one partition's; the names sort newest last).
   std::string name;
-  const std::vector<std::string> files = *env_.GetChildren(kDir);
+  size_t largest = 0;
+  const std::vector<std::string> files = NewestSnapshotFiles(&env_);
   for (const std::string& f : files) {
-    if (absl::StrContains(f, absl::StrCat(newest)) &&
-        absl::EndsWith(f, ".snap")) {
+    const size_t size = env_.ReadFileToString(absl::StrCat(kDir, "/", f))->size();
+    if (size > largest) {
+      largest = size;
       name = f;
     }
   }
@@ -279,7 +319,7 @@ std::map<std::string, std::string> DirContents(Env* env) {
   return out;
 }
 
-TEST_F(RecoveryTest, DamageBeforeValidRecordsIsDataLossAndChangesNothing) {
+TEST_P(RecoveryTest, DamageBeforeValidRecordsIsDataLossAndChangesNothing) {
   std::string before;
   {
     std::unique_ptr<Engine> e = OpenOrDie(Options());
@@ -339,7 +379,7 @@ TEST_F(RecoveryTest, DamageBeforeValidRecordsIsDataLossAndChangesNothing) {
 // The older snapshot's segments are kept only as a way back; damage in one
 // whose records the newest snapshot holds costs nothing and must not stop
 // Open (nor make salvage drop the intact log after it).
-TEST_F(RecoveryTest, DamageInASegmentTheSnapshotCoversIsIgnored) {
+TEST_P(RecoveryTest, DamageInASegmentTheSnapshotCoversIsIgnored) {
   std::string before;
   {
     std::unique_ptr<Engine> e = OpenOrDie(Options());
@@ -373,7 +413,7 @@ TEST_F(RecoveryTest, DamageInASegmentTheSnapshotCoversIsIgnored) {
 // A snapshot ends the log segment it was taken in, so the records it holds
 // sit in segments it covers whole, which the next Open does not read; the
 // restart still comes back exactly where it was.
-TEST_F(RecoveryTest, SnapshotStartsANewSegmentForLaterRecords) {
+TEST_P(RecoveryTest, SnapshotStartsANewSegmentForLaterRecords) {
   std::string before;
   uint64_t snapshot_lsn = 0;
   {
@@ -395,14 +435,21 @@ TEST_F(RecoveryTest, SnapshotStartsANewSegmentForLaterRecords) {
       firsts.push_back(first);
     }
   }
-  EXPECT_THAT(firsts, ::testing::Contains(snapshot_lsn + 1));
+  // The snapshot's files are named after the segment it started; the log
+  // after the snapshot begins there.
+  const std::vector<std::string> newest = NewestSnapshotFiles(&env_);
+  ASSERT_EQ(newest.size(), GetParam());
+  uint64_t started = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(newest[0].substr(9, 20), &started));
+  EXPECT_THAT(firsts, ::testing::Contains(started));
+  EXPECT_GT(started, *std::min_element(firsts.begin(), firsts.end()));
   std::unique_ptr<Engine> e = OpenOrDie(Options());
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(Dump(e.get()), before);
   EXPECT_EQ(e->Recovery().snapshot_lsn, snapshot_lsn);
 }
 
-TEST_F(RecoveryTest, SecondOpenOfTheSameDirectoryFails) {
+TEST_P(RecoveryTest, SecondOpenOfTheSameDirectoryFails) {
   std::unique_ptr<Engine> e = OpenOrDie(Options());
   absl::StatusOr<std::unique_ptr<Engine>> second = Engine::Open(Options());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -412,7 +459,7 @@ TEST_F(RecoveryTest, SecondOpenOfTheSameDirectoryFails) {
   EXPECT_TRUE(Engine::Open(Options()).ok());
 }
 
-TEST_F(RecoveryTest, ReadOnlyOpenInspectsAHeldDirectoryAndChangesNothing) {
+TEST_P(RecoveryTest, ReadOnlyOpenInspectsAHeldDirectoryAndChangesNothing) {
   std::unique_ptr<Engine> owner = OpenOrDie(Options());
   Work(owner.get(), 0);
   ASSERT_TRUE(owner->Snapshot().ok());
@@ -463,14 +510,22 @@ TEST_F(RecoveryTest, ReadOnlyOpenInspectsAHeldDirectoryAndChangesNothing) {
   EXPECT_EQ(Engine::Open(ro).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(RecoveryTest, OversizedRecordIsRefusedWithoutStoppingTheEngine) {
+TEST_P(RecoveryTest, OversizedRecordIsRefusedWithoutStoppingTheEngine) {
   EngineOptions o = Options();
   o.max_payload_bytes = 8 << 20;
   std::unique_ptr<Engine> e = OpenOrDie(o);
-  std::vector<TaskSpec> batch(9);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i].idempotency_key = absl::StrCat("big-", i);
-    batch[i].payload = std::string(8 << 20, 'b');  // 72 MiB in one record.
+  // Nine keys of one partition: 72 MiB in one record (a batch spread over
+  // partitions is one record per partition).
+  std::vector<TaskSpec> batch;
+  for (int i = 0; batch.size() < 9; ++i) {
+    const std::string key = absl::StrCat("big-", i);
+    if (engine::PartitionOfKey(key, GetParam()) !=
+        engine::PartitionOfKey("big-0", GetParam())) {
+      continue;
+    }
+    batch.emplace_back();
+    batch.back().idempotency_key = key;
+    batch.back().payload = std::string(8 << 20, 'b');
   }
   absl::StatusOr<std::vector<SubmitResult>> r = e->SubmitBatch(batch);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
@@ -479,6 +534,74 @@ TEST_F(RecoveryTest, OversizedRecordIsRefusedWithoutStoppingTheEngine) {
   batch.resize(2);
   EXPECT_TRUE(e->SubmitBatch(batch).ok());
 }
+
+// A batch whose keys span partitions is journaled as one group of records,
+// one per partition, written by one flush. A power loss that tears the
+// flush (kInterval: the batch was written but not yet fdatasynced) must
+// leave all of the batch or none of it, never some partitions' share.
+TEST_P(RecoveryTest, BatchAcrossPartitionsIsAllOrNothingAcrossPowerLoss) {
+  constexpr int kSeeds = 150;
+  constexpr int kBatch = 24;
+  int all = 0, none = 0;
+  for (int seed = 0; seed < kSeeds; ++seed) {
+    SCOPED_TRACE(seed);
+    FaultInjectionEnv env(/*seed=*/1000 + seed);
+    EngineOptions o = Options();
+    o.env = &env;
+    o.segment_bytes = 1 << 20;
+    o.sync_mode = SyncMode::kInterval;
+    o.sync_interval = absl::Hours(1);  // Nothing is fdatasynced by itself.
+    {
+      std::unique_ptr<Engine> e = OpenOrDie(o);
+      ASSERT_NE(e, nullptr);
+      TaskSpec before;
+      before.idempotency_key = "durable";
+      ASSERT_TRUE(e->Submit(before).ok());
+      ASSERT_TRUE(e->Close().ok());  // Everything so far is durable.
+    }
+    {
+      std::unique_ptr<Engine> e = OpenOrDie(o);
+      ASSERT_NE(e, nullptr);
+      std::vector<TaskSpec> batch(kBatch);
+      for (int i = 0; i < kBatch; ++i) {
+        batch[i].idempotency_key = absl::StrCat("batch-", i);
+        batch[i].payload = std::string(40, 'p');
+      }
+      ASSERT_TRUE(e->SubmitBatch(batch).ok());
+      TaskSpec after;
+      after.idempotency_key = "after";
+      ASSERT_TRUE(e->Submit(after).ok());
+      env.SimulatePowerLoss(PowerLossMode::kTornTail);
+      e->Close().IgnoreError();  // Its files are gone with the power.
+    }
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    ASSERT_NE(e, nullptr);
+    ASSERT_TRUE(e->GetByIdempotencyKey("durable").ok());
+    int found = 0;
+    for (int i = 0; i < kBatch; ++i) {
+      found += e->GetByIdempotencyKey(absl::StrCat("batch-", i)).ok() ? 1 : 0;
+    }
+    EXPECT_TRUE(found == 0 || found == kBatch) << found << " of " << kBatch;
+    all += found == kBatch;
+    none += found == 0;
+    // What survived is a working engine.
+    TaskSpec again;
+    again.idempotency_key = "batch-0";
+    again.payload = std::string(40, 'p');
+    absl::StatusOr<SubmitResult> r = e->Submit(again);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->deduplicated, found == kBatch);
+  }
+  // The tear fell both before and after the group in some runs.
+  EXPECT_GT(all, 0);
+  EXPECT_GT(none, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Partitions, RecoveryTest,
+                         ::testing::Values(1u, 16u),
+                         [](const ::testing::TestParamInfo<uint32_t>& info) {
+                           return absl::StrCat(info.param, "Partitions");
+                         });
 
 // The same guarantees on the real file system, plus file permissions.
 TEST(PosixRecoveryTest, RestartOnDiskAndFilesAreOwnerOnly) {
