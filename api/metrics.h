@@ -13,6 +13,7 @@
 //
 // Every metric name starts with "taskwal_". Families, in output order:
 //   taskwal_tasks{status="pending|claimed|completed|failed|cancelled"} gauge
+//   taskwal_partitions  gauge: the engine's partition count
 //   taskwal_<event>_total  counters since the data directory began: submitted,
 //       claims, completions, failed_attempts, lease_expiries, retries,
 //       cancellations, deletions, retention_removals, transitions
@@ -23,12 +24,14 @@
 //       Prometheus' rate() handles as a counter reset)
 //   taskwal_wal_batch_size_average  gauge: records per group-commit batch
 //       (0 before the first batch)
-//   taskwal_last_lsn, taskwal_last_snapshot_lsn  gauges
+//   taskwal_last_lsn, taskwal_last_snapshot_lsn  gauges: sums of the
+//       partitions' LSNs (records since the data began), as in EngineStats
 //   taskwal_last_snapshot_age_seconds  gauge, present only once this engine
 //       has taken a snapshot (a snapshot found at Open has no known time)
 //   taskwal_recovery_duration_seconds, taskwal_recovery_records_replayed,
 //   taskwal_recovery_truncated_bytes, taskwal_recovery_snapshot_lsn
-//       gauges describing the recovery that Open ran
+//       gauges describing the recovery that Open ran (the snapshot LSN is a
+//       sum over the partitions, as in RecoveryReport)
 //
 // No value is ever NaN or infinite.
 

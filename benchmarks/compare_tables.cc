@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -278,6 +279,34 @@ Table ScaleTable(const CompareConfig& config, const Results& results) {
   return t;
 }
 
+// Each client count's lifecycles/s as a multiple of the system's own
+// 1-client figure: how a system scales with clients, the figure that
+// partitions are for.
+Table ScalingTable(const CompareConfig& config, const Results& results) {
+  Table t;
+  t.title = "Scaling: lifecycles/s at N clients as a multiple of 1 client";
+  t.header = {"system"};
+  for (int n : config.threads) t.header.push_back(ClientsHeader(n));
+  for (const std::string& system : RowSystems(config, /*with_raw=*/true)) {
+    const std::optional<double> one =
+        results.Find("lifecycle", system, "", 1, "lifecycles_per_s");
+    if (!one.has_value() || *one <= 0) continue;
+    std::vector<std::string> row = {system};
+    for (int n : config.threads) {
+      const std::optional<double> v =
+          results.Find("lifecycle", system, "", n, "lifecycles_per_s");
+      row.push_back(v.has_value() ? FormatRatio(*v / *one) : "-");
+    }
+    t.rows.push_back(std::move(row));
+  }
+  t.notes = {absl::StrCat(
+      "From the lifecycle table above (same run). On this machine's ",
+      std::thread::hardware_concurrency(),
+      " cores; a system whose 2-client figure is below 1x runs slower with "
+      "a second client than with one. Chart: scaling.png.")};
+  return t;
+}
+
 // --- Targets ----------------------------------------------------------------
 
 struct Verdict {
@@ -301,8 +330,91 @@ std::string AtClients(int n, int wanted) {
                                     " not run)");
 }
 
+// Issue 11's targets: scaling with clients (16-core figures; the 2-core
+// one for kNone at 2 clients), throughput against the disk and RocksDB.
+void ScalingVerdicts(const CompareConfig& config, const Results& results,
+                     std::vector<Verdict>* v) {
+  auto rate = [&](const char* system, int n) {
+    return results.Find("lifecycle", system, "", n, "lifecycles_per_s");
+  };
+  auto has = [&](int n) {
+    return std::find(config.threads.begin(), config.threads.end(), n) !=
+           config.threads.end();
+  };
+  const std::optional<double> none1 = rate("taskwal-none", 1);
+  for (const auto& [n, factor, floor] :
+       {std::tuple<int, double, double>{2, 1.6, 0},
+        std::tuple<int, double, double>{16, 8.0, 1e6}}) {
+    const std::string target = absl::StrCat(
+        "kNone, ", n, " clients: >= ", factor, "x its 1-client figure",
+        floor > 0 ? absl::StrCat(" and >= ", FormatNumber(floor),
+                                 " lifecycles/s (16 cores)")
+                  : std::string(" (2 cores)"));
+    const std::optional<double> at = has(n) ? rate("taskwal-none", n)
+                                            : std::nullopt;
+    if (!none1.has_value() || !at.has_value() || *none1 <= 0) {
+      v->push_back({target, "not measured", "-"});
+      continue;
+    }
+    v->push_back({target,
+                  absl::StrCat(FormatNumber(*at), " vs ", FormatNumber(*none1),
+                               " lifecycles/s: ", FormatRatio(*at / *none1),
+                               " on ", std::thread::hardware_concurrency(),
+                               " cores"),
+                  MetOrMissed(*at / *none1 >= factor && *at >= floor)});
+  }
+  const std::optional<double> interval1 = rate("taskwal-interval", 1);
+  for (int n : {16, 64, 256}) {
+    const std::string target = absl::StrCat(
+        "kInterval, ", n, " clients: >= its 1-client figure");
+    const std::optional<double> at =
+        has(n) ? rate("taskwal-interval", n) : std::nullopt;
+    if (!interval1.has_value() || !at.has_value() || *interval1 <= 0) {
+      v->push_back({target, "not measured", "-"});
+      continue;
+    }
+    v->push_back({target,
+                  absl::StrCat(FormatNumber(*at), " vs ",
+                               FormatNumber(*interval1), ": ",
+                               FormatRatio(*at / *interval1)),
+                  MetOrMissed(*at >= *interval1)});
+  }
+  for (int n : {64, 256}) {
+    const std::optional<double> always =
+        has(n) ? rate(kReference, n) : std::nullopt;
+    const std::optional<double> rocks =
+        has(n) ? rate("rocksdb-sync", n) : std::nullopt;
+    const std::string target = absl::StrCat(
+        "kAlways, ", n, " clients: >= 2x rocksdb-sync");
+    if (!always.has_value() || !rocks.has_value() || *rocks <= 0) {
+      v->push_back({target, "not measured", "-"});
+    } else {
+      v->push_back({target,
+                    absl::StrCat(FormatNumber(*always), " vs ",
+                                 FormatNumber(*rocks), ": ",
+                                 FormatRatio(*always / *rocks)),
+                    MetOrMissed(*always >= 2 * *rocks)});
+    }
+    if (n != 64) continue;
+    const std::optional<double> ceiling =
+        has(n) ? rate(kRawClients, n) : std::nullopt;
+    const std::string ceiling_target = absl::StrCat(
+        "kAlways, 64 clients: >= 0.9x ", kRawClients, " (same run)");
+    if (!always.has_value() || !ceiling.has_value() || *ceiling <= 0) {
+      v->push_back({ceiling_target, "not measured", "-"});
+    } else {
+      v->push_back({ceiling_target,
+                    absl::StrCat(FormatNumber(*always), " vs ",
+                                 FormatNumber(*ceiling), ": ",
+                                 FormatRatio(*always / *ceiling)),
+                    MetOrMissed(*always >= 0.9 * *ceiling)});
+    }
+  }
+}
+
 Table TargetsTable(const CompareConfig& config, const Results& results) {
   std::vector<Verdict> v;
+  ScalingVerdicts(config, results, &v);
   const int n64 = LargestThreads(config.threads, 64);
   const std::optional<double> always64 =
       results.Find("lifecycle", kReference, "", n64, "lifecycles_per_s");
@@ -415,6 +527,15 @@ Table TargetsTable(const CompareConfig& config, const Results& results) {
                    absl::StrCat(FormatNumber(m.value), " records/s (", m.label,
                                 ")"),
                    MetOrMissed(m.value >= 2e6)});
+      if (absl::StrContains(m.label, "10,000,000") ||
+          absl::StrContains(m.label, "10000000")) {
+        v.push_back({"replay of 10 M transitions >= 4,000,000 records/s "
+                     "(16 cores)",
+                     absl::StrCat(FormatNumber(m.value), " records/s on ",
+                                  std::thread::hardware_concurrency(),
+                                  " cores"),
+                     MetOrMissed(m.value >= 4e6)});
+      }
     }
     if (m.metric == "open_s" && absl::StrContains(m.label, "snapshot") &&
         absl::StrContains(m.label, "submits")) {
@@ -424,6 +545,10 @@ Table TargetsTable(const CompareConfig& config, const Results& results) {
                    absl::StrFormat("%.3f s for %s tasks", m.value,
                                    FormatNumber(tasks.value_or(0))),
                    MetOrMissed(m.value < 1.0)});
+      v.push_back({"Open from a 1M-task snapshot < 0.5 s (16 cores)",
+                   absl::StrFormat("%.3f s on %d cores", m.value,
+                                   std::thread::hardware_concurrency()),
+                   MetOrMissed(m.value < 0.5)});
     }
   }
   // 7. Memory.
@@ -505,6 +630,7 @@ std::vector<Table> BuildTables(const CompareConfig& config,
         /*with_raw=*/true));
   }
   if (Has(results, "lifecycle")) {
+    tables.push_back(ScalingTable(config, results));
     tables.push_back(RateTable(
         config, results, "lifecycle", "cpu_us_per_lifecycle",
         "CPU time per lifecycle (microseconds, whole process, user + system)",

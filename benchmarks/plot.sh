@@ -3,6 +3,8 @@
 #
 # Draws PNG charts from the CSV that `compare --out=RESULTS.csv` writes:
 #   OUTDIR/lifecycle.png     lifecycles/s vs client threads, one line per system
+#   OUTDIR/scaling.png       lifecycles/s at N clients / the same system's
+#                            figure at 1 client
 #   OUTDIR/dedup.png         submits/s (50% duplicate keys) vs client threads
 #   OUTDIR/latency-N.png     latency percentiles (p50 .. max) per system and
 #                            call with N clients, next to raw fdatasync
@@ -131,6 +133,30 @@ rate_chart lifecycle lifecycles_per_s lifecycle.png \
   "Lifecycles/s (submit + claim + complete) vs client threads" "lifecycles/s"
 rate_chart dedup submits_per_s dedup.png \
   "Submit calls/s with 50% duplicate keys vs client threads" "submits/s"
+
+# --- Scaling: each system's rate as a multiple of its own 1-client rate -------
+rows lifecycle lifecycles_per_s 2 4 6 |
+  awk -F'\t' '{ v[$1, $2] = $3; if ($2 == 1) one[$1] = $3; key[NR] = $1 "\t" $2 }
+    END { for (i = 1; i <= NR; i++) { split(key[i], k, "\t");
+            if (one[k[1]] > 0) print k[1] "\t" k[2] "\t" v[k[1], k[2]] / one[k[1]] } }' \
+  >"${WORK}/scaling.tsv"
+if [[ -s "${WORK}/scaling.tsv" ]]; then
+  plot="$(series_clauses scaling)"
+  max="$(cut -f2 "${WORK}/scaling.tsv" | sort -n | tail -n1)"
+  gnuplot <<GP
+${COMMON}
+set output '${OUT}/scaling.png'
+set title 'Scaling: lifecycles/s at N clients as a multiple of 1 client'
+set xlabel 'client threads'
+set ylabel 'x the 1-client figure (log scale)'
+set format y '%gx'
+set logscale x 2
+set xrange [0.8:${max} * 1.25]
+set xtics (1, 2, 4, 8, 16, 32, 64, 128, 256)
+plot ${plot}, 1 with lines lc rgb '#bbbbbb' dt 2 title '1x'
+GP
+  echo "wrote ${OUT}/scaling.png"
+fi
 
 # --- Latency percentiles -----------------------------------------------------
 # x = -log10(1 - q): p50 -> 0.30, p90 -> 1, p99 -> 2, p99.9 -> 3, max -> 4.

@@ -349,9 +349,9 @@ TEST_F(HistoryLogTest, WireFormatParsesAsProtobufDoes) {
   // What protobuf rejects, so does the parse.
   for (const std::string& bad :
        {std::string("\x08"), std::string("\x08\xff"),
-        std::string("\x2a\x05ab"), std::string("\x00\x01", 2),
+        std::string("\x2a\x05") + "ab", std::string("\x00\x01", 2),
         std::string("\x0b"), std::string("\x0e\x01"),
-        std::string("\x09abc"), std::string(11, '\xff')}) {
+        std::string("\x09") + "abc", std::string(11, '\xff')}) {
     SCOPED_TRACE(testing::PrintToString(bad));
     HistoryEntry parsed;
     EXPECT_FALSE(parsed.ParseFromString(bad));

@@ -72,6 +72,10 @@ std::string RenderPrometheus(const EngineStats& stats,
     w.Sample("tasks", absl::StrCat("{status=\"", s.status, "\"}"),
              absl::StrCat(s.count));
   }
+  w.Gauge("partitions",
+          "Partitions of the engine (each with its own commit lock and "
+          "record sequence).",
+          uint64_t{stats.partitions});
 
   w.Counter("submitted_total", "Tasks created since the data directory began.",
             stats.submitted);
@@ -127,8 +131,15 @@ std::string RenderPrometheus(const EngineStats& stats,
   w.Counter("snapshots_total", "Snapshots taken since this Open.",
             stats.snapshots);
 
-  w.Gauge("last_lsn", "LSN of the last applied transition.", stats.last_lsn);
-  w.Gauge("last_snapshot_lsn", "LSN covered by the newest snapshot.",
+  // LSNs count records per partition; these are sums over the partitions
+  // (api/engine.h), so they still grow by one per record.
+  w.Gauge("last_lsn",
+          "Records applied in all partitions: the sum of each partition's "
+          "last LSN.",
+          stats.last_lsn);
+  w.Gauge("last_snapshot_lsn",
+          "Records covered by the newest snapshot: the sum of its "
+          "partitions' LSNs.",
           stats.last_snapshot_lsn);
   if (stats.last_snapshot_time != absl::InfinitePast() &&
       stats.last_snapshot_time != absl::InfiniteFuture()) {
@@ -147,7 +158,8 @@ std::string RenderPrometheus(const EngineStats& stats,
           "Bytes of torn tail (or salvaged damage) cut off by Open.",
           recovery.truncated_bytes);
   w.Gauge("recovery_snapshot_lsn",
-          "LSN of the snapshot Open started from (0: none).",
+          "Records covered by the snapshot Open started from, summed over "
+          "the partitions (0: none).",
           recovery.snapshot_lsn);
   return w.Take();
 }

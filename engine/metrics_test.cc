@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "api/engine.h"
@@ -39,6 +40,7 @@ class RenderPrometheusTest : public ::testing::Test {
     stats_.deletions = 2;
     stats_.retention_removals = 1;
     stats_.transitions = 50;
+    stats_.partitions = 16;
     stats_.last_lsn = 50;
     stats_.fsyncs = 30;
     stats_.wal_bytes = 12345;
@@ -75,6 +77,10 @@ TEST_F(RenderPrometheusTest, KnownStatsRenderExactly) {
             "taskwal_tasks{status=\"completed\"} 7\n"
             "taskwal_tasks{status=\"failed\"} 2\n"
             "taskwal_tasks{status=\"cancelled\"} 4\n"
+            "# HELP taskwal_partitions Partitions of the engine (each with "
+            "its own commit lock and record sequence).\n"
+            "# TYPE taskwal_partitions gauge\n"
+            "taskwal_partitions 16\n"
             "# HELP taskwal_submitted_total Tasks created since the data "
             "directory began.\n"
             "# TYPE taskwal_submitted_total counter\n"
@@ -142,11 +148,12 @@ TEST_F(RenderPrometheusTest, KnownStatsRenderExactly) {
             "# HELP taskwal_snapshots_total Snapshots taken since this Open.\n"
             "# TYPE taskwal_snapshots_total counter\n"
             "taskwal_snapshots_total 1\n"
-            "# HELP taskwal_last_lsn LSN of the last applied transition.\n"
+            "# HELP taskwal_last_lsn Records applied in all partitions: the "
+            "sum of each partition's last LSN.\n"
             "# TYPE taskwal_last_lsn gauge\n"
             "taskwal_last_lsn 50\n"
-            "# HELP taskwal_last_snapshot_lsn LSN covered by the newest "
-            "snapshot.\n"
+            "# HELP taskwal_last_snapshot_lsn Records covered by the newest "
+            "snapshot: the sum of its partitions' LSNs.\n"
             "# TYPE taskwal_last_snapshot_lsn gauge\n"
             "taskwal_last_snapshot_lsn 40\n"
             "# HELP taskwal_last_snapshot_age_seconds Seconds since this "
@@ -165,8 +172,9 @@ TEST_F(RenderPrometheusTest, KnownStatsRenderExactly) {
             "salvaged damage) cut off by Open.\n"
             "# TYPE taskwal_recovery_truncated_bytes gauge\n"
             "taskwal_recovery_truncated_bytes 17\n"
-            "# HELP taskwal_recovery_snapshot_lsn LSN of the snapshot Open "
-            "started from (0: none).\n"
+            "# HELP taskwal_recovery_snapshot_lsn Records covered by the "
+            "snapshot Open started from, summed over the partitions (0: "
+            "none).\n"
             "# TYPE taskwal_recovery_snapshot_lsn gauge\n"
             "taskwal_recovery_snapshot_lsn 30\n");
 }
@@ -190,6 +198,16 @@ TEST_F(RenderPrometheusTest, NoBatchesGiveZeroAverageNotNaN) {
   EXPECT_THAT(text, Not(HasSubstr("NaN")));
   EXPECT_THAT(text, Not(HasSubstr("nan")));
   EXPECT_THAT(text, Not(HasSubstr("inf")));
+}
+
+TEST_F(RenderPrometheusTest, PartitionCountIsAGauge) {
+  for (uint32_t partitions : {1u, 256u}) {
+    stats_.partitions = partitions;
+    const std::vector<std::string> lines = Lines(absl::FromUnixSeconds(1090));
+    EXPECT_THAT(lines, Contains("# TYPE taskwal_partitions gauge"));
+    EXPECT_THAT(lines,
+                Contains(absl::StrCat("taskwal_partitions ", partitions)));
+  }
 }
 
 TEST_F(RenderPrometheusTest, ClockBehindSnapshotGivesZeroAge) {

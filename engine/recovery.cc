@@ -262,7 +262,8 @@ absl::StatusOr<uint32_t> DirectoryPartitions(const EngineOptions& options,
     if (options.partitions != 0 && options.partitions != meta->partitions) {
       return absl::FailedPreconditionError(absl::StrCat(
           dir, " was created with ", meta->partitions,
-          " partitions and cannot be opened with ", options.partitions,
+          meta->partitions == 1 ? " partition" : " partitions",
+          " and cannot be opened with ", options.partitions,
           " (a data directory keeps its partition count; open it with "
           "partitions = 0 or ",
           meta->partitions, ")"));

@@ -1,5 +1,11 @@
 #include "engine/scheduler.h"
 
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 
 namespace taskwal::engine {
@@ -50,6 +56,63 @@ TEST_F(SchedulerTest, DelayedTasksBecomeReadyOnlyWhenDue) {
   EXPECT_EQ(s_.NextDelayed(), std::nullopt);
   s_.RemovePending(1, "", 0, 500);
   EXPECT_EQ(s_.ready_count(), 0u);
+}
+
+TEST_F(SchedulerTest, PromoteDueCountsAndReportsEachPromotedTask) {
+  s_.PromoteDue(100);
+  s_.AddPending(1, "email", 0, 300);
+  s_.AddPending(2, "sms", 0, 200);
+  s_.AddPending(3, "email", 0, 200);
+  s_.AddPending(4, "email", 0, 900);
+  s_.AddPending(5, "sms", 0, 0);  // Ready at once: never promoted.
+  std::vector<std::string> types;
+  const auto record = [&](absl::string_view type) { types.emplace_back(type); };
+  EXPECT_EQ(s_.PromoteDue(199, record), 0u);
+  EXPECT_TRUE(types.empty());
+  // Due first, then lowest id: 2 and 3 at 200, then 1 at 300.
+  EXPECT_EQ(s_.PromoteDue(300, record), 3u);
+  EXPECT_EQ(types, (std::vector<std::string>{"sms", "email", "email"}));
+  // A clock moved backwards promotes (and reports) nothing.
+  EXPECT_EQ(s_.PromoteDue(250, record), 0u);
+  EXPECT_EQ(s_.PromoteDue(1000), 1u);
+  EXPECT_EQ(types.size(), 3u);
+  EXPECT_EQ(s_.ready_count(), 5u);
+  EXPECT_EQ(s_.delayed_count(), 0u);
+}
+
+// The rank the engine compares across partitions: minus the priority of
+// the task PeekReady would return.
+TEST_F(SchedulerTest, BestReadyRankIsMinusTheBestReadyPriority) {
+  EXPECT_EQ(s_.BestReadyRank(""), std::nullopt);
+  EXPECT_EQ(s_.BestReadyRank("email"), std::nullopt);
+  EXPECT_LT(Scheduler::RankOf(9), Scheduler::RankOf(0));
+  EXPECT_LT(Scheduler::RankOf(INT32_MAX), Scheduler::RankOf(INT32_MIN));
+
+  s_.AddPending(1, "email", -3, 0);
+  s_.AddPending(2, "sms", 7, 0);
+  s_.AddPending(3, "email", 4, 500);  // Delayed: not ready, not ranked.
+  EXPECT_EQ(s_.BestReadyRank("email"), Scheduler::RankOf(-3));
+  EXPECT_EQ(s_.BestReadyRank("sms"), Scheduler::RankOf(7));
+  EXPECT_EQ(s_.BestReadyRank(""), Scheduler::RankOf(7));
+  EXPECT_EQ(s_.BestReadyRank("fax"), std::nullopt);
+
+  s_.PromoteDue(500);
+  EXPECT_EQ(s_.BestReadyRank("email"), Scheduler::RankOf(4));
+  EXPECT_EQ(s_.PeekReady("email"), 3u);
+
+  // Extreme priorities do not overflow the rank.
+  s_.AddPending(4, "sms", INT32_MIN, 0);
+  s_.RemovePending(2, "sms", 7, 0);
+  EXPECT_EQ(s_.BestReadyRank("sms"), -static_cast<int64_t>(INT32_MIN));
+  s_.AddPending(5, "sms", INT32_MAX, 0);
+  EXPECT_EQ(s_.BestReadyRank(""), -static_cast<int64_t>(INT32_MAX));
+  EXPECT_EQ(s_.PeekReady(""), 5u);
+
+  // Empty again once every ready task is gone.
+  s_.RemovePending(5, "sms", INT32_MAX, 0);
+  s_.RemovePending(4, "sms", INT32_MIN, 0);
+  EXPECT_EQ(s_.BestReadyRank("sms"), std::nullopt);
+  EXPECT_EQ(s_.BestReadyRank(""), Scheduler::RankOf(4));
 }
 
 TEST_F(SchedulerTest, RemovePendingWorksForDelayedTasks) {

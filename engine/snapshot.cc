@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/partitioning.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
 #include "wal/log_writer.h"
@@ -175,8 +176,13 @@ class ParsePipeline {
 
   // Takes over reader from its current position: parses task records until
   // the end record, then checks the end record and that nothing follows.
-  ParsePipeline(wal::LogReader* reader, std::string path)
-      : reader_(reader), path_(std::move(path)) {}
+  // Records must carry the snapshot's partition and LSN.
+  ParsePipeline(wal::LogReader* reader, std::string path, uint32_t partition,
+                uint64_t lsn)
+      : reader_(reader),
+        path_(std::move(path)),
+        partition_(partition),
+        lsn_(lsn) {}
 
   // Starts the parse thread; kResourceExhausted if there is none to have.
   absl::Status Start() {
@@ -253,6 +259,9 @@ class ParsePipeline {
     while (true) {
       TASKWAL_ASSIGN_OR_RETURN(bool more, reader_->Read(&record));
       if (!more) return damage("snapshot ends without an end record");
+      if (record.partition != partition_ || record.lsn != lsn_) {
+        return damage("record of another partition or LSN");
+      }
       if (record.type == wal::RecordType::kSnapshotEnd) break;
       if (record.type != wal::RecordType::kSnapshotTask ||
           !task.ParseFromArray(record.payload.data(),
@@ -285,6 +294,8 @@ class ParsePipeline {
 
   wal::LogReader* const reader_;
   const std::string path_;
+  const uint32_t partition_;
+  const uint64_t lsn_;
   absl::Mutex mu_;
   std::deque<Batch> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
@@ -321,7 +332,17 @@ absl::StatusOr<SnapshotMeta> LoadSnapshotContents(absl::string_view contents,
         meta.partitions(), ", not partition ", state->partition(), " of ",
         state->partitions()));
   }
-  ParsePipeline pipeline(&reader, path);
+  // The ids and tokens the partition hands out next must be its own, or
+  // every later submit (claim) would be refused.
+  for (uint64_t next : {meta.next_task_id(), meta.next_claim_token()}) {
+    if (next < FirstTaskId(meta.partition(), meta.partitions()) ||
+        PartitionOfId(next, meta.partitions()) != meta.partition()) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": meta names next id or claim token ", next,
+          ", which is not of partition ", meta.partition()));
+    }
+  }
+  ParsePipeline pipeline(&reader, path, meta.partition(), meta.lsn());
   TASKWAL_RETURN_IF_ERROR(pipeline.Start());
   while (std::optional<ParsePipeline::Batch> batch = pipeline.Next()) {
     for (size_t i = 0; i < batch->entries.size(); ++i) {

@@ -2,12 +2,13 @@
 // tools/fuzz.sh (clang + ASan/UBSan); not part of `bazel test //...`.
 //
 // Each input is loaded twice into a fresh StateMachine:
-//  1. as raw snapshot contents;
-//  2. as a recipe: a snapshot file with a valid header and valid record
-//     CRCs is built from the input (meta, task and end records whose fields
-//     come from the input, or raw records of any type), so that parsing,
-//     RestoreTask and the structural checks are reached; raw bytes rarely
-//     carry valid CRCs.
+//  1. as raw snapshot contents, into partition 0 of 1;
+//  2. as a recipe: a partition p of P (P in [1, 4]) and a snapshot file with
+//     a valid header and valid record CRCs are built from the input (meta,
+//     task and end records whose fields, partitions and ids come from the
+//     input, mostly those of p, or raw records of any type), so that
+//     parsing, the partition checks, RestoreTask and the structural checks
+//     are reached; raw bytes rarely carry valid CRCs.
 // Loading must never crash, whatever the bytes; any error is fine. When it
 // succeeds, the restored state must be self-consistent.
 
@@ -22,8 +23,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "api/task.pb.h"
+#include "engine/partitioning.h"
 #include "engine/snapshot.h"
 #include "engine/snapshot.pb.h"
 #include "engine/state_machine.h"
@@ -45,15 +48,22 @@ namespace {
 constexpr int kShards = 3;
 constexpr size_t kMaxHistory = 4;
 
-void Load(absl::string_view contents) {
-  StateMachine state(kShards, kMaxHistory);
-  const absl::Status s = LoadSnapshotContents(contents, "fuzz", &state);
-  if (!s.ok()) {
-    // Damage of any kind is kDataLoss; a readable header of another format
-    // version is kFailedPrecondition.
+void Load(absl::string_view contents, uint32_t partition = 0,
+          uint32_t partitions = 1) {
+  StateMachine state(kShards, kMaxHistory, /*track_finished=*/true, partition,
+                     partitions);
+  const absl::StatusOr<SnapshotMeta> meta =
+      LoadSnapshotContents(contents, "fuzz", &state);
+  if (!meta.ok()) {
+    // Damage of any kind, a snapshot of another partition included, is
+    // kDataLoss; a readable header of another format version is
+    // kFailedPrecondition.
+    const absl::Status& s = meta.status();
     FUZZ_CHECK(absl::IsDataLoss(s) || absl::IsFailedPrecondition(s));
     return;
   }
+  FUZZ_CHECK(meta->partition() == partition);
+  FUZZ_CHECK(meta->partitions() == partitions);
   // Every restored task is counted under its status, and the id counters
   // are past every restored id.
   uint64_t counted = 0;
@@ -64,8 +74,12 @@ void Load(absl::string_view contents) {
   FUZZ_CHECK(counted == state.table().size());
   std::vector<std::pair<uint64_t, std::string>> keys;
   state.table().ForEach([&](const TaskEntry& e) {
-    // (An id of UINT64_MAX has no successor.)
-    FUZZ_CHECK(e.id() < state.next_task_id() || e.id() == UINT64_MAX);
+    // Every restored task is the partition's.
+    FUZZ_CHECK(PartitionOfId(e.id(), partitions) == partition);
+    FUZZ_CHECK(e.id() >= FirstTaskId(partition, partitions));
+    // (The partition's last ids have no successor.)
+    FUZZ_CHECK(e.id() < state.next_task_id() ||
+               e.id() > UINT64_MAX - partitions);
     keys.emplace_back(e.id(), std::string(e.idempotency_key()));
   });
   // Outside ForEach, which holds a shard lock that LookupKey may need.
@@ -89,6 +103,15 @@ enum class RecordKind {
 };
 
 void FuzzBuiltSnapshot(FuzzedDataProvider& fdp) {
+  const uint32_t partitions = fdp.ConsumeIntegralInRange<uint32_t>(1, 4);
+  const uint32_t partition =
+      fdp.ConsumeIntegralInRange<uint32_t>(0, partitions - 1);
+  // Mostly the partition's own; sometimes another, or out of range.
+  auto some_partition = [&](uint32_t own) {
+    return fdp.ConsumeProbability<float>() < 0.9f
+               ? own
+               : fdp.ConsumeIntegralInRange<uint32_t>(0, 5);
+  };
   const uint64_t lsn = fdp.ConsumeIntegralInRange<uint64_t>(0, 1000);
   std::string contents = wal::EncodeFileHeader(wal::kSnapshotMagic, lsn);
   uint64_t tasks = 0;
@@ -104,6 +127,9 @@ void FuzzBuiltSnapshot(FuzzedDataProvider& fdp) {
         meta.set_next_claim_token(fdp.ConsumeIntegral<uint64_t>());
         meta.set_submitted(fdp.ConsumeIntegral<uint64_t>());
         meta.set_transitions(fdp.ConsumeIntegral<uint64_t>());
+        meta.set_partition(some_partition(partition));
+        meta.set_partitions(some_partition(partitions));
+        meta.set_first_segment(fdp.ConsumeIntegral<uint64_t>());
         type = wal::RecordType::kSnapshotMeta;
         payload = meta.SerializeAsString();
         break;
@@ -111,7 +137,12 @@ void FuzzBuiltSnapshot(FuzzedDataProvider& fdp) {
       case RecordKind::kTask: {
         SnapshotTask record;
         Task* task = record.mutable_task();
-        task->set_id(fdp.ConsumeIntegralInRange<uint64_t>(0, 20));
+        // Ids of every partition near the start, or the last ones, whose
+        // successors overflow.
+        task->set_id(fdp.ConsumeBool()
+                         ? fdp.ConsumeIntegralInRange<uint64_t>(0, 40)
+                         : UINT64_MAX -
+                               fdp.ConsumeIntegralInRange<uint64_t>(0, 8));
         task->set_idempotency_key(SmallString(fdp, 'k'));
         task->set_status(
             static_cast<TaskStatus>(fdp.ConsumeIntegralInRange<int>(-1, 7)));
@@ -153,10 +184,10 @@ void FuzzBuiltSnapshot(FuzzedDataProvider& fdp) {
         payload = fdp.ConsumeRandomLengthString(64);
         break;
     }
-    wal::AppendRecord(type, lsn, payload, &contents);
+    wal::AppendRecord(type, some_partition(partition), lsn, payload, &contents);
   }
   contents += fdp.ConsumeRemainingBytesAsString();
-  Load(contents);
+  Load(contents, partition, partitions);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "api/env.h"
 #include "api/fault_injection_env.h"
 #include "api/task.pb.h"
+#include "engine/partitioning.h"
 #include "engine/snapshot.pb.h"
 #include "engine/state_machine.h"
 #include "engine/task_table.h"
@@ -36,16 +37,21 @@ namespace taskwal::engine {
 namespace {
 
 using ::taskwal::wal::IsOk;
+using ::taskwal::wal::IsOkAndHolds;
 using ::taskwal::wal::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Pair;
 
 constexpr absl::StatusCode kDataLoss = absl::StatusCode::kDataLoss;
 constexpr char kDir[] = "/db";
 constexpr int kShards = 4;
 constexpr size_t kMaxHistory = 6;
+// The first segment the fixture's snapshots name: unlike their LSNs, so a
+// file named by the LSN would not be found.
+constexpr uint64_t kFirstSegment = 7;
 
 // A task in readable form, its payload (up to tens of KB here) summarized.
 std::string TaskString(const Task& task) {
@@ -90,8 +96,9 @@ std::string Dump(const StateMachine& sm) {
 }
 
 // Applies random transitions that fit the current state, as the engine's
-// live path would decide them. Not thread-safe: the caller serializes it
-// with every other mutation of the state machine.
+// live path would decide them, with ids of the state machine's partition.
+// Not thread-safe: the caller serializes it with every other mutation of
+// the state machine.
 class Workload {
  public:
   Workload(uint64_t seed, size_t payload_bytes)
@@ -100,7 +107,7 @@ class Workload {
   absl::Status Submit(StateMachine& sm, int count = 1) {
     Transition t = Stamped();
     for (int i = 0; i < count; ++i) {
-      const uint64_t id = sm.next_task_id() + i;
+      const uint64_t id = sm.next_task_id() + uint64_t{sm.partitions()} * i;
       Task* task = t.mutable_submit()->add_tasks();
       task->set_id(id);
       task->set_idempotency_key(absl::StrCat("key-", id));
@@ -115,10 +122,15 @@ class Workload {
     return Apply(sm, t);
   }
 
-  // One transition on a random task (or a submit).
+  // One transition on a random task of the partition, dead or alive (or a
+  // submit).
   absl::Status Step(StateMachine& sm) {
+    const uint64_t first = FirstTaskId(sm.partition(), sm.partitions());
+    const uint64_t ids_handed_out =
+        (sm.next_task_id() - first) / sm.partitions();
     const uint64_t id =
-        sm.next_task_id() > 1 ? 1 + rng_() % (sm.next_task_id() - 1) : 0;
+        ids_handed_out > 0 ? first + sm.partitions() * (rng_() % ids_handed_out)
+                           : 0;
     std::optional<Task> task = sm.table().GetTask(id);
     if (!task.has_value() || rng_() % 10 == 0) return Submit(sm);
     Transition t = Stamped();
@@ -213,8 +225,10 @@ class SnapshotTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_THAT(env_.CreateDir(kDir), IsOk()); }
 
-  static std::unique_ptr<StateMachine> NewState() {
-    return std::make_unique<StateMachine>(kShards, kMaxHistory);
+  static std::unique_ptr<StateMachine> NewState(uint32_t partition = 0,
+                                                uint32_t partitions = 1) {
+    return std::make_unique<StateMachine>(
+        kShards, kMaxHistory, /*track_finished=*/true, partition, partitions);
   }
 
   // A state with every kind of task and counter: `tasks` submitted, then
@@ -229,23 +243,30 @@ class SnapshotTest : public ::testing::Test {
     for (int i = 0; i < steps; ++i) ASSERT_THAT(workload.Step(sm), IsOk());
   }
 
-  // Takes the snapshot as the engine does: meta and BeginSnapshot together
-  // (here nothing else runs), then WriteSnapshot.
+  // Takes the snapshot as the engine does: meta (naming kFirstSegment) and
+  // BeginSnapshot together (here nothing else runs), then WriteSnapshot.
   absl::Status TakeSnapshot(StateMachine& sm, SnapshotMeta* meta = nullptr) {
     SnapshotMeta m = sm.MakeSnapshotMeta();
+    m.set_first_segment(kFirstSegment);
     sm.table().BeginSnapshot();
     if (meta != nullptr) *meta = m;
     return WriteSnapshot(&env_, kDir, m, &sm.table());
   }
 
-  static std::string PathOf(uint64_t lsn) {
-    return absl::StrCat(kDir, "/", SnapshotFileName(lsn));
+  static std::string PathOf(uint64_t first_segment = kFirstSegment,
+                            uint32_t partition = 0) {
+    return absl::StrCat(kDir, "/", SnapshotFileName(first_segment, partition));
   }
 
-  absl::StatusOr<std::unique_ptr<StateMachine>> Load(const std::string& path) {
-    std::unique_ptr<StateMachine> sm = NewState();
-    absl::Status s = LoadSnapshot(&env_, path, sm.get());
-    if (!s.ok()) return s;
+  // Loads path into a fresh state machine of `partition` of `partitions`;
+  // *meta (if given) gets the meta LoadSnapshot returned.
+  absl::StatusOr<std::unique_ptr<StateMachine>> Load(
+      const std::string& path, uint32_t partition = 0, uint32_t partitions = 1,
+      SnapshotMeta* meta = nullptr) {
+    std::unique_ptr<StateMachine> sm = NewState(partition, partitions);
+    absl::StatusOr<SnapshotMeta> loaded = LoadSnapshot(&env_, path, sm.get());
+    if (!loaded.ok()) return loaded.status();
+    if (meta != nullptr) *meta = *loaded;
     return sm;
   }
 
@@ -258,28 +279,91 @@ class SnapshotTest : public ::testing::Test {
   FaultInjectionEnv env_{/*seed=*/11};
 };
 
-TEST_F(SnapshotTest, FileNamesRoundTripAndListNewestFirst) {
-  uint64_t lsn = 0;
-  EXPECT_EQ(SnapshotFileName(7), "snapshot-00000000000000000007.snap");
-  EXPECT_TRUE(ParseSnapshotFileName(SnapshotFileName(7), &lsn));
-  EXPECT_EQ(lsn, 7u);
-  EXPECT_FALSE(ParseSnapshotFileName(SnapshotFileName(7) + ".tmp", &lsn));
-  EXPECT_FALSE(ParseSnapshotFileName("snapshot-7.snap", &lsn));
-
-  for (uint64_t l : {5, 30, 12}) {
-    auto file = env_.NewWritableFile(PathOf(l));
-    ASSERT_THAT(file, IsOk());
+TEST_F(SnapshotTest, FileNamesRoundTrip) {
+  EXPECT_EQ(SnapshotFileName(7, 3), "snapshot-00000000000000000007-0003.snap");
+  EXPECT_EQ(SnapshotFileName(0, 0), "snapshot-00000000000000000000-0000.snap");
+  EXPECT_EQ(SnapshotFileName(UINT64_MAX, 255),
+            "snapshot-18446744073709551615-0255.snap");
+  const std::pair<uint64_t, uint32_t> cases[] = {
+      {0, 0}, {7, 3}, {12345678901234, 255}, {UINT64_MAX, 9999}};
+  for (const auto& [first_segment, partition] : cases) {
+    const std::string name = SnapshotFileName(first_segment, partition);
+    uint64_t parsed_segment = 0;
+    uint32_t parsed_partition = 0;
+    EXPECT_TRUE(ParseSnapshotFileName(name, &parsed_segment, &parsed_partition))
+        << name;
+    EXPECT_EQ(parsed_segment, first_segment) << name;
+    EXPECT_EQ(parsed_partition, partition) << name;
   }
-  ASSERT_THAT(env_.NewWritableFile(PathOf(40) + ".tmp"), IsOk());
+}
+
+TEST_F(SnapshotTest, MalformedFileNamesAreRejected) {
+  for (const char* name : {
+           // Format version 1: named by LSN alone, no partition.
+           "snapshot-00000000000000000007.snap",
+           // The temporary file WriteSnapshot renames from.
+           "snapshot-00000000000000000007-0003.snap.tmp",
+           "snapshot-7-3.snap",
+           "snapshot-0000000000000000007-0003.snap",   // 19 digits.
+           "snapshot-000000000000000000007-003.snap",  // 21 and 3 digits.
+           "snapshot-00000000000000000007-003.snap",
+           "snapshot-00000000000000000007-00003.snap",
+           "snapshot-00000000000000000007_0003.snap",
+           "snapshot-00000000000000000007-00a3.snap",
+           "snapshot-0000000000000000000x-0003.snap",
+           "snapshot-00000000000000000007--003.snap",
+           "snapshot-+0000000000000000007-0003.snap",
+           "snapshot-00000000000000000007-+003.snap",
+           "snapshot- 0000000000000000007-0003.snap",
+           // Past UINT64_MAX.
+           "snapshot-18446744073709551616-0000.snap",
+           "snapshot-99999999999999999999-0000.snap",
+           "Snapshot-00000000000000000007-0003.snap",
+           "snapshot-00000000000000000007-0003.SNAP",
+           "snapshot-00000000000000000007-0003",
+           "00000000000000000007-0003.snap",
+           "snapshot-.snap",
+           "snapshot-",
+           "",
+           "wal-00000000000000000007.log",
+       }) {
+    uint64_t first_segment = 0;
+    uint32_t partition = 0;
+    EXPECT_FALSE(ParseSnapshotFileName(name, &first_segment, &partition))
+        << name;
+  }
+}
+
+TEST_F(SnapshotTest, ListSnapshotsIsNewestFirstThenByPartition) {
+  const std::pair<uint64_t, uint32_t> files[] = {
+      {5, 1}, {30, 2}, {12, 0}, {30, 0}, {5, 0}, {12, 3}, {30, 1}, {100, 10}};
+  for (const auto& [first_segment, partition] : files) {
+    ASSERT_THAT(env_.NewWritableFile(PathOf(first_segment, partition)), IsOk());
+  }
+  // Not snapshots: ignored.
+  ASSERT_THAT(env_.NewWritableFile(PathOf(40, 0) + ".tmp"), IsOk());
+  ASSERT_THAT(env_.NewWritableFile(
+                  absl::StrCat(kDir, "/snapshot-00000000000000000050.snap")),
+              IsOk());
   ASSERT_THAT(env_.NewWritableFile(absl::StrCat(kDir, "/wal-1.log")), IsOk());
+  ASSERT_THAT(env_.CreateDir(absl::StrCat(kDir, "/sub")), IsOk());
+  ASSERT_THAT(env_.NewWritableFile(
+                  absl::StrCat(kDir, "/sub/", SnapshotFileName(60, 0))),
+              IsOk());
+
   absl::StatusOr<std::vector<SnapshotFile>> listed = ListSnapshots(&env_, kDir);
   ASSERT_THAT(listed, IsOk());
-  std::vector<uint64_t> lsns;
+  std::vector<std::pair<uint64_t, uint32_t>> order;
   for (const SnapshotFile& s : *listed) {
-    EXPECT_EQ(s.name, SnapshotFileName(s.lsn));
-    lsns.push_back(s.lsn);
+    EXPECT_EQ(s.name, SnapshotFileName(s.first_segment, s.partition));
+    order.emplace_back(s.first_segment, s.partition);
   }
-  EXPECT_THAT(lsns, ElementsAre(30, 12, 5));
+  EXPECT_THAT(order,
+              ElementsAre(Pair(100, 10), Pair(30, 0), Pair(30, 1), Pair(30, 2),
+                          Pair(12, 0), Pair(12, 3), Pair(5, 0), Pair(5, 1)));
+
+  EXPECT_THAT(ListSnapshots(&env_, "/missing"),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(SnapshotTest, RoundTripRestoresEveryTaskHistoryAndCounter) {
@@ -301,19 +385,24 @@ TEST_F(SnapshotTest, RoundTripRestoresEveryTaskHistoryAndCounter) {
     ASSERT_GT(c.lease_expiries, 0u);
     ASSERT_GT(c.retries, 0u);
 
-    const SnapshotMeta meta = live.MakeSnapshotMeta();
+    SnapshotMeta meta = live.MakeSnapshotMeta();
+    meta.set_first_segment(kFirstSegment);
     live.table().BeginSnapshot();
     ASSERT_THAT(WriteSnapshot(&env, kDir, meta, &live.table()), IsOk());
-    const std::string path =
-        absl::StrCat(kDir, "/", SnapshotFileName(meta.lsn()));
+    const std::string path = PathOf();
     absl::StatusOr<std::vector<std::string>> children = env.GetChildren(kDir);
     ASSERT_THAT(children, IsOk());
-    EXPECT_THAT(*children, ElementsAre(SnapshotFileName(meta.lsn())));
+    EXPECT_THAT(*children, ElementsAre(SnapshotFileName(kFirstSegment, 0)));
 
-    // Durable: contents, name and directory entry.
+    // Durable once the caller syncs the directory (the engine does, once
+    // for every partition's file): contents, name and directory entry.
+    ASSERT_THAT(env.SyncDir(kDir), IsOk());
     env.SimulatePowerLoss(PowerLossMode::kDropUnsynced);
     StateMachine loaded(shards, kMaxHistory);
-    ASSERT_THAT(LoadSnapshot(&env, path, &loaded), IsOk());
+    absl::StatusOr<SnapshotMeta> loaded_meta =
+        LoadSnapshot(&env, path, &loaded);
+    ASSERT_THAT(loaded_meta, IsOk());
+    EXPECT_EQ(loaded_meta->ShortDebugString(), meta.ShortDebugString());
     EXPECT_EQ(Dump(loaded), Dump(live));
     EXPECT_EQ(loaded.last_applied_lsn(), meta.lsn());
 
@@ -338,9 +427,12 @@ TEST_F(SnapshotTest, EmptyStateRoundTrips) {
   SnapshotMeta meta;
   ASSERT_THAT(TakeSnapshot(*live, &meta), IsOk());
   EXPECT_EQ(meta.lsn(), 0u);
-  absl::StatusOr<std::unique_ptr<StateMachine>> loaded = Load(PathOf(0));
+  SnapshotMeta loaded_meta;
+  absl::StatusOr<std::unique_ptr<StateMachine>> loaded =
+      Load(PathOf(), /*partition=*/0, /*partitions=*/1, &loaded_meta);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(Dump(**loaded), Dump(*live));
+  EXPECT_EQ(loaded_meta.ShortDebugString(), meta.ShortDebugString());
 }
 
 // Changes made after BeginSnapshot, before WriteSnapshot reads anything, are
@@ -348,7 +440,8 @@ TEST_F(SnapshotTest, EmptyStateRoundTrips) {
 TEST_F(SnapshotTest, SnapshotHoldsTheStateAtBeginSnapshot) {
   std::unique_ptr<StateMachine> live = NewState();
   Build(*live, /*tasks=*/200, /*steps=*/600);
-  const SnapshotMeta meta = live->MakeSnapshotMeta();
+  SnapshotMeta meta = live->MakeSnapshotMeta();
+  meta.set_first_segment(kFirstSegment);
   live->table().BeginSnapshot();
   const std::string at_begin = Dump(*live);
   const uint64_t first_new_id = live->next_task_id();
@@ -364,8 +457,7 @@ TEST_F(SnapshotTest, SnapshotHoldsTheStateAtBeginSnapshot) {
             0u);
 
   ASSERT_THAT(WriteSnapshot(&env_, kDir, meta, &live->table()), IsOk());
-  absl::StatusOr<std::unique_ptr<StateMachine>> loaded =
-      Load(PathOf(meta.lsn()));
+  absl::StatusOr<std::unique_ptr<StateMachine>> loaded = Load(PathOf());
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(Dump(**loaded), at_begin);
   EXPECT_EQ(Dump(*live), after);
@@ -405,6 +497,7 @@ TEST_F(SnapshotTest, ConcurrentWritesDoNotLeakIntoTheSnapshot) {
   {
     absl::MutexLock l(&commit_mu);
     meta = live->MakeSnapshotMeta();
+    meta.set_first_segment(kFirstSegment);
     live->table().BeginSnapshot();
     at_begin = Dump(*live);
     snapshot_begun = true;
@@ -421,12 +514,187 @@ TEST_F(SnapshotTest, ConcurrentWritesDoNotLeakIntoTheSnapshot) {
   ASSERT_THAT(writer_status, IsOk());
   ASSERT_THAT(written, IsOk());
 
-  absl::StatusOr<std::unique_ptr<StateMachine>> loaded =
-      Load(PathOf(meta.lsn()));
+  absl::StatusOr<std::unique_ptr<StateMachine>> loaded = Load(PathOf());
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(Dump(**loaded), at_begin);
   EXPECT_NE(Dump(*live), at_begin);
   EXPECT_EQ(SnapshotView(live->table()), LiveView(live->table()));
+}
+
+// WriteSnapshot syncs the file but not the directory: the engine syncs it
+// once for every partition's file of a snapshot. Until the caller does, a
+// power loss may take the name.
+TEST_F(SnapshotTest, NameIsDurableOnlyOnceTheCallerSyncsTheDirectory) {
+  std::unique_ptr<StateMachine> live = NewState();
+  Build(*live, /*tasks=*/50, /*steps=*/200);
+  // An armed directory-sync failure stays armed: WriteSnapshot never asks.
+  env_.FailNextSyncDirs(1);
+  const uint64_t dir_syncs = env_.sync_dir_count();
+  ASSERT_THAT(TakeSnapshot(*live), IsOk());
+  EXPECT_EQ(env_.sync_dir_count(), dir_syncs);
+  EXPECT_THAT(env_.DurableContents(PathOf()),
+              StatusIs(absl::StatusCode::kNotFound));
+  env_.SimulatePowerLoss(PowerLossMode::kDropUnsynced);
+  EXPECT_THAT(Children(), IsEmpty());
+  EXPECT_THAT(env_.SyncDir(kDir),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("injected EIO")));
+
+  ASSERT_THAT(TakeSnapshot(*live), IsOk());
+  absl::StatusOr<std::string> contents = env_.ReadFileToString(PathOf());
+  ASSERT_THAT(contents, IsOk());
+  ASSERT_THAT(env_.SyncDir(kDir), IsOk());
+  // The contents were synced before the rename; the name is durable now.
+  EXPECT_THAT(env_.DurableContents(PathOf()), IsOkAndHolds(*contents));
+  env_.SimulatePowerLoss(PowerLossMode::kDropUnsynced);
+  EXPECT_THAT(Children(), ElementsAre(SnapshotFileName(kFirstSegment, 0)));
+  absl::StatusOr<std::unique_ptr<StateMachine>> loaded = Load(PathOf());
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(Dump(**loaded), Dump(*live));
+}
+
+// Partition 3 of 4 owns ids 7, 11, 15, ...; its file is named by its
+// partition and every record header names it.
+TEST_F(SnapshotTest, NonZeroPartitionRoundTrips) {
+  constexpr uint32_t kPartition = 3;
+  constexpr uint32_t kPartitions = 4;
+  std::unique_ptr<StateMachine> live = NewState(kPartition, kPartitions);
+  Build(*live, /*tasks=*/300, /*steps=*/1500);
+  ASSERT_GT(live->counters().deletions, 0u);
+  ASSERT_GT(live->counters().by_status[CLAIMED], 0u);
+  EXPECT_EQ(live->next_task_id(), 7 + 4 * live->counters().submitted);
+  std::vector<uint64_t> ids;
+  live->table().ForEach([&](const TaskEntry& e) { ids.push_back(e.id()); });
+  ASSERT_FALSE(ids.empty());
+  for (uint64_t id : ids) {
+    EXPECT_EQ(id % kPartitions, kPartition) << id;
+    EXPECT_GE(id, 7u);
+  }
+
+  SnapshotMeta meta;
+  ASSERT_THAT(TakeSnapshot(*live, &meta), IsOk());
+  EXPECT_EQ(meta.partition(), kPartition);
+  EXPECT_EQ(meta.partitions(), kPartitions);
+  const std::string path = PathOf(kFirstSegment, kPartition);
+  EXPECT_EQ(path,
+            absl::StrCat(kDir, "/snapshot-00000000000000000007-0003.snap"));
+  EXPECT_THAT(Children(),
+              ElementsAre(SnapshotFileName(kFirstSegment, kPartition)));
+
+  absl::StatusOr<std::string> contents = env_.ReadFileToString(path);
+  ASSERT_THAT(contents, IsOk());
+  wal::LogReader reader(*contents, path);
+  wal::LogReader::Record record;
+  size_t records = 0;
+  while (true) {
+    absl::StatusOr<bool> more = reader.Read(&record);
+    ASSERT_THAT(more, IsOk());
+    if (!*more) break;
+    EXPECT_EQ(record.partition, kPartition);
+    ++records;
+  }
+  EXPECT_EQ(records, live->table().size() + 2);
+
+  SnapshotMeta loaded_meta;
+  absl::StatusOr<std::unique_ptr<StateMachine>> loaded =
+      Load(path, kPartition, kPartitions, &loaded_meta);
+  ASSERT_THAT(loaded, IsOk());
+  StateMachine& restored = **loaded;
+  EXPECT_EQ(loaded_meta.ShortDebugString(), meta.ShortDebugString());
+  EXPECT_EQ(Dump(restored), Dump(*live));
+  EXPECT_EQ(restored.next_task_id() % kPartitions, kPartition);
+
+  // The loaded partition goes on exactly as the live one, with its ids.
+  Workload a(/*seed=*/99, 8), b(/*seed=*/99, 8);
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_THAT(a.Step(*live), IsOk());
+    ASSERT_THAT(b.Step(restored), IsOk());
+  }
+  EXPECT_EQ(Dump(restored), Dump(*live));
+  EXPECT_EQ(restored.next_task_id() % kPartitions, kPartition);
+}
+
+// A snapshot belongs to one partition of one partition count; loaded
+// anywhere else its ids and keys would be in the wrong place.
+TEST_F(SnapshotTest, LoadingIntoAnotherPartitionIsDataLoss) {
+  std::unique_ptr<StateMachine> three_of_four = NewState(3, 4);
+  Build(*three_of_four, /*tasks=*/40, /*steps=*/100);
+  ASSERT_THAT(TakeSnapshot(*three_of_four), IsOk());
+  std::unique_ptr<StateMachine> only = NewState();
+  Build(*only, /*tasks=*/40, /*steps=*/100);
+  ASSERT_THAT(TakeSnapshot(*only), IsOk());
+
+  struct Case {
+    std::string path;
+    uint32_t partition;
+    uint32_t partitions;
+  };
+  const std::string path3 = PathOf(kFirstSegment, 3);
+  const std::string path0 = PathOf(kFirstSegment, 0);
+  for (const Case& c : std::vector<Case>{{path3, 0, 4},
+                                         {path3, 2, 4},
+                                         {path3, 3, 8},
+                                         {path3, 3, 5},
+                                         {path3, 0, 1},
+                                         {path0, 0, 2},
+                                         {path0, 1, 2},
+                                         {path0, 0, 16}}) {
+    SCOPED_TRACE(absl::StrCat(c.path, " into partition ", c.partition, " of ",
+                              c.partitions));
+    std::unique_ptr<StateMachine> sm = NewState(c.partition, c.partitions);
+    const std::string empty = Dump(*sm);
+    EXPECT_THAT(
+        LoadSnapshot(&env_, c.path, sm.get()),
+        StatusIs(kDataLoss, AllOf(HasSubstr(c.path), HasSubstr("partition"))));
+    EXPECT_EQ(Dump(*sm), empty);
+  }
+
+  absl::StatusOr<std::unique_ptr<StateMachine>> loaded = Load(path3, 3, 4);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(Dump(**loaded), Dump(*three_of_four));
+  loaded = Load(path0);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(Dump(**loaded), Dump(*only));
+}
+
+// A task record of the right partition's file whose id is another
+// partition's (CRC intact) cannot be restored.
+TEST_F(SnapshotTest, TaskOfAnotherPartitionIsDataLoss) {
+  std::unique_ptr<StateMachine> live = NewState(1, 2);
+  Build(*live, /*tasks=*/10, /*steps=*/20);
+  SnapshotMeta meta;
+  ASSERT_THAT(TakeSnapshot(*live, &meta), IsOk());
+  const std::string path = PathOf(kFirstSegment, 1);
+  absl::StatusOr<std::string> contents = env_.ReadFileToString(path);
+  ASSERT_THAT(contents, IsOk());
+
+  // Re-encode the file with the first task's id moved to partition 0.
+  std::string damaged = wal::EncodeFileHeader(wal::kSnapshotMagic, meta.lsn());
+  wal::LogReader reader(*contents, path);
+  wal::LogReader::Record record;
+  bool moved = false;
+  while (true) {
+    absl::StatusOr<bool> more = reader.Read(&record);
+    ASSERT_THAT(more, IsOk());
+    if (!*more) break;
+    std::string payload(record.payload);
+    if (record.type == wal::RecordType::kSnapshotTask && !moved) {
+      SnapshotTask task;
+      ASSERT_TRUE(task.ParseFromString(payload));
+      ASSERT_EQ(task.task().id() % 2, 1u);
+      task.mutable_task()->set_id(task.task().id() + 1);
+      payload = task.SerializeAsString();
+      moved = true;
+    }
+    wal::AppendRecord(record.type, record.partition, record.lsn, payload,
+                      &damaged);
+  }
+  ASSERT_TRUE(moved);
+  std::unique_ptr<StateMachine> sm = NewState(1, 2);
+  EXPECT_THAT(LoadSnapshotContents(damaged, path, sm.get()),
+              StatusIs(kDataLoss, HasSubstr(path)));
+  // The unchanged file loads.
+  sm = NewState(1, 2);
+  EXPECT_THAT(LoadSnapshotContents(*contents, path, sm.get()), IsOk());
 }
 
 // Damage tests work on the bytes of a real snapshot.
@@ -444,7 +712,7 @@ class SnapshotDamageTest : public SnapshotTest {
     SnapshotMeta meta;
     ASSERT_THAT(TakeSnapshot(*live, &meta), IsOk());
     lsn_ = meta.lsn();
-    path_ = PathOf(lsn_);
+    path_ = PathOf();
     absl::StatusOr<std::string> contents = env_.ReadFileToString(path_);
     ASSERT_THAT(contents, IsOk());
     good_ = *contents;
@@ -465,16 +733,17 @@ class SnapshotDamageTest : public SnapshotTest {
 
   absl::Status LoadContents(absl::string_view contents) {
     std::unique_ptr<StateMachine> sm = NewState();
-    return LoadSnapshotContents(contents, path_, sm.get());
+    return LoadSnapshotContents(contents, path_, sm.get()).status();
   }
 
-  // A snapshot file of `records`, every CRC correct.
-  std::string Encode(const std::vector<Record>& records,
-                     uint64_t header_lsn) const {
+  // A snapshot file of `records`, every CRC correct, every record header
+  // naming `partition`.
+  std::string Encode(const std::vector<Record>& records, uint64_t header_lsn,
+                     uint32_t partition = 0) const {
     std::string contents =
         wal::EncodeFileHeader(wal::kSnapshotMagic, header_lsn);
     for (const Record& r : records) {
-      wal::AppendRecord(r.type, lsn_, r.payload, &contents);
+      wal::AppendRecord(r.type, partition, lsn_, r.payload, &contents);
     }
     return contents;
   }
@@ -516,9 +785,10 @@ TEST_F(SnapshotDamageTest, EveryTruncationIsDataLoss) {
 
 TEST_F(SnapshotDamageTest, TrailingBytesAreDataLoss) {
   std::string valid_record;
-  wal::AppendRecord(records_[1].type, lsn_, records_[1].payload, &valid_record);
+  wal::AppendRecord(records_[1].type, /*partition=*/0, lsn_,
+                    records_[1].payload, &valid_record);
   std::string another_end;
-  wal::AppendRecord(wal::RecordType::kSnapshotEnd, lsn_,
+  wal::AppendRecord(wal::RecordType::kSnapshotEnd, /*partition=*/0, lsn_,
                     End(task_count_).payload, &another_end);
   for (const std::string& tail :
        {std::string(1, '\0'), std::string(100, '\0'), std::string("garbage"),
@@ -586,14 +856,37 @@ TEST_F(SnapshotDamageTest, MalformedStructureIsDataLoss) {
   ASSERT_GT(with_history.history_size(), 0);
   *with_history.mutable_history(0) = "\x08";  // A key, then no varint.
   bad_task[1].payload = with_history.SerializeAsString();
-  EXPECT_THAT(LoadContents(Encode(bad_task)),
-              StatusIs(kDataLoss, AllOf(HasSubstr(path_),
-                                        HasSubstr("history entry"))));
+  EXPECT_THAT(
+      LoadContents(Encode(bad_task)),
+      StatusIs(kDataLoss, AllOf(HasSubstr(path_), HasSubstr("history entry"))));
   // A log segment is not a snapshot.
   std::string segment = good_;
   segment.replace(0, wal::kFileHeaderSize,
                   wal::EncodeFileHeader(wal::kSegmentMagic, lsn_));
   EXPECT_THAT(LoadContents(segment), StatusIs(kDataLoss));
+}
+
+TEST_F(SnapshotDamageTest, MetaOfAnotherPartitionIsDataLoss) {
+  SnapshotMeta meta;
+  ASSERT_TRUE(meta.ParseFromString(records_[0].payload));
+  ASSERT_EQ(meta.partition(), 0u);
+  ASSERT_EQ(meta.partitions(), 1u);
+  // The meta names another partition (its header too), or no partition
+  // count at all, as a meta from before partitions would.
+  const std::pair<uint32_t, uint32_t> others[] = {{1, 2}, {0, 2}, {0, 0}};
+  for (const auto& [partition, partitions] : others) {
+    std::vector<Record> records = records_;
+    SnapshotMeta other = meta;
+    other.set_partition(partition);
+    other.set_partitions(partitions);
+    records[0].payload = other.SerializeAsString();
+    EXPECT_THAT(LoadContents(Encode(records, lsn_, partition)),
+                StatusIs(kDataLoss, HasSubstr(path_)))
+        << partition << " of " << partitions;
+  }
+  // The meta is right but its record header names another partition.
+  EXPECT_THAT(LoadContents(Encode(records_, lsn_, /*partition=*/1)),
+              StatusIs(kDataLoss, HasSubstr(path_)));
 }
 
 TEST_F(SnapshotDamageTest, LoadSnapshotReadsTheFile) {
@@ -604,10 +897,13 @@ TEST_F(SnapshotDamageTest, LoadSnapshotReadsTheFile) {
   ASSERT_THAT((*file)->Append(damaged), IsOk());
   ASSERT_THAT((*file)->Close(), IsOk());
   EXPECT_THAT(Load(path_), StatusIs(kDataLoss, HasSubstr(path_)));
-  EXPECT_THAT(Load(PathOf(lsn_ + 1)), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(Load(PathOf(kFirstSegment + 1)),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(Load(PathOf(kFirstSegment, 1), 1, 2),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
-enum class Fault { kSync, kRename, kAppend, kSyncDir };
+enum class Fault { kSync, kRename, kAppend };
 
 // A failed write leaves no snapshot and no temporary file, and ends the
 // copy-on-write view of every shard.
@@ -632,9 +928,6 @@ TEST_P(SnapshotWriteFailureTest, LeavesNothingAndEndsEveryView) {
     case Fault::kAppend:
       env_.FailNextAppends(1);
       break;
-    case Fault::kSyncDir:
-      env_.FailNextSyncDirs(1);
-      break;
   }
   SnapshotMeta meta;
   EXPECT_THAT(TakeSnapshot(*live, &meta),
@@ -650,17 +943,15 @@ TEST_P(SnapshotWriteFailureTest, LeavesNothingAndEndsEveryView) {
 
   // The next snapshot works.
   ASSERT_THAT(TakeSnapshot(*live, &meta), IsOk());
-  EXPECT_THAT(Children(), ElementsAre(SnapshotFileName(meta.lsn())));
-  absl::StatusOr<std::unique_ptr<StateMachine>> loaded =
-      Load(PathOf(meta.lsn()));
+  EXPECT_THAT(Children(), ElementsAre(SnapshotFileName(kFirstSegment, 0)));
+  absl::StatusOr<std::unique_ptr<StateMachine>> loaded = Load(PathOf());
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(Dump(**loaded), Dump(*live));
 }
 
 std::string FaultTestName(
     const ::testing::TestParamInfo<std::tuple<Fault, size_t>>& info) {
-  static constexpr const char* kNames[] = {"Sync", "Rename", "Append",
-                                           "SyncDir"};
+  static constexpr const char* kNames[] = {"Sync", "Rename", "Append"};
   return absl::StrCat(kNames[static_cast<int>(std::get<0>(info.param))],
                       "Payload", std::get<1>(info.param));
 }
@@ -668,7 +959,7 @@ std::string FaultTestName(
 INSTANTIATE_TEST_SUITE_P(
     Faults, SnapshotWriteFailureTest,
     ::testing::Combine(::testing::Values(Fault::kSync, Fault::kRename,
-                                         Fault::kAppend, Fault::kSyncDir),
+                                         Fault::kAppend),
                        ::testing::Values(size_t{8}, size_t{40000})),
     FaultTestName);
 

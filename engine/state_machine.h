@@ -34,8 +34,8 @@ struct Counters {
 // exactly the state the live path had.
 //
 // One state machine holds one partition of the engine's tasks: those whose
-// ids are `partition` modulo `partitions` (TaskIdOf). Its LSNs are the
-// partition's.
+// ids are `partition` modulo `partitions` (engine/partitioning.h). Its LSNs
+// are the partition's.
 //
 // Thread safety: mutations (Apply and the scheduler) need external
 // serialization, the partition's commit lock. table() may be read by any

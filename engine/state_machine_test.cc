@@ -1,5 +1,6 @@
 #include "engine/state_machine.h"
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <random>
@@ -11,6 +12,8 @@
 #include "engine/engine_impl.h"
 #include "engine/engine_testing.h"
 #include "engine/journal.h"
+#include "engine/snapshot.pb.h"
+#include "engine/task_entry.h"
 #include "gtest/gtest.h"
 
 namespace taskwal::engine {
@@ -170,6 +173,84 @@ TEST_F(StateMachineTest, DeleteFreesKeyAndIdIsNeverReused) {
   EXPECT_EQ(sm_.Apply(SubmitOf(1, "k"), 4).code(), absl::StatusCode::kInternal);
   EXPECT_TRUE(sm_.Apply(SubmitOf(2, "k"), 4).ok());
   EXPECT_EQ(sm_.counters().deletions, 1u);
+}
+
+// Partition 1 of 4 owns ids 5, 9, 13, ...
+class PartitionedStateMachineTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kPartition = 1;
+  static constexpr uint32_t kPartitions = 4;
+
+  static std::unique_ptr<TaskEntry> EntryOf(uint64_t id,
+                                            const std::string& key) {
+    return TaskEntry::Create(SubmitOf(id, key).submit().tasks(0),
+                             /*last_lsn=*/3);
+  }
+
+  StateMachine sm_{4, 8, /*track_finished=*/true, kPartition, kPartitions};
+};
+
+TEST_F(PartitionedStateMachineTest, IdsStepByThePartitionCount) {
+  EXPECT_EQ(sm_.partition(), kPartition);
+  EXPECT_EQ(sm_.partitions(), kPartitions);
+  EXPECT_EQ(sm_.next_task_id(), 5u);
+  ASSERT_TRUE(sm_.Apply(SubmitOf(5, "a"), 1).ok());
+  EXPECT_EQ(sm_.next_task_id(), 9u);
+  Transition batch = SubmitOf(9, "b");
+  *batch.mutable_submit()->add_tasks() = SubmitOf(17, "c").submit().tasks(0);
+  ASSERT_TRUE(sm_.Apply(batch, 2).ok());
+  EXPECT_EQ(sm_.next_task_id(), 21u);
+  EXPECT_EQ(sm_.table().LookupKey("c"), 17u);
+
+  const SnapshotMeta meta = sm_.MakeSnapshotMeta();
+  EXPECT_EQ(meta.partition(), kPartition);
+  EXPECT_EQ(meta.partitions(), kPartitions);
+  EXPECT_EQ(meta.next_task_id(), 21u);
+  EXPECT_EQ(meta.lsn(), 2u);
+}
+
+TEST_F(PartitionedStateMachineTest, SubmitOfAnotherPartitionsIdIsRejected) {
+  ASSERT_TRUE(sm_.Apply(SubmitOf(5, "a"), 1).ok());
+  const std::string before = Dump(sm_);
+  for (uint64_t id : {6, 7, 8, 10, 12}) {
+    EXPECT_EQ(sm_.Apply(SubmitOf(id, "fresh"), 2).code(),
+              absl::StatusCode::kInternal)
+        << id;
+  }
+  // Of this partition, but below its first id.
+  EXPECT_EQ(sm_.Apply(SubmitOf(1, "fresh"), 2).code(),
+            absl::StatusCode::kInternal);
+  // A batch whose second id belongs elsewhere must not apply its first.
+  Transition batch = SubmitOf(9, "fresh");
+  *batch.mutable_submit()->add_tasks() =
+      SubmitOf(10, "other").submit().tasks(0);
+  EXPECT_EQ(sm_.Apply(batch, 2).code(), absl::StatusCode::kInternal);
+  EXPECT_FALSE(sm_.table().Contains(9));
+  EXPECT_FALSE(sm_.table().LookupKey("fresh").has_value());
+  EXPECT_EQ(Dump(sm_), before);
+}
+
+TEST_F(PartitionedStateMachineTest, RestoreTaskRefusesAnIdOfAnotherPartition) {
+  const std::string before = Dump(sm_);
+  // Other partitions' ids, this partition's residue below its first id,
+  // and 0.
+  for (uint64_t id : {4, 6, 7, 8, 14, 1, 0}) {
+    EXPECT_EQ(sm_.RestoreTask(EntryOf(id, absl::StrCat("k", id))).code(),
+              absl::StatusCode::kDataLoss)
+        << id;
+  }
+  EXPECT_EQ(sm_.table().size(), 0u);
+  EXPECT_FALSE(sm_.table().LookupKey("k6").has_value());
+  EXPECT_EQ(Dump(sm_), before);
+
+  ASSERT_TRUE(sm_.RestoreTask(EntryOf(13, "k13")).ok());
+  EXPECT_EQ(sm_.next_task_id(), 17u);
+  ASSERT_TRUE(sm_.RestoreTask(EntryOf(5, "k5")).ok());
+  EXPECT_EQ(sm_.next_task_id(), 17u);
+  EXPECT_EQ(sm_.counters().by_status[PENDING], 2u);
+  EXPECT_EQ(sm_.last_applied_lsn(), 3u);
+  // The restored state goes on with this partition's next id.
+  EXPECT_TRUE(sm_.Apply(SubmitOf(17, "next"), 4).ok());
 }
 
 // The heart of recovery: replaying the journal of a random workload through

@@ -1,22 +1,27 @@
 #include "engine/verify.h"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "api/engine.h"
+#include "engine/recovery.h"
 #include "engine/snapshot.h"
 #include "engine/snapshot.pb.h"
 #include "engine/state_machine.h"
 #include "engine/transition.pb.h"
 #include "wal/coding.h"
+#include "wal/data_dir.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
 #include "wal/status_macros.h"
-#include "wal/wal.h"
 
 namespace taskwal::engine {
 namespace {
@@ -26,25 +31,35 @@ namespace {
 constexpr int kMaxAttempts = 5;
 // Progress is reported at least this often within a file.
 constexpr uint64_t kProgressStepBytes = 1 << 20;
-// The rebuilt state only serves to check that records apply; history
-// length does not change whether they do.
-constexpr int kShards = 16;
-constexpr size_t kHistoryPerTask = 32;
+constexpr uint64_t kNoOffset = std::numeric_limits<uint64_t>::max();
 
-// The message of a reader or header status without the "<file>: " and
-// "... at offset N: " prefixes that Problem already carries.
-std::string Detail(const absl::Status& status, absl::string_view file) {
+// The message of a status without the "<prefix>: " (or "<prefix> offset N:
+// ") and "... at offset N: " parts that a Problem already carries.
+std::string Detail(const absl::Status& status, absl::string_view prefix) {
   absl::string_view m = status.message();
-  absl::ConsumePrefix(&m, file);
-  absl::ConsumePrefix(&m, ": ");
-  for (absl::string_view prefix :
+  if (absl::ConsumePrefix(&m, prefix)) {
+    if (!absl::ConsumePrefix(&m, ": ") && absl::ConsumePrefix(&m, " offset ")) {
+      const size_t colon = m.find(": ");
+      if (colon != absl::string_view::npos) m.remove_prefix(colon + 2);
+    }
+  }
+  for (absl::string_view p :
        {"damaged record at offset ", "bad file header at offset "}) {
-    if (absl::ConsumePrefix(&m, prefix)) {
+    if (absl::ConsumePrefix(&m, p)) {
       const size_t colon = m.find(": ");
       if (colon != absl::string_view::npos) m.remove_prefix(colon + 2);
     }
   }
   return std::string(m);
+}
+
+// What follows "<name>: " in a message, or all of it.
+std::string AfterName(absl::string_view message, absl::string_view name) {
+  const std::string marker = absl::StrCat(name, ": ");
+  const size_t at = message.find(marker);
+  return std::string(at == absl::string_view::npos
+                         ? message
+                         : message.substr(at + marker.size()));
 }
 
 // "LSN 5 is missing", "LSNs 5..9 are missing".
@@ -54,12 +69,22 @@ std::string Missing(uint64_t first, uint64_t last) {
              : absl::StrCat("LSNs ", first, "..", last, " are missing");
 }
 
-// As recovery judges a segment header: short or all zeros means the
-// writer died creating the file.
-bool IsTornHeader(absl::string_view contents) {
-  if (contents.size() < wal::kFileHeaderSize) return true;
-  return std::all_of(contents.begin(), contents.end(),
-                     [](char c) { return c == 0; });
+// "1 partition", "4 partitions".
+std::string PartitionCount(uint64_t n) {
+  return absl::StrCat(n, n == 1 ? " partition" : " partitions");
+}
+
+std::string MissingSegments(uint64_t first, uint64_t last) {
+  return first == last
+             ? absl::StrCat("segment ", first, " is missing")
+             : absl::StrCat("segments ", first, "..", last, " are missing");
+}
+
+// Files Open leaves alone or cleans up by itself: set aside (*.corrupt,
+// *.corrupt.N, *.salvaged) or half-written (*.tmp).
+bool IsSetAside(absl::string_view name) {
+  return absl::StrContains(name, ".corrupt") ||
+         absl::EndsWith(name, ".salvaged") || absl::EndsWith(name, ".tmp");
 }
 
 // The first record after `damage` whose length, checksum and type check
@@ -85,6 +110,8 @@ std::optional<wal::LogReader::Record> NextValidRecord(
   return std::nullopt;
 }
 
+// One check of a directory (VerifyDirectory runs one per attempt). Not
+// safe for concurrent use.
 class Verifier {
  public:
   Verifier(Env* env, const std::string& dir, const ProgressFn& progress)
@@ -97,6 +124,27 @@ class Verifier {
   const VerifySummary& summary() const { return summary_; }
 
  private:
+  // One partition's view of the log.
+  struct Lane {
+    // The newest valid snapshot's state, then the log replayed onto it;
+    // nullptr while none is chosen, or when nothing is replayed.
+    std::unique_ptr<StateMachine> state;
+    bool has_base = false;       // A valid snapshot was found.
+    uint64_t base_lsn = 0;       // Its LSN (0: none).
+    uint64_t first_segment = 1;  // Where its log starts (1: none).
+    uint64_t last_lsn = 0;       // Of the partition's last record read.
+    bool started = false;        // A record of the partition was read.
+    // Records of the partition may be missing since last_lsn, in damage
+    // already reported: the next one may skip LSNs.
+    bool lost = false;
+    bool replaying = true;
+  };
+  struct OpenGroup {
+    uint32_t pieces;
+    uint32_t seen;
+    uint64_t first_offset;
+  };
+
   void Report(Problem::Kind kind, const std::string& file, uint64_t offset,
               std::string message, bool valid_records_follow = false,
               bool repaired_by_open = false) {
@@ -114,21 +162,55 @@ class Verifier {
   // vanished.
   absl::StatusOr<std::optional<std::string>> Read(const std::string& name);
   void Progress(uint64_t offset_in_file);
+  std::string Path(absl::string_view name) const {
+    return wal::JoinPath(dir_, name);
+  }
 
-  // Checks one snapshot, restoring it into *state. Returns whether Open
-  // would load it.
-  bool CheckSnapshot(const SnapshotFile& snapshot, absl::string_view contents,
-                     StateMachine* state);
+  // Checks META and sets the partition count. false: the directory is of
+  // a format this build does not read, and nothing else is checked.
+  absl::StatusOr<bool> CheckMeta(const wal::DirectoryListing& listing,
+                                 const std::vector<SnapshotFile>& snapshots);
+  // Without a usable META: the partition count the newest snapshot whose
+  // meta parses gives, and its name.
+  absl::StatusOr<std::optional<std::pair<uint32_t, std::string>>>
+  PartitionsFromSnapshots(const std::vector<SnapshotFile>& snapshots);
+
+  // Checks one snapshot file; the first (newest) valid one of each
+  // partition becomes the partition's replay base.
+  absl::Status CheckSnapshot(const SnapshotFile& snapshot);
+  // Finds every problem of a snapshot file that does not load. state:
+  // where its tasks are restored to check them (nullptr: the partition
+  // count is unknown, they are only parsed).
+  void ScanSnapshot(const SnapshotFile& snapshot, absl::string_view contents,
+                    StateMachine* state);
+
   void CheckSegment(const wal::SegmentFile& segment, bool newest,
                     absl::string_view contents);
-  // One valid log record at its place in the chain.
+  // One valid log record at its place in its partition's sequence.
   void CheckRecord(const std::string& file, const wal::LogReader::Record& r);
-  // The chain of LSNs (or the replay) can no longer be followed.
-  void StopReplay() { replaying_ = false; }
+  void CheckLsn(const std::string& file, const wal::LogReader::Record& r,
+                Lane& lane);
+  // Tracks the record's group; false if its group header is invalid.
+  bool CheckGroup(const std::string& file, const wal::LogReader::Record& r,
+                  const GroupHeader& group);
+  // Reports the groups still open at the end of a segment.
+  void ReportOpenGroups(const std::string& file, bool newest,
+                        uint64_t segment_size);
+  void ForgetGroups() {
+    open_groups_.clear();
+    held_start_ = kNoOffset;
+  }
+  // Records of every partition may have been lost in reported damage.
+  void MarkAllLost() {
+    for (Lane& lane : lanes_) lane.lost = true;
+  }
 
   Env* const env_;
   const std::string dir_;
   const ProgressFn& progress_;
+  // Options for the states rebuilt: the engine's defaults (the history
+  // bound does not change whether a record applies).
+  const EngineOptions state_options_{};
 
   std::vector<Problem> problems_;
   VerifySummary summary_;
@@ -136,21 +218,27 @@ class Verifier {
   uint64_t bytes_before_file_ = 0;  // Sum of the sizes of files done.
   uint64_t last_progress_ = 0;
 
-  // The newest snapshot that loads, replayed onto as the log is read.
-  std::unique_ptr<StateMachine> state_;
-  uint64_t base_lsn_ = 0;
-  bool replaying_ = true;
-  // The LSN the next log record should carry; nullopt when unknown (an
-  // unreadable segment).
-  std::optional<uint64_t> expected_lsn_;
-  bool first_segment_ = true;
+  // The directory's partition count, or (without a usable META) the one a
+  // snapshot gives; 0 when unknown.
+  uint32_t partitions_ = 0;
+  std::vector<Lane> lanes_;  // One per partition (kMaxPartitions if unknown).
+  bool replay_ = true;       // Whether the log is replayed at all.
+
+  // Groups of the segment being read whose pieces are not all read yet, by
+  // (leader partition, leader LSN); and where Open would cut the log if
+  // they stayed incomplete: the first piece of the group that opened while
+  // none was open (as wal/log_recovery.cc holds records back).
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, OpenGroup> open_groups_;
+  uint64_t held_start_ = kNoOffset;
+  // Damage in this segment may have swallowed a group's first piece: a
+  // later piece without it is part of that damage, not a new problem.
+  bool pieces_lost_ = false;
   Transition transition_;
 };
 
 absl::StatusOr<std::optional<std::string>> Verifier::Read(
     const std::string& name) {
-  absl::StatusOr<std::string> contents =
-      env_->ReadFileToString(absl::StrCat(dir_, "/", name));
+  absl::StatusOr<std::string> contents = env_->ReadFileToString(Path(name));
   if (absl::IsNotFound(contents.status())) return contents.status();
   if (!contents.ok()) {
     Report(Problem::Kind::kUnreadable, name, 0,
@@ -173,76 +261,274 @@ void Verifier::Progress(uint64_t offset_in_file) {
 }
 
 absl::Status Verifier::Run() {
-  TASKWAL_ASSIGN_OR_RETURN(std::vector<SnapshotFile> snapshots,
-                           ListSnapshots(env_, dir_));
-  TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> children,
-                           env_->GetChildren(dir_));
-  std::vector<wal::SegmentFile> segments;
-  for (const std::string& name : children) {
-    wal::SegmentFile s;
-    if (wal::ParseSegmentFileName(name, &s.first_lsn)) {
-      s.name = name;
-      segments.push_back(std::move(s));
+  TASKWAL_ASSIGN_OR_RETURN(wal::DirectoryListing listing,
+                           wal::ListDirectory(env_, dir_));
+  // Snapshot files newest first, then by partition, as Open tries them.
+  std::vector<SnapshotFile> snapshots;
+  std::vector<std::string> bad_names;
+  for (const std::string& name : listing.snapshots) {
+    SnapshotFile f;
+    if (ParseSnapshotFileName(name, &f.first_segment, &f.partition)) {
+      f.name = name;
+      snapshots.push_back(std::move(f));
+    } else if (!IsSetAside(name)) {
+      bad_names.push_back(name);
     }
   }
-  std::sort(segments.begin(), segments.end(),
-            [](const wal::SegmentFile& a, const wal::SegmentFile& b) {
-              return a.first_lsn < b.first_lsn;
+  std::sort(snapshots.begin(), snapshots.end(),
+            [](const SnapshotFile& a, const SnapshotFile& b) {
+              return a.first_segment != b.first_segment
+                         ? a.first_segment > b.first_segment
+                         : a.partition < b.partition;
             });
-  for (const SnapshotFile& s : snapshots) {
-    TASKWAL_ASSIGN_OR_RETURN(
-        uint64_t size, env_->GetFileSize(absl::StrCat(dir_, "/", s.name)));
-    bytes_total_ += size;
-  }
-  for (const wal::SegmentFile& s : segments) {
-    TASKWAL_ASSIGN_OR_RETURN(
-        uint64_t size, env_->GetFileSize(absl::StrCat(dir_, "/", s.name)));
-    bytes_total_ += size;
-  }
+  std::sort(bad_names.begin(), bad_names.end());
+
+  TASKWAL_ASSIGN_OR_RETURN(bool supported, CheckMeta(listing, snapshots));
   summary_.snapshots = snapshots.size();
-  summary_.segments = segments.size();
+  summary_.segments = listing.segments.size();
+  if (!supported) return absl::OkStatus();
+
+  for (const std::string& name : bad_names) {
+    Report(Problem::Kind::kSnapshotDamage, name, 0,
+           "not a snapshot file name (snapshot-<first segment, 20 "
+           "digits>-<partition, 4 digits>.snap): Open ignores the file");
+  }
+  for (const SnapshotFile& s : snapshots) {
+    TASKWAL_ASSIGN_OR_RETURN(uint64_t size, env_->GetFileSize(Path(s.name)));
+    bytes_total_ += size;
+  }
+  for (const wal::SegmentFile& s : listing.segments) {
+    TASKWAL_ASSIGN_OR_RETURN(uint64_t size, env_->GetFileSize(Path(s.name)));
+    bytes_total_ += size;
+  }
   summary_.bytes = bytes_total_;
   Progress(0);
 
-  // Newest first, as recovery tries them: the first that loads is the base
-  // the log is replayed onto.
   for (const SnapshotFile& snapshot : snapshots) {
-    TASKWAL_ASSIGN_OR_RETURN(std::optional<std::string> contents,
-                             Read(snapshot.name));
-    if (contents.has_value()) {
-      auto state = std::make_unique<StateMachine>(kShards, kHistoryPerTask);
-      if (CheckSnapshot(snapshot, *contents, state.get()) &&
-          state_ == nullptr) {
-        state_ = std::move(state);
-        base_lsn_ = state_->last_applied_lsn();
-      }
-      bytes_before_file_ += contents->size();
-    }
-    Progress(0);
+    TASKWAL_RETURN_IF_ERROR(CheckSnapshot(snapshot));
   }
-  if (state_ == nullptr) {
-    state_ = std::make_unique<StateMachine>(kShards, kHistoryPerTask);
-  }
-  summary_.replay_base_lsn = base_lsn_;
 
+  // Where Open starts reading the log: the lowest first segment of the
+  // snapshots it loads, 1 if a partition has none.
+  uint64_t first_seq = std::numeric_limits<uint64_t>::max();
+  std::optional<uint32_t> first_seq_partition;
+  for (uint32_t p = 0; p < partitions_; ++p) {
+    Lane& lane = lanes_[p];
+    summary_.replay_base_lsn += lane.base_lsn;
+    if (lane.first_segment < first_seq) {
+      first_seq = lane.first_segment;
+      first_seq_partition = p;
+    }
+    if (replay_ && lane.state == nullptr) {
+      lane.state = NewPartitionState(state_options_, p, partitions_);
+    }
+  }
+  if (!first_seq_partition.has_value()) first_seq = 1;
+
+  const std::vector<wal::SegmentFile>& segments = listing.segments;
   for (size_t i = 0; i < segments.size(); ++i) {
+    const wal::SegmentFile& segment = segments[i];
+    // Segments follow on by number from where the snapshots need the log.
+    const uint64_t expected = i == 0 ? first_seq : segments[i - 1].seq + 1;
+    if (segment.seq > expected) {
+      std::string why;
+      if (i == 0) {
+        const Lane* lane = first_seq_partition.has_value()
+                               ? &lanes_[*first_seq_partition]
+                               : nullptr;
+        why = absl::StrCat(
+            "the log starts at segment ", segment.seq, ", but ",
+            lane == nullptr
+                ? std::string("no snapshot can be loaded without the "
+                              "partition count")
+            : lane->has_base
+                ? absl::StrCat("the newest valid snapshot of partition ",
+                               *first_seq_partition,
+                               " needs the log from segment ",
+                               lane->first_segment)
+                : absl::StrCat("there is no valid snapshot of partition ",
+                               *first_seq_partition),
+            ": ", MissingSegments(expected, segment.seq - 1));
+      } else {
+        why = absl::StrCat(MissingSegments(expected, segment.seq - 1),
+                           " (this is segment ", segment.seq, ")");
+        if (segment.seq <= first_seq) {
+          absl::StrAppend(&why, "; Open does not read segments below ",
+                          first_seq, ", which the snapshots hold");
+        }
+      }
+      Report(Problem::Kind::kLsnGap, segment.name, 0, std::move(why));
+      MarkAllLost();
+    }
     TASKWAL_ASSIGN_OR_RETURN(std::optional<std::string> contents,
-                             Read(segments[i].name));
+                             Read(segment.name));
     if (!contents.has_value()) {
-      expected_lsn_.reset();
-      StopReplay();
-      first_segment_ = false;
+      MarkAllLost();
       continue;
     }
-    CheckSegment(segments[i], i + 1 == segments.size(), *contents);
+    CheckSegment(segment, i + 1 == segments.size(), *contents);
     bytes_before_file_ += contents->size();
     Progress(0);
+  }
+  for (const Lane& lane : lanes_) {
+    summary_.last_lsn += std::max(lane.base_lsn, lane.last_lsn);
   }
   return absl::OkStatus();
 }
 
-bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
-                             absl::string_view contents, StateMachine* state) {
+absl::StatusOr<bool> Verifier::CheckMeta(
+    const wal::DirectoryListing& listing,
+    const std::vector<SnapshotFile>& snapshots) {
+  const std::string meta_name(wal::kMetaFileName);
+  if (!listing.has_meta && listing.segments.empty() &&
+      listing.snapshots.empty()) {
+    return true;  // A directory no engine has written to.
+  }
+  EngineOptions options;
+  options.read_only = true;  // Never writes META.
+  absl::StatusOr<uint32_t> partitions =
+      DirectoryPartitions(options, env_, dir_);
+  if (partitions.ok() && listing.has_meta) {
+    partitions_ = *partitions;
+    summary_.partitions = partitions_;
+    lanes_.resize(partitions_);
+    return true;
+  }
+  if (partitions.ok()) {
+    // No META, and nothing DirectoryPartitions counts as data beside it.
+    return true;
+  }
+  const absl::Status& status = partitions.status();
+  if (absl::IsNotFound(status)) return status;
+  if (absl::IsFailedPrecondition(status)) {
+    // META of another version; or, without META, log segments or snapshots
+    // of another version (version 1: taskwal before partitions), as
+    // DirectoryPartitions judged from the first of them.
+    const std::string file =
+        listing.has_meta
+            ? meta_name
+            : (!listing.segments.empty() ? listing.segments.front().name
+                                         : listing.snapshots.front());
+    Report(Problem::Kind::kUnsupportedVersion, file, 0,
+           absl::StrCat(AfterName(status.message(), file),
+                        listing.has_meta
+                            ? ""
+                            : "; the directory has no META file (a directory "
+                              "of format version 1 has none)",
+                        ": nothing else is checked"));
+    return false;
+  }
+  std::string message;
+  Problem::Kind kind = Problem::Kind::kBadMeta;
+  if (absl::IsDataLoss(status) && !listing.has_meta) {
+    message = "missing, but the directory holds log segments or snapshots";
+  } else if (absl::IsDataLoss(status) || absl::IsInvalidArgument(status)) {
+    message = Detail(status, Path(meta_name));
+  } else {
+    kind = Problem::Kind::kUnreadable;
+    message = std::string(status.message());
+  }
+  TASKWAL_ASSIGN_OR_RETURN(auto inferred, PartitionsFromSnapshots(snapshots));
+  if (inferred.has_value()) {
+    partitions_ = inferred->first;
+    absl::StrAppend(&message, "; checked as ", PartitionCount(partitions_),
+                    ", as snapshot ", inferred->second, " says");
+  } else {
+    replay_ = false;
+    absl::StrAppend(&message,
+                    "; no snapshot gives the partition count: the log is "
+                    "checked without replaying it");
+  }
+  Report(kind, meta_name, 0, std::move(message));
+  lanes_.resize(partitions_ != 0 ? partitions_ : wal::kMaxPartitions);
+  return true;
+}
+
+absl::StatusOr<std::optional<std::pair<uint32_t, std::string>>>
+Verifier::PartitionsFromSnapshots(const std::vector<SnapshotFile>& snapshots) {
+  for (const SnapshotFile& f : snapshots) {
+    absl::StatusOr<std::string> contents = env_->ReadFileToString(Path(f.name));
+    if (absl::IsNotFound(contents.status())) return contents.status();
+    if (!contents.ok() ||
+        !wal::DecodeFileHeader(*contents, wal::kSnapshotMagic, f.name).ok()) {
+      continue;
+    }
+    wal::LogReader reader(*contents, f.name);
+    wal::LogReader::Record record;
+    absl::StatusOr<bool> more = reader.Read(&record);
+    SnapshotMeta meta;
+    if (more.ok() && *more && record.type == wal::RecordType::kSnapshotMeta &&
+        meta.ParseFromArray(record.payload.data(),
+                            static_cast<int>(record.payload.size())) &&
+        meta.partitions() >= 1 && meta.partitions() <= wal::kMaxPartitions) {
+      return std::make_optional(std::make_pair(meta.partitions(), f.name));
+    }
+  }
+  return std::optional<std::pair<uint32_t, std::string>>();
+}
+
+absl::Status Verifier::CheckSnapshot(const SnapshotFile& snapshot) {
+  const std::string& file = snapshot.name;
+  if (snapshot.partition >= lanes_.size()) {
+    Report(Problem::Kind::kSnapshotDamage, file, 0,
+           absl::StrCat(
+               "partition ", snapshot.partition, " is outside the directory's ",
+               PartitionCount(lanes_.size()), ": Open ignores the file"));
+    TASKWAL_ASSIGN_OR_RETURN(uint64_t size, env_->GetFileSize(Path(file)));
+    bytes_before_file_ += size;
+    Progress(0);
+    return absl::OkStatus();
+  }
+  TASKWAL_ASSIGN_OR_RETURN(std::optional<std::string> contents, Read(file));
+  if (!contents.has_value()) return absl::OkStatus();
+  Lane& lane = lanes_[snapshot.partition];
+  std::unique_ptr<StateMachine> state =
+      partitions_ == 0
+          ? nullptr
+          : NewPartitionState(state_options_, snapshot.partition, partitions_);
+  if (state == nullptr) {
+    ScanSnapshot(snapshot, *contents, nullptr);
+  } else {
+    // Open's loader decides whether the file loads; the scan, only when it
+    // does not, says where and why.
+    absl::StatusOr<SnapshotMeta> meta =
+        LoadSnapshotContents(*contents, file, state.get());
+    if (meta.ok()) {
+      if (meta->first_segment() != snapshot.first_segment) {
+        Report(Problem::Kind::kHeaderNameMismatch, file, wal::kFileHeaderSize,
+               absl::StrCat("the meta record says the partition's log "
+                            "starts at segment ",
+                            meta->first_segment(), " but the file name says ",
+                            snapshot.first_segment,
+                            "; Open does not load the file"));
+      } else if (!lane.has_base) {
+        lane.state = std::move(state);
+        lane.has_base = true;
+        lane.base_lsn = meta->lsn();
+        lane.first_segment = meta->first_segment();
+      }
+    } else if (absl::IsDataLoss(meta.status()) ||
+               absl::IsFailedPrecondition(meta.status())) {
+      const size_t before = problems_.size();
+      ScanSnapshot(
+          snapshot, *contents,
+          NewPartitionState(state_options_, snapshot.partition, partitions_)
+              .get());
+      if (problems_.size() == before) {
+        Report(Problem::Kind::kSnapshotDamage, file, 0,
+               Detail(meta.status(), file));
+      }
+    } else {
+      return meta.status();
+    }
+  }
+  bytes_before_file_ += contents->size();
+  Progress(0);
+  return absl::OkStatus();
+}
+
+void Verifier::ScanSnapshot(const SnapshotFile& snapshot,
+                            absl::string_view contents, StateMachine* state) {
   const std::string& file = snapshot.name;
   absl::StatusOr<uint64_t> header =
       wal::DecodeFileHeader(contents, wal::kSnapshotMagic, file);
@@ -251,22 +537,15 @@ bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
                ? Problem::Kind::kUnsupportedVersion
                : Problem::Kind::kBadHeader,
            file, 0, Detail(header.status(), file));
-    return false;
-  }
-  if (*header != snapshot.lsn) {
-    Report(Problem::Kind::kHeaderNameMismatch, file, wal::kFileHeaderLsnOffset,
-           absl::StrCat("header says LSN ", *header, " but the file name says ",
-                        snapshot.lsn));
+    return;
   }
 
   auto damage = [&](uint64_t offset, std::string message) {
     Report(Problem::Kind::kSnapshotDamage, file, offset, std::move(message));
   };
-  bool loads = true;
   bool seen_first = false;
   bool ended = false;
   uint64_t count = 0;
-  SnapshotMeta meta;
   wal::LogReader reader(contents, file);
   wal::LogReader::Record record;
   while (true) {
@@ -278,32 +557,53 @@ bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
                           follows ? "; valid records follow"
                                   : "; nothing valid follows"),
              follows);
-      return false;
+      return;
     }
     if (!*more) break;
     Progress(record.offset);
     if (ended) {
       damage(record.offset, "records after the end record");
-      loads = false;
       break;
     }
     const auto size = static_cast<int>(record.payload.size());
     if (!seen_first) {
       seen_first = true;
+      SnapshotMeta meta;
       if (record.type != wal::RecordType::kSnapshotMeta) {
         damage(record.offset, absl::StrCat("the first record has type ",
                                            static_cast<int>(record.type),
                                            ", not a snapshot meta record"));
-        loads = false;
+      } else if (!meta.ParseFromArray(record.payload.data(), size)) {
+        damage(record.offset, "the snapshot meta record does not parse");
+        continue;
       } else {
-        if (!meta.ParseFromArray(record.payload.data(), size)) {
-          damage(record.offset, "the snapshot meta record does not parse");
-          loads = false;
-        } else if (meta.lsn() != *header) {
+        if (meta.lsn() != *header) {
           damage(record.offset,
                  absl::StrCat("the meta record says LSN ", meta.lsn(),
                               " but the header says ", *header));
-          loads = false;
+        }
+        if (meta.partition() != snapshot.partition ||
+            record.partition != snapshot.partition) {
+          Report(
+              Problem::Kind::kHeaderNameMismatch, file, record.offset,
+              absl::StrCat("the meta record says partition ", meta.partition(),
+                           " (its record header ", record.partition,
+                           ") but the file name says ", snapshot.partition));
+        }
+        if (meta.first_segment() != snapshot.first_segment) {
+          Report(Problem::Kind::kHeaderNameMismatch, file, record.offset,
+                 absl::StrCat("the meta record says the partition's log "
+                              "starts at segment ",
+                              meta.first_segment(), " but the file name says ",
+                              snapshot.first_segment));
+        }
+        if (partitions_ != 0 && meta.partitions() != partitions_) {
+          damage(record.offset,
+                 absl::StrCat("the snapshot is of a directory of ",
+                              PartitionCount(meta.partitions()),
+                              ", but this one has ", partitions_));
+          // Its tasks' ids belong to another partitioning.
+          state = nullptr;
         }
         continue;
       }
@@ -313,13 +613,11 @@ bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
       SnapshotEnd end;
       if (!end.ParseFromArray(record.payload.data(), size)) {
         damage(record.offset, "the end record does not parse");
-        loads = false;
       } else if (end.task_count() != count) {
         damage(
             record.offset,
             absl::StrCat("task count mismatch: the end record says ",
                          end.task_count(), " but the snapshot holds ", count));
-        loads = false;
       }
       continue;
     }
@@ -329,46 +627,40 @@ bool Verifier::CheckSnapshot(const SnapshotFile& snapshot,
       damage(record.offset,
              absl::StrCat("record type ", static_cast<int>(record.type),
                           " where a task record was expected"));
-      loads = false;
       continue;
     }
     if (!task.ParseFromArray(record.payload.data(), size)) {
       damage(record.offset, "a task record does not parse");
-      loads = false;
       continue;
     }
     absl::StatusOr<std::unique_ptr<TaskEntry>> entry =
         TaskEntryFromSnapshot(task);
     if (!entry.ok()) {
       damage(record.offset, std::string(entry.status().message()));
-      loads = false;
       continue;
     }
+    if (state == nullptr) continue;
     absl::Status restored = state->RestoreTask(*std::move(entry));
     if (!restored.ok()) {
       damage(record.offset, std::string(restored.message()));
-      loads = false;
     }
   }
   if (!seen_first) {
     damage(reader.valid_end(), "the snapshot holds no records");
-    return false;
-  }
-  if (!ended) {
+  } else if (!ended) {
     damage(reader.valid_end(), "the snapshot ends without an end record");
-    return false;
   }
-  if (loads) state->RestoreMeta(meta);
-  return loads;
 }
 
 void Verifier::CheckSegment(const wal::SegmentFile& segment, bool newest,
                             absl::string_view contents) {
   const std::string& file = segment.name;
+  ForgetGroups();
+  pieces_lost_ = false;
   absl::StatusOr<uint64_t> header =
       wal::DecodeFileHeader(contents, wal::kSegmentMagic, file);
   if (!header.ok()) {
-    if (newest && IsTornHeader(contents)) {
+    if (newest && wal::IsTornHeader(contents)) {
       Report(
           Problem::Kind::kTornHeader, file, 0,
           absl::StrCat("the header is ",
@@ -384,52 +676,16 @@ void Verifier::CheckSegment(const wal::SegmentFile& segment, bool newest,
     Report(unsupported ? Problem::Kind::kUnsupportedVersion
                        : Problem::Kind::kBadHeader,
            file, 0, Detail(header.status(), file));
-    StopReplay();
     if (unsupported || contents.size() < wal::kFileHeaderSize) {
-      expected_lsn_.reset();
-      first_segment_ = false;
+      MarkAllLost();
       return;
     }
-    // Only the header is damaged as far as we know: check the records,
-    // trusting the LSN in the file name.
-  } else if (*header != segment.first_lsn) {
+    // Only the header is damaged as far as we know: check the records.
+  } else if (*header != segment.seq) {
     Report(Problem::Kind::kHeaderNameMismatch, file, wal::kFileHeaderLsnOffset,
-           absl::StrCat("header says first LSN ", *header,
-                        " but the file name says ", segment.first_lsn));
-    StopReplay();
+           absl::StrCat("the header says segment ", *header,
+                        " but the file name says ", segment.seq));
   }
-
-  // Between segments. Records at or below the replay base may be missing
-  // (their segments were discarded after a snapshot), as recovery allows.
-  const uint64_t first = segment.first_lsn;
-  if (first_segment_) {
-    if (first > base_lsn_ + 1) {
-      Report(Problem::Kind::kLsnGap, file, 0,
-             absl::StrCat("the log starts at LSN ", first, " but ",
-                          base_lsn_ == 0
-                              ? std::string("there is no valid snapshot")
-                              : absl::StrCat("the newest valid snapshot "
-                                             "covers only LSNs up to ",
-                                             base_lsn_),
-                          ": ", Missing(base_lsn_ + 1, first - 1)));
-      StopReplay();
-    }
-  } else if (expected_lsn_.has_value() && first != *expected_lsn_ &&
-             !(first > *expected_lsn_ && first <= base_lsn_ + 1)) {
-    Report(Problem::Kind::kLsnGap, file, 0,
-           first > *expected_lsn_
-               ? absl::StrCat("the segment starts at LSN ", first,
-                              " but the log so far ends at LSN ",
-                              *expected_lsn_ - 1, ": ",
-                              Missing(*expected_lsn_, first - 1),
-                              " (a segment is missing)")
-               : absl::StrCat("the segment starts at LSN ", first,
-                              " but the previous segment already reaches LSN ",
-                              *expected_lsn_ - 1, " (segments overlap)"));
-    StopReplay();
-  }
-  first_segment_ = false;
-  expected_lsn_ = first;
 
   auto reader = std::make_unique<wal::LogReader>(contents, file);
   wal::LogReader::Record record;
@@ -445,11 +701,18 @@ void Verifier::CheckSegment(const wal::SegmentFile& segment, bool newest,
     const std::string what = Detail(more.status(), file);
     if (!reader->ValidRecordFollows()) {
       if (newest) {
-        Report(Problem::Kind::kTornTail, file, offset,
+        // Open cuts the log here, or at the start of a group the torn
+        // write broke.
+        const uint64_t cut = std::min(offset, held_start_);
+        Report(Problem::Kind::kTornTail, file, cut,
                absl::StrCat(what,
-                            "; nothing valid follows: a torn final "
-                            "write of ",
-                            contents.size() - offset,
+                            cut < offset ? absl::StrCat(" at offset ", offset,
+                                                        ", inside a group of "
+                                                        "records that starts "
+                                                        "here")
+                                         : "",
+                            "; nothing valid follows: a torn final write of ",
+                            contents.size() - cut,
                             " bytes, never acknowledged; Open cuts it off"),
                /*valid_records_follow=*/false, /*repaired_by_open=*/true);
       } else {
@@ -459,9 +722,10 @@ void Verifier::CheckSegment(const wal::SegmentFile& segment, bool newest,
                             "but it is not the newest one: ",
                             contents.size() - offset,
                             " bytes of the log are lost"));
-        StopReplay();
       }
-      break;
+      // The groups' missing pieces were in the lost bytes.
+      ForgetGroups();
+      return;
     }
     // Corruption inside the segment: resume at the next valid record so
     // one run shows every damaged place.
@@ -472,72 +736,210 @@ void Verifier::CheckSegment(const wal::SegmentFile& segment, bool newest,
            absl::StrCat(what,
                         "; valid records follow: the next one is at "
                         "offset ",
-                        next->offset, " (LSN ", next->lsn, "), ",
-                        next->offset - offset, " bytes are damaged"),
+                        next->offset, " (partition ", next->partition, " LSN ",
+                        next->lsn, "), ", next->offset - offset,
+                        " bytes are damaged"),
            /*valid_records_follow=*/true);
-    StopReplay();
-    // The LSNs lost in the damaged bytes are part of this report, not a
-    // separate gap.
-    expected_lsn_ = next->lsn;
+    // Whatever records (and group pieces) the damaged bytes held are part
+    // of this report, not a separate gap or incomplete group.
+    MarkAllLost();
+    ForgetGroups();
+    pieces_lost_ = true;
     reader = std::make_unique<wal::LogReader>(contents, file, next->offset);
   }
+  ReportOpenGroups(file, newest, contents.size());
+}
+
+void Verifier::ReportOpenGroups(const std::string& file, bool newest,
+                                uint64_t segment_size) {
+  if (open_groups_.empty()) return;
+  // Describe the group that starts first.
+  auto first = open_groups_.begin();
+  for (auto it = open_groups_.begin(); it != open_groups_.end(); ++it) {
+    if (it->second.first_offset < first->second.first_offset) first = it;
+  }
+  const auto& [leader, group] = *first;
+  std::string message =
+      absl::StrCat("the group of ", group.pieces, " records led by partition ",
+                   leader.first, " LSN ", leader.second, " has only ",
+                   group.seen, " of its pieces in the segment");
+  if (open_groups_.size() > 1) {
+    absl::StrAppend(&message, " (and ", open_groups_.size() - 1,
+                    " more groups are incomplete)");
+  }
+  if (newest) {
+    absl::StrAppend(&message,
+                    ": the flush that wrote it was cut short, never "
+                    "acknowledged; Open cuts the log here (",
+                    segment_size - held_start_,
+                    " bytes), as it does a torn tail");
+  } else {
+    absl::StrAppend(&message,
+                    ", and later segments follow: a group never spans "
+                    "segments, so pieces are lost");
+  }
+  Report(Problem::Kind::kIncompleteGroup, file, held_start_, std::move(message),
+         /*valid_records_follow=*/false,
+         /*repaired_by_open=*/newest);
+  ForgetGroups();
 }
 
 void Verifier::CheckRecord(const std::string& file,
-                           const wal::LogReader::Record& record) {
+                           const wal::LogReader::Record& r) {
   ++summary_.log_records;
-  if (summary_.first_lsn == 0) summary_.first_lsn = record.lsn;
-  summary_.last_lsn = std::max(summary_.last_lsn, record.lsn);
-
-  if (expected_lsn_.has_value() && record.lsn != *expected_lsn_) {
-    Report(Problem::Kind::kLsnGap, file, record.offset,
-           record.lsn > *expected_lsn_
-               ? absl::StrCat(
-                     "LSN ", record.lsn, " where ", *expected_lsn_,
-                     " was expected: ", Missing(*expected_lsn_, record.lsn - 1))
-               : absl::StrCat("LSN ", record.lsn, " where ", *expected_lsn_,
-                              " was expected: an LSN repeats or goes back"));
-    StopReplay();
+  const bool group = r.type == wal::RecordType::kGroupTransition;
+  const bool log_record = group || r.type == wal::RecordType::kTransition;
+  if (!log_record) {
+    Report(Problem::Kind::kBadTransition, file, r.offset,
+           absl::StrCat("a record of type ", static_cast<int>(r.type),
+                        " (not a log record) in a log segment"));
   }
-  expected_lsn_ = record.lsn + 1;
-
-  if (record.type != wal::RecordType::kTransition) {
-    Report(Problem::Kind::kBadTransition, file, record.offset,
-           absl::StrCat("a record of type ", static_cast<int>(record.type),
-                        " (a snapshot record) in a log segment"));
-    StopReplay();
+  if (r.partition >= lanes_.size()) {
+    if (log_record) {
+      Report(Problem::Kind::kBadTransition, file, r.offset,
+             absl::StrCat("partition ", r.partition,
+                          " is outside the directory's ",
+                          PartitionCount(lanes_.size())));
+    }
     return;
   }
-  if (!transition_.ParseFromArray(record.payload.data(),
-                                  static_cast<int>(record.payload.size()))) {
-    Report(Problem::Kind::kBadTransition, file, record.offset,
-           absl::StrCat("LSN ", record.lsn,
+  Lane& lane = lanes_[r.partition];
+  // Even a record of the wrong type holds its place in the sequence.
+  CheckLsn(file, r, lane);
+  if (!log_record) {
+    lane.replaying = false;
+    return;
+  }
+
+  absl::string_view payload = r.payload;
+  if (group) {
+    GroupHeader header;
+    if (!DecodeGroupHeader(r.payload, &header, &payload)) {
+      Report(Problem::Kind::kBadTransition, file, r.offset,
+             absl::StrCat("partition ", r.partition, " LSN ", r.lsn,
+                          ": a group record too short for its group header"));
+      lane.replaying = false;
+      return;
+    }
+    if (!CheckGroup(file, r, header)) {
+      lane.replaying = false;
+      return;
+    }
+  }
+  if (!transition_.ParseFromArray(payload.data(),
+                                  static_cast<int>(payload.size()))) {
+    Report(Problem::Kind::kBadTransition, file, r.offset,
+           absl::StrCat("partition ", r.partition, " LSN ", r.lsn,
                         ": valid checksum, but the payload does not parse "
                         "as a transition"));
-    StopReplay();
+    lane.replaying = false;
     return;
   }
   if (transition_.kind_case() == Transition::KIND_NOT_SET) {
-    Report(Problem::Kind::kBadTransition, file, record.offset,
-           absl::StrCat("LSN ", record.lsn,
+    Report(Problem::Kind::kBadTransition, file, r.offset,
+           absl::StrCat("partition ", r.partition, " LSN ", r.lsn,
                         ": the transition has no kind (unknown or empty)"));
-    StopReplay();
+    lane.replaying = false;
     return;
   }
-  if (!replaying_ || record.lsn <= base_lsn_) return;
-  if (record.lsn != state_->last_applied_lsn() + 1) {
-    StopReplay();
+  if (!replay_ || !lane.replaying || r.lsn <= lane.base_lsn) return;
+  if (r.lsn != lane.state->last_applied_lsn() + 1) {
+    // Records are missing (reported): the state cannot follow.
+    lane.replaying = false;
     return;
   }
-  absl::Status applied = state_->Apply(transition_, record.lsn);
+  absl::Status applied = lane.state->Apply(transition_, r.lsn);
   if (!applied.ok()) {
-    Report(Problem::Kind::kDoesNotReplay, file, record.offset,
-           absl::StrCat("LSN ", record.lsn,
+    Report(Problem::Kind::kDoesNotReplay, file, r.offset,
+           absl::StrCat("partition ", r.partition, " LSN ", r.lsn,
                         " does not apply: ", applied.message()));
-    StopReplay();
+    lane.replaying = false;
     return;
   }
   ++summary_.replayed;
+}
+
+void Verifier::CheckLsn(const std::string& file,
+                        const wal::LogReader::Record& r, Lane& lane) {
+  const uint32_t p = r.partition;
+  if (!lane.started && !lane.lost) {
+    // The partition's first record in the log: records up to the snapshot
+    // may have been discarded with their segments, no more.
+    if (r.lsn > lane.base_lsn + 1) {
+      Report(Problem::Kind::kLsnGap, file, r.offset,
+             absl::StrCat(
+                 "partition ", p, "'s log starts at LSN ", r.lsn, ", but ",
+                 lane.has_base ? absl::StrCat("its newest valid snapshot holds "
+                                              "LSNs only up to ",
+                                              lane.base_lsn)
+                               : std::string("it has no valid snapshot"),
+                 ": ", Missing(lane.base_lsn + 1, r.lsn - 1)));
+    }
+  } else if (r.lsn <= lane.last_lsn) {
+    Report(Problem::Kind::kLsnGap, file, r.offset,
+           absl::StrCat("partition ", p, " LSN ", r.lsn, " where ",
+                        lane.last_lsn + 1,
+                        " was expected: an LSN repeats or goes back"));
+  } else if (!lane.lost && r.lsn != lane.last_lsn + 1 &&
+             r.lsn > lane.base_lsn + 1) {
+    // Below the snapshot LSNs only have to ascend, as recovery allows.
+    Report(Problem::Kind::kLsnGap, file, r.offset,
+           absl::StrCat(
+               "partition ", p, " LSN ", r.lsn, " where ", lane.last_lsn + 1,
+               " was expected: ", Missing(lane.last_lsn + 1, r.lsn - 1)));
+  }
+  lane.started = true;
+  lane.lost = false;
+  lane.last_lsn = std::max(lane.last_lsn, r.lsn);
+}
+
+bool Verifier::CheckGroup(const std::string& file,
+                          const wal::LogReader::Record& r,
+                          const GroupHeader& group) {
+  const uint32_t p = r.partition;
+  // The leader is the piece in the lowest partition, and written first.
+  if (group.pieces < 2 || group.pieces > lanes_.size() ||
+      group.leader_partition > p ||
+      (group.leader_partition == p && group.leader_lsn != r.lsn)) {
+    Report(Problem::Kind::kBadTransition, file, r.offset,
+           absl::StrCat("partition ", p, " LSN ", r.lsn,
+                        ": an invalid group header (", group.pieces,
+                        " pieces, led by partition ", group.leader_partition,
+                        " LSN ", group.leader_lsn, ")"));
+    return false;
+  }
+  const std::pair<uint32_t, uint64_t> key(group.leader_partition,
+                                          group.leader_lsn);
+  auto it = open_groups_.find(key);
+  if (it == open_groups_.end()) {
+    if (group.leader_partition != p) {
+      if (!pieces_lost_) {
+        Report(Problem::Kind::kIncompleteGroup, file, r.offset,
+               absl::StrCat("partition ", p, " LSN ", r.lsn,
+                            " is a piece of the group led by partition ",
+                            group.leader_partition, " LSN ", group.leader_lsn,
+                            ", whose first piece is not before it in the "
+                            "segment"));
+      }
+      return true;
+    }
+    open_groups_.emplace(key, OpenGroup{group.pieces, 1, r.offset});
+    if (held_start_ == kNoOffset) held_start_ = r.offset;
+    return true;
+  }
+  if (it->second.pieces != group.pieces) {
+    Report(Problem::Kind::kBadTransition, file, r.offset,
+           absl::StrCat("partition ", p, " LSN ", r.lsn,
+                        ": the group's pieces disagree on its size (",
+                        group.pieces, " here, ", it->second.pieces,
+                        " at its first piece)"));
+    return false;
+  }
+  if (++it->second.seen == group.pieces) {
+    open_groups_.erase(it);
+    if (open_groups_.empty()) held_start_ = kNoOffset;
+  }
+  return true;
 }
 
 }  // namespace
@@ -550,16 +952,20 @@ absl::string_view ProblemKindName(Problem::Kind kind) {
       return "bad header";
     case Problem::Kind::kUnsupportedVersion:
       return "unsupported version";
+    case Problem::Kind::kBadMeta:
+      return "bad META";
     case Problem::Kind::kTornHeader:
       return "torn header";
     case Problem::Kind::kHeaderNameMismatch:
-      return "header/name LSN mismatch";
+      return "file/name mismatch";
     case Problem::Kind::kTornTail:
       return "torn tail";
     case Problem::Kind::kCorruption:
       return "corruption";
     case Problem::Kind::kLsnGap:
       return "LSN gap";
+    case Problem::Kind::kIncompleteGroup:
+      return "incomplete group";
     case Problem::Kind::kBadTransition:
       return "bad transition";
     case Problem::Kind::kDoesNotReplay:
@@ -573,6 +979,18 @@ absl::string_view ProblemKindName(Problem::Kind kind) {
 std::string FormatProblem(const Problem& problem) {
   return absl::StrCat(problem.file, " offset ", problem.offset, ": ",
                       ProblemKindName(problem.kind), ": ", problem.message);
+}
+
+bool DecodeGroupHeader(absl::string_view payload, GroupHeader* header,
+                       absl::string_view* transition) {
+  if (payload.size() < wal::kGroupHeaderSize) return false;
+  const char* h = payload.data();
+  header->pieces = wal::DecodeFixed16(h + wal::kGroupPiecesOffset);
+  header->leader_partition =
+      wal::DecodeFixed16(h + wal::kGroupLeaderPartitionOffset);
+  header->leader_lsn = wal::DecodeFixed64(h + wal::kGroupLeaderLsnOffset);
+  *transition = payload.substr(wal::kGroupHeaderSize);
+  return true;
 }
 
 absl::StatusOr<std::vector<Problem>> VerifyDirectory(Env* env,

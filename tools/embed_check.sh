@@ -56,7 +56,11 @@ int main() {
   spec.idempotency_key = "order-1";
   absl::StatusOr<taskwal::SubmitResult> r = (*engine)->Submit(spec);
   if (!r.ok()) return 1;
-  std::cout << "embedded taskwal: submitted task " << r->task_id << "\n";
+  absl::StatusOr<taskwal::Task> found =
+      (*engine)->GetByIdempotencyKey("order-1");
+  if (!found.ok() || found->id() != r->task_id) return 1;
+  std::cout << "embedded taskwal: submitted task " << r->task_id
+            << " and found it by its key\n";
   return 0;
 }
 CC

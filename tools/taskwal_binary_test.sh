@@ -47,7 +47,9 @@ empty "${ERR}" "help"
 expect 0 "help of a command" -- help verify
 contains "${OUT}" "torn tail" "help verify"
 expect 0 "command --help" -- dump --help
-contains "${OUT}" "LSN SEGMENT OFFSET TRANSITION" "dump --help"
+contains "${OUT}" "PARTITION:LSN SEGMENT OFFSET TRANSITION" "dump --help"
+expect 0 "submit --help" -- submit --help
+contains "${OUT}" "--partitions=N" "submit --help"
 
 expect 64 "no command" --
 contains "${ERR}" "no command given" "no command"
@@ -59,8 +61,14 @@ expect 3 "missing directory" -- --data_dir="${DIR}" stats
 contains "${ERR}" "does not exist" "missing directory"
 
 mkdir -p "${DIR}"
-expect 0 "submit" -- --data_dir="${DIR}" submit --key=a --type=t --payload=x
+# One partition: ids 1, 2, 3, ... (the default of 16 hands out 16+p first).
+expect 64 "bad --partitions" -- --data_dir="${DIR}" submit --key=a --partitions=0x
+expect 0 "submit" -- --data_dir="${DIR}" submit --key=a --type=t --payload=x \
+  --partitions=1
 contains "${OUT}" "task 1 submitted" "submit"
+expect 3 "another partition count" -- --data_dir="${DIR}" submit --key=z \
+  --partitions=2
+contains "${ERR}" "created with 1 partition " "another partition count"
 expect 0 "submit again" -- --data_dir="${DIR}" submit --key=a --type=t --payload=x
 contains "${OUT}" "deduplicated" "submit again"
 expect 3 "conflicting submit" -- --data_dir="${DIR}" submit --key=a --payload=y
@@ -71,7 +79,11 @@ expect 0 "cancel" -- --data_dir="${DIR}" cancel 1
 expect 0 "verify" -- --data_dir="${DIR}" verify
 contains "${OUT}" ": clean" "verify"
 empty "${ERR}" "verify (no progress bar off a terminal)"
+contains "${OUT}" "of 1 partition (" "verify"
+expect 0 "stats" -- --data_dir="${DIR}" stats
+contains "${OUT}" "partitions: 1" "stats"
 expect 0 "dump" -- --data_dir="${DIR}" dump
+contains "${OUT}" "0:1 wal-00000000000000000001.log 24 time_micros:" "dump"
 contains "${OUT}" "cancel { task_id: 1 }" "dump"
 empty "${ERR}" "dump"
 

@@ -31,9 +31,9 @@
 #include "tools/json.h"
 #include "tools/taskwal_args.h"
 #include "tools/taskwal_progress.h"
+#include "wal/data_dir.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
-#include "wal/wal.h"
 
 namespace taskwal::tools {
 namespace {
@@ -96,6 +96,9 @@ struct Context {
   std::string command;
   std::string data_dir;
   bool json = false;
+  // --partitions of a command that may create the directory; 0: the
+  // directory's own count (kDefaultPartitions for a new one).
+  uint32_t partitions = 0;
   Engine* engine = nullptr;  // For kRead and kWrite commands.
 };
 
@@ -210,6 +213,9 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
       {"deletions", s.deletions},
       {"retention_removals", s.retention_removals},
       {"transitions", s.transitions},
+      {"partitions", s.partitions},
+      // Sums over the partitions (each counts its own LSNs): records since
+      // the data began.
       {"last_lsn", s.last_lsn},
       {"last_snapshot_lsn", s.last_snapshot_lsn},
   };
@@ -468,10 +474,14 @@ int RunSnapshot(Context& ctx, const ParsedArgs& args) {
   if (!status.ok()) return CallError(ctx, status);
   absl::StatusOr<EngineStats> stats = ctx.engine->Stats();
   if (!stats.ok()) return CallError(ctx, stats.status());
+  // The snapshot holds one file per partition; its LSN is their sum.
   if (ctx.json) {
-    ctx.out << "{\"snapshot_lsn\":" << stats->last_snapshot_lsn << "}\n";
+    ctx.out << "{\"snapshot_lsn\":" << stats->last_snapshot_lsn
+            << ",\"partitions\":" << stats->partitions << "}\n";
   } else {
-    ctx.out << "snapshot written at LSN " << stats->last_snapshot_lsn << "\n";
+    ctx.out << "snapshot written at LSN " << stats->last_snapshot_lsn
+            << " (summed over " << Plural(stats->partitions, "partition")
+            << ")\n";
   }
   return kExitOk;
 }
@@ -488,11 +498,13 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
   bar.Finish();
   if (!problems.ok()) return CallError(ctx, problems.status());
 
-  const std::string lsns =
+  // LSNs count records per partition; their sum is the records since the
+  // data began.
+  const std::string records =
       summary.log_records == 0
           ? std::string("no log records")
-          : absl::StrCat(Plural(summary.log_records, "log record"), ", LSNs ",
-                         summary.first_lsn, "..", summary.last_lsn);
+          : absl::StrCat(Plural(summary.log_records, "log record"), ", ",
+                         summary.last_lsn, " since the data began");
   if (ctx.json) {
     std::vector<std::string> items;
     for (const engine::Problem& p : *problems) {
@@ -508,9 +520,11 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
             << ",\"snapshots\":" << summary.snapshots
             << ",\"segments\":" << summary.segments
             << ",\"bytes\":" << summary.bytes
+            << ",\"partitions\":" << summary.partitions
             << ",\"log_records\":" << summary.log_records
-            << ",\"first_lsn\":" << summary.first_lsn
-            << ",\"last_lsn\":" << summary.last_lsn << "}\n";
+            << ",\"last_lsn\":" << summary.last_lsn
+            << ",\"replay_base_lsn\":" << summary.replay_base_lsn
+            << ",\"replayed\":" << summary.replayed << "}\n";
   } else {
     for (const engine::Problem& p : *problems) {
       ctx.out << engine::FormatProblem(p) << "\n";
@@ -518,9 +532,13 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
     const auto repaired = std::count_if(
         problems->begin(), problems->end(),
         [](const engine::Problem& p) { return p.repaired_by_open; });
-    ctx.out << "checked " << Plural(summary.snapshots, "snapshot") << " and "
-            << Plural(summary.segments, "segment") << " ("
-            << Plural(summary.bytes, "byte") << ", " << lsns << "): ";
+    ctx.out << "checked " << Plural(summary.snapshots, "snapshot file")
+            << " and " << Plural(summary.segments, "segment");
+    if (summary.partitions != 0) {
+      ctx.out << " of " << Plural(summary.partitions, "partition");
+    }
+    ctx.out << " (" << Plural(summary.bytes, "byte") << ", " << records
+            << "): ";
     if (problems->empty()) {
       ctx.out << "clean\n";
     } else {
@@ -534,25 +552,61 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
   return problems->empty() ? kExitOk : kExitDamage;
 }
 
-int RunDump(Context& ctx, const ParsedArgs& args) {
-  absl::StatusOr<std::vector<std::string>> children =
-      ctx.env->GetChildren(ctx.data_dir);
-  if (!children.ok()) return CallError(ctx, children.status());
-  std::vector<wal::SegmentFile> segments;
-  uint64_t total = 0;
-  for (const std::string& name : *children) {
-    wal::SegmentFile s;
-    if (!wal::ParseSegmentFileName(name, &s.first_lsn)) continue;
-    s.name = name;
-    absl::StatusOr<uint64_t> size =
-        ctx.env->GetFileSize(absl::StrCat(ctx.data_dir, "/", name));
-    if (size.ok()) total += *size;
-    segments.push_back(std::move(s));
+// One log record of dump: "PARTITION:LSN SEGMENT OFFSET TRANSITION", or
+// the JSON object of --json. A group piece's transition follows its group
+// header (wal/format.h), which is shown apart.
+void PrintRecord(Context& ctx, const std::string& segment,
+                 const wal::LogReader::Record& record, bool* damaged) {
+  absl::string_view payload = record.payload;
+  engine::GroupHeader group;
+  const bool is_group = record.type == wal::RecordType::kGroupTransition;
+  bool parsed =
+      is_group ? engine::DecodeGroupHeader(record.payload, &group, &payload)
+               : record.type == wal::RecordType::kTransition;
+  engine::Transition transition;
+  parsed = parsed && transition.ParseFromArray(
+                         payload.data(), static_cast<int>(payload.size()));
+  if (!parsed) *damaged = true;
+  if (ctx.json) {
+    ctx.out << "{\"partition\":" << record.partition
+            << ",\"lsn\":" << record.lsn
+            << ",\"segment\":" << JsonQuote(segment)
+            << ",\"offset\":" << record.offset << ",";
+    if (is_group && parsed) {
+      ctx.out << "\"group\":{\"pieces\":" << group.pieces
+              << ",\"leader_partition\":" << group.leader_partition
+              << ",\"leader_lsn\":" << group.leader_lsn << "},";
+    }
+    ctx.out << (parsed
+                    ? absl::StrCat("\"transition\":", ProtoJson(transition))
+                    : absl::StrCat("\"error\":", JsonQuote("not a transition")))
+            << "}\n";
+    return;
   }
-  std::sort(segments.begin(), segments.end(),
-            [](const wal::SegmentFile& a, const wal::SegmentFile& b) {
-              return a.first_lsn < b.first_lsn;
-            });
+  ctx.out << record.partition << ":" << record.lsn << " " << segment << " "
+          << record.offset << " ";
+  if (!parsed) {
+    ctx.out << "<not a transition>\n";
+    return;
+  }
+  if (is_group) {
+    ctx.out << "group(" << group.pieces << " pieces, leader "
+            << group.leader_partition << ":" << group.leader_lsn << ") ";
+  }
+  ctx.out << transition.ShortDebugString() << "\n";
+}
+
+int RunDump(Context& ctx, const ParsedArgs& args) {
+  absl::StatusOr<wal::DirectoryListing> listing =
+      wal::ListDirectory(ctx.env, ctx.data_dir);
+  if (!listing.ok()) return CallError(ctx, listing.status());
+  const std::vector<wal::SegmentFile>& segments = listing->segments;
+  uint64_t total = 0;
+  for (const wal::SegmentFile& segment : segments) {
+    absl::StatusOr<uint64_t> size =
+        ctx.env->GetFileSize(wal::JoinPath(ctx.data_dir, segment.name));
+    if (size.ok()) total += *size;
+  }
 
   ProgressBar bar(ctx.err, "dump",
                   ctx.options.err_is_terminal && !ctx.options.out_is_terminal,
@@ -563,9 +617,9 @@ int RunDump(Context& ctx, const ParsedArgs& args) {
     ctx.err << "taskwal dump: " << message << "\n";
   };
   uint64_t done = 0;
-  engine::Transition transition;
-  for (const wal::SegmentFile& segment : segments) {
-    const std::string path = absl::StrCat(ctx.data_dir, "/", segment.name);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const wal::SegmentFile& segment = segments[i];
+    const std::string path = wal::JoinPath(ctx.data_dir, segment.name);
     absl::StatusOr<std::string> contents = ctx.env->ReadFileToString(path);
     if (absl::IsNotFound(contents.status())) {
       // The owner discarded it after a snapshot while we were reading.
@@ -581,7 +635,12 @@ int RunDump(Context& ctx, const ParsedArgs& args) {
     absl::StatusOr<uint64_t> header =
         wal::DecodeFileHeader(*contents, wal::kSegmentMagic, path);
     if (!header.ok()) {
-      report(header.status().message());
+      report(absl::StrCat(
+          header.status().message(),
+          i + 1 == segments.size() && wal::IsTornHeader(*contents)
+              ? " (a torn header: the writer died creating the segment; "
+                "Open removes it)"
+              : ""));
       damaged = true;
       done += contents->size();
       continue;
@@ -603,33 +662,26 @@ int RunDump(Context& ctx, const ParsedArgs& args) {
       }
       if (!*more) break;
       bar.Update(done + record.offset, total);
-      const bool parsed =
-          record.type == wal::RecordType::kTransition &&
-          transition.ParseFromArray(record.payload.data(),
-                                    static_cast<int>(record.payload.size()));
-      if (!parsed) damaged = true;
-      if (ctx.json) {
-        ctx.out << "{\"lsn\":" << record.lsn
-                << ",\"segment\":" << JsonQuote(segment.name)
-                << ",\"offset\":" << record.offset << ","
-                << (parsed
-                        ? absl::StrCat("\"transition\":", ProtoJson(transition))
-                        : absl::StrCat("\"error\":",
-                                       JsonQuote("not a transition")))
-                << "}\n";
-      } else {
-        ctx.out << record.lsn << " " << segment.name << " " << record.offset
-                << " "
-                << (parsed ? transition.ShortDebugString()
-                           : std::string("<not a transition>"))
-                << "\n";
-      }
+      PrintRecord(ctx, segment.name, record, &damaged);
     }
     done += contents->size();
     bar.Update(done, total);
   }
   bar.Finish();
   return damaged ? kExitDamage : kExitOk;
+}
+
+// The write commands' --partitions: they may be the first to write to an
+// empty directory, which fixes its partition count.
+FlagSpec PartitionsFlag() {
+  return {"partitions", "N",
+          absl::StrCat("partition count of a new (empty) data directory, 1 "
+                       "to ",
+                       wal::kMaxPartitions,
+                       " (default 0: the directory's own count, ",
+                       kDefaultPartitions,
+                       " for a new one); opening a directory of another "
+                       "count fails (exit 3)")};
 }
 
 const std::vector<Command>& Commands() {
@@ -639,8 +691,11 @@ const std::vector<Command>& Commands() {
        "task counts by status, lifetime totals, last recovery",
        "Prints the task counts by status, the lifetime totals (submitted,\n"
        "claims, completions, failed attempts, lease expiries, retries,\n"
-       "cancellations, deletions, retention removals, transitions), the last\n"
-       "LSN and what recovery found. --prometheus prints the same in the\n"
+       "cancellations, deletions, retention removals, transitions), the\n"
+       "partition count, the last LSN and the last snapshot's LSN, and what\n"
+       "recovery found. Each partition numbers its own records (its LSNs);\n"
+       "the LSNs shown are sums over the partitions, i.e. the records since\n"
+       "the data began. --prometheus prints the same in the\n"
        "Prometheus text format (api/metrics.h); the counters of this\n"
        "process's own writes (fsyncs, WAL bytes, batches) are 0 there, as\n"
        "this command opens the directory read-only.\n",
@@ -690,19 +745,27 @@ const std::vector<Command>& Commands() {
       {"verify",
        "",
        "check every snapshot and log record, report each problem",
-       "Reads every snapshot and every log segment, record by record, and\n"
-       "prints each problem with its file and byte offset: a damaged file\n"
-       "header; a damaged record, either a torn tail (damage at the end of\n"
-       "the newest segment with nothing valid after it: a write cut short by\n"
-       "a crash, which Open cuts off by itself) or corruption (valid records\n"
-       "follow it, or it is in an older segment: Open fails); an LSN gap\n"
-       "within or between segments; a header LSN that disagrees with the\n"
-       "file name; snapshot damage, including a wrong task count; a record\n"
-       "with a valid checksum that is not a transition, or a transition that\n"
-       "does not replay. It goes on past each problem, so one run shows them\n"
-       "all. It only reads: it takes no lock and changes nothing. On a\n"
-       "directory a running engine holds, a record being written at that\n"
-       "moment shows as a torn tail.\n"
+       "Reads the META file, every snapshot file of every partition and\n"
+       "every log segment, record by record, and prints each problem with\n"
+       "its file and byte offset: a missing or damaged META, or a format\n"
+       "version this build does not read (a directory of version 1, written\n"
+       "before partitions, is reported once); a damaged file header; a\n"
+       "damaged record, either a torn tail (damage at the end of the newest\n"
+       "segment with nothing valid after it: a write cut short by a crash,\n"
+       "which Open cuts off by itself) or corruption (valid records follow\n"
+       "it, or it is in an older segment: Open fails); an LSN gap in one\n"
+       "partition's records, or a missing segment; an incomplete group (the\n"
+       "records of one batch that spans partitions, all or none: at the end\n"
+       "of the newest segment Open cuts it off like a torn tail, elsewhere\n"
+       "Open fails); a segment header or snapshot that disagrees with its\n"
+       "file name; snapshot damage, including a wrong task count or another\n"
+       "partition count than the directory's; a record of a partition out\n"
+       "of range, or with a valid checksum that is not a transition, or a\n"
+       "transition that does not replay onto its partition's snapshot. It\n"
+       "goes on past each problem, so one run shows them all. It only reads:\n"
+       "it takes no lock and changes nothing. On a directory a running\n"
+       "engine holds, a record being written at that moment shows as a torn\n"
+       "tail (or an incomplete group).\n"
        "Exit status 0 when clean, 1 when anything was found (a torn tail\n"
        "included). A progress bar is drawn on stderr when stderr is a\n"
        "terminal and the files exceed 8 MiB.\n",
@@ -713,13 +776,20 @@ const std::vector<Command>& Commands() {
        &RunVerify},
       {"dump",
        "",
-       "print every log record in LSN order",
-       "Prints every record of the log in LSN order, one line each:\n"
-       "  LSN SEGMENT OFFSET TRANSITION\n"
+       "print every log record, segment by segment",
+       "Prints every record of the log in the order it was written (segment\n"
+       "by segment, in sequence order), one line each:\n"
+       "  PARTITION:LSN SEGMENT OFFSET TRANSITION\n"
        "with the transition (engine/transition.proto) in protobuf text\n"
-       "format. With --json, one JSON object per line:\n"
-       "  "
-       "{\"lsn\":N,\"segment\":\"wal-...\",\"offset\":N,\"transition\":{...}}\n"
+       "format. Each partition numbers its own records 1, 2, ... (its LSNs);\n"
+       "records of different partitions interleave. A piece of a transition\n"
+       "that spans partitions (a batch of submits) shows its group before\n"
+       "the transition: \"group(N pieces, leader PARTITION:LSN)\". With\n"
+       "--json, one JSON object per line:\n"
+       "  {\"partition\":P,\"lsn\":N,\"segment\":\"wal-...\",\"offset\":N,\n"
+       "   \"transition\":{...}}\n"
+       "with, for a group piece, \"group\":{\"pieces\":N,\n"
+       "\"leader_partition\":P,\"leader_lsn\":N} before the transition.\n"
        "Records covered by older snapshots may be gone (their segments are\n"
        "discarded). Damage is reported on stderr, the rest of that segment\n"
        "is skipped, and the exit status is 1 (run verify for details). It\n"
@@ -732,18 +802,22 @@ const std::vector<Command>& Commands() {
        &RunDump},
       {"submit",
        "--key=K [--type=T] [--payload=P | --payload_file=F] [--priority=N] "
-       "[--max_attempts=N]",
+       "[--max_attempts=N] [--partitions=N]",
        "submit a task (idempotent by key)",
        "Submits a task. The same key with the same type and payload returns\n"
        "the existing task (\"deduplicated\"); with another type or payload\n"
-       "it fails (exit 3).\n",
+       "it fails (exit 3). The task's id names its partition (partition p of\n"
+       "P hands out ids P+p, 2P+p, ...; with one partition 1, 2, 3, ...).\n"
+       "The first write to an empty directory fixes its partition count\n"
+       "(--partitions); a directory keeps that count for good.\n",
        {{"key", "K", "idempotency key (required)"},
         {"type", "T", "task type"},
         {"payload", "P", "payload bytes"},
         {"payload_file", "F", "read the payload from file F"},
         {"priority", "N", "higher is claimed first (default 0)"},
         {"max_attempts", "N",
-         "attempts before the task fails for good (default: the engine's)"}},
+         "attempts before the task fails for good (default: the engine's)"},
+        PartitionsFlag()},
        Access::kWrite,
        0,
        0,
@@ -755,7 +829,7 @@ const std::vector<Command>& Commands() {
        "is not counted). FAILED: back to PENDING with a fresh attempt budget.\n"
        "PENDING: claimable now, skipping any backoff. COMPLETED or CANCELLED:\n"
        "refused (exit 3).\n",
-       {},
+       {PartitionsFlag()},
        Access::kWrite,
        1,
        1,
@@ -765,7 +839,7 @@ const std::vector<Command>& Commands() {
        "cancel a PENDING task",
        "Cancels a PENDING task: it becomes CANCELLED. Any other status is\n"
        "refused (exit 3).\n",
-       {},
+       {PartitionsFlag()},
        Access::kWrite,
        1,
        1,
@@ -775,7 +849,7 @@ const std::vector<Command>& Commands() {
        "delete a finished task, freeing its key",
        "Deletes a COMPLETED, FAILED or CANCELLED task and frees its\n"
        "idempotency key. PENDING or CLAIMED: refused (exit 3).\n",
-       {},
+       {PartitionsFlag()},
        Access::kWrite,
        1,
        1,
@@ -786,7 +860,7 @@ const std::vector<Command>& Commands() {
        "Writes a snapshot of the whole state, then removes the older\n"
        "snapshots and log segments it makes unnecessary (the two newest\n"
        "snapshots are kept, with the log after the older one).\n",
-       {},
+       {PartitionsFlag()},
        Access::kWrite,
        0,
        0,
@@ -870,6 +944,7 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
   options.data_dir = ctx.data_dir;
   options.env = ctx.env;
   options.read_only = access == Access::kRead;
+  options.partitions = ctx.partitions;
   // A short-lived process: no background thread, no automatic snapshot.
   options.maintenance_interval = absl::ZeroDuration();
   options.snapshot_every_records = 0;
@@ -988,6 +1063,10 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
 
   if (command->access == Access::kFiles) return command->run(ctx, *parsed);
   int code = kExitOk;
+  const std::optional<uint32_t> partitions = NumberFlag<uint32_t>(
+      ctx, *parsed, "partitions", 0, 0, wal::kMaxPartitions, &code);
+  if (!partitions.has_value()) return code;
+  ctx.partitions = *partitions;
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       OpenEngine(ctx, command->access, &code);
   if (!engine.ok()) return code;

@@ -20,9 +20,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/testing_json.h"
+#include "wal/data_dir.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
-#include "wal/wal.h"
 
 namespace taskwal::tools {
 namespace {
@@ -88,9 +88,13 @@ class TaskwalCliTest : public ::testing::Test {
     return Run(std::move(args), options);
   }
 
-  static EngineOptions Options(const std::string& dir) {
+  // One partition, so that ids are 1, 2, 3, ... and the log is one LSN
+  // sequence (tests of several partitions say so).
+  static EngineOptions Options(const std::string& dir,
+                               uint32_t partitions = 1) {
     EngineOptions o;
     o.data_dir = dir;
+    o.partitions = partitions;
     o.maintenance_interval = absl::ZeroDuration();
     o.snapshot_every_records = 0;
     return o;
@@ -222,6 +226,10 @@ TEST_F(TaskwalCliTest, BadArgumentsAreUsageErrors) {
       {{"--data_dir=" + dir, "stats", "--json", "--prometheus"},
        "exclude each other"},
       {{"--data_dir=" + dir, "list", "--json=maybe"}, "true or false"},
+      {{"--data_dir=" + dir, "submit", "--key=k", "--partitions=257"},
+       "--partitions must be in [0, 256]"},
+      {{"--data_dir=" + dir, "stats", "--partitions=1"},
+       "unknown flag --partitions"},
   };
   const std::map<std::string, std::string> before = DirContents(dir);
   for (const Case& c : cases) {
@@ -256,7 +264,8 @@ TEST_F(TaskwalCliTest, ReadCommandsShowThePopulatedDirectory) {
               AllOf(HasSubstr("tasks: 5\n"), HasSubstr("pending: 2\n"),
                     HasSubstr("claimed: 1\n"), HasSubstr("completed: 1\n"),
                     HasSubstr("failed: 1\n"), HasSubstr("claims: 3\n"),
-                    HasSubstr("failed_attempts: 1\n")));
+                    HasSubstr("failed_attempts: 1\n"),
+                    HasSubstr("partitions: 1\n"), HasSubstr("last_lsn: 10\n")));
 
   r = RunIn(dir, {"stats", "--json"});
   EXPECT_EQ(r.code, kExitOk);
@@ -264,6 +273,8 @@ TEST_F(TaskwalCliTest, ReadCommandsShowThePopulatedDirectory) {
   JsonValue stats = ParseObject(r.out);
   EXPECT_EQ(Field(stats, "pending").number, 2);
   EXPECT_EQ(Field(stats, "submitted").number, 5);
+  EXPECT_EQ(Field(stats, "partitions").number, 1);
+  EXPECT_EQ(Field(stats, "last_lsn").number, 10);
   EXPECT_EQ(Field(Field(stats, "recovery"), "records_replayed").number, 10);
 
   r = RunIn(dir, {"stats", "--prometheus"});
@@ -391,6 +402,7 @@ TEST_F(TaskwalCliTest, MutatingCommandsChangeTheDirectory) {
   r = RunIn(dir, {"snapshot"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
   EXPECT_THAT(r.out, StartsWith("snapshot written at LSN "));
+  EXPECT_THAT(r.out, EndsWith(" (summed over 1 partition)\n"));
 
   r = RunIn(dir, {"stats"});
   EXPECT_THAT(r.out, AllOf(HasSubstr("tasks: 6\n"), HasSubstr("retries: 1\n"),
@@ -398,14 +410,17 @@ TEST_F(TaskwalCliTest, MutatingCommandsChangeTheDirectory) {
                            HasSubstr("deletions: 1\n")));
   r = RunIn(dir, {"verify"});
   EXPECT_EQ(r.code, kExitOk) << r.out;
-  EXPECT_THAT(r.out, AllOf(HasSubstr("1 snapshot"), EndsWith(": clean\n")));
+  EXPECT_THAT(r.out,
+              AllOf(HasSubstr("1 snapshot file and"), EndsWith(": clean\n")));
 }
 
 TEST_F(TaskwalCliTest, VerifyAndDumpACleanDirectory) {
   const std::string dir = Populate("db");
   CliResult r = RunIn(dir, {"verify"});
   EXPECT_EQ(r.code, kExitOk) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("10 log records, LSNs 1..10): clean"));
+  EXPECT_THAT(r.out, HasSubstr("segment of 1 partition ("));
+  EXPECT_THAT(r.out, HasSubstr("10 log records, 10 since the data began): "
+                               "clean"));
   EXPECT_EQ(r.err, "");  // No progress bar off a terminal.
 
   r = RunIn(dir, {"verify", "--json"});
@@ -414,6 +429,8 @@ TEST_F(TaskwalCliTest, VerifyAndDumpACleanDirectory) {
   EXPECT_TRUE(Field(verify, "clean").boolean);
   EXPECT_EQ(Field(verify, "problems").array.size(), 0u);
   EXPECT_EQ(Field(verify, "last_lsn").number, 10);
+  EXPECT_EQ(Field(verify, "partitions").number, 1);
+  EXPECT_EQ(Field(verify, "replayed").number, 10);
 
   r = RunIn(dir, {"dump"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
@@ -422,7 +439,7 @@ TEST_F(TaskwalCliTest, VerifyAndDumpACleanDirectory) {
   ASSERT_EQ(lines.size(), 10u);
   for (size_t i = 0; i < lines.size(); ++i) {
     EXPECT_THAT(lines[i], StartsWith(absl::StrCat(
-                              i + 1, " wal-00000000000000000001.log ")));
+                              "0:", i + 1, " wal-00000000000000000001.log ")));
   }
   EXPECT_THAT(lines[0], HasSubstr("submit { tasks { id: 1 "));
   EXPECT_THAT(lines[9], HasSubstr("claim { task_id: 2 worker_id: \"w3\""));
@@ -435,7 +452,9 @@ TEST_F(TaskwalCliTest, VerifyAndDumpACleanDirectory) {
   uint64_t offset = 0;
   for (size_t i = 0; i < json_lines.size(); ++i) {
     JsonValue record = ParseObject(json_lines[i]);
+    EXPECT_EQ(Field(record, "partition").number, 0);
     EXPECT_EQ(Field(record, "lsn").number, i + 1);
+    EXPECT_EQ(record.Find("group"), nullptr);
     EXPECT_GT(Field(record, "offset").number, offset);
     offset = Field(record, "offset").number;
     EXPECT_EQ(Field(record, "segment").string, "wal-00000000000000000001.log");
@@ -587,6 +606,127 @@ TEST_F(TaskwalCliTest, ProgressBarOnlyOnATerminal) {
   // Not for a log below the threshold.
   terminal.progress_min_bytes = 8 << 20;
   EXPECT_EQ(RunIn(dir, {"verify"}, terminal).err, "");
+}
+
+// Several partitions: ids name partitions, each partition numbers its own
+// records, and a batch across partitions is one group of records.
+TEST_F(TaskwalCliTest, PartitionedDirectoryShowsPartitionsAndGroups) {
+  const std::string dir = absl::StrCat(root_, "/db");
+  std::vector<uint64_t> ids;
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> engine =
+        Engine::Open(Options(dir, /*partitions=*/4));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    std::vector<TaskSpec> batch;
+    for (int i = 0; i < 8; ++i) {
+      batch.push_back(Spec(absl::StrCat("batch-", i), "b"));
+    }
+    absl::StatusOr<std::vector<SubmitResult>> results =
+        (*engine)->SubmitBatch(batch);
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (const SubmitResult& result : *results) ids.push_back(result.task_id);
+    ASSERT_TRUE((*engine)->Submit(Spec("single", "s")).ok());
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
+  std::map<uint64_t, int> partitions_of_batch;  // Partition -> tasks.
+  for (uint64_t id : ids) ++partitions_of_batch[id % 4];
+  ASSERT_GE(partitions_of_batch.size(), 2u) << "the batch needs a group";
+
+  CliResult r = RunIn(dir, {"stats"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out,
+              AllOf(HasSubstr("tasks: 9\n"), HasSubstr("partitions: 4\n")));
+  r = RunIn(dir, {"get", absl::StrCat(ids[3])});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"batch-3\""));
+
+  r = RunIn(dir, {"verify"});
+  EXPECT_EQ(r.code, kExitOk) << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("1 segment of 4 partitions"),
+                           EndsWith(": clean\n")));
+
+  r = RunIn(dir, {"dump", "--json"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  const std::vector<std::string> json_lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(json_lines.size(), partitions_of_batch.size() + 1);
+  std::map<uint64_t, uint64_t> last_lsn;  // Per partition.
+  size_t pieces = 0;
+  for (const std::string& line : json_lines) {
+    JsonValue record = ParseObject(line);
+    const auto partition =
+        static_cast<uint64_t>(Field(record, "partition").number);
+    const auto lsn = static_cast<uint64_t>(Field(record, "lsn").number);
+    EXPECT_LT(partition, 4u);
+    EXPECT_EQ(lsn, last_lsn[partition] + 1) << line;
+    last_lsn[partition] = lsn;
+    const JsonValue& transition = Field(record, "transition");
+    ASSERT_EQ(transition.type, JsonValue::Type::kObject) << line;
+    const JsonValue* group = record.Find("group");
+    if (group == nullptr) continue;
+    ++pieces;
+    EXPECT_EQ(Field(*group, "pieces").number, partitions_of_batch.size());
+    EXPECT_EQ(Field(*group, "leader_partition").number,
+              partitions_of_batch.begin()->first);
+    EXPECT_EQ(Field(*group, "leader_lsn").number, 1);
+    // The piece holds the batch's tasks of its partition.
+    const JsonValue* submit = transition.Find("submit");
+    ASSERT_NE(submit, nullptr) << line;
+    EXPECT_EQ(Field(*submit, "tasks").array.size(),
+              partitions_of_batch[partition]);
+  }
+  EXPECT_EQ(pieces, partitions_of_batch.size());
+
+  r = RunIn(dir, {"dump"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  const std::vector<std::string> lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), json_lines.size());
+  const std::string leader =
+      absl::StrCat(partitions_of_batch.begin()->first, ":1");
+  EXPECT_THAT(lines[0],
+              AllOf(StartsWith(absl::StrCat(
+                        leader, " wal-00000000000000000001.log 24 group(",
+                        partitions_of_batch.size(), " pieces, leader ", leader,
+                        ") time_micros: ")),
+                    HasSubstr("submit { tasks { id: "),
+                    HasSubstr("idempotency_key: \"batch-")));
+  EXPECT_THAT(lines.back(), HasSubstr("idempotency_key: \"single\""));
+  EXPECT_THAT(lines.back(), Not(HasSubstr("group(")));
+}
+
+TEST_F(TaskwalCliTest, PartitionsFlagSetsTheCountOfANewDirectory) {
+  const std::string dir = absl::StrCat(root_, "/four");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  CliResult r = RunIn(dir, {"submit", "--key=a", "--partitions=4", "--json"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  // Partition p of 4 hands out 4+p first.
+  const auto id =
+      static_cast<uint64_t>(Field(ParseObject(r.out), "task_id").number);
+  EXPECT_GE(id, 4u);
+  EXPECT_LT(id, 8u);
+  EXPECT_THAT(RunIn(dir, {"stats"}).out, HasSubstr("partitions: 4\n"));
+  EXPECT_EQ(RunIn(dir, {"get", absl::StrCat(id)}).code, kExitOk);
+
+  // The directory keeps its count: the same count or none opens it,
+  // another does not, and changes nothing.
+  EXPECT_EQ(RunIn(dir, {"submit", "--key=b", "--partitions=4"}).code, kExitOk);
+  EXPECT_EQ(RunIn(dir, {"submit", "--key=c"}).code, kExitOk);
+  const std::map<std::string, std::string> before = DirContents(dir);
+  r = RunIn(dir, {"submit", "--key=d", "--partitions=2"});
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_THAT(r.err, HasSubstr("created with 4 partitions"));
+  r = RunIn(dir, {"snapshot", "--partitions=2"});
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_EQ(DirContents(dir), before);
+
+  // Without the flag a new directory gets the default count.
+  const std::string other = absl::StrCat(root_, "/default");
+  ASSERT_EQ(::mkdir(other.c_str(), 0700), 0);
+  EXPECT_EQ(RunIn(other, {"submit", "--key=a"}).code, kExitOk);
+  EXPECT_THAT(
+      RunIn(other, {"stats"}).out,
+      HasSubstr(absl::StrCat("partitions: ", kDefaultPartitions, "\n")));
 }
 
 // The reader the tests above rely on rejects what is not JSON.
