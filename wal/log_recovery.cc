@@ -51,7 +51,6 @@ class LogRecovery {
   struct OpenGroup {
     uint32_t pieces;
     uint32_t seen;
-    uint64_t first_offset;
   };
 
   // Reads segment i. Sets *stop when recovery ends there.
@@ -70,6 +69,11 @@ class LogRecovery {
   absl::Status Dispatch(const Held& record);
   // Passes on every held record before `offset`, drops the rest.
   absl::Status ReleaseHeldBefore(uint64_t offset);
+  // Where the log must end if the open groups are cut off: the first held
+  // record (kNoOffset if none). Groups of one flush can interleave, so this
+  // may lie before every open group's first piece, at the first piece of
+  // an already complete group that overlaps one; cutting later would keep
+  // part of that group.
   uint64_t OpenGroupStart() const;
 
   Env* const env_;
@@ -119,11 +123,10 @@ absl::Status LogRecovery::ReleaseHeldBefore(uint64_t offset) {
 }
 
 uint64_t LogRecovery::OpenGroupStart() const {
-  uint64_t start = kNoOffset;
-  for (const auto& [key, group] : open_) {
-    start = std::min(start, group.first_offset);
-  }
-  return start;
+  // Records are held from the first piece of the group that opened while
+  // none was open, until no group is open: every group with a piece in
+  // held_ has its first piece there too.
+  return held_.empty() ? kNoOffset : held_.front().offset;
 }
 
 absl::Status LogRecovery::Admit(const std::string& path,
@@ -173,7 +176,7 @@ absl::Status LogRecovery::Admit(const std::string& path,
                                    leader, " LSN ", leader_lsn, ")"));
       }
       open_.emplace(std::make_pair(leader, leader_lsn),
-                    OpenGroup{pieces, 1, r.offset});
+                    OpenGroup{pieces, 1});
     } else if (it->second.pieces != pieces) {
       return damage("group pieces disagree on the group's size");
     } else if (++it->second.seen == pieces) {

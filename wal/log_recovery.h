@@ -64,7 +64,9 @@ using RecoveredRecordFn = absl::FunctionRef<absl::Status(
 // partition's previous record) without a gap. A group's pieces lie in one
 // flush, so in one segment: a group that is incomplete where the log ends
 // was being written when the writer died, and recovery ends the log just
-// before its first piece, as it does for a torn final record (damage in
+// before its first piece (or before the first piece of an earlier group of
+// the same flush whose pieces interleave with it, so that no complete
+// group is cut in two), as it does for a torn final record (damage in
 // the last segment with nothing valid after it). Either is cut off (read
 // only: skipped) and reported in notes; a torn header on the last segment
 // removes the segment. Any other damage, gap or incomplete group is
