@@ -192,7 +192,7 @@ class Verifier {
                 Lane& lane);
   // Tracks the record's group; false if its group header is invalid.
   bool CheckGroup(const std::string& file, const wal::LogReader::Record& r,
-                  const GroupHeader& group);
+                  const wal::GroupHeader& group);
   // Reports the groups still open at the end of a segment.
   void ReportOpenGroups(const std::string& file, bool newest,
                         uint64_t segment_size);
@@ -813,8 +813,8 @@ void Verifier::CheckRecord(const std::string& file,
 
   absl::string_view payload = r.payload;
   if (group) {
-    GroupHeader header;
-    if (!DecodeGroupHeader(r.payload, &header, &payload)) {
+    wal::GroupHeader header;
+    if (!wal::DecodeGroupHeader(r.payload, &header, &payload)) {
       Report(Problem::Kind::kBadTransition, file, r.offset,
              absl::StrCat("partition ", r.partition, " LSN ", r.lsn,
                           ": a group record too short for its group header"));
@@ -895,7 +895,7 @@ void Verifier::CheckLsn(const std::string& file,
 
 bool Verifier::CheckGroup(const std::string& file,
                           const wal::LogReader::Record& r,
-                          const GroupHeader& group) {
+                          const wal::GroupHeader& group) {
   const uint32_t p = r.partition;
   // The leader is the piece in the lowest partition, and written first.
   if (group.pieces < 2 || group.pieces > lanes_.size() ||
@@ -979,18 +979,6 @@ absl::string_view ProblemKindName(Problem::Kind kind) {
 std::string FormatProblem(const Problem& problem) {
   return absl::StrCat(problem.file, " offset ", problem.offset, ": ",
                       ProblemKindName(problem.kind), ": ", problem.message);
-}
-
-bool DecodeGroupHeader(absl::string_view payload, GroupHeader* header,
-                       absl::string_view* transition) {
-  if (payload.size() < wal::kGroupHeaderSize) return false;
-  const char* h = payload.data();
-  header->pieces = wal::DecodeFixed16(h + wal::kGroupPiecesOffset);
-  header->leader_partition =
-      wal::DecodeFixed16(h + wal::kGroupLeaderPartitionOffset);
-  header->leader_lsn = wal::DecodeFixed64(h + wal::kGroupLeaderLsnOffset);
-  *transition = payload.substr(wal::kGroupHeaderSize);
-  return true;
 }
 
 absl::StatusOr<std::vector<Problem>> VerifyDirectory(Env* env,

@@ -156,17 +156,6 @@ absl::StatusOr<std::vector<Problem>> VerifyDirectory(
 // belongs in wal/ beside the writer's encoder (wal/wal.cc) and recovery's
 // decoder (wal/log_recovery.cc), which have none to share yet; until then
 // verify and the CLI's dump decode it here, once.
-struct GroupHeader {
-  uint32_t pieces = 0;
-  uint32_t leader_partition = 0;
-  uint64_t leader_lsn = 0;
-};
-
-// Splits a kGroupTransition payload into its header and the transition
-// after it. false: the payload is shorter than the header.
-bool DecodeGroupHeader(absl::string_view payload, GroupHeader* header,
-                       absl::string_view* transition);
-
 }  // namespace taskwal::engine
 
 #endif  // TASKWAL_ENGINE_VERIFY_H_

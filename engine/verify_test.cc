@@ -134,13 +134,13 @@ class VerifyTest : public ::testing::TestWithParam<uint32_t> {
     ParsedFile parsed = Parse(segment, wal::kSegmentMagic);
     std::optional<size_t> leader;
     std::optional<size_t> last_piece;
-    GroupHeader leader_header;
+    wal::GroupHeader leader_header;
     for (size_t i = 0; i < parsed.records.size(); ++i) {
       const StoredRecord& r = parsed.records[i];
       if (r.type != wal::RecordType::kGroupTransition) continue;
-      GroupHeader h;
+      wal::GroupHeader h;
       absl::string_view transition;
-      EXPECT_TRUE(DecodeGroupHeader(r.payload, &h, &transition));
+      EXPECT_TRUE(wal::DecodeGroupHeader(r.payload, &h, &transition));
       if (!leader.has_value()) {
         leader = i;
         leader_header = h;
@@ -1004,22 +1004,6 @@ TEST(ProblemTest, FormatNamesFileOffsetAndKind) {
   EXPECT_EQ(FormatProblem(p),
             "wal-00000000000000000001.log offset 123: torn tail: truncated "
             "payload");
-}
-
-TEST(GroupHeaderTest, DecodesWhatTheFormatDescribes) {
-  std::string payload(wal::kGroupHeaderSize, '\0');
-  wal::EncodeFixed16(&payload[wal::kGroupPiecesOffset], 3);
-  wal::EncodeFixed16(&payload[wal::kGroupLeaderPartitionOffset], 2);
-  wal::EncodeFixed64(&payload[wal::kGroupLeaderLsnOffset], 77);
-  payload += "transition";
-  GroupHeader header;
-  absl::string_view transition;
-  ASSERT_TRUE(DecodeGroupHeader(payload, &header, &transition));
-  EXPECT_EQ(header.pieces, 3u);
-  EXPECT_EQ(header.leader_partition, 2u);
-  EXPECT_EQ(header.leader_lsn, 77u);
-  EXPECT_EQ(transition, "transition");
-  EXPECT_FALSE(DecodeGroupHeader(payload.substr(0, 15), &header, &transition));
 }
 
 }  // namespace

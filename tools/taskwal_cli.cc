@@ -558,10 +558,10 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
 void PrintRecord(Context& ctx, const std::string& segment,
                  const wal::LogReader::Record& record, bool* damaged) {
   absl::string_view payload = record.payload;
-  engine::GroupHeader group;
+  wal::GroupHeader group;
   const bool is_group = record.type == wal::RecordType::kGroupTransition;
   bool parsed =
-      is_group ? engine::DecodeGroupHeader(record.payload, &group, &payload)
+      is_group ? wal::DecodeGroupHeader(record.payload, &group, &payload)
                : record.type == wal::RecordType::kTransition;
   engine::Transition transition;
   parsed = parsed && transition.ParseFromArray(

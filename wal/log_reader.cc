@@ -55,6 +55,17 @@ absl::StatusOr<uint64_t> DecodeFileHeader(absl::string_view data,
   return DecodeFixed64(header.data() + kFileHeaderLsnOffset);
 }
 
+bool DecodeGroupHeader(absl::string_view payload, GroupHeader* header,
+                       absl::string_view* transition) {
+  if (payload.size() < kGroupHeaderSize) return false;
+  const char* h = payload.data();
+  header->pieces = DecodeFixed16(h + kGroupPiecesOffset);
+  header->leader_partition = DecodeFixed16(h + kGroupLeaderPartitionOffset);
+  header->leader_lsn = DecodeFixed64(h + kGroupLeaderLsnOffset);
+  *transition = payload.substr(kGroupHeaderSize);
+  return true;
+}
+
 LogReader::LogReader(absl::string_view contents, std::string file_name,
                      uint64_t start_offset)
     : contents_(contents),

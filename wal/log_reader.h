@@ -25,6 +25,18 @@ absl::StatusOr<uint64_t> DecodeFileHeader(absl::string_view data,
                                           absl::string_view magic,
                                           absl::string_view file_name);
 
+// The header of a kGroupTransition payload (wal/format.h).
+struct GroupHeader {
+  uint32_t pieces = 0;
+  uint32_t leader_partition = 0;
+  uint64_t leader_lsn = 0;
+};
+
+// Splits a kGroupTransition payload into its header and the transition
+// after it. false: the payload is shorter than the header.
+bool DecodeGroupHeader(absl::string_view payload, GroupHeader* header,
+                       absl::string_view* transition);
+
 // Reads the records of one file whose contents are already in memory,
 // front to back. Checks framing, CRC and record type; it does not judge LSN
 // order or continuity (recovery does).

@@ -539,4 +539,35 @@ TEST_F(FileHeaderTest, MetaMagicIsItsOwn) {
 }
 
 }  // namespace
+TEST(GroupHeaderTest, DecodesWhatTheFormatDescribes) {
+  std::string payload(kGroupHeaderSize, '\0');
+  EncodeFixed16(&payload[kGroupPiecesOffset], 3);
+  EncodeFixed16(&payload[kGroupLeaderPartitionOffset], 2);
+  EncodeFixed64(&payload[kGroupLeaderLsnOffset], 77);
+  payload += "transition";
+  GroupHeader header;
+  absl::string_view transition;
+  ASSERT_TRUE(DecodeGroupHeader(payload, &header, &transition));
+  EXPECT_EQ(header.pieces, 3u);
+  EXPECT_EQ(header.leader_partition, 2u);
+  EXPECT_EQ(header.leader_lsn, 77u);
+  EXPECT_EQ(transition, "transition");
+  EXPECT_FALSE(DecodeGroupHeader(payload.substr(0, 15), &header, &transition));
+}
+
+TEST(GroupHeaderTest, EncodeAndDecodeRoundTrip) {
+  char encoded[kGroupHeaderSize];
+  EncodeGroupHeader(256, 255, 0x0123456789abcdefull, encoded);
+  const std::string payload = std::string(encoded, sizeof(encoded)) + "t";
+  GroupHeader header;
+  absl::string_view transition;
+  ASSERT_TRUE(DecodeGroupHeader(payload, &header, &transition));
+  EXPECT_EQ(header.pieces, 256u);
+  EXPECT_EQ(header.leader_partition, 255u);
+  EXPECT_EQ(header.leader_lsn, 0x0123456789abcdefull);
+  EXPECT_EQ(transition, "t");
+  // The reserved bytes are zero.
+  EXPECT_EQ(DecodeFixed32(encoded + 4), 0u);
+}
+
 }  // namespace taskwal::wal

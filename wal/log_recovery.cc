@@ -157,13 +157,13 @@ absl::Status LogRecovery::Admit(const std::string& path,
   }
   *transition = r.payload;
   if (group) {
-    if (r.payload.size() < kGroupHeaderSize) {
+    GroupHeader header;
+    if (!DecodeGroupHeader(r.payload, &header, transition)) {
       return damage("group record too short for its header");
     }
-    const char* h = r.payload.data();
-    const uint32_t pieces = DecodeFixed16(h + kGroupPiecesOffset);
-    const uint32_t leader = DecodeFixed16(h + kGroupLeaderPartitionOffset);
-    const uint64_t leader_lsn = DecodeFixed64(h + kGroupLeaderLsnOffset);
+    const uint32_t pieces = header.pieces;
+    const uint32_t leader = header.leader_partition;
+    const uint64_t leader_lsn = header.leader_lsn;
     if (pieces < 2 || pieces > options_.partitions || leader > p ||
         (leader == p && leader_lsn != r.lsn)) {
       return damage("group record with an invalid group header");
@@ -182,7 +182,6 @@ absl::Status LogRecovery::Admit(const std::string& path,
     } else if (++it->second.seen == pieces) {
       open_.erase(it);
     }
-    transition->remove_prefix(kGroupHeaderSize);
   }
   seen_[p] = r.lsn;
   return absl::OkStatus();

@@ -67,6 +67,15 @@ void SealRecord(std::string* dst, size_t record_offset) {
   EncodeFixed32(header + kRecordCrcOffset, crc32c::Mask(crc));
 }
 
+void EncodeGroupHeader(uint32_t pieces, uint32_t leader_partition,
+                       uint64_t leader_lsn, char* dst) {
+  std::memset(dst, 0, kGroupHeaderSize);
+  EncodeFixed16(dst + kGroupPiecesOffset, static_cast<uint16_t>(pieces));
+  EncodeFixed16(dst + kGroupLeaderPartitionOffset,
+                static_cast<uint16_t>(leader_partition));
+  EncodeFixed64(dst + kGroupLeaderLsnOffset, leader_lsn);
+}
+
 void AppendRecord(RecordType type, uint32_t partition, uint64_t lsn,
                   absl::string_view payload, std::string* dst) {
   const size_t offset = dst->size();

@@ -47,6 +47,11 @@ void AppendRecord(RecordType type, uint32_t partition, uint64_t lsn,
 char* AppendRecordHeader(RecordType type, uint32_t partition, uint64_t lsn,
                          size_t payload_size, std::string* dst);
 
+// Writes the kGroupHeaderSize-byte header of a kGroupTransition payload
+// (wal/format.h) to dst.
+void EncodeGroupHeader(uint32_t pieces, uint32_t leader_partition,
+                       uint64_t leader_lsn, char* dst);
+
 // Computes and stores the CRC of the record starting at `record_offset`.
 // Sealing twice is harmless.
 // REQUIRES: a record header written by AppendRecordHeader starts at

@@ -203,13 +203,10 @@ absl::Status Wal::AppendGroup(absl::Span<const GroupPiece> pieces,
   for (const GroupPiece& piece : pieces) lanes_[piece.partition].mu.Lock();
   absl::Status allowed = AppendAllowed();
   if (allowed.ok()) {
-    char header[kGroupHeaderSize] = {};
+    char header[kGroupHeaderSize];
     const uint32_t leader = pieces.front().partition;
-    EncodeFixed16(header + kGroupPiecesOffset,
-                  static_cast<uint16_t>(pieces.size()));
-    EncodeFixed16(header + kGroupLeaderPartitionOffset,
-                  static_cast<uint16_t>(leader));
-    EncodeFixed64(header + kGroupLeaderLsnOffset, lanes_[leader].last_lsn + 1);
+    EncodeGroupHeader(static_cast<uint32_t>(pieces.size()), leader,
+                      lanes_[leader].last_lsn + 1, header);
     for (size_t i = 0; i < pieces.size(); ++i) {
       lsns[i] = StageLocked(
           lanes_[pieces[i].partition], pieces[i].partition,
