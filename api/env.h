@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace taskwal {
 
@@ -28,6 +29,16 @@ class WritableFile {
   virtual ~WritableFile() = default;
   // Appends data at the end of the file. Not durable until Sync().
   virtual absl::Status Append(absl::string_view data) = 0;
+  // Appends the pieces in order, as Append of their concatenation would
+  // (without building it). The default appends them one by one; the POSIX
+  // file writes them with writev(2).
+  virtual absl::Status AppendAll(absl::Span<const absl::string_view> pieces) {
+    for (absl::string_view piece : pieces) {
+      absl::Status s = Append(piece);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
   // Makes every appended byte durable (fdatasync). Does not make the file's
   // directory entry durable: that is Env::SyncDir.
   virtual absl::Status Sync() = 0;

@@ -310,11 +310,10 @@ RetryPolicy EngineImpl::PolicyOf(const TaskEntry& e) const {
   return own.has_value() ? *std::move(own) : options_.default_retry_policy;
 }
 
-Task EngineImpl::Resolved(Task task) const {
-  if (!task.has_retry_policy()) {
-    *task.mutable_retry_policy() = options_.default_retry_policy;
+void EngineImpl::Resolve(Task* task) const {
+  if (!task->has_retry_policy()) {
+    *task->mutable_retry_policy() = options_.default_retry_policy;
   }
-  return task;
 }
 
 void EngineImpl::NewTask(const TaskSpec& spec, uint64_t id, int64_t now,
@@ -332,7 +331,7 @@ void EngineImpl::NewTask(const TaskSpec& spec, uint64_t id, int64_t now,
     t->set_not_before_micros(absl::ToUnixMicros(spec.not_before));
   }
   // Only a policy of the task's own is stored (it is most of a task's
-  // fixed size otherwise); PolicyOf and Resolved fill in the default.
+  // fixed size otherwise); PolicyOf and Resolve fill in the default.
   if (spec.retry_policy.has_value()) {
     *t->mutable_retry_policy() = *spec.retry_policy;
   }
@@ -358,7 +357,13 @@ absl::StatusOr<uint64_t> EngineImpl::CommitLocked(Partition& p,
     if (!absl::IsInvalidArgument(lsn.status())) SetSticky(lsn.status());
     return lsn.status();
   }
-  absl::Status s = p.state().Apply(record, *lsn);
+  TASKWAL_RETURN_IF_ERROR(ApplyLocked(p, record, *lsn, wake));
+  return *lsn;
+}
+
+absl::Status EngineImpl::ApplyLocked(Partition& p, const Transition& record,
+                                     uint64_t lsn, Wake* wake) {
+  absl::Status s = p.state().Apply(record, lsn);
   if (!s.ok()) {
     // The record is journaled but does not fit the state: a bug. Stop
     // writing rather than let memory and journal disagree further.
@@ -371,16 +376,21 @@ absl::StatusOr<uint64_t> EngineImpl::CommitLocked(Partition& p,
       record.time_micros(),
       [wake](absl::string_view type) { wake->Ready(type); });
   if (p.PublishLocked()) wake->timekeeper = true;
-  return *lsn;
+  return absl::OkStatus();
 }
 
 absl::Status EngineImpl::SyncTo(absl::Span<const PartitionLsn> records) {
+  // LSN 0 (nothing was written) needs no wait.
   absl::InlinedVector<PartitionLsn, 4> wanted;
-  for (const PartitionLsn& r : records) {
-    if (r.lsn != 0) wanted.push_back(r);
+  if (std::any_of(records.begin(), records.end(),
+                  [](const PartitionLsn& r) { return r.lsn == 0; })) {
+    for (const PartitionLsn& r : records) {
+      if (r.lsn != 0) wanted.push_back(r);
+    }
+    records = wanted;
   }
-  if (wanted.empty()) return absl::OkStatus();
-  absl::Status s = journal_->Sync(wanted);
+  if (records.empty()) return absl::OkStatus();
+  absl::Status s = journal_->Sync(records);
   if (!s.ok()) SetSticky(s);
   return s;
 }
@@ -523,9 +533,11 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::ClaimOpLocked(
   return CheckClaimLocked(p, task_id, worker_id, claim_token, last_lsn);
 }
 
-absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
-    Partition& p, uint64_t task_id, absl::string_view worker_id,
-    int64_t lease_micros, int64_t now, uint64_t* lsn, Wake* wake) {
+absl::Status EngineImpl::ClaimLocked(Partition& p, uint64_t task_id,
+                                     absl::string_view worker_id,
+                                     int64_t lease_micros, int64_t now,
+                                     uint64_t* lsn, Wake* wake,
+                                     ClaimedTask* claimed) {
   Transition t;
   t.set_time_micros(now);
   ClaimRecord* c = t.mutable_claim();
@@ -534,19 +546,96 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimLocked(
   c->set_claim_token(p.state().next_claim_token());
   c->set_lease_deadline_micros(SaturatingAdd(now, lease_micros));
   TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(p, t, wake));
-  ClaimedTask claimed;
-  p.table().Read(task_id, [&](const TaskEntry& e) { e.ToTask(&claimed.task); });
-  claimed.task = Resolved(std::move(claimed.task));
-  claimed.claim_token = c->claim_token();
-  claimed.attempt = claimed.task.attempts();
-  claimed.lease_deadline = absl::FromUnixMicros(c->lease_deadline_micros());
-  return claimed;
+  p.table().Read(task_id,
+                 [&](const TaskEntry& e) { e.ToTask(&claimed->task); });
+  Resolve(&claimed->task);
+  claimed->claim_token = c->claim_token();
+  claimed->attempt = claimed->task.attempts();
+  claimed->lease_deadline = absl::FromUnixMicros(c->lease_deadline_micros());
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::DecideLocked(const TaskSpec& spec,
+                                      absl::string_view where, bool batch,
+                                      int64_t now, SubmitPart* part,
+                                      SubmitResult* result) {
+  SubmitRecord* submit = part->record.mutable_submit();
+  bool same = false;
+  uint64_t existing_id = 0;
+  if (std::optional<uint64_t> id =
+          part->p->table().LookupKey(spec.idempotency_key);
+      id.has_value()) {
+    existing_id = *id;
+    part->p->table().Read(*id, [&](const TaskEntry& e) {
+      same = e.type() == spec.type && e.payload() == spec.payload;
+      // A duplicate is acknowledged once the task's last record is durable.
+      part->wait_lsn = std::max(part->wait_lsn, e.state.last_lsn);
+    });
+  } else if (auto it = batch ? part->batch_keys.find(spec.idempotency_key)
+                             : part->batch_keys.end();
+             it != part->batch_keys.end()) {
+    const Task& t = submit->tasks(it->second);
+    existing_id = t.id();
+    same = t.type() == spec.type && t.payload() == spec.payload;
+  } else {
+    Task* t = submit->add_tasks();
+    NewTask(spec, part->next_id, now, t);
+    part->next_id += partitions();
+    if (batch) {
+      part->batch_keys.emplace(t->idempotency_key(), submit->tasks_size() - 1);
+    }
+    *result = SubmitResult{t->id(), false};
+    return absl::OkStatus();
+  }
+  if (!same) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "idempotency key \"", spec.idempotency_key, "\" already names task ",
+        existing_id, " with a different type or payload", where));
+  }
+  *result = SubmitResult{existing_id, true};
+  return absl::OkStatus();
+}
+
+void EngineImpl::WakeForNewTasks(const Transition& record, Wake* wake) {
+  // Tasks without a not-before time are ready at once; the others were
+  // promoted (and counted) by ApplyLocked if their time has come.
+  for (const Task& t : record.submit().tasks()) {
+    if (t.not_before_micros() <= 0) wake->Ready(t.type());
+  }
 }
 
 absl::StatusOr<SubmitResult> EngineImpl::Submit(const TaskSpec& spec) {
-  TASKWAL_ASSIGN_OR_RETURN(std::vector<SubmitResult> results,
-                           SubmitBatch(absl::MakeConstSpan(&spec, 1)));
-  return results.front();
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  TASKWAL_RETURN_IF_ERROR(CheckSpec(spec));
+  SubmitPart part;
+  part.p = &PartitionOfTaskKey(spec.idempotency_key);
+  SubmitResult result;
+  Wake wake;
+  {
+    absl::MutexLock l(&part.p->mu);
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
+    const int64_t now = NowMicros();
+    part.record.set_time_micros(now);
+    part.next_id = part.p->state().next_task_id();
+    TASKWAL_RETURN_IF_ERROR(
+        DecideLocked(spec, "", /*batch=*/false, now, &part, &result));
+    if (!result.deduplicated) {
+      TASKWAL_RETURN_IF_ERROR(ReserveTasks(1, ""));
+      absl::StatusOr<uint64_t> lsn = CommitLocked(*part.p, part.record, &wake);
+      if (!lsn.ok()) {
+        ReleaseTasks(1);
+        return lsn.status();
+      }
+      part.wait_lsn = *lsn;
+      WakeForNewTasks(part.record, &wake);
+    }
+  }
+  Notify(wake);
+  if (result.deduplicated) {
+    deduplicated_.fetch_add(1, std::memory_order_relaxed);
+  }
+  TASKWAL_RETURN_IF_ERROR(SyncTo(part.p->index, part.wait_lsn));
+  return result;
 }
 
 absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
@@ -558,10 +647,11 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
         absl::StrCat("batch of ", specs.size(), " exceeds max_batch_size ",
                      options_.max_batch_size));
   }
-  const bool batch = specs.size() > 1;
-  auto where = [batch](size_t i) {
-    return batch ? absl::StrCat(" (batch index ", i, ")") : std::string();
-  };
+  if (specs.size() == 1) {
+    TASKWAL_ASSIGN_OR_RETURN(SubmitResult result, Submit(specs.front()));
+    return std::vector<SubmitResult>{result};
+  }
+  auto where = [](size_t i) { return absl::StrCat(" (batch index ", i, ")"); };
   for (size_t i = 0; i < specs.size(); ++i) {
     absl::Status s = CheckSpec(specs[i]);
     if (!s.ok()) {
@@ -569,29 +659,21 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
     }
   }
 
-  // Each spec goes to its key's partition; a batch locks every partition
+  // Each spec goes to its key's partition; the batch locks every partition
   // it touches, in ascending order.
   const uint32_t n = partitions();
-  absl::InlinedVector<uint32_t, 1> of(specs.size());
+  std::vector<uint32_t> of(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     of[i] = PartitionOfKey(specs[i].idempotency_key, n);
   }
-  absl::InlinedVector<uint32_t, 1> involved(of.begin(), of.end());
+  std::vector<uint32_t> involved(of);
   std::sort(involved.begin(), involved.end());
   involved.erase(std::unique(involved.begin(), involved.end()),
                  involved.end());
-  struct Part {
-    Partition* p = nullptr;
-    Transition record;
-    // Keys new in this batch -> index into record.submit().tasks() (a
-    // batch of one needs none).
-    absl::flat_hash_map<absl::string_view, int> batch_keys;
-    uint64_t next_id = 0;
-    uint64_t wait_lsn = 0;
-  };
-  absl::InlinedVector<Part, 1> parts(involved.size());
-  auto part_of = [&](size_t i) -> Part& {
-    return parts[std::lower_bound(involved.begin(), involved.end(), of[i]) -
+  std::vector<SubmitPart> parts(involved.size());
+  auto part_of = [&](uint32_t partition) -> SubmitPart& {
+    return parts[std::lower_bound(involved.begin(), involved.end(),
+                                  partition) -
                  involved.begin()];
   };
   for (size_t k = 0; k < involved.size(); ++k) {
@@ -603,7 +685,7 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
   };
   TASKWAL_RETURN_IF_ERROR(CheckWritable());
   const int64_t now = NowMicros();
-  for (Part& part : parts) {
+  for (SubmitPart& part : parts) {
     part.record.set_time_micros(now);
     part.next_id = part.p->state().next_task_id();
   }
@@ -613,85 +695,47 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
   size_t first_created = specs.size();
   uint64_t deduplicated = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
-    const TaskSpec& spec = specs[i];
-    Part& part = part_of(i);
-    SubmitRecord* submit = part.record.mutable_submit();
-    bool same = false;
-    uint64_t existing_id = 0;
-    if (std::optional<uint64_t> id =
-            part.p->table().LookupKey(spec.idempotency_key);
-        id.has_value()) {
-      existing_id = *id;
-      part.p->table().Read(*id, [&](const TaskEntry& e) {
-        same = e.type() == spec.type && e.payload() == spec.payload;
-        part.wait_lsn = std::max(part.wait_lsn, e.state.last_lsn);
-      });
-    } else if (auto it = batch ? part.batch_keys.find(spec.idempotency_key)
-                               : part.batch_keys.end();
-               it != part.batch_keys.end()) {
-      const Task& t = submit->tasks(it->second);
-      existing_id = t.id();
-      same = t.type() == spec.type && t.payload() == spec.payload;
+    TASKWAL_RETURN_IF_ERROR(DecideLocked(specs[i], where(i), /*batch=*/true,
+                                         now, &part_of(of[i]), &results[i]));
+    if (results[i].deduplicated) {
+      ++deduplicated;
     } else {
-      Task* t = submit->add_tasks();
-      NewTask(spec, part.next_id, now, t);
-      part.next_id += n;
-      if (batch) {
-        part.batch_keys.emplace(t->idempotency_key(), submit->tasks_size() - 1);
-      }
-      results[i] = SubmitResult{t->id(), false};
       first_created = std::min(first_created, i);
       ++created;
-      continue;
     }
-    if (!same) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "idempotency key \"", spec.idempotency_key, "\" already names task ",
-          existing_id, " with a different type or payload", where(i)));
-    }
-    results[i] = SubmitResult{existing_id, true};
-    ++deduplicated;
   }
 
   Wake wake;
   if (created > 0) {
     TASKWAL_RETURN_IF_ERROR(ReserveTasks(created, where(first_created)));
-    absl::InlinedVector<uint32_t, 1> group_partitions;
-    absl::InlinedVector<const Transition*, 1> group_records;
-    for (size_t k = 0; k < parts.size(); ++k) {
-      if (parts[k].record.submit().tasks_size() == 0) continue;
-      group_partitions.push_back(involved[k]);
-      group_records.push_back(&parts[k].record);
+    std::vector<SubmitPart*> with_tasks;
+    for (SubmitPart& part : parts) {
+      if (part.record.submit().tasks_size() > 0) with_tasks.push_back(&part);
     }
     absl::Status committed;
-    if (group_records.size() == 1) {
-      for (Part& part : parts) {
-        if (part.record.submit().tasks_size() == 0) continue;
-        absl::StatusOr<uint64_t> lsn = CommitLocked(*part.p, part.record, &wake);
-        committed = lsn.status();
-        if (lsn.ok()) part.wait_lsn = std::max(part.wait_lsn, *lsn);
-      }
+    if (with_tasks.size() == 1) {
+      SubmitPart& part = *with_tasks.front();
+      absl::StatusOr<uint64_t> lsn = CommitLocked(*part.p, part.record, &wake);
+      committed = lsn.status();
+      if (lsn.ok()) part.wait_lsn = std::max(part.wait_lsn, *lsn);
     } else {
       // Several partitions: one group, so that a crash keeps all of the
       // batch or none of it.
-      absl::InlinedVector<uint64_t, 4> lsns(group_records.size());
+      std::vector<uint32_t> group_partitions;
+      std::vector<const Transition*> group_records;
+      for (const SubmitPart* part : with_tasks) {
+        group_partitions.push_back(part->p->index);
+        group_records.push_back(&part->record);
+      }
+      std::vector<uint64_t> lsns(with_tasks.size());
       committed = journal_->AppendGroup(group_partitions, group_records,
                                         lsns.data());
       if (!committed.ok() && !absl::IsInvalidArgument(committed)) {
         SetSticky(committed);
       }
-      for (size_t g = 0; committed.ok() && g < group_records.size(); ++g) {
-        Part& part = parts[std::lower_bound(involved.begin(), involved.end(),
-                                            group_partitions[g]) -
-                           involved.begin()];
-        committed = part.p->state().Apply(part.record, lsns[g]);
-        if (!committed.ok()) {
-          SetSticky(committed);
-          break;
-        }
-        part.p->state().scheduler().PromoteDue(
-            now, [&wake](absl::string_view type) { wake.Ready(type); });
-        if (part.p->PublishLocked()) wake.timekeeper = true;
+      for (size_t g = 0; committed.ok() && g < with_tasks.size(); ++g) {
+        SubmitPart& part = *with_tasks[g];
+        committed = ApplyLocked(*part.p, part.record, lsns[g], &wake);
         part.wait_lsn = std::max(part.wait_lsn, lsns[g]);
       }
     }
@@ -699,17 +743,13 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       ReleaseTasks(created);
       return committed;
     }
-    for (const Part& part : parts) {
-      for (const Task& t : part.record.submit().tasks()) {
-        if (t.not_before_micros() <= 0) wake.Ready(t.type());
-      }
-    }
+    for (const SubmitPart& part : parts) WakeForNewTasks(part.record, &wake);
   }
   std::move(unlock).Invoke();
   Notify(wake);
   deduplicated_.fetch_add(deduplicated, std::memory_order_relaxed);
-  absl::InlinedVector<PartitionLsn, 1> waits;
-  for (const Part& part : parts) {
+  std::vector<PartitionLsn> waits;
+  for (const SubmitPart& part : parts) {
     if (part.wait_lsn != 0) waits.push_back({part.p->index, part.wait_lsn});
   }
   TASKWAL_RETURN_IF_ERROR(SyncTo(waits));
@@ -725,7 +765,8 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
   Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
   Wake wake;
-  absl::StatusOr<ClaimedTask> claimed;
+  ClaimedTask claimed;
+  absl::Status s;
   {
     absl::MutexLock l(&p.mu);
     TASKWAL_RETURN_IF_ERROR(CheckWritable());
@@ -745,44 +786,44 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
         check = absl::OkStatus();
       }
     });
-    if (check.ok()) {
-      claimed = ClaimLocked(p, task_id, worker_id, lease_micros, now, &lsn,
-                            &wake);
-    } else {
-      claimed = check;
-    }
+    s = check.ok() ? ClaimLocked(p, task_id, worker_id, lease_micros, now,
+                                 &lsn, &wake, &claimed)
+                   : check;
   }
   Notify(wake);
-  if (!claimed.ok()) return claimed.status();
+  TASKWAL_RETURN_IF_ERROR(s);
   TASKWAL_RETURN_IF_ERROR(SyncTo(p.index, lsn));
-  return claimed;
+  return std::move(claimed);
 }
 
-absl::StatusOr<std::optional<ClaimedTask>> EngineImpl::ClaimBestIn(
+absl::StatusOr<bool> EngineImpl::ClaimBestIn(
     Partition& p, absl::string_view worker_id, absl::string_view type,
-    int64_t max_rank, int64_t lease_micros, uint64_t* lsn,
-    int64_t* seen_rank) {
+    int64_t max_rank, int64_t lease_micros, uint64_t* lsn, int64_t* seen_rank,
+    ClaimedTask* claimed) {
   Wake wake;
-  absl::StatusOr<ClaimedTask> claimed;
+  absl::Status s;
   {
     absl::MutexLock l(&p.mu);
     TASKWAL_RETURN_IF_ERROR(CheckWritable());
     Scheduler& scheduler = p.state().scheduler();
     const std::optional<int64_t> rank = scheduler.BestReadyRank(type);
     if (seen_rank != nullptr) *seen_rank = rank.value_or(Partition::kNever);
-    if (!rank.has_value() || *rank > max_rank) return std::nullopt;
+    if (!rank.has_value() || *rank > max_rank) return false;
     const uint64_t id = *scheduler.PeekReady(type);
-    claimed = ClaimLocked(p, id, worker_id, lease_micros, NowMicros(), lsn,
-                          &wake);
+    s = ClaimLocked(p, id, worker_id, lease_micros, NowMicros(), lsn, &wake,
+                    claimed);
   }
   Notify(wake);
-  if (!claimed.ok()) return claimed.status();
-  return std::optional<ClaimedTask>(*std::move(claimed));
+  TASKWAL_RETURN_IF_ERROR(s);
+  return true;
 }
 
-absl::StatusOr<std::optional<ClaimedTask>> EngineImpl::TryClaimNext(
-    absl::string_view worker_id, absl::string_view type, int64_t lease_micros,
-    uint32_t* partition, uint64_t* lsn) {
+absl::StatusOr<bool> EngineImpl::TryClaimNext(absl::string_view worker_id,
+                                              absl::string_view type,
+                                              int64_t lease_micros,
+                                              uint32_t* partition,
+                                              uint64_t* lsn,
+                                              ClaimedTask* claimed) {
   const uint32_t n = partitions();
   const uint32_t start = NextClaimStart() % n;
   // Each pass either claims, finds nothing ready, or lost a race to another
@@ -792,7 +833,7 @@ absl::StatusOr<std::optional<ClaimedTask>> EngineImpl::TryClaimNext(
     // every type's from below.
     int64_t best = Partition::kNever;
     for (const auto& p : partitions_) best = std::min(best, p->ready_rank());
-    if (best == Partition::kNever) return std::nullopt;
+    if (best == Partition::kNever) return false;
     Partition* candidate = nullptr;
     int64_t candidate_rank = Partition::kNever;
     for (uint32_t j = 0; j < n; ++j) {
@@ -802,12 +843,12 @@ absl::StatusOr<std::optional<ClaimedTask>> EngineImpl::TryClaimNext(
         continue;
       }
       int64_t seen = Partition::kNever;
-      TASKWAL_ASSIGN_OR_RETURN(
-          std::optional<ClaimedTask> claimed,
-          ClaimBestIn(p, worker_id, type, best, lease_micros, lsn, &seen));
-      if (claimed.has_value()) {
+      TASKWAL_ASSIGN_OR_RETURN(const bool done,
+                               ClaimBestIn(p, worker_id, type, best,
+                                           lease_micros, lsn, &seen, claimed));
+      if (done) {
         *partition = p.index;
-        return claimed;
+        return true;
       }
       if (seen < candidate_rank) {
         candidate = &p;
@@ -817,14 +858,14 @@ absl::StatusOr<std::optional<ClaimedTask>> EngineImpl::TryClaimNext(
     if (type.empty()) continue;
     // A typed claim: no partition had the best rank overall in that type;
     // take the best the type has.
-    if (candidate == nullptr) return std::nullopt;
-    TASKWAL_ASSIGN_OR_RETURN(std::optional<ClaimedTask> claimed,
+    if (candidate == nullptr) return false;
+    TASKWAL_ASSIGN_OR_RETURN(const bool done,
                              ClaimBestIn(*candidate, worker_id, type,
                                          candidate_rank, lease_micros, lsn,
-                                         nullptr));
-    if (claimed.has_value()) {
+                                         nullptr, claimed));
+    if (done) {
       *partition = candidate->index;
-      return claimed;
+      return true;
     }
   }
 }
@@ -851,13 +892,14 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
     TASKWAL_RETURN_IF_ERROR(ServiceDuePartitions(now));
     uint32_t partition = 0;
     uint64_t lsn = 0;
-    TASKWAL_ASSIGN_OR_RETURN(
-        std::optional<ClaimedTask> claimed,
-        TryClaimNext(worker_id, options.type, lease_micros, &partition, &lsn));
-    if (claimed.has_value()) {
+    ClaimedTask claimed;
+    TASKWAL_ASSIGN_OR_RETURN(const bool done,
+                             TryClaimNext(worker_id, options.type, lease_micros,
+                                          &partition, &lsn, &claimed));
+    if (done) {
       std::move(leave).Invoke();
       TASKWAL_RETURN_IF_ERROR(SyncTo(partition, lsn));
-      return *std::move(claimed);
+      return std::move(claimed);
     }
     const absl::Time real_now = absl::Now();
     if (real_now >= give_up) {
@@ -1070,7 +1112,8 @@ absl::StatusOr<Task> EngineImpl::Get(uint64_t task_id) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   std::optional<Task> task = PartitionOfTask(task_id).table().GetTask(task_id);
   if (!task.has_value()) return TaskNotFound(task_id);
-  return Resolved(*std::move(task));
+  Resolve(&*task);
+  return *std::move(task);
 }
 
 absl::StatusOr<Task> EngineImpl::GetByIdempotencyKey(absl::string_view key) {
@@ -1085,7 +1128,8 @@ absl::StatusOr<Task> EngineImpl::GetByIdempotencyKey(absl::string_view key) {
     return absl::NotFoundError(
         absl::StrCat("no task has idempotency key \"", key, "\""));
   }
-  return Resolved(*std::move(task));
+  Resolve(&*task);
+  return *std::move(task);
 }
 
 absl::StatusOr<ListPage> EngineImpl::List(const ListFilter& filter) {
@@ -1120,7 +1164,8 @@ absl::StatusOr<ListPage> EngineImpl::List(const ListFilter& filter) {
     if (filter.status.has_value() && task->status() != *filter.status) {
       continue;
     }
-    page.tasks.push_back(Resolved(*std::move(task)));
+    Resolve(&*task);
+    page.tasks.push_back(*std::move(task));
   }
   if (more) page.next_cursor = ids.back();
   return page;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -73,7 +74,8 @@ class EngineImpl final : public Engine {
   ~EngineImpl() override;
 
   absl::Status Close() override ABSL_LOCKS_EXCLUDED(close_mu_, snapshot_mu_);
-  absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) override;
+  absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) override
+      ABSL_LOCKS_EXCLUDED(close_mu_);
   // The analysis cannot follow a set of partition locks chosen at run
   // time; they are locked in ascending order and released together.
   absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
@@ -140,16 +142,43 @@ class EngineImpl final : public Engine {
   void NewTask(const TaskSpec& spec, uint64_t id, int64_t now, Task* t) const;
   // The task's retry policy: its own, or the engine's default.
   RetryPolicy PolicyOf(const TaskEntry& entry) const;
-  // The task as callers see it: with its retry policy filled in.
-  Task Resolved(Task task) const;
+  // Makes *task what callers see: its retry policy filled in.
+  void Resolve(Task* task) const;
   void Notify(const Wake& wake);
 
-  // Journals and applies one record in p, then publishes p's summaries
-  // (noting in *wake whether something comes due earlier); returns the
+  // Journals and applies one record in p (ApplyLocked); returns the
   // record's LSN. An error is made sticky.
   absl::StatusOr<uint64_t> CommitLocked(Partition& p, const Transition& record,
                                         Wake* wake)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  // Applies a journaled record at lsn, promotes what came due with it and
+  // publishes p's summaries, noting in *wake what became ready and whether
+  // something comes due earlier. An error is made sticky.
+  absl::Status ApplyLocked(Partition& p, const Transition& record,
+                           uint64_t lsn, Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+
+  // One partition's share of a submit: its record of new tasks, and what
+  // the submit must wait for before it is acknowledged.
+  struct SubmitPart {
+    Partition* p = nullptr;
+    Transition record;
+    // Keys new in this batch -> index into record.submit().tasks() (a
+    // single submit needs none).
+    absl::flat_hash_map<absl::string_view, int> batch_keys;
+    uint64_t next_id = 0;   // The next id of the partition to hand out.
+    uint64_t wait_lsn = 0;  // 0: nothing to wait for.
+  };
+  // Decides one spec in its partition's share: the task its key already
+  // names (a duplicate: same type and payload, else kAlreadyExists with
+  // `where` appended), an earlier spec of the batch with its key, or a new
+  // task added to part->record.
+  absl::Status DecideLocked(const TaskSpec& spec, absl::string_view where,
+                            bool batch, int64_t now, SubmitPart* part,
+                            SubmitResult* result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(part->p->mu);
+  // Notes in *wake the new tasks of a submit record that are ready now.
+  static void WakeForNewTasks(const Transition& record, Wake* wake);
   // Waits for the journal to cover the records; an error is made sticky.
   absl::Status SyncTo(absl::Span<const PartitionLsn> records);
   absl::Status SyncTo(uint32_t partition, uint64_t lsn) {
@@ -194,24 +223,29 @@ class EngineImpl final : public Engine {
                                            uint64_t* lsn, uint64_t* last_lsn,
                                            Wake* wake)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
-  // Claims a PENDING, due task; the caller has checked both.
-  absl::StatusOr<ClaimedTask> ClaimLocked(Partition& p, uint64_t task_id,
-                                          absl::string_view worker_id,
-                                          int64_t lease_micros, int64_t now,
-                                          uint64_t* lsn, Wake* wake)
+  // Claims a PENDING, due task (the caller has checked both) into
+  // *claimed. (The claim is filled in place: a ClaimedTask carries the
+  // task's payload, and moving it is not free.)
+  absl::Status ClaimLocked(Partition& p, uint64_t task_id,
+                           absl::string_view worker_id, int64_t lease_micros,
+                           int64_t now, uint64_t* lsn, Wake* wake,
+                           ClaimedTask* claimed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // One look over the partitions for the best ready task (of `type`, or any
-  // when empty), and its claim. nullopt: none is ready. *partition and
-  // *lsn: where the claim was journaled.
-  absl::StatusOr<std::optional<ClaimedTask>> TryClaimNext(
-      absl::string_view worker_id, absl::string_view type,
-      int64_t lease_micros, uint32_t* partition, uint64_t* lsn);
-  // Claims p's best ready task of `type` if its rank is at most max_rank;
-  // *seen_rank (if not null) receives that rank, kNever if none is ready.
-  absl::StatusOr<std::optional<ClaimedTask>> ClaimBestIn(
-      Partition& p, absl::string_view worker_id, absl::string_view type,
-      int64_t max_rank, int64_t lease_micros, uint64_t* lsn,
-      int64_t* seen_rank) ABSL_LOCKS_EXCLUDED(p.mu);
+  // when empty), and its claim into *claimed. false: none is ready.
+  // *partition and *lsn: where the claim was journaled.
+  absl::StatusOr<bool> TryClaimNext(absl::string_view worker_id,
+                                    absl::string_view type,
+                                    int64_t lease_micros, uint32_t* partition,
+                                    uint64_t* lsn, ClaimedTask* claimed);
+  // Claims p's best ready task of `type` into *claimed if its rank is at
+  // most max_rank; *seen_rank (if not null) receives that rank, kNever if
+  // none is ready.
+  absl::StatusOr<bool> ClaimBestIn(Partition& p, absl::string_view worker_id,
+                                   absl::string_view type, int64_t max_rank,
+                                   int64_t lease_micros, uint64_t* lsn,
+                                   int64_t* seen_rank, ClaimedTask* claimed)
+      ABSL_LOCKS_EXCLUDED(p.mu);
   // Delay before the next attempt after `attempts` failed ones.
   int64_t BackoffMicros(Partition& p, const RetryPolicy& policy,
                         uint32_t attempts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);

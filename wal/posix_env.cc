@@ -6,9 +6,12 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -85,6 +88,39 @@ absl::Status WriteFully(int fd, const std::string& path,
   return absl::OkStatus();
 }
 
+// writev(2) of every piece, in IOV_MAX chunks, resuming after short writes.
+absl::Status WriteAllFully(int fd, const std::string& path,
+                           absl::Span<const absl::string_view> pieces) {
+  std::vector<iovec> iov;
+  iov.reserve(std::min<size_t>(pieces.size(), IOV_MAX));
+  size_t next = 0;  // First piece not yet in iov.
+  while (next < pieces.size() || !iov.empty()) {
+    while (next < pieces.size() && iov.size() < IOV_MAX) {
+      if (!pieces[next].empty()) {
+        iov.push_back(iovec{const_cast<char*>(pieces[next].data()),
+                            pieces[next].size()});
+      }
+      ++next;
+    }
+    if (iov.empty()) break;
+    ssize_t written = RetryOnEintr([&] {
+      return ::writev(fd, iov.data(), static_cast<int>(iov.size()));
+    });
+    if (written < 0) return PosixErrorToStatus("writev", path, errno);
+    if (written == 0) return PosixErrorToStatus("writev", path, EIO);
+    // Drop what was written; a piece written in part stays, shortened.
+    size_t done = static_cast<size_t>(written);
+    size_t i = 0;
+    while (i < iov.size() && done >= iov[i].iov_len) done -= iov[i++].iov_len;
+    iov.erase(iov.begin(), iov.begin() + i);
+    if (!iov.empty()) {
+      iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + done;
+      iov[0].iov_len -= done;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CloseFd(int fd, const std::string& path) {
   // No retry on EINTR: Linux releases the descriptor even then, and a retry
   // could close a descriptor another thread has just been given.
@@ -105,6 +141,11 @@ class PosixWritableFile final : public WritableFile {
   absl::Status Append(absl::string_view data) override {
     TASKWAL_RETURN_IF_ERROR(CheckOpen("write"));
     return WriteFully(fd_, path_, data);
+  }
+
+  absl::Status AppendAll(absl::Span<const absl::string_view> pieces) override {
+    TASKWAL_RETURN_IF_ERROR(CheckOpen("write"));
+    return WriteAllFully(fd_, path_, pieces);
   }
 
   absl::Status Sync() override {

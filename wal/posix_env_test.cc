@@ -75,6 +75,31 @@ TEST_F(PosixEnvTest, WrittenDataIsReadBack) {
   EXPECT_EQ(*env_->GetFileSize(path), expected.size());
 }
 
+// AppendAll writes the pieces in order with writev, also more of them than
+// one writev takes (IOV_MAX) and with empty ones among them.
+TEST_F(PosixEnvTest, AppendAllWritesEveryPieceInOrder) {
+  const std::string path = Path("gathered");
+  auto file = env_->NewWritableFile(path);
+  ASSERT_THAT(file, IsOk());
+  ASSERT_THAT((*file)->Append("head:"), IsOk());
+  std::vector<std::string> storage;
+  for (int i = 0; i < 2500; ++i) {
+    storage.push_back(i % 7 == 0 ? std::string()
+                                 : std::string(1 + i % 300, 'a' + i % 26));
+  }
+  std::vector<absl::string_view> pieces(storage.begin(), storage.end());
+  ASSERT_THAT((*file)->AppendAll(pieces), IsOk());
+  ASSERT_THAT((*file)->AppendAll({}), IsOk());
+  ASSERT_THAT((*file)->Append(":tail"), IsOk());
+  ASSERT_THAT((*file)->Close(), IsOk());
+  std::string expected = "head:";
+  for (const std::string& piece : storage) expected += piece;
+  expected += ":tail";
+  EXPECT_EQ(*env_->ReadFileToString(path), expected);
+  EXPECT_THAT((*file)->AppendAll(pieces),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
 TEST_F(PosixEnvTest, LargeFileIsReadWhole) {
   const std::string path = Path("big");
   std::string contents(3 * 1024 * 1024 + 17, '\0');

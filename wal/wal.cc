@@ -264,22 +264,26 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
     if (s.ok()) s = file_->Close();
     if (s.ok()) s = StartSegmentLocked(seq);
   }
-  batch_.clear();
+  // The lanes' records, one lane after the other, in one write.
+  pieces_.clear();
+  size_t bytes = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    batch_.append(cut_[i]);
-    cut_[i].clear();
+    if (cut_[i].empty()) continue;
+    pieces_.push_back(cut_[i]);
+    bytes += cut_[i].size();
   }
-  if (s.ok() && !batch_.empty()) {
-    s = file_->Append(batch_);
+  if (s.ok() && bytes > 0) {
+    s = file_->AppendAll(pieces_);
     if (s.ok()) {
-      segment_size_ += batch_.size();
+      segment_size_ += bytes;
       segment_has_records_ = true;
       segment_synced_ = false;
-      stats_.bytes_written.fetch_add(batch_.size(), std::memory_order_relaxed);
+      stats_.bytes_written.fetch_add(bytes, std::memory_order_relaxed);
       stats_.flushes.fetch_add(1, std::memory_order_relaxed);
       stats_.records_flushed.fetch_add(records, std::memory_order_relaxed);
     }
   }
+  for (uint32_t i = 0; i < n; ++i) cut_[i].clear();
   // A full segment is synced now and rotated by the next flush.
   const bool full = segment_size_ >= options_.segment_bytes;
   if (s.ok() && (sync || full) && !segment_synced_) {

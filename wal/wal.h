@@ -13,6 +13,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -284,9 +285,9 @@ class Wal {
   bool segment_has_records_ ABSL_GUARDED_BY(io_mu_) = false;
   bool segment_synced_ ABSL_GUARDED_BY(io_mu_) = true;
   // What a cut took from each lane (swapped with the lane's buffer, so the
-  // two alternate and keep their capacity), and the batch written.
+  // two alternate and keep their capacity), and the pieces written.
   std::vector<std::string> cut_ ABSL_GUARDED_BY(io_mu_);
-  std::string batch_ ABSL_GUARDED_BY(io_mu_);
+  std::vector<absl::string_view> pieces_ ABSL_GUARDED_BY(io_mu_);
 
   absl::once_flag stop_once_;
   absl::Notification stop_;
