@@ -51,7 +51,7 @@ ABSL_FLAG(std::string, systems, "all",
           "Systems to run, comma-separated (taskwal-always, taskwal-interval, "
           "taskwal-none, sqlite-full, sqlite-normal, rocksdb-sync, "
           "rocksdb-nosync, rocksdb-buffered, disk), or all.");
-ABSL_FLAG(std::string, threads, "1,4,16,64", "Client thread counts.");
+ABSL_FLAG(std::string, threads, "1,2,4,16,64", "Client thread counts.");
 ABSL_FLAG(uint64_t, durable_tasks, 20000,
           "Tasks per lifecycle/dedup run of a system that fdatasyncs per "
           "call (and per scale run in kAlways).");

@@ -33,7 +33,7 @@ for system in taskwal-always taskwal-interval taskwal-none sqlite-full \
     fail "the lifecycle table has no row with figures for ${system}"
   fi
 done
-for title in "== Systems" "== Lifecycle throughput" "== Submit with 50% duplicate" \
+for title in "== Systems" "== Lifecycle throughput" "== Scaling" "== Submit with 50% duplicate" \
     "== Latency per call" "== Recovery" "== Memory" "== Scale" "== Targets"; do
   grep -qF -- "${title}" "${OUT}" || fail "no table \"${title}\""
 done

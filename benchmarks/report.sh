@@ -76,7 +76,7 @@ generated="${OUT}/generated.md"
   echo
   echo "Drawn by \`benchmarks/plot.sh ${rel}/results.csv ${rel}\` from this run's CSV."
   echo
-  for png in lifecycle dedup latency-1 latency-4 latency-16 latency-64 scale; do
+  for png in lifecycle scaling dedup latency-1 latency-4 latency-16 latency-64 scale; do
     if [[ -f "${OUT}/${png}.png" ]]; then
       echo "![${png}](${rel}/${png}.png)"
       echo

@@ -2,10 +2,13 @@
 #include "engine/engine_impl.h"
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "api/engine.h"
 #include "engine/journal.h"
+#include "engine/partitioning.h"
 #include "engine/state_machine.h"
 #include "gtest/gtest.h"
 
@@ -106,6 +109,78 @@ TEST_F(EngineImplTest, DeduplicatedSubmitWaitsForTheOriginalRecord) {
   // The dedup answer is only as good as the record that created the task,
   // so it must sync that record too, and here that fails.
   EXPECT_FALSE(SubmitKey("a").ok());
+}
+
+// Among partitions with tasks of equal priority, ClaimNext goes round
+// robin: a task alone in its partition is claimed within one round of the
+// partitions, however large another partition's backlog.
+TEST(ClaimNextAcrossPartitionsTest, NoPartitionWaitsBehindAnothersBacklog) {
+  constexpr uint32_t kPartitions = 16;
+  EngineOptions options;
+  options.partitions = kPartitions;
+  options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  const uint32_t busy = PartitionOfKey("busy-0", kPartitions);
+  int backlog = 0;
+  for (int i = 0; backlog < 500; ++i) {
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("busy-", i);
+    if (PartitionOfKey(spec.idempotency_key, kPartitions) != busy) continue;
+    ASSERT_TRUE(engine.Submit(spec).ok());
+    ++backlog;
+  }
+  for (int round = 0; round < 3; ++round) {
+    TaskSpec lone;
+    for (int i = 0; lone.idempotency_key.empty(); ++i) {
+      const std::string key = absl::StrCat("lone-", round, "-", i);
+      if (PartitionOfKey(key, kPartitions) != busy) lone.idempotency_key = key;
+    }
+    ASSERT_TRUE(engine.Submit(lone).ok());
+    int claims = 0;
+    bool found = false;
+    while (!found && claims < static_cast<int>(kPartitions)) {
+      absl::StatusOr<ClaimedTask> c = engine.ClaimNext("w", {});
+      ASSERT_TRUE(c.ok()) << c.status();
+      ++claims;
+      found = c->task.idempotency_key() == lone.idempotency_key;
+    }
+    EXPECT_TRUE(found) << "round " << round << ": the lone task waited "
+                       << claims << " claims behind the backlog";
+  }
+  ASSERT_TRUE(engine.Close().ok());
+}
+
+// A higher priority wins across partitions, whatever the backlog of lower
+// priority in the others.
+TEST(ClaimNextAcrossPartitionsTest, HigherPriorityWinsAcrossPartitions) {
+  EngineOptions options;
+  options.partitions = 16;
+  options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  for (int i = 0; i < 200; ++i) {
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("low-", i);
+    ASSERT_TRUE(engine.Submit(spec).ok());
+  }
+  std::vector<std::string> urgent;
+  for (int i = 0; i < 5; ++i) {
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("urgent-", i);
+    spec.priority = 1 + i % 2;
+    ASSERT_TRUE(engine.Submit(spec).ok());
+  }
+  std::vector<int32_t> priorities;
+  for (int i = 0; i < 7; ++i) {
+    absl::StatusOr<ClaimedTask> c = engine.ClaimNext("w", {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    priorities.push_back(c->task.priority());
+  }
+  EXPECT_EQ(priorities, (std::vector<int32_t>{2, 2, 1, 1, 1, 0, 0}));
+  ASSERT_TRUE(engine.Close().ok());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -16,6 +17,9 @@
 #include "api/engine.h"
 #include "api/fault_injection_env.h"
 #include "engine/partitioning.h"
+#include "wal/coding.h"
+#include "wal/crc32c.h"
+#include "wal/format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine_dump.h"
@@ -602,6 +606,72 @@ INSTANTIATE_TEST_SUITE_P(Partitions, RecoveryTest,
                          [](const ::testing::TestParamInfo<uint32_t>& info) {
                            return absl::StrCat(info.param, "Partitions");
                          });
+
+// A directory written before partitions (format version 1: no META, one
+// LSN sequence) is refused with a message naming the version, writable or
+// read-only, and nothing in it is changed.
+TEST(FormatVersionTest, VersionOneDirectoryIsRefusedAndLeftAlone) {
+  FaultInjectionEnv env(3);
+  ASSERT_TRUE(env.CreateDir("/v1").ok());
+  std::string header(wal::kFileHeaderSize, '\0');
+  std::memcpy(&header[0], wal::kSegmentMagic.data(), wal::kMagicSize);
+  wal::EncodeFixed32(&header[wal::kFileHeaderVersionOffset], 1);
+  wal::EncodeFixed64(&header[wal::kFileHeaderLsnOffset], 1);
+  wal::EncodeFixed32(&header[wal::kFileHeaderCrcOffset],
+                     wal::crc32c::Mask(wal::crc32c::Value(
+                         header.data(), wal::kFileHeaderCrcOffset)));
+  {
+    std::unique_ptr<WritableFile> f =
+        *env.NewWritableFile("/v1/wal-00000000000000000001.log");
+    ASSERT_TRUE(f->Append(header + std::string(100, 'r')).ok());
+    ASSERT_TRUE(f->Sync().ok());
+  }
+  const std::string before =
+      *env.ReadFileToString("/v1/wal-00000000000000000001.log");
+  for (bool read_only : {false, true}) {
+    EngineOptions o;
+    o.data_dir = "/v1";
+    o.env = &env;
+    o.read_only = read_only;
+    absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kFailedPrecondition)
+        << e.status();
+    EXPECT_TRUE(absl::StrContains(e.status().message(), "version 1"))
+        << e.status();
+  }
+  std::vector<std::string> files = *env.GetChildren("/v1");
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{
+                       "LOCK", "wal-00000000000000000001.log"}));
+  EXPECT_EQ(*env.ReadFileToString("/v1/wal-00000000000000000001.log"), before);
+}
+
+// Opening a directory with another partition count than it was created
+// with fails and changes nothing; partitions = 0 takes the directory's.
+TEST(FormatVersionTest, PartitionCountIsTheDirectorys) {
+  FaultInjectionEnv env(4);
+  EngineOptions o;
+  o.data_dir = "/p";
+  o.env = &env;
+  o.partitions = 4;
+  {
+    std::unique_ptr<Engine> e = *Engine::Open(o);
+    TaskSpec spec;
+    spec.idempotency_key = "k";
+    ASSERT_TRUE(e->Submit(spec).ok());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  o.partitions = 8;
+  absl::StatusOr<std::unique_ptr<Engine>> wrong = Engine::Open(o);
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(wrong.status().message(), "4 partitions"))
+      << wrong.status();
+  o.partitions = 0;
+  absl::StatusOr<std::unique_ptr<Engine>> right = Engine::Open(o);
+  ASSERT_TRUE(right.ok()) << right.status();
+  EXPECT_EQ((*right)->Stats()->partitions, 4u);
+  EXPECT_TRUE((*right)->GetByIdempotencyKey("k").ok());
+}
 
 // The same guarantees on the real file system, plus file permissions.
 TEST(PosixRecoveryTest, RestartOnDiskAndFilesAreOwnerOnly) {
