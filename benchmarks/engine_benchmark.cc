@@ -12,6 +12,7 @@
 // client threads sharing one engine. Automatic snapshots are off
 // (snapshot_every_records = 0) so that a run measures only what it names.
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -79,18 +80,26 @@ EngineOptions Options(const std::string& dir, SyncMode mode) {
 }
 
 // Submits `count` tasks with keys <prefix><i> in batches.
-void Prefill(Engine* engine, absl::string_view prefix, uint64_t count,
-             const TaskSpec& base) {
+// Submits `count` tasks; returns their ids, ascending (with partitions,
+// ids are not 1..count).
+std::vector<uint64_t> Prefill(Engine* engine, absl::string_view prefix,
+                              uint64_t count, const TaskSpec& base) {
   std::vector<TaskSpec> batch;
+  std::vector<uint64_t> ids;
   for (uint64_t i = 0; i < count; ++i) {
     TaskSpec spec = base;
     spec.idempotency_key = absl::StrCat(prefix, i);
     batch.push_back(std::move(spec));
     if (batch.size() == kBatch || i + 1 == count) {
-      ValueOrDie(engine->SubmitBatch(batch), "prefill");
+      for (const SubmitResult& r :
+           ValueOrDie(engine->SubmitBatch(batch), "prefill")) {
+        ids.push_back(r.task_id);
+      }
       batch.clear();
     }
   }
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 // The engine shared by all threads of one benchmark run. Thread 0 opens it
@@ -100,6 +109,7 @@ struct Shared {
   std::optional<TempDir> dir;
   std::unique_ptr<Engine> engine;
   std::atomic<uint64_t> next_key{0};
+  std::vector<uint64_t> ids;  // Of the prefilled tasks, ascending.
 };
 Shared* shared = nullptr;
 
@@ -219,14 +229,14 @@ constexpr uint64_t kReadTasks = 100000;
 void BM_Get(benchmark::State& state) {
   OpenShared(state, SyncMode::kNone);
   if (state.thread_index() == 0) {
-    Prefill(shared->engine.get(), "g-", kReadTasks, Spec(""));
+    shared->ids = Prefill(shared->engine.get(), "g-", kReadTasks, Spec(""));
   }
   uint64_t x = 0x9e3779b97f4a7c15ull * (state.thread_index() + 1);
   for (auto _ : state) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    auto t = shared->engine->Get(x % kReadTasks + 1);
+    auto t = shared->engine->Get(shared->ids[x % kReadTasks]);
     if (!t.ok()) Die("get", t.status());
     benchmark::DoNotOptimize(t->payload().data());
   }
@@ -239,7 +249,7 @@ constexpr uint64_t kListTasks = 10000;
 void BM_ListPage100(benchmark::State& state) {
   OpenShared(state, SyncMode::kNone);
   if (state.thread_index() == 0) {
-    Prefill(shared->engine.get(), "l-", kListTasks, Spec(""));
+    shared->ids = Prefill(shared->engine.get(), "l-", kListTasks, Spec(""));
   }
   uint64_t x = 0x9e3779b97f4a7c15ull * (state.thread_index() + 1);
   ListFilter filter;
@@ -248,7 +258,7 @@ void BM_ListPage100(benchmark::State& state) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    filter.after_id = x % (kListTasks - filter.limit);
+    filter.after_id = shared->ids[x % (kListTasks - filter.limit)];
     auto page = shared->engine->List(filter);
     if (!page.ok() || page->tasks.size() != filter.limit) {
       Die("list", page.status());

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -91,8 +92,8 @@ absl::Status WriteFully(int fd, const std::string& path,
 // writev(2) of every piece, in IOV_MAX chunks, resuming after short writes.
 absl::Status WriteAllFully(int fd, const std::string& path,
                            absl::Span<const absl::string_view> pieces) {
-  std::vector<iovec> iov;
-  iov.reserve(std::min<size_t>(pieces.size(), IOV_MAX));
+  if (pieces.size() == 1) return WriteFully(fd, path, pieces.front());
+  absl::InlinedVector<iovec, 16> iov;
   size_t next = 0;  // First piece not yet in iov.
   while (next < pieces.size() || !iov.empty()) {
     while (next < pieces.size() && iov.size() < IOV_MAX) {

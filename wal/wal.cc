@@ -143,6 +143,12 @@ absl::Status Wal::AppendAllowed() const {
 uint64_t Wal::StageLocked(Lane& lane, uint32_t partition, uint8_t type,
                           absl::string_view group_header, size_t payload_size,
                           absl::FunctionRef<void(char*)> fill) {
+  if (lane.staged.empty()) {
+    // Before the record exists, under the lane's lock: whatever is staged
+    // after this record, in any lane, happens after the bit is set.
+    dirty_[partition / 64].fetch_or(uint64_t{1} << (partition % 64),
+                                    std::memory_order_release);
+  }
   const uint64_t lsn = lane.last_lsn + 1;
   const size_t offset = lane.staged.size();
   char* dst = AppendRecordHeader(static_cast<RecordType>(type), partition, lsn,
@@ -221,6 +227,37 @@ absl::Status Wal::AppendGroup(absl::Span<const GroupPiece> pieces,
   return allowed;
 }
 
+void Wal::LockStagedLanes(std::vector<uint32_t>* locked) {
+  const size_t words = (options_.partitions + 63) / 64;
+  uint64_t want[kDirtyWords] = {};
+  for (size_t w = 0; w < words; ++w) {
+    want[w] = dirty_[w].load(std::memory_order_acquire);
+  }
+  while (true) {
+    locked->clear();
+    for (size_t w = 0; w < words; ++w) {
+      for (uint64_t bits = want[w]; bits != 0; bits &= bits - 1) {
+        locked->push_back(static_cast<uint32_t>(64 * w + __builtin_ctzll(bits)));
+      }
+    }
+    for (uint32_t i : *locked) lanes_[i].mu.Lock();
+    // A lane that became non-empty before any of these locks was taken has
+    // its bit set by now (it is set under the lane's lock, before the
+    // record can be seen by anyone): with no new bit, every lane outside
+    // the set is empty at this instant, and the set is a consistent cut.
+    bool grew = false;
+    for (size_t w = 0; w < words; ++w) {
+      const uint64_t now = dirty_[w].load(std::memory_order_acquire);
+      grew = grew || (now & ~want[w]) != 0;
+      want[w] |= now;
+    }
+    if (!grew) return;
+    for (size_t k = locked->size(); k-- > 0;) {
+      lanes_[(*locked)[k]].mu.Unlock();
+    }
+  }
+}
+
 absl::Status Wal::FlushOnceLocked(bool sync) {
   ++flush_gen_;
   flushing_ = true;
@@ -234,20 +271,21 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
   const uint64_t seq = active_seq_;
 
   io_mu_.Lock();
-  // The cut: every lane locked at once, so it is one instant for all of
-  // them (see the class comment).
-  const uint32_t n = options_.partitions;
+  // The cut: every lane with staged records, at one instant (see the class
+  // comment). The other lanes' cut_lsn already equals their last_lsn.
   uint64_t records = 0;
-  for (uint32_t i = 0; i < n; ++i) lanes_[i].mu.Lock();
-  for (uint32_t i = 0; i < n; ++i) {
+  LockStagedLanes(&taken_);
+  for (uint32_t i : taken_) {
     Lane& lane = lanes_[i];
     cut_[i].swap(lane.staged);
     lane.cut_lsn = lane.last_lsn;
     records += lane.staged_records;
     lane.staged_records = 0;
     lane.staged_bytes.store(0, std::memory_order_relaxed);
+    dirty_[i / 64].fetch_and(~(uint64_t{1} << (i % 64)),
+                             std::memory_order_relaxed);
   }
-  for (uint32_t i = n; i-- > 0;) lanes_[i].mu.Unlock();
+  for (size_t k = taken_.size(); k-- > 0;) lanes_[taken_[k]].mu.Unlock();
   mu_.Unlock();
 
   absl::Status s;
@@ -267,8 +305,7 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
   // The lanes' records, one lane after the other, in one write.
   pieces_.clear();
   size_t bytes = 0;
-  for (uint32_t i = 0; i < n; ++i) {
-    if (cut_[i].empty()) continue;
+  for (uint32_t i : taken_) {
     pieces_.push_back(cut_[i]);
     bytes += cut_[i].size();
   }
@@ -283,7 +320,7 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
       stats_.records_flushed.fetch_add(records, std::memory_order_relaxed);
     }
   }
-  for (uint32_t i = 0; i < n; ++i) cut_[i].clear();
+  for (uint32_t i : taken_) cut_[i].clear();
   // A full segment is synced now and rotated by the next flush.
   const bool full = segment_size_ >= options_.segment_bytes;
   if (s.ok() && (sync || full) && !segment_synced_) {
@@ -299,14 +336,19 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
   flushing_ = false;
   if (full) rotation_requested_ = true;
   if (s.ok()) {
-    for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t i : taken_) {
       Lane& lane = lanes_[i];
       if (lane.written_lsn.load(std::memory_order_relaxed) < lane.cut_lsn) {
         lane.written_lsn.store(lane.cut_lsn, std::memory_order_release);
       }
-      if (sync && lane.synced_lsn.load(std::memory_order_relaxed) <
-                      lane.cut_lsn) {
-        lane.synced_lsn.store(lane.cut_lsn, std::memory_order_release);
+    }
+    if (sync) {
+      // The fdatasync covers earlier flushes' records too (every lane).
+      for (uint32_t i = 0; i < options_.partitions; ++i) {
+        Lane& lane = lanes_[i];
+        if (lane.synced_lsn.load(std::memory_order_relaxed) < lane.cut_lsn) {
+          lane.synced_lsn.store(lane.cut_lsn, std::memory_order_release);
+        }
       }
     }
   } else if (sticky_.ok()) {

@@ -20,6 +20,7 @@
 #include "absl/types/span.h"
 #include "api/env.h"
 #include "wal/data_dir.h"
+#include "wal/format.h"
 
 namespace taskwal::wal {
 
@@ -67,7 +68,11 @@ struct WalStats {
 // takes what every lane has staged, all lanes at one instant (a consistent
 // cut: a record staged before another, in any lanes, is never written in a
 // later flush than it), writes it in one write, and (per the sync mode)
-// covers it with one fdatasync: group commit across partitions. When no
+// covers it with one fdatasync: group commit across partitions. The cut
+// holds the locks of the lanes with staged records at once, found from a
+// bitmap that an append sets when it stages into an empty lane; it re-reads
+// the bitmap under those locks and starts over with a larger set if a lane
+// became non-empty meanwhile, so every other lane is empty at that instant. When no
 // flush is running, the caller of Sync runs one itself (the leader), so a
 // lone caller pays no thread hand-off. When a flush ends with callers still
 // waiting for a later one, the log's flusher thread takes over and flushes
@@ -185,6 +190,11 @@ class Wal {
 
   // Checks an Append is possible; the error, if not.
   absl::Status AppendAllowed() const;
+  // Locks (ascending) every lane with staged records, as of one instant:
+  // when it returns, no other lane has any (see the class comment). The
+  // lanes locked are in *locked.
+  void LockStagedLanes(std::vector<uint32_t>* locked)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Writes one record into lane `partition`'s buffer. REQUIRES: its mu.
   uint64_t StageLocked(Lane& lane, uint32_t partition, uint8_t type,
                        absl::string_view group_header, size_t payload_size,
@@ -233,6 +243,12 @@ class Wal {
   const size_t lane_buffer_bytes_;
   WalStats stats_;
   const std::unique_ptr<Lane[]> lanes_;
+
+  // Bit p is set while lane p has staged records: set (release) by the
+  // append that stages into an empty lane, cleared by the cut that takes
+  // its records, both under the lane's lock. A cut locks only these lanes.
+  static constexpr size_t kDirtyWords = (kMaxPartitions + 63) / 64;
+  std::atomic<uint64_t> dirty_[kDirtyWords] = {};
 
   // Append fails from here on (closing or closed), without taking mu_.
   std::atomic<bool> closing_{false};
@@ -288,6 +304,9 @@ class Wal {
   // two alternate and keep their capacity), and the pieces written.
   std::vector<std::string> cut_ ABSL_GUARDED_BY(io_mu_);
   std::vector<absl::string_view> pieces_ ABSL_GUARDED_BY(io_mu_);
+  // The lanes the running (or last) flush cut. Only the leader touches it,
+  // from its cut to its watermark update (under mu_, after io_mu_).
+  std::vector<uint32_t> taken_;
 
   absl::once_flag stop_once_;
   absl::Notification stop_;
