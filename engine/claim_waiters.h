@@ -17,19 +17,22 @@ namespace taskwal::engine {
 // first. A task that becomes ready wakes one waiter that wants its type,
 // not all of them (no thundering herd): a sleeping one if there is one (it
 // will look), else one that is looking right now (its next Wait returns at
-// once, so it looks again). Only the oldest waiter, the
-// timekeeper, also sleeps until the next delayed task or lease comes due;
-// it promotes what is due, and each task that becomes ready wakes one more.
+// once, so it looks again). Only the oldest waiter, the timekeeper, also
+// sleeps until the next delayed task or lease comes due; it promotes what
+// is due, and each task that becomes ready wakes one more.
 //
 // Protocol for a waiter: Add, look for a task once more (what became ready
-// between the caller's last look and Add is seen then), then Wait in a
-// loop, looking after each return; Remove when done. For a producer: make
-// the task ready (and publish it), then NotifyReady. The fences in Add and
-// NotifyReady guarantee that either the waiter's look sees the task or the
-// producer sees the waiter.
+// between the caller's last look and Add is seen then), then in a loop:
+// IsTimekeeper (and, if so, when things come due), Wait, look. Remove when
+// done. For a producer: make the task ready (and publish it), then
+// NotifyReady; make something come due earlier (and publish it), then
+// NotifyTimekeeper. The fences in Add and the notifications guarantee that
+// either the waiter's look sees the change or the producer sees the
+// waiter; a wake-up or re-plan that reaches a waiter before it sleeps makes
+// its next Wait return at once, so none is lost.
 //
 // Thread safety: safe for concurrent use. Lock order: a leaf (no other lock
-// is taken under it, and callers hold none of the engine's).
+// is taken under it).
 class ClaimWaiters {
  public:
   class Waiter {
@@ -43,8 +46,10 @@ class ClaimWaiters {
     const absl::string_view type_;
     absl::CondVar cv_;
     // Guarded by ClaimWaiters::mu_.
-    bool notified_ = false;
-    bool sleeping_ = false;  // In Wait (else looking for a task).
+    bool notified_ = false;       // Woken for a task of notified_type_.
+    std::string notified_type_;
+    bool replan_ = false;         // Its wake-up time may be wrong now.
+    bool sleeping_ = false;       // In Wait (else looking for a task).
     std::list<Waiter*>::iterator position_;
   };
 
@@ -53,11 +58,12 @@ class ClaimWaiters {
   ClaimWaiters& operator=(const ClaimWaiters&) = delete;
 
   void Add(Waiter* waiter) ABSL_LOCKS_EXCLUDED(mu_);
-  // Passes on a wake-up the waiter got but did not use, and wakes the next
-  // timekeeper if the waiter was it.
+  // Passes on a wake-up the waiter got but did not use (to a waiter that
+  // wants that task's type), and makes the next timekeeper re-plan if the
+  // waiter was it.
   void Remove(Waiter* waiter) ABSL_LOCKS_EXCLUDED(mu_);
-  // Returns when notified, at `deadline`, or once closed (spurious returns
-  // are possible: the caller looks and waits again).
+  // Returns when notified, told to re-plan, at `deadline`, or once closed
+  // (spurious returns are possible: the caller looks and waits again).
   void Wait(Waiter* waiter, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether the waiter is the oldest, which sleeps until things come due.
   bool IsTimekeeper(const Waiter* waiter) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -66,9 +72,6 @@ class ClaimWaiters {
   // want that type (or any type), oldest first.
   void NotifyReady(absl::string_view type, size_t count)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // `count` tasks of several or unknown types became ready: wakes up to
-  // `count` waiters, whatever they want.
-  void NotifyReadyAnyType(size_t count) ABSL_LOCKS_EXCLUDED(mu_);
   // Something comes due earlier than before: the timekeeper re-plans.
   void NotifyTimekeeper() ABSL_LOCKS_EXCLUDED(mu_);
   // The engine is closing: every Wait returns, now and later.
@@ -77,10 +80,10 @@ class ClaimWaiters {
  private:
   // Whether anyone waits; checked without mu_ on every notification.
   bool Empty() const;
-  // Wakes up to count waiters that want `type`, or any waiters with
-  // any_type.
-  void WakeLocked(absl::string_view type, bool any_type, size_t count)
+  // Wakes up to count waiters that want `type`.
+  void WakeLocked(absl::string_view type, size_t count)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReplanLocked(Waiter* waiter) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   std::list<Waiter*> waiters_ ABSL_GUARDED_BY(mu_);

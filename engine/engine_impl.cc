@@ -7,6 +7,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -147,13 +148,14 @@ absl::Status ValidateOptions(const EngineOptions& o) {
   return CheckRetryPolicy(o.default_retry_policy, "default_retry_policy");
 }
 
-void EngineImpl::Wake::Ready(absl::string_view task_type) {
-  if (ready == 0) {
-    type.assign(task_type.data(), task_type.size());
-  } else if (type != task_type) {
-    mixed = true;
+void EngineImpl::Wake::Ready(absl::string_view type, size_t count) {
+  for (auto& [t, n] : ready) {
+    if (t == type) {
+      n += count;
+      return;
+    }
   }
-  ++ready;
+  ready.emplace_back(std::string(type), count);
 }
 
 EngineImpl::EngineImpl(const EngineOptions& options,
@@ -338,12 +340,8 @@ void EngineImpl::NewTask(const TaskSpec& spec, uint64_t id, int64_t now,
 }
 
 void EngineImpl::Notify(const Wake& wake) {
-  if (wake.ready > 0) {
-    if (wake.mixed) {
-      waiters_.NotifyReadyAnyType(wake.ready);
-    } else {
-      waiters_.NotifyReady(wake.type, wake.ready);
-    }
+  for (const auto& [type, count] : wake.ready) {
+    waiters_.NotifyReady(type, count);
   }
   if (wake.timekeeper) waiters_.NotifyTimekeeper();
 }
@@ -372,9 +370,9 @@ absl::Status EngineImpl::ApplyLocked(Partition& p, const Transition& record,
   }
   // A task whose not-before time has already come (a retry without
   // backoff, a submit with a past not_before) is ready now.
-  p.state().scheduler().PromoteDue(
-      record.time_micros(),
-      [wake](absl::string_view type) { wake->Ready(type); });
+  Scheduler& scheduler = p.state().scheduler();
+  scheduler.PromoteDue(record.time_micros());
+  TakeReadied(p, wake);
   if (p.PublishLocked()) wake->timekeeper = true;
   return absl::OkStatus();
 }
@@ -397,12 +395,15 @@ absl::Status EngineImpl::SyncTo(absl::Span<const PartitionLsn> records) {
 
 absl::Status EngineImpl::ReserveTasks(size_t n, absl::string_view where) {
   if (options_.max_tasks == 0 || n == 0) return absl::OkStatus();
-  const uint64_t before = live_tasks_.fetch_add(n);
-  if (before + n > options_.max_tasks) {
-    live_tasks_.fetch_sub(n);
-    return absl::ResourceExhaustedError(
-        absl::StrCat("max_tasks ", options_.max_tasks, " reached", where));
-  }
+  // Compare-and-swap, so a reservation that does not fit never takes room
+  // from one that would.
+  uint64_t live = live_tasks_.load();
+  do {
+    if (live + n > options_.max_tasks) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("max_tasks ", options_.max_tasks, " reached", where));
+    }
+  } while (!live_tasks_.compare_exchange_weak(live, live + n));
   return absl::OkStatus();
 }
 
@@ -468,8 +469,8 @@ absl::Status EngineImpl::ServiceLocked(Partition& p, int64_t now,
                                               /*lease_expired=*/true, lsn,
                                               wake));
   }
-  p.state().scheduler().PromoteDue(
-      now, [wake](absl::string_view type) { wake->Ready(type); });
+  p.state().scheduler().PromoteDue(now);
+  TakeReadied(p, wake);
   p.PublishLocked(/*exact_due=*/true);
   return absl::OkStatus();
 }
@@ -596,12 +597,11 @@ absl::Status EngineImpl::DecideLocked(const TaskSpec& spec,
   return absl::OkStatus();
 }
 
-void EngineImpl::WakeForNewTasks(const Transition& record, Wake* wake) {
-  // Tasks without a not-before time are ready at once; the others were
-  // promoted (and counted) by ApplyLocked if their time has come.
-  for (const Task& t : record.submit().tasks()) {
-    if (t.not_before_micros() <= 0) wake->Ready(t.type());
-  }
+void EngineImpl::TakeReadied(Partition& p, Wake* wake) {
+  p.state().scheduler().TakeReadied(
+      [wake](absl::string_view type, size_t count) {
+        wake->Ready(type, count);
+      });
 }
 
 absl::StatusOr<SubmitResult> EngineImpl::Submit(const TaskSpec& spec) {
@@ -627,7 +627,6 @@ absl::StatusOr<SubmitResult> EngineImpl::Submit(const TaskSpec& spec) {
         return lsn.status();
       }
       part.wait_lsn = *lsn;
-      WakeForNewTasks(part.record, &wake);
     }
   }
   Notify(wake);
@@ -713,6 +712,8 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       if (part.record.submit().tasks_size() > 0) with_tasks.push_back(&part);
     }
     absl::Status committed;
+    size_t applied = 0;  // Tasks of pieces applied (the engine is stuck
+                         // after a later piece fails, but counts stay true).
     if (with_tasks.size() == 1) {
       SubmitPart& part = *with_tasks.front();
       absl::StatusOr<uint64_t> lsn = CommitLocked(*part.p, part.record, &wake);
@@ -736,14 +737,14 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       for (size_t g = 0; committed.ok() && g < with_tasks.size(); ++g) {
         SubmitPart& part = *with_tasks[g];
         committed = ApplyLocked(*part.p, part.record, lsns[g], &wake);
+        if (committed.ok()) applied += part.record.submit().tasks_size();
         part.wait_lsn = std::max(part.wait_lsn, lsns[g]);
       }
     }
     if (!committed.ok()) {
-      ReleaseTasks(created);
+      ReleaseTasks(created - applied);
       return committed;
     }
-    for (const SubmitPart& part : parts) WakeForNewTasks(part.record, &wake);
   }
   std::move(unlock).Invoke();
   Notify(wake);
@@ -1071,12 +1072,7 @@ absl::Status EngineImpl::OperatorTransition(uint64_t task_id, const char* what,
       s = committed.status();
       if (committed.ok()) {
         lsn = *committed;
-        // A task back in PENDING without a delay is ready now.
-        deleted = !p.table().Read(task_id, [&](const TaskEntry& e) {
-          if (e.state.status == PENDING && e.state.not_before_micros <= 0) {
-            wake.Ready(e.type());
-          }
-        });
+        deleted = !p.table().Contains(task_id);
       }
     }
   }
@@ -1283,7 +1279,13 @@ absl::Status EngineImpl::Snapshot() {
       }
     };
     std::vector<std::thread> pool;
-    for (uint32_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    for (uint32_t t = 1; t < threads; ++t) {
+      try {
+        pool.emplace_back(work);
+      } catch (const std::system_error&) {
+        break;  // Fewer threads: the calling one does the rest.
+      }
+    }
     work();
     for (std::thread& t : pool) t.join();
   }

@@ -7,10 +7,12 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -117,11 +119,10 @@ class EngineImpl final : public Engine {
 
   // Waiters to wake once the commit lock is released.
   struct Wake {
-    size_t ready = 0;       // Tasks that became ready...
-    std::string type;       // ...all of this type,
-    bool mixed = false;     // unless their types differ.
+    // Tasks that became ready, by type (usually one type).
+    absl::InlinedVector<std::pair<std::string, size_t>, 1> ready;
     bool timekeeper = false;  // Something comes due earlier.
-    void Ready(absl::string_view task_type);
+    void Ready(absl::string_view type, size_t count);
   };
 
   Partition& PartitionOfTask(uint64_t task_id) const;
@@ -177,8 +178,10 @@ class EngineImpl final : public Engine {
                             bool batch, int64_t now, SubmitPart* part,
                             SubmitResult* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(part->p->mu);
-  // Notes in *wake the new tasks of a submit record that are ready now.
-  static void WakeForNewTasks(const Transition& record, Wake* wake);
+  // Notes in *wake the tasks that p's scheduler made ready since the last
+  // call (so that as many waiters are woken).
+  void TakeReadied(Partition& p, Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Waits for the journal to cover the records; an error is made sticky.
   absl::Status SyncTo(absl::Span<const PartitionLsn> records);
   absl::Status SyncTo(uint32_t partition, uint64_t lsn) {

@@ -2,10 +2,13 @@
 #include "engine/engine_impl.h"
 
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "api/engine.h"
 #include "engine/journal.h"
 #include "engine/partitioning.h"
@@ -181,6 +184,112 @@ TEST(ClaimNextAcrossPartitionsTest, HigherPriorityWinsAcrossPartitions) {
   }
   EXPECT_EQ(priorities, (std::vector<int32_t>{2, 2, 1, 1, 1, 0, 0}));
   ASSERT_TRUE(engine.Close().ok());
+}
+
+// A ClaimNext blocked waiting is woken by a task that becomes ready at
+// once, however it does: a submit whose not-before time has passed, or a
+// failed attempt retried without backoff, as well as a plain submit. (Each
+// waiter waits 20 s; it must be woken well before.)
+class BlockedClaimNextTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EngineOptions options;
+    options.partitions = 4;
+    options.clock = &clock_;
+    options.maintenance_interval = absl::ZeroDuration();
+    options.default_retry_policy.set_initial_backoff_micros(0);
+    absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    engine_ = *std::move(opened);
+  }
+
+  // Starts a ClaimNext of `type` that waits up to 20 s.
+  std::thread StartWaiter(std::string type, absl::Notification* claimed,
+                          std::string* key) {
+    return std::thread([this, type, claimed, key] {
+      ClaimNextOptions o;
+      o.type = type;
+      o.wait = absl::Seconds(20);
+      absl::StatusOr<ClaimedTask> c = engine_->ClaimNext("waiter", o);
+      if (c.ok()) {
+        *key = c->task.idempotency_key();
+        claimed->Notify();
+      }
+    });
+  }
+
+  absl::Status Submit(std::string key, std::string type = "",
+                      absl::Time not_before = absl::InfinitePast()) {
+    TaskSpec spec;
+    spec.idempotency_key = std::move(key);
+    spec.type = std::move(type);
+    spec.not_before = not_before;
+    return engine_->Submit(spec).status();
+  }
+
+  ManualClock clock_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(BlockedClaimNextTest, WokenBySubmitWhoseNotBeforeHasPassed) {
+  // Activity in every partition moves the schedulers' clocks past now.
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(Submit(absl::StrCat("warm-", i), "other").ok());
+  }
+  clock_.Advance(absl::Seconds(5));
+  for (int i = 40; i < 80; ++i) {
+    ASSERT_TRUE(Submit(absl::StrCat("warm-", i), "other").ok());
+  }
+  absl::Notification claimed;
+  std::string key;
+  std::thread waiter = StartWaiter("late", &claimed, &key);
+  absl::SleepFor(absl::Milliseconds(50));  // Let it block.
+  ASSERT_TRUE(Submit("past", "late", clock_.Now() - absl::Seconds(1)).ok());
+  EXPECT_TRUE(claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  waiter.join();
+  EXPECT_EQ(key, "past");
+}
+
+TEST_F(BlockedClaimNextTest, WokenByARetryWithoutBackoff) {
+  ASSERT_TRUE(Submit("job", "retry").ok());
+  absl::StatusOr<ClaimedTask> c = engine_->ClaimNext("first", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::Notification claimed;
+  std::string key;
+  std::thread waiter = StartWaiter("retry", &claimed, &key);
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(engine_->Fail(c->task.id(), "first", c->claim_token, "e").ok());
+  EXPECT_TRUE(claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  waiter.join();
+  EXPECT_EQ(key, "job");
+}
+
+// A batch of several types wakes a waiter of each type, not the oldest
+// waiters whatever they want.
+TEST_F(BlockedClaimNextTest, BatchOfSeveralTypesWakesAWaiterOfEach) {
+  absl::Notification c1_claimed, c2_claimed, a_claimed;
+  std::string c1_key, c2_key, a_key;
+  std::thread c1 = StartWaiter("c", &c1_claimed, &c1_key);
+  std::thread c2 = StartWaiter("c", &c2_claimed, &c2_key);
+  absl::SleepFor(absl::Milliseconds(50));
+  std::thread a = StartWaiter("a", &a_claimed, &a_key);
+  absl::SleepFor(absl::Milliseconds(50));
+  std::vector<TaskSpec> batch(2);
+  batch[0].idempotency_key = "for-a";
+  batch[0].type = "a";
+  batch[1].idempotency_key = "for-b";
+  batch[1].type = "b";
+  ASSERT_TRUE(engine_->SubmitBatch(batch).ok());
+  EXPECT_TRUE(a_claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(a_key, "for-a");
+  // The "c" waiters get their own tasks.
+  ASSERT_TRUE(Submit("for-c1", "c").ok());
+  ASSERT_TRUE(Submit("for-c2", "c").ok());
+  EXPECT_TRUE(c1_claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(c2_claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  a.join();
+  c1.join();
+  c2.join();
 }
 
 }  // namespace

@@ -13,6 +13,8 @@ Partition::Partition(uint32_t index, std::unique_ptr<StateMachine> state,
       table_(&state_->table()),
       rng_(seed) {
   absl::MutexLock l(&mu);
+  // What replay made ready is nobody's to wake: no one waits yet.
+  state_->scheduler().TakeReadied([](absl::string_view, size_t) {});
   PublishLocked(/*exact_due=*/true);
 }
 

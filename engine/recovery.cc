@@ -332,7 +332,13 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
       }
     };
     std::vector<std::thread> pool;
-    for (uint32_t t = 1; t < WorkerCount(n); ++t) pool.emplace_back(work);
+    for (uint32_t t = 1; t < WorkerCount(n); ++t) {
+      try {
+        pool.emplace_back(work);
+      } catch (const std::system_error&) {
+        break;  // Fewer threads: the calling one does the rest.
+      }
+    }
     work();
     for (std::thread& t : pool) t.join();
   }

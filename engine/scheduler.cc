@@ -16,6 +16,7 @@ int Scheduler::TypeIndex(absl::string_view type) {
   if (inserted) {
     ready_.emplace_back();
     type_names_.emplace_back(type);
+    readied_.push_back(0);
   }
   return it->second;
 }
@@ -33,6 +34,7 @@ void Scheduler::AddPending(uint64_t id, absl::string_view type,
   // a restart move all of them.
   if (not_before <= 0 || not_before <= promoted_through_) {
     ready_[index].insert({ReadyRank(priority), id});
+    NoteReadied(index);
   } else {
     delayed_.insert({{not_before, id}, DelayedValue{index, priority}});
   }
@@ -45,8 +47,20 @@ void Scheduler::RemovePending(uint64_t id, absl::string_view type,
   if (it != type_index_.end()) ready_[it->second].erase({ReadyRank(priority), id});
 }
 
-size_t Scheduler::PromoteDue(
-    int64_t now, absl::FunctionRef<void(absl::string_view type)> ready) {
+void Scheduler::NoteReadied(int type_index) {
+  if (readied_[type_index]++ == 0) readied_types_.push_back(type_index);
+}
+
+void Scheduler::TakeReadied(
+    absl::FunctionRef<void(absl::string_view type, size_t count)> fn) {
+  for (int index : readied_types_) {
+    fn(type_names_[index], readied_[index]);
+    readied_[index] = 0;
+  }
+  readied_types_.clear();
+}
+
+size_t Scheduler::PromoteDue(int64_t now) {
   // The clock may be moved backwards by tests; never un-promote.
   if (now <= promoted_through_) return 0;
   promoted_through_ = now;
@@ -55,7 +69,7 @@ size_t Scheduler::PromoteDue(
   while (it != delayed_.end() && it->first.first <= now) {
     ready_[it->second.type_index].insert(
         {ReadyRank(it->second.priority), it->first.second});
-    ready(type_names_[it->second.type_index]);
+    NoteReadied(it->second.type_index);
     it = delayed_.erase(it);
     ++promoted;
   }

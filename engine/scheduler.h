@@ -46,13 +46,16 @@ class Scheduler {
   void RemovePending(uint64_t id, absl::string_view type, int32_t priority,
                      int64_t not_before);
 
-  // Moves every delayed task due at `now` to the ready sets, calling
-  // ready(type) for each; returns how many.
-  size_t PromoteDue(int64_t now,
-                    absl::FunctionRef<void(absl::string_view type)> ready);
-  size_t PromoteDue(int64_t now) {
-    return PromoteDue(now, [](absl::string_view) {});
-  }
+  // Moves every delayed task due at `now` to the ready sets; returns how
+  // many.
+  size_t PromoteDue(int64_t now);
+
+  // Calls fn(type, count) for the tasks that entered a ready set (added
+  // ready at once, or promoted) since the last call, by type, and forgets
+  // them: so that whoever changed the scheduler can wake as many waiters.
+  // Counts only grow between calls (at most one entry per type).
+  void TakeReadied(
+      absl::FunctionRef<void(absl::string_view type, size_t count)> fn);
 
   // The best ready task (of `type`, or of any type when empty).
   std::optional<uint64_t> PeekReady(absl::string_view type) const;
@@ -91,6 +94,7 @@ class Scheduler {
 
   int TypeIndex(absl::string_view type);
   const ReadyKey* BestReady(absl::string_view type) const;
+  void NoteReadied(int type_index);
   const ReadySet* FindReady(absl::string_view type) const;
 
   const bool track_finished_;
@@ -98,6 +102,10 @@ class Scheduler {
   absl::flat_hash_map<std::string, int> type_index_;
   std::vector<ReadySet> ready_;  // By type index.
   std::deque<std::string> type_names_;  // By type index; stable addresses.
+  // Tasks readied since the last TakeReadied, by type index, and the
+  // indexes with a count.
+  std::vector<size_t> readied_;
+  std::vector<int> readied_types_;
   absl::btree_map<std::pair<int64_t, uint64_t>, DelayedValue> delayed_;
   absl::btree_set<std::pair<int64_t, uint64_t>> leases_;
   absl::btree_set<std::pair<int64_t, uint64_t>> finished_;

@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,25 +59,44 @@ TEST_F(SchedulerTest, DelayedTasksBecomeReadyOnlyWhenDue) {
   EXPECT_EQ(s_.ready_count(), 0u);
 }
 
-TEST_F(SchedulerTest, PromoteDueCountsAndReportsEachPromotedTask) {
+// Every task that enters a ready set is reported once by TakeReadied, by
+// type: added ready at once (no not-before time, or one already passed by
+// PromoteDue) or promoted.
+TEST_F(SchedulerTest, TakeReadiedReportsEveryTaskThatBecameReady) {
+  std::map<std::string, size_t> readied;
+  const auto take = [&] {
+    readied.clear();
+    s_.TakeReadied([&](absl::string_view type, size_t count) {
+      readied[std::string(type)] += count;
+    });
+  };
   s_.PromoteDue(100);
   s_.AddPending(1, "email", 0, 300);
   s_.AddPending(2, "sms", 0, 200);
   s_.AddPending(3, "email", 0, 200);
   s_.AddPending(4, "email", 0, 900);
-  s_.AddPending(5, "sms", 0, 0);  // Ready at once: never promoted.
-  std::vector<std::string> types;
-  const auto record = [&](absl::string_view type) { types.emplace_back(type); };
-  EXPECT_EQ(s_.PromoteDue(199, record), 0u);
-  EXPECT_TRUE(types.empty());
+  s_.AddPending(5, "sms", 0, 0);    // Ready at once.
+  s_.AddPending(6, "sms", 0, 50);   // Not before a time already passed.
+  take();
+  EXPECT_EQ(readied, (std::map<std::string, size_t>{{"sms", 2}}));
+  take();
+  EXPECT_TRUE(readied.empty());
+  EXPECT_EQ(s_.PromoteDue(199), 0u);
+  take();
+  EXPECT_TRUE(readied.empty());
   // Due first, then lowest id: 2 and 3 at 200, then 1 at 300.
-  EXPECT_EQ(s_.PromoteDue(300, record), 3u);
-  EXPECT_EQ(types, (std::vector<std::string>{"sms", "email", "email"}));
+  EXPECT_EQ(s_.PromoteDue(300), 3u);
+  take();
+  EXPECT_EQ(readied,
+            (std::map<std::string, size_t>{{"email", 2}, {"sms", 1}}));
   // A clock moved backwards promotes (and reports) nothing.
-  EXPECT_EQ(s_.PromoteDue(250, record), 0u);
+  EXPECT_EQ(s_.PromoteDue(250), 0u);
+  // A task whose time has already passed goes to the ready set at once.
+  s_.AddPending(7, "email", 0, 280);
   EXPECT_EQ(s_.PromoteDue(1000), 1u);
-  EXPECT_EQ(types.size(), 3u);
-  EXPECT_EQ(s_.ready_count(), 5u);
+  take();
+  EXPECT_EQ(readied, (std::map<std::string, size_t>{{"email", 2}}));
+  EXPECT_EQ(s_.ready_count(), 7u);
   EXPECT_EQ(s_.delayed_count(), 0u);
 }
 

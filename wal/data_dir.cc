@@ -99,7 +99,7 @@ absl::StatusOr<std::optional<DirectoryMeta>> ReadDirectoryMeta(
   meta.partitions =
       DecodeFixed32(record.payload.data() + kMetaPartitionsOffset);
   if (meta.partitions < 1 || meta.partitions > kMaxPartitions) {
-    return absl::InvalidArgumentError(
+    return absl::DataLossError(
         absl::StrCat(path, ": partition count ", meta.partitions,
                      " is outside [1, ", kMaxPartitions, "]"));
   }

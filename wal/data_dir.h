@@ -61,9 +61,9 @@ struct DirectoryMeta {
 };
 
 // Reads dir/META. nullopt: there is none.
-//   kDataLoss: META is damaged (names the file).
+//   kDataLoss: META is damaged, or its partition count is out of range
+//     (names the file).
 //   kFailedPrecondition: META is of another format version.
-//   kInvalidArgument: its partition count is out of range.
 absl::StatusOr<std::optional<DirectoryMeta>> ReadDirectoryMeta(
     Env* env, const std::string& dir);
 

@@ -273,10 +273,11 @@ TEST_F(DataDirTest, PartitionsOutOfRangeAreRefused) {
                          HasSubstr("partition count")));
     EXPECT_FALSE(env_.FileExists(PathOf(kMetaFileName)));
 
-    // A META that says so (well-formed, checksums right) is refused too.
+    // A META that says so (well-formed, checksums right) is damage: no
+    // taskwal writes one.
     WriteFile(kMetaFileName, MetaBytes(PartitionsPayload(partitions)));
     EXPECT_THAT(ReadDirectoryMeta(&env_, kDir),
-                StatusIs(absl::StatusCode::kInvalidArgument,
+                StatusIs(absl::StatusCode::kDataLoss,
                          AllOf(HasSubstr(PathOf(kMetaFileName)),
                                HasSubstr(absl::StrCat(partitions)))));
     ASSERT_THAT(env_.RemoveFile(PathOf(kMetaFileName)), IsOk());

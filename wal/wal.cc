@@ -73,9 +73,18 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
   }
   {
     absl::MutexLock io(&wal->io_mu_);
+    const uint64_t first_new =
+        segments.empty() ? next_seq : segments.back().seq + 1;
     wal->segments_ = std::move(segments);
     wal->cut_.resize(options.partitions);
-    TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(next_seq));
+    // Segments numbered between the last one and next_seq (a snapshot named
+    // a segment that no longer exists, after a salvage set the log after it
+    // aside) are started empty: the numbering recovery reads stays without
+    // a gap.
+    for (uint64_t seq = first_new; seq <= next_seq; ++seq) {
+      TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(seq));
+      if (seq < next_seq) TASKWAL_RETURN_IF_ERROR(wal->file_->Close());
+    }
   }
   {
     absl::MutexLock l(&wal->mu_);

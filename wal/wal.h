@@ -96,9 +96,10 @@ class Wal {
  public:
   // Starts segment `next_seq` after what recovery found: `segments` (oldest
   // first) and, per partition, the last LSN (last_lsn.size() must be
-  // options.partitions). The segment and its directory entry are durable
-  // before Open returns. REQUIRES: next_seq is above every segment in
-  // `segments`.
+  // options.partitions). Segments numbered between the last of `segments`
+  // and next_seq are created empty, so the numbering has no gap. The
+  // segments and their directory entries are durable before Open returns.
+  // REQUIRES: next_seq is above every segment in `segments`.
   static absl::StatusOr<std::unique_ptr<Wal>> Open(
       const WalOptions& options, std::vector<SegmentFile> segments,
       std::vector<uint64_t> last_lsn, uint64_t next_seq);

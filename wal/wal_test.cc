@@ -1059,6 +1059,26 @@ TEST_F(WalTest, ReopenedLogContinuesInANewSegment) {
   EXPECT_THAT(recovered->Of(0), ElementsAreArray(Expected(1, 15)));
 }
 
+// Open after a log whose last segment is below next_seq (a snapshot names a
+// later segment that the log no longer has, as after a salvage) starts the
+// segments between empty, so that recovery finds no numbering gap.
+TEST_F(WalTest, OpenFillsTheNumberingUpToNextSeq) {
+  BuildRotatedLog(/*records=*/10, /*segment_bytes=*/64 << 20);
+  absl::StatusOr<Recovered> recovered = Recover(&env_);
+  ASSERT_THAT(recovered, IsOk());
+  ASSERT_EQ(recovered->result.next_seq, 2u);
+  absl::StatusOr<std::unique_ptr<Wal>> wal =
+      Wal::Open(Options(WalSync::kAlways), recovered->result.segments,
+                recovered->result.last_lsn, /*next_seq=*/5);
+  ASSERT_THAT(wal, IsOk());
+  AppendAndSync(**wal, 3);
+  ASSERT_THAT((*wal)->Close(), IsOk());
+  EXPECT_EQ(SegmentSeqs(&env_, kDir), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  recovered = Recover(&env_);
+  ASSERT_THAT(recovered, IsOk());
+  EXPECT_THAT(recovered->Of(0), ElementsAreArray(Expected(1, 13)));
+}
+
 TEST_F(WalTest, OpenRefusesInconsistentArguments) {
   WalOptions options = Options(WalSync::kAlways, /*partitions=*/2);
   // One last LSN per partition.
