@@ -258,7 +258,7 @@ TEST_P(EngineConcurrencyTest, BatchesAcrossPartitionsRaceSingleSubmits) {
   std::atomic<bool> producing{true};
   std::vector<std::thread> producers;
   absl::Mutex mu;
-  std::map<std::string, uint64_t> id_of ABSL_GUARDED_BY(mu);
+  std::map<std::string, uint64_t> id_of;  // Guarded by mu.
   auto record = [&](const std::string& key, uint64_t id) {
     absl::MutexLock l(&mu);
     auto [it, inserted] = id_of.emplace(key, id);

@@ -679,7 +679,7 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
     parts[k].p = partitions_[involved[k]].get();
     parts[k].p->mu.Lock();
   }
-  absl::Cleanup unlock = [&] {
+  absl::Cleanup unlock = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     for (size_t k = parts.size(); k-- > 0;) parts[k].p->mu.Unlock();
   };
   TASKWAL_RETURN_IF_ERROR(CheckWritable());

@@ -96,11 +96,9 @@ class MemoryJournal final : public Journal {
  public:
   // REQUIRES: partitions >= 1.
   explicit MemoryJournal(uint32_t partitions = 1)
-      : records_(partitions) {}
+      : partitions_(partitions), records_(partitions) {}
 
-  uint32_t partitions() const override {
-    return static_cast<uint32_t>(records_.size());
-  }
+  uint32_t partitions() const override { return partitions_; }
   absl::StatusOr<uint64_t> Append(uint32_t partition,
                                   const Transition& record) override
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -122,7 +120,9 @@ class MemoryJournal final : public Journal {
       ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  const uint32_t partitions_;
   mutable absl::Mutex mu_;
+  // One vector per partition; their number never changes.
   std::vector<std::vector<std::string>> records_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -9,7 +9,7 @@ namespace taskwal::engine {
 namespace {
 
 TEST(Utf8Test, WellFormedTextPasses) {
-  for (const std::string s :
+  for (const std::string& s :
        {std::string(), std::string("plain ascii"), std::string("\0", 1),
         std::string("caf\xc3\xa9"), std::string("\xe2\x82\xac"),
         std::string("\xf0\x9f\x98\x80"), std::string("\xef\xbf\xbf"),
@@ -33,7 +33,7 @@ TEST(Utf8Test, BadByteAnywhereInALongStringFails) {
 }
 
 TEST(Utf8Test, MalformedTextFails) {
-  for (const std::string s :
+  for (const std::string& s :
        {std::string("\xff"), std::string("\x80"), std::string("a\xbf"),
         std::string("\xc0\x80"), std::string("\xc1\xbf"),       // Overlong.
         std::string("\xe0\x80\x80"), std::string("\xf0\x80\x80\x80"),

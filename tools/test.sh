@@ -7,9 +7,11 @@
 #   3. the TSan canary (//tests:tsan_canary under --config=tsan): the racy mode
 #      must FAIL with "data race" (TSan is active), the --locked mode must be
 #      clean (no false reports from the source-built Abseil);
-#   4. the README's recipe for embedding from another workspace
+#   4. clang's thread-safety analysis: `bazel build --config=tsa //...`
+#      (every lock annotation checked, as errors);
+#   5. the README's recipe for embedding from another workspace
 #      (tools/embed_check.sh);
-#   5. the libFuzzer targets for a bounded time (tools/fuzz.sh).
+#   6. the libFuzzer targets for a bounded time (tools/fuzz.sh).
 # Prints `N passed, N failed` (all bazel test targets of all configs plus the
 # canary checks) and exits non-zero if anything failed. FLAKY counts as failed.
 # Extra bazel flags can be passed as arguments: tools/test.sh --config=clang
@@ -111,6 +113,37 @@ else
   tail -n 50 "${canary_log}"
   record fail "tsan canary: build failed"
   record fail "tsan canary: build failed"
+fi
+
+# --- Thread-safety analysis ----------------------------------------------------
+# clang's -Wthread-safety as errors over the project's own code (external
+# code is built with -w), so the lock annotations are checked, not trusted.
+tsa_log="${LOGDIR}/tsa.log"
+echo "=== thread-safety: bazel build --config=tsa //... //tests:tsa_canary"
+# The canary first: a build that does not reject an unguarded read proves
+# nothing about the rest.
+if bazel build "${BAZEL_OUT_FLAGS[@]}" --config=tsa "${EXTRA[@]}" \
+    --copt=-DTASKWAL_TSA_CANARY_VIOLATION //tests:tsa_canary \
+    >"${LOGDIR}/tsa-canary.log" 2>&1; then
+  echo "thread-safety canary: FAILED (an unguarded read built)"
+  record fail "thread-safety canary: the analysis is not active"
+elif grep -q "thread-safety" "${LOGDIR}/tsa-canary.log"; then
+  echo "thread-safety canary: PASSED (the unguarded read was refused)"
+  record pass tsa-canary
+else
+  echo "thread-safety canary: FAILED (the build failed for another reason)"
+  tail -n 20 "${LOGDIR}/tsa-canary.log"
+  record fail "thread-safety canary: build failed (log ${LOGDIR}/tsa-canary.log)"
+fi
+if bazel build "${BAZEL_OUT_FLAGS[@]}" --keep_going --config=tsa "${EXTRA[@]}" \
+    -- //... //tests:tsa_canary >"${tsa_log}" 2>&1; then
+  echo "thread-safety: PASSED (clang -Werror=thread-safety, //...)"
+  record pass thread-safety
+else
+  echo "thread-safety: FAILED"
+  grep -E "error:|warning:" "${tsa_log}" | sort -u | head -n 40
+  tail -n 20 "${tsa_log}"
+  record fail "thread-safety analysis (log ${tsa_log})"
 fi
 
 # --- Embedding -----------------------------------------------------------------

@@ -267,20 +267,8 @@ void Wal::LockStagedLanes(std::vector<uint32_t>* locked) {
   }
 }
 
-absl::Status Wal::FlushOnceLocked(bool sync) {
-  ++flush_gen_;
-  flushing_ = true;
-  inflight_sync_ = sync || next_sync_;
-  next_waiters_ = 0;
-  next_sync_ = false;
-  sync = inflight_sync_;
-  const bool rotate_first = rotation_requested_;
-  rotation_requested_ = false;
-  if (rotate_first) ++active_seq_;
-  const uint64_t seq = active_seq_;
-
-  io_mu_.Lock();
-  // The cut: every lane with staged records, at one instant (see the class
+uint64_t Wal::CutStagedLanesLocked() {
+  // Every lane with staged records, at one instant (see the class
   // comment). The other lanes' cut_lsn already equals their last_lsn.
   uint64_t records = 0;
   LockStagedLanes(&taken_);
@@ -295,6 +283,23 @@ absl::Status Wal::FlushOnceLocked(bool sync) {
                              std::memory_order_relaxed);
   }
   for (size_t k = taken_.size(); k-- > 0;) lanes_[taken_[k]].mu.Unlock();
+  return records;
+}
+
+absl::Status Wal::FlushOnceLocked(bool sync) {
+  ++flush_gen_;
+  flushing_ = true;
+  inflight_sync_ = sync || next_sync_;
+  next_waiters_ = 0;
+  next_sync_ = false;
+  sync = inflight_sync_;
+  const bool rotate_first = rotation_requested_;
+  rotation_requested_ = false;
+  if (rotate_first) ++active_seq_;
+  const uint64_t seq = active_seq_;
+
+  io_mu_.Lock();
+  const uint64_t records = CutStagedLanesLocked();
   mu_.Unlock();
 
   absl::Status s;
