@@ -94,11 +94,13 @@ std::vector<std::unique_ptr<Partition>> MakePartitions(
 }
 
 // Where this thread's ClaimNext starts looking: a per-thread position that
-// moves on each call, so claimers spread over partitions and every
-// partition gets its turn.
+// moves on each call, so every partition gets its turn. Threads start
+// spread apart (the golden-ratio sequence), so that claimers moving in step
+// look at different partitions.
 uint32_t NextClaimStart() {
-  thread_local uint32_t cursor = static_cast<uint32_t>(
-      std::hash<std::thread::id>()(std::this_thread::get_id()));
+  static std::atomic<uint32_t> threads{0};
+  thread_local uint32_t cursor =
+      threads.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b9u;
   return cursor++;
 }
 
@@ -799,23 +801,36 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
 
 absl::StatusOr<bool> EngineImpl::ClaimBestIn(
     Partition& p, absl::string_view worker_id, absl::string_view type,
-    int64_t max_rank, int64_t lease_micros, uint64_t* lsn, int64_t* seen_rank,
-    ClaimedTask* claimed) {
-  Wake wake;
-  absl::Status s;
-  {
-    absl::MutexLock l(&p.mu);
-    TASKWAL_RETURN_IF_ERROR(CheckWritable());
-    Scheduler& scheduler = p.state().scheduler();
-    const std::optional<int64_t> rank = scheduler.BestReadyRank(type);
-    if (seen_rank != nullptr) *seen_rank = rank.value_or(Partition::kNever);
-    if (!rank.has_value() || *rank > max_rank) return false;
-    const uint64_t id = *scheduler.PeekReady(type);
-    s = ClaimLocked(p, id, worker_id, lease_micros, NowMicros(), lsn, &wake,
-                    claimed);
+    int64_t max_rank, int64_t lease_micros, bool wait_for_lock, bool* busy,
+    uint64_t* lsn, int64_t* seen_rank, ClaimedTask* claimed) {
+  if (wait_for_lock) {
+    p.mu.Lock();
+  } else if (!p.mu.TryLock()) {
+    // Another call is in this partition: look elsewhere first.
+    *busy = true;
+    return false;
   }
+  Wake wake;
+  absl::StatusOr<bool> done = ClaimBestInLocked(
+      p, worker_id, type, max_rank, lease_micros, lsn, seen_rank, claimed,
+      &wake);
+  p.mu.Unlock();
   Notify(wake);
-  TASKWAL_RETURN_IF_ERROR(s);
+  return done;
+}
+
+absl::StatusOr<bool> EngineImpl::ClaimBestInLocked(
+    Partition& p, absl::string_view worker_id, absl::string_view type,
+    int64_t max_rank, int64_t lease_micros, uint64_t* lsn, int64_t* seen_rank,
+    ClaimedTask* claimed, Wake* wake) {
+  TASKWAL_RETURN_IF_ERROR(CheckWritable());
+  Scheduler& scheduler = p.state().scheduler();
+  const std::optional<int64_t> rank = scheduler.BestReadyRank(type);
+  if (seen_rank != nullptr) *seen_rank = rank.value_or(Partition::kNever);
+  if (!rank.has_value() || *rank > max_rank) return false;
+  const uint64_t id = *scheduler.PeekReady(type);
+  TASKWAL_RETURN_IF_ERROR(ClaimLocked(p, id, worker_id, lease_micros,
+                                      NowMicros(), lsn, wake, claimed));
   return true;
 }
 
@@ -837,33 +852,49 @@ absl::StatusOr<bool> EngineImpl::TryClaimNext(absl::string_view worker_id,
     if (best == Partition::kNever) return false;
     Partition* candidate = nullptr;
     int64_t candidate_rank = Partition::kNever;
+    // First the partitions whose lock is free (claimers that move in step
+    // spread out instead of queueing on one lock), then, if nothing was
+    // claimed, those that were busy, waiting for their lock.
+    absl::InlinedVector<Partition*, 4> busy_partitions;
+    auto look = [&](Partition& p, bool wait) -> absl::StatusOr<bool> {
+      bool busy = false;
+      int64_t seen = Partition::kNever;
+      TASKWAL_ASSIGN_OR_RETURN(
+          const bool done, ClaimBestIn(p, worker_id, type, best, lease_micros,
+                                       wait, &busy, lsn, &seen, claimed));
+      if (done) {
+        *partition = p.index;
+      } else if (busy) {
+        busy_partitions.push_back(&p);
+      } else if (seen < candidate_rank) {
+        candidate = &p;
+        candidate_rank = seen;
+      }
+      return done;
+    };
     for (uint32_t j = 0; j < n; ++j) {
       Partition& p = *partitions_[(start + j) % n];
       const int64_t published = p.ready_rank();
       if (type.empty() ? published > best : published == Partition::kNever) {
         continue;
       }
-      int64_t seen = Partition::kNever;
-      TASKWAL_ASSIGN_OR_RETURN(const bool done,
-                               ClaimBestIn(p, worker_id, type, best,
-                                           lease_micros, lsn, &seen, claimed));
-      if (done) {
-        *partition = p.index;
-        return true;
-      }
-      if (seen < candidate_rank) {
-        candidate = &p;
-        candidate_rank = seen;
-      }
+      TASKWAL_ASSIGN_OR_RETURN(const bool done, look(p, /*wait=*/false));
+      if (done) return true;
+    }
+    for (Partition* p : absl::InlinedVector<Partition*, 4>(
+             std::move(busy_partitions))) {
+      TASKWAL_ASSIGN_OR_RETURN(const bool done, look(*p, /*wait=*/true));
+      if (done) return true;
     }
     if (type.empty()) continue;
     // A typed claim: no partition had the best rank overall in that type;
     // take the best the type has.
     if (candidate == nullptr) return false;
-    TASKWAL_ASSIGN_OR_RETURN(const bool done,
-                             ClaimBestIn(*candidate, worker_id, type,
-                                         candidate_rank, lease_micros, lsn,
-                                         nullptr, claimed));
+    bool busy = false;
+    TASKWAL_ASSIGN_OR_RETURN(
+        const bool done,
+        ClaimBestIn(*candidate, worker_id, type, candidate_rank, lease_micros,
+                    /*wait_for_lock=*/true, &busy, lsn, nullptr, claimed));
     if (done) {
       *partition = candidate->index;
       return true;

@@ -243,12 +243,22 @@ class EngineImpl final : public Engine {
                                     uint64_t* lsn, ClaimedTask* claimed);
   // Claims p's best ready task of `type` into *claimed if its rank is at
   // most max_rank; *seen_rank (if not null) receives that rank, kNever if
-  // none is ready.
+  // none is ready. Without wait_for_lock, a partition whose lock is held is
+  // left alone: false, and *busy set.
   absl::StatusOr<bool> ClaimBestIn(Partition& p, absl::string_view worker_id,
                                    absl::string_view type, int64_t max_rank,
-                                   int64_t lease_micros, uint64_t* lsn,
+                                   int64_t lease_micros, bool wait_for_lock,
+                                   bool* busy, uint64_t* lsn,
                                    int64_t* seen_rank, ClaimedTask* claimed)
       ABSL_LOCKS_EXCLUDED(p.mu);
+  absl::StatusOr<bool> ClaimBestInLocked(Partition& p,
+                                         absl::string_view worker_id,
+                                         absl::string_view type,
+                                         int64_t max_rank,
+                                         int64_t lease_micros, uint64_t* lsn,
+                                         int64_t* seen_rank,
+                                         ClaimedTask* claimed, Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Delay before the next attempt after `attempts` failed ones.
   int64_t BackoffMicros(Partition& p, const RetryPolicy& policy,
                         uint32_t attempts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
