@@ -1,13 +1,13 @@
 #include "engine/engine_impl.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <optional>
 #include <random>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "engine/parallel.h"
 #include "engine/partitioning.h"
 #include "engine/recovery.h"
 #include "engine/snapshot.h"
@@ -1299,27 +1300,10 @@ absl::Status EngineImpl::Snapshot() {
   }
   // The partitions' files are written in parallel.
   std::vector<absl::Status> written(n);
-  {
-    const uint32_t threads = std::max<uint32_t>(
-        1, std::min<uint32_t>(n, std::thread::hardware_concurrency()));
-    std::atomic<uint32_t> next{0};
-    auto work = [&] {
-      for (uint32_t i; (i = next.fetch_add(1)) < n;) {
-        written[i] =
-            WriteSnapshot(storage_->env, storage_->dir, metas[i], tables[i]);
-      }
-    };
-    std::vector<std::thread> pool;
-    for (uint32_t t = 1; t < threads; ++t) {
-      try {
-        pool.emplace_back(work);
-      } catch (const std::system_error&) {
-        break;  // Fewer threads: the calling one does the rest.
-      }
-    }
-    work();
-    for (std::thread& t : pool) t.join();
-  }
+  ParallelFor(n, [&](uint32_t i) {
+    written[i] =
+        WriteSnapshot(storage_->env, storage_->dir, metas[i], tables[i]);
+  });
   absl::Status s;
   for (const absl::Status& w : written) {
     if (s.ok()) s = w;

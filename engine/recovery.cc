@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "engine/parallel.h"
 #include "engine/snapshot.h"
 #include "engine/transition.pb.h"
 #include "google/protobuf/arena.h"
@@ -26,12 +27,6 @@
 namespace taskwal::engine {
 
 namespace {
-
-// Threads for work spread over n partitions.
-uint32_t WorkerCount(uint32_t n) {
-  return std::max<uint32_t>(
-      1, std::min<uint32_t>(n, std::thread::hardware_concurrency()));
-}
 
 // Replay in two stages: the caller reads and checks records (RecoverLog)
 // and hands each to the applier thread of its partition, which parses and
@@ -324,24 +319,9 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
     if (f.partition < n) files[f.partition].push_back(std::move(f));
   }
   std::vector<LoadedPartition> loaded(n);
-  {
-    std::atomic<uint32_t> next{0};
-    auto work = [&] {
-      for (uint32_t p; (p = next.fetch_add(1)) < n;) {
-        loaded[p] = LoadPartition(options, env, dir, p, n, files[p]);
-      }
-    };
-    std::vector<std::thread> pool;
-    for (uint32_t t = 1; t < WorkerCount(n); ++t) {
-      try {
-        pool.emplace_back(work);
-      } catch (const std::system_error&) {
-        break;  // Fewer threads: the calling one does the rest.
-      }
-    }
-    work();
-    for (std::thread& t : pool) t.join();
-  }
+  ParallelFor(n, [&](uint32_t p) {
+    loaded[p] = LoadPartition(options, env, dir, p, n, files[p]);
+  });
   wal::LogRecoveryOptions log_options;
   log_options.partitions = n;
   log_options.after_lsn.assign(n, 0);

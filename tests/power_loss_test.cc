@@ -202,7 +202,9 @@ TEST_P(PowerLossTest, AcknowledgedTransitionsSurviveRandomPowerLosses) {
     torn_tails += (*engine)->Recovery().truncated_bytes > 0;
     CheckAgainstOracle(engine->get(), &oracle);
     if (HasFatalFailure() || HasNonfatalFailure()) return;
-    if (cycle % 50 == 49) ASSERT_TRUE((*engine)->Snapshot().ok());
+    if (cycle % 50 == 49) {
+      ASSERT_TRUE((*engine)->Snapshot().ok());
+    }
 
     std::atomic<bool> stop{false};
     std::vector<std::thread> workers;

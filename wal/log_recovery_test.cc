@@ -40,23 +40,6 @@ using ::testing::Not;
 constexpr absl::StatusCode kDataLoss = absl::StatusCode::kDataLoss;
 constexpr char kDir[] = "/db";
 
-// Distinct payloads of varying length, so that a record read at the wrong
-// place, under the wrong LSN or in the wrong partition is noticed.
-std::string Payload(uint64_t lsn, uint32_t partition = 0) {
-  return absl::StrCat("p", partition, "-payload-", lsn, "-",
-                      std::string(lsn % 23, static_cast<char>('a' + lsn % 26)));
-}
-
-// The records [first, last] of a partition as Payload() makes them.
-std::vector<LsnPayload> Expected(uint64_t first, uint64_t last,
-                                 uint32_t partition = 0) {
-  std::vector<LsnPayload> records;
-  for (uint64_t lsn = first; lsn <= last; ++lsn) {
-    records.emplace_back(lsn, Payload(lsn, partition));
-  }
-  return records;
-}
-
 std::string PathOf(absl::string_view name) { return JoinPath(kDir, name); }
 
 // A kGroupTransition payload: the group header, then the transition.

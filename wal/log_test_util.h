@@ -58,6 +58,23 @@ struct Recovered {
   }
 };
 
+// Distinct payloads of varying length, so that a record read at the wrong
+// place, under the wrong LSN or in the wrong partition is noticed.
+inline std::string Payload(uint64_t lsn, uint32_t partition = 0) {
+  return absl::StrCat("p", partition, "-payload-", lsn, "-",
+                      std::string(lsn % 23, static_cast<char>('a' + lsn % 26)));
+}
+
+// The records [first, last] of a partition as Payload() makes them.
+inline std::vector<LsnPayload> Expected(uint64_t first, uint64_t last,
+                                        uint32_t partition = 0) {
+  std::vector<LsnPayload> records;
+  for (uint64_t lsn = first; lsn <= last; ++lsn) {
+    records.emplace_back(lsn, Payload(lsn, partition));
+  }
+  return records;
+}
+
 // Runs RecoverLog on dir; before_change counts its calls in
 // *before_change_calls when given.
 inline absl::StatusOr<Recovered> RecoverDir(

@@ -77,23 +77,6 @@ const char* ModeName(WalSync mode) {
   return "?";
 }
 
-// Distinct payloads of varying length, so that a record read at the wrong
-// place, under the wrong LSN or in the wrong partition is noticed.
-std::string Payload(uint64_t lsn, uint32_t partition = 0) {
-  return absl::StrCat("p", partition, "-payload-", lsn, "-",
-                      std::string(lsn % 23, static_cast<char>('a' + lsn % 26)));
-}
-
-// The records [first, last] of a partition as Payload() makes them.
-std::vector<LsnPayload> Expected(uint64_t first, uint64_t last,
-                                 uint32_t partition = 0) {
-  std::vector<LsnPayload> records;
-  for (uint64_t lsn = first; lsn <= last; ++lsn) {
-    records.emplace_back(lsn, Payload(lsn, partition));
-  }
-  return records;
-}
-
 absl::StatusOr<uint64_t> AppendPayload(Wal& wal, uint32_t partition,
                                        absl::string_view payload) {
   return wal.Append(partition, payload.size(), [&](char* dst) {
