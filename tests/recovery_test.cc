@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -599,6 +600,94 @@ TEST_P(RecoveryTest, BatchAcrossPartitionsIsAllOrNothingAcrossPowerLoss) {
   // The tear fell both before and after the group in some runs.
   EXPECT_GT(all, 0);
   EXPECT_GT(none, 0);
+}
+
+// A partition's snapshot holds it through LSN S, and the log's first record
+// of the partition past S is missing: Open fails naming S + 1, the LSN the
+// log should have gone on with (not 1, as if there were no snapshot), and
+// the snapshot that makes it so, and changes nothing.
+TEST_P(RecoveryTest, GapRightAfterTheSnapshotNamesTheSnapshotsNextLsn) {
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(Options());
+    Work(e.get(), 0);
+    ASSERT_TRUE(e->Snapshot().ok());
+    Work(e.get(), 1);
+    ASSERT_TRUE(e->Close().ok());
+  }
+  // snapshot-<first segment, 20 digits>-<partition, 4 digits>.snap
+  const std::vector<std::string> snapshots = NewestSnapshotFiles(&env_);
+  ASSERT_EQ(snapshots.size(), GetParam());
+  const std::string first_segment = snapshots[0].substr(9, 20);
+  const std::string segment = absl::StrCat("wal-", first_segment, ".log");
+  const std::string path = absl::StrCat(kDir, "/", segment);
+  std::string contents = *env_.ReadFileToString(path);
+
+  // The records of the snapshot's first segment: all of them are past the
+  // snapshot (nothing ran while it was taken). Pick the first one of a
+  // partition that has another record after it there.
+  struct Record {
+    size_t offset;
+    size_t size;
+    uint32_t partition;
+    uint64_t lsn;
+  };
+  std::vector<Record> records;
+  for (size_t at = wal::kFileHeaderSize;
+       at + wal::kRecordHeaderSize <= contents.size();) {
+    const char* header = contents.data() + at;
+    const size_t size =
+        wal::kRecordHeaderSize +
+        wal::DecodeFixed32(header + wal::kRecordLengthOffset);
+    records.push_back(
+        {at, size, wal::DecodeFixed16(header + wal::kRecordPartitionOffset),
+         wal::DecodeFixed64(header + wal::kRecordLsnOffset)});
+    at += size;
+  }
+  std::optional<Record> dropped;
+  std::optional<Record> next;
+  for (size_t i = 0; i < records.size() && !dropped; ++i) {
+    for (size_t j = i + 1; j < records.size(); ++j) {
+      if (records[j].partition == records[i].partition) {
+        dropped = records[i];
+        next = records[j];
+        break;
+      }
+    }
+  }
+  ASSERT_TRUE(dropped.has_value()) << segment;
+  // The snapshot of that partition holds it through the LSN just before.
+  const std::string snapshot =
+      absl::StrCat(kDir, "/snapshot-", first_segment, "-",
+                   absl::Dec(dropped->partition, absl::kZeroPad4), ".snap");
+  const uint64_t snapshot_lsn = wal::DecodeFixed64(
+      env_.ReadFileToString(snapshot)->data() + wal::kFileHeaderLsnOffset);
+  ASSERT_GT(snapshot_lsn, 0u);
+  ASSERT_EQ(dropped->lsn, snapshot_lsn + 1);
+  ASSERT_EQ(next->lsn, snapshot_lsn + 2);
+
+  contents.erase(dropped->offset, dropped->size);
+  {
+    std::unique_ptr<WritableFile> f = *env_.NewWritableFile(path);
+    ASSERT_TRUE(f->Append(contents).ok());
+    ASSERT_TRUE(f->Sync().ok());
+  }
+  std::map<std::string, std::string> damaged = DirContents(&env_);
+  damaged.erase("LOCK");
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(Options());
+  ASSERT_EQ(e.status().code(), absl::StatusCode::kDataLoss) << e.status();
+  for (const std::string& part :
+       {absl::StrCat(segment, " offset ", next->offset - dropped->size),
+        absl::StrCat("partition ", dropped->partition, " LSN ",
+                     snapshot_lsn + 2, " where ", snapshot_lsn + 1,
+                     " was expected (the snapshot holds the partition "
+                     "through LSN ",
+                     snapshot_lsn, ")")}) {
+    EXPECT_TRUE(absl::StrContains(e.status().message(), part))
+        << part << "\n" << e.status();
+  }
+  std::map<std::string, std::string> after = DirContents(&env_);
+  after.erase("LOCK");
+  EXPECT_EQ(after, damaged);
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, RecoveryTest,

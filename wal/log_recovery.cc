@@ -148,12 +148,23 @@ absl::Status LogRecovery::Admit(const std::string& path,
   }
   const uint32_t p = r.partition;
   // Below the snapshot, LSNs only have to ascend (discarded segments and
-  // cut tails leave gaps there); above it they must follow on.
-  if (r.lsn <= after_[p] ? r.lsn <= seen_[p]
-                         : r.lsn != std::max(seen_[p], after_[p]) + 1) {
+  // cut tails leave gaps there); above it they must follow on: from the
+  // partition's previous record, or from the snapshot when that is newer
+  // (the log's first record past it must be the snapshot's LSN + 1).
+  if (r.lsn <= after_[p]) {
+    if (r.lsn <= seen_[p]) {
+      return damage(absl::StrCat("partition ", p, " LSN ", r.lsn,
+                                 " after LSN ", seen_[p],
+                                 ": LSNs must ascend"));
+    }
+  } else if (const uint64_t expected = std::max(seen_[p], after_[p]) + 1;
+             r.lsn != expected) {
     return damage(absl::StrCat(
-        "partition ", p, " LSN ", r.lsn, " where ",
-        std::max(seen_[p], after_[p]) + 1, " was expected"));
+        "partition ", p, " LSN ", r.lsn, " where ", expected, " was expected",
+        seen_[p] < after_[p]
+            ? absl::StrCat(" (the snapshot holds the partition through LSN ",
+                           after_[p], ")")
+            : ""));
   }
   *transition = r.payload;
   if (group) {

@@ -474,11 +474,50 @@ TEST_F(LogRecoveryTest, LsnsAtOrBelowAfterLsnNeedOnlyAscend) {
   const uint64_t offset = descending.Add(0, 3);
   descending.Add(0, 11);
   WriteSegment(1, descending);
+  // Any LSN above 5 would do there, so no single one was expected.
   EXPECT_THAT(
       Recover(Options(1, {10})),
-      StatusIs(kDataLoss, AllOf(HasSubstr(SegmentFileName(1)),
-                                HasSubstr(absl::StrCat("offset ", offset)),
-                                HasSubstr("LSN 3"))));
+      StatusIs(kDataLoss,
+               AllOf(HasSubstr(SegmentFileName(1)),
+                     HasSubstr(absl::StrCat("offset ", offset)),
+                     HasSubstr("partition 0 LSN 3 after LSN 5: LSNs must "
+                               "ascend"))));
+}
+
+// When a partition's first record in the log lies past its snapshot's LSN
+// S + 1, the message names S + 1 (not 1, nor another partition's) and the
+// snapshot that makes it the expected one.
+TEST_F(LogRecoveryTest, GapAfterTheSnapshotNamesTheSnapshotsNextLsn) {
+  SegmentBuilder segment(3);
+  segment.AddRange(1, 1, 2);
+  const uint64_t offset = segment.Add(0, 12);  // The snapshot holds 1..9.
+  segment.Add(0, 13);
+  WriteSegment(3, segment);
+  const std::map<std::string, std::string> before = Files();
+  EXPECT_THAT(
+      Recover(Options(2, {9, 0}, /*first_seq=*/3)),
+      StatusIs(kDataLoss,
+               AllOf(HasSubstr(SegmentFileName(3)),
+                     HasSubstr(absl::StrCat("offset ", offset)),
+                     HasSubstr("partition 0 LSN 12 where 10 was expected "
+                               "(the snapshot holds the partition through "
+                               "LSN 9)"))));
+  EXPECT_EQ(Files(), before);
+  // One partition: the same.
+  WriteSegment(3, SegmentBuilder(3).AddRange(0, 12, 13));
+  EXPECT_THAT(Recover(Options(1, {9}, /*first_seq=*/3)),
+              StatusIs(kDataLoss, HasSubstr("partition 0 LSN 12 where 10 was "
+                                            "expected (the snapshot holds")));
+  // A record at the snapshot's LSN in the log: the gap follows that record,
+  // which is named as usual.
+  WriteSegment(3, SegmentBuilder(3).AddRange(0, 9, 9).AddRange(0, 12, 13));
+  EXPECT_THAT(Recover(Options(1, {9}, /*first_seq=*/3)),
+              StatusIs(kDataLoss,
+                       AllOf(HasSubstr("partition 0 LSN 12 where 10 was "
+                                       "expected"),
+                             Not(HasSubstr("snapshot")))));
+  // With the snapshot through 11 there is no gap.
+  EXPECT_THAT(Recover(Options(1, {11}, /*first_seq=*/3)), IsOk());
 }
 
 TEST_F(LogRecoveryTest, RecordsCoveredByAfterLsnAreSkipped) {
