@@ -73,12 +73,14 @@ struct EngineOptions {
   Env* env = nullptr;
 
   SyncMode sync_mode = SyncMode::kAlways;
-  // kInterval: how often the background fdatasync runs.
+  // kInterval: how often the background fdatasync runs. Must be positive
+  // in kInterval mode; ignored otherwise.
   absl::Duration sync_interval = absl::Milliseconds(10);
-  // A log segment is closed and a new one started past this size.
+  // A log segment is closed and a new one started past this size. At least
+  // 4096.
   uint64_t segment_bytes = 64 << 20;
   // Take a snapshot (in the maintenance thread) after this many records
-  // since the last one. 0: only when Snapshot() is called.
+  // since the last one. 0: only when Snapshot() is called. Any value.
   uint64_t snapshot_every_records = 1000000;
   // Recovery from a damaged log. false: Open fails with kDataLoss naming the
   // file and offset. true: keep the valid prefix, set the rest aside
@@ -88,8 +90,12 @@ struct EngineOptions {
   // (another process) holds it: no lock is taken, no file is written,
   // truncated or renamed, a torn tail is skipped rather than cut, and there
   // is no maintenance thread. The engine shows the state the files held at
-  // Open. Every mutating call returns kFailedPrecondition. The directory
-  // must exist. Not combinable with salvage.
+  // one moment during Open, however busy their owner: Open holds every
+  // file open from the start, so a snapshot that discards older files
+  // meanwhile changes nothing (wal/pinned_dir.h; up to 512 files, beyond
+  // which a vanished file makes Open start over). Every mutating call
+  // returns kFailedPrecondition. The directory must exist. Not combinable
+  // with salvage.
   bool read_only = false;
 
   // Partitions: independent slices of the tasks, each with its own commit
@@ -113,17 +119,22 @@ struct EngineOptions {
   // Clock::Real().
   Clock* clock = nullptr;
 
-  // Seed for backoff jitter. 0 picks a random seed.
+  // Seed for backoff jitter. 0 picks a random seed. Any value.
   uint64_t random_seed = 0;
 
-  // Input limits. Calls that exceed one get kInvalidArgument.
-  size_t max_idempotency_key_bytes = 512;
-  size_t max_type_bytes = 256;
-  size_t max_payload_bytes = 1 << 20;
-  size_t max_result_bytes = 1 << 20;
-  size_t max_error_bytes = 4096;
-  size_t max_worker_id_bytes = 256;
-  size_t max_batch_size = 10000;
+  // Input limits. Calls that exceed one get kInvalidArgument. Open refuses
+  // (kInvalidArgument) a limit that would refuse every call: keys and
+  // worker ids are required, so their limits must be at least 1; types,
+  // payloads, results and errors may be empty, so 0 there allows only
+  // empty ones. With a data_dir, a call whose record would exceed 64 MiB
+  // gets kInvalidArgument whatever the limits.
+  size_t max_idempotency_key_bytes = 512;  // At least 1.
+  size_t max_type_bytes = 256;             // Any value.
+  size_t max_payload_bytes = 1 << 20;      // Any value.
+  size_t max_result_bytes = 1 << 20;       // Any value.
+  size_t max_error_bytes = 4096;           // Any value.
+  size_t max_worker_id_bytes = 256;        // At least 1.
+  size_t max_batch_size = 10000;           // At least 1.
 
   // Tasks held at once (all statuses). 0 means no limit. Submitting past it
   // gets kResourceExhausted.
@@ -131,16 +142,23 @@ struct EngineOptions {
 
   // Defaults for tasks whose spec leaves them unset.
   uint32_t default_max_attempts = 3;  // In [1, max_max_attempts].
-  uint32_t max_max_attempts = 1000;
-  absl::Duration default_lease = absl::Seconds(30);
-  absl::Duration max_lease = absl::Hours(24);
+  uint32_t max_max_attempts = 1000;   // At least 1.
+  absl::Duration default_lease = absl::Seconds(30);  // Positive.
+  absl::Duration max_lease = absl::Hours(24);  // At least default_lease.
+  // Backoffs at least 0, multiplier finite and at least 1, jitter in [0, 1].
   RetryPolicy default_retry_policy = DefaultRetryPolicy();
 
-  // History entries kept per task; older entries are dropped first.
+  // History entries kept per task; older entries are dropped first, and
+  // counted in Task::history_dropped. 0 keeps no history (History returns
+  // no entries; history_dropped counts them all). Any value. The bound is
+  // not stored in the data directory: an engine opened with a smaller one
+  // cuts a task's history on the task's next event, and a snapshot then
+  // keeps the cut.
   size_t max_history_per_task = 32;
 
   // Terminal tasks (COMPLETED, FAILED, CANCELLED) are deleted this long after
   // they finished, freeing their idempotency keys. Zero keeps them forever.
+  // Not negative.
   absl::Duration retention = absl::ZeroDuration();
 
   // How often a background thread expires leases, applies retention and
@@ -148,7 +166,7 @@ struct EngineOptions {
   // still works, and every mutating call on a task (and ClaimNext, for all
   // tasks) first expires a lease that is due. Reads show a task as it was
   // last changed: a CLAIMED task past its deadline stays CLAIMED in Get()
-  // until one of those runs.
+  // until one of those runs. Not negative.
   absl::Duration maintenance_interval = absl::Milliseconds(100);
 
   static RetryPolicy DefaultRetryPolicy() {
@@ -272,7 +290,8 @@ class Engine {
  public:
   // Opens an engine: with a data_dir, loads the newest valid snapshot and
   // replays the log after it, so the engine is exactly where it was.
-  // kInvalidArgument: options out of range.
+  // kInvalidArgument: an option out of its range (each option's comment
+  //   gives it); the message names the option.
   // kFailedPrecondition: data_dir is locked by another engine (the message
   //   names the holding process when known); it was created with another
   //   partition count than options.partitions; or it holds a format
@@ -282,6 +301,8 @@ class Engine {
   //   (see EngineOptions::salvage); the message names the file and offset.
   //   Nothing in the directory is changed in that case.
   // kNotFound: read_only and data_dir does not exist.
+  // kUnavailable: read_only, and the owner changed the directory's files
+  //   every time Open tried to take hold of them (many tries); try later.
   // Other codes: I/O errors from the Env.
   static absl::StatusOr<std::unique_ptr<Engine>> Open(
       const EngineOptions& options);
@@ -391,7 +412,8 @@ class Engine {
   virtual absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) = 0;
   // kInvalidArgument: limit out of range, or status TASK_STATUS_UNSPECIFIED.
   virtual absl::StatusOr<ListPage> List(const ListFilter& filter) = 0;
-  // Oldest entry first; at most max_history_per_task entries.
+  // Oldest entry first; at most max_history_per_task entries. The task's
+  // older entries are gone; Task::history_dropped (Get) says how many.
   virtual absl::StatusOr<std::vector<HistoryEntry>> History(
       uint64_t task_id) = 0;
   virtual absl::StatusOr<EngineStats> Stats() = 0;

@@ -46,6 +46,18 @@ class WritableFile {
   virtual absl::Status Close() = 0;
 };
 
+// A file open for reading. It reads the file it opened even after that
+// file's name is removed or replaced, and sees what is appended to the file
+// meanwhile, as a POSIX file descriptor does. Safe for concurrent use.
+class ReadableFile {
+ public:
+  virtual ~ReadableFile() = default;
+  // The file's whole contents as they are now.
+  virtual absl::StatusOr<std::string> ReadAll() = 0;
+  // The file's size now.
+  virtual absl::StatusOr<uint64_t> Size() = 0;
+};
+
 // An exclusive lock on a file, released when the object is destroyed.
 class FileLock {
  public:
@@ -66,6 +78,9 @@ class Env {
   // Opens an existing file to append at its end.
   virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
       const std::string& path) = 0;
+  // Opens an existing file for reading.
+  virtual absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
+      const std::string& path) = 0;
   virtual absl::StatusOr<std::string> ReadFileToString(
       const std::string& path) = 0;
   virtual absl::StatusOr<uint64_t> GetFileSize(const std::string& path) = 0;
@@ -78,8 +93,7 @@ class Env {
   virtual absl::Status RenameFile(const std::string& from,
                                   const std::string& to) = 0;
   // Cuts the file to `size` bytes and makes the new size durable.
-  virtual absl::Status TruncateFile(const std::string& path,
-                                    uint64_t size) = 0;
+  virtual absl::Status TruncateFile(const std::string& path, uint64_t size) = 0;
   // Creates dir (owner-only access) if it does not exist.
   virtual absl::Status CreateDir(const std::string& dir) = 0;
   // Makes the entries of dir (created, renamed, removed files) durable.

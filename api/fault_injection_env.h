@@ -102,6 +102,10 @@ class FaultInjectionEnv final : public Env {
       const std::string& path) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
       const std::string& path) override ABSL_LOCKS_EXCLUDED(mu_);
+  // A reader keeps a removed or replaced file's contents, as on POSIX; one
+  // from before the last SimulatePowerLoss returns kFailedPrecondition.
+  absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
+      const std::string& path) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::string> ReadFileToString(const std::string& path) override
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<uint64_t> GetFileSize(const std::string& path) override
@@ -157,6 +161,7 @@ class FaultInjectionEnv final : public Env {
  private:
   struct Inode;
   class File;
+  class Reader;
   class Lock;
   using Namespace = std::map<std::string, std::shared_ptr<Inode>>;
 

@@ -22,6 +22,7 @@
 #include "engine/utf8.h"
 #include "engine/wal_journal.h"
 #include "wal/format.h"
+#include "wal/pinned_dir.h"
 #include "wal/status_macros.h"
 
 namespace taskwal {
@@ -115,23 +116,39 @@ absl::Status ValidateOptions(const EngineOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat(
         "partitions must be in [0, ", wal::kMaxPartitions, "]"));
   }
-  if (o.max_max_attempts < 1 || o.default_max_attempts < 1 ||
+  if (o.max_max_attempts < 1) {
+    return absl::InvalidArgumentError("max_max_attempts must be at least 1");
+  }
+  if (o.default_max_attempts < 1 ||
       o.default_max_attempts > o.max_max_attempts) {
     return absl::InvalidArgumentError(
         "default_max_attempts must be in [1, max_max_attempts]");
   }
-  if (o.default_lease <= absl::ZeroDuration() ||
-      o.max_lease < o.default_lease) {
-    return absl::InvalidArgumentError(
-        "default_lease must be positive and at most max_lease");
+  if (o.default_lease <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("default_lease must be positive");
   }
-  if (o.retention < absl::ZeroDuration() ||
-      o.maintenance_interval < absl::ZeroDuration()) {
+  if (o.max_lease < o.default_lease) {
     return absl::InvalidArgumentError(
-        "retention and maintenance_interval must not be negative");
+        "max_lease must be at least default_lease");
+  }
+  if (o.retention < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("retention must not be negative");
+  }
+  if (o.maintenance_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "maintenance_interval must not be negative");
   }
   if (o.max_batch_size < 1) {
     return absl::InvalidArgumentError("max_batch_size must be at least 1");
+  }
+  // Keys and worker ids are required: a limit of 0 would refuse every
+  // Submit, or every claim. The other byte limits may be 0 (empty only).
+  if (o.max_idempotency_key_bytes < 1) {
+    return absl::InvalidArgumentError(
+        "max_idempotency_key_bytes must be at least 1");
+  }
+  if (o.max_worker_id_bytes < 1) {
+    return absl::InvalidArgumentError("max_worker_id_bytes must be at least 1");
   }
   if (o.read_only && o.salvage) {
     return absl::InvalidArgumentError(
@@ -1434,18 +1451,24 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
     return storage;
   };
   if (options.read_only) {
-    // The owner of the directory may discard a segment while we read it;
-    // reading again from the top sees the snapshot that replaced it.
+    // The owner of the directory may discard snapshots and segments while
+    // we read them: read the files of one moment (wal/pinned_dir.h). Only a
+    // directory too large to pin whole can change under the read; it is
+    // read again if a file vanished or a gap appeared and the directory
+    // changed meanwhile. Damage stays damage.
+    constexpr int kMaxAttempts = 5;
     absl::StatusOr<engine::RecoveredState> recovered;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      recovered = engine::RecoverDirectory(options, env, dir);
-      // A file that vanished, or a gap that a snapshot written meanwhile
-      // explains, is worth another look; real damage stays.
-      if (!absl::IsNotFound(recovered.status()) &&
-          !absl::IsDataLoss(recovered.status())) {
+    for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+      TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<wal::PinnedDir> view,
+                               wal::PinnedDir::Pin(env, dir));
+      recovered = engine::RecoverDirectory(options, view.get(), dir);
+      if (recovered.ok() || view->complete() ||
+          (!absl::IsNotFound(recovered.status()) &&
+           !absl::IsDataLoss(recovered.status()))) {
         break;
       }
-      if (!env->FileExists(dir)) break;
+      TASKWAL_ASSIGN_OR_RETURN(bool changed, view->Changed());
+      if (!changed) break;
     }
     if (!recovered.ok()) return recovered.status();
     const uint32_t n = static_cast<uint32_t>(recovered->states.size());

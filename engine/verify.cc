@@ -21,6 +21,7 @@
 #include "wal/data_dir.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
+#include "wal/pinned_dir.h"
 #include "wal/status_macros.h"
 
 namespace taskwal::engine {
@@ -985,16 +986,26 @@ absl::StatusOr<std::vector<Problem>> VerifyDirectory(Env* env,
                                                      const std::string& dir,
                                                      ProgressFn progress,
                                                      VerifySummary* summary) {
+  // The files of one moment, however busy the owner is (wal/pinned_dir.h).
+  // Only a directory too large to pin whole can change under the check; it
+  // is checked again when a file vanished or problems were found and the
+  // directory changed meanwhile.
   absl::Status status;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    Verifier verifier(env, dir, progress);
+    TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<wal::PinnedDir> view,
+                             wal::PinnedDir::Pin(env, dir));
+    Verifier verifier(view.get(), dir, progress);
     status = verifier.Run();
+    const bool last = attempt + 1 == kMaxAttempts;
     if (status.ok()) {
+      if (!verifier.problems().empty() && !view->complete() && !last) {
+        TASKWAL_ASSIGN_OR_RETURN(bool changed, view->Changed());
+        if (changed) continue;
+      }
       if (summary != nullptr) *summary = verifier.summary();
       return std::move(verifier.problems());
     }
-    // The directory itself is missing: no point in retrying.
-    if (!absl::IsNotFound(status) || !env->FileExists(dir)) break;
+    if (!absl::IsNotFound(status) || view->complete()) break;
   }
   return status;
 }

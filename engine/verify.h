@@ -140,10 +140,13 @@ using ProgressFn =
 //
 // OK: the problems found, in the order the files were read (META,
 // snapshots newest first, then segments in sequence order); empty means
-// clean. A file that vanishes while being read (its owner discarded it)
-// restarts the check, up to a few times.
-// kNotFound: dir does not exist. Other codes: I/O errors listing dir or
-// sizing its files, or no thread to load a snapshot with
+// clean. The check reads the files of one moment, however busy their owner
+// (wal/pinned_dir.h); in a directory too large to hold every file open, a
+// file that vanishes while being read restarts the check, up to a few
+// times.
+// kNotFound: dir does not exist. kUnavailable: the owner changed the files
+// every time the check tried to take hold of them. Other codes: I/O errors
+// listing dir or sizing its files, or no thread to load a snapshot with
 // (kResourceExhausted).
 //
 // The directory is never modified. Memory: one file's contents plus the

@@ -132,6 +132,42 @@ class FaultInjectionEnv::File final : public WritableFile {
   bool closed_ = false;  // Touched only by this handle's (serialized) calls.
 };
 
+class FaultInjectionEnv::Reader final : public ReadableFile {
+ public:
+  Reader(FaultInjectionEnv* env, std::string path,
+         std::shared_ptr<const Inode> inode, uint64_t generation)
+      : env_(env),
+        path_(std::move(path)),
+        inode_(std::move(inode)),
+        generation_(generation) {}
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+
+  absl::StatusOr<std::string> ReadAll() override {
+    absl::MutexLock lock(&env_->mu_);
+    if (absl::Status s = CheckAlive("read"); !s.ok()) return s;
+    return inode_->data;
+  }
+  absl::StatusOr<uint64_t> Size() override {
+    absl::MutexLock lock(&env_->mu_);
+    if (absl::Status s = CheckAlive("stat"); !s.ok()) return s;
+    return inode_->data.size();
+  }
+
+ private:
+  absl::Status CheckAlive(absl::string_view operation) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(env_->mu_) {
+    if (generation_ == env_->generation_) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        operation, " ", path_, ": file handle from before power loss"));
+  }
+
+  FaultInjectionEnv* const env_;
+  const std::string path_;
+  const std::shared_ptr<const Inode> inode_;
+  const uint64_t generation_;
+};
+
 class FaultInjectionEnv::Lock final : public FileLock {
  public:
   Lock(FaultInjectionEnv* env, std::string path, uint64_t generation)
@@ -172,6 +208,14 @@ FaultInjectionEnv::NewAppendableFile(const std::string& path) {
   std::shared_ptr<Inode> inode = FindLive(path);
   if (inode == nullptr) return NotFound("open", path);
   return std::make_unique<File>(this, path, std::move(inode), generation_);
+}
+
+absl::StatusOr<std::unique_ptr<ReadableFile>>
+FaultInjectionEnv::NewReadableFile(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<Inode> inode = FindLive(path);
+  if (inode == nullptr) return NotFound("open", path);
+  return std::make_unique<Reader>(this, path, std::move(inode), generation_);
 }
 
 absl::StatusOr<std::string> FaultInjectionEnv::ReadFileToString(

@@ -212,6 +212,29 @@ TEST_F(FaultInjectionEnvTest, OpenHandleKeepsRemovedFileAlive) {
   EXPECT_FALSE(env_.FileExists("/db/f"));
 }
 
+TEST_F(FaultInjectionEnvTest, ReaderSeesAppendsAndOutlivesRemoval) {
+  std::unique_ptr<WritableFile> file = Create("/db/f");
+  ASSERT_THAT(file->Append("ab"), IsOk());
+  absl::StatusOr<std::unique_ptr<ReadableFile>> reader =
+      env_.NewReadableFile("/db/f");
+  ASSERT_THAT(reader, IsOk());
+  EXPECT_THAT((*reader)->ReadAll(), IsOkAndHolds("ab"));
+  ASSERT_THAT(file->Append("c"), IsOk());
+  ASSERT_THAT(env_.RemoveFile("/db/f"), IsOk());
+  // Another file under the same name is another file.
+  std::unique_ptr<WritableFile> other = Create("/db/f");
+  ASSERT_THAT(other->Append("other"), IsOk());
+  EXPECT_THAT((*reader)->ReadAll(), IsOkAndHolds("abc"));
+  EXPECT_THAT((*reader)->Size(), IsOkAndHolds(3u));
+  EXPECT_THAT(env_.NewReadableFile("/db/missing").status(),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  env_.SimulatePowerLoss(PowerLossMode::kDropUnsynced);
+  EXPECT_THAT((*reader)->ReadAll().status(),
+              StatusIs(kPrecondition, HasSubstr("from before power loss")));
+  EXPECT_THAT((*reader)->Size().status(), StatusIs(kPrecondition));
+}
+
 TEST_F(FaultInjectionEnvTest, HandlesFromBeforePowerLossAreDead) {
   std::unique_ptr<WritableFile> file =
       CreateSyncedThenAppend("/db/log", "a", "b");

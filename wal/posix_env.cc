@@ -98,15 +98,14 @@ absl::Status WriteAllFully(int fd, const std::string& path,
   while (next < pieces.size() || !iov.empty()) {
     while (next < pieces.size() && iov.size() < IOV_MAX) {
       if (!pieces[next].empty()) {
-        iov.push_back(iovec{const_cast<char*>(pieces[next].data()),
-                            pieces[next].size()});
+        iov.push_back(
+            iovec{const_cast<char*>(pieces[next].data()), pieces[next].size()});
       }
       ++next;
     }
     if (iov.empty()) break;
-    ssize_t written = RetryOnEintr([&] {
-      return ::writev(fd, iov.data(), static_cast<int>(iov.size()));
-    });
+    ssize_t written = RetryOnEintr(
+        [&] { return ::writev(fd, iov.data(), static_cast<int>(iov.size())); });
     if (written < 0) return PosixErrorToStatus("writev", path, errno);
     if (written == 0) return PosixErrorToStatus("writev", path, EIO);
     // Drop what was written; a piece written in part stays, shortened.
@@ -191,6 +190,42 @@ class PosixFileLock final : public FileLock {
   const std::string path_;
 };
 
+class PosixReadableFile final : public ReadableFile {
+ public:
+  PosixReadableFile(int fd, std::string path)
+      : fd_(fd), path_(std::move(path)) {}
+  ~PosixReadableFile() override { CloseFd(fd_, path_).IgnoreError(); }
+
+  absl::StatusOr<std::string> ReadAll() override {
+    TASKWAL_ASSIGN_OR_RETURN(uint64_t size, Size());
+    std::string contents;
+    contents.reserve(static_cast<size_t>(size));
+    char buffer[64 * 1024];
+    // pread from 0: the descriptor has no position to share between calls.
+    for (off_t offset = 0;;) {
+      ssize_t n = RetryOnEintr(
+          [&] { return ::pread(fd_, buffer, sizeof(buffer), offset); });
+      if (n < 0) return PosixErrorToStatus("read", path_, errno);
+      if (n == 0) break;
+      contents.append(buffer, static_cast<size_t>(n));
+      offset += n;
+    }
+    return contents;
+  }
+
+  absl::StatusOr<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) {
+      return PosixErrorToStatus("fstat", path_, errno);
+    }
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+ private:
+  const int fd_;
+  const std::string path_;
+};
+
 class PosixEnv final : public Env {
  public:
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
@@ -204,6 +239,12 @@ class PosixEnv final : public Env {
       const std::string& path) override {
     TASKWAL_ASSIGN_OR_RETURN(int fd, OpenFile(path, O_WRONLY | O_APPEND));
     return std::make_unique<PosixWritableFile>(fd, path);
+  }
+
+  absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
+      const std::string& path) override {
+    TASKWAL_ASSIGN_OR_RETURN(int fd, OpenFile(path, O_RDONLY));
+    return std::make_unique<PosixReadableFile>(fd, path);
   }
 
   absl::StatusOr<std::string> ReadFileToString(

@@ -193,6 +193,10 @@ class SlowAppendEnv final : public Env {
       const std::string& path) override {
     return Wrap(base_->NewAppendableFile(path));
   }
+  absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
+      const std::string& path) override {
+    return base_->NewReadableFile(path);
+  }
   absl::StatusOr<std::string> ReadFileToString(
       const std::string& path) override {
     return base_->ReadFileToString(path);
