@@ -308,14 +308,15 @@ char* HistoryLog::Encode(const HistoryEvent& e, int64_t prev_time,
   return dst;
 }
 
-void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
-                        int64_t base_micros) {
-  if (max_entries == 0) {  // History kept off: drop what there is.
+size_t HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
+                          int64_t base_micros) {
+  if (max_entries == 0) {  // History kept off: drop what there is, and e.
+    const size_t dropped = size() + 1;
     if (entry_bytes() > 0) {
       MoveToBlock();
       Rebuild({}, nullptr, base_micros);
     }
-    return;
+    return dropped;
   }
   char scratch[kInlineBytes];
   const absl::string_view current = entries(scratch);
@@ -340,7 +341,7 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
     Encode(e, last_time, last_worker, bytes + current.size());
     const size_t n = current.size() + size;
     word_ = InlineWord(bytes, n);
-    return;
+    return 0;
   }
   // Event strings never point into inline entries; last_worker may point
   // into scratch, which outlives this call's use of it.
@@ -362,7 +363,7 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
       std::free(block());
       SetBlock(grown);
     }
-    return;
+    return 0;
   }
   // Old entries go: re-encode the ones kept.
   std::vector<HistoryEvent> all;
@@ -375,9 +376,10 @@ void HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
     ++first;
   }
   if (BlockBytes(extra_bytes, all, first, &e, base_micros) > kMaxBlockBytes) {
-    return;  // Does not fit even alone: the log stays as it was.
+    return 1;  // Does not fit even alone: the log stays as it was.
   }
   Rebuild(absl::MakeConstSpan(all).subspan(first), &e, base_micros);
+  return first;
 }
 
 size_t HistoryLog::BlockBytes(size_t extra_bytes,

@@ -58,9 +58,13 @@ class HistoryLog {
   // Appends the entry; when that makes more than max_entries, drops the
   // oldest. max_entries 0 keeps no entries. Entries are also dropped,
   // oldest first, to keep the block under 2^32 - 1 bytes; an entry that does
-  // not fit alone is not kept. The event's strings may point into this
-  // log's extra. `base_micros` must be the same in every call on one log.
-  void Append(const HistoryEvent& e, size_t max_entries, int64_t base_micros);
+  // not fit alone is not kept. Returns how many entries this dropped, the
+  // new one included if it was not kept: the entries kept plus those
+  // dropped over the log's life are all the entries appended. The event's
+  // strings may point into this log's extra. `base_micros` must be the same
+  // in every call on one log.
+  size_t Append(const HistoryEvent& e, size_t max_entries,
+                int64_t base_micros);
 
   // Replaces the entries by `entries`, each in HistoryEntry's protobuf wire
   // format (a snapshot's), in time linear in their size; the extra bytes

@@ -143,29 +143,49 @@ TEST_F(HistoryLogTest, AssignedEntriesLiveInlineWhenSmall) {
   EXPECT_EQ(e.back().SerializeAsString(), many.back());
 }
 
+// Append says how many entries it dropped, so that the owner can count
+// them (Task::history_dropped).
 TEST_F(HistoryLogTest, OldestEntriesAreDroppedPastTheBound) {
   std::vector<std::string> workers;
   for (int i = 1; i <= 10; ++i) workers.push_back(std::string(i * 20, 'w'));
-  for (int i = 1; i <= 10; ++i) log_.Append(Event(i, workers[i - 1]), 4, 0);
+  for (int i = 1; i <= 10; ++i) {
+    EXPECT_EQ(log_.Append(Event(i, workers[i - 1]), 4, 0), i <= 4 ? 0u : 1u)
+        << i;
+  }
   std::vector<HistoryEntry> e = log_.Entries(0);
   ASSERT_EQ(e.size(), 4u);
   EXPECT_EQ(log_.size(), 4u);
   EXPECT_EQ(e.front().time_micros(), 7);
   EXPECT_EQ(e.back().time_micros(), 10);
   // A smaller bound later (another owner's options) cuts more at once.
-  log_.Append(Event(11), 2, 0);
+  EXPECT_EQ(log_.Append(Event(11), 2, 0), 3u);
   e = log_.Entries(0);
   ASSERT_EQ(e.size(), 2u);
   EXPECT_EQ(e.front().time_micros(), 10);
+  // A larger one drops nothing.
+  EXPECT_EQ(log_.Append(Event(12), 8, 0), 0u);
+  EXPECT_EQ(log_.size(), 3u);
+}
+
+// Inline entries (no block) are dropped and counted the same way.
+TEST_F(HistoryLogTest, InlineEntriesAreDroppedAndCounted) {
+  EXPECT_EQ(log_.Append(Event(1), 1, 0), 0u);
+  EXPECT_FALSE(log_.allocated());
+  EXPECT_EQ(log_.Append(Event(2), 1, 0), 1u);
+  EXPECT_EQ(log_.Append(Event(3), 1, 0), 1u);
+  std::vector<HistoryEntry> e = log_.Entries(0);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e.front().time_micros(), 3);
 }
 
 TEST_F(HistoryLogTest, ZeroBoundKeepsNothing) {
-  log_.Append(Event(1), 0, 0);
+  EXPECT_EQ(log_.Append(Event(1), 0, 0), 1u);  // The new entry itself.
   EXPECT_EQ(log_.size(), 0u);
   EXPECT_TRUE(log_.Entries(0).empty());
   // A bound of 0 later empties a log that has entries.
-  log_.Append(Event(3), 5, 0);
-  log_.Append(Event(4), 0, 0);
+  EXPECT_EQ(log_.Append(Event(3), 5, 0), 0u);
+  EXPECT_EQ(log_.Append(Event(4), 5, 0), 0u);
+  EXPECT_EQ(log_.Append(Event(5), 0, 0), 3u);
   EXPECT_EQ(log_.size(), 0u);
 }
 

@@ -116,6 +116,9 @@ absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
     if (t.max_attempts() == 0) {
       return Mismatch("submit", t.id(), "max_attempts is 0");
     }
+    if (t.history_dropped() != 0) {
+      return Mismatch("submit", t.id(), "history_dropped is set");
+    }
   }
   for (const Task& t : r.tasks()) {
     std::unique_ptr<TaskEntry> entry = TaskEntry::Create(t, lsn);

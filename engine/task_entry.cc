@@ -78,6 +78,7 @@ std::unique_ptr<TaskEntry> TaskEntry::Create(const Task& task,
   e->state.claimed_micros = task.claimed_micros();
   e->state.finished_micros = task.finished_micros();
   e->state.last_lsn = last_lsn;
+  e->CountDropped(task.history_dropped());
   e->SetStrings(task.claimed_by(), task.result(), task.last_error());
   return e;
 }
@@ -93,6 +94,7 @@ std::unique_ptr<TaskEntry> TaskEntry::Clone() const {
   e->max_attempts_ = max_attempts_;
   e->state = state;
   e->history_ = HistoryLog(history_);  // With the strings, its extra bytes.
+  e->history_dropped_ = history_dropped_;
   return e;
 }
 
@@ -196,6 +198,7 @@ void TaskEntry::ToTask(Task* out) const {
   } else {
     out->clear_retry_policy();
   }
+  out->set_history_dropped(history_dropped_);
 }
 
 Task TaskEntry::ToTask() const {

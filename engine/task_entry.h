@@ -1,8 +1,10 @@
 #ifndef TASKWAL_ENGINE_TASK_ENTRY_H_
 #define TASKWAL_ENGINE_TASK_ENTRY_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -94,17 +96,27 @@ class TaskEntry {
   TaskState state;
 
   // The history, bounded by the caller (times are kept relative to the
-  // creation time). See HistoryLog.
+  // creation time). See HistoryLog. Entries it drops are counted in
+  // history_dropped().
   void AppendHistory(const HistoryEvent& e, size_t max_entries) {
-    history_.Append(e, max_entries, created_micros_);
+    CountDropped(history_.Append(e, max_entries, created_micros_));
   }
   // Replaces the history by entries in HistoryEntry's wire format (from a
-  // snapshot). False, with the history unchanged and the index of the
-  // culprit in *bad_index, if one is not a well-formed HistoryEntry.
+  // snapshot), which follow history_dropped() older ones. False, with the
+  // history unchanged and the index of the culprit in *bad_index, if one is
+  // not a well-formed HistoryEntry.
   template <typename Range>  // Of std::string or absl::string_view.
   bool AssignSerializedHistory(const Range& entries, size_t* bad_index) {
-    return history_.AssignSerialized(entries, created_micros_, bad_index);
+    if (!history_.AssignSerialized(entries, created_micros_, bad_index)) {
+      return false;
+    }
+    // Only past 4 GiB of entries does the log drop some of them.
+    CountDropped(static_cast<size_t>(entries.size()) - history_.size());
+    return true;
   }
+  // Entries the history no longer holds: with the ones it holds, every
+  // entry the task ever had. Saturates at 2^32 - 1.
+  uint32_t history_dropped() const { return history_dropped_; }
   std::vector<HistoryEntry> History() const {
     return history_.Entries(created_micros_);
   }
@@ -149,14 +161,23 @@ class TaskEntry {
   const char* fixed_strings() const {
     return trailing() + (has_policy_ ? sizeof(StoredPolicy) : 0);
   }
+  void CountDropped(size_t n) {
+    history_dropped_ = static_cast<uint32_t>(std::min<uint64_t>(
+        uint64_t{history_dropped_} + n, std::numeric_limits<uint32_t>::max()));
+  }
+
   uint64_t id_ = 0;
   int64_t created_micros_ = 0;
   int32_t priority_ = 0;
   uint32_t max_attempts_ = 0;
   uint32_t key_size_ = 0;
   uint32_t type_size_ = 0;
-  uint32_t payload_size_ = 0;
-  bool has_policy_ = false;
+  // Payloads come from protobuf messages (under 2 GiB): 31 bits hold their
+  // size, and the flag takes the last bit, so that history_dropped_ fits in
+  // what was padding (see TaskEntryTest.FixedPartStaysCompact).
+  uint32_t payload_size_ : 31;
+  uint32_t has_policy_ : 1;
+  uint32_t history_dropped_ = 0;
   // Its extra bytes are the transition strings: three varint sizes, then
   // the bytes (SetStrings).
   HistoryLog history_;

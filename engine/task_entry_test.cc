@@ -34,6 +34,7 @@ Task FullTask() {
   p->set_max_backoff_micros(60000000);
   p->set_multiplier(2.5);
   p->set_jitter(0.25);
+  t.set_history_dropped(17);
   return t;
 }
 
@@ -127,6 +128,33 @@ TEST(TaskEntryTest, CloneIsDeepAndIndependent) {
   EXPECT_EQ(copy->history_size(), 1u);
   e.reset();
   EXPECT_EQ(copy->idempotency_key(), "key-42");
+}
+
+// Entries the bound drops are counted on top of those a snapshot's task
+// says were dropped before; a copy keeps the count, and it saturates.
+TEST(TaskEntryTest, DroppedHistoryIsCounted) {
+  std::unique_ptr<TaskEntry> e = TaskEntry::Create(FullTask(), 1);
+  EXPECT_EQ(e->history_dropped(), 17u);
+  HistoryEvent h;
+  h.event = HistoryEntry::RETRIED;
+  for (int i = 0; i < 5; ++i) e->AppendHistory(h, 2);
+  EXPECT_EQ(e->history_size(), 2u);
+  EXPECT_EQ(e->history_dropped(), 20u);
+  std::unique_ptr<TaskEntry> copy = e->Clone();
+  EXPECT_EQ(copy->history_dropped(), 20u);
+  EXPECT_EQ(copy->ToTask().history_dropped(), 20u);
+  // The payload's size and the policy flag share a word with the count.
+  EXPECT_EQ(copy->payload(), std::string("pay\0load", 8));
+  EXPECT_TRUE(copy->retry_policy().has_value());
+
+  Task near_max = FullTask();
+  near_max.set_history_dropped(std::numeric_limits<uint32_t>::max() - 1);
+  e = TaskEntry::Create(near_max, 1);
+  for (int i = 0; i < 4; ++i) e->AppendHistory(h, 1);
+  EXPECT_EQ(e->history_dropped(), std::numeric_limits<uint32_t>::max());
+  near_max.set_history_dropped(uint64_t{1} << 40);
+  EXPECT_EQ(TaskEntry::Create(near_max, 1)->history_dropped(),
+            std::numeric_limits<uint32_t>::max());
 }
 
 // Every live task carries one entry: its fixed part is part of the memory

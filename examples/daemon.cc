@@ -86,7 +86,10 @@ ABSL_FLAG(int64_t, max_tasks_to_submit, 0,
           "submitting. 0: submit forever.");
 ABSL_FLAG(bool, exit_when_idle, false,
           "Shut down once every job up to --max_tasks_to_submit is submitted "
-          "and none is pending or running (for tests).");
+          "and no task of the type this daemon runs (simulated_job) is "
+          "pending or running; a pending one counts even while it waits out "
+          "a retry backoff. Tasks of other types, which this daemon never "
+          "claims, do not keep it running (for tests).");
 ABSL_FLAG(int, submit_interval_ms, 100,
           "Pause of each producer between two submits: the simulated arrival "
           "rate of new jobs.");
@@ -303,13 +306,30 @@ class Daemon {
     }
   }
 
-  // True once every producer is done and nothing is pending or running.
-  // Producers are checked first: a job they submitted is visible to the
-  // Stats() call that follows.
+  // True once every producer is done and no task of kJobType is pending
+  // (due or not) or claimed. Other types do not count: this daemon never
+  // claims them. Producers are checked first: a job they submitted is
+  // visible to the calls that follow.
+  //
+  // Stats() counts statuses but not per type, so List() looks for one task
+  // of the type in each status. A task can move between the two looks
+  // (CLAIMED, then PENDING again after a failed attempt) and be missed by
+  // both, so the looks count only if no transition happened around them:
+  // Stats().transitions, read before and after, is then unchanged.
   bool Idle() {
     if (producers_running_.load() > 0) return false;
-    absl::StatusOr<EngineStats> stats = engine_->Stats();
-    return stats.ok() && stats->pending == 0 && stats->claimed == 0;
+    const absl::StatusOr<EngineStats> before = engine_->Stats();
+    if (!before.ok()) return false;
+    for (TaskStatus status : {PENDING, CLAIMED}) {
+      ListFilter filter;
+      filter.status = status;
+      filter.type = std::string(kJobType);
+      filter.limit = 1;
+      const absl::StatusOr<ListPage> page = engine_->List(filter);
+      if (!page.ok() || !page->tasks.empty()) return false;
+    }
+    const absl::StatusOr<EngineStats> after = engine_->Stats();
+    return after.ok() && after->transitions == before->transitions;
   }
 
   // The first unexpected engine error any thread met, or OK. Such an error
@@ -736,8 +756,8 @@ int Main() {
       break;
     }
     if (absl::GetFlag(FLAGS_exit_when_idle) && daemon.Idle()) {
-      Say("idle: every job is submitted and none is pending or running; "
-          "shutting down");
+      Say(absl::StrCat("idle: every job is submitted and no ", kJobType,
+                       " task is pending or running; shutting down"));
       break;
     }
   }

@@ -405,6 +405,63 @@ TEST_F(DaemonTest, RestartSubmitsJobsACrashLeftUnsubmitted) {
   ExpectEveryJobCompletedOnce();
 }
 
+// --exit_when_idle waits for the daemon's own work only: a PENDING task of
+// a type it does not run (another program's) neither keeps it running nor
+// gets touched.
+TEST_F(DaemonTest, ExitWhenIdleIgnoresPendingTasksOfOtherTypes) {
+  constexpr uint64_t kOwnJobs = 12;
+  {
+    EngineOptions options;
+    options.data_dir = data_dir_;
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    TaskSpec spec;
+    spec.idempotency_key = "report-1";
+    spec.type = "nightly_report";
+    ASSERT_TRUE((*engine)->Submit(spec).ok());
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
+  DaemonProcess daemon;
+  ASSERT_TRUE(
+      daemon
+          .Start({absl::StrCat("--data_dir=", data_dir_),
+                  absl::StrCat("--max_tasks_to_submit=", kOwnJobs),
+                  "--submit_interval_ms=0", "--task_ms=0", "--fail_every=5",
+                  "--exit_when_idle"},
+                 root_ + "/other_types.log")
+          .ok());
+  // Without the fix the daemon never exits; the timeout ends the test.
+  const absl::StatusOr<int> exit = daemon.WaitForExit(kDrainTimeout);
+  daemon.ShowLog();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  ASSERT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0)
+      << "wait status " << *exit;
+  EXPECT_TRUE(absl::StrContains(daemon.Log(), "idle:")) << daemon.Log();
+
+  EngineOptions options;
+  options.data_dir = data_dir_;
+  options.read_only = true;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  // Its own jobs are all done, the retried ones included.
+  for (uint64_t job = 1; job <= kOwnJobs; ++job) {
+    absl::StatusOr<Task> task =
+        (*engine)->GetByIdempotencyKey(absl::StrCat("job-", job));
+    ASSERT_TRUE(task.ok()) << "job-" << job << ": " << task.status();
+    EXPECT_EQ(task->status(), COMPLETED) << task->DebugString();
+  }
+  absl::StatusOr<Task> other = (*engine)->GetByIdempotencyKey("report-1");
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->status(), PENDING);
+  EXPECT_EQ(other->attempts(), 0u);
+  absl::StatusOr<EngineStats> stats = (*engine)->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->pending, 1u);
+  EXPECT_EQ(stats->claimed, 0u);
+  EXPECT_EQ(stats->completed, kOwnJobs);
+  EXPECT_TRUE((*engine)->Close().ok());
+}
+
 TEST_F(DaemonTest, MissingDataDirIsAUsageError) {
   DaemonProcess daemon;
   ASSERT_TRUE(daemon.Start({}, root_ + "/usage.log").ok());

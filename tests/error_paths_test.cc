@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -476,45 +477,152 @@ TEST_F(ErrorPathsTest, EmptyOrOversizedBatchIsInvalid) {
   ExpectRejectedWithoutChange(calls);
 }
 
+// Every option with a range: a value just outside it is refused, and the
+// message names the option (a caller may be reading it from a config file).
 TEST_F(ErrorPathsTest, OpenRejectsOptionsOutOfRange) {
   auto with = [this](std::function<void(EngineOptions&)> change) {
     EngineOptions o = Options();
     change(o);
     return o;
   };
-  const std::pair<std::string, EngineOptions> cases[] = {
-      {"num_shards 0", with([](EngineOptions& o) { o.num_shards = 0; })},
-      {"num_shards 4097", with([](EngineOptions& o) { o.num_shards = 4097; })},
-      {"num_shards negative",
+  // What the message must name, what is wrong, the options.
+  const std::tuple<std::string, std::string, EngineOptions> cases[] = {
+      {"num_shards", "0", with([](EngineOptions& o) { o.num_shards = 0; })},
+      {"num_shards", "4097",
+       with([](EngineOptions& o) { o.num_shards = 4097; })},
+      {"num_shards", "negative",
        with([](EngineOptions& o) { o.num_shards = -1; })},
-      {"default_max_attempts 0",
+      {"partitions", "257",
+       with([](EngineOptions& o) { o.partitions = 257; })},
+      {"max_max_attempts", "0",
+       with([](EngineOptions& o) {
+         o.max_max_attempts = 0;
+         o.default_max_attempts = 0;
+       })},
+      {"default_max_attempts", "0",
        with([](EngineOptions& o) { o.default_max_attempts = 0; })},
-      {"default_max_attempts above max_max_attempts",
+      {"default_max_attempts", "above max_max_attempts",
        with([](EngineOptions& o) {
          o.default_max_attempts = kMaxMaxAttempts + 1;
        })},
-      {"negative retention",
+      {"default_lease", "0",
+       with([](EngineOptions& o) { o.default_lease = absl::ZeroDuration(); })},
+      {"default_lease", "negative",
+       with([](EngineOptions& o) { o.default_lease = -absl::Seconds(1); })},
+      {"max_lease", "below default_lease",
+       with([](EngineOptions& o) {
+         o.max_lease = o.default_lease - absl::Microseconds(1);
+       })},
+      {"retention", "negative",
        with([](EngineOptions& o) { o.retention = -absl::Seconds(1); })},
-      {"multiplier 0.5", with([](EngineOptions& o) {
+      {"maintenance_interval", "negative",
+       with([](EngineOptions& o) {
+         o.maintenance_interval = -absl::Milliseconds(1);
+       })},
+      {"max_batch_size", "0",
+       with([](EngineOptions& o) { o.max_batch_size = 0; })},
+      {"max_idempotency_key_bytes", "0",
+       with([](EngineOptions& o) { o.max_idempotency_key_bytes = 0; })},
+      {"max_worker_id_bytes", "0",
+       with([](EngineOptions& o) { o.max_worker_id_bytes = 0; })},
+      {"segment_bytes", "4095",
+       with([](EngineOptions& o) { o.segment_bytes = 4095; })},
+      {"sync_interval", "0 in kInterval mode",
+       with([](EngineOptions& o) {
+         o.sync_mode = SyncMode::kInterval;
+         o.sync_interval = absl::ZeroDuration();
+       })},
+      {"default_retry_policy", "multiplier 0.5",
+       with([](EngineOptions& o) {
          o.default_retry_policy.set_multiplier(0.5);
        })},
-      {"jitter 2",
+      {"default_retry_policy", "jitter 2",
        with([](EngineOptions& o) { o.default_retry_policy.set_jitter(2); })},
-      {"negative initial backoff", with([](EngineOptions& o) {
+      {"default_retry_policy", "negative initial backoff",
+       with([](EngineOptions& o) {
          o.default_retry_policy.set_initial_backoff_micros(-1);
        })},
-      {"negative max backoff", with([](EngineOptions& o) {
+      {"default_retry_policy", "negative max backoff",
+       with([](EngineOptions& o) {
          o.default_retry_policy.set_max_backoff_micros(-1);
        })},
+      {"salvage", "with read_only",
+       with([](EngineOptions& o) {
+         o.data_dir = "/never-created";
+         o.read_only = true;
+         o.salvage = true;
+       })},
+      {"read_only", "without a data_dir",
+       with([](EngineOptions& o) { o.read_only = true; })},
   };
-  for (const auto& [what, options] : cases) {
+  for (const auto& [option, what, options] : cases) {
     absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
-    EXPECT_THAT(engine, StatusIs(kInvalid)) << what;
+    EXPECT_THAT(engine, StatusIs(kInvalid, HasSubstr(option)))
+        << option << " " << what;
   }
   // The valid baseline opens.
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options());
   ASSERT_THAT(engine, IsOk());
   EXPECT_THAT((*engine)->Close(), IsOk());
+}
+
+// The edges of every range open, and the engine they give does its work:
+// the smallest limits still let a task go through its whole lifecycle.
+TEST_F(ErrorPathsTest, OpenAcceptsOptionsAtTheEdgesOfTheirRanges) {
+  EngineOptions o;
+  o.clock = &clock_;
+  o.random_seed = 1;
+  o.num_shards = 1;
+  o.partitions = 1;
+  o.max_idempotency_key_bytes = 1;
+  o.max_worker_id_bytes = 1;
+  o.max_type_bytes = 0;
+  o.max_payload_bytes = 0;
+  o.max_result_bytes = 0;
+  o.max_error_bytes = 0;
+  o.max_batch_size = 1;
+  o.max_max_attempts = 1;
+  o.default_max_attempts = 1;
+  o.default_lease = absl::Microseconds(1);
+  o.max_lease = absl::Microseconds(1);
+  o.max_history_per_task = 0;
+  o.retention = absl::ZeroDuration();
+  o.maintenance_interval = absl::ZeroDuration();
+  o.sync_mode = SyncMode::kInterval;
+  o.sync_interval = absl::Nanoseconds(1);
+  o.segment_bytes = 4096;
+  o.default_retry_policy.set_initial_backoff_micros(0);
+  o.default_retry_policy.set_max_backoff_micros(0);
+  o.default_retry_policy.set_multiplier(1);
+  o.default_retry_policy.set_jitter(1);
+  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(o);
+  ASSERT_THAT(opened, IsOk());
+  Engine& engine = **opened;
+  TaskSpec spec;
+  spec.idempotency_key = "k";
+  absl::StatusOr<SubmitResult> submitted = engine.Submit(spec);
+  ASSERT_THAT(submitted, IsOk());
+  absl::StatusOr<ClaimedTask> claim =
+      engine.Claim(submitted->task_id, "w", absl::ZeroDuration());
+  ASSERT_THAT(claim, IsOk());
+  EXPECT_THAT(engine.Complete(submitted->task_id, "w", claim->claim_token, ""),
+              IsOk());
+  // No history is kept, and every entry is counted as dropped.
+  EXPECT_THAT(engine.History(submitted->task_id),
+              wal::IsOkAndHolds(::testing::IsEmpty()));
+  absl::StatusOr<Task> task = engine.Get(submitted->task_id);
+  ASSERT_THAT(task, IsOk());
+  EXPECT_EQ(task->status(), COMPLETED);
+  EXPECT_EQ(task->history_dropped(), 3u);  // Submitted, claimed, completed.
+  EXPECT_THAT(engine.Close(), IsOk());
+
+  // The other edges of num_shards and partitions.
+  o.num_shards = 4096;
+  o.partitions = 256;
+  opened = Engine::Open(o);
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_THAT((*opened)->Submit(spec), IsOk());
+  EXPECT_THAT((*opened)->Close(), IsOk());
 }
 
 TEST_F(ErrorPathsTest, EveryMethodFailsAfterClose) {
