@@ -1495,7 +1495,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   TASKWAL_ASSIGN_OR_RETURN(
       std::unique_ptr<wal::Wal> wal,
       wal::Wal::Open(wal_options, std::move(recovered.segments),
-                     std::move(recovered.last_lsn), recovered.next_seq));
+                     std::move(recovered.last_lsn), recovered.next_seq,
+                     recovered.tail_bytes));
   std::unique_ptr<engine::Storage> storage = make_storage(recovered);
   storage->lock = std::move(lock);
   return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(

@@ -383,6 +383,11 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
     if (removed) TASKWAL_RETURN_IF_ERROR(env->SyncDir(dir));
   }
 
+  // Records appended to the last segment are read only if no snapshot
+  // says the log starts after it.
+  if (!log.segments.empty() && newest_segment <= log.segments.back().seq) {
+    out.tail_bytes = log.tail_bytes;
+  }
   out.segments = std::move(log.segments);
   out.last_lsn = log.last_lsn;
   // Every snapshot's first segment counts as used, even if that segment was

@@ -22,6 +22,9 @@ struct RecoveredState {
   std::vector<wal::SegmentFile> segments;
   std::vector<uint64_t> last_lsn;  // Per partition.
   uint64_t next_seq = 1;
+  // The last segment's length, when the log may go on in it (see
+  // Wal::Open); 0 when it must not.
+  uint64_t tail_bytes = 0;
   RecoveryReport report;
 };
 

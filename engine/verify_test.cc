@@ -109,12 +109,19 @@ class VerifyTest : public ::testing::TestWithParam<uint32_t> {
 
   // Submits a few tasks, then (last) one batch whose keys span partitions:
   // a group of records. Returns the segment holding the group.
-  std::string PopulateWithGroupAtTheEnd(const std::string& prefix) {
-    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options());
+  // The first three tasks carry `filler` bytes of payload each; with
+  // filler, the segment may grow to 1 MiB.
+  std::string PopulateWithGroupAtTheEnd(const std::string& prefix,
+                                        size_t filler = 0) {
+    EngineOptions options = Options();
+    if (filler > 0) options.segment_bytes = 1 << 20;
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
     EXPECT_TRUE(engine.ok()) << engine.status();
     if (!engine.ok()) return "";
     for (int i = 0; i < 3; ++i) {
-      EXPECT_TRUE((*engine)->Submit(Spec(absl::StrCat(prefix, "-", i))).ok());
+      TaskSpec spec = Spec(absl::StrCat(prefix, "-", i));
+      spec.payload = std::string(filler, 'f');
+      EXPECT_TRUE((*engine)->Submit(spec).ok());
     }
     std::vector<TaskSpec> batch;
     for (int i = 0; i < 8; ++i) {
@@ -949,10 +956,13 @@ TEST_P(VerifyGroupTest, IncompleteGroupAtTheEndOfTheNewestSegmentIsTornTail) {
 }
 
 TEST_P(VerifyGroupTest, IncompleteGroupFollowedByAnotherSegmentIsCorruption) {
-  const std::string segment = PopulateWithGroupAtTheEnd("g");
-  // A later session writes another segment.
+  const std::string segment = PopulateWithGroupAtTheEnd("g", 2048);
+  // A later session writes another segment: the last one is already past
+  // this session's segment size, so it may not continue it.
   {
-    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options());
+    EngineOptions options = Options();
+    options.segment_bytes = 4096;
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     ASSERT_TRUE((*engine)->Submit(Spec("late")).ok());
     ASSERT_TRUE((*engine)->Close().ok());

@@ -690,6 +690,141 @@ TEST_P(RecoveryTest, GapRightAfterTheSnapshotNamesTheSnapshotsNextLsn) {
   EXPECT_EQ(after, damaged);
 }
 
+// History keeps max_history_per_task entries per task and counts the older
+// ones in Task::history_dropped. The count comes from the records like the
+// rest of the task, and snapshots keep it: a restart from the log alone,
+// from a snapshot, and from a snapshot plus the log all show the same
+// entries and the same count.
+TEST_P(RecoveryTest, DroppedHistoryIsCountedAlikeAfterReplayAndSnapshot) {
+  EngineOptions o = Options();
+  o.max_history_per_task = 4;
+  uint64_t busy = 0;
+  uint64_t quiet = 0;
+  // Claim and release: two history entries.
+  auto claim_and_release = [](Engine* e, uint64_t id) {
+    ASSERT_TRUE(e->Claim(id, "w", absl::ZeroDuration()).ok());
+    ASSERT_TRUE(e->Retry(id).ok());
+  };
+  auto expect_history = [](Engine* e, uint64_t id, uint64_t dropped,
+                           size_t kept) {
+    absl::StatusOr<Task> task = e->Get(id);
+    ASSERT_TRUE(task.ok()) << task.status();
+    EXPECT_EQ(task->history_dropped(), dropped) << "task " << id;
+    absl::StatusOr<std::vector<HistoryEntry>> history = e->History(id);
+    ASSERT_TRUE(history.ok()) << history.status();
+    EXPECT_EQ(history->size(), kept) << "task " << id;
+  };
+  std::string live;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    TaskSpec spec;
+    spec.idempotency_key = "busy";
+    busy = e->Submit(spec)->task_id;
+    spec.idempotency_key = "quiet";
+    quiet = e->Submit(spec)->task_id;
+    for (int i = 0; i < 5; ++i) claim_and_release(e.get(), busy);
+    claim_and_release(e.get(), quiet);
+    // 11 entries for busy, of which the newest 4 are kept; quiet has 3.
+    expect_history(e.get(), busy, 7, 4);
+    expect_history(e.get(), quiet, 0, 3);
+    EXPECT_EQ(e->History(busy)->back().event(), HistoryEntry::RETRIED);
+    live = Dump(e.get());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  {  // The log alone.
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    EXPECT_EQ(e->Recovery().snapshot_lsn, 0u);
+    expect_history(e.get(), busy, 7, 4);
+    expect_history(e.get(), quiet, 0, 3);
+    EXPECT_EQ(Dump(e.get()), live);
+    ASSERT_TRUE(e->Snapshot().ok());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  {  // The snapshot alone.
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    EXPECT_GT(e->Recovery().snapshot_lsn, 0u);
+    EXPECT_EQ(e->Recovery().records_replayed, 0u);
+    expect_history(e.get(), busy, 7, 4);
+    EXPECT_EQ(Dump(e.get()), live);
+    claim_and_release(e.get(), busy);
+    claim_and_release(e.get(), quiet);
+    expect_history(e.get(), busy, 9, 4);
+    expect_history(e.get(), quiet, 1, 4);
+    live = Dump(e.get());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  {  // The snapshot, then the log after it.
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    EXPECT_GT(e->Recovery().records_replayed, 0u);
+    expect_history(e.get(), busy, 9, 4);
+    expect_history(e.get(), quiet, 1, 4);
+    EXPECT_EQ(Dump(e.get()), live);
+    ASSERT_TRUE(e->Close().ok());
+  }
+  // A larger bound cannot bring back what the snapshot no longer holds, and
+  // keeps what the log after it replays: kept and dropped still add up to
+  // every entry the task had.
+  o.max_history_per_task = 100;
+  std::unique_ptr<Engine> e = OpenOrDie(o);
+  expect_history(e.get(), busy, 7, 6);
+  expect_history(e.get(), quiet, 0, 5);
+}
+
+// Each Open goes on appending to the last segment when it ended cleanly,
+// so many short sessions (a CLI write each) leave one segment, not one per
+// session; a power loss after a continued segment loses nothing
+// acknowledged; and a segment a snapshot made obsolete is never continued.
+TEST_P(RecoveryTest, ShortSessionsShareOneSegment) {
+  EngineOptions o = Options();
+  o.segment_bytes = 1 << 20;
+  auto segments = [this] {
+    int n = 0;
+    const std::vector<std::string> files = *env_.GetChildren(kDir);
+    for (const std::string& f : files) {
+      if (absl::StartsWith(f, "wal-")) ++n;
+    }
+    return n;
+  };
+  auto expect_tasks = [](Engine* e, int n) {
+    for (int i = 0; i < n; ++i) {
+      EXPECT_TRUE(e->GetByIdempotencyKey(absl::StrCat("k-", i)).ok()) << i;
+    }
+    EXPECT_EQ(e->Stats()->pending, static_cast<uint64_t>(n));
+  };
+  for (int i = 0; i < 50; ++i) {
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k-", i);
+    ASSERT_TRUE(e->Submit(spec).ok());
+    if (i == 25) {
+      // Acknowledged (kAlways), then the machine loses power.
+      env_.SimulatePowerLoss(PowerLossMode::kTornTail);
+      e->Close().IgnoreError();  // Its files are gone with the power.
+      continue;
+    }
+    ASSERT_TRUE(e->Close().ok());
+  }
+  EXPECT_EQ(segments(), 1);
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    expect_tasks(e.get(), 50);
+    // A snapshot starts the next segment; Close removes it while empty, so
+    // the last segment on disk is one the snapshot holds in full.
+    ASSERT_TRUE(e->Snapshot().ok());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  for (int i = 50; i < 60; ++i) {
+    std::unique_ptr<Engine> e = OpenOrDie(o);
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k-", i);
+    ASSERT_TRUE(e->Submit(spec).ok());
+    ASSERT_TRUE(e->Close().ok());
+  }
+  EXPECT_LE(segments(), 2);
+  std::unique_ptr<Engine> e = OpenOrDie(o);
+  expect_tasks(e.get(), 60);
+}
+
 INSTANTIATE_TEST_SUITE_P(Partitions, RecoveryTest,
                          ::testing::Values(1u, 16u),
                          [](const ::testing::TestParamInfo<uint32_t>& info) {

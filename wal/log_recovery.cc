@@ -206,6 +206,7 @@ absl::Status LogRecovery::Stop(size_t i, absl::Status damage, uint64_t keep) {
   if (keep >= kFileHeaderSize) {
     TASKWAL_RETURN_IF_ERROR(env_->TruncateFile(JoinPath(dir_, seg.name), keep));
     result_.segments.push_back(seg);
+    result_.tail_bytes = keep;
     result_.truncated_bytes += contents_->size() - keep;
     result_.notes.push_back(absl::StrCat("salvage: ", damage.message(),
                                          "; kept ", keep, " bytes of ",
@@ -291,6 +292,7 @@ absl::Status LogRecovery::ReadSegment(size_t i, bool* stop) {
         // acknowledged is lost by cutting it off.
         TASKWAL_RETURN_IF_ERROR(CutTail(i, end, more.status().message()));
         result_.segments.push_back(seg);
+        result_.tail_bytes = end;
         return absl::OkStatus();
       }
       return Stop(i, more.status(), end);
@@ -310,6 +312,7 @@ absl::Status LogRecovery::ReadSegment(size_t i, bool* stop) {
       TASKWAL_RETURN_IF_ERROR(
           CutTail(i, start, "a group of records is incomplete"));
       result_.segments.push_back(seg);
+      result_.tail_bytes = start;
       return absl::OkStatus();
     }
     return Stop(i,
@@ -320,6 +323,7 @@ absl::Status LogRecovery::ReadSegment(size_t i, bool* stop) {
                 start);
   }
   result_.segments.push_back(seg);
+  result_.tail_bytes = contents_->size();
   *stop = false;
   return absl::OkStatus();
 }
@@ -347,6 +351,7 @@ absl::StatusOr<RecoveryResult> LogRecovery::Run() {
       // Every record in it is held by the snapshots: it is not even read.
       // It stays on the list until a later snapshot lets the log drop it.
       result_.segments.push_back(segments_[i]);
+      result_.tail_bytes = 0;
       continue;
     }
     bool stop = false;

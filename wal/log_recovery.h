@@ -42,6 +42,11 @@ struct RecoveryResult {
   // The number for the next segment: one past the last segment kept, and
   // at least first_seq.
   uint64_t next_seq = 1;
+  // The length of segments.back() as recovery left it (whole records; a
+  // torn tail cut off), when recovery read that segment; 0 when it did not
+  // (it lies before first_seq). Read only: the torn tail stays in the
+  // file, which is then longer than this.
+  uint64_t tail_bytes = 0;
   uint64_t records_replayed = 0;  // Records passed to apply.
   uint64_t truncated_bytes = 0;   // Torn tail (or salvage) cut off.
   std::vector<std::string> notes;  // What was repaired, for the report.

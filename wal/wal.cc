@@ -34,7 +34,7 @@ Wal::Wal(const WalOptions& options)
 
 absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     const WalOptions& options, std::vector<SegmentFile> segments,
-    std::vector<uint64_t> last_lsn, uint64_t next_seq) {
+    std::vector<uint64_t> last_lsn, uint64_t next_seq, uint64_t tail_bytes) {
   if (options.env == nullptr || options.dir.empty()) {
     return absl::InvalidArgumentError("Wal needs an env and a directory");
   }
@@ -60,35 +60,56 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     lane.synced_lsn.store(last_lsn[i], std::memory_order_relaxed);
     lane.cut_lsn = last_lsn[i];
   }
+  std::unique_ptr<WritableFile> tail;
   if (!segments.empty()) {
     // Recovery may have replayed records that reached the OS but were never
     // fdatasynced (the process died before its sync). New records will be
     // acknowledged on top of them, so they must be durable first; earlier
     // segments were synced when they were rotated.
     const std::string last = JoinPath(options.dir, segments.back().name);
-    TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
-                             options.env->NewAppendableFile(last));
-    TASKWAL_RETURN_IF_ERROR(file->Sync());
-    TASKWAL_RETURN_IF_ERROR(file->Close());
+    TASKWAL_ASSIGN_OR_RETURN(tail, options.env->NewAppendableFile(last));
+    TASKWAL_RETURN_IF_ERROR(tail->Sync());
+    bool resume = tail_bytes >= kFileHeaderSize &&
+                  tail_bytes < options.segment_bytes &&
+                  segments.back().seq + 1 == next_seq;
+    if (resume) {
+      // Exactly what recovery validated, so new records follow whole ones.
+      TASKWAL_ASSIGN_OR_RETURN(uint64_t size, options.env->GetFileSize(last));
+      resume = size == tail_bytes;
+    }
+    if (!resume) {
+      TASKWAL_RETURN_IF_ERROR(tail->Close());
+      tail.reset();
+    }
   }
+  uint64_t active_seq = next_seq;
   {
     absl::MutexLock io(&wal->io_mu_);
-    const uint64_t first_new =
-        segments.empty() ? next_seq : segments.back().seq + 1;
-    wal->segments_ = std::move(segments);
     wal->cut_.resize(options.partitions);
-    // Segments numbered between the last one and next_seq (a snapshot named
-    // a segment that no longer exists, after a salvage set the log after it
-    // aside) are started empty: the numbering recovery reads stays without
-    // a gap.
-    for (uint64_t seq = first_new; seq <= next_seq; ++seq) {
-      TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(seq));
-      if (seq < next_seq) TASKWAL_RETURN_IF_ERROR(wal->file_->Close());
+    if (tail != nullptr) {
+      active_seq = segments.back().seq;
+      wal->segments_ = std::move(segments);
+      wal->file_ = std::move(tail);
+      wal->segment_size_ = tail_bytes;
+      wal->segment_has_records_ = tail_bytes > kFileHeaderSize;
+      wal->segment_synced_ = true;
+    } else {
+      const uint64_t first_new =
+          segments.empty() ? next_seq : segments.back().seq + 1;
+      wal->segments_ = std::move(segments);
+      // Segments numbered between the last one and next_seq (a snapshot
+      // named a segment that no longer exists, after a salvage set the log
+      // after it aside) are started empty: the numbering recovery reads
+      // stays without a gap.
+      for (uint64_t seq = first_new; seq <= next_seq; ++seq) {
+        TASKWAL_RETURN_IF_ERROR(wal->StartSegmentLocked(seq));
+        if (seq < next_seq) TASKWAL_RETURN_IF_ERROR(wal->file_->Close());
+      }
     }
   }
   {
     absl::MutexLock l(&wal->mu_);
-    wal->active_seq_ = next_seq;
+    wal->active_seq_ = active_seq;
   }
   Wal* raw = wal.get();
   try {

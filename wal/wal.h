@@ -94,15 +94,29 @@ struct WalStats {
 // order. Append takes only its lane's lock.
 class Wal {
  public:
-  // Starts segment `next_seq` after what recovery found: `segments` (oldest
-  // first) and, per partition, the last LSN (last_lsn.size() must be
-  // options.partitions). Segments numbered between the last of `segments`
-  // and next_seq are created empty, so the numbering has no gap. The
-  // segments and their directory entries are durable before Open returns.
+  // Opens the log after what recovery found: `segments` (oldest first) and,
+  // per partition, the last LSN (last_lsn.size() must be
+  // options.partitions).
+  //
+  // It goes on appending to the last segment when the caller says it may:
+  // `tail_bytes` is that segment's length as recovery validated it (whole
+  // records and nothing after them), and the segment is continued if it
+  // directly precedes next_seq, is still exactly that long, and is shorter
+  // than options.segment_bytes. So a process that opens the log, writes a
+  // little and closes it (the CLI) does not leave a segment behind each
+  // time. The caller passes 0 when the segment must not be continued: it
+  // was not read, or a snapshot names a later segment as where its log
+  // starts (records there would be skipped).
+  //
+  // Otherwise it starts segment next_seq, and segments numbered between the
+  // last of `segments` and next_seq are created empty, so the numbering has
+  // no gap. Either way the segments, their directory entries and the
+  // records recovery found in them are durable before Open returns.
   // REQUIRES: next_seq is above every segment in `segments`.
   static absl::StatusOr<std::unique_ptr<Wal>> Open(
       const WalOptions& options, std::vector<SegmentFile> segments,
-      std::vector<uint64_t> last_lsn, uint64_t next_seq);
+      std::vector<uint64_t> last_lsn, uint64_t next_seq,
+      uint64_t tail_bytes = 0);
   ~Wal();
   Wal(const Wal&) = delete;
   Wal& operator=(const Wal&) = delete;

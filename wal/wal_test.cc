@@ -1059,6 +1059,102 @@ TEST_F(WalTest, ReopenedLogContinuesInANewSegment) {
   EXPECT_THAT(recovered->Of(0), ElementsAreArray(Expected(1, 15)));
 }
 
+// A process that opens the log, writes a little and closes, many times over
+// (the CLI), leaves one segment, not one per run.
+TEST_F(WalTest, ReopenedLogContinuesItsLastSegment) {
+  for (int run = 0; run < 20; ++run) {
+    absl::StatusOr<Recovered> recovered = Recover(&env_);
+    ASSERT_THAT(recovered, IsOk());
+    const RecoveryResult& r = recovered->result;
+    absl::StatusOr<std::unique_ptr<Wal>> wal =
+        Wal::Open(Options(WalSync::kAlways), r.segments, r.last_lsn,
+                  r.next_seq, r.tail_bytes);
+    ASSERT_THAT(wal, IsOk());
+    AppendAndSync(**wal, 3);
+    ASSERT_THAT((*wal)->Close(), IsOk());
+    ASSERT_EQ(SegmentSeqs(&env_, kDir), (std::vector<uint64_t>{1}))
+        << "run " << run;
+  }
+  absl::StatusOr<Recovered> recovered = Recover(&env_);
+  ASSERT_THAT(recovered, IsOk());
+  EXPECT_THAT(recovered->Of(0), ElementsAreArray(Expected(1, 60)));
+  EXPECT_EQ(recovered->result.tail_bytes,
+            Read(PathOf(SegmentFileName(1))).size());
+}
+
+// A torn tail is cut before the segment is continued: new records follow
+// the last whole one, and a power loss later loses none of them.
+TEST_F(WalTest, ContinuedSegmentAfterATornTailLosesNothing) {
+  // kInterval with a background sync that never comes: Sync writes to the
+  // OS without fdatasync, SyncAll makes everything durable.
+  WalOptions options = Options(WalSync::kInterval);
+  options.sync_interval = absl::Hours(1);
+  uint64_t durable = 0;  // Records synced before each power loss.
+  for (int run = 0; run < 4; ++run) {
+    absl::StatusOr<Recovered> recovered = Recover(&env_);
+    ASSERT_THAT(recovered, IsOk());
+    const RecoveryResult& r = recovered->result;
+    ASSERT_GE(r.last_lsn[0], durable);
+    EXPECT_THAT(recovered->Of(0), ElementsAreArray(Expected(1, r.last_lsn[0])));
+    if (run > 0) {
+      EXPECT_EQ(r.tail_bytes, Read(PathOf(SegmentFileName(1))).size());
+    }
+    absl::StatusOr<std::unique_ptr<Wal>> wal = Wal::Open(
+        options, r.segments, r.last_lsn, r.next_seq, r.tail_bytes);
+    ASSERT_THAT(wal, IsOk());
+    for (int i = 0; i < 3; ++i) {
+      const uint64_t lsn = (*wal)->last_lsn(0) + 1;
+      ASSERT_THAT(AppendPayload(**wal, 0, Payload(lsn)), IsOkAndHolds(lsn));
+    }
+    ASSERT_THAT((*wal)->SyncAll(), IsOk());
+    durable = (*wal)->last_lsn(0);
+    // Written, never synced: torn by the power loss.
+    const uint64_t lsn = durable + 1;
+    ASSERT_THAT(AppendPayload(**wal, 0, Payload(lsn)), IsOkAndHolds(lsn));
+    ASSERT_THAT((*wal)->Sync(0, lsn), IsOk());
+    env_.SimulatePowerLoss(PowerLossMode::kTornTail);
+  }
+  EXPECT_EQ(SegmentSeqs(&env_, kDir), (std::vector<uint64_t>{1}));
+  absl::StatusOr<Recovered> recovered = Recover(&env_);
+  ASSERT_THAT(recovered, IsOk());
+  ASSERT_GE(recovered->result.last_lsn[0], durable);
+  EXPECT_THAT(recovered->Of(0),
+              ElementsAreArray(Expected(1, recovered->result.last_lsn[0])));
+}
+
+// The segment is not continued when the caller does not allow it, when it
+// is full, or when the file is not the length recovery validated.
+TEST_F(WalTest, OpenStartsANewSegmentWhenTheLastMayNotBeContinued) {
+  BuildRotatedLog(/*records=*/10, /*segment_bytes=*/64 << 20);
+  const uint64_t size = Read(PathOf(SegmentFileName(1))).size();
+  struct Case {
+    const char* name;
+    uint64_t tail_bytes;
+    uint64_t segment_bytes;
+  };
+  for (const Case& c : {Case{"not allowed", 0, 64 << 20},
+                        Case{"full", size, size},
+                        Case{"length differs", size - 1, 64 << 20}}) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<Recovered> recovered = Recover(&env_);
+    ASSERT_THAT(recovered, IsOk());
+    const RecoveryResult& r = recovered->result;
+    const uint64_t next = r.next_seq;
+    WalOptions options = Options(WalSync::kAlways);
+    options.segment_bytes = c.segment_bytes;
+    absl::StatusOr<std::unique_ptr<Wal>> wal =
+        Wal::Open(options, r.segments, r.last_lsn, next, c.tail_bytes);
+    ASSERT_THAT(wal, IsOk());
+    AppendAndSync(**wal, 1);
+    ASSERT_THAT((*wal)->Close(), IsOk());
+    EXPECT_EQ(SegmentSeqs(&env_, kDir).back(), next);
+    EXPECT_EQ(Read(PathOf(SegmentFileName(1))).size(), size);
+  }
+  absl::StatusOr<Recovered> recovered = Recover(&env_);
+  ASSERT_THAT(recovered, IsOk());
+  EXPECT_THAT(recovered->Of(0), ElementsAreArray(Expected(1, 13)));
+}
+
 // Open after a log whose last segment is below next_seq (a snapshot names a
 // later segment that the log no longer has, as after a salvage) starts the
 // segments between empty, so that recovery finds no numbering gap.
