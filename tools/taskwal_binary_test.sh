@@ -43,6 +43,7 @@ expect 0 "help" -- --help
 contains "${OUT}" "Usage:" "help"
 contains "${OUT}" "Exit status:" "help"
 contains "${OUT}" "64  usage error" "help"
+contains "${OUT}" "4   DIR is not a taskwal data directory" "help"
 empty "${ERR}" "help"
 expect 0 "help of a command" -- help verify
 contains "${OUT}" "torn tail" "help verify"
@@ -59,6 +60,22 @@ expect 64 "unknown flag" -- --data_dir="${DIR}" list --colour
 expect 64 "missing data_dir" -- stats
 expect 3 "missing directory" -- --data_dir="${DIR}" stats
 contains "${ERR}" "does not exist" "missing directory"
+
+# Another directory: read commands refuse it, and so do commands that
+# change one, which create nothing there.
+OTHER="${TEST_TMPDIR}/other"
+mkdir -p "${OTHER}"
+echo "not a task" >"${OTHER}/notes.txt"
+expect 4 "not a data directory" -- --data_dir="${OTHER}" stats
+contains "${ERR}" "${OTHER} is not a taskwal data directory (no META file)" \
+  "not a data directory"
+empty "${OUT}" "not a data directory"
+expect 4 "submit into another directory" -- --data_dir="${OTHER}" submit --key=a
+contains "${ERR}" "is not empty" "submit into another directory"
+if [[ "$(ls -A "${OTHER}")" != "notes.txt" ]]; then
+  echo "FAIL: submit into another directory wrote there:"; ls -A "${OTHER}"
+  failures=$((failures + 1))
+fi
 
 mkdir -p "${DIR}"
 # One partition: ids 1, 2, 3, ... (the default of 16 hands out 16+p first).
@@ -86,6 +103,21 @@ expect 0 "dump" -- --data_dir="${DIR}" dump
 contains "${OUT}" "0:1 wal-00000000000000000001.log 24 time_micros:" "dump"
 contains "${OUT}" "cancel { task_id: 1 }" "dump"
 empty "${ERR}" "dump"
+
+# Task text reaches the terminal escaped, one row a task.
+expect 0 "submit escapes" -- --data_dir="${DIR}" submit --key=$'k\e[2J\n\t' \
+  --type=$'t\e]0;title\a'
+expect 0 "list escapes" -- --data_dir="${DIR}" list
+if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "${OUT}"; then
+  echo "FAIL: list printed control characters:"; cat -A "${OUT}"
+  failures=$((failures + 1))
+fi
+contains "${OUT}" 't\x1b]0;title\x07' "list escapes"
+contains "${OUT}" 'k\x1b[2J\n\t' "list escapes"
+if [[ $(wc -l <"${OUT}") -ne 4 ]]; then  # Header, 2 tasks, cursor.
+  echo "FAIL: list escapes: not one line a task:"; cat -A "${OUT}"
+  failures=$((failures + 1))
+fi
 
 # Damage a byte in the middle of the first record's payload: the next
 # record follows it, so this is corruption, not a torn tail.

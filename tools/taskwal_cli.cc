@@ -1,5 +1,8 @@
 #include "tools/taskwal_cli.h"
 
+#include <locale.h>
+#include <wchar.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -12,7 +15,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +29,7 @@
 #include "engine/transition.pb.h"
 #include "engine/verify.h"
 #include "google/protobuf/message.h"
+#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "tools/json.h"
 #include "tools/taskwal_args.h"
@@ -37,6 +40,242 @@
 
 namespace taskwal::tools {
 namespace {
+
+// --- Task text on a terminal. ------------------------------------------------
+
+// The character classes of glibc's built-in C.UTF-8 locale (no locale
+// files needed), whatever locale the process runs in; nullptr where the C
+// library has no such locale.
+locale_t Utf8Locale() {
+  static const locale_t locale =
+      ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+  return locale;
+}
+
+// The columns a terminal gives code point `c`, as wcwidth() says in
+// C.UTF-8 (wide East Asian characters take 2, combining marks 0); -1: not
+// printable. Without that locale every code point takes one column.
+int CodePointColumns(char32_t c) {
+  const locale_t utf8 = Utf8Locale();
+  if (utf8 == nullptr) return 1;
+  // uselocale() sets this thread's locale only.
+  const locale_t previous = ::uselocale(utf8);
+  const int columns = ::wcwidth(static_cast<wchar_t>(c));
+  ::uselocale(previous);
+  return columns;
+}
+
+// The well-formed UTF-8 sequence at the front of a string: its code point
+// and byte length.
+struct Utf8Character {
+  char32_t code_point = 0;
+  size_t length = 0;  // 0: the bytes there are not well-formed UTF-8.
+};
+
+// REQUIRES: !text.empty().
+Utf8Character DecodeUtf8(absl::string_view text) {
+  const auto byte = [text](size_t i) {
+    return static_cast<unsigned char>(text[i]);
+  };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) return {lead, 1};
+  size_t length;
+  char32_t c;
+  char32_t min;  // Anything below is an overlong form.
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+    c = lead & 0x1f;
+    min = 0x80;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    c = lead & 0x0f;
+    min = 0x800;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    c = lead & 0x07;
+    min = 0x10000;
+  } else {
+    return {};
+  }
+  if (text.size() < length) return {};
+  for (size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return {};
+    c = (c << 6) | (byte(i) & 0x3f);
+  }
+  if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return {};
+  return {c, length};
+}
+
+// Characters that print nothing themselves but reorder the text around
+// them (the bidirectional controls: a key could show reversed, as in the
+// "Trojan Source" attack), hide in it (zero-width space, word joiner and
+// the invisible operators, byte order mark) or break its line (U+2028,
+// U+2029).
+bool IsHiddenFormatCharacter(char32_t c) {
+  return c == 0x061c || c == 0x200b || c == 0x200e || c == 0x200f ||
+         (c >= 0x2028 && c <= 0x202e) || (c >= 0x2060 && c <= 0x2069) ||
+         c == 0xfeff;
+}
+
+// The one rule for showing task text on a terminal (EscapeForTerminal in
+// taskwal_cli.h describes it); Quote, TableCell and EscapeForTerminal
+// build on it. Takes the character at the front of *text (a single byte
+// where the text is not well-formed UTF-8) off it and appends its terminal
+// form to *out. `quote` ('"', or 0 for none) is escaped too, for text
+// shown in quotes. Returns the columns appended. REQUIRES: !text->empty().
+size_t AppendEscapedCharacter(absl::string_view* text, char quote,
+                              std::string* out) {
+  const Utf8Character ch = DecodeUtf8(*text);
+  if (ch.length == 0) {
+    absl::StrAppendFormat(out, "\\x%02x",
+                          static_cast<unsigned char>(text->front()));
+    text->remove_prefix(1);
+    return 4;
+  }
+  const absl::string_view bytes = text->substr(0, ch.length);
+  text->remove_prefix(ch.length);
+  const char32_t c = ch.code_point;
+  if (c == '\\' || (quote != 0 && c == static_cast<char32_t>(quote))) {
+    out->push_back('\\');
+    out->push_back(static_cast<char>(c));
+    return 2;
+  }
+  switch (c) {
+    case '\n':
+      out->append("\\n");
+      return 2;
+    case '\r':
+      out->append("\\r");
+      return 2;
+    case '\t':
+      out->append("\\t");
+      return 2;
+  }
+  if (c < 0x20 || c == 0x7f) {
+    absl::StrAppendFormat(out, "\\x%02x", static_cast<uint32_t>(c));
+    return 4;
+  }
+  if (c < 0x7f) {
+    out->append(bytes.data(), bytes.size());
+    return 1;
+  }
+  const int columns =
+      c <= 0x9f || IsHiddenFormatCharacter(c) ? -1 : CodePointColumns(c);
+  if (columns >= 0) {
+    out->append(bytes.data(), bytes.size());
+    return static_cast<size_t>(columns);
+  }
+  if (c <= 0xffff) {
+    absl::StrAppendFormat(out, "\\u%04x", static_cast<uint32_t>(c));
+    return 6;
+  }
+  absl::StrAppendFormat(out, "\\U%08x", static_cast<uint32_t>(c));
+  return 10;
+}
+
+// Task text escaped by the rule above, cut to at most `max_columns`
+// columns: a cut ends in "…" (an escape is kept whole or cut off whole).
+// `quote` as for AppendEscapedCharacter. Sets *columns to the columns of
+// the result and *cut to whether it was cut.
+std::string EscapeAndCut(absl::string_view text, size_t max_columns, char quote,
+                         size_t* columns, bool* cut) {
+  std::string shown;
+  *columns = 0;
+  *cut = false;
+  // The longest part that leaves a column for the "…" of a cut.
+  size_t cut_bytes = 0;
+  size_t cut_columns = 0;
+  std::string piece;
+  while (!text.empty()) {
+    piece.clear();
+    const size_t piece_columns = AppendEscapedCharacter(&text, quote, &piece);
+    if (*columns + piece_columns > max_columns) {
+      shown.resize(cut_bytes);
+      shown += "\xe2\x80\xa6";  // "…" (U+2026), one column.
+      *columns = cut_columns + 1;
+      *cut = true;
+      break;
+    }
+    shown += piece;
+    *columns += piece_columns;
+    if (*columns < max_columns) {
+      cut_bytes = shown.size();
+      cut_columns = *columns;
+    }
+  }
+  return shown;
+}
+
+// Task text in double quotes, for one-line fields ("key: \"...\""), cut
+// after `max_columns` columns (see EscapeAndCut). Sets *cut, when given,
+// to whether it was cut.
+std::string Quote(absl::string_view text,
+                  size_t max_columns = std::numeric_limits<size_t>::max(),
+                  bool* cut = nullptr) {
+  size_t columns;
+  bool was_cut;
+  std::string out = absl::StrCat(
+      "\"", EscapeAndCut(text, max_columns, '"', &columns, &was_cut), "\"");
+  if (cut != nullptr) *cut = was_cut;
+  return out;
+}
+
+// Task text escaped into a table column `width` columns wide: padded with
+// spaces, or cut to fit with "…" as its last column, so that the columns
+// after it stay in place. REQUIRES: width >= 1.
+std::string TableCell(absl::string_view text, size_t width) {
+  size_t columns;
+  bool cut;
+  std::string cell = EscapeAndCut(text, width, 0, &columns, &cut);
+  cell.append(width - columns, ' ');
+  return cell;
+}
+
+// The columns `text` takes once escaped.
+size_t EscapedColumns(absl::string_view text) {
+  size_t columns = 0;
+  std::string scratch;
+  while (!text.empty()) {
+    scratch.clear();
+    columns += AppendEscapedCharacter(&text, 0, &scratch);
+  }
+  return columns;
+}
+
+// Protobuf's text format (single line, as ShortDebugString) with every
+// string and bytes field quoted by the rule above. Protobuf's own escaping
+// passes the bytes of string fields through as they are, C1 controls and
+// bidirectional overrides included.
+class TerminalTextPrinter
+    : public google::protobuf::TextFormat::FastFieldValuePrinter {
+ public:
+  void PrintString(const std::string& value,
+                   google::protobuf::TextFormat::BaseTextGenerator* generator)
+      const override {
+    generator->PrintString(Quote(value));
+  }
+  void PrintBytes(const std::string& value,
+                  google::protobuf::TextFormat::BaseTextGenerator* generator)
+      const override {
+    generator->PrintString(Quote(value));
+  }
+};
+
+std::unique_ptr<google::protobuf::TextFormat::Printer> NewTextPrinter() {
+  auto printer = std::make_unique<google::protobuf::TextFormat::Printer>();
+  printer->SetSingleLineMode(true);
+  printer->SetDefaultFieldValuePrinter(new TerminalTextPrinter());  // Owned.
+  return printer;
+}
+
+std::string ShortText(const google::protobuf::TextFormat::Printer& printer,
+                      const google::protobuf::Message& message) {
+  std::string text;
+  printer.PrintToString(message, &text);
+  // Single-line mode leaves a space at the end.
+  if (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
+}
 
 // --- Output helpers. ---------------------------------------------------------
 
@@ -64,10 +303,6 @@ std::string FormatMicros(int64_t micros) {
   if (micros == 0) return "-";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", absl::FromUnixMicros(micros),
                           absl::UTCTimeZone());
-}
-
-std::string Quote(absl::string_view bytes) {
-  return absl::StrCat("\"", absl::CHexEscape(bytes), "\"");
 }
 
 // "PENDING"; "-" for no status (before a task existed).
@@ -125,7 +360,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
 
 // A usage error inside a command.
 int UsageError(Context& ctx, absl::string_view message) {
-  ctx.err << "taskwal " << ctx.command << ": " << message << "\n"
+  ctx.err << "taskwal " << ctx.command << ": " << EscapeForTerminal(message)
+          << "\n"
           << "Run 'taskwal help " << ctx.command << "' for usage.\n";
   return kExitUsage;
 }
@@ -136,13 +372,15 @@ int CallError(Context& ctx, const absl::Status& status) {
     case absl::StatusCode::kInvalidArgument:
       return UsageError(ctx, status.message());
     case absl::StatusCode::kDataLoss:
-      ctx.err << "taskwal " << ctx.command << ": " << ctx.data_dir
-              << " is damaged: " << status.message() << "\n"
-              << "Run 'taskwal --data_dir=" << ctx.data_dir
+      ctx.err << "taskwal " << ctx.command << ": "
+              << EscapeForTerminal(ctx.data_dir)
+              << " is damaged: " << EscapeForTerminal(status.message()) << "\n"
+              << "Run 'taskwal --data_dir=" << EscapeForTerminal(ctx.data_dir)
               << " verify' to list every problem.\n";
       return kExitDamage;
     default:
-      ctx.err << "taskwal " << ctx.command << ": " << status << "\n";
+      ctx.err << "taskwal " << ctx.command << ": "
+              << EscapeForTerminal(status.ToString()) << "\n";
       return kExitFailed;
   }
 }
@@ -249,7 +487,7 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
           << ", " << recovery.truncated_bytes << " bytes truncated, took "
           << absl::FormatDuration(recovery.duration) << "\n";
   for (const std::string& note : recovery.notes) {
-    ctx.out << "recovery note: " << note << "\n";
+    ctx.out << "recovery note: " << EscapeForTerminal(note) << "\n";
   }
   return kExitOk;
 }
@@ -292,13 +530,41 @@ int RunList(Context& ctx, const ParsedArgs& args) {
             << "],\"next_cursor\":" << page->next_cursor << "}\n";
     return kExitOk;
   }
-  ctx.out << absl::StrFormat("%-10s %-9s %-8s %8s  %-16s %s\n", "ID", "STATUS",
-                             "ATTEMPTS", "PRIORITY", "TYPE", "KEY");
+  // Every row keeps to one line and to the header's columns: the number
+  // columns widen to the page's widest number, the type column to its
+  // widest type up to kMaxTypeColumns (longer types are cut), and the key,
+  // last, is cut after kMaxKeyColumns ('get ID' shows it whole).
+  constexpr size_t kMaxTypeColumns = 32;
+  constexpr size_t kMaxKeyColumns = 100;
+  size_t id_columns = 10;
+  size_t attempts_columns = 8;
+  size_t priority_columns = 8;
+  size_t type_columns = 16;
+  auto attempts = [](const Task& t) {
+    return absl::StrCat(t.attempts(), "/", t.max_attempts());
+  };
+  for (const Task& t : page->tasks) {
+    id_columns = std::max(id_columns, absl::StrCat(t.id()).size());
+    attempts_columns = std::max(attempts_columns, attempts(t).size());
+    priority_columns =
+        std::max(priority_columns, absl::StrCat(t.priority()).size());
+    type_columns = std::max(
+        type_columns, std::min(kMaxTypeColumns, EscapedColumns(t.type())));
+  }
+  ctx.out << absl::StrFormat("%-*s %-9s %-*s %*s  %-*s %s\n", id_columns, "ID",
+                             "STATUS", attempts_columns, "ATTEMPTS",
+                             priority_columns, "PRIORITY", type_columns, "TYPE",
+                             "KEY");
+  size_t key_columns;
+  bool key_cut;
   for (const Task& t : page->tasks) {
     ctx.out << absl::StrFormat(
-        "%-10d %-9s %-8s %8d  %-16s %s\n", t.id(), TaskStatus_Name(t.status()),
-        absl::StrCat(t.attempts(), "/", t.max_attempts()), t.priority(),
-        t.type().empty() ? "-" : t.type(), t.idempotency_key());
+        "%-*d %-9s %-*s %*d  %s %s\n", id_columns, t.id(),
+        TaskStatus_Name(t.status()), attempts_columns, attempts(t),
+        priority_columns, t.priority(),
+        TableCell(t.type().empty() ? "-" : t.type(), type_columns),
+        EscapeAndCut(t.idempotency_key(), kMaxKeyColumns, 0, &key_columns,
+                     &key_cut));
   }
   if (page->next_cursor != 0) {
     ctx.out << "next cursor: " << page->next_cursor
@@ -307,6 +573,25 @@ int RunList(Context& ctx, const ParsedArgs& args) {
     ctx.out << "next cursor: none (last page)\n";
   }
   return kExitOk;
+}
+
+// Free text (payloads, results, errors) is cut after this many columns in
+// human-readable output, with a mark; --json shows it whole.
+constexpr size_t kMaxTextColumns = 512;
+// An error in a history line, which holds other fields before it.
+constexpr size_t kMaxHistoryErrorColumns = 160;
+
+// A field of free text that may be long: quoted and cut after
+// kMaxTextColumns columns, followed by its size in bytes (always for
+// payloads, which are bytes; for text, when it was cut).
+std::string LongField(absl::string_view text, bool always_size) {
+  bool cut;
+  std::string shown = Quote(text, kMaxTextColumns, &cut);
+  if (always_size || cut) {
+    absl::StrAppend(&shown, " (", Plural(text.size(), "byte"),
+                    cut ? ", cut: --json shows all" : "", ")");
+  }
+  return shown;
 }
 
 void PrintTask(std::ostream& out, const Task& t) {
@@ -333,10 +618,13 @@ void PrintTask(std::ostream& out, const Task& t) {
   }
   if (t.finished_micros() != 0)
     line("finished", FormatMicros(t.finished_micros()));
-  if (!t.last_error().empty()) line("last_error", Quote(t.last_error()));
-  if (!t.result().empty()) line("result", Quote(t.result()));
-  line("payload", absl::StrCat(Quote(t.payload()), " (",
-                               Plural(t.payload().size(), "byte"), ")"));
+  if (!t.last_error().empty()) {
+    line("last_error", LongField(t.last_error(), /*always_size=*/false));
+  }
+  if (!t.result().empty()) {
+    line("result", LongField(t.result(), /*always_size=*/false));
+  }
+  line("payload", LongField(t.payload(), /*always_size=*/true));
 }
 
 int RunGet(Context& ctx, const ParsedArgs& args) {
@@ -384,8 +672,10 @@ int RunHistory(Context& ctx, const ParsedArgs& args) {
     if (!h.worker_id().empty()) {
       absl::StrAppend(&line, "  worker ", Quote(h.worker_id()));
     }
-    if (!h.error().empty())
-      absl::StrAppend(&line, "  error ", Quote(h.error()));
+    if (!h.error().empty()) {
+      absl::StrAppend(&line, "  error ",
+                      Quote(h.error(), kMaxHistoryErrorColumns));
+    }
     ctx.out << line << "\n";
   }
   return kExitOk;
@@ -408,9 +698,8 @@ int RunSubmit(Context& ctx, const ParsedArgs& args) {
     absl::StatusOr<std::string> payload =
         Env::Default()->ReadFileToString(args.Get("payload_file"));
     if (!payload.ok()) {
-      ctx.err << "taskwal " << ctx.command
-              << ": cannot read --payload_file: " << payload.status().message()
-              << "\n";
+      ctx.err << "taskwal " << ctx.command << ": cannot read --payload_file: "
+              << EscapeForTerminal(payload.status().message()) << "\n";
       return kExitFailed;
     }
     spec.payload = *std::move(payload);
@@ -527,7 +816,7 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
             << ",\"replayed\":" << summary.replayed << "}\n";
   } else {
     for (const engine::Problem& p : *problems) {
-      ctx.out << engine::FormatProblem(p) << "\n";
+      ctx.out << EscapeForTerminal(engine::FormatProblem(p)) << "\n";
     }
     const auto repaired = std::count_if(
         problems->begin(), problems->end(),
@@ -555,14 +844,16 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
 // One log record of dump: "PARTITION:LSN SEGMENT OFFSET TRANSITION", or
 // the JSON object of --json. A group piece's transition follows its group
 // header (wal/format.h), which is shown apart.
-void PrintRecord(Context& ctx, const std::string& segment,
+void PrintRecord(Context& ctx,
+                 const google::protobuf::TextFormat::Printer& printer,
+                 const std::string& segment,
                  const wal::LogReader::Record& record, bool* damaged) {
   absl::string_view payload = record.payload;
   wal::GroupHeader group;
   const bool is_group = record.type == wal::RecordType::kGroupTransition;
-  bool parsed =
-      is_group ? wal::DecodeGroupHeader(record.payload, &group, &payload)
-               : record.type == wal::RecordType::kTransition;
+  bool parsed = is_group
+                    ? wal::DecodeGroupHeader(record.payload, &group, &payload)
+                    : record.type == wal::RecordType::kTransition;
   engine::Transition transition;
   parsed = parsed && transition.ParseFromArray(
                          payload.data(), static_cast<int>(payload.size()));
@@ -593,7 +884,7 @@ void PrintRecord(Context& ctx, const std::string& segment,
     ctx.out << "group(" << group.pieces << " pieces, leader "
             << group.leader_partition << ":" << group.leader_lsn << ") ";
   }
-  ctx.out << transition.ShortDebugString() << "\n";
+  ctx.out << ShortText(printer, transition) << "\n";
 }
 
 int RunDump(Context& ctx, const ParsedArgs& args) {
@@ -611,10 +902,12 @@ int RunDump(Context& ctx, const ParsedArgs& args) {
   ProgressBar bar(ctx.err, "dump",
                   ctx.options.err_is_terminal && !ctx.options.out_is_terminal,
                   ctx.options.progress_min_bytes);
+  const std::unique_ptr<google::protobuf::TextFormat::Printer> printer =
+      NewTextPrinter();
   bool damaged = false;
   auto report = [&](absl::string_view message) {
     bar.Finish();
-    ctx.err << "taskwal dump: " << message << "\n";
+    ctx.err << "taskwal dump: " << EscapeForTerminal(message) << "\n";
   };
   uint64_t done = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
@@ -662,7 +955,7 @@ int RunDump(Context& ctx, const ParsedArgs& args) {
       }
       if (!*more) break;
       bar.Update(done + record.offset, total);
-      PrintRecord(ctx, segment.name, record, &damaged);
+      PrintRecord(ctx, *printer, segment.name, record, &damaged);
     }
     done += contents->size();
     bar.Update(done, total);
@@ -709,7 +1002,9 @@ const std::vector<Command>& Commands() {
        "list tasks, a page at a time",
        "Lists tasks in ascending id order, at most --limit of them. The last\n"
        "line gives the cursor of the next page, to pass as --after (with\n"
-       "--json: \"next_cursor\", 0 on the last page).\n",
+       "--json: \"next_cursor\", 0 on the last page). One line a task: a\n"
+       "type longer than 32 columns and a key longer than 100 are cut,\n"
+       "ending in \"\u2026\" (get shows them whole).\n",
        {{"status", "S",
          "only tasks in this status: pending, claimed, completed, failed or "
          "cancelled"},
@@ -723,7 +1018,9 @@ const std::vector<Command>& Commands() {
       {"get",
        "ID | --key=KEY",
        "show one task, by id or idempotency key",
-       "Shows one task. --json prints the Task message (api/task.proto) in\n"
+       "Shows one task, a field a line. A payload, result or error longer\n"
+       "than 512 columns is cut, ending in \"\u2026\" and followed by its\n"
+       "size. --json prints the Task message (api/task.proto) in\n"
        "protobuf's JSON mapping: payload and result base64-encoded, 64-bit\n"
        "integers as strings.\n",
        {{"key", "KEY", "look the task up by its idempotency key"}},
@@ -897,7 +1194,7 @@ std::string ToolHelp() {
       "\n"
       "Commands that change the directory. They take its lock, so they\n"
       "fail (exit 2, naming the holder's pid) while another process holds\n"
-      "it.\n",
+      "it. They create a data directory only in an empty directory.\n",
       write,
       "\n"
       "Global flags (before or after the command):\n",
@@ -907,6 +1204,12 @@ std::string ToolHelp() {
       "Tasks and history use protobuf's JSON mapping with the .proto field\n"
       "names (64-bit integers as strings, bytes base64-encoded).\n"
       "\n"
+      "Without --json, task text (keys, types, worker ids, errors,\n"
+      "payloads) is printed escaped: \\n, \\t, \\x1b for control bytes and\n"
+      "bytes that are not UTF-8, \\u202e for C1 controls and characters that\n"
+      "reorder or hide text, \\\\ for a backslash. It cannot drive the\n"
+      "terminal or break a line.\n"
+      "\n"
       "Exit status:\n"
       "  0   success; verify: nothing wrong found\n"
       "  1   damage: verify or dump found a problem, or the directory cannot\n"
@@ -914,6 +1217,9 @@ std::string ToolHelp() {
       "  2   the directory is held (locked) by another process\n"
       "  3   the request failed: no such task, a status that does not allow\n"
       "      it, no such directory, an I/O error\n"
+      "  4   DIR is not a taskwal data directory: it has no META file (nor\n"
+      "      log or snapshots), and, for commands that change it, is not\n"
+      "      empty either; nothing is read or written\n"
       "  64  usage error: unknown command or flag, missing or bad argument\n");
 }
 
@@ -931,9 +1237,50 @@ std::string CommandHelp(const Command& c) {
 }
 
 int ToolUsageError(std::ostream& err, absl::string_view message) {
-  err << "taskwal: " << message << "\n"
+  err << "taskwal: " << EscapeForTerminal(message) << "\n"
       << "Run 'taskwal --help' for usage.\n";
   return kExitUsage;
+}
+
+// The tool's rule for --data_dir, checked before anything opens it: read
+// commands refuse a directory that is not a data directory, and commands
+// that change one create a data directory only in an empty directory, so
+// that a mistyped --data_dir neither reads as an empty data directory nor
+// gets a data directory's files written among its own files. A directory
+// with log segments or snapshots but no META passes: Open and verify say
+// why it cannot be read (damage, or format version 1). Returns kExitOk,
+// or the exit status of a refusal it has reported.
+int CheckDataDirectory(Context& ctx, Access access) {
+  absl::StatusOr<wal::DirectoryListing> listing =
+      wal::ListDirectory(ctx.env, ctx.data_dir);
+  if (!listing.ok()) {
+    ctx.err << "taskwal " << ctx.command << ": cannot read "
+            << EscapeForTerminal(ctx.data_dir) << ": "
+            << EscapeForTerminal(listing.status().ToString()) << "\n";
+    return kExitFailed;
+  }
+  const wal::DirectoryKind kind = wal::ClassifyDirectory(*listing);
+  const bool write = access == Access::kWrite;
+  if (kind == wal::DirectoryKind::kDataDirectory ||
+      kind == wal::DirectoryKind::kDataWithoutMeta ||
+      (kind == wal::DirectoryKind::kEmpty && write)) {
+    return kExitOk;
+  }
+  ctx.err << "taskwal " << ctx.command << ": "
+          << EscapeForTerminal(ctx.data_dir)
+          << " is not a taskwal data directory (no " << wal::kMetaFileName
+          << " file)";
+  if (kind == wal::DirectoryKind::kEmpty) {
+    ctx.err << "; it is empty.\n"
+            << "A command that changes it (such as submit) makes it one.\n";
+  } else if (write) {
+    ctx.err << " and is not empty.\nA new data directory is created only in "
+               "an empty directory; nothing was written.\n";
+  } else {
+    ctx.err << ".\nA data directory holds a META file, log segments "
+               "(wal-*.log) and snapshots (snapshot-*): check --data_dir.\n";
+  }
+  return kExitNotDataDir;
 }
 
 // Opens the engine a command needs, reporting failures; returns the exit
@@ -948,17 +1295,21 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
   // A short-lived process: no background thread, no automatic snapshot.
   options.maintenance_interval = absl::ZeroDuration();
   options.snapshot_every_records = 0;
-  // The owner's history bound is not stored in the directory; never cut a
-  // history shorter than the owner kept it (a snapshot would persist the
-  // cut). The owner applies its own bound again on the task's next event.
+  // The owner's limits, defaults and history bound, stored in the
+  // directory by its last writer: the CLI accepts and keeps what the owner
+  // does. A directory written before there was an OPTIONS file has none:
+  // then never cut a history shorter than the owner kept it (a snapshot
+  // would persist the cut).
+  options.use_stored_options = true;
   options.max_history_per_task = std::numeric_limits<size_t>::max();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
   if (engine.ok()) return engine;
   const absl::Status& s = engine.status();
   if (access == Access::kWrite && absl::IsFailedPrecondition(s) &&
       absl::StrContains(s.message(), "locked")) {
-    ctx.err << "taskwal " << ctx.command << ": cannot change " << ctx.data_dir
-            << ": " << s.message() << "\n"
+    ctx.err << "taskwal " << ctx.command << ": cannot change "
+            << EscapeForTerminal(ctx.data_dir) << ": "
+            << EscapeForTerminal(s.message()) << "\n"
             << "A running engine holds the directory: make the change "
                "through it, or stop it first. Read commands (stats, list, "
                "get, history, verify, dump) work while it runs.\n";
@@ -966,14 +1317,22 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
   } else if (absl::IsDataLoss(s)) {
     *exit_code = CallError(ctx, s);
   } else {
-    ctx.err << "taskwal " << ctx.command << ": cannot open " << ctx.data_dir
-            << ": " << s << "\n";
+    ctx.err << "taskwal " << ctx.command << ": cannot open "
+            << EscapeForTerminal(ctx.data_dir) << ": "
+            << EscapeForTerminal(s.ToString()) << "\n";
     *exit_code = kExitFailed;
   }
   return s;
 }
 
 }  // namespace
+
+std::string EscapeForTerminal(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) AppendEscapedCharacter(&text, /*quote=*/0, &out);
+  return out;
+}
 
 int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
            const CliOptions& options) {
@@ -1056,17 +1415,19 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
                            parsed->positional[command->max_positional], "\""));
   }
   if (!ctx.env->FileExists(ctx.data_dir)) {
-    err << "taskwal " << name << ": data directory " << ctx.data_dir
-        << " does not exist\n";
+    err << "taskwal " << name << ": data directory "
+        << EscapeForTerminal(ctx.data_dir) << " does not exist\n";
     return kExitFailed;
   }
 
-  if (command->access == Access::kFiles) return command->run(ctx, *parsed);
   int code = kExitOk;
   const std::optional<uint32_t> partitions = NumberFlag<uint32_t>(
       ctx, *parsed, "partitions", 0, 0, wal::kMaxPartitions, &code);
   if (!partitions.has_value()) return code;
   ctx.partitions = *partitions;
+  code = CheckDataDirectory(ctx, command->access);
+  if (code != kExitOk) return code;
+  if (command->access == Access::kFiles) return command->run(ctx, *parsed);
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       OpenEngine(ctx, command->access, &code);
   if (!engine.ok()) return code;
@@ -1074,8 +1435,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
   code = command->run(ctx, *parsed);
   absl::Status closed = (*engine)->Close();
   if (!closed.ok() && code == kExitOk) {
-    err << "taskwal " << name << ": closing the engine failed: " << closed
-        << "\n";
+    err << "taskwal " << name << ": closing the engine failed: "
+        << EscapeForTerminal(closed.ToString()) << "\n";
     code = kExitFailed;
   }
   return code;

@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <ostream>
+#include <string>
 
+#include "absl/strings/string_view.h"
 #include "api/env.h"
 
 namespace taskwal::tools {
@@ -21,6 +23,11 @@ inline constexpr int kExitLocked = 2;
 // The request failed: no such task, a state that does not allow it, a
 // missing directory, an I/O error.
 inline constexpr int kExitFailed = 3;
+// --data_dir is not a taskwal data directory: it has no META file (nor log
+// segments or snapshots, which make it a damaged or older one instead),
+// and, for commands that change it, which create a data directory only in
+// an empty directory, it is not empty either. Nothing is read or written.
+inline constexpr int kExitNotDataDir = 4;
 // Bad command line (sysexits.h EX_USAGE).
 inline constexpr int kExitUsage = 64;
 
@@ -46,6 +53,21 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
 inline int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   return RunCli(argc, argv, out, err, CliOptions());
 }
+
+// `text` (task text: a key, type, worker id, error, payload, ...) in a form
+// that is safe to print on a terminal and keeps to one line. Printable
+// ASCII and well-formed, printable UTF-8 stay as they are; the rest is
+// escaped in printable ASCII: \n, \r, \t; \xNN (two hex digits) for the
+// other C0 controls, DEL and each byte that is not well-formed UTF-8;
+// \uNNNN (\UNNNNNNNN above U+FFFF) for the C1 controls (U+0080..U+009F,
+// which terminals act on as escapes), for characters that reorder or hide
+// text (the bidirectional controls U+061C, U+200E, U+200F, U+202A..U+202E,
+// U+2066..U+2069; U+200B, U+2028, U+2029, U+2060..U+2065, U+FEFF) and for
+// code points that the C library's C.UTF-8 locale does not call printable.
+// A backslash becomes \\, so the escapes cannot be forged. Every
+// human-readable output of the tool shows task text through this rule
+// (--json output is escaped as JSON instead).
+std::string EscapeForTerminal(absl::string_view text);
 
 }  // namespace taskwal::tools
 

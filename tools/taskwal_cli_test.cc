@@ -3,14 +3,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -54,6 +58,62 @@ const JsonValue& Field(const JsonValue& object, const std::string& name) {
   const JsonValue* value = object.Find(name);
   EXPECT_NE(value, nullptr) << "no field " << name;
   return value != nullptr ? *value : *kMissing;
+}
+
+// Whether `text` is safe to print on a terminal, judged byte by byte:
+// well-formed UTF-8 with no control character but the '\n' that ends each
+// line (no other C0 control, no DEL, no C1 control U+0080..U+009F), and no
+// bidirectional control (U+061C, U+200E, U+200F, U+202A..U+202E,
+// U+2066..U+2069).
+::testing::AssertionResult IsTerminalSafe(absl::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0x80) {
+      if ((lead < 0x20 && lead != '\n') || lead == 0x7f) {
+        return ::testing::AssertionFailure()
+               << "control byte " << static_cast<int>(lead) << " at offset "
+               << i << " of: " << text;
+      }
+      ++i;
+      continue;
+    }
+    const size_t length = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+    if (lead < 0xc2 || lead > 0xf4 || i + length > text.size()) {
+      return ::testing::AssertionFailure()
+             << "not UTF-8 at offset " << i << " of: " << text;
+    }
+    uint32_t c = lead & (0x7f >> length);
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) {
+        return ::testing::AssertionFailure()
+               << "not UTF-8 at offset " << i << " of: " << text;
+      }
+      c = (c << 6) | (next & 0x3f);
+    }
+    const bool overlong = (length == 3 && c < 0x800) ||
+                          (length == 4 && c < 0x10000) || c > 0x10ffff ||
+                          (c >= 0xd800 && c <= 0xdfff);
+    const bool control = c <= 0x9f || c == 0x061c || c == 0x200e ||
+                         c == 0x200f || (c >= 0x202a && c <= 0x202e) ||
+                         (c >= 0x2066 && c <= 0x2069);
+    if (overlong || control) {
+      return ::testing::AssertionFailure()
+             << (overlong ? "not UTF-8" : "control character") << " U+"
+             << std::hex << c << " at offset " << std::dec << i
+             << " of: " << text;
+    }
+    i += length;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// The columns `text` takes, for text whose characters are one column
+// wide each.
+size_t Columns(absl::string_view text) {
+  return std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+  });
 }
 
 // Runs the real commands on real directories under $TEST_TMPDIR.
@@ -185,6 +245,7 @@ TEST_F(TaskwalCliTest, HelpDocumentsCommandsAndExitStatuses) {
   }
   EXPECT_THAT(r.out, HasSubstr("Exit status"));
   EXPECT_THAT(r.out, HasSubstr("64  usage error"));
+  EXPECT_THAT(r.out, HasSubstr("4   DIR is not a taskwal data directory"));
   EXPECT_EQ(r.err, "");
 
   EXPECT_EQ(Run({"help"}).out, r.out);
@@ -373,7 +434,7 @@ TEST_F(TaskwalCliTest, MutatingCommandsChangeTheDirectory) {
   r = RunIn(dir, {"submit", "--key=file", "--payload_file", payload_file});
   EXPECT_EQ(r.code, kExitOk) << r.err;
   r = RunIn(dir, {"get", "--key=file"});
-  EXPECT_THAT(r.out, HasSubstr("\"bin\\x00\\x61ry\" (7 bytes)"));
+  EXPECT_THAT(r.out, HasSubstr("\"bin\\x00ary\" (7 bytes)"));
   r = RunIn(dir, {"submit", "--key=nofile", "--payload_file=" + root_ + "/x"});
   EXPECT_EQ(r.code, kExitFailed);
   EXPECT_THAT(r.err, HasSubstr("cannot read --payload_file"));
@@ -727,6 +788,412 @@ TEST_F(TaskwalCliTest, PartitionsFlagSetsTheCountOfANewDirectory) {
   EXPECT_THAT(
       RunIn(other, {"stats"}).out,
       HasSubstr(absl::StrCat("partitions: ", kDefaultPartitions, "\n")));
+}
+
+// Task text that would drive a terminal: escape sequences, line breaks, C1
+// controls (as UTF-8), bidirectional overrides; bytes fields also hold
+// what is not UTF-8.
+constexpr char kEvilKey[] =
+    "evil\x1b[2J\x1b]0;owned\x07\n\ttab\rcr\xc2\x9b"
+    "31m\xe2\x80\xae"
+    "end";
+constexpr char kEvilKeyShown[] =
+    "evil\\x1b[2J\\x1b]0;owned\\x07\\n\\ttab\\rcr\\u009b31m\\u202eend";
+constexpr char kEvilType[] = "t\x1b[31mred\n\xc2\x85\xe2\x81\xa6";
+constexpr char kEvilTypeShown[] = "t\\x1b[31mred\\n\\u0085\\u2066";
+constexpr char kEvilWorker[] = "w\x1b[H\t\xe2\x80\x8f";
+constexpr char kEvilWorkerShown[] = "w\\x1b[H\\t\\u200f";
+constexpr char kEvilError[] = "err\x1b[2K\r\n\xc2\x9d\xe2\x80\xad";
+constexpr char kEvilErrorShown[] = "err\\x1b[2K\\r\\n\\u009d\\u202d";
+
+TEST_F(TaskwalCliTest, TaskTextIsEscapedInEveryHumanReadableOutput) {
+  const std::string dir = absl::StrCat(root_, "/db");
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options(dir));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    Engine& e = **engine;
+    TaskSpec evil = Spec(kEvilKey, kEvilType, /*max_attempts=*/1);
+    evil.payload = "\xff\xfe\x1b[5m\xc2\x9b";  // Bytes: not UTF-8.
+    ASSERT_EQ(e.Submit(evil)->task_id, 1u);
+    ASSERT_EQ(e.Submit(Spec("long-type", std::string(100, 'x')))->task_id, 2u);
+    ASSERT_EQ(e.Submit(Spec("plain", "order"))->task_id, 3u);
+    ASSERT_EQ(e.Submit(Spec("wide", "\xe6\xb3\xa8\xe6\x96\x87"))->task_id,
+              4u);  // "注文", 4 columns.
+    absl::StatusOr<ClaimedTask> c = e.Claim(1, kEvilWorker, absl::Hours(1));
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE(e.Fail(1, kEvilWorker, c->claim_token, kEvilError).ok());
+    c = e.Claim(3, "w", absl::Hours(1));
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE(e.Complete(3, "w", c->claim_token, "\xc0\xaf\x1b[0m").ok());
+    ASSERT_EQ(e.Submit(Spec("claimed", "c"))->task_id, 5u);
+    ASSERT_TRUE(e.Claim(5, kEvilWorker, absl::Hours(1)).ok());
+    ASSERT_TRUE(e.Close().ok());
+  }
+
+  // list: one line per task, every row in the header's columns.
+  CliResult r = RunIn(dir, {"list"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_TRUE(IsTerminalSafe(r.out));
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
+  ASSERT_EQ(lines.size(), 8u) << r.out;  // Header, 5 tasks, cursor, "".
+  const size_t key_column = lines[0].find("KEY");
+  ASSERT_NE(key_column, std::string::npos);
+  const size_t type_column = lines[0].find("TYPE");
+  EXPECT_THAT(lines[1], EndsWith(kEvilKeyShown));
+  EXPECT_EQ(Columns(lines[1]), key_column + Columns(kEvilKeyShown)) << lines[1];
+  EXPECT_EQ(lines[1].substr(type_column, std::strlen(kEvilTypeShown)),
+            kEvilTypeShown);
+  // A type too long for its column is cut, with a mark, and moves nothing.
+  EXPECT_THAT(lines[2], AllOf(HasSubstr("xxx\xe2\x80\xa6 long-type"),
+                              EndsWith(" long-type")));
+  EXPECT_EQ(Columns(lines[2]), key_column + Columns("long-type")) << lines[2];
+  EXPECT_EQ(Columns(lines[3]), key_column + Columns("plain")) << lines[3];
+  // Wide characters count two columns each.
+  EXPECT_THAT(
+      lines[4],
+      EndsWith("\xe6\xb3\xa8\xe6\x96\x87" +
+               std::string(key_column - type_column - 4, ' ') + "wide"));
+  EXPECT_EQ(Columns(lines[5]), key_column + Columns("claimed")) << lines[5];
+  EXPECT_THAT(lines[6], StartsWith("next cursor: none"));
+
+  // get, by id and by key: one field a line.
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"get", "1"}, {"get", absl::StrCat("--key=", kEvilKey)}}) {
+    r = RunIn(dir, args);
+    EXPECT_EQ(r.code, kExitOk) << r.err;
+    EXPECT_TRUE(IsTerminalSafe(r.out));
+    EXPECT_THAT(
+        r.out, AllOf(HasSubstr(absl::StrCat("idempotency_key: \"",
+                                            kEvilKeyShown, "\"\n")),
+                     HasSubstr(absl::StrCat("type:            \"",
+                                            kEvilTypeShown, "\"\n")),
+                     HasSubstr(absl::StrCat("last_error:      \"",
+                                            kEvilErrorShown, "\"\n")),
+                     HasSubstr("payload:         \"\\xff\\xfe\\x1b[5m\\u009b\" "
+                               "(8 bytes)\n")));
+    for (absl::string_view line :
+         absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+      EXPECT_THAT(std::string(line), ::testing::MatchesRegex("[a-z_]+: .*"));
+    }
+  }
+  r = RunIn(dir, {"get", "3"});
+  EXPECT_TRUE(IsTerminalSafe(r.out));
+  EXPECT_THAT(r.out, HasSubstr("result:          \"\\xc0\\xaf\\x1b[0m\"\n"));
+  r = RunIn(dir, {"get", "5"});
+  EXPECT_TRUE(IsTerminalSafe(r.out));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("claimed_by:      \"",
+                                            kEvilWorkerShown, "\"\n")));
+
+  // history: one line an event.
+  r = RunIn(dir, {"history", "1"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_TRUE(IsTerminalSafe(r.out));
+  const std::vector<std::string> events =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(events.size(), 3u) << r.out;  // Submitted, claimed, failed.
+  for (const std::string& event : events) {
+    EXPECT_THAT(event, StartsWith("20")) << event;  // The time.
+  }
+  EXPECT_THAT(
+      events[2],
+      AllOf(HasSubstr(absl::StrCat("worker \"", kEvilWorkerShown, "\"")),
+            EndsWith(absl::StrCat("error \"", kEvilErrorShown, "\""))));
+
+  // dump: one line a record, strings in the same escapes.
+  r = RunIn(dir, {"dump"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_TRUE(IsTerminalSafe(r.out));
+  const std::vector<std::string> records =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  EXPECT_EQ(records.size(), 10u) << r.out;
+  for (const std::string& record : records) {
+    EXPECT_THAT(record, StartsWith("0:")) << record;
+  }
+  EXPECT_THAT(
+      r.out,
+      AllOf(HasSubstr(absl::StrCat("idempotency_key: \"", kEvilKeyShown, "\"")),
+            HasSubstr(absl::StrCat("worker_id: \"", kEvilWorkerShown, "\"")),
+            HasSubstr(absl::StrCat("\"", kEvilErrorShown, "\""))));
+
+  for (const char* command : {"stats", "verify"}) {
+    r = RunIn(dir, {command});
+    EXPECT_EQ(r.code, kExitOk) << r.err;
+    EXPECT_TRUE(IsTerminalSafe(r.out)) << command;
+  }
+
+  // Messages on stderr that repeat what was asked.
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"get", "--key=nope\x1b[2J\xc2\x9b"},
+           {"get", "1\x1b[2J"},
+           {"list", "--status=\x1b]0;x\x07"},
+           {"submit", absl::StrCat("--key=", kEvilKey), "--payload=other"},
+       }) {
+    r = RunIn(dir, args);
+    EXPECT_NE(r.code, kExitOk);
+    EXPECT_THAT(r.err, HasSubstr("\\x1b")) << r.err;
+    EXPECT_TRUE(IsTerminalSafe(r.err)) << args[0];
+  }
+  r = RunIn(root_ + "/no\x1b[2Jpe", {"stats"});
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_TRUE(IsTerminalSafe(r.err));
+}
+
+TEST_F(TaskwalCliTest, LongTextIsCutWithAMarkAndJsonKeepsItWhole) {
+  const std::string dir = absl::StrCat(root_, "/db");
+  const std::string key = std::string(150, 'k') + "END";
+  const std::string payload = std::string(3000, 'p') + "\x1b" + "END";
+  const std::string error = std::string(1000, 'e') + "END";
+  const std::string result = std::string(700, 'r') + "END";
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options(dir));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    Engine& e = **engine;
+    TaskSpec spec = Spec(key, std::string(100, 't'), /*max_attempts=*/1);
+    spec.payload = payload;
+    ASSERT_EQ(e.Submit(spec)->task_id, 1u);
+    absl::StatusOr<ClaimedTask> c = e.Claim(1, "w", absl::Hours(1));
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE(e.Fail(1, "w", c->claim_token, error).ok());
+    ASSERT_EQ(e.Submit(Spec("done", "t"))->task_id, 2u);
+    c = e.Claim(2, "w", absl::Hours(1));
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE(e.Complete(2, "w", c->claim_token, result).ok());
+    ASSERT_TRUE(e.Close().ok());
+  }
+  const std::string mark = "\xe2\x80\xa6";  // "…"
+  CliResult r = RunIn(dir, {"list"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
+  ASSERT_GE(lines.size(), 3u) << r.out;
+  const size_t key_column = lines[0].find("KEY");
+  // The type is cut to 32 columns, the key to 100, each ending in the mark.
+  EXPECT_THAT(lines[1], HasSubstr(std::string(31, 't') + mark + " "));
+  EXPECT_THAT(lines[1], EndsWith(std::string(99, 'k') + mark));
+  EXPECT_EQ(Columns(lines[1]), key_column + 100) << lines[1];
+  EXPECT_THAT(lines[1], Not(HasSubstr("END")));
+
+  r = RunIn(dir, {"get", "1"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("payload:         \"",
+                                            std::string(511, 'p'), mark,
+                                            "\" (3004 bytes, cut: --json "
+                                            "shows all)\n")));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("last_error:      \"",
+                                            std::string(511, 'e'), mark,
+                                            "\" (1003 bytes, cut: --json "
+                                            "shows all)\n")));
+  // The key is shown whole.
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("\"", key, "\"\n")));
+  r = RunIn(dir, {"get", "2"});
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("result:          \"",
+                                            std::string(511, 'r'), mark,
+                                            "\" (703 bytes, cut")));
+  EXPECT_THAT(r.out, HasSubstr("payload:         \"payload of done\" "
+                               "(15 bytes)\n"));
+
+  r = RunIn(dir, {"history", "1"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("error \"", std::string(159, 'e'),
+                                            mark, "\"\n")));
+
+  r = RunIn(dir, {"--json", "get", "1"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  const JsonValue task = ParseObject(r.out);
+  EXPECT_EQ(Field(task, "last_error").string, error);
+  std::string decoded;
+  ASSERT_TRUE(absl::Base64Unescape(Field(task, "payload").string, &decoded));
+  EXPECT_EQ(decoded, payload);
+}
+
+TEST_F(TaskwalCliTest, JsonOutputOfControlCharactersStaysJson) {
+  // ASCII controls come back exactly (the test reader turns \u escapes
+  // above U+007F into '?'); the others must still make valid JSON.
+  const std::string ascii_key = "key\x1b[2J\x07\x7f\n\t\r\"\\";
+  const std::string ascii_worker = "w\x1b[H\n";
+  const std::string dir = absl::StrCat(root_, "/db");
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options(dir));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    Engine& e = **engine;
+    ASSERT_TRUE(e.Submit(Spec(kEvilKey, kEvilType, 1)).ok());
+    absl::StatusOr<ClaimedTask> c = e.Claim(1, kEvilWorker, absl::Hours(1));
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(e.Fail(1, kEvilWorker, c->claim_token, kEvilError).ok());
+    ASSERT_TRUE(e.Submit(Spec(ascii_key, "t")).ok());
+    ASSERT_TRUE(e.Claim(2, ascii_worker, absl::Hours(1)).ok());
+    ASSERT_TRUE(e.Close().ok());
+  }
+  CliResult r = RunIn(dir, {"--json", "list"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  const JsonValue list = ParseObject(r.out);
+  ASSERT_EQ(Field(list, "tasks").array.size(), 2u);
+  EXPECT_EQ(Field(Field(list, "tasks").array[1], "idempotency_key").string,
+            ascii_key);
+
+  for (const std::string& key : {std::string(kEvilKey), ascii_key}) {
+    r = RunIn(dir, {"--json", "get", absl::StrCat("--key=", key)});
+    EXPECT_EQ(r.code, kExitOk) << r.err;
+    ParseObject(r.out);
+  }
+  EXPECT_EQ(Field(ParseObject(r.out), "claimed_by").string, ascii_worker);
+
+  r = RunIn(dir, {"--json", "history", "1"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(Field(ParseObject(r.out), "history").array.size(), 3u);
+
+  r = RunIn(dir, {"--json", "dump"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  const std::vector<std::string> records =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  EXPECT_EQ(records.size(), 5u);
+  for (const std::string& record : records) ParseObject(record);
+}
+
+TEST(EscapeForTerminalTest, EscapesWhatATerminalActsOn) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"plain text, \"quoted\"", "plain text, \"quoted\""},
+      {"a\\x1b", "a\\\\x1b"},  // A backslash cannot forge an escape.
+      {"\n\r\t", "\\n\\r\\t"},
+      {"\x1b[2J\x07\x7f", "\\x1b[2J\\x07\\x7f"},
+      {std::string("\0a", 2), "\\x00a"},
+      // C1 controls, as UTF-8.
+      {"\xc2\x80\xc2\x85\xc2\x9b\xc2\x9f", "\\u0080\\u0085\\u009b\\u009f"},
+      // Bidirectional controls and invisible characters.
+      {"\xd8\x9c\xe2\x80\x8e\xe2\x80\x8f", "\\u061c\\u200e\\u200f"},
+      {"\xe2\x80\xaa\xe2\x80\xae\xe2\x81\xa6\xe2\x81\xa9",
+       "\\u202a\\u202e\\u2066\\u2069"},
+      {"\xe2\x80\x8b\xe2\x80\xa8\xe2\x80\xa9\xef\xbb\xbf",
+       "\\u200b\\u2028\\u2029\\ufeff"},
+      // Not UTF-8: a stray byte, overlong, a surrogate, above U+10FFFF,
+      // truncated.
+      {"\xff", "\\xff"},
+      {"\xc0\xaf", "\\xc0\\xaf"},
+      {"\xed\xa0\x80", "\\xed\\xa0\\x80"},
+      {"\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"},
+      {"\xe2\x80", "\\xe2\\x80"},
+      {"\xe2\x80z", "\\xe2\\x80z"},
+      // Printable UTF-8 stays.
+      {"caf\xc3\xa9 \xe6\xb3\xa8\xe6\x96\x87 \xf0\x9f\x98\x80 \xc2\xa0",
+       "caf\xc3\xa9 \xe6\xb3\xa8\xe6\x96\x87 \xf0\x9f\x98\x80 \xc2\xa0"},
+  };
+  for (const auto& [text, shown] : cases) {
+    EXPECT_EQ(EscapeForTerminal(text), shown) << absl::CHexEscape(text);
+  }
+}
+
+TEST(EscapeForTerminalTest, EveryByteAndCodePointComesOutSafe) {
+  for (int b = 0; b < 256; ++b) {
+    const std::string text(1, static_cast<char>(b));
+    EXPECT_TRUE(IsTerminalSafe(EscapeForTerminal(text))) << b;
+  }
+  std::string all;
+  for (uint32_t c = 0; c <= 0x10ffff; ++c) {
+    if (c >= 0xd800 && c <= 0xdfff) continue;
+    if (c < 0x80) {
+      all += static_cast<char>(c);
+    } else if (c < 0x800) {
+      all += static_cast<char>(0xc0 | (c >> 6));
+      all += static_cast<char>(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+      all += static_cast<char>(0xe0 | (c >> 12));
+      all += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      all += static_cast<char>(0x80 | (c & 0x3f));
+    } else {
+      all += static_cast<char>(0xf0 | (c >> 18));
+      all += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
+      all += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      all += static_cast<char>(0x80 | (c & 0x3f));
+    }
+  }
+  const std::string shown = EscapeForTerminal(all);
+  EXPECT_TRUE(IsTerminalSafe(shown));
+  EXPECT_EQ(shown.find('\n'), std::string::npos);
+}
+
+TEST_F(TaskwalCliTest, ReadCommandsRefuseADirectoryThatIsNotADataDirectory) {
+  const std::string other = absl::StrCat(root_, "/other");
+  ASSERT_EQ(::mkdir(other.c_str(), 0700), 0);
+  WriteFile(other + "/notes.txt", "not a task");
+  const std::string empty = absl::StrCat(root_, "/empty");
+  ASSERT_EQ(::mkdir(empty.c_str(), 0700), 0);
+  for (const std::string& dir : {other, empty}) {
+    const std::map<std::string, std::string> before = DirContents(dir);
+    for (const std::vector<std::string>& args :
+         std::vector<std::vector<std::string>>{{"stats"},
+                                               {"stats", "--json"},
+                                               {"list"},
+                                               {"get", "1"},
+                                               {"get", "--key=k"},
+                                               {"history", "1"},
+                                               {"verify"},
+                                               {"dump"}}) {
+      CliResult r = RunIn(dir, args);
+      EXPECT_EQ(r.code, kExitNotDataDir) << dir << " " << args[0];
+      EXPECT_THAT(r.err,
+                  HasSubstr(absl::StrCat(dir,
+                                         " is not a taskwal data directory (no "
+                                         "META file)")))
+          << args[0];
+      EXPECT_EQ(r.out, "") << args[0];
+    }
+    EXPECT_EQ(DirContents(dir), before);
+  }
+
+  // A data directory that lost its META is damaged, not another directory.
+  const std::string dir = Populate("db");
+  ASSERT_EQ(::unlink(absl::StrCat(dir, "/", wal::kMetaFileName).c_str()), 0);
+  CliResult r = RunIn(dir, {"stats"});
+  EXPECT_EQ(r.code, kExitDamage);
+  EXPECT_THAT(r.err, HasSubstr("META is missing"));
+  r = RunIn(dir, {"verify"});
+  EXPECT_EQ(r.code, kExitDamage);
+  EXPECT_THAT(r.out, HasSubstr("META"));
+}
+
+TEST_F(TaskwalCliTest, WriteCommandsCreateADataDirectoryOnlyInAnEmptyOne) {
+  const std::string other = absl::StrCat(root_, "/other");
+  ASSERT_EQ(::mkdir(other.c_str(), 0700), 0);
+  WriteFile(other + "/notes.txt", "not a task");
+  const std::map<std::string, std::string> before = DirContents(other);
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"submit", "--key=k"},
+           {"submit", "--key=k", "--partitions=1", "--json"},
+           {"retry", "1"},
+           {"cancel", "1"},
+           {"delete", "1"},
+           {"snapshot"}}) {
+    CliResult r = RunIn(other, args);
+    EXPECT_EQ(r.code, kExitNotDataDir) << args[0];
+    EXPECT_THAT(r.err, HasSubstr(absl::StrCat(
+                           other,
+                           " is not a taskwal data directory (no META "
+                           "file) and is not empty")))
+        << args[0];
+    EXPECT_EQ(r.out, "") << args[0];
+  }
+  // Nothing was created there: no LOCK, no META, no log.
+  EXPECT_EQ(DirContents(other), before);
+
+  // An empty directory becomes a data directory.
+  const std::string empty = absl::StrCat(root_, "/empty");
+  ASSERT_EQ(::mkdir(empty.c_str(), 0700), 0);
+  CliResult r = RunIn(empty, {"submit", "--key=k", "--partitions=1"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_TRUE(
+      Env::Default()->FileExists(absl::StrCat(empty, "/", wal::kMetaFileName)));
+  EXPECT_THAT(RunIn(empty, {"stats"}).out, HasSubstr("tasks: 1\n"));
+
+  // So does one that an Open left before it wrote META (it took the lock).
+  const std::string started = absl::StrCat(root_, "/started");
+  ASSERT_EQ(::mkdir(started.c_str(), 0700), 0);
+  WriteFile(started + "/LOCK", "12345\n");
+  EXPECT_EQ(RunIn(started, {"stats"}).code, kExitNotDataDir);
+  r = RunIn(started, {"submit", "--key=k"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(RunIn(started, {"stats"}).out, HasSubstr("tasks: 1\n"));
 }
 
 // The reader the tests above rely on rejects what is not JSON.

@@ -56,8 +56,8 @@ absl::StatusOr<DirectoryListing> ListDirectory(Env* env,
       segment.name = std::move(name);
       listing.segments.push_back(std::move(segment));
     } else if (absl::StartsWith(name, kSegmentPrefix) &&
-               absl::EndsWith(name, absl::StrCat(kSegmentSuffix,
-                                                 kTempSuffix))) {
+               absl::EndsWith(name,
+                              absl::StrCat(kSegmentSuffix, kTempSuffix))) {
       listing.temp_segments.push_back(std::move(name));
     } else if (name == kMetaFileName) {
       listing.has_meta = true;
@@ -67,11 +67,27 @@ absl::StatusOr<DirectoryListing> ListDirectory(Env* env,
       listing.other.push_back(std::move(name));
     }
   }
-  std::sort(listing.segments.begin(), listing.segments.end(),
-            [](const SegmentFile& a, const SegmentFile& b) {
-              return a.seq < b.seq;
-            });
+  std::sort(
+      listing.segments.begin(), listing.segments.end(),
+      [](const SegmentFile& a, const SegmentFile& b) { return a.seq < b.seq; });
   return listing;
+}
+
+DirectoryKind ClassifyDirectory(const DirectoryListing& listing) {
+  if (listing.has_meta) return DirectoryKind::kDataDirectory;
+  if (!listing.segments.empty() || !listing.temp_segments.empty() ||
+      !listing.snapshots.empty()) {
+    return DirectoryKind::kDataWithoutMeta;
+  }
+  // Open takes the lock, then writes META through its temporary file
+  // (WriteDirectoryMeta): a process that died in between leaves these.
+  const std::string meta_temp = absl::StrCat(kMetaFileName, kTempSuffix);
+  for (const std::string& name : listing.other) {
+    if (name != kLockFileName && name != meta_temp) {
+      return DirectoryKind::kOther;
+    }
+  }
+  return DirectoryKind::kEmpty;
 }
 
 bool IsTornHeader(absl::string_view contents) {
@@ -99,9 +115,9 @@ absl::StatusOr<std::optional<DirectoryMeta>> ReadDirectoryMeta(
   meta.partitions =
       DecodeFixed32(record.payload.data() + kMetaPartitionsOffset);
   if (meta.partitions < 1 || meta.partitions > kMaxPartitions) {
-    return absl::DataLossError(
-        absl::StrCat(path, ": partition count ", meta.partitions,
-                     " is outside [1, ", kMaxPartitions, "]"));
+    return absl::DataLossError(absl::StrCat(path, ": partition count ",
+                                            meta.partitions, " is outside [1, ",
+                                            kMaxPartitions, "]"));
   }
   return std::optional<DirectoryMeta>(meta);
 }
@@ -109,15 +125,21 @@ absl::StatusOr<std::optional<DirectoryMeta>> ReadDirectoryMeta(
 absl::Status WriteDirectoryMeta(Env* env, const std::string& dir,
                                 const DirectoryMeta& meta) {
   if (meta.partitions < 1 || meta.partitions > kMaxPartitions) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "partition count ", meta.partitions, " is outside [1, ",
-        kMaxPartitions, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("partition count ", meta.partitions, " is outside [1, ",
+                     kMaxPartitions, "]"));
   }
   std::string contents = EncodeFileHeader(kMetaMagic, 0);
   std::string payload;
   PutFixed32(&payload, meta.partitions);
   AppendRecord(RecordType::kDirectoryMeta, 0, 0, payload, &contents);
-  const std::string path = JoinPath(dir, kMetaFileName);
+  return WriteFileDurably(env, dir, kMetaFileName, contents);
+}
+
+absl::Status WriteFileDurably(Env* env, const std::string& dir,
+                              absl::string_view name,
+                              absl::string_view contents) {
+  const std::string path = JoinPath(dir, name);
   const std::string tmp = absl::StrCat(path, kTempSuffix);
   {
     TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,

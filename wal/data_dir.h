@@ -49,6 +49,31 @@ struct DirectoryListing {
 absl::StatusOr<DirectoryListing> ListDirectory(Env* env,
                                                const std::string& dir);
 
+// The lock file Engine::Open holds while a process writes to the directory.
+inline constexpr absl::string_view kLockFileName = "LOCK";
+
+// What a directory is, judged from its listing alone (nothing is opened),
+// for callers that must not mistake another directory for a data
+// directory. Which kinds to refuse is the caller's policy.
+enum class DirectoryKind {
+  // META is there (whether it is readable is for Open or verify to judge).
+  kDataDirectory,
+  // No META, but log segments (or their temporary files) or snapshots: a
+  // directory of format version 1 (taskwal before partitions, which wrote
+  // no META) or one that lost its META. Open and verify judge it (Open
+  // refuses segments or snapshots without META and says which kind they
+  // are: engine/recovery.h).
+  kDataWithoutMeta,
+  // Empty, or holding only what creating a data directory leaves before
+  // META is in place (the lock file, META's temporary file): a writer's
+  // Open makes it a data directory.
+  kEmpty,
+  // Anything else: other files and no META. Not a data directory.
+  kOther,
+};
+
+DirectoryKind ClassifyDirectory(const DirectoryListing& listing);
+
 // A segment whose header never fully reached the disk: shorter than a file
 // header, or all zero bytes. Only the newest segment may be torn so (the
 // process died creating it), and recovery removes it.
@@ -71,6 +96,13 @@ absl::StatusOr<std::optional<DirectoryMeta>> ReadDirectoryMeta(
 // fsync). REQUIRES: meta.partitions in [1, kMaxPartitions].
 absl::Status WriteDirectoryMeta(Env* env, const std::string& dir,
                                 const DirectoryMeta& meta);
+
+// Replaces dir/name by `contents` durably: writes name.tmp, fdatasyncs it,
+// renames it over name and fsyncs dir. A crash leaves the old file or the
+// new one whole (and maybe name.tmp, which the next call overwrites).
+absl::Status WriteFileDurably(Env* env, const std::string& dir,
+                              absl::string_view name,
+                              absl::string_view contents);
 
 }  // namespace taskwal::wal
 

@@ -155,6 +155,56 @@ TEST_F(DataDirTest, ListDirectoryOfAMissingDirectoryIsNotFound) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(DataDirTest, ClassifyDirectoryTellsDataFromOtherDirectories) {
+  DirectoryListing listing;
+  EXPECT_EQ(ClassifyDirectory(listing), DirectoryKind::kEmpty);
+  // What an Open that died before writing META leaves.
+  listing.other = {std::string(kLockFileName), "META.tmp"};
+  EXPECT_EQ(ClassifyDirectory(listing), DirectoryKind::kEmpty);
+
+  listing.other.push_back("notes.txt");
+  EXPECT_EQ(ClassifyDirectory(listing), DirectoryKind::kOther);
+  listing.other = {"lock"};  // Names are case-sensitive.
+  EXPECT_EQ(ClassifyDirectory(listing), DirectoryKind::kOther);
+
+  // META decides, whatever else is there.
+  listing.has_meta = true;
+  EXPECT_EQ(ClassifyDirectory(listing), DirectoryKind::kDataDirectory);
+  listing.other.clear();
+  EXPECT_EQ(ClassifyDirectory(listing), DirectoryKind::kDataDirectory);
+
+  // Without META, a segment or snapshot makes it data that lost (or, at
+  // format version 1, never had) its META, other files or not.
+  for (int i = 0; i < 3; ++i) {
+    DirectoryListing data;
+    data.other = {"notes.txt"};
+    if (i == 0) data.segments.push_back({SegmentFileName(1), 1});
+    if (i == 1) data.temp_segments.push_back(SegmentFileName(2) + ".tmp");
+    if (i == 2) data.snapshots.push_back("snapshot-00000000000000000001.snap");
+    EXPECT_EQ(ClassifyDirectory(data), DirectoryKind::kDataWithoutMeta) << i;
+  }
+}
+
+TEST_F(DataDirTest, ClassifyDirectoryOfRealListings) {
+  auto kind = [this] {
+    absl::StatusOr<DirectoryListing> listing = ListDirectory(&env_, kDir);
+    EXPECT_THAT(listing, IsOk());
+    return listing.ok() ? ClassifyDirectory(*listing) : DirectoryKind::kOther;
+  };
+  EXPECT_EQ(kind(), DirectoryKind::kEmpty);
+  WriteFile("LOCK", "123\n");
+  EXPECT_EQ(kind(), DirectoryKind::kEmpty);
+  ASSERT_THAT(WriteDirectoryMeta(&env_, kDir, DirectoryMeta{4}), IsOk());
+  EXPECT_EQ(kind(), DirectoryKind::kDataDirectory);
+  ASSERT_THAT(env_.CreateDir("/other"), IsOk());
+  auto file = env_.NewWritableFile("/other/photo.jpg");
+  ASSERT_THAT(file, IsOk());
+  ASSERT_THAT((*file)->Close(), IsOk());
+  absl::StatusOr<DirectoryListing> other = ListDirectory(&env_, "/other");
+  ASSERT_THAT(other, IsOk());
+  EXPECT_EQ(ClassifyDirectory(*other), DirectoryKind::kOther);
+}
+
 TEST_F(DataDirTest, ShortOrZeroedHeaderIsTorn) {
   const std::string header = EncodeFileHeader(kSegmentMagic, 6);
   EXPECT_TRUE(IsTornHeader(""));
