@@ -97,6 +97,17 @@ struct EngineOptions {
   // returns kFailedPrecondition. The directory must exist. Not combinable
   // with salvage.
   bool read_only = false;
+  // Every writer's Open stores its data options in the directory (the
+  // OPTIONS file: the input limits, max_tasks, default_max_attempts,
+  // max_max_attempts, default_lease, max_lease, default_retry_policy,
+  // max_history_per_task and retention; partitions are stored apart). true:
+  // the values stored there replace the ones given here, so that a program
+  // opening a directory another one owns (the CLI) accepts, refuses and
+  // keeps what the owner does. A directory without an OPTIONS file keeps
+  // the values given. Open fails with kDataLoss if the file is damaged (the
+  // owner's next Open rewrites it) and kInvalidArgument if a stored value
+  // is out of range. Ignored without a data_dir.
+  bool use_stored_options = false;
 
   // Partitions: independent slices of the tasks, each with its own commit
   // lock, state and record sequence, so that calls on different partitions
@@ -150,10 +161,10 @@ struct EngineOptions {
 
   // History entries kept per task; older entries are dropped first, and
   // counted in Task::history_dropped. 0 keeps no history (History returns
-  // no entries; history_dropped counts them all). Any value. The bound is
-  // not stored in the data directory: an engine opened with a smaller one
-  // cuts a task's history on the task's next event, and a snapshot then
-  // keeps the cut.
+  // no entries; history_dropped counts them all). Any value. An engine
+  // opened with a smaller bound than the directory's last writer (see
+  // use_stored_options) cuts a task's history on the task's next event, and
+  // a snapshot then keeps the cut.
   size_t max_history_per_task = 32;
 
   // Terminal tasks (COMPLETED, FAILED, CANCELLED) are deleted this long after

@@ -19,8 +19,10 @@
 #include "engine/partitioning.h"
 #include "engine/recovery.h"
 #include "engine/snapshot.h"
+#include "engine/stored_options.h"
 #include "engine/utf8.h"
 #include "engine/wal_journal.h"
+#include "wal/data_dir.h"
 #include "wal/format.h"
 #include "wal/pinned_dir.h"
 #include "wal/status_macros.h"
@@ -1427,8 +1429,20 @@ absl::Status EngineImpl::RunMaintenance() {
 }  // namespace engine
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
-    const EngineOptions& options) {
-  TASKWAL_RETURN_IF_ERROR(engine::ValidateOptions(options));
+    const EngineOptions& given) {
+  TASKWAL_RETURN_IF_ERROR(engine::ValidateOptions(given));
+  EngineOptions options = given;
+  if (options.use_stored_options && !options.data_dir.empty()) {
+    Env* env = options.env != nullptr ? options.env : Env::Default();
+    TASKWAL_RETURN_IF_ERROR(
+        engine::ApplyStoredOptions(env, options.data_dir, &options));
+    const absl::Status valid = engine::ValidateOptions(options);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          wal::JoinPath(options.data_dir, wal::kOptionsFileName),
+          ": a stored option is out of range: ", valid.message()));
+    }
+  }
   if (options.data_dir.empty()) {
     const uint32_t n = options.partitions != 0 ? options.partitions
                                                : kDefaultPartitions;
@@ -1497,6 +1511,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
       wal::Wal::Open(wal_options, std::move(recovered.segments),
                      std::move(recovered.last_lsn), recovered.next_seq,
                      recovered.tail_bytes));
+  // Only a directory that recovered is a data directory whose options are
+  // worth keeping.
+  TASKWAL_RETURN_IF_ERROR(engine::StoreOptions(env, dir, options));
   std::unique_ptr<engine::Storage> storage = make_storage(recovered);
   storage->lock = std::move(lock);
   return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(

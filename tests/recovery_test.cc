@@ -18,9 +18,11 @@
 #include "api/engine.h"
 #include "api/fault_injection_env.h"
 #include "engine/partitioning.h"
+#include "engine/stored_options.pb.h"
 #include "wal/coding.h"
 #include "wal/crc32c.h"
 #include "wal/format.h"
+#include "wal/log_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine_dump.h"
@@ -823,6 +825,99 @@ TEST_P(RecoveryTest, ShortSessionsShareOneSegment) {
   EXPECT_LE(segments(), 2);
   std::unique_ptr<Engine> e = OpenOrDie(o);
   expect_tasks(e.get(), 60);
+}
+
+// The owner's data options are stored in the directory; an Open with
+// use_stored_options (the CLI's) accepts and keeps what the owner does.
+TEST_P(RecoveryTest, UseStoredOptionsTakesTheLastWritersOptions) {
+  EngineOptions owner = Options();
+  owner.max_max_attempts = 5000;
+  owner.max_history_per_task = 100;
+  owner.max_type_bytes = 8;
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(owner);
+    TaskSpec spec;
+    spec.idempotency_key = "long-lived";
+    ASSERT_TRUE(e->Submit(spec).ok());
+    // 60 history entries: more than the default bound of 32.
+    for (int i = 0; i < 30; ++i) {
+      ASSERT_TRUE(e->Claim(e->GetByIdempotencyKey("long-lived")->id(), "w",
+                           absl::ZeroDuration())
+                      .ok());
+      ASSERT_TRUE(e->Retry(e->GetByIdempotencyKey("long-lived")->id()).ok());
+    }
+    ASSERT_TRUE(e->Close().ok());
+  }
+  TaskSpec big;
+  big.idempotency_key = "big";
+  big.max_attempts = 5000;
+  EngineOptions tool = Options();
+  tool.use_stored_options = true;
+  for (bool read_only : {true, false}) {
+    tool.read_only = read_only;
+    std::unique_ptr<Engine> e = OpenOrDie(tool);
+    const uint64_t id = e->GetByIdempotencyKey("long-lived")->id();
+    EXPECT_EQ(e->History(id)->size(), 61u) << read_only;
+    TaskSpec long_type;
+    long_type.idempotency_key = "long-type";
+    long_type.type = "nine char";
+    EXPECT_EQ(e->Submit(long_type).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    if (!read_only) {
+      ASSERT_TRUE(e->Submit(big).ok());
+      // Kept at the owner's bound, not cut to the default 32, also in a
+      // snapshot.
+      ASSERT_TRUE(e->Claim(id, "w", absl::ZeroDuration()).ok());
+      ASSERT_TRUE(e->Snapshot().ok());
+      EXPECT_EQ(e->History(id)->size(), 62u);
+    }
+    ASSERT_TRUE(e->Close().ok());
+  }
+  {
+    std::unique_ptr<Engine> e = OpenOrDie(owner);
+    EXPECT_EQ(e->GetByIdempotencyKey("big")->max_attempts(), 5000u);
+    EXPECT_EQ(e->History(e->GetByIdempotencyKey("long-lived")->id())->size(),
+              62u);
+    ASSERT_TRUE(e->Close().ok());
+  }
+  const std::string options_file = absl::StrCat(kDir, "/OPTIONS");
+  // A damaged file: the tool is told, the owner's next Open rewrites it.
+  std::string contents = *env_.ReadFileToString(options_file);
+  contents.back() ^= 1;
+  auto rewrite = [&](const std::string& bytes) {
+    auto file = env_.NewWritableFile(options_file);
+    ASSERT_TRUE(file.ok());
+    ASSERT_TRUE((*file)->Append(bytes).ok());
+    ASSERT_TRUE((*file)->Close().ok());
+  };
+  rewrite(contents);
+  tool.read_only = true;
+  absl::StatusOr<std::unique_ptr<Engine>> refused = Engine::Open(tool);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("OPTIONS"));
+  OpenOrDie(owner)->Close().IgnoreError();
+  ASSERT_NE(OpenOrDie(tool), nullptr);
+  // A stored value out of range is refused, naming the file.
+  EngineOptions bad = owner;
+  bad.max_idempotency_key_bytes = 1;
+  OpenOrDie(bad)->Close().IgnoreError();
+  contents = *env_.ReadFileToString(options_file);
+  // The record's payload (after the file and record headers) is a
+  // StoredOptions: store a limit of 0, which Open refuses.
+  engine::StoredOptions stored;
+  ASSERT_TRUE(stored.ParseFromString(
+      contents.substr(wal::kFileHeaderSize + wal::kRecordHeaderSize)));
+  ASSERT_EQ(stored.max_idempotency_key_bytes(), 1u);
+  stored.set_max_idempotency_key_bytes(0);
+  std::string framed = wal::EncodeFileHeader(wal::kOptionsMagic, 0);
+  wal::AppendRecord(wal::RecordType::kStoredOptions, 0, 0,
+                    stored.SerializeAsString(), &framed);
+  rewrite(framed);
+  refused = Engine::Open(tool);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("OPTIONS"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, RecoveryTest,

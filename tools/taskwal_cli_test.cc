@@ -1211,5 +1211,29 @@ TEST(TestingJsonTest, AcceptsJsonAndRejectsTheRest) {
   }
 }
 
+// The CLI opens with the options the directory's owner stored there: what
+// the owner allows (5000 attempts), the CLI allows; what the owner refuses
+// (a type longer than its limit), the CLI refuses; and a write through the
+// CLI keeps the owner's longer history.
+TEST_F(TaskwalCliTest, CommandsUseTheOwnersStoredOptions) {
+  const std::string dir = root_ + "/owned";
+  EngineOptions owner = Options(dir);
+  owner.max_max_attempts = 5000;
+  owner.max_type_bytes = 8;
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(owner);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
+  CliResult r = RunIn(dir, {"submit", "--key=many", "--max_attempts=5000"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  r = RunIn(dir, {"submit", "--key=long", "--type=ninechars"});
+  EXPECT_NE(r.code, kExitOk);
+  EXPECT_THAT(r.err, HasSubstr("the limit is 8"));
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(owner);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->GetByIdempotencyKey("many")->max_attempts(), 5000u);
+}
+
 }  // namespace
 }  // namespace taskwal::tools

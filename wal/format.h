@@ -34,6 +34,7 @@ inline constexpr size_t kMagicSize = 8;
 inline constexpr absl::string_view kSegmentMagic = "TWALSEG1";
 inline constexpr absl::string_view kSnapshotMagic = "TWALSNP1";
 inline constexpr absl::string_view kMetaMagic = "TWALMETA";
+inline constexpr absl::string_view kOptionsMagic = "TWALOPTS";
 // Version 1: one global LSN sequence, 17-byte record headers, segments
 // named by their first LSN (taskwal before partitions). Version 2:
 // partitions, each with its own LSN sequence.
@@ -70,9 +71,10 @@ enum class RecordType : uint8_t {
   // of submits): valid only together with every other piece of its group.
   kGroupTransition = 5,
   kDirectoryMeta = 6,  // the META file's one record
+  kStoredOptions = 7,  // the OPTIONS file's one record
 };
 inline constexpr uint8_t kMinRecordType = 1;
-inline constexpr uint8_t kMaxRecordType = 6;
+inline constexpr uint8_t kMaxRecordType = 7;
 
 inline constexpr bool IsValidRecordType(uint8_t type) {
   return type >= kMinRecordType && type <= kMaxRecordType;
@@ -91,9 +93,15 @@ inline constexpr absl::string_view kMetaFileName = "META";
 inline constexpr size_t kMetaPartitionsOffset = 0;
 inline constexpr size_t kMetaMinPayloadSize = 4;
 
+// The OPTIONS file (kStoredOptions payload: a serialized
+// taskwal.engine.StoredOptions, engine/stored_options.proto): the data
+// options of the directory's last writer.
+inline constexpr absl::string_view kOptionsFileName = "OPTIONS";
+
 static_assert(kSegmentMagic.size() == kMagicSize, "magic is 8 bytes");
 static_assert(kSnapshotMagic.size() == kMagicSize, "magic is 8 bytes");
 static_assert(kMetaMagic.size() == kMagicSize, "magic is 8 bytes");
+static_assert(kOptionsMagic.size() == kMagicSize, "magic is 8 bytes");
 static_assert(kFileHeaderCrcOffset + 4 == kFileHeaderSize, "header layout");
 static_assert(kRecordLsnOffset + 8 == kRecordHeaderSize, "record layout");
 static_assert(kGroupLeaderLsnOffset + 8 == kGroupHeaderSize, "group layout");

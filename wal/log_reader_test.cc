@@ -128,7 +128,8 @@ TEST_F(LogReaderTest, RoundTripsRecordsOfManySizes) {
   const RecordType types[] = {
       RecordType::kTransition,      RecordType::kSnapshotMeta,
       RecordType::kSnapshotTask,    RecordType::kSnapshotEnd,
-      RecordType::kGroupTransition, RecordType::kDirectoryMeta};
+      RecordType::kGroupTransition, RecordType::kDirectoryMeta,
+      RecordType::kStoredOptions};
   const uint32_t partitions[] = {0, 1, 2, 255, 128, kMaxPartitions - 1, 7};
   for (size_t i = 0; i < sizes.size(); ++i) {
     Write(Payload(sizes[i], static_cast<uint32_t>(i)), types[i % 6],

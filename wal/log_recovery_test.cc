@@ -592,7 +592,8 @@ TEST_F(LogRecoveryTest, RecordOfAnUnknownPartitionIsDataLoss) {
 TEST_F(LogRecoveryTest, RecordOfAnotherFileKindIsDataLoss) {
   for (RecordType type :
        {RecordType::kSnapshotMeta, RecordType::kSnapshotTask,
-        RecordType::kSnapshotEnd, RecordType::kDirectoryMeta}) {
+        RecordType::kSnapshotEnd, RecordType::kDirectoryMeta,
+        RecordType::kStoredOptions}) {
     SCOPED_TRACE(static_cast<int>(type));
     SegmentBuilder segment(1);
     segment.AddRange(0, 1, 2);
