@@ -119,6 +119,28 @@ if [[ $(wc -l <"${OUT}") -ne 4 ]]; then  # Header, 2 tasks, cursor.
   failures=$((failures + 1))
 fi
 
+# --version; --json errors; submit's --delay and --payload_file=-; retry
+# by filter; salvage of a clean directory.
+expect 0 "version" -- --version
+contains "${OUT}" "taskwal 0.12.0-dev (data directory format " "version"
+expect 3 "json error" -- --data_dir="${DIR}" --json get 99
+contains "${OUT}" \
+  '{"error":{"code":"NOT_FOUND","message":"task 99 not found","exit_status":3}}' \
+  "json error"
+empty "${ERR}" "json error"
+expect 0 "submit --delay" -- --data_dir="${DIR}" submit --key=later --delay=1h
+contains "${OUT}" "submitted, claimable from " "submit --delay"
+printf 'from\nstdin' >"${TEST_TMPDIR}/payload"
+expect 0 "payload from stdin" -- --data_dir="${DIR}" submit --key=piped \
+  --payload_file=- <"${TEST_TMPDIR}/payload"
+expect 0 "get piped" -- --data_dir="${DIR}" get --key=piped
+contains "${OUT}" 'payload:         "from\nstdin" (10 bytes)' "get piped"
+expect 0 "retry by filter" -- --data_dir="${DIR}" retry --status=failed --dry_run
+contains "${OUT}" "would retry 0 tasks (FAILED); nothing changed" \
+  "retry by filter"
+expect 0 "salvage a clean directory" -- --data_dir="${DIR}" salvage
+contains "${OUT}" "nothing to salvage" "salvage a clean directory"
+
 # Damage a byte in the middle of the first record's payload: the next
 # record follows it, so this is corruption, not a torn tail.
 SEGMENT="${DIR}/wal-00000000000000000001.log"
@@ -131,6 +153,12 @@ contains "${OUT}" "wal-00000000000000000001.log offset 24: corruption" \
 expect 1 "stats on damaged" -- --data_dir="${DIR}" stats
 contains "${ERR}" "is damaged" "stats on damaged"
 expect 1 "dump damaged" -- --data_dir="${DIR}" dump
+expect 1 "salvage without --yes" -- --data_dir="${DIR}" salvage
+contains "${OUT}" "salvage --yes" "salvage without --yes"
+expect 1 "still damaged" -- --data_dir="${DIR}" stats
+expect 0 "salvage --yes" -- --data_dir="${DIR}" salvage --yes
+contains "${OUT}" "with salvage: " "salvage --yes"
+expect 0 "stats after salvage" -- --data_dir="${DIR}" stats
 
 if [[ ${failures} -ne 0 ]]; then
   echo "${failures} check(s) failed"

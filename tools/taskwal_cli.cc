@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iostream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -15,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -26,13 +29,14 @@
 #include "api/engine.h"
 #include "api/metrics.h"
 #include "api/task.pb.h"
+#include "api/version.h"
 #include "engine/transition.pb.h"
 #include "engine/verify.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
-#include "tools/json.h"
 #include "tools/taskwal_args.h"
+#include "tools/taskwal_cli.pb.h"
 #include "tools/taskwal_progress.h"
 #include "wal/data_dir.h"
 #include "wal/format.h"
@@ -279,21 +283,32 @@ std::string ShortText(const google::protobuf::TextFormat::Printer& printer,
 
 // --- Output helpers. ---------------------------------------------------------
 
-using ::taskwal::tools::JsonQuote;
-
-const char* JsonBool(bool b) { return b ? "true" : "false"; }
-
-// A message in protobuf's JSON mapping, with the .proto field names.
+// A message in protobuf's JSON mapping, with the .proto field names and
+// every field present: the one form of all --json output
+// (tools/taskwal_cli.proto).
 std::string ProtoJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;
   std::string json;
-  if (!google::protobuf::util::MessageToJsonString(message, &json, options)
+  if (google::protobuf::util::MessageToJsonString(message, &json, options)
+          .ok()) {
+    return json;
+  }
+  // Only a string field that is not UTF-8 gets here (the engine accepts
+  // only UTF-8 text, so a damaged record); say so in JSON.
+  ErrorOutput error;
+  error.mutable_error()->set_code(
+      absl::StatusCodeToString(absl::StatusCode::kDataLoss));
+  error.mutable_error()->set_message(
+      absl::StrCat(message.GetDescriptor()->name(),
+                   " holds text that is not UTF-8: it cannot be shown as "
+                   "JSON"));
+  error.mutable_error()->set_exit_status(kExitDamage);
+  json.clear();
+  if (!google::protobuf::util::MessageToJsonString(error, &json, options)
            .ok()) {
-    // Only a message that is not valid UTF-8 gets here; say so in JSON.
-    return absl::StrCat(
-        "{\"error\":", JsonQuote("message cannot be rendered as JSON"), "}");
+    json = "{\"error\":{}}";  // Unreachable: ErrorOutput here is ASCII.
   }
   return json;
 }
@@ -314,6 +329,28 @@ std::string Plural(uint64_t n, absl::string_view word) {
   return absl::StrCat(n, " ", word, n == 1 ? "" : "s");
 }
 
+RecoveryOutput RecoveryJson(const RecoveryReport& recovery) {
+  RecoveryOutput output;
+  output.set_snapshot_lsn(recovery.snapshot_lsn);
+  output.set_records_replayed(recovery.records_replayed);
+  output.set_last_lsn(recovery.last_lsn);
+  output.set_truncated_bytes(recovery.truncated_bytes);
+  output.set_duration_seconds(absl::ToDoubleSeconds(recovery.duration));
+  for (const std::string& note : recovery.notes) output.add_notes(note);
+  return output;
+}
+
+ProblemOutput ProblemJson(const engine::Problem& p) {
+  ProblemOutput output;
+  output.set_file(p.file);
+  output.set_offset(p.offset);
+  output.set_kind(std::string(engine::ProblemKindName(p.kind)));
+  output.set_message(p.message);
+  output.set_valid_records_follow(p.valid_records_follow);
+  output.set_repaired_by_open(p.repaired_by_open);
+  return output;
+}
+
 // --- Commands. ---------------------------------------------------------------
 
 // How a command touches the data directory.
@@ -321,6 +358,9 @@ enum class Access {
   kRead,   // An engine opened read_only: no lock, nothing changed.
   kWrite,  // An engine opened normally: takes the lock.
   kFiles,  // Reads the files itself, without an engine.
+  // salvage: opens the engine itself, read-only for a dry run, with
+  // EngineOptions::salvage (taking the lock) for the real one.
+  kSalvage,
 };
 
 struct Context {
@@ -352,18 +392,49 @@ struct Command {
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* const flags = new std::vector<FlagSpec>{
       {"data_dir", "DIR", "the data directory (required)"},
-      {"json", "", "machine-readable output (JSON)"},
+      {"json", "", "machine-readable output (JSON), errors included"},
       {"help", "", "show help and exit"},
+      {"version", "", "print the version and exit"},
   };
   return *flags;
 }
 
-// A usage error inside a command.
-int UsageError(Context& ctx, absl::string_view message) {
-  ctx.err << "taskwal " << ctx.command << ": " << EscapeForTerminal(message)
+// Reports a failure and returns `exit_status`. Under --json: an
+// ErrorOutput on stdout ({"error":{"code":"NOT_FOUND","message":...,
+// "exit_status":3}}). Otherwise on stderr: "taskwal COMMAND: MESSAGE",
+// escaped, then `hint` (the tool's own advice, whole lines, shown only as
+// text; what it echoes of the input is escaped by the caller).
+// code_in_text: the text starts with the code's name ("NOT_FOUND: ...").
+int ReportError(Context& ctx, absl::StatusCode code, int exit_status,
+                absl::string_view message, absl::string_view hint = "",
+                bool code_in_text = false) {
+  if (ctx.json) {
+    ErrorOutput output;
+    Error* error = output.mutable_error();
+    error->set_code(absl::StatusCodeToString(code));
+    error->set_message(std::string(message));
+    error->set_exit_status(exit_status);
+    ctx.out << ProtoJson(output) << "\n";
+    return exit_status;
+  }
+  ctx.err << "taskwal" << (ctx.command.empty() ? "" : " ") << ctx.command
+          << ": "
+          << EscapeForTerminal(
+                 code_in_text ? absl::StrCat(absl::StatusCodeToString(code),
+                                             ": ", message)
+                              : std::string(message))
           << "\n"
-          << "Run 'taskwal help " << ctx.command << "' for usage.\n";
-  return kExitUsage;
+          << hint;
+  return exit_status;
+}
+
+// A usage error: the command line is wrong.
+int UsageError(Context& ctx, absl::string_view message) {
+  return ReportError(
+      ctx, absl::StatusCode::kInvalidArgument, kExitUsage, message,
+      ctx.command.empty()
+          ? std::string("Run 'taskwal --help' for usage.\n")
+          : absl::StrCat("Run 'taskwal help ", ctx.command, "' for usage.\n"));
 }
 
 // Reports a failed call and returns its exit status.
@@ -372,16 +443,15 @@ int CallError(Context& ctx, const absl::Status& status) {
     case absl::StatusCode::kInvalidArgument:
       return UsageError(ctx, status.message());
     case absl::StatusCode::kDataLoss:
-      ctx.err << "taskwal " << ctx.command << ": "
-              << EscapeForTerminal(ctx.data_dir)
-              << " is damaged: " << EscapeForTerminal(status.message()) << "\n"
-              << "Run 'taskwal --data_dir=" << EscapeForTerminal(ctx.data_dir)
-              << " verify' to list every problem.\n";
-      return kExitDamage;
+      return ReportError(
+          ctx, status.code(), kExitDamage,
+          absl::StrCat(ctx.data_dir, " is damaged: ", status.message()),
+          absl::StrCat(
+              "Run 'taskwal --data_dir=", EscapeForTerminal(ctx.data_dir),
+              " verify' to list every problem.\n"));
     default:
-      ctx.err << "taskwal " << ctx.command << ": "
-              << EscapeForTerminal(status.ToString()) << "\n";
-      return kExitFailed;
+      return ReportError(ctx, status.code(), kExitFailed, status.message(), "",
+                         /*code_in_text=*/true);
   }
 }
 
@@ -458,22 +528,23 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
       {"last_snapshot_lsn", s.last_snapshot_lsn},
   };
   if (ctx.json) {
-    std::vector<std::string> parts;
+    StatsOutput output;
+    // Each field of `fields` by its name in StatsOutput, which has them
+    // all (a test holds the two lists together).
+    const google::protobuf::Reflection* reflection = output.GetReflection();
     for (const auto& [name, value] : fields) {
-      parts.push_back(absl::StrCat(JsonQuote(name), ":", value));
+      const google::protobuf::FieldDescriptor* field =
+          output.GetDescriptor()->FindFieldByName(std::string(name));
+      if (field == nullptr) continue;
+      if (field->cpp_type() ==
+          google::protobuf::FieldDescriptor::CPPTYPE_UINT32) {
+        reflection->SetUInt32(&output, field, static_cast<uint32_t>(value));
+      } else {
+        reflection->SetUInt64(&output, field, value);
+      }
     }
-    std::vector<std::string> notes;
-    for (const std::string& note : recovery.notes) {
-      notes.push_back(JsonQuote(note));
-    }
-    ctx.out << "{" << absl::StrJoin(parts, ",") << ",\"recovery\":{"
-            << "\"snapshot_lsn\":" << recovery.snapshot_lsn
-            << ",\"records_replayed\":" << recovery.records_replayed
-            << ",\"last_lsn\":" << recovery.last_lsn
-            << ",\"truncated_bytes\":" << recovery.truncated_bytes
-            << ",\"duration_seconds\":"
-            << absl::StrFormat("%.6f", absl::ToDoubleSeconds(recovery.duration))
-            << ",\"notes\":[" << absl::StrJoin(notes, ",") << "]}}\n";
+    *output.mutable_recovery() = RecoveryJson(recovery);
+    ctx.out << ProtoJson(output) << "\n";
     return kExitOk;
   }
   for (const auto& [name, value] : fields) {
@@ -524,10 +595,10 @@ int RunList(Context& ctx, const ParsedArgs& args) {
   absl::StatusOr<ListPage> page = ctx.engine->List(filter);
   if (!page.ok()) return CallError(ctx, page.status());
   if (ctx.json) {
-    std::vector<std::string> tasks;
-    for (const Task& t : page->tasks) tasks.push_back(ProtoJson(t));
-    ctx.out << "{\"tasks\":[" << absl::StrJoin(tasks, ",")
-            << "],\"next_cursor\":" << page->next_cursor << "}\n";
+    ListOutput output;
+    for (Task& t : page->tasks) *output.add_tasks() = std::move(t);
+    output.set_next_cursor(page->next_cursor);
+    ctx.out << ProtoJson(output) << "\n";
     return kExitOk;
   }
   // Every row keeps to one line and to the header's columns: the number
@@ -658,10 +729,10 @@ int RunHistory(Context& ctx, const ParsedArgs& args) {
   absl::StatusOr<std::vector<HistoryEntry>> history = ctx.engine->History(*id);
   if (!history.ok()) return CallError(ctx, history.status());
   if (ctx.json) {
-    std::vector<std::string> entries;
-    for (const HistoryEntry& h : *history) entries.push_back(ProtoJson(h));
-    ctx.out << "{\"task_id\":" << *id << ",\"history\":["
-            << absl::StrJoin(entries, ",") << "]}\n";
+    HistoryOutput output;
+    output.set_task_id(*id);
+    for (HistoryEntry& h : *history) *output.add_history() = std::move(h);
+    ctx.out << ProtoJson(output) << "\n";
     return kExitOk;
   }
   for (const HistoryEntry& h : *history) {
@@ -681,6 +752,30 @@ int RunHistory(Context& ctx, const ParsedArgs& args) {
   return kExitOk;
 }
 
+// The payload of --payload_file=PATH, or of standard input for "-". The
+// file is the operator's, on the local file system, even when the data
+// directory is on another Env. kInvalidArgument: more than a log record
+// can hold (wal::kMaxRecordBytes), so that a runaway pipe is not read
+// into memory whole.
+absl::StatusOr<std::string> ReadPayloadFile(Context& ctx,
+                                            const std::string& path) {
+  if (path != "-") return Env::Default()->ReadFileToString(path);
+  std::istream& in = ctx.options.in != nullptr ? *ctx.options.in : std::cin;
+  std::string payload;
+  char buffer[1 << 16];
+  while (in) {
+    in.read(buffer, sizeof(buffer));
+    payload.append(buffer, static_cast<size_t>(in.gcount()));
+    if (payload.size() > wal::kMaxRecordBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("standard input holds more than ", wal::kMaxRecordBytes,
+                       " bytes, more than a task can hold"));
+    }
+  }
+  if (in.bad()) return absl::UnknownError("reading standard input failed");
+  return payload;
+}
+
 int RunSubmit(Context& ctx, const ParsedArgs& args) {
   if (!args.Has("key") || args.Get("key").empty()) {
     return UsageError(ctx, "--key=KEY is required");
@@ -693,16 +788,40 @@ int RunSubmit(Context& ctx, const ParsedArgs& args) {
   spec.type = args.Get("type");
   spec.payload = args.Get("payload");
   if (args.Has("payload_file")) {
-    // The payload file is the operator's, on the local file system, even
-    // when the data directory is on another Env.
     absl::StatusOr<std::string> payload =
-        Env::Default()->ReadFileToString(args.Get("payload_file"));
+        ReadPayloadFile(ctx, args.Get("payload_file"));
     if (!payload.ok()) {
-      ctx.err << "taskwal " << ctx.command << ": cannot read --payload_file: "
-              << EscapeForTerminal(payload.status().message()) << "\n";
-      return kExitFailed;
+      return ReportError(ctx, payload.status().code(), kExitFailed,
+                         absl::StrCat("cannot read --payload_file: ",
+                                      payload.status().message()));
     }
     spec.payload = *std::move(payload);
+  }
+  if (args.Has("not_before") && args.Has("delay")) {
+    return UsageError(ctx, "--not_before and --delay exclude each other");
+  }
+  if (args.Has("not_before")) {
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, args.Get("not_before"),
+                         &spec.not_before, &error)) {
+      return UsageError(
+          ctx,
+          absl::StrCat("--not_before=\"", args.Get("not_before"),
+                       "\" is not an RFC 3339 time such as "
+                       "2030-01-02T15:04:05Z or 2030-01-02T16:04:05+01:00 (",
+                       error, ")"));
+    }
+  }
+  if (args.Has("delay")) {
+    absl::Duration delay;
+    if (!absl::ParseDuration(args.Get("delay"), &delay) ||
+        delay < absl::ZeroDuration() || delay == absl::InfiniteDuration()) {
+      return UsageError(
+          ctx, absl::StrCat("--delay=\"", args.Get("delay"),
+                            "\" is not a duration of 0 or more such as 90s, "
+                            "15m or 2h30m"));
+    }
+    spec.not_before = absl::Now() + delay;
   }
   int code = kExitOk;
   const std::optional<int32_t> priority = NumberFlag<int32_t>(
@@ -719,11 +838,16 @@ int RunSubmit(Context& ctx, const ParsedArgs& args) {
   absl::StatusOr<SubmitResult> result = ctx.engine->Submit(spec);
   if (!result.ok()) return CallError(ctx, result.status());
   if (ctx.json) {
-    ctx.out << "{\"task_id\":" << result->task_id
-            << ",\"deduplicated\":" << JsonBool(result->deduplicated) << "}\n";
+    SubmitOutput output;
+    output.set_task_id(result->task_id);
+    output.set_deduplicated(result->deduplicated);
+    ctx.out << ProtoJson(output) << "\n";
   } else if (result->deduplicated) {
     ctx.out << "task " << result->task_id << " already exists for key "
             << Quote(spec.idempotency_key) << " (deduplicated)\n";
+  } else if (spec.not_before > absl::Now()) {
+    ctx.out << "task " << result->task_id << " submitted, claimable from "
+            << FormatMicros(absl::ToUnixMicros(spec.not_before)) << "\n";
   } else {
     ctx.out << "task " << result->task_id << " submitted\n";
   }
@@ -740,33 +864,261 @@ int RunOperator(Context& ctx, const ParsedArgs& args,
   absl::Status status = (ctx.engine->*call)(*id);
   if (!status.ok()) return CallError(ctx, status);
   if (ctx.json) {
-    ctx.out << "{\"task_id\":" << *id << ",\"result\":" << JsonQuote(done)
-            << "}\n";
+    TaskActionOutput output;
+    output.set_task_id(*id);
+    output.set_result(std::string(done));
+    ctx.out << ProtoJson(output) << "\n";
   } else {
     ctx.out << "task " << *id << " " << done << "\n";
   }
   return kExitOk;
 }
 
+// The flags of retry and delete by filter.
+constexpr absl::string_view kBulkFlags[] = {"status", "type", "older_than",
+                                            "limit", "dry_run"};
+
+// Tasks changed at most by one run of retry or delete by filter, unless
+// --limit says otherwise; --limit is at most kMaxBulkLimit.
+constexpr uint64_t kDefaultBulkLimit = 1000;
+constexpr uint64_t kMaxBulkLimit = 1000000;
+
+// retry and delete by filter: `call` on every task in --status (one of
+// `allowed`) of --type, finished more than --older_than ago, in ascending
+// id order, at most --limit of them. The tasks are listed a page at a time
+// (memory stays bounded), and each call is its own durable transition: a
+// failure stops the run, and what was changed before it stays changed and
+// is reported.
+int RunBulk(Context& ctx, const ParsedArgs& args,
+            absl::Status (Engine::*call)(uint64_t), absl::string_view done,
+            absl::string_view would, std::vector<TaskStatus> allowed) {
+  std::vector<std::string> allowed_names;
+  for (TaskStatus s : allowed) allowed_names.push_back(TaskStatus_Name(s));
+  const std::string allowed_text = absl::StrJoin(allowed_names, ", ");
+  if (!args.Has("status")) {
+    return UsageError(ctx, absl::StrCat("give a task id, or --status=",
+                                        absl::AsciiStrToLower(allowed_text),
+                                        " to ", ctx.command, " by filter"));
+  }
+  const std::optional<TaskStatus> status = ParseStatus(args.Get("status"));
+  if (!status.has_value() ||
+      std::find(allowed.begin(), allowed.end(), *status) == allowed.end()) {
+    return UsageError(
+        ctx, absl::StrCat(ctx.command, " by filter takes --status=",
+                          absl::AsciiStrToLower(allowed_text), ", not \"",
+                          args.Get("status"), "\""));
+  }
+  std::optional<absl::Time> finished_before;
+  if (args.Has("older_than")) {
+    absl::Duration age;
+    if (!absl::ParseDuration(args.Get("older_than"), &age) ||
+        age < absl::ZeroDuration() || age == absl::InfiniteDuration()) {
+      return UsageError(
+          ctx, absl::StrCat("--older_than=\"", args.Get("older_than"),
+                            "\" is not a duration of 0 or more such as 90s, "
+                            "36h or 1h30m"));
+    }
+    finished_before = absl::Now() - age;
+  }
+  int code = kExitOk;
+  const std::optional<uint64_t> limit = NumberFlag<uint64_t>(
+      ctx, args, "limit", kDefaultBulkLimit, 1, kMaxBulkLimit, &code);
+  if (!limit.has_value()) return code;
+  const bool dry_run = args.GetBool("dry_run");
+
+  BulkActionOutput output;
+  output.set_result(std::string(done));
+  output.set_dry_run(dry_run);
+  ListFilter filter;
+  filter.status = *status;
+  filter.type = args.Get("type");
+  filter.limit = 1000;
+  absl::Status failed;
+  do {
+    absl::StatusOr<ListPage> page = ctx.engine->List(filter);
+    if (!page.ok()) {
+      failed = page.status();
+      break;
+    }
+    for (const Task& t : page->tasks) {
+      if (finished_before.has_value() &&
+          absl::FromUnixMicros(t.finished_micros()) > *finished_before) {
+        continue;
+      }
+      if (static_cast<uint64_t>(output.task_ids_size()) == *limit) {
+        output.set_more(true);
+        break;
+      }
+      if (!dry_run) failed = (ctx.engine->*call)(t.id());
+      if (!failed.ok()) {
+        failed = absl::Status(
+            failed.code(),
+            absl::StrCat("task ", t.id(), ": ", failed.message(), " (after ",
+                         output.task_ids_size(), " tasks were ", done, ")"));
+        break;
+      }
+      output.add_task_ids(t.id());
+    }
+    filter.after_id = page->next_cursor;
+  } while (failed.ok() && !output.more() && filter.after_id != 0);
+  output.set_changed(dry_run ? 0 : output.task_ids_size());
+  if (!failed.ok()) {
+    // What was changed stays changed: say how much before the failure.
+    if (!ctx.json)
+      ctx.out << Plural(output.changed(), "task") << " " << done
+              << " before the failure\n";
+    return CallError(ctx, failed);
+  }
+  if (ctx.json) {
+    ctx.out << ProtoJson(output) << "\n";
+    return kExitOk;
+  }
+  const std::string which = absl::StrCat(
+      TaskStatus_Name(*status),
+      filter.type.empty() ? "" : absl::StrCat(" of type ", Quote(filter.type)),
+      finished_before.has_value()
+          ? absl::StrCat(" finished before ",
+                         FormatMicros(absl::ToUnixMicros(*finished_before)))
+          : "");
+  const size_t count = output.task_ids_size();
+  if (dry_run) {
+    ctx.out << "would " << would << " " << Plural(count, "task") << " ("
+            << which << "); nothing changed";
+  } else {
+    ctx.out << done << " " << Plural(count, "task") << " (" << which << ")";
+  }
+  if (count > 0) {
+    constexpr int kShownIds = 20;
+    std::vector<uint64_t> shown(
+        output.task_ids().begin(),
+        output.task_ids().begin() + std::min<int>(kShownIds, count));
+    ctx.out << ": " << absl::StrJoin(shown, " ")
+            << (count > kShownIds ? " ..." : "");
+  }
+  ctx.out << "\n";
+  if (output.more()) {
+    ctx.out << "more tasks match: run again for the next "
+            << Plural(*limit, "task") << " (--limit)\n";
+  }
+  return kExitOk;
+}
+
+// `ID` or, for retry and delete, a filter.
+bool HasBulkFlag(const ParsedArgs& args) {
+  for (absl::string_view flag : kBulkFlags) {
+    if (args.Has(flag)) return true;
+  }
+  return false;
+}
+
 int RunRetry(Context& ctx, const ParsedArgs& args) {
+  if (args.positional.empty() || HasBulkFlag(args)) {
+    if (!args.positional.empty()) {
+      return UsageError(ctx, "give a task id or a filter, not both");
+    }
+    return RunBulk(ctx, args, &Engine::Retry, "retried", "retry", {FAILED});
+  }
   return RunOperator(ctx, args, &Engine::Retry, "retried");
 }
 int RunCancel(Context& ctx, const ParsedArgs& args) {
   return RunOperator(ctx, args, &Engine::Cancel, "cancelled");
 }
 int RunDelete(Context& ctx, const ParsedArgs& args) {
+  if (args.positional.empty() || HasBulkFlag(args)) {
+    if (!args.positional.empty()) {
+      return UsageError(ctx, "give a task id or a filter, not both");
+    }
+    return RunBulk(ctx, args, &Engine::Delete, "deleted", "delete",
+                   {FAILED, COMPLETED, CANCELLED});
+  }
   return RunOperator(ctx, args, &Engine::Delete, "deleted");
 }
 
-int RunSnapshot(Context& ctx, const ParsedArgs& args) {
+absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(
+    Context& ctx, Access access, int* exit_code, bool report_data_loss = true);
+
+int RunSalvage(Context& ctx, const ParsedArgs& args) {
+  int code = kExitOk;
+  if (!args.GetBool("yes")) {
+    // A dry run: does Open need salvage, and what is damaged.
+    absl::StatusOr<std::unique_ptr<Engine>> engine =
+        OpenEngine(ctx, Access::kRead, &code, /*report_data_loss=*/false);
+    SalvageOutput output;
+    if (engine.ok()) {
+      (*engine)->Close().IgnoreError();  // Read-only: nothing to lose.
+      if (ctx.json) {
+        ctx.out << ProtoJson(output) << "\n";
+      } else {
+        ctx.out << "nothing to salvage: " << EscapeForTerminal(ctx.data_dir)
+                << " opens as it is (run verify for a full check)\n";
+      }
+      return kExitOk;
+    }
+    if (!absl::IsDataLoss(engine.status())) return code;  // Reported.
+    engine::VerifySummary summary;
+    absl::StatusOr<std::vector<engine::Problem>> problems =
+        engine::VerifyDirectory(
+            ctx.env, ctx.data_dir, [](uint64_t, uint64_t) {}, &summary);
+    if (!problems.ok()) return CallError(ctx, problems.status());
+    if (ctx.json) {
+      for (const engine::Problem& p : *problems) {
+        *output.add_problems() = ProblemJson(p);
+      }
+      ctx.out << ProtoJson(output) << "\n";
+    } else {
+      for (const engine::Problem& p : *problems) {
+        ctx.out << EscapeForTerminal(engine::FormatProblem(p)) << "\n";
+      }
+      ctx.out << "Salvage would keep each partition's records up to the "
+                 "first damage and set aside\n(rename to *.salvaged, "
+                 "*.corrupt) the files after it: what they hold is lost.\n"
+                 "Nothing was changed. To salvage, stop the process that "
+                 "owns the directory, then run\n  taskwal --data_dir="
+              << EscapeForTerminal(ctx.data_dir) << " salvage --yes\n";
+    }
+    return kExitDamage;
+  }
+
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      OpenEngine(ctx, Access::kSalvage, &code);
+  if (!engine.ok()) return code;
+  const RecoveryReport recovery = (*engine)->Recovery();
+  absl::StatusOr<EngineStats> stats = (*engine)->Stats();
+  absl::Status closed = (*engine)->Close();
+  if (!stats.ok()) return CallError(ctx, stats.status());
+  if (!closed.ok()) return CallError(ctx, closed);
+  if (ctx.json) {
+    SalvageOutput output;
+    output.set_salvaged(true);
+    *output.mutable_recovery() = RecoveryJson(recovery);
+    output.set_tasks(stats->tasks);
+    ctx.out << ProtoJson(output) << "\n";
+    return kExitOk;
+  }
+  ctx.out << "opened " << EscapeForTerminal(ctx.data_dir)
+          << " with salvage: " << Plural(recovery.last_lsn, "record")
+          << " kept, " << Plural(recovery.truncated_bytes, "byte")
+          << " cut off, " << Plural(stats->tasks, "task") << " now\n";
+  for (const std::string& note : recovery.notes) {
+    ctx.out << "  " << EscapeForTerminal(note) << "\n";
+  }
+  if (recovery.notes.empty()) {
+    ctx.out << "nothing needed salvage: no file was set aside\n";
+  }
+  return kExitOk;
+}
+
+int RunSnapshot(Context& ctx, const ParsedArgs& /*args*/) {
   absl::Status status = ctx.engine->Snapshot();
   if (!status.ok()) return CallError(ctx, status);
   absl::StatusOr<EngineStats> stats = ctx.engine->Stats();
   if (!stats.ok()) return CallError(ctx, stats.status());
   // The snapshot holds one file per partition; its LSN is their sum.
   if (ctx.json) {
-    ctx.out << "{\"snapshot_lsn\":" << stats->last_snapshot_lsn
-            << ",\"partitions\":" << stats->partitions << "}\n";
+    SnapshotOutput output;
+    output.set_snapshot_lsn(stats->last_snapshot_lsn);
+    output.set_partitions(stats->partitions);
+    ctx.out << ProtoJson(output) << "\n";
   } else {
     ctx.out << "snapshot written at LSN " << stats->last_snapshot_lsn
             << " (summed over " << Plural(stats->partitions, "partition")
@@ -775,7 +1127,7 @@ int RunSnapshot(Context& ctx, const ParsedArgs& args) {
   return kExitOk;
 }
 
-int RunVerify(Context& ctx, const ParsedArgs& args) {
+int RunVerify(Context& ctx, const ParsedArgs& /*args*/) {
   ProgressBar bar(ctx.err, "verify", ctx.options.err_is_terminal,
                   ctx.options.progress_min_bytes);
   engine::VerifySummary summary;
@@ -795,25 +1147,20 @@ int RunVerify(Context& ctx, const ParsedArgs& args) {
           : absl::StrCat(Plural(summary.log_records, "log record"), ", ",
                          summary.last_lsn, " since the data began");
   if (ctx.json) {
-    std::vector<std::string> items;
+    VerifyOutput output;
+    output.set_clean(problems->empty());
     for (const engine::Problem& p : *problems) {
-      items.push_back(absl::StrCat(
-          "{\"file\":", JsonQuote(p.file), ",\"offset\":", p.offset,
-          ",\"kind\":", JsonQuote(engine::ProblemKindName(p.kind)),
-          ",\"message\":", JsonQuote(p.message),
-          ",\"valid_records_follow\":", JsonBool(p.valid_records_follow),
-          ",\"repaired_by_open\":", JsonBool(p.repaired_by_open), "}"));
+      *output.add_problems() = ProblemJson(p);
     }
-    ctx.out << "{\"clean\":" << JsonBool(problems->empty()) << ",\"problems\":["
-            << absl::StrJoin(items, ",") << "]"
-            << ",\"snapshots\":" << summary.snapshots
-            << ",\"segments\":" << summary.segments
-            << ",\"bytes\":" << summary.bytes
-            << ",\"partitions\":" << summary.partitions
-            << ",\"log_records\":" << summary.log_records
-            << ",\"last_lsn\":" << summary.last_lsn
-            << ",\"replay_base_lsn\":" << summary.replay_base_lsn
-            << ",\"replayed\":" << summary.replayed << "}\n";
+    output.set_snapshots(summary.snapshots);
+    output.set_segments(summary.segments);
+    output.set_bytes(summary.bytes);
+    output.set_partitions(summary.partitions);
+    output.set_log_records(summary.log_records);
+    output.set_last_lsn(summary.last_lsn);
+    output.set_replay_base_lsn(summary.replay_base_lsn);
+    output.set_replayed(summary.replayed);
+    ctx.out << ProtoJson(output) << "\n";
   } else {
     for (const engine::Problem& p : *problems) {
       ctx.out << EscapeForTerminal(engine::FormatProblem(p)) << "\n";
@@ -859,19 +1206,23 @@ void PrintRecord(Context& ctx,
                          payload.data(), static_cast<int>(payload.size()));
   if (!parsed) *damaged = true;
   if (ctx.json) {
-    ctx.out << "{\"partition\":" << record.partition
-            << ",\"lsn\":" << record.lsn
-            << ",\"segment\":" << JsonQuote(segment)
-            << ",\"offset\":" << record.offset << ",";
+    DumpRecordOutput output;
+    output.set_partition(record.partition);
+    output.set_lsn(record.lsn);
+    output.set_segment(segment);
+    output.set_offset(record.offset);
     if (is_group && parsed) {
-      ctx.out << "\"group\":{\"pieces\":" << group.pieces
-              << ",\"leader_partition\":" << group.leader_partition
-              << ",\"leader_lsn\":" << group.leader_lsn << "},";
+      GroupOutput* g = output.mutable_group();
+      g->set_pieces(group.pieces);
+      g->set_leader_partition(group.leader_partition);
+      g->set_leader_lsn(group.leader_lsn);
     }
-    ctx.out << (parsed
-                    ? absl::StrCat("\"transition\":", ProtoJson(transition))
-                    : absl::StrCat("\"error\":", JsonQuote("not a transition")))
-            << "}\n";
+    if (parsed) {
+      *output.mutable_transition() = std::move(transition);
+    } else {
+      output.set_error("not a transition");
+    }
+    ctx.out << ProtoJson(output) << "\n";
     return;
   }
   ctx.out << record.partition << ":" << record.lsn << " " << segment << " "
@@ -887,7 +1238,7 @@ void PrintRecord(Context& ctx,
   ctx.out << ShortText(printer, transition) << "\n";
 }
 
-int RunDump(Context& ctx, const ParsedArgs& args) {
+int RunDump(Context& ctx, const ParsedArgs& /*args*/) {
   absl::StatusOr<wal::DirectoryListing> listing =
       wal::ListDirectory(ctx.env, ctx.data_dir);
   if (!listing.ok()) return CallError(ctx, listing.status());
@@ -905,9 +1256,15 @@ int RunDump(Context& ctx, const ParsedArgs& args) {
   const std::unique_ptr<google::protobuf::TextFormat::Printer> printer =
       NewTextPrinter();
   bool damaged = false;
-  auto report = [&](absl::string_view message) {
+  // Damage (under --json, an ErrorOutput line among the records) or, for
+  // a notice, a line on stderr.
+  auto report = [&](absl::string_view message, bool is_damage = true) {
     bar.Finish();
-    ctx.err << "taskwal dump: " << EscapeForTerminal(message) << "\n";
+    if (is_damage) {
+      ReportError(ctx, absl::StatusCode::kDataLoss, kExitDamage, message);
+    } else {
+      ctx.err << "taskwal dump: " << EscapeForTerminal(message) << "\n";
+    }
   };
   uint64_t done = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
@@ -917,11 +1274,14 @@ int RunDump(Context& ctx, const ParsedArgs& args) {
     if (absl::IsNotFound(contents.status())) {
       // The owner discarded it after a snapshot while we were reading.
       report(absl::StrCat("skipped ", segment.name,
-                          ": it was removed while dump ran"));
+                          ": it was removed while dump ran"),
+             /*is_damage=*/false);
       continue;
     }
     if (!contents.ok()) {
-      report(contents.status().message());
+      bar.Finish();
+      ReportError(ctx, contents.status().code(), kExitDamage,
+                  contents.status().message());
       damaged = true;
       continue;
     }
@@ -975,6 +1335,23 @@ FlagSpec PartitionsFlag() {
                        kDefaultPartitions,
                        " for a new one); opening a directory of another "
                        "count fails (exit 3)")};
+}
+
+// The flags of retry and delete: by id, or by filter.
+std::vector<FlagSpec> BulkFlags(absl::string_view command,
+                                absl::string_view statuses) {
+  return {
+      {"status", "S",
+       absl::StrCat("by filter: the tasks in status S (", statuses, ")")},
+      {"type", "T", "by filter: only tasks of type T"},
+      {"older_than", "D",
+       "by filter: only tasks that finished more than D ago (36h, 90m)"},
+      {"limit", "N",
+       absl::StrCat("by filter: ", command, " at most N tasks, 1 to ",
+                    kMaxBulkLimit, " (default ", kDefaultBulkLimit, ")")},
+      {"dry_run", "", "by filter: list the tasks, change nothing"},
+      PartitionsFlag(),
+  };
 }
 
 const std::vector<Command>& Commands() {
@@ -1099,38 +1476,50 @@ const std::vector<Command>& Commands() {
        &RunDump},
       {"submit",
        "--key=K [--type=T] [--payload=P | --payload_file=F] [--priority=N] "
-       "[--max_attempts=N] [--partitions=N]",
+       "[--max_attempts=N] [--not_before=TIME | --delay=D] [--partitions=N]",
        "submit a task (idempotent by key)",
        "Submits a task. The same key with the same type and payload returns\n"
        "the existing task (\"deduplicated\"); with another type or payload\n"
        "it fails (exit 3). The task's id names its partition (partition p of\n"
        "P hands out ids P+p, 2P+p, ...; with one partition 1, 2, 3, ...).\n"
        "The first write to an empty directory fixes its partition count\n"
-       "(--partitions); a directory keeps that count for good.\n",
+       "(--partitions); a directory keeps that count for good.\n"
+       "--not_before or --delay make the task claimable only from that\n"
+       "time on (a time in the past: at once); the output says from when.\n",
        {{"key", "K", "idempotency key (required)"},
         {"type", "T", "task type"},
         {"payload", "P", "payload bytes"},
-        {"payload_file", "F", "read the payload from file F"},
+        {"payload_file", "F",
+         "read the payload from file F; '-': from standard input"},
         {"priority", "N", "higher is claimed first (default 0)"},
         {"max_attempts", "N",
          "attempts before the task fails for good (default: the engine's)"},
+        {"not_before", "TIME",
+         "not claimable before TIME, in RFC 3339: 2030-01-02T15:04:05Z, "
+         "2030-01-02T16:04:05.5+01:00"},
+        {"delay", "D",
+         "not claimable for duration D from now: 90s, 15m, 2h30m"},
         PartitionsFlag()},
        Access::kWrite,
        0,
        0,
        &RunSubmit},
       {"retry",
-       "ID",
-       "make a task claimable again",
-       "Operator retry. CLAIMED: releases the claim (the attempt in progress\n"
-       "is not counted). FAILED: back to PENDING with a fresh attempt budget.\n"
-       "PENDING: claimable now, skipping any backoff. COMPLETED or CANCELLED:\n"
-       "refused (exit 3).\n",
-       {PartitionsFlag()},
-       Access::kWrite,
-       1,
-       1,
-       &RunRetry},
+       "ID | --status=failed [--type=T] [--older_than=D] [--limit=N] "
+       "[--dry_run]",
+       "make a task claimable again (or FAILED tasks by filter)",
+       "Operator retry of task ID. CLAIMED: releases the claim (the attempt\n"
+       "in progress is not counted). FAILED: back to PENDING with a fresh\n"
+       "attempt budget. PENDING: claimable now, skipping any backoff.\n"
+       "COMPLETED or CANCELLED: refused (exit 3).\n"
+       "\n"
+       "By filter (no ID): retries the FAILED tasks of --type that failed\n"
+       "more than --older_than ago, in ascending id order, at most --limit\n"
+       "of them, and prints how many and which (--json: \"changed\" and\n"
+       "\"task_ids\"; \"more\": true when more match, for another run). Each\n"
+       "retry is durable on its own: a failure stops the run and says how\n"
+       "many were retried before it. --dry_run only says which would be.\n",
+       BulkFlags("retry", "failed"), Access::kWrite, 0, 1, &RunRetry},
       {"cancel",
        "ID",
        "cancel a PENDING task",
@@ -1142,15 +1531,39 @@ const std::vector<Command>& Commands() {
        1,
        &RunCancel},
       {"delete",
-       "ID",
-       "delete a finished task, freeing its key",
+       "ID | --status=S [--type=T] [--older_than=D] [--limit=N] [--dry_run]",
+       "delete a finished task, freeing its key (or many by filter)",
        "Deletes a COMPLETED, FAILED or CANCELLED task and frees its\n"
-       "idempotency key. PENDING or CLAIMED: refused (exit 3).\n",
-       {PartitionsFlag()},
-       Access::kWrite,
-       1,
-       1,
-       &RunDelete},
+       "idempotency key. PENDING or CLAIMED: refused (exit 3).\n"
+       "\n"
+       "By filter (no ID): deletes the tasks in --status (failed, completed\n"
+       "or cancelled) of --type that finished more than --older_than ago,\n"
+       "in ascending id order, at most --limit of them, and prints how many\n"
+       "and which (--json: \"changed\" and \"task_ids\"; \"more\": true when\n"
+       "more match, for another run). Each delete is durable on its own: a\n"
+       "failure stops the run and says how many were deleted before it.\n"
+       "--dry_run only says which would be.\n",
+       BulkFlags("delete", "failed, completed or cancelled"), Access::kWrite, 0,
+       1, &RunDelete},
+      {"salvage",
+       "[--yes]",
+       "open a damaged directory, setting the damage aside",
+       "For a directory that Open refuses as damaged (kDataLoss; stats,\n"
+       "list, ... exit 1). Without --yes it changes nothing: it opens the\n"
+       "directory read-only and, if that fails on damage, lists what verify\n"
+       "finds and exits 1; if the directory opens, it says so and exits 0.\n"
+       "With --yes it opens the directory with EngineOptions::salvage, taking\n"
+       "its lock: each partition keeps its records up to the first damage,\n"
+       "later segments are renamed *.salvaged and damaged snapshots\n"
+       "*.corrupt, so every transition after the damage is lost (the files\n"
+       "stay, for a person to look at). It prints what was kept and each\n"
+       "file set aside. Stop the process that owns the directory first.\n",
+       {{"yes", "", "really salvage: set the damaged part aside (destructive)"},
+        PartitionsFlag()},
+       Access::kSalvage,
+       0,
+       0,
+       &RunSalvage},
       {"snapshot",
        "",
        "write a snapshot, drop the log it makes unnecessary",
@@ -1177,7 +1590,9 @@ std::string ToolHelp() {
   std::string read;
   std::string write;
   for (const Command& c : Commands()) {
-    absl::StrAppend(c.access == Access::kWrite ? &write : &read,
+    const bool changes =
+        c.access == Access::kWrite || c.access == Access::kSalvage;
+    absl::StrAppend(changes ? &write : &read,
                     absl::StrFormat("  %-9s %s\n", c.name, c.summary));
   }
   return absl::StrCat(
@@ -1186,6 +1601,7 @@ std::string ToolHelp() {
       "Usage:\n"
       "  taskwal --data_dir=DIR [--json] COMMAND [ARGS]\n"
       "  taskwal help [COMMAND]      (or: taskwal COMMAND --help)\n"
+      "  taskwal --version\n"
       "\n"
       "Read commands. They open the directory read-only: no lock, nothing\n"
       "changed, so they work while a daemon holds it, and show the state\n"
@@ -1194,15 +1610,21 @@ std::string ToolHelp() {
       "\n"
       "Commands that change the directory. They take its lock, so they\n"
       "fail (exit 2, naming the holder's pid) while another process holds\n"
-      "it. They create a data directory only in an empty directory.\n",
+      "it. They create a data directory only in an empty directory (salvage\n"
+      "creates none).\n",
       write,
       "\n"
       "Global flags (before or after the command):\n",
       FlagHelp(GlobalFlags()),
       "\n"
-      "--json prints one JSON document (dump: one JSON object per line).\n"
-      "Tasks and history use protobuf's JSON mapping with the .proto field\n"
-      "names (64-bit integers as strings, bytes base64-encoded).\n"
+      "--json prints one JSON document on stdout (dump: one JSON object per\n"
+      "line), failures included: {\"error\":{\"code\":\"NOT_FOUND\",\n"
+      "\"message\":\"...\",\"exit_status\":3}}, with the canonical status\n"
+      "code name and the exit status below; stderr then stays empty (but for\n"
+      "dump's notices and a progress bar on a terminal). Every document is\n"
+      "protobuf's JSON mapping of a message in tools/taskwal_cli.proto (get:\n"
+      "api/task.proto's Task) with the .proto field names: 64-bit integers,\n"
+      "task ids among them, are strings (\"42\"), bytes base64-encoded.\n"
       "\n"
       "Without --json, task text (keys, types, worker ids, errors,\n"
       "payloads) is printed escaped: \\n, \\t, \\x1b for control bytes and\n"
@@ -1213,7 +1635,8 @@ std::string ToolHelp() {
       "Exit status:\n"
       "  0   success; verify: nothing wrong found\n"
       "  1   damage: verify or dump found a problem, or the directory cannot\n"
-      "      be opened because it is damaged\n"
+      "      be opened because it is damaged; salvage without --yes found\n"
+      "      damage that needs it\n"
       "  2   the directory is held (locked) by another process\n"
       "  3   the request failed: no such task, a status that does not allow\n"
       "      it, no such directory, an I/O error\n"
@@ -1231,15 +1654,35 @@ std::string CommandHelp(const Command& c) {
     absl::StrAppend(&help, "\nFlags:\n", FlagHelp(c.flags));
   }
   absl::StrAppend(&help,
-                  "\nGlobal flags: --data_dir, --json, --help; exit statuses: "
-                  "see 'taskwal --help'.\n");
+                  "\nGlobal flags: --data_dir, --json, --help, --version; exit "
+                  "statuses and --json's form: see 'taskwal --help'.\n");
   return help;
 }
 
-int ToolUsageError(std::ostream& err, absl::string_view message) {
-  err << "taskwal: " << EscapeForTerminal(message) << "\n"
-      << "Run 'taskwal --help' for usage.\n";
-  return kExitUsage;
+// Whether the command line asks for --json, judged before it is parsed
+// (so that a command line that does not parse gets its error in JSON).
+bool JsonRequested(const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (arg == "--json" || arg == "-json" || arg == "--json=true" ||
+        arg == "-json=true") {
+      return true;
+    }
+  }
+  return false;
+}
+
+int PrintVersion(Context& ctx) {
+  if (ctx.json) {
+    VersionOutput output;
+    output.set_version(TASKWAL_VERSION);
+    output.set_format_version(wal::kFormatVersion);
+    ctx.out << ProtoJson(output) << "\n";
+  } else {
+    ctx.out << "taskwal " << TASKWAL_VERSION << " (data directory format "
+            << wal::kFormatVersion << ")\n";
+  }
+  return kExitOk;
 }
 
 // The tool's rule for --data_dir, checked before anything opens it: read
@@ -1254,10 +1697,9 @@ int CheckDataDirectory(Context& ctx, Access access) {
   absl::StatusOr<wal::DirectoryListing> listing =
       wal::ListDirectory(ctx.env, ctx.data_dir);
   if (!listing.ok()) {
-    ctx.err << "taskwal " << ctx.command << ": cannot read "
-            << EscapeForTerminal(ctx.data_dir) << ": "
-            << EscapeForTerminal(listing.status().ToString()) << "\n";
-    return kExitFailed;
+    return ReportError(ctx, listing.status().code(), kExitFailed,
+                       absl::StrCat("cannot read ", ctx.data_dir, ": ",
+                                    listing.status().message()));
   }
   const wal::DirectoryKind kind = wal::ClassifyDirectory(*listing);
   const bool write = access == Access::kWrite;
@@ -1266,31 +1708,37 @@ int CheckDataDirectory(Context& ctx, Access access) {
       (kind == wal::DirectoryKind::kEmpty && write)) {
     return kExitOk;
   }
-  ctx.err << "taskwal " << ctx.command << ": "
-          << EscapeForTerminal(ctx.data_dir)
-          << " is not a taskwal data directory (no " << wal::kMetaFileName
-          << " file)";
+  std::string message =
+      absl::StrCat(ctx.data_dir, " is not a taskwal data directory (no ",
+                   wal::kMetaFileName, " file)");
+  absl::string_view hint;
   if (kind == wal::DirectoryKind::kEmpty) {
-    ctx.err << "; it is empty.\n"
-            << "A command that changes it (such as submit) makes it one.\n";
+    absl::StrAppend(&message, "; it is empty");
+    hint = "A command that changes it (such as submit) makes it one.\n";
   } else if (write) {
-    ctx.err << " and is not empty.\nA new data directory is created only in "
-               "an empty directory; nothing was written.\n";
+    absl::StrAppend(&message, " and is not empty");
+    hint =
+        "A new data directory is created only in an empty directory; "
+        "nothing was written.\n";
   } else {
-    ctx.err << ".\nA data directory holds a META file, log segments "
-               "(wal-*.log) and snapshots (snapshot-*): check --data_dir.\n";
+    hint =
+        "A data directory holds a META file, log segments (wal-*.log) and "
+        "snapshots (snapshot-*): check --data_dir.\n";
   }
-  return kExitNotDataDir;
+  return ReportError(ctx, absl::StatusCode::kFailedPrecondition,
+                     kExitNotDataDir, message, hint);
 }
 
-// Opens the engine a command needs, reporting failures; returns the exit
-// status on failure.
+// Opens the engine a command needs, reporting failures (but kDataLoss
+// when !report_data_loss) and setting *exit_code for them.
 absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
-                                                   int* exit_code) {
+                                                   int* exit_code,
+                                                   bool report_data_loss) {
   EngineOptions options;
   options.data_dir = ctx.data_dir;
   options.env = ctx.env;
   options.read_only = access == Access::kRead;
+  options.salvage = access == Access::kSalvage;
   options.partitions = ctx.partitions;
   // A short-lived process: no background thread, no automatic snapshot.
   options.maintenance_interval = absl::ZeroDuration();
@@ -1305,22 +1753,20 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
   if (engine.ok()) return engine;
   const absl::Status& s = engine.status();
-  if (access == Access::kWrite && absl::IsFailedPrecondition(s) &&
+  if (access != Access::kRead && absl::IsFailedPrecondition(s) &&
       absl::StrContains(s.message(), "locked")) {
-    ctx.err << "taskwal " << ctx.command << ": cannot change "
-            << EscapeForTerminal(ctx.data_dir) << ": "
-            << EscapeForTerminal(s.message()) << "\n"
-            << "A running engine holds the directory: make the change "
-               "through it, or stop it first. Read commands (stats, list, "
-               "get, history, verify, dump) work while it runs.\n";
-    *exit_code = kExitLocked;
+    *exit_code = ReportError(
+        ctx, s.code(), kExitLocked,
+        absl::StrCat("cannot change ", ctx.data_dir, ": ", s.message()),
+        "A running engine holds the directory: make the change through it, "
+        "or stop it first. Read commands (stats, list, get, history, verify, "
+        "dump) work while it runs.\n");
   } else if (absl::IsDataLoss(s)) {
-    *exit_code = CallError(ctx, s);
+    *exit_code = report_data_loss ? CallError(ctx, s) : kExitDamage;
   } else {
-    ctx.err << "taskwal " << ctx.command << ": cannot open "
-            << EscapeForTerminal(ctx.data_dir) << ": "
-            << EscapeForTerminal(s.ToString()) << "\n";
-    *exit_code = kExitFailed;
+    *exit_code = ReportError(
+        ctx, s.code(), kExitFailed,
+        absl::StrCat("cannot open ", ctx.data_dir, ": ", s.message()));
   }
   return s;
 }
@@ -1341,22 +1787,31 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
     args.emplace_back(argv[i]);
     if (args.back() == "-h") args.back() = "--help";
   }
+  // The command is named once it is known; until then errors are the
+  // tool's ("taskwal: ...").
+  Context ctx{out,
+              err,
+              options,
+              options.env != nullptr ? options.env : Env::Default(),
+              /*command=*/"",
+              /*data_dir=*/"",
+              /*json=*/JsonRequested(args)};
   absl::StatusOr<ParsedArgs> global =
       ParseArgs(args, GlobalFlags(), /*stop_at_positional=*/true);
   if (!global.ok()) {
-    return ToolUsageError(
-        err, absl::StrCat(global.status().message(),
-                          " (command flags go after the command)"));
+    return UsageError(ctx, absl::StrCat(global.status().message(),
+                                        " (command flags go after the "
+                                        "command)"));
   }
+  if (global->GetBool("version")) return PrintVersion(ctx);
   if (global->positional.empty()) {
     if (global->GetBool("help")) {
       out << ToolHelp();
       return kExitOk;
     }
-    return ToolUsageError(
-        err,
-        "no command given; usage: taskwal --data_dir=DIR [--json] "
-        "COMMAND [ARGS]");
+    return UsageError(ctx,
+                      "no command given; usage: taskwal --data_dir=DIR "
+                      "[--json] COMMAND [ARGS]");
   }
   const std::string name = global->positional[0];
   const std::vector<std::string> rest(global->positional.begin() + 1,
@@ -1368,8 +1823,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
     }
     const Command* command = rest.size() == 1 ? FindCommand(rest[0]) : nullptr;
     if (command == nullptr) {
-      return ToolUsageError(
-          err, absl::StrCat("help takes one command name; no command \"",
+      return UsageError(
+          ctx, absl::StrCat("help takes one command name; no command \"",
                             absl::StrJoin(rest, " "), "\""));
     }
     out << CommandHelp(*command);
@@ -1379,13 +1834,12 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
   if (command == nullptr) {
     std::vector<absl::string_view> names;
     for (const Command& c : Commands()) names.push_back(c.name);
-    return ToolUsageError(
-        err, absl::StrCat("unknown command \"", name,
+    return UsageError(
+        ctx, absl::StrCat("unknown command \"", name,
                           "\"; commands: ", absl::StrJoin(names, ", ")));
   }
 
-  Context ctx{out, err, options,
-              options.env != nullptr ? options.env : Env::Default(), name};
+  ctx.command = name;
   std::vector<FlagSpec> specs = GlobalFlags();
   specs.insert(specs.end(), command->flags.begin(), command->flags.end());
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(rest, specs);
@@ -1393,11 +1847,12 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
   for (const auto& [flag, value] : global->flags) {
     parsed->flags.emplace(flag, value);  // A later repetition wins.
   }
+  ctx.json = parsed->GetBool("json");
+  if (parsed->GetBool("version")) return PrintVersion(ctx);
   if (parsed->GetBool("help")) {
     out << CommandHelp(*command);
     return kExitOk;
   }
-  ctx.json = parsed->GetBool("json");
   ctx.data_dir = parsed->Get("data_dir");
   if (ctx.data_dir.empty())
     return UsageError(ctx, "--data_dir=DIR is required");
@@ -1415,9 +1870,9 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
                            parsed->positional[command->max_positional], "\""));
   }
   if (!ctx.env->FileExists(ctx.data_dir)) {
-    err << "taskwal " << name << ": data directory "
-        << EscapeForTerminal(ctx.data_dir) << " does not exist\n";
-    return kExitFailed;
+    return ReportError(
+        ctx, absl::StatusCode::kNotFound, kExitFailed,
+        absl::StrCat("data directory ", ctx.data_dir, " does not exist"));
   }
 
   int code = kExitOk;
@@ -1427,7 +1882,10 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
   ctx.partitions = *partitions;
   code = CheckDataDirectory(ctx, command->access);
   if (code != kExitOk) return code;
-  if (command->access == Access::kFiles) return command->run(ctx, *parsed);
+  if (command->access == Access::kFiles ||
+      command->access == Access::kSalvage) {
+    return command->run(ctx, *parsed);
+  }
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       OpenEngine(ctx, command->access, &code);
   if (!engine.ok()) return code;
@@ -1435,9 +1893,9 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
   code = command->run(ctx, *parsed);
   absl::Status closed = (*engine)->Close();
   if (!closed.ok() && code == kExitOk) {
-    err << "taskwal " << name << ": closing the engine failed: "
-        << EscapeForTerminal(closed.ToString()) << "\n";
-    code = kExitFailed;
+    code = ReportError(
+        ctx, closed.code(), kExitFailed,
+        absl::StrCat("closing the engine failed: ", closed.message()));
   }
   return code;
 }

@@ -6,6 +6,7 @@
 // commands; the exit statuses are below.
 
 #include <cstdint>
+#include <istream>
 #include <ostream>
 #include <string>
 
@@ -42,12 +43,16 @@ struct CliOptions {
   bool out_is_terminal = false;
   // Logs smaller than this get no progress bar.
   uint64_t progress_min_bytes = 8 << 20;
+  // Where `submit --payload_file=-` reads the payload. Not owned; nullptr:
+  // std::cin.
+  std::istream* in = nullptr;
 };
 
 // Runs `taskwal` with argv (argv[0] is the program name), writing results
-// to `out` and messages to `err`. Returns the exit status. Never exits the
-// process and never throws; safe to call from several threads at once
-// (each call opens its own engine).
+// to `out` and messages to `err`; under --json a failure too is a JSON
+// document on `out` ({"error": {...}}, tools/taskwal_cli.proto). Returns
+// the exit status. Never exits the process and never throws; safe to call
+// from several threads at once (each call opens its own engine).
 int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
            const CliOptions& options);
 inline int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {

@@ -9,18 +9,22 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "api/engine.h"
+#include "api/version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/testing_json.h"
@@ -34,6 +38,7 @@ namespace {
 using ::taskwal::tools::testing_json::JsonValue;
 using ::taskwal::tools::testing_json::ParseJson;
 using ::testing::AllOf;
+using ::testing::AnyOf;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -58,6 +63,16 @@ const JsonValue& Field(const JsonValue& object, const std::string& name) {
   const JsonValue* value = object.Find(name);
   EXPECT_NE(value, nullptr) << "no field " << name;
   return value != nullptr ? *value : *kMissing;
+}
+
+// A 64-bit integer of --json output: a JSON string in protobuf's JSON
+// mapping, as every id, LSN, count and offset is.
+uint64_t Uint(const JsonValue& value) {
+  EXPECT_EQ(value.type, JsonValue::Type::kString)
+      << "a 64-bit integer must be a JSON string";
+  uint64_t n = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(value.string, &n)) << value.string;
+  return n;
 }
 
 // Whether `text` is safe to print on a terminal, judged byte by byte:
@@ -114,6 +129,31 @@ size_t Columns(absl::string_view text) {
   return std::count_if(text.begin(), text.end(), [](char c) {
     return (static_cast<unsigned char>(c) & 0xc0) != 0x80;
   });
+}
+
+bool IsJson(const std::vector<std::string>& args) {
+  return std::find(args.begin(), args.end(), "--json") != args.end();
+}
+
+// A failure as the tool reports it: under --json an ErrorOutput on stdout
+// (tools/taskwal_cli.proto) and nothing on stderr; otherwise the message
+// on stderr.
+void ExpectError(const CliResult& r, const std::vector<std::string>& args,
+                 const std::string& code, int exit_status,
+                 const std::string& message) {
+  const std::string command = absl::StrJoin(args, " ");
+  if (!IsJson(args)) {
+    EXPECT_THAT(r.err, HasSubstr(message)) << command;
+    return;
+  }
+  EXPECT_EQ(r.err, "") << command;
+  std::optional<JsonValue> v = ParseJson(r.out);
+  ASSERT_TRUE(v.has_value()) << command << ": not JSON: " << r.out;
+  const JsonValue* error = v->Find("error");
+  ASSERT_NE(error, nullptr) << command << ": " << r.out;
+  EXPECT_EQ(Field(*error, "code").string, code) << command;
+  EXPECT_EQ(Field(*error, "exit_status").number, exit_status) << command;
+  EXPECT_THAT(Field(*error, "message").string, HasSubstr(message)) << command;
 }
 
 // Runs the real commands on real directories under $TEST_TMPDIR.
@@ -296,6 +336,10 @@ TEST_F(TaskwalCliTest, BadArgumentsAreUsageErrors) {
   for (const Case& c : cases) {
     CliResult r = Run(c.args);
     EXPECT_EQ(r.code, kExitUsage) << absl::StrJoin(c.args, " ");
+    if (IsJson(c.args)) {  // The error is JSON on stdout.
+      ExpectError(r, c.args, "INVALID_ARGUMENT", kExitUsage, c.message);
+      continue;
+    }
     EXPECT_THAT(r.err, HasSubstr(c.message)) << absl::StrJoin(c.args, " ");
     EXPECT_THAT(r.err, HasSubstr("for usage")) << absl::StrJoin(c.args, " ");
     EXPECT_EQ(r.out, "") << absl::StrJoin(c.args, " ");
@@ -332,11 +376,11 @@ TEST_F(TaskwalCliTest, ReadCommandsShowThePopulatedDirectory) {
   EXPECT_EQ(r.code, kExitOk);
   EXPECT_THAT(r.out, StartsWith("{"));
   JsonValue stats = ParseObject(r.out);
-  EXPECT_EQ(Field(stats, "pending").number, 2);
-  EXPECT_EQ(Field(stats, "submitted").number, 5);
+  EXPECT_EQ(Uint(Field(stats, "pending")), 2u);
+  EXPECT_EQ(Uint(Field(stats, "submitted")), 5u);
   EXPECT_EQ(Field(stats, "partitions").number, 1);
-  EXPECT_EQ(Field(stats, "last_lsn").number, 10);
-  EXPECT_EQ(Field(Field(stats, "recovery"), "records_replayed").number, 10);
+  EXPECT_EQ(Uint(Field(stats, "last_lsn")), 10u);
+  EXPECT_EQ(Uint(Field(Field(stats, "recovery"), "records_replayed")), 10u);
 
   r = RunIn(dir, {"stats", "--prometheus"});
   EXPECT_EQ(r.code, kExitOk);
@@ -375,7 +419,7 @@ TEST_F(TaskwalCliTest, ReadCommandsShowThePopulatedDirectory) {
   EXPECT_EQ(Field(failed, "idempotency_key").string, "order-3");
   EXPECT_EQ(Field(failed, "status").string, "FAILED");
   EXPECT_EQ(Field(failed, "last_error").string, "card declined");
-  EXPECT_EQ(Field(list, "next_cursor").number, 0);
+  EXPECT_EQ(Uint(Field(list, "next_cursor")), 0u);
 
   r = RunIn(dir, {"get", "1"});
   EXPECT_EQ(r.code, kExitOk);
@@ -423,7 +467,7 @@ TEST_F(TaskwalCliTest, MutatingCommandsChangeTheDirectory) {
             {"submit", "--key=new", "--type=email", "--payload=hi", "--json"});
   EXPECT_EQ(r.code, kExitOk);
   JsonValue submitted = ParseObject(r.out);
-  EXPECT_EQ(Field(submitted, "task_id").number, 6);
+  EXPECT_EQ(Uint(Field(submitted, "task_id")), 6u);
   EXPECT_TRUE(Field(submitted, "deduplicated").boolean);
   r = RunIn(dir, {"submit", "--key=new", "--type=email", "--payload=other"});
   EXPECT_EQ(r.code, kExitFailed);
@@ -489,9 +533,9 @@ TEST_F(TaskwalCliTest, VerifyAndDumpACleanDirectory) {
   JsonValue verify = ParseObject(r.out);
   EXPECT_TRUE(Field(verify, "clean").boolean);
   EXPECT_EQ(Field(verify, "problems").array.size(), 0u);
-  EXPECT_EQ(Field(verify, "last_lsn").number, 10);
+  EXPECT_EQ(Uint(Field(verify, "last_lsn")), 10u);
   EXPECT_EQ(Field(verify, "partitions").number, 1);
-  EXPECT_EQ(Field(verify, "replayed").number, 10);
+  EXPECT_EQ(Uint(Field(verify, "replayed")), 10u);
 
   r = RunIn(dir, {"dump"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
@@ -514,10 +558,10 @@ TEST_F(TaskwalCliTest, VerifyAndDumpACleanDirectory) {
   for (size_t i = 0; i < json_lines.size(); ++i) {
     JsonValue record = ParseObject(json_lines[i]);
     EXPECT_EQ(Field(record, "partition").number, 0);
-    EXPECT_EQ(Field(record, "lsn").number, i + 1);
+    EXPECT_EQ(Uint(Field(record, "lsn")), i + 1);
     EXPECT_EQ(record.Find("group"), nullptr);
-    EXPECT_GT(Field(record, "offset").number, offset);
-    offset = Field(record, "offset").number;
+    EXPECT_GT(Uint(Field(record, "offset")), offset);
+    offset = Uint(Field(record, "offset"));
     EXPECT_EQ(Field(record, "segment").string, "wal-00000000000000000001.log");
     EXPECT_EQ(Field(record, "transition").type, JsonValue::Type::kObject);
   }
@@ -550,7 +594,7 @@ TEST_F(TaskwalCliTest, DamagedDirectoryIsReportedWithFileAndOffset) {
   ASSERT_EQ(Field(verify, "problems").array.size(), 1u);
   const JsonValue& problem = Field(verify, "problems").array[0];
   EXPECT_EQ(Field(problem, "file").string, segment);
-  EXPECT_EQ(Field(problem, "offset").number, offsets[5]);
+  EXPECT_EQ(Uint(Field(problem, "offset")), offsets[5]);
   EXPECT_EQ(Field(problem, "kind").string, "corruption");
   EXPECT_TRUE(Field(problem, "valid_records_follow").boolean);
 
@@ -717,7 +761,7 @@ TEST_F(TaskwalCliTest, PartitionedDirectoryShowsPartitionsAndGroups) {
     JsonValue record = ParseObject(line);
     const auto partition =
         static_cast<uint64_t>(Field(record, "partition").number);
-    const auto lsn = static_cast<uint64_t>(Field(record, "lsn").number);
+    const auto lsn = static_cast<uint64_t>(Uint(Field(record, "lsn")));
     EXPECT_LT(partition, 4u);
     EXPECT_EQ(lsn, last_lsn[partition] + 1) << line;
     last_lsn[partition] = lsn;
@@ -729,7 +773,7 @@ TEST_F(TaskwalCliTest, PartitionedDirectoryShowsPartitionsAndGroups) {
     EXPECT_EQ(Field(*group, "pieces").number, partitions_of_batch.size());
     EXPECT_EQ(Field(*group, "leader_partition").number,
               partitions_of_batch.begin()->first);
-    EXPECT_EQ(Field(*group, "leader_lsn").number, 1);
+    EXPECT_EQ(Uint(Field(*group, "leader_lsn")), 1u);
     // The piece holds the batch's tasks of its partition.
     const JsonValue* submit = transition.Find("submit");
     ASSERT_NE(submit, nullptr) << line;
@@ -762,8 +806,7 @@ TEST_F(TaskwalCliTest, PartitionsFlagSetsTheCountOfANewDirectory) {
   CliResult r = RunIn(dir, {"submit", "--key=a", "--partitions=4", "--json"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
   // Partition p of 4 hands out 4+p first.
-  const auto id =
-      static_cast<uint64_t>(Field(ParseObject(r.out), "task_id").number);
+  const auto id = Uint(Field(ParseObject(r.out), "task_id"));
   EXPECT_GE(id, 4u);
   EXPECT_LT(id, 8u);
   EXPECT_THAT(RunIn(dir, {"stats"}).out, HasSubstr("partitions: 4\n"));
@@ -1131,12 +1174,12 @@ TEST_F(TaskwalCliTest, ReadCommandsRefuseADirectoryThatIsNotADataDirectory) {
                                                {"dump"}}) {
       CliResult r = RunIn(dir, args);
       EXPECT_EQ(r.code, kExitNotDataDir) << dir << " " << args[0];
-      EXPECT_THAT(r.err,
-                  HasSubstr(absl::StrCat(dir,
-                                         " is not a taskwal data directory (no "
-                                         "META file)")))
-          << args[0];
-      EXPECT_EQ(r.out, "") << args[0];
+      const std::string message =
+          absl::StrCat(dir, " is not a taskwal data directory (no META file)");
+      ExpectError(r, args, "FAILED_PRECONDITION", kExitNotDataDir, message);
+      if (!IsJson(args)) {
+        EXPECT_EQ(r.out, "") << args[0];
+      }
     }
     EXPECT_EQ(DirContents(dir), before);
   }
@@ -1167,12 +1210,13 @@ TEST_F(TaskwalCliTest, WriteCommandsCreateADataDirectoryOnlyInAnEmptyOne) {
            {"snapshot"}}) {
     CliResult r = RunIn(other, args);
     EXPECT_EQ(r.code, kExitNotDataDir) << args[0];
-    EXPECT_THAT(r.err, HasSubstr(absl::StrCat(
-                           other,
-                           " is not a taskwal data directory (no META "
-                           "file) and is not empty")))
-        << args[0];
-    EXPECT_EQ(r.out, "") << args[0];
+    ExpectError(r, args, "FAILED_PRECONDITION", kExitNotDataDir,
+                absl::StrCat(other,
+                             " is not a taskwal data directory (no META "
+                             "file) and is not empty"));
+    if (!IsJson(args)) {
+      EXPECT_EQ(r.out, "") << args[0];
+    }
   }
   // Nothing was created there: no LOCK, no META, no log.
   EXPECT_EQ(DirContents(other), before);
@@ -1194,6 +1238,412 @@ TEST_F(TaskwalCliTest, WriteCommandsCreateADataDirectoryOnlyInAnEmptyOne) {
   r = RunIn(started, {"submit", "--key=k"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
   EXPECT_THAT(RunIn(started, {"stats"}).out, HasSubstr("tasks: 1\n"));
+}
+
+TEST_F(TaskwalCliTest, SubmitNotBeforeAndDelayDeferTheTask) {
+  const std::string dir = absl::StrCat(root_, "/db");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  CliResult r = RunIn(dir, {"submit", "--key=at", "--partitions=1",
+                            "--not_before=2030-01-02T15:04:05Z"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "task 1 submitted, claimable from 2030-01-02T15:04:05Z\n");
+  r = RunIn(dir, {"submit", "--key=zone",
+                  "--not_before=2030-01-02T16:04:05.5+01:00", "--json"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  const absl::Time before = absl::Now();
+  r = RunIn(dir, {"submit", "--key=later", "--delay=2h30m"});
+  const absl::Time after = absl::Now();
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("task 3 submitted, claimable from "));
+  // In the past: claimable at once.
+  r = RunIn(dir, {"submit", "--key=past", "--not_before=2001-01-01T00:00:00Z"});
+  EXPECT_EQ(r.out, "task 4 submitted\n");
+
+  auto not_before = [&](const std::string& id) {
+    CliResult got = RunIn(dir, {"--json", "get", id});
+    EXPECT_EQ(got.code, kExitOk) << got.err;
+    int64_t micros = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(
+        Field(ParseObject(got.out), "not_before_micros").string, &micros));
+    return absl::FromUnixMicros(micros);
+  };
+  const absl::Time at = absl::FromCivil(absl::CivilSecond(2030, 1, 2, 15, 4, 5),
+                                        absl::UTCTimeZone());
+  EXPECT_EQ(not_before("1"), at);
+  EXPECT_EQ(not_before("2"), at + absl::Milliseconds(500));
+  EXPECT_GE(not_before("3"), before + absl::Minutes(150));
+  EXPECT_LE(not_before("3"), after + absl::Minutes(150));
+  EXPECT_THAT(RunIn(dir, {"get", "1"}).out,
+              HasSubstr("not_before:      2030-01-02T15:04:05Z\n"));
+
+  // Only the task in the past is claimable.
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options(dir));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    absl::StatusOr<ClaimedTask> c = (*engine)->ClaimNext("w", {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->task.id(), 4u);
+    EXPECT_TRUE(absl::IsNotFound((*engine)->ClaimNext("w", {}).status()));
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
+
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"submit", "--key=x", "--not_before=tomorrow"},
+           {"submit", "--key=x", "--not_before=2030-01-02 15:04:05"},
+           {"submit", "--key=x", "--delay=-1s"},
+           {"submit", "--key=x", "--delay=soon"},
+           {"submit", "--key=x", "--delay=1s",
+            "--not_before=2030-01-02T15:04:05Z"},
+       }) {
+    r = RunIn(dir, args);
+    EXPECT_EQ(r.code, kExitUsage) << args.back();
+    EXPECT_THAT(r.err, AnyOf(HasSubstr("RFC 3339"), HasSubstr("duration"),
+                             HasSubstr("exclude each other")))
+        << args.back();
+  }
+}
+
+TEST_F(TaskwalCliTest, PayloadFileDashReadsStandardInput) {
+  const std::string dir = absl::StrCat(root_, "/db");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  const std::string payload =
+      std::string("bin\0ary\xff\n", 9) + std::string(200000, 'x');
+  std::istringstream in(payload);
+  CliOptions options;
+  options.in = &in;
+  CliResult r =
+      RunIn(dir, {"submit", "--key=k", "--partitions=1", "--payload_file=-"},
+            options);
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  r = RunIn(dir, {"--json", "get", "1"});
+  std::string decoded;
+  ASSERT_TRUE(absl::Base64Unescape(Field(ParseObject(r.out), "payload").string,
+                                   &decoded));
+  EXPECT_EQ(decoded, payload);
+
+  std::istringstream empty("");
+  options.in = &empty;
+  r = RunIn(dir, {"submit", "--key=empty", "--payload_file", "-"}, options);
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(RunIn(dir, {"get", "2"}).out,
+              HasSubstr("payload:         \"\" (0 bytes)"));
+}
+
+// A directory of one partition with FAILED tasks 1 (type a), 2 (b), 3 (a),
+// a COMPLETED task 4 (a) and a PENDING task 5 (a).
+std::string PopulateFailed(const std::string& dir) {
+  EngineOptions o;
+  o.data_dir = dir;
+  o.partitions = 1;
+  o.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(o);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return dir;
+  Engine& e = **engine;
+  const char* types[] = {"a", "b", "a", "a", "a"};
+  for (int i = 0; i < 5; ++i) {
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k", i + 1);
+    spec.type = types[i];
+    spec.max_attempts = 1;
+    EXPECT_EQ(e.Submit(spec)->task_id, static_cast<uint64_t>(i + 1));
+  }
+  for (uint64_t id : {1, 2, 3, 4}) {
+    absl::StatusOr<ClaimedTask> c = e.Claim(id, "w", absl::Hours(1));
+    EXPECT_TRUE(c.ok()) << c.status();
+    if (!c.ok()) continue;
+    EXPECT_TRUE((id == 4 ? e.Complete(id, "w", c->claim_token, "ok")
+                         : e.Fail(id, "w", c->claim_token, "boom"))
+                    .ok());
+  }
+  EXPECT_TRUE(e.Close().ok());
+  return dir;
+}
+
+TEST_F(TaskwalCliTest, RetryAndDeleteByFilter) {
+  const std::string dir = PopulateFailed(absl::StrCat(root_, "/db"));
+  auto status_of = [&](int id) {
+    CliResult r = RunIn(dir, {"--json", "get", absl::StrCat(id)});
+    return Field(ParseObject(r.out), "status").string;
+  };
+
+  // A dry run changes nothing.
+  const std::map<std::string, std::string> before = DirContents(dir);
+  CliResult r =
+      RunIn(dir, {"retry", "--status=failed", "--type=a", "--dry_run"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(
+      r.out,
+      "would retry 2 tasks (FAILED of type \"a\"); nothing changed: 1 3\n");
+  EXPECT_EQ(DirContents(dir), before);
+
+  // Nothing failed more than an hour ago.
+  r = RunIn(dir, {"retry", "--status=FAILED", "--older_than=1h", "--json"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  JsonValue bulk = ParseObject(r.out);
+  EXPECT_EQ(Uint(Field(bulk, "changed")), 0u);
+  EXPECT_TRUE(Field(bulk, "task_ids").array.empty());
+
+  // --limit bounds a run and says more match.
+  r = RunIn(dir, {"retry", "--status=failed", "--type=a", "--limit=1"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("retried 1 task (FAILED of type \"a\"): 1\n"
+                                "more tasks match"));
+  EXPECT_EQ(status_of(1), "PENDING");
+  EXPECT_EQ(status_of(3), "FAILED");
+  r = RunIn(dir, {"retry", "--status=failed", "--type=a", "--older_than=0s",
+                  "--json"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  bulk = ParseObject(r.out);
+  EXPECT_EQ(Field(bulk, "result").string, "retried");
+  EXPECT_EQ(Uint(Field(bulk, "changed")), 1u);
+  ASSERT_EQ(Field(bulk, "task_ids").array.size(), 1u);
+  EXPECT_EQ(Uint(Field(bulk, "task_ids").array[0]), 3u);
+  EXPECT_FALSE(Field(bulk, "more").boolean);
+  EXPECT_EQ(status_of(3), "PENDING");
+  EXPECT_EQ(status_of(2), "FAILED");  // Type b.
+
+  // delete by filter: FAILED and COMPLETED, each on request.
+  r = RunIn(dir, {"delete", "--status=failed"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "deleted 1 task (FAILED): 2\n");
+  r = RunIn(dir, {"delete", "--status=completed", "--type=a"});
+  EXPECT_EQ(r.out, "deleted 1 task (COMPLETED of type \"a\"): 4\n");
+  EXPECT_EQ(RunIn(dir, {"get", "2"}).code, kExitFailed);
+  EXPECT_EQ(RunIn(dir, {"get", "4"}).code, kExitFailed);
+  EXPECT_THAT(RunIn(dir, {"stats"}).out, HasSubstr("tasks: 3\n"));
+
+  // The single-id forms still work.
+  EXPECT_EQ(RunIn(dir, {"cancel", "5"}).out, "task 5 cancelled\n");
+  EXPECT_EQ(RunIn(dir, {"delete", "5"}).out, "task 5 deleted\n");
+
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"retry"},
+           {"delete"},
+           {"retry", "--status=completed"},
+           {"retry", "--status=pending"},
+           {"delete", "--status=claimed"},
+           {"retry", "1", "--status=failed"},
+           {"delete", "--type=a"},
+           {"retry", "--status=failed", "--older_than=-1h"},
+           {"retry", "--status=failed", "--limit=0"},
+       }) {
+    r = RunIn(dir, args);
+    EXPECT_EQ(r.code, kExitUsage) << absl::StrJoin(args, " ");
+    EXPECT_THAT(r.err, HasSubstr("for usage")) << absl::StrJoin(args, " ");
+  }
+}
+
+TEST_F(TaskwalCliTest, SalvageAsksForYesThenSetsTheDamageAside) {
+  const std::string dir = Populate("db");
+  CliResult r = RunIn(dir, {"salvage"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("nothing to salvage"));
+  // A running engine holds it: salvage --yes waits for it like any write.
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> held = Engine::Open(Options(dir));
+    ASSERT_TRUE(held.ok()) << held.status();
+    EXPECT_EQ(RunIn(dir, {"salvage", "--yes"}).code, kExitLocked);
+    EXPECT_EQ(RunIn(dir, {"salvage"}).code, kExitOk);  // Reads only.
+    ASSERT_TRUE((*held)->Close().ok());
+  }
+
+  const std::string segment = wal::SegmentFileName(1);
+  const std::string path = absl::StrCat(dir, "/", segment);
+  const std::vector<uint64_t> offsets = RecordOffsets(path);
+  ASSERT_EQ(offsets.size(), 10u);
+  std::string contents = ReadFile(path);
+  contents[offsets[5] + wal::kRecordHeaderSize + 1] ^= 0x01;
+  WriteFile(path, contents);
+  const std::map<std::string, std::string> before = DirContents(dir);
+
+  // Without --yes: what is wrong, how to go on, and nothing changed.
+  r = RunIn(dir, {"salvage"});
+  EXPECT_EQ(r.code, kExitDamage) << r.err;
+  EXPECT_THAT(r.out, AllOf(HasSubstr(absl::StrCat(segment, " offset ",
+                                                  offsets[5], ": corruption")),
+                           HasSubstr("Nothing was changed"),
+                           HasSubstr("salvage --yes")));
+  r = RunIn(dir, {"salvage", "--json"});
+  EXPECT_EQ(r.code, kExitDamage);
+  JsonValue dry = ParseObject(r.out);
+  EXPECT_FALSE(Field(dry, "salvaged").boolean);
+  EXPECT_EQ(Field(dry, "problems").array.size(), 1u);
+  EXPECT_EQ(DirContents(dir), before);
+  EXPECT_EQ(RunIn(dir, {"stats"}).code, kExitDamage);
+
+  r = RunIn(dir, {"salvage", "--yes"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("opened "), HasSubstr(" with salvage: "),
+                           HasSubstr("salvage: ")));
+  EXPECT_EQ(RunIn(dir, {"stats"}).code, kExitOk);
+  EXPECT_EQ(RunIn(dir, {"verify"}).code, kExitOk);
+  r = RunIn(dir, {"salvage", "--yes", "--json"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_TRUE(Field(ParseObject(r.out), "salvaged").boolean);
+}
+
+TEST_F(TaskwalCliTest, VersionIsPrinted) {
+  CliResult r = Run({"--version"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_EQ(r.out, absl::StrCat("taskwal ", TASKWAL_VERSION,
+                                " (data directory format ", wal::kFormatVersion,
+                                ")\n"));
+  EXPECT_EQ(Run({"stats", "--version"}).out, r.out);
+  r = Run({"--json", "--version"});
+  JsonValue v = ParseObject(r.out);
+  EXPECT_EQ(Field(v, "version").string, TASKWAL_VERSION);
+  EXPECT_EQ(Field(v, "format_version").number, wal::kFormatVersion);
+  EXPECT_THAT(Run({"--help"}).out, HasSubstr("--version"));
+}
+
+// Every id, LSN, count and offset under --json is a string (protobuf's
+// JSON mapping of a 64-bit integer); walks a document for the known names.
+void ExpectIdsAreStrings(const JsonValue& v, const std::string& where) {
+  static const auto* const kNames = new std::vector<std::string>{
+      "id",         "task_id",  "next_cursor", "lsn",
+      "leader_lsn", "offset",   "claim_token", "changed",
+      "tasks",      "last_lsn", "snapshot_lsn"};
+  for (const auto& [name, value] : v.object) {
+    if (std::find(kNames->begin(), kNames->end(), name) != kNames->end() &&
+        value.type != JsonValue::Type::kArray) {
+      EXPECT_EQ(value.type, JsonValue::Type::kString) << where << ": " << name;
+    }
+    if (name == "task_ids") {
+      for (const JsonValue& id : value.array) {
+        EXPECT_EQ(id.type, JsonValue::Type::kString) << where << ": task_ids";
+      }
+    }
+    ExpectIdsAreStrings(value, where);
+  }
+  for (const JsonValue& item : v.array) ExpectIdsAreStrings(item, where);
+}
+
+TEST_F(TaskwalCliTest, JsonIdsAreStringsAndErrorsAreJson) {
+  const std::string dir = Populate("db");
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"stats"},
+           {"list"},
+           {"get", "1"},
+           {"history", "4"},
+           {"verify"},
+           {"dump"},
+           {"submit", "--key=new"},
+           {"retry", "4"},
+           {"cancel", "5"},
+           {"delete", "5"},
+           {"delete", "--status=completed", "--dry_run"},
+           {"snapshot"},
+           {"salvage"}}) {
+    std::vector<std::string> json_args = args;
+    json_args.push_back("--json");
+    CliResult r = RunIn(dir, json_args);
+    EXPECT_EQ(r.code, kExitOk) << args[0] << ": " << r.out << r.err;
+    EXPECT_EQ(r.err, "") << args[0];
+    for (absl::string_view line :
+         absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+      std::optional<JsonValue> v = ParseJson(line);
+      ASSERT_TRUE(v.has_value()) << args[0] << ": " << line;
+      EXPECT_EQ(v->Find("error"), nullptr) << line;
+      ExpectIdsAreStrings(*v, args[0]);
+    }
+  }
+  // The stats fields of the text and of the JSON are the same.
+  std::vector<std::string> text_names;
+  for (absl::string_view line :
+       absl::StrSplit(RunIn(dir, {"stats"}).out, '\n', absl::SkipEmpty())) {
+    line = absl::StripLeadingAsciiWhitespace(line);
+    if (absl::StartsWith(line, "recovery")) continue;
+    text_names.emplace_back(line.substr(0, line.find(':')));
+  }
+  std::vector<std::string> json_names;
+  for (const auto& [name, value] :
+       ParseObject(RunIn(dir, {"stats", "--json"}).out).object) {
+    if (name != "recovery") json_names.push_back(name);
+  }
+  EXPECT_EQ(json_names, text_names);
+
+  // Failures: one JSON object on stdout, with code and exit status.
+  struct Case {
+    std::vector<std::string> args;
+    std::string code;
+    int exit_status;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--data_dir=" + dir, "get", "99"},
+       "NOT_FOUND",
+       kExitFailed,
+       "task 99 not found"},
+      {{"--data_dir=" + dir, "retry", "1"},
+       "FAILED_PRECONDITION",
+       kExitFailed,
+       ""},
+      {{"--data_dir=" + dir, "bogus"},
+       "INVALID_ARGUMENT",
+       kExitUsage,
+       "unknown command \"bogus\""},
+      {{"--data_dir=" + dir, "list", "--limit=0"},
+       "INVALID_ARGUMENT",
+       kExitUsage,
+       "--limit must be in"},
+      {{"--bogus"}, "INVALID_ARGUMENT", kExitUsage, "unknown flag --bogus"},
+      {{"--data_dir=" + root_ + "/none", "stats"},
+       "NOT_FOUND",
+       kExitFailed,
+       "does not exist"},
+      {{"--data_dir=" + root_, "stats"},
+       "FAILED_PRECONDITION",
+       kExitNotDataDir,
+       "is not a taskwal data directory"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.push_back("--json");
+    CliResult r = Run(args);
+    EXPECT_EQ(r.code, c.exit_status) << absl::StrJoin(args, " ");
+    ExpectError(r, args, c.code, c.exit_status, c.message);
+  }
+
+  // A held directory and a damaged one.
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> held = Engine::Open(Options(dir));
+    ASSERT_TRUE(held.ok()) << held.status();
+    const std::vector<std::string> args = {"--data_dir=" + dir, "--json",
+                                           "submit", "--key=x"};
+    CliResult r = Run(args);
+    EXPECT_EQ(r.code, kExitLocked);
+    ExpectError(r, args, "FAILED_PRECONDITION", kExitLocked, "locked");
+    ASSERT_TRUE((*held)->Close().ok());
+  }
+  const std::string damaged = Populate("damaged");
+  const std::string path = absl::StrCat(damaged, "/", wal::SegmentFileName(1));
+  const std::vector<uint64_t> offsets = RecordOffsets(path);
+  std::string contents = ReadFile(path);
+  contents[offsets[5] + wal::kRecordHeaderSize + 1] ^= 0x01;
+  WriteFile(path, contents);
+  const std::vector<std::string> args = {"--data_dir=" + damaged, "stats",
+                                         "--json"};
+  CliResult r = Run(args);
+  EXPECT_EQ(r.code, kExitDamage);
+  ExpectError(r, args, "DATA_LOSS", kExitDamage, "is damaged");
+  r = RunIn(damaged, {"dump", "--json"});
+  EXPECT_EQ(r.code, kExitDamage);
+  EXPECT_EQ(r.err, "");
+  int errors = 0;
+  for (absl::string_view line :
+       absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+    std::optional<JsonValue> v = ParseJson(line);
+    ASSERT_TRUE(v.has_value()) << line;
+    if (const JsonValue* error = v->Find("error"); error != nullptr) {
+      ++errors;
+      EXPECT_EQ(Field(*error, "code").string, "DATA_LOSS");
+    }
+  }
+  EXPECT_EQ(errors, 1);
 }
 
 // The reader the tests above rely on rejects what is not JSON.
