@@ -11,7 +11,7 @@
 // Thread safety: an Engine is safe for concurrent use by any number of
 // threads. Every method may be called concurrently with every other, Close()
 // included; a call that starts after Close() returns kFailedPrecondition,
-// whatever its arguments.
+// whatever its arguments (Health() reports a sticky error first).
 //
 // Status codes used throughout (absl canonical codes):
 //   kInvalidArgument     bad input: empty or oversized ids, keys, payloads,
@@ -21,10 +21,22 @@
 //                        worker, stale claim token, active task deleted, ...),
 //                        or the engine is closed. Nothing changes.
 //   kAlreadyExists       an idempotency key already names a different task.
-//   kResourceExhausted   a configured limit (max_tasks) is reached.
-//   any other code       the journal failed to persist a transition. Such an
-//                        error is sticky: from then on every mutating call
-//                        fails with it, and reads keep working.
+//   kResourceExhausted   a configured limit (max_tasks) is reached; it
+//                        frees up as tasks are deleted, so a retry may
+//                        succeed. Never a storage error: a full disk is
+//                        kInternal like any other failed write.
+//   kInternal            the engine takes no more writes: the journal failed
+//                        to persist a transition (a failed write or
+//                        fdatasync, a full disk included). Sticky: from then
+//                        on every mutating call fails with this same status,
+//                        and so does Close; Health() returns it without a
+//                        write; reads keep working. Retrying cannot help;
+//                        Close the engine and Open it again (recovery keeps
+//                        every acknowledged transition). The message holds
+//                        the original error.
+//   kUnavailable         Snapshot only: the snapshot failed without making
+//                        the engine stop writing; the log still holds
+//                        everything, and a later Snapshot may succeed.
 
 #include <cstdint>
 #include <memory>
@@ -326,7 +338,8 @@ class Engine {
 
   // Stops the background thread, wakes blocked ClaimNext calls (they return
   // kFailedPrecondition) and makes every later call fail with
-  // kFailedPrecondition. Returns the sticky journal error, if any. Idempotent.
+  // kFailedPrecondition. Returns the sticky error (kInternal), if any: one
+  // from before, or one that closing the journal made. Idempotent.
   virtual absl::Status Close() = 0;
 
   // Creates a task, or returns the task that already has spec's key.
@@ -432,16 +445,27 @@ class Engine {
   // Writes a snapshot of the whole state now, then removes the log segments
   // and snapshots it makes unnecessary (the newest two snapshots and the log
   // after the older of them are kept). Writers keep going meanwhile.
-  // kFailedPrecondition: in-memory engine, or closed. Other codes: I/O
-  // errors (the engine keeps running on its log; nothing is lost).
+  // kFailedPrecondition: in-memory engine, read-only, or closed.
+  // kUnavailable: writing the snapshot, or removing the files it made
+  // unnecessary, failed; the engine keeps running on its log and nothing
+  // is lost. kInternal: the sticky error (see the top of this file), which
+  // a failure to end or sync the log also makes.
   virtual absl::Status Snapshot() = 0;
 
   // What Open recovered. Empty for an in-memory engine.
   virtual RecoveryReport Recovery() const = 0;
 
+  // Whether the engine takes writes, found without attempting one: the
+  // sticky error (kInternal, the very status mutating calls return) if a
+  // storage failure made one, even after Close; else kFailedPrecondition if
+  // the engine is closed; else OK (a read-only engine included). Cheap: a
+  // monitor may call it often.
+  virtual absl::Status Health() const = 0;
+
   // Expires every lease that is due and deletes every terminal task past
   // retention, as the background thread does each maintenance_interval.
-  // Returns the journal error if one occurs.
+  // Returns the sticky error (kInternal) if a journal error occurs, or one
+  // occurred before.
   virtual absl::Status RunMaintenance() = 0;
 };
 

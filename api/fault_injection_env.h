@@ -95,9 +95,10 @@ class FaultInjectionEnv final : public Env {
 
   // Env. Error codes are those of env.h; a missing file or directory is
   // kNotFound. Injected failures are kInternal with "injected EIO" in the
-  // message. A WritableFile from before the last SimulatePowerLoss returns
-  // kFailedPrecondition("... file handle from before power loss") from every
-  // call; a closed one returns kFailedPrecondition from Append and Sync.
+  // message (see SetInjectedError). A WritableFile from before the last
+  // SimulatePowerLoss returns kFailedPrecondition("... file handle from before
+  // power loss") from every call; a closed one returns kFailedPrecondition
+  // from Append and Sync.
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
       const std::string& path) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
@@ -149,6 +150,14 @@ class FaultInjectionEnv final : public Env {
   void FailNextAppends(int n) ABSL_LOCKS_EXCLUDED(mu_);
   void FailNextRenames(int n) ABSL_LOCKS_EXCLUDED(mu_);
   void FailNextSyncDirs(int n) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The error injected failures report from now on.
+  enum class InjectedError {
+    kEio,      // kInternal "injected EIO" (the default).
+    kNoSpace,  // kResourceExhausted "injected ENOSPC": a full disk, as the
+               // POSIX Env reports ENOSPC and EDQUOT.
+  };
+  void SetInjectedError(InjectedError error) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Successful WritableFile::Sync and SyncDir calls so far.
   uint64_t sync_count() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -202,6 +211,7 @@ class FaultInjectionEnv final : public Env {
   int failing_appends_ ABSL_GUARDED_BY(mu_) = 0;
   int failing_renames_ ABSL_GUARDED_BY(mu_) = 0;
   int failing_sync_dirs_ ABSL_GUARDED_BY(mu_) = 0;
+  InjectedError injected_error_ ABSL_GUARDED_BY(mu_) = InjectedError::kEio;
   uint64_t sync_count_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sync_dir_count_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -77,6 +77,15 @@ absl::Status TaskNotFound(uint64_t id) {
   return absl::NotFoundError(absl::StrCat("task ", id, " not found"));
 }
 
+// A snapshot that failed without making the engine stop writing: the log
+// still holds everything, so a later Snapshot may succeed. kUnavailable,
+// whatever the Env said (a full disk's kResourceExhausted means a limit
+// to callers; kInternal means the engine stopped writing).
+absl::Status SnapshotFailed(absl::string_view what, const absl::Status& s) {
+  return absl::UnavailableError(absl::StrCat(
+      what, " (the log keeps everything; try again later): ", s.ToString()));
+}
+
 int64_t SaturatingAdd(int64_t a, int64_t b) {
   if (b > 0 && a > std::numeric_limits<int64_t>::max() - b) {
     return std::numeric_limits<int64_t>::max();
@@ -220,7 +229,7 @@ absl::Status EngineImpl::Close() {
   absl::MutexLock snap(&snapshot_mu_);
   absl::Status s = journal_->Close();
   if (storage_ != nullptr) storage_->lock.reset();
-  if (!s.ok()) SetSticky(s);
+  if (!s.ok()) SetSticky(s).IgnoreError();  // Read just below.
   {
     absl::MutexLock l(&sticky_mu_);
     if (!sticky_error_.ok()) s = sticky_error_;
@@ -280,12 +289,24 @@ absl::Status EngineImpl::CheckWritable() const {
   return absl::OkStatus();
 }
 
-void EngineImpl::SetSticky(const absl::Status& s) {
+absl::Status EngineImpl::SetSticky(const absl::Status& s) {
   absl::MutexLock l(&sticky_mu_);
   if (sticky_error_.ok()) {
-    sticky_error_ = s;
+    sticky_error_ = absl::InternalError(
+        absl::StrCat("the engine takes no more writes (a storage error is "
+                     "sticky; Close and reopen): ",
+                     s.ToString()));
     failed_.store(true, std::memory_order_release);
   }
+  return sticky_error_;
+}
+
+absl::Status EngineImpl::Health() const {
+  {
+    absl::MutexLock l(&sticky_mu_);
+    if (!sticky_error_.ok()) return sticky_error_;
+  }
+  return CheckOpen();
 }
 
 absl::Status EngineImpl::CheckWorker(absl::string_view worker_id) const {
@@ -374,8 +395,8 @@ absl::StatusOr<uint64_t> EngineImpl::CommitLocked(Partition& p,
   absl::StatusOr<uint64_t> lsn = journal_->Append(p.index, record);
   if (!lsn.ok()) {
     // kInvalidArgument: the record is too large and nothing was staged.
-    if (!absl::IsInvalidArgument(lsn.status())) SetSticky(lsn.status());
-    return lsn.status();
+    if (absl::IsInvalidArgument(lsn.status())) return lsn.status();
+    return SetSticky(lsn.status());
   }
   TASKWAL_RETURN_IF_ERROR(ApplyLocked(p, record, *lsn, wake));
   return *lsn;
@@ -387,8 +408,7 @@ absl::Status EngineImpl::ApplyLocked(Partition& p, const Transition& record,
   if (!s.ok()) {
     // The record is journaled but does not fit the state: a bug. Stop
     // writing rather than let memory and journal disagree further.
-    SetSticky(s);
-    return s;
+    return SetSticky(s);
   }
   // A task whose not-before time has already come (a retry without
   // backoff, a submit with a past not_before) is ready now.
@@ -411,8 +431,8 @@ absl::Status EngineImpl::SyncTo(absl::Span<const PartitionLsn> records) {
   }
   if (records.empty()) return absl::OkStatus();
   absl::Status s = journal_->Sync(records);
-  if (!s.ok()) SetSticky(s);
-  return s;
+  if (!s.ok()) return SetSticky(s);
+  return absl::OkStatus();
 }
 
 absl::Status EngineImpl::ReserveTasks(size_t n, absl::string_view where) {
@@ -754,7 +774,7 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       committed = journal_->AppendGroup(group_partitions, group_records,
                                         lsns.data());
       if (!committed.ok() && !absl::IsInvalidArgument(committed)) {
-        SetSticky(committed);
+        committed = SetSticky(committed);
       }
       for (size_t g = 0; committed.ok() && g < with_tasks.size(); ++g) {
         SubmitPart& part = *with_tasks[g];
@@ -816,7 +836,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
   Notify(wake);
   TASKWAL_RETURN_IF_ERROR(s);
   TASKWAL_RETURN_IF_ERROR(SyncTo(p.index, lsn));
-  return std::move(claimed);
+  return claimed;
 }
 
 absl::StatusOr<bool> EngineImpl::ClaimBestIn(
@@ -951,7 +971,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
     if (done) {
       std::move(leave).Invoke();
       TASKWAL_RETURN_IF_ERROR(SyncTo(partition, lsn));
-      return std::move(claimed);
+      return claimed;
     }
     const absl::Time real_now = absl::Now();
     if (real_now >= give_up) {
@@ -1285,10 +1305,7 @@ absl::Status EngineImpl::Snapshot() {
   // Every record appended from here on lies in `first_segment` or later:
   // the log the snapshot needs starts there.
   absl::StatusOr<uint64_t> first_segment = journal_->StartSegment();
-  if (!first_segment.ok()) {
-    SetSticky(first_segment.status());
-    return first_segment.status();
-  }
+  if (!first_segment.ok()) return SetSticky(first_segment.status());
   const uint32_t n = partitions();
   std::vector<SnapshotMeta> metas(n);
   std::vector<TaskTable*> tables(n);
@@ -1314,8 +1331,7 @@ absl::Status EngineImpl::Snapshot() {
   // snapshot and no log covers.
   if (absl::Status s = journal_->SyncAll(); !s.ok()) {
     end_views();
-    SetSticky(s);
-    return s;
+    return SetSticky(s);
   }
   // The partitions' files are written in parallel.
   std::vector<absl::Status> written(n);
@@ -1337,12 +1353,23 @@ absl::Status EngineImpl::Snapshot() {
                                     SnapshotFileName(*first_segment, i)))
           .IgnoreError();
     }
-    return s;
+    return SnapshotFailed("snapshot not written", s);
   }
   snapshots_.fetch_add(1);
   last_snapshot_records_.store(records);
   last_snapshot_micros_.store(absl::ToUnixMicros(absl::Now()));
 
+  if (absl::Status pruned = RemoveUnneededFiles(); !pruned.ok()) {
+    return SnapshotFailed(
+        "snapshot written, but removing older files failed (the next "
+        "snapshot removes them)",
+        pruned);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::RemoveUnneededFiles() {
+  const uint32_t n = partitions();
   // Keep each partition's two newest snapshots, and the log after the
   // older ones, so a damaged newest snapshot still leaves a way back.
   TASKWAL_ASSIGN_OR_RETURN(std::vector<SnapshotFile> files,

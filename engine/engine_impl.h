@@ -108,6 +108,7 @@ class EngineImpl final : public Engine {
   absl::Status RunMaintenance() override;
   absl::Status Snapshot() override ABSL_LOCKS_EXCLUDED(snapshot_mu_);
   RecoveryReport Recovery() const override;
+  absl::Status Health() const override ABSL_LOCKS_EXCLUDED(sticky_mu_);
 
   uint32_t partitions() const {
     return static_cast<uint32_t>(partitions_.size());
@@ -133,8 +134,11 @@ class EngineImpl final : public Engine {
   // Fails when the engine is closed, read-only, or a journal error made it
   // stop writing.
   absl::Status CheckWritable() const;
-  // Records a journal (or apply) failure; the first one sticks.
-  void SetSticky(const absl::Status& s) ABSL_LOCKS_EXCLUDED(sticky_mu_);
+  // Records a journal (or apply) failure; the first one sticks. Returns the
+  // sticky error, which every caller returns in place of `s`: kInternal,
+  // whatever s's code (a full disk's kResourceExhausted must not read as a
+  // limit), with s in its message. REQUIRES: !s.ok().
+  absl::Status SetSticky(const absl::Status& s) ABSL_LOCKS_EXCLUDED(sticky_mu_);
   absl::Status CheckWorker(absl::string_view worker_id) const;
   absl::StatusOr<int64_t> LeaseMicros(absl::Duration lease) const;
   absl::Status CheckSpec(const TaskSpec& spec) const;
@@ -188,6 +192,12 @@ class EngineImpl final : public Engine {
     const PartitionLsn record{partition, lsn};
     return SyncTo(absl::MakeConstSpan(&record, 1));
   }
+
+  // After a snapshot: removes the snapshots and log segments it made
+  // unnecessary. An error leaves files behind, for the next snapshot.
+  // REQUIRES: storage_ != nullptr.
+  absl::Status RemoveUnneededFiles()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(snapshot_mu_);
 
   // Reserves room for n new tasks under max_tasks; Release gives it back.
   absl::Status ReserveTasks(size_t n, absl::string_view where);
@@ -291,8 +301,8 @@ class EngineImpl final : public Engine {
   // every submit a contended cache line otherwise).
   std::atomic<uint64_t> live_tasks_{0};
 
-  // The first journal error; failed_ is set once it is, so the write path
-  // checks a flag instead of taking sticky_mu_.
+  // The first journal error, as SetSticky made it; failed_ is set once it
+  // is, so the write path checks a flag instead of taking sticky_mu_.
   std::atomic<bool> failed_{false};
   mutable absl::Mutex sticky_mu_;
   absl::Status sticky_error_ ABSL_GUARDED_BY(sticky_mu_);

@@ -10,6 +10,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "api/engine.h"
+#include "api/fault_injection_env.h"
 #include "engine/journal.h"
 #include "engine/partitioning.h"
 #include "engine/state_machine.h"
@@ -34,11 +35,11 @@ class FlakyJournal final : public Journal {
     return inner_.AppendGroup(partitions, records, lsns);
   }
   absl::Status Sync(absl::Span<const PartitionLsn> records) override {
-    if (fail_sync) return absl::DataLossError("fdatasync: EIO");
+    if (fail_sync) return absl::ResourceExhaustedError("fdatasync: ENOSPC");
     return inner_.Sync(records);
   }
   absl::Status SyncAll() override {
-    if (fail_sync) return absl::DataLossError("fdatasync: EIO");
+    if (fail_sync) return absl::ResourceExhaustedError("fdatasync: ENOSPC");
     return inner_.SyncAll();
   }
   absl::StatusOr<uint64_t> StartSegment() override { return 0; }
@@ -56,7 +57,10 @@ class FlakyJournal final : public Journal {
 
 class EngineImplTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Start(/*storage=*/nullptr); }
+
+  // Replaces the engine with one on a fresh FlakyJournal and `storage`.
+  void Start(std::unique_ptr<Storage> storage) {
     EngineOptions options;
     options.maintenance_interval = absl::ZeroDuration();
     auto journal = std::make_unique<FlakyJournal>();
@@ -64,8 +68,8 @@ class EngineImplTest : public ::testing::Test {
     std::vector<std::unique_ptr<StateMachine>> states;
     states.push_back(std::make_unique<StateMachine>(
         options.num_shards, options.max_history_per_task));
-    engine_ = std::make_unique<EngineImpl>(options, std::move(journal),
-                                           std::move(states));
+    engine_ = std::make_unique<EngineImpl>(
+        options, std::move(journal), std::move(states), std::move(storage));
   }
 
   absl::StatusOr<SubmitResult> SubmitKey(const std::string& key) {
@@ -78,21 +82,60 @@ class EngineImplTest : public ::testing::Test {
   std::unique_ptr<EngineImpl> engine_;
 };
 
+// A full disk's kResourceExhausted would read as "max_tasks reached, retry
+// later": the sticky error is kInternal, one status for every call.
 TEST_F(EngineImplTest, SyncFailureIsStickyAndReadsStillWork) {
   ASSERT_TRUE(SubmitKey("a").ok());
+  EXPECT_TRUE(engine_->Health().ok());
   journal_->fail_sync = true;
-  absl::StatusOr<SubmitResult> r = SubmitKey("b");
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  const absl::Status sticky = SubmitKey("b").status();
+  EXPECT_EQ(sticky.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(sticky.message().find("fdatasync: ENOSPC"), absl::string_view::npos)
+      << sticky;
+  EXPECT_EQ(engine_->Health(), sticky);
   // The disk recovers, but the engine does not trust it again.
   journal_->fail_sync = false;
-  EXPECT_EQ(SubmitKey("c").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(SubmitKey("c").status(), sticky);
   ClaimNextOptions o;
-  EXPECT_EQ(engine_->ClaimNext("w", o).status().code(),
-            absl::StatusCode::kDataLoss);
-  EXPECT_EQ(engine_->RunMaintenance().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine_->ClaimNext("w", o).status(), sticky);
+  EXPECT_EQ(engine_->RunMaintenance(), sticky);
   EXPECT_TRUE(engine_->GetByIdempotencyKey("a").ok());
   EXPECT_TRUE(engine_->Stats().ok());
-  EXPECT_EQ(engine_->Close().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine_->Health(), sticky);
+  EXPECT_EQ(engine_->Close(), sticky);
+  EXPECT_EQ(engine_->Health(), sticky);
+}
+
+TEST_F(EngineImplTest, HealthIsOkUntilClosed) {
+  EXPECT_TRUE(engine_->Health().ok());
+  ASSERT_TRUE(SubmitKey("a").ok());
+  EXPECT_TRUE(engine_->Health().ok());
+  ASSERT_TRUE(engine_->Close().ok());
+  EXPECT_EQ(engine_->Health().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// A snapshot the disk has no room for leaves the engine writing on its
+// log: kUnavailable (try later), never kResourceExhausted, and not sticky.
+TEST_F(EngineImplTest, SnapshotOnAFullDiskIsUnavailableAndNotSticky) {
+  FaultInjectionEnv env(/*seed=*/1);
+  ASSERT_TRUE(env.CreateDir("/db").ok());
+  auto storage = std::make_unique<Storage>();
+  storage->env = &env;
+  storage->dir = "/db";
+  Start(std::move(storage));
+  ASSERT_TRUE(SubmitKey("a").ok());
+  env.SetInjectedError(FaultInjectionEnv::InjectedError::kNoSpace);
+  env.FailNextAppends(1000);
+  const absl::Status failed = engine_->Snapshot();
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+  EXPECT_NE(failed.message().find("injected ENOSPC"), absl::string_view::npos)
+      << failed;
+  EXPECT_TRUE(engine_->Health().ok());
+  EXPECT_TRUE(SubmitKey("b").ok());
+  env.FailNextAppends(0);
+  EXPECT_TRUE(engine_->Snapshot().ok());
+  EXPECT_EQ(engine_->Stats()->snapshots, 1u);
+  EXPECT_TRUE(engine_->Close().ok());
 }
 
 TEST_F(EngineImplTest, AppendFailureChangesNothingAndIsSticky) {

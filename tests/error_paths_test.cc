@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "api/clock.h"
 #include "api/engine.h"
+#include "api/fault_injection_env.h"
 #include "api/task.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -673,6 +674,7 @@ TEST_F(ErrorPathsTest, EveryMethodFailsAfterClose) {
           {"History", [&] { return StatusOf(engine_->History(pending_id_)); }},
           {"Stats", [&] { return StatusOf(engine_->Stats()); }},
           {"RunMaintenance", [&] { return engine_->RunMaintenance(); }},
+          {"Health", [&] { return engine_->Health(); }},
       };
   for (const auto& [what, call] : calls) {
     EXPECT_THAT(call(), StatusIs(kPrecondition)) << what;
@@ -712,6 +714,8 @@ TEST_F(ErrorPathsTest, SubmitPastMaxTasksIsResourceExhausted) {
   };
   ExpectRejectedWithoutChange(calls);
   EXPECT_THAT(engine_->GetByIdempotencyKey("d"), StatusIs(kNotFound));
+  // A limit is not a storage failure: the engine is healthy.
+  EXPECT_THAT(engine_->Health(), IsOk());
 
   // Deduplication creates nothing, so it is still answered.
   absl::StatusOr<SubmitResult> dup = engine_->Submit(Spec("a"));
@@ -744,6 +748,128 @@ TEST_F(ErrorPathsTest, BatchPastMaxTasksNamesOffendingIndex) {
   absl::StatusOr<std::vector<SubmitResult>> full = engine_->SubmitBatch(batch);
   EXPECT_THAT(full, StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(std::string(full.status().message()), HasSubstr("index 1"));
+}
+
+// A full disk (ENOSPC, which the POSIX Env reports as kResourceExhausted)
+// must not read as "max_tasks reached, retry later": the engine's sticky
+// error is kInternal, the same status for every later write and for Health(),
+// and Close and reopen recovers every acknowledged task.
+class FullDiskTest : public ::testing::Test {
+ protected:
+  EngineOptions Options() {
+    EngineOptions o;
+    o.data_dir = "/db";
+    o.env = &env_;
+    o.clock = &clock_;
+    o.maintenance_interval = absl::ZeroDuration();
+    o.random_seed = 1;
+    return o;
+  }
+
+  std::unique_ptr<Engine> Open() {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options());
+    EXPECT_THAT(engine, IsOk());
+    return engine.ok() ? *std::move(engine) : nullptr;
+  }
+
+  FaultInjectionEnv env_{/*seed=*/3};
+  ManualClock clock_;
+};
+
+TEST_F(FullDiskTest, FailedWriteIsStickyInternalNeverResourceExhausted) {
+  std::unique_ptr<Engine> engine = Open();
+  ASSERT_NE(engine, nullptr);
+  // Acknowledged before the disk fills: a completed, a claimed and a
+  // pending task.
+  absl::StatusOr<SubmitResult> done = engine->Submit(Spec("done"));
+  absl::StatusOr<SubmitResult> claimed = engine->Submit(Spec("claimed"));
+  absl::StatusOr<SubmitResult> pending = engine->Submit(Spec("pending"));
+  ASSERT_THAT(done, IsOk());
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_THAT(pending, IsOk());
+  absl::StatusOr<ClaimedTask> c =
+      engine->Claim(done->task_id, "w", absl::ZeroDuration());
+  ASSERT_THAT(c, IsOk());
+  ASSERT_THAT(engine->Complete(done->task_id, "w", c->claim_token, "r"),
+              IsOk());
+  absl::StatusOr<ClaimedTask> claim =
+      engine->Claim(claimed->task_id, "w", absl::ZeroDuration());
+  ASSERT_THAT(claim, IsOk());
+  EXPECT_THAT(engine->Health(), IsOk());
+
+  env_.SetInjectedError(FaultInjectionEnv::InjectedError::kNoSpace);
+  env_.FailNextAppends(std::numeric_limits<int>::max());
+  const absl::Status sticky = StatusOf(engine->Submit(Spec("full")));
+  EXPECT_THAT(sticky, StatusIs(absl::StatusCode::kInternal,
+                               HasSubstr("injected ENOSPC")));
+  EXPECT_THAT(std::string(sticky.message()), HasSubstr("Close and reopen"));
+  // Without attempting a write.
+  EXPECT_EQ(engine->Health(), sticky);
+
+  // The disk has room again, but the engine does not trust it: every write
+  // gets the very same status.
+  env_.FailNextAppends(0);
+  const uint64_t token = claim->claim_token;
+  const std::vector<std::pair<std::string, std::function<absl::Status()>>>
+      writes = {
+          {"Submit", [&] { return StatusOf(engine->Submit(Spec("new"))); }},
+          {"SubmitBatch",
+           [&] {
+             std::vector<TaskSpec> batch = {Spec("x"), Spec("y"), Spec("z")};
+             return StatusOf(engine->SubmitBatch(batch));
+           }},
+          {"Claim",
+           [&] {
+             return StatusOf(
+                 engine->Claim(pending->task_id, "w", absl::ZeroDuration()));
+           }},
+          {"ClaimNext", [&] { return StatusOf(engine->ClaimNext("w", {})); }},
+          {"Complete",
+           [&] { return engine->Complete(claimed->task_id, "w", token, "r"); }},
+          {"Fail",
+           [&] { return engine->Fail(claimed->task_id, "w", token, "e"); }},
+          {"Heartbeat",
+           [&] {
+             return StatusOf(engine->Heartbeat(claimed->task_id, "w", token,
+                                               absl::ZeroDuration()));
+           }},
+          {"Cancel", [&] { return engine->Cancel(pending->task_id); }},
+          {"Delete", [&] { return engine->Delete(done->task_id); }},
+          {"RunMaintenance", [&] { return engine->RunMaintenance(); }},
+          {"Snapshot", [&] { return engine->Snapshot(); }},
+      };
+  for (const auto& [what, call] : writes) {
+    EXPECT_EQ(call(), sticky) << what;
+  }
+  EXPECT_EQ(engine->Health(), sticky);
+
+  // Reads keep working.
+  EXPECT_THAT(engine->Get(pending->task_id), IsOk());
+  absl::StatusOr<Task> completed = engine->GetByIdempotencyKey("done");
+  ASSERT_THAT(completed, IsOk());
+  EXPECT_EQ(completed->status(), COMPLETED);
+  EXPECT_THAT(engine->List(ListFilter()), IsOk());
+  EXPECT_THAT(engine->History(claimed->task_id), IsOk());
+  EXPECT_THAT(engine->Stats(), IsOk());
+
+  EXPECT_EQ(engine->Close(), sticky);
+  EXPECT_EQ(engine->Health(), sticky);
+  engine.reset();
+
+  // Close and reopen: every acknowledged task is there, and writes work.
+  engine = Open();
+  ASSERT_NE(engine, nullptr);
+  EXPECT_THAT(engine->Health(), IsOk());
+  for (const auto& [key, status] :
+       std::vector<std::pair<std::string, TaskStatus>>{
+           {"done", COMPLETED}, {"claimed", CLAIMED}, {"pending", PENDING}}) {
+    absl::StatusOr<Task> task = engine->GetByIdempotencyKey(key);
+    ASSERT_THAT(task, IsOk()) << key;
+    EXPECT_EQ(task->status(), status) << key;
+  }
+  EXPECT_THAT(engine->Complete(claimed->task_id, "w", token, "r"), IsOk());
+  EXPECT_THAT(engine->Submit(Spec("after")), IsOk());
+  EXPECT_THAT(engine->Close(), IsOk());
 }
 
 }  // namespace

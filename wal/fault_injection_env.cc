@@ -47,7 +47,12 @@ absl::Status NotFound(absl::string_view operation, absl::string_view path) {
       absl::StrCat(operation, " ", path, ": No such file or directory"));
 }
 
-absl::Status InjectedEio(absl::string_view operation, absl::string_view path) {
+absl::Status Injected(FaultInjectionEnv::InjectedError error,
+                      absl::string_view operation, absl::string_view path) {
+  if (error == FaultInjectionEnv::InjectedError::kNoSpace) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(operation, " ", path, ": injected ENOSPC"));
+  }
   return absl::InternalError(
       absl::StrCat(operation, " ", path, ": injected EIO"));
 }
@@ -56,7 +61,7 @@ absl::Status InjectedEio(absl::string_view operation, absl::string_view path) {
 }  // namespace wal
 
 using wal::BaseName;
-using wal::InjectedEio;
+using wal::Injected;
 using wal::NormalizeDir;
 using wal::NotFound;
 using wal::ParentDir;
@@ -274,7 +279,9 @@ absl::Status FaultInjectionEnv::RenameFile(const std::string& from,
     return absl::InternalError(
         absl::StrCat("rename ", paths, ": Is a directory"));
   }
-  if (TakeFailure(&failing_renames_)) return InjectedEio("rename", paths);
+  if (TakeFailure(&failing_renames_)) {
+    return Injected(injected_error_, "rename", paths);
+  }
   if (from == to) return absl::OkStatus();
   std::shared_ptr<Inode> inode = std::move(source->second);
   live_.erase(source);
@@ -309,7 +316,9 @@ absl::Status FaultInjectionEnv::SyncDir(const std::string& dir) {
   absl::MutexLock lock(&mu_);
   const std::string normalized = NormalizeDir(dir);
   if (!DirExists(normalized)) return NotFound("open", dir);
-  if (TakeFailure(&failing_sync_dirs_)) return InjectedEio("fsync", dir);
+  if (TakeFailure(&failing_sync_dirs_)) {
+    return Injected(injected_error_, "fsync", dir);
+  }
   for (auto it = durable_.begin(); it != durable_.end();) {
     if (ParentDir(it->first) == normalized) {
       it = durable_.erase(it);
@@ -407,6 +416,11 @@ void FaultInjectionEnv::FailNextSyncDirs(int n) {
   failing_sync_dirs_ = std::max(n, 0);
 }
 
+void FaultInjectionEnv::SetInjectedError(InjectedError error) {
+  absl::MutexLock lock(&mu_);
+  injected_error_ = error;
+}
+
 uint64_t FaultInjectionEnv::sync_count() const {
   absl::MutexLock lock(&mu_);
   return sync_count_;
@@ -432,7 +446,7 @@ absl::Status FaultInjectionEnv::Append(const File& file,
   if (TakeFailure(&failing_appends_)) {
     const size_t written = data.empty() ? 0 : Uniform(data.size());
     file.inode_->data.append(data.data(), written);
-    return InjectedEio("write", file.path_);
+    return Injected(injected_error_, "write", file.path_);
   }
   file.inode_->data.append(data.data(), data.size());
   return absl::OkStatus();
@@ -441,7 +455,9 @@ absl::Status FaultInjectionEnv::Append(const File& file,
 absl::Status FaultInjectionEnv::Sync(const File& file) {
   absl::MutexLock lock(&mu_);
   if (absl::Status s = CheckAlive(file, "fdatasync"); !s.ok()) return s;
-  if (TakeFailure(&failing_syncs_)) return InjectedEio("fdatasync", file.path_);
+  if (TakeFailure(&failing_syncs_)) {
+    return Injected(injected_error_, "fdatasync", file.path_);
+  }
   file.inode_->MakeDurable();
   ++sync_count_;
   return absl::OkStatus();

@@ -416,6 +416,24 @@ TEST_F(FaultInjectionEnvTest, FailNextSyncDirsFiresExactlyNAndPersistsNothing) {
   EXPECT_THAT(env_.DurableContents("/db/a"), IsOk());
 }
 
+TEST_F(FaultInjectionEnvTest, NoSpaceFailuresAreResourceExhausted) {
+  std::unique_ptr<WritableFile> file = Create("/db/f");
+  env_.SetInjectedError(FaultInjectionEnv::InjectedError::kNoSpace);
+  env_.FailNextAppends(1);
+  env_.FailNextSyncs(1);
+  env_.FailNextSyncDirs(1);
+  env_.FailNextRenames(1);
+  constexpr absl::StatusCode kExhausted = absl::StatusCode::kResourceExhausted;
+  EXPECT_THAT(file->Append("data"),
+              StatusIs(kExhausted, "write /db/f: injected ENOSPC"));
+  EXPECT_THAT(file->Sync(), StatusIs(kExhausted, HasSubstr("injected ENOSPC")));
+  EXPECT_THAT(env_.SyncDir("/db"), StatusIs(kExhausted));
+  EXPECT_THAT(env_.RenameFile("/db/f", "/db/g"), StatusIs(kExhausted));
+  env_.SetInjectedError(FaultInjectionEnv::InjectedError::kEio);
+  env_.FailNextSyncs(1);
+  EXPECT_THAT(file->Sync(), StatusIs(kInternal, HasSubstr("injected EIO")));
+}
+
 TEST_F(FaultInjectionEnvTest, FailNextReplacesAndZeroDisarms) {
   std::unique_ptr<WritableFile> file = Create("/db/f");
   env_.FailNextSyncs(5);
