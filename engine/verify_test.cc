@@ -446,6 +446,31 @@ TEST_P(VerifyTest, TornTailOfNewestSegmentIsRepairable) {
   EXPECT_THAT(Verify(), IsEmpty());
 }
 
+// Whether Open repairs a torn tail is Open's to say: beside damage that
+// makes Open fail, the torn tail is repaired by nothing.
+TEST_P(VerifyTest, TornTailBesideFatalDamageIsNotRepairedByOpen) {
+  Populate("a", 40);
+  const std::vector<std::string> segments = Segments();
+  ASSERT_GE(segments.size(), 3u);
+  const ParsedFile older = Parse(segments[1], wal::kSegmentMagic);
+  ASSERT_GE(older.records.size(), 3u);
+  FlipByte(segments[1], older.records[1].offset + wal::kRecordHeaderSize + 2);
+  const std::string newest = segments.back();
+  const ParsedFile parsed = Parse(newest, wal::kSegmentMagic);
+  ASSERT_FALSE(parsed.records.empty());
+  const uint64_t cut = parsed.records.back().offset;
+  Overwrite(newest, Contents(newest).substr(0, cut + 10));
+
+  const std::vector<Problem> problems = Verify();
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0].kind, Problem::Kind::kCorruption);
+  EXPECT_EQ(problems[1].kind, Problem::Kind::kTornTail);
+  EXPECT_EQ(problems[1].offset, cut);
+  EXPECT_FALSE(problems[1].repaired_by_open);
+  EXPECT_THAT(problems[1].message, HasSubstr("but Open does not repair it"));
+  EXPECT_EQ(OpenCode(), absl::StatusCode::kDataLoss);
+}
+
 // The records lost with an older segment's tail show where the log goes on:
 // at the next record of the partition that lost one.
 TEST_P(VerifyTest, TruncatedOlderSegmentIsCorruptionAndGap) {
