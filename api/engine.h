@@ -167,7 +167,7 @@ struct EngineOptions {
   uint32_t default_max_attempts = 3;  // In [1, max_max_attempts].
   uint32_t max_max_attempts = 1000;   // At least 1.
   absl::Duration default_lease = absl::Seconds(30);  // Positive.
-  absl::Duration max_lease = absl::Hours(24);  // At least default_lease.
+  absl::Duration max_lease = absl::Hours(24);        // At least default_lease.
   // Backoffs at least 0, multiplier finite and at least 1, jitter in [0, 1].
   RetryPolicy default_retry_policy = DefaultRetryPolicy();
 
@@ -263,12 +263,12 @@ struct ListPage {
 // LSNs count records per partition; the LSNs here are sums over the
 // partitions (records since the data began).
 struct RecoveryReport {
-  uint64_t snapshot_lsn = 0;        // 0: no snapshot was used.
-  uint64_t records_replayed = 0;    // Log records applied after it.
-  uint64_t last_lsn = 0;            // Records recovered in all.
-  uint64_t truncated_bytes = 0;     // Torn tail (or salvage) cut off.
-  absl::Duration duration;          // Wall time of the recovery.
-  std::vector<std::string> notes;   // Repairs, set-aside files, salvage.
+  uint64_t snapshot_lsn = 0;       // 0: no snapshot was used.
+  uint64_t records_replayed = 0;   // Log records applied after it.
+  uint64_t last_lsn = 0;           // Records recovered in all.
+  uint64_t truncated_bytes = 0;    // Torn tail (or salvage) cut off.
+  absl::Duration duration;         // Wall time of the recovery.
+  std::vector<std::string> notes;  // Repairs, set-aside files, salvage.
 };
 
 struct EngineStats {
@@ -283,16 +283,16 @@ struct EngineStats {
   uint64_t deduplicated = 0;
 
   // Totals since the engine's data began (they survive restarts).
-  uint64_t submitted = 0;      // Tasks created.
+  uint64_t submitted = 0;  // Tasks created.
   uint64_t claims = 0;
   uint64_t completions = 0;
   uint64_t failed_attempts = 0;  // Fail calls and lease expiries.
   uint64_t lease_expiries = 0;
   uint64_t retries = 0;
   uint64_t cancellations = 0;
-  uint64_t deletions = 0;      // Delete calls.
+  uint64_t deletions = 0;  // Delete calls.
   uint64_t retention_removals = 0;
-  uint64_t transitions = 0;    // Records applied.
+  uint64_t transitions = 0;  // Records applied.
 
   uint32_t partitions = 0;
 
@@ -301,10 +301,10 @@ struct EngineStats {
   // the partitions, i.e. records since the data began.
   uint64_t last_lsn = 0;
   uint64_t fsyncs = 0;
-  uint64_t wal_bytes = 0;         // Log bytes written.
-  uint64_t wal_flushes = 0;       // Group-commit batches written.
+  uint64_t wal_bytes = 0;            // Log bytes written.
+  uint64_t wal_flushes = 0;          // Group-commit batches written.
   uint64_t wal_records_flushed = 0;  // Records in those batches.
-  uint64_t snapshots = 0;         // Snapshots taken.
+  uint64_t snapshots = 0;            // Snapshots taken.
   uint64_t last_snapshot_lsn = 0;
   absl::Time last_snapshot_time = absl::InfinitePast();
 };
@@ -402,8 +402,7 @@ class Engine {
   // attempt it becomes FAILED. Errors as Complete (kInvalidArgument for an
   // oversized or non-UTF-8 error).
   virtual absl::Status Fail(uint64_t task_id, absl::string_view worker_id,
-                            uint64_t claim_token,
-                            absl::string_view error) = 0;
+                            uint64_t claim_token, absl::string_view error) = 0;
 
   // Extends the claim's lease to now + extension (zero means default_lease)
   // and returns the new deadline. Errors as Complete, plus kInvalidArgument

@@ -31,8 +31,8 @@ absl::StatusOr<TempDir> TempDir::Create(const std::string& parent,
                                         absl::string_view prefix) {
   std::string templ = absl::StrCat(parent, "/", prefix, "XXXXXX");
   if (mkdtemp(templ.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("mkdtemp ", templ, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("mkdtemp ", templ, ": ", std::strerror(errno)));
   }
   return TempDir(std::move(templ));
 }

@@ -7,8 +7,9 @@
 //   bazel build --config=opt //benchmarks:compare
 //   bazel-bin/benchmarks/compare                 # full run (long; GBs of RAM)
 //   bazel-bin/benchmarks/compare --quick         # smoke test, < 1 minute
-//   bazel-bin/benchmarks/compare --workloads=lifecycle,latency \
+//   bazel-bin/benchmarks/compare --workloads=lifecycle,latency
 //       --threads=1,64 --out=results.csv --json=results.json --markdown
+//       (one command line)
 //
 // Data directories are created under --tmpdir (default $TMPDIR, else /tmp;
 // it must be on the real disk for the fdatasync figures to mean anything)
@@ -45,7 +46,8 @@ ABSL_FLAG(bool, quick, false,
 ABSL_FLAG(bool, markdown, false, "Print the tables as Markdown.");
 ABSL_FLAG(std::string, out, "", "Also write every figure to this CSV file.");
 ABSL_FLAG(std::string, json, "", "Also write every figure to this JSON file.");
-ABSL_FLAG(std::string, workloads, "lifecycle,dedup,latency,recovery,memory,scale",
+ABSL_FLAG(std::string, workloads,
+          "lifecycle,dedup,latency,recovery,memory,scale",
           "Workloads to run, comma-separated.");
 ABSL_FLAG(std::string, systems, "all",
           "Systems to run, comma-separated (taskwal-always, taskwal-interval, "
@@ -89,8 +91,8 @@ ABSL_FLAG(std::string, internal_child, "",
 namespace taskwal::bench {
 namespace {
 
-constexpr const char* kAllWorkloads[] = {"lifecycle", "dedup",    "latency",
-                                         "recovery",  "memory",   "scale"};
+constexpr const char* kAllWorkloads[] = {"lifecycle", "dedup",  "latency",
+                                         "recovery",  "memory", "scale"};
 
 std::vector<int> Ints(const std::string& list) {
   std::vector<int> out;
@@ -187,13 +189,14 @@ int Main(int argc, char** argv) {
   config.max_phase_time = absl::Seconds(absl::GetFlag(FLAGS_max_phase_seconds));
   config.latency_threads = Ints(absl::GetFlag(FLAGS_latency_threads));
   config.latency_tasks = absl::GetFlag(FLAGS_latency_tasks);
-  config.recovery_transitions = Sizes(absl::GetFlag(FLAGS_recovery_transitions));
+  config.recovery_transitions =
+      Sizes(absl::GetFlag(FLAGS_recovery_transitions));
   config.snapshot_tasks = Sizes(absl::GetFlag(FLAGS_snapshot_tasks));
   config.memory_tasks = absl::GetFlag(FLAGS_memory_tasks);
   config.scale_live = Sizes(absl::GetFlag(FLAGS_scale_live));
   config.scale_threads = absl::GetFlag(FLAGS_scale_threads);
-  for (absl::string_view m :
-       absl::StrSplit(absl::GetFlag(FLAGS_scale_modes), ',', absl::SkipEmpty())) {
+  for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_scale_modes),
+                                            ',', absl::SkipEmpty())) {
     if (m != "always" && m != "interval" && m != "none") {
       std::fprintf(stderr, "compare: unknown scale mode %s\n",
                    std::string(m).c_str());
@@ -209,7 +212,8 @@ int Main(int argc, char** argv) {
   }
   const std::string systems_flag = absl::GetFlag(FLAGS_systems);
   std::set<std::string> wanted;
-  for (absl::string_view s : absl::StrSplit(systems_flag, ',', absl::SkipEmpty())) {
+  for (absl::string_view s :
+       absl::StrSplit(systems_flag, ',', absl::SkipEmpty())) {
     wanted.insert(std::string(s));
   }
   const bool every = wanted.count("all") > 0;
@@ -237,8 +241,8 @@ int Main(int argc, char** argv) {
     }
     workloads.insert(std::string(w));
   }
-  if (config.threads.empty() || (workloads.count("latency") > 0 &&
-                                 config.latency_threads.empty())) {
+  if (config.threads.empty() ||
+      (workloads.count("latency") > 0 && config.latency_threads.empty())) {
     std::fprintf(stderr, "compare: no thread counts\n");
     return 2;
   }
@@ -254,8 +258,8 @@ int Main(int argc, char** argv) {
       DescribeMachine(config.scratch);
 
   Results results;
-  auto run = [&](const char* name, absl::Status (*fn)(const CompareConfig&,
-                                                        Results*)) {
+  auto run = [&](const char* name,
+                 absl::Status (*fn)(const CompareConfig&, Results*)) {
     if (workloads.count(name) == 0) return;
     const int64_t t0 = NowNanos();
     absl::Status s = fn(config, &results);

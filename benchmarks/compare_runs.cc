@@ -45,7 +45,8 @@ absl::Status WithSystem(const CompareConfig& config, const SystemSpec& spec,
     absl::StatusOr<TempDir> dir =
         TempDir::Create(config.scratch, absl::StrCat(spec.name, "-"));
     if (!dir.ok()) return dir.status();
-    absl::StatusOr<std::unique_ptr<QueueSystem>> system = spec.open(dir->path());
+    absl::StatusOr<std::unique_ptr<QueueSystem>> system =
+        spec.open(dir->path());
     if (!system.ok()) return system.status();
     absl::Status s = fn(system->get());
     absl::Status c = (*system)->Close();
@@ -95,11 +96,20 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
   std::optional<RawLogResult> raw_sync, raw_overwrite, raw_append;
   if (config.raw) {
     absl::StatusOr<RawLogResult> r = RawRun(config, 1, false);
-    if (r.ok()) raw_sync = *r; else AddRawError(results, "disk-fdatasync", r.status());
+    if (r.ok())
+      raw_sync = *r;
+    else
+      AddRawError(results, "disk-fdatasync", r.status());
     r = RawRun(config, 1, false, /*overwrite=*/true);
-    if (r.ok()) raw_overwrite = *r; else AddRawError(results, kRawOverwrite, r.status());
+    if (r.ok())
+      raw_overwrite = *r;
+    else
+      AddRawError(results, kRawOverwrite, r.status());
     r = RawRun(config, 0, false);
-    if (r.ok()) raw_append = *r; else AddRawError(results, "disk-append", r.status());
+    if (r.ok())
+      raw_append = *r;
+    else
+      AddRawError(results, "disk-append", r.status());
   }
   for (int threads : config.threads) {
     for (const SystemSpec& spec : config.systems) {
@@ -116,13 +126,12 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
             absl::StrCat("tasks=", tasks, " payload=", config.payload_bytes,
                          "B", CappedNote(r->capped));
         auto add = [&](const char* metric, double v, const char* unit) {
-          results->Add({"lifecycle", spec.name, "", threads, metric, v, unit,
-                        params});
+          results->Add(
+              {"lifecycle", spec.name, "", threads, metric, v, unit, params});
         };
         add("lifecycles_per_s", r->lifecycles_per_second, "lifecycles/s");
         add("submits_per_s", r->submits_per_second, "calls/s");
-        add("claim_completes_per_s", r->claim_completes_per_second,
-            "pairs/s");
+        add("claim_completes_per_s", r->claim_completes_per_second, "pairs/s");
         add("seconds", r->submit_seconds + r->drain_seconds, "s");
         const double cpu_us =
             r->completed > 0 ? r->cpu_seconds * 1e6 / r->completed : 0;
@@ -131,9 +140,9 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
         Progress(absl::StrFormat(
             "[lifecycle] %-17s threads=%-3d %12.0f lifecycles/s  (submit "
             "%.0f/s, claim+complete %.0f/s, %.2fs, %.1f us CPU each)%s%s",
-            spec.name, threads, r->lifecycles_per_second,
-            r->submits_per_second, r->claim_completes_per_second,
-            r->submit_seconds + r->drain_seconds, cpu_us, CappedNote(r->capped),
+            spec.name, threads, r->lifecycles_per_second, r->submits_per_second,
+            r->claim_completes_per_second, r->submit_seconds + r->drain_seconds,
+            cpu_us, CappedNote(r->capped),
             diagnostics.empty() ? "" : absl::StrCat(" [", diagnostics, "]")));
         return absl::OkStatus();
       }).IgnoreError();  // Recorded in results.
@@ -142,8 +151,8 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
     auto add_raw = [&](const char* system, const RawLogResult& r,
                        const std::string& params) {
       results->Add({"lifecycle", system, "", threads, "lifecycles_per_s",
-                    r.records_per_second / kRecordsPerLifecycle,
-                    "lifecycles/s", params});
+                    r.records_per_second / kRecordsPerLifecycle, "lifecycles/s",
+                    params});
       results->Add({"lifecycle", system, "", threads, "records_per_s",
                     r.records_per_second, "records/s", params});
     };
@@ -154,8 +163,9 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
     }
     if (raw_overwrite.has_value()) {
       add_raw(kRawOverwrite, *raw_overwrite,
-              absl::StrCat(rec, ", 1 writer, fdatasync each, over a "
-                                "pre-zeroed file; measured once"));
+              absl::StrCat(rec,
+                           ", 1 writer, fdatasync each, over a "
+                           "pre-zeroed file; measured once"));
     }
     absl::StatusOr<RawLogResult> group = RawRun(config, threads, false);
     if (group.ok()) {
@@ -218,9 +228,8 @@ absl::Status RunDedupWorkload(const CompareConfig& config, Results* results) {
         if (!r.ok()) return r.status();
         results->Add({"dedup", spec.name, "", threads, "submits_per_s",
                       r->submits_per_second, "calls/s",
-                      absl::StrCat("submits=", r->submits,
-                                   " deduplicated=", r->deduplicated,
-                                   CappedNote(r->capped))});
+                      absl::StrCat("submits=", r->submits, " deduplicated=",
+                                   r->deduplicated, CappedNote(r->capped))});
         Progress(absl::StrFormat(
             "[dedup]     %-17s threads=%-3d %12.0f submits/s (%d of %d "
             "deduplicated)%s",
@@ -233,22 +242,20 @@ absl::Status RunDedupWorkload(const CompareConfig& config, Results* results) {
   return absl::OkStatus();
 }
 
-absl::Status RunLatencyWorkload(const CompareConfig& config,
-                                Results* results) {
+absl::Status RunLatencyWorkload(const CompareConfig& config, Results* results) {
   if (config.raw) {
     absl::StatusOr<RawLogResult> raw = RawRun(config, 1, /*latency=*/true);
     if (raw.ok()) {
       const LatencySummary& l = raw->batch_latency;
-      const std::string params =
-          absl::StrCat(config.raw_record_bytes, "B append + fdatasync, n=",
-                       l.count);
+      const std::string params = absl::StrCat(
+          config.raw_record_bytes, "B append + fdatasync, n=", l.count);
       for (int threads : config.latency_threads) {
-        for (auto [metric, v] : {std::pair<const char*, double>{
-                                     "fdatasync_p50_us", l.p50_us},
-                                 {"fdatasync_p90_us", l.p90_us},
-                                 {"fdatasync_p99_us", l.p99_us},
-                                 {"fdatasync_p999_us", l.p999_us},
-                                 {"fdatasync_max_us", l.max_us}}) {
+        for (auto [metric, v] :
+             {std::pair<const char*, double>{"fdatasync_p50_us", l.p50_us},
+              {"fdatasync_p90_us", l.p90_us},
+              {"fdatasync_p99_us", l.p99_us},
+              {"fdatasync_p999_us", l.p999_us},
+              {"fdatasync_max_us", l.max_us}}) {
           results->Add(
               {"latency", kRawSync, "", threads, metric, v, "us", params});
         }
@@ -273,8 +280,8 @@ absl::Status RunLatencyWorkload(const CompareConfig& config,
         o.record_latency = true;
         absl::StatusOr<LifecycleResult> r = RunLifecycle(system, o);
         if (!r.ok()) return r.status();
-        const std::string params = absl::StrCat(
-            "tasks=", config.latency_tasks, CappedNote(r->capped));
+        const std::string params =
+            absl::StrCat("tasks=", config.latency_tasks, CappedNote(r->capped));
         for (auto [op, l] : {std::pair<const char*, const LatencySummary*>{
                                  "submit", &r->submit_latency},
                              {"claim", &r->claim_latency},
@@ -329,8 +336,8 @@ absl::Status BuildLog(Engine* engine, uint64_t transitions, bool lifecycles,
     if (!lifecycles) continue;
     absl::StatusOr<ClaimedTask> c = engine->ClaimNext("worker", {});
     if (!c.ok()) return c.status();
-    absl::Status s = engine->Complete(c->task.id(), "worker", c->claim_token,
-                                      "ok");
+    absl::Status s =
+        engine->Complete(c->task.id(), "worker", c->claim_token, "ok");
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -358,11 +365,11 @@ absl::StatusOr<std::pair<std::unique_ptr<Engine>, OpenTiming>> TimedOpen(
   return std::make_pair(*std::move(engine), t);
 }
 
-void AddOpen(Results* results, const std::string& label,
-             const OpenTiming& t, uint64_t data_bytes) {
+void AddOpen(Results* results, const std::string& label, const OpenTiming& t,
+             uint64_t data_bytes) {
   auto add = [&](const char* metric, double v, const char* unit) {
-    results->Add({"recovery", "taskwal", label, 0, metric, v, unit,
-                  "warm page cache"});
+    results->Add(
+        {"recovery", "taskwal", label, 0, metric, v, unit, "warm page cache"});
   };
   add("open_s", t.seconds, "s");
   add("records_replayed", static_cast<double>(t.report.records_replayed),
@@ -437,8 +444,7 @@ absl::Status RecoveryCase(const CompareConfig& config, uint64_t transitions,
   }
   const std::string what = absl::StrCat(
       transitions, lifecycles ? " transitions (lifecycles of " : " submits (",
-      lifecycles ? transitions / kRecordsPerLifecycle : transitions,
-      " tasks)");
+      lifecycles ? transitions / kRecordsPerLifecycle : transitions, " tasks)");
   {
     const uint64_t bytes = TreeBytes(dir);
     absl::StatusOr<OpenTiming> timed = ChildTimedOpen(config, dir);
@@ -490,12 +496,12 @@ int OpenChildMain(const std::string& dir) {
     std::fprintf(stderr, "%s\n", s.ToString().c_str());
     return 1;
   }
-  std::printf("seconds=%.9f\nrecords_replayed=%llu\nsnapshot_lsn=%llu\n"
-              "tasks=%llu\n",
-              t.seconds,
-              static_cast<unsigned long long>(t.report.records_replayed),
-              static_cast<unsigned long long>(t.report.snapshot_lsn),
-              static_cast<unsigned long long>(t.tasks));
+  std::printf(
+      "seconds=%.9f\nrecords_replayed=%llu\nsnapshot_lsn=%llu\n"
+      "tasks=%llu\n",
+      t.seconds, static_cast<unsigned long long>(t.report.records_replayed),
+      static_cast<unsigned long long>(t.report.snapshot_lsn),
+      static_cast<unsigned long long>(t.tasks));
   return 0;
 }
 
@@ -553,9 +559,10 @@ int MemoryChildMain(const std::string& dir, uint64_t tasks,
 
 absl::Status RunMemoryWorkload(const CompareConfig& config, Results* results) {
   const std::string command = absl::StrCat(
-      "'", config.self_path, "' --internal_child=memory --memory_tasks=",
-      config.memory_tasks, " --payload_bytes=", config.payload_bytes,
-      " --tmpdir='", config.scratch, "'");
+      "'", config.self_path,
+      "' --internal_child=memory --memory_tasks=", config.memory_tasks,
+      " --payload_bytes=", config.payload_bytes, " --tmpdir='", config.scratch,
+      "'");
   Progress(absl::StrCat("[memory]    ", command));
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) {
@@ -585,17 +592,18 @@ absl::Status RunMemoryWorkload(const CompareConfig& config, Results* results) {
   const double data = (v["key_bytes"] + v["payload_bytes"]) / tasks;
   const std::string params =
       absl::StrCat(static_cast<uint64_t>(tasks), " tasks, key+payload ",
-                   absl::StrFormat("%.1f", data), " B/task, RSS from "
+                   absl::StrFormat("%.1f", data),
+                   " B/task, RSS from "
                    "/proc/self/statm in a fresh child process");
   auto add = [&](const std::string& label, const char* metric, double value,
                  const char* unit) {
-    results->Add({"memory", "taskwal-none", label, 0, metric, value, unit,
-                  params});
+    results->Add(
+        {"memory", "taskwal-none", label, 0, metric, value, unit, params});
   };
-  for (auto [label, key] : {std::pair<const char*, const char*>{
-                                "pending (after submit)", "rss_submitted"},
-                            {"completed (after claim+complete)",
-                             "rss_completed"}}) {
+  for (auto [label, key] :
+       {std::pair<const char*, const char*>{"pending (after submit)",
+                                            "rss_submitted"},
+        {"completed (after claim+complete)", "rss_completed"}}) {
     const double per_task = (v[key] - v["rss_before"]) / tasks;
     add(label, "rss_bytes_per_task", per_task, "bytes");
     add(label, "key_payload_bytes_per_task", data, "bytes");
@@ -613,8 +621,8 @@ absl::Status RunScaleWorkload(const CompareConfig& config, Results* results) {
     if (mode_name == "interval") mode = SyncMode::kInterval;
     if (mode_name == "none") mode = SyncMode::kNone;
     const std::string system = absl::StrCat("taskwal-", SyncModeName(mode));
-    const uint64_t tasks = mode == SyncMode::kAlways ? config.durable_tasks
-                                                     : config.fast_tasks;
+    const uint64_t tasks =
+        mode == SyncMode::kAlways ? config.durable_tasks : config.fast_tasks;
     for (uint64_t live : config.scale_live) {
       absl::Status status = [&]() -> absl::Status {
         absl::StatusOr<TempDir> dir = TempDir::Create(config.scratch, "scale-");
@@ -670,15 +678,15 @@ absl::Status RunScaleWorkload(const CompareConfig& config, Results* results) {
         if (!r.ok()) return r.status();
         if (!c.ok()) return c;
         const std::string label = absl::StrCat("live=", live);
-        const std::string params = absl::StrCat(
-            "backlog of ", live, " pending tasks (priority -1), ", tasks,
-            " measured tasks, ", config.scale_threads, " clients",
-            CappedNote(r->capped));
+        const std::string params =
+            absl::StrCat("backlog of ", live, " pending tasks (priority -1), ",
+                         tasks, " measured tasks, ", config.scale_threads,
+                         " clients", CappedNote(r->capped));
         results->Add({"scale", system, label, config.scale_threads,
                       "lifecycles_per_s", r->lifecycles_per_second,
                       "lifecycles/s", params});
-        results->Add({"scale", system, label, config.scale_threads,
-                      "preload_s", preload_s, "s", params});
+        results->Add({"scale", system, label, config.scale_threads, "preload_s",
+                      preload_s, "s", params});
         results->Add({"scale", system, label, config.scale_threads,
                       "first_lifecycle_s", first_claim_s, "s", params});
         const double per = r->completed > 0 ? 1.0 / r->completed : 0;

@@ -26,8 +26,8 @@ inline constexpr char kRawClients[] = "disk-blocking-clients";
 inline constexpr char kRawNoSync[] = "disk-append";
 
 struct CompareConfig {
-  std::string scratch;  // the run's own temporary directory
-  std::string self_path;  // this binary, for the memory child process
+  std::string scratch;              // the run's own temporary directory
+  std::string self_path;            // this binary, for the memory child process
   std::vector<SystemSpec> systems;  // selected queue systems
   bool raw = true;                  // the disk rows
   std::vector<int> threads;
@@ -63,8 +63,7 @@ absl::Status RunDedupWorkload(const CompareConfig& config, Results* results);
 absl::Status RunLatencyWorkload(const CompareConfig& config, Results* results);
 // workload "recovery": open_s, records_replayed, records_per_s,
 // tasks_loaded, tasks_per_s, data_bytes per case label.
-absl::Status RunRecoveryWorkload(const CompareConfig& config,
-                                 Results* results);
+absl::Status RunRecoveryWorkload(const CompareConfig& config, Results* results);
 // workload "memory": runs this binary as a child (--internal_child=memory)
 // so the figure is not skewed by earlier workloads' heap.
 absl::Status RunMemoryWorkload(const CompareConfig& config, Results* results);

@@ -45,8 +45,8 @@ std::string ClientsHeader(int threads) {
 
 // "12,345 (0.52x)": the figure and its ratio to the reference.
 std::string Cell(const Results& results, absl::string_view workload,
-                 absl::string_view system, absl::string_view label,
-                 int threads, absl::string_view metric) {
+                 absl::string_view system, absl::string_view label, int threads,
+                 absl::string_view metric) {
   const Measurement* m =
       results.FindMeasurement(workload, system, label, threads, metric);
   if (m == nullptr) return "-";
@@ -124,9 +124,14 @@ Table RateTable(const CompareConfig& config, const Results& results,
 Table LatencyTable(const CompareConfig& config, const Results& results) {
   Table t;
   t.title = "Latency per call, systems that fdatasync per call (microseconds)";
-  t.header = {"system",          "clients",          "call",
-              "p50",             "p99",              "p999",
-              "p99 / taskwal-always p99", "p99 / disk fdatasync p99"};
+  t.header = {"system",
+              "clients",
+              "call",
+              "p50",
+              "p99",
+              "p999",
+              "p99 / taskwal-always p99",
+              "p99 / disk fdatasync p99"};
   for (int n : config.latency_threads) {
     std::optional<double> disk_p99 =
         results.Find("latency", kRawSync, "", n, "fdatasync_p99_us");
@@ -147,8 +152,8 @@ Table LatencyTable(const CompareConfig& config, const Results& results) {
                               absl::StrCat(op, "_", q, "_us"));
         };
         if (!v("p50").has_value()) continue;
-        std::optional<double> ref = results.Find(
-            "latency", kReference, "", n, absl::StrCat(op, "_p99_us"));
+        std::optional<double> ref = results.Find("latency", kReference, "", n,
+                                                 absl::StrCat(op, "_p99_us"));
         t.rows.push_back(
             {s.name, absl::StrCat(n), op, FormatNumber(*v("p50")),
              FormatNumber(*v("p99")), FormatNumber(*v("p999")),
@@ -183,9 +188,8 @@ std::vector<std::string> Labels(const Results& results,
 Table RecoveryTable(const Results& results) {
   Table t;
   t.title = "Recovery: Engine::Open (taskwal)";
-  t.header = {"data directory",  "open (s)",  "records replayed",
-              "records/s",       "tasks",     "tasks/s",
-              "on disk (MB)"};
+  t.header = {"data directory", "open (s)", "records replayed", "records/s",
+              "tasks",          "tasks/s",  "on disk (MB)"};
   for (const std::string& label : Labels(results, "recovery")) {
     auto v = [&](const char* metric) {
       std::optional<double> x =
@@ -194,8 +198,8 @@ Table RecoveryTable(const Results& results) {
     };
     t.rows.push_back({label, absl::StrFormat("%.3f", v("open_s")),
                       FormatNumber(v("records_replayed")),
-                      FormatNumber(v("records_per_s")), FormatNumber(v("tasks")),
-                      FormatNumber(v("tasks_per_s")),
+                      FormatNumber(v("records_per_s")),
+                      FormatNumber(v("tasks")), FormatNumber(v("tasks_per_s")),
                       FormatNumber(v("data_bytes") / 1e6)});
   }
   t.notes = {
@@ -254,8 +258,8 @@ Table ScaleTable(const CompareConfig& config, const Results& results) {
         continue;
       }
       if (!first.has_value()) first = v;
-      row.push_back(absl::StrCat(FormatNumber(*v), " (",
-                                 FormatRatio(*v / *first), ")"));
+      row.push_back(
+          absl::StrCat(FormatNumber(*v), " (", FormatRatio(*v / *first), ")"));
     }
     t.rows.push_back(std::move(row));
     std::vector<std::string> first_row = {
@@ -321,13 +325,14 @@ int LargestThreads(const std::vector<int>& threads, int wanted) {
   if (std::find(threads.begin(), threads.end(), wanted) != threads.end()) {
     return wanted;
   }
-  return threads.empty() ? 0 : *std::max_element(threads.begin(), threads.end());
+  return threads.empty() ? 0
+                         : *std::max_element(threads.begin(), threads.end());
 }
 
 std::string AtClients(int n, int wanted) {
-  return n == wanted ? absl::StrCat(" at ", n, " clients")
-                     : absl::StrCat(" at ", n, " clients (", wanted,
-                                    " not run)");
+  return n == wanted
+             ? absl::StrCat(" at ", n, " clients")
+             : absl::StrCat(" at ", n, " clients (", wanted, " not run)");
 }
 
 // Issue 11's targets: scaling with clients (16-core figures; the 2-core
@@ -350,50 +355,50 @@ void ScalingVerdicts(const CompareConfig& config, const Results& results,
         floor > 0 ? absl::StrCat(" and >= ", FormatNumber(floor),
                                  " lifecycles/s (16 cores)")
                   : std::string(" (2 cores)"));
-    const std::optional<double> at = has(n) ? rate("taskwal-none", n)
-                                            : std::nullopt;
+    const std::optional<double> at =
+        has(n) ? rate("taskwal-none", n) : std::nullopt;
     if (!none1.has_value() || !at.has_value() || *none1 <= 0) {
       v->push_back({target, "not measured", "-"});
       continue;
     }
-    v->push_back({target,
-                  absl::StrCat(FormatNumber(*at), " vs ", FormatNumber(*none1),
-                               " lifecycles/s: ", FormatRatio(*at / *none1),
-                               " on ", std::thread::hardware_concurrency(),
-                               " cores"),
-                  MetOrMissed(*at / *none1 >= factor && *at >= floor)});
+    v->push_back(
+        {target,
+         absl::StrCat(FormatNumber(*at), " vs ", FormatNumber(*none1),
+                      " lifecycles/s: ", FormatRatio(*at / *none1), " on ",
+                      std::thread::hardware_concurrency(), " cores"),
+         MetOrMissed(*at / *none1 >= factor && *at >= floor)});
   }
   const std::optional<double> interval1 = rate("taskwal-interval", 1);
   for (int n : {16, 64, 256}) {
-    const std::string target = absl::StrCat(
-        "kInterval, ", n, " clients: >= its 1-client figure");
+    const std::string target =
+        absl::StrCat("kInterval, ", n, " clients: >= its 1-client figure");
     const std::optional<double> at =
         has(n) ? rate("taskwal-interval", n) : std::nullopt;
     if (!interval1.has_value() || !at.has_value() || *interval1 <= 0) {
       v->push_back({target, "not measured", "-"});
       continue;
     }
-    v->push_back({target,
-                  absl::StrCat(FormatNumber(*at), " vs ",
-                               FormatNumber(*interval1), ": ",
-                               FormatRatio(*at / *interval1)),
-                  MetOrMissed(*at >= *interval1)});
+    v->push_back(
+        {target,
+         absl::StrCat(FormatNumber(*at), " vs ", FormatNumber(*interval1), ": ",
+                      FormatRatio(*at / *interval1)),
+         MetOrMissed(*at >= *interval1)});
   }
   for (int n : {64, 256}) {
     const std::optional<double> always =
         has(n) ? rate(kReference, n) : std::nullopt;
     const std::optional<double> rocks =
         has(n) ? rate("rocksdb-sync", n) : std::nullopt;
-    const std::string target = absl::StrCat(
-        "kAlways, ", n, " clients: >= 2x rocksdb-sync");
+    const std::string target =
+        absl::StrCat("kAlways, ", n, " clients: >= 2x rocksdb-sync");
     if (!always.has_value() || !rocks.has_value() || *rocks <= 0) {
       v->push_back({target, "not measured", "-"});
     } else {
-      v->push_back({target,
-                    absl::StrCat(FormatNumber(*always), " vs ",
-                                 FormatNumber(*rocks), ": ",
-                                 FormatRatio(*always / *rocks)),
-                    MetOrMissed(*always >= 2 * *rocks)});
+      v->push_back(
+          {target,
+           absl::StrCat(FormatNumber(*always), " vs ", FormatNumber(*rocks),
+                        ": ", FormatRatio(*always / *rocks)),
+           MetOrMissed(*always >= 2 * *rocks)});
     }
     if (n != 64) continue;
     const std::optional<double> ceiling =
@@ -403,11 +408,11 @@ void ScalingVerdicts(const CompareConfig& config, const Results& results,
     if (!always.has_value() || !ceiling.has_value() || *ceiling <= 0) {
       v->push_back({ceiling_target, "not measured", "-"});
     } else {
-      v->push_back({ceiling_target,
-                    absl::StrCat(FormatNumber(*always), " vs ",
-                                 FormatNumber(*ceiling), ": ",
-                                 FormatRatio(*always / *ceiling)),
-                    MetOrMissed(*always >= 0.9 * *ceiling)});
+      v->push_back(
+          {ceiling_target,
+           absl::StrCat(FormatNumber(*always), " vs ", FormatNumber(*ceiling),
+                        ": ", FormatRatio(*always / *ceiling)),
+           MetOrMissed(*always >= 0.9 * *ceiling)});
     }
   }
 }
@@ -423,28 +428,28 @@ Table TargetsTable(const CompareConfig& config, const Results& results) {
   if (always64.has_value()) {
     const std::optional<double> ceiling =
         results.Find("lifecycle", kRawClients, "", n64, "lifecycles_per_s");
-    v.push_back({"kAlways, 64 clients: >= 100,000 lifecycles/s",
-                 absl::StrCat(FormatNumber(*always64), " lifecycles/s",
-                              AtClients(n64, 64),
-                              ceiling.has_value()
-                                  ? absl::StrCat("; ", kRawClients, ": ",
-                                                 FormatNumber(*ceiling))
-                                  : ""),
-                 MetOrMissed(*always64 >= 100000)});
+    v.push_back(
+        {"kAlways, 64 clients: >= 100,000 lifecycles/s",
+         absl::StrCat(
+             FormatNumber(*always64), " lifecycles/s", AtClients(n64, 64),
+             ceiling.has_value()
+                 ? absl::StrCat("; ", kRawClients, ": ", FormatNumber(*ceiling))
+                 : ""),
+         MetOrMissed(*always64 >= 100000)});
   } else {
-    v.push_back({"kAlways, 64 clients: >= 100,000 lifecycles/s",
-                 "not measured", "-"});
+    v.push_back(
+        {"kAlways, 64 clients: >= 100,000 lifecycles/s", "not measured", "-"});
   }
   // 2. Against SQLite FULL.
   std::optional<double> sqlite =
       results.Find("lifecycle", "sqlite-full", "", n64, "lifecycles_per_s");
   if (always64.has_value() && sqlite.has_value() && *sqlite > 0) {
     const double ratio = *always64 / *sqlite;
-    v.push_back({"kAlways, 64 clients: >= 30x SQLite synchronous=FULL",
-                 absl::StrCat(FormatRatio(ratio), " (",
-                              FormatNumber(*always64), " vs ",
-                              FormatNumber(*sqlite), ")", AtClients(n64, 64)),
-                 MetOrMissed(ratio >= 30)});
+    v.push_back(
+        {"kAlways, 64 clients: >= 30x SQLite synchronous=FULL",
+         absl::StrCat(FormatRatio(ratio), " (", FormatNumber(*always64), " vs ",
+                      FormatNumber(*sqlite), ")", AtClients(n64, 64)),
+         MetOrMissed(ratio >= 30)});
   } else {
     v.push_back({"kAlways, 64 clients: >= 30x SQLite synchronous=FULL",
                  "not measured", "-"});
@@ -503,38 +508,38 @@ Table TargetsTable(const CompareConfig& config, const Results& results) {
         results.Find("latency", kReference, "", n, "submit_p99_us");
     std::optional<double> complete =
         results.Find("latency", kReference, "", n, "complete_p99_us");
-    const std::string target = absl::StrCat(
-        "kAlways p99 <= 4x raw fdatasync p99, ", ClientsHeader(n));
+    const std::string target =
+        absl::StrCat("kAlways p99 <= 4x raw fdatasync p99, ", ClientsHeader(n));
     if (!disk.has_value() || !submit.has_value() || !complete.has_value() ||
         *disk <= 0) {
       v.push_back({target, "not measured", "-"});
       continue;
     }
     const double worst = std::max(*submit, *complete) / *disk;
-    v.push_back(
-        {target,
-         absl::StrCat("Submit p99 ", FormatNumber(*submit), " us, Complete p99 ",
-                      FormatNumber(*complete), " us, fdatasync p99 ",
-                      FormatNumber(*disk), " us: ", FormatRatio(worst)),
-         MetOrMissed(worst <= 4.0)});
+    v.push_back({target,
+                 absl::StrCat("Submit p99 ", FormatNumber(*submit),
+                              " us, Complete p99 ", FormatNumber(*complete),
+                              " us, fdatasync p99 ", FormatNumber(*disk),
+                              " us: ", FormatRatio(worst)),
+                 MetOrMissed(worst <= 4.0)});
   }
   // 6. Replay rate and snapshot open.
   for (const Measurement& m : results.all()) {
     if (m.workload != "recovery") continue;
     if (m.metric == "records_per_s" && absl::StrContains(m.label, "log only") &&
         absl::StrContains(m.label, "lifecycles")) {
-      v.push_back({"replay >= 2,000,000 records/s",
-                   absl::StrCat(FormatNumber(m.value), " records/s (", m.label,
-                                ")"),
-                   MetOrMissed(m.value >= 2e6)});
+      v.push_back(
+          {"replay >= 2,000,000 records/s",
+           absl::StrCat(FormatNumber(m.value), " records/s (", m.label, ")"),
+           MetOrMissed(m.value >= 2e6)});
       if (absl::StrContains(m.label, "10,000,000") ||
           absl::StrContains(m.label, "10000000")) {
-        v.push_back({"replay of 10 M transitions >= 4,000,000 records/s "
-                     "(16 cores)",
-                     absl::StrCat(FormatNumber(m.value), " records/s on ",
-                                  std::thread::hardware_concurrency(),
-                                  " cores"),
-                     MetOrMissed(m.value >= 4e6)});
+        v.push_back(
+            {"replay of 10 M transitions >= 4,000,000 records/s "
+             "(16 cores)",
+             absl::StrCat(FormatNumber(m.value), " records/s on ",
+                          std::thread::hardware_concurrency(), " cores"),
+             MetOrMissed(m.value >= 4e6)});
       }
     }
     if (m.metric == "open_s" && absl::StrContains(m.label, "snapshot") &&
@@ -553,14 +558,14 @@ Table TargetsTable(const CompareConfig& config, const Results& results) {
   }
   // 7. Memory.
   for (const std::string& label : Labels(results, "memory")) {
-    std::optional<double> over = results.Find(
-        "memory", "taskwal-none", label, 0, "overhead_bytes_per_task");
+    std::optional<double> over = results.Find("memory", "taskwal-none", label,
+                                              0, "overhead_bytes_per_task");
     if (!over.has_value()) continue;
-    v.push_back({absl::StrCat("<= 250 bytes per task beyond payload+key, ",
-                              label),
-                 absl::StrCat(FormatNumber(*over), " bytes at ",
-                              FormatNumber(config.memory_tasks), " tasks"),
-                 MetOrMissed(*over <= 250)});
+    v.push_back(
+        {absl::StrCat("<= 250 bytes per task beyond payload+key, ", label),
+         absl::StrCat(FormatNumber(*over), " bytes at ",
+                      FormatNumber(config.memory_tasks), " tasks"),
+         MetOrMissed(*over <= 250)});
   }
   // 8. Scale.
   if (config.scale_live.size() >= 2) {

@@ -153,8 +153,8 @@ void BM_SubmitNewKey(benchmark::State& state, SyncMode mode) {
 
 void BM_SubmitDuplicateKey(benchmark::State& state, SyncMode mode) {
   OpenShared(state, mode);
-  if (state.thread_index() == 0) Prefill(shared->engine.get(), "dup-", 1024,
-                                         Spec(""));
+  if (state.thread_index() == 0)
+    Prefill(shared->engine.get(), "dup-", 1024, Spec(""));
   // Wait for the prefill: the loop's start barrier orders it.
   TaskSpec spec = Spec("");
   uint64_t i = static_cast<uint64_t>(state.thread_index());
@@ -270,11 +270,11 @@ void BM_ListPage100(benchmark::State& state) {
 }
 
 #define TASKWAL_THREADS ->Threads(1)->Threads(4)->Threads(16)->Threads(64)
-#define TASKWAL_SYNC_MODES(fn)                                            \
-  BENCHMARK_CAPTURE(fn, always, SyncMode::kAlways)                        \
-  TASKWAL_THREADS->UseRealTime();                                         \
-  BENCHMARK_CAPTURE(fn, interval, SyncMode::kInterval)                    \
-  TASKWAL_THREADS->UseRealTime();                                         \
+#define TASKWAL_SYNC_MODES(fn)                         \
+  BENCHMARK_CAPTURE(fn, always, SyncMode::kAlways)     \
+  TASKWAL_THREADS->UseRealTime();                      \
+  BENCHMARK_CAPTURE(fn, interval, SyncMode::kInterval) \
+  TASKWAL_THREADS->UseRealTime();                      \
   BENCHMARK_CAPTURE(fn, none, SyncMode::kNone) TASKWAL_THREADS->UseRealTime()
 
 TASKWAL_SYNC_MODES(BM_SubmitNewKey);
@@ -338,8 +338,8 @@ void BM_TransitionParse(benchmark::State& state, const char* kind) {
     benchmark::DoNotOptimize(t.time_micros());
   }
   state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() *
-                                               bytes.size()));
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * bytes.size()));
 }
 
 BENCHMARK_CAPTURE(BM_TransitionSerialize, submit, "submit");
@@ -359,8 +359,7 @@ void BM_WalAppendRecord(benchmark::State& state) {
     if (buffer.size() > 4000 * (payload.size() + wal::kRecordHeaderSize)) {
       buffer.clear();
     }
-    wal::AppendRecord(wal::RecordType::kTransition, 0, ++lsn, payload,
-                      &buffer);
+    wal::AppendRecord(wal::RecordType::kTransition, 0, ++lsn, payload, &buffer);
   }
   state.SetItemsProcessed(state.iterations());
   state.SetBytesProcessed(static_cast<int64_t>(
@@ -398,13 +397,13 @@ void BM_WalAppendSync(benchmark::State& state, wal::WalSync mode) {
   const std::string payload = Payload();
   const auto lane = static_cast<uint32_t>(state.thread_index());
   for (auto _ : state) {
-    const uint64_t lsn = ValueOrDie(
-        shared_wal->log->Append(lane, payload.size(),
-                                [&](char* dst) {
-                                  std::memcpy(dst, payload.data(),
-                                              payload.size());
-                                }),
-        "append");
+    const uint64_t lsn =
+        ValueOrDie(shared_wal->log->Append(lane, payload.size(),
+                                           [&](char* dst) {
+                                             std::memcpy(dst, payload.data(),
+                                                         payload.size());
+                                           }),
+                   "append");
     CheckOk(shared_wal->log->Sync(lane, lsn), "sync");
   }
   state.SetItemsProcessed(state.iterations());
@@ -445,8 +444,8 @@ void BM_LogReaderRead(benchmark::State& state) {
     if (n != kRecords) Die("read", absl::DataLossError("record count"));
   }
   state.SetItemsProcessed(state.iterations() * kRecords);
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() *
-                                               contents.size()));
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * contents.size()));
 }
 BENCHMARK(BM_LogReaderRead);
 
@@ -459,8 +458,8 @@ void BM_Crc32cHardware(benchmark::State& state) {
     crc = wal::crc32c::Extend(crc, data.data(), data.size());
     benchmark::DoNotOptimize(crc);
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() *
-                                               data.size()));
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * data.size()));
   state.SetItemsProcessed(state.iterations());
   if (!wal::crc32c::IsHardwareAccelerated()) {
     state.SetLabel("no SSE4.2: this is the portable path");
@@ -474,15 +473,23 @@ void BM_Crc32cPortable(benchmark::State& state) {
     crc = wal::crc32c::ExtendPortable(crc, data.data(), data.size());
     benchmark::DoNotOptimize(crc);
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() *
-                                               data.size()));
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * data.size()));
   state.SetItemsProcessed(state.iterations());
 }
 
-BENCHMARK(BM_Crc32cHardware)->Arg(64)->Arg(256)->Arg(4096)->Arg(65536)->Arg(
-    1 << 20);
-BENCHMARK(BM_Crc32cPortable)->Arg(64)->Arg(256)->Arg(4096)->Arg(65536)->Arg(
-    1 << 20);
+BENCHMARK(BM_Crc32cHardware)
+    ->Arg(64)
+    ->Arg(256)
+    ->Arg(4096)
+    ->Arg(65536)
+    ->Arg(1 << 20);
+BENCHMARK(BM_Crc32cPortable)
+    ->Arg(64)
+    ->Arg(256)
+    ->Arg(4096)
+    ->Arg(65536)
+    ->Arg(1 << 20);
 
 // --- Recovery ---------------------------------------------------------------
 
@@ -501,8 +508,7 @@ std::unique_ptr<BuiltDir> BuildDir(uint64_t lifecycles, bool snapshot) {
   auto built = std::make_unique<BuiltDir>(BuiltDir{
       ValueOrDie(TempDir::Create(ScratchRoot(), "taskwal-bench-"), "tmpdir")});
   auto engine = ValueOrDie(
-      Engine::Open(Options(built->dir.Sub("engine"), SyncMode::kNone)),
-      "open");
+      Engine::Open(Options(built->dir.Sub("engine"), SyncMode::kNone)), "open");
   TaskSpec spec = Spec("");
   for (uint64_t i = 0; i < lifecycles; ++i) {
     spec.idempotency_key = absl::StrCat("r-", i);

@@ -4,12 +4,11 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <thread>
-#include <vector>
-
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -40,11 +39,10 @@ bool WriteAll(int fd, const char* data, size_t n) {
 }  // namespace
 
 absl::StatusOr<RawLogResult> RunRawLog(const RawLogOptions& options) {
-  const int fd = ::open(
-      options.path.c_str(),
-      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
-          (options.overwrite ? 0 : O_APPEND),
-      0600);
+  const int fd = ::open(options.path.c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+                            (options.overwrite ? 0 : O_APPEND),
+                        0600);
   if (fd < 0) return Errno("open", options.path);
   const size_t per_batch =
       options.records_per_sync > 0 ? options.records_per_sync : 64;
@@ -124,7 +122,8 @@ class BlockingClients {
     deadline_ = start + absl::ToInt64Nanoseconds(options_.max_time);
     std::thread flusher([this] { Flush(); });
     std::vector<std::thread> threads;
-    for (int i = 0; i < clients; ++i) threads.emplace_back([this] { Client(); });
+    for (int i = 0; i < clients; ++i)
+      threads.emplace_back([this] { Client(); });
     for (std::thread& t : threads) t.join();
     {
       absl::MutexLock l(&mu_);
@@ -141,8 +140,9 @@ class BlockingClients {
     result.syncs = syncs_;
     result.seconds = static_cast<double>(end - start) / 1e9;
     result.records_per_second =
-        result.seconds > 0 ? static_cast<double>(result.records) / result.seconds
-                           : 0;
+        result.seconds > 0
+            ? static_cast<double>(result.records) / result.seconds
+            : 0;
     return result;
   }
 
@@ -256,9 +256,9 @@ class BlockingClients {
 
 absl::StatusOr<RawLogResult> RunRawClients(const RawLogOptions& options,
                                            int clients) {
-  const int fd = ::open(options.path.c_str(),
-                        O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-                        0600);
+  const int fd =
+      ::open(options.path.c_str(),
+             O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return Errno("open", options.path);
   BlockingClients run(fd, options);
   absl::StatusOr<RawLogResult> result = run.Run(clients);

@@ -19,12 +19,12 @@
 namespace taskwal::bench {
 
 struct RawLogOptions {
-  std::string path;            // created; the caller removes it
+  std::string path;  // created; the caller removes it
   size_t record_bytes = 256;
-  int records_per_sync = 1;    // 0: never fdatasync
-  uint64_t max_records = 0;    // stop after this many records ...
-  absl::Duration max_time;     // ... or this much time, whichever is first
-  bool record_latency = false; // time each append+fdatasync batch
+  int records_per_sync = 1;     // 0: never fdatasync
+  uint64_t max_records = 0;     // stop after this many records ...
+  absl::Duration max_time;      // ... or this much time, whichever is first
+  bool record_latency = false;  // time each append+fdatasync batch
   // Instead of appending: fill the file with zeros first (kOverwriteBytes,
   // fdatasynced), then write the records over them from the start,
   // wrapping around. fdatasync then has no file size or extent to update,

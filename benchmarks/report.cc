@@ -112,9 +112,10 @@ absl::Status Results::WriteJson(
     const std::string& path, absl::string_view command,
     const std::vector<std::pair<std::string, std::string>>& machine,
     absl::string_view reference) const {
-  std::string out = absl::StrCat("{\n  \"command\": ", tools::JsonQuote(command),
-                                 ",\n  \"reference\": ", tools::JsonQuote(reference),
-                                 ",\n  \"machine\": {");
+  std::string out =
+      absl::StrCat("{\n  \"command\": ", tools::JsonQuote(command),
+                   ",\n  \"reference\": ", tools::JsonQuote(reference),
+                   ",\n  \"machine\": {");
   for (size_t i = 0; i < machine.size(); ++i) {
     absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "    ",
                     tools::JsonQuote(machine[i].first), ": ",
@@ -124,15 +125,17 @@ absl::Status Results::WriteJson(
   for (size_t i = 0; i < all_.size(); ++i) {
     const Measurement& m = all_[i];
     std::optional<double> ratio = Ratio(*this, m, reference);
-    absl::StrAppend(
-        &out, i == 0 ? "\n" : ",\n", "    {\"workload\": ",
-        tools::JsonQuote(m.workload), ", \"system\": ", tools::JsonQuote(m.system),
-        ", \"label\": ", tools::JsonQuote(m.label), ", \"threads\": ", m.threads,
-        ", \"metric\": ", tools::JsonQuote(m.metric), ", \"value\": ",
-        JsonNumber(m.value), ", \"unit\": ", tools::JsonQuote(m.unit),
-        ", \"ratio_to_reference\": ",
-        ratio.has_value() ? JsonNumber(*ratio) : "null",
-        ", \"params\": ", tools::JsonQuote(m.params), "}");
+    absl::StrAppend(&out, i == 0 ? "\n" : ",\n",
+                    "    {\"workload\": ", tools::JsonQuote(m.workload),
+                    ", \"system\": ", tools::JsonQuote(m.system),
+                    ", \"label\": ", tools::JsonQuote(m.label),
+                    ", \"threads\": ", m.threads,
+                    ", \"metric\": ", tools::JsonQuote(m.metric),
+                    ", \"value\": ", JsonNumber(m.value),
+                    ", \"unit\": ", tools::JsonQuote(m.unit),
+                    ", \"ratio_to_reference\": ",
+                    ratio.has_value() ? JsonNumber(*ratio) : "null",
+                    ", \"params\": ", tools::JsonQuote(m.params), "}");
   }
   absl::StrAppend(&out, "\n  ]\n}\n");
   return WriteFile(path, out);
@@ -177,10 +180,9 @@ std::string RenderTable(const Table& table, bool markdown) {
     for (size_t i = 0; i < cells.size() && i < width.size(); ++i) {
       const std::string pad(width[i] - cells[i].size(), ' ');
       const bool last = i + 1 == cells.size();
-      absl::StrAppend(&out,
-                      right[i] ? pad + cells[i]
-                               : (last ? cells[i] : cells[i] + pad),
-                      last ? "\n" : "  ");
+      absl::StrAppend(
+          &out, right[i] ? pad + cells[i] : (last ? cells[i] : cells[i] + pad),
+          last ? "\n" : "  ");
     }
   };
   absl::StrAppend(&out, "== ", table.title, "\n");
@@ -221,8 +223,8 @@ std::string CpuModel() {
 std::string DescribeDisk(const std::string& dir) {
   struct stat st;
   if (stat(dir.c_str(), &st) != 0) return "unknown";
-  const std::string sys = absl::StrCat("/sys/dev/block/", major(st.st_dev),
-                                       ":", minor(st.st_dev));
+  const std::string sys =
+      absl::StrCat("/sys/dev/block/", major(st.st_dev), ":", minor(st.st_dev));
   char resolved[4096];
   std::string device = "unknown";
   if (realpath(sys.c_str(), resolved) != nullptr) {
@@ -231,7 +233,8 @@ std::string DescribeDisk(const std::string& dir) {
   }
   // A partition's queue/ lives in its parent disk's directory.
   std::string rotational = ReadSmallFile(sys + "/queue/rotational");
-  if (rotational.empty()) rotational = ReadSmallFile(sys + "/../queue/rotational");
+  if (rotational.empty())
+    rotational = ReadSmallFile(sys + "/../queue/rotational");
   std::string model = ReadSmallFile(sys + "/device/model");
   std::string size = ReadSmallFile(sys + "/size");
   // File system: the longest mount point that prefixes dir.
@@ -296,8 +299,8 @@ std::vector<std::pair<std::string, std::string>> DescribeMachine(
   return {
       {"Date", absl::FormatTime("%Y-%m-%d %H:%M:%S %Z", absl::Now(),
                                 absl::UTCTimeZone())},
-      {"CPU", absl::StrCat(CpuModel(), ", nproc = ",
-                           std::thread::hardware_concurrency())},
+      {"CPU", absl::StrCat(CpuModel(),
+                           ", nproc = ", std::thread::hardware_concurrency())},
       {"Memory", MemTotal()},
       {"Kernel", kernel},
       {"Build",

@@ -49,10 +49,10 @@ class Results {
   absl::Status WriteCsv(const std::string& path,
                         absl::string_view reference) const;
   // {"command": ..., "machine": {...}, "reference": ..., "results": [...]}
-  absl::Status WriteJson(const std::string& path, absl::string_view command,
-                         const std::vector<std::pair<std::string, std::string>>&
-                             machine,
-                         absl::string_view reference) const;
+  absl::Status WriteJson(
+      const std::string& path, absl::string_view command,
+      const std::vector<std::pair<std::string, std::string>>& machine,
+      absl::string_view reference) const;
 
  private:
   std::vector<Measurement> all_;

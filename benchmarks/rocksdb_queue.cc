@@ -74,7 +74,8 @@ constexpr int kKeyStripes = 256;
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("rocksdb ", what, ": ", s.ToString()));
+  return absl::InternalError(
+      absl::StrCat("rocksdb ", what, ": ", s.ToString()));
 }
 
 std::string TaskKey(uint64_t id) {
@@ -173,8 +174,7 @@ class RocksClient final : public QueueClient {
     const std::string index_key = IndexKey(task.key);
     absl::MutexLock stripe(&queue_->StripeFor(task.key));
     TsanSerializer serialize;
-    rocksdb::Status s =
-        queue_->db_->Get(read_options_, index_key, &value_);
+    rocksdb::Status s = queue_->db_->Get(read_options_, index_key, &value_);
     if (s.ok()) {
       // The key exists: the same task if type and payload match.
       uint64_t id = 0;
@@ -205,8 +205,8 @@ class RocksClient final : public QueueClient {
     task_.SerializeToString(&value_);
     rocksdb::WriteBatch batch;
     batch.Put(TaskKey(id), value_);
-    batch.Put(index_key, rocksdb::Slice(reinterpret_cast<const char*>(&id),
-                                        sizeof(id)));
+    batch.Put(index_key,
+              rocksdb::Slice(reinterpret_cast<const char*>(&id), sizeof(id)));
     absl::Status w =
         FromRocks(queue_->db_->Write(queue_->write_options_, &batch), "write");
     if (!w.ok()) return w;

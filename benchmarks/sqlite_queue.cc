@@ -165,8 +165,8 @@ class SqliteClient final : public QueueClient {
     const uint64_t token = next_token_->fetch_add(1) + 1;
     absl::Status s = InTransaction([&]() -> absl::Status {
       sqlite3_stmt* st = claim_.get();
-      sqlite3_bind_text(st, 1, worker_.data(),
-                        static_cast<int>(worker_.size()), SQLITE_STATIC);
+      sqlite3_bind_text(st, 1, worker_.data(), static_cast<int>(worker_.size()),
+                        SQLITE_STATIC);
       sqlite3_bind_int64(st, 2, static_cast<int64_t>(token));
       sqlite3_bind_int64(st, 3, NowMicros() + 30000000);
       int rc = sqlite3_step(st);
@@ -196,8 +196,8 @@ class SqliteClient final : public QueueClient {
                         SQLITE_STATIC);
       sqlite3_bind_int64(st, 2, NowMicros());
       sqlite3_bind_int64(st, 3, static_cast<int64_t>(claim.id));
-      sqlite3_bind_text(st, 4, worker_.data(),
-                        static_cast<int>(worker_.size()), SQLITE_STATIC);
+      sqlite3_bind_text(st, 4, worker_.data(), static_cast<int>(worker_.size()),
+                        SQLITE_STATIC);
       sqlite3_bind_int64(st, 5, static_cast<int64_t>(claim.token));
       const int rc = sqlite3_step(st);
       sqlite3_reset(st);
@@ -260,19 +260,20 @@ class SqliteQueue final : public QueueSystem {
       return s;
     }
     sqlite3_busy_timeout(db, kBusyTimeoutMs);
-    const std::string pragmas = absl::StrCat(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = ",
-        full_ ? "FULL" : "NORMAL", ";");
+    const std::string pragmas =
+        absl::StrCat("PRAGMA journal_mode = WAL; PRAGMA synchronous = ",
+                     full_ ? "FULL" : "NORMAL", ";");
     char* err = nullptr;
     if (sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, &err) !=
         SQLITE_OK) {
-      absl::Status s = absl::InternalError(absl::StrCat("sqlite pragma: ", err));
+      absl::Status s =
+          absl::InternalError(absl::StrCat("sqlite pragma: ", err));
       sqlite3_free(err);
       sqlite3_close(db);
       return s;
     }
-    auto client = std::make_unique<SqliteClient>(db, client_index,
-                                                 &next_token_);
+    auto client =
+        std::make_unique<SqliteClient>(db, client_index, &next_token_);
     absl::Status s = client->Init();
     if (!s.ok()) return s;
     return std::unique_ptr<QueueClient>(std::move(client));
@@ -312,16 +313,15 @@ std::vector<SystemSpec> SqliteSystems() {
   for (const bool full : {true, false}) {
     specs.push_back(SystemSpec{
         full ? "sqlite-full" : "sqlite-normal",
-        absl::StrCat("SQLite ", sqlite3_libversion(),
-                     " queue table, WAL, synchronous=",
-                     full ? "FULL (fsync per commit)"
-                          : "NORMAL (no fsync per commit)",
-                     ", BEGIN IMMEDIATE per call, connection per thread"),
+        absl::StrCat(
+            "SQLite ", sqlite3_libversion(), " queue table, WAL, synchronous=",
+            full ? "FULL (fsync per commit)" : "NORMAL (no fsync per commit)",
+            ", BEGIN IMMEDIATE per call, connection per thread"),
         full ? Durability::kFsyncPerCall : Durability::kOsPerCall,
         [full](const std::string& dir)
             -> absl::StatusOr<std::unique_ptr<QueueSystem>> {
-          auto queue =
-              std::make_unique<SqliteQueue>(absl::StrCat(dir, "/queue.db"), full);
+          auto queue = std::make_unique<SqliteQueue>(
+              absl::StrCat(dir, "/queue.db"), full);
           absl::Status s = queue->CreateSchema();
           if (!s.ok()) return s;
           return std::unique_ptr<QueueSystem>(std::move(queue));

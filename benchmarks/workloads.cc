@@ -193,8 +193,8 @@ absl::StatusOr<LifecycleResult> RunLifecycle(QueueSystem* system,
         static_cast<double>(r.completed) / r.drain_seconds;
   }
   if (r.submits_per_second > 0 && r.claim_completes_per_second > 0) {
-    r.lifecycles_per_second = 1.0 / (1.0 / r.submits_per_second +
-                                     1.0 / r.claim_completes_per_second);
+    r.lifecycles_per_second =
+        1.0 / (1.0 / r.submits_per_second + 1.0 / r.claim_completes_per_second);
   }
   r.submit_latency = Summarize(&submit_ns);
   r.claim_latency = Summarize(&claim_ns);

@@ -59,8 +59,9 @@ struct LifecycleResult {
 // Phase 1: `threads` clients submit `tasks` tasks with unique keys
 // (<key_prefix><i>) and payload_bytes-byte payloads, split evenly. Phase 2,
 // once every submit returned: the same clients ClaimNext + Complete until
-// ClaimNext finds nothing (kNotFound) or max_claims claims were made. Client setup (connections) is not
-// timed. The first unexpected error stops every client and is returned.
+// ClaimNext finds nothing (kNotFound) or max_claims claims were made. Client
+// setup (connections) is not timed. The first unexpected error stops every
+// client and is returned.
 absl::StatusOr<LifecycleResult> RunLifecycle(QueueSystem* system,
                                              const LifecycleOptions& options);
 

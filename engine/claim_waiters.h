@@ -46,10 +46,10 @@ class ClaimWaiters {
     const absl::string_view type_;
     absl::CondVar cv_;
     // Guarded by ClaimWaiters::mu_.
-    bool notified_ = false;       // Woken for a task of notified_type_.
+    bool notified_ = false;  // Woken for a task of notified_type_.
     std::string notified_type_;
-    bool replan_ = false;         // Its wake-up time may be wrong now.
-    bool sleeping_ = false;       // In Wait (else looking for a task).
+    bool replan_ = false;    // Its wake-up time may be wrong now.
+    bool sleeping_ = false;  // In Wait (else looking for a task).
     std::list<Waiter*>::iterator position_;
   };
 

@@ -54,8 +54,8 @@ absl::Status CheckSize(absl::string_view what, absl::string_view value,
     return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
   }
   if (value.size() > max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " is ", value.size(), " bytes; the limit is ", max));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is ", value.size(), " bytes; the limit is ", max));
   }
   return absl::OkStatus();
 }
@@ -124,8 +124,8 @@ absl::Status ValidateOptions(const EngineOptions& o) {
     return absl::InvalidArgumentError("num_shards must be in [1, 4096]");
   }
   if (o.partitions > wal::kMaxPartitions) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "partitions must be in [0, ", wal::kMaxPartitions, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("partitions must be in [0, ", wal::kMaxPartitions, "]"));
   }
   if (o.max_max_attempts < 1) {
     return absl::InvalidArgumentError("max_max_attempts must be at least 1");
@@ -319,10 +319,9 @@ absl::StatusOr<int64_t> EngineImpl::LeaseMicros(absl::Duration lease) const {
     return absl::InvalidArgumentError("lease must not be negative");
   }
   if (lease > options_.max_lease) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("lease ", absl::FormatDuration(lease),
-                     " exceeds max_lease ",
-                     absl::FormatDuration(options_.max_lease)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lease ", absl::FormatDuration(lease), " exceeds max_lease ",
+        absl::FormatDuration(options_.max_lease)));
   }
   if (lease == absl::ZeroDuration()) lease = options_.default_lease;
   return std::max<int64_t>(1, absl::ToInt64Microseconds(lease));
@@ -470,8 +469,7 @@ int64_t EngineImpl::BackoffMicros(Partition& p, const RetryPolicy& policy,
 }
 
 absl::Status EngineImpl::FailAttemptLocked(Partition& p, uint64_t task_id,
-                                           int64_t now,
-                                           absl::string_view error,
+                                           int64_t now, absl::string_view error,
                                            bool lease_expired, uint64_t* lsn,
                                            Wake* wake) {
   RetryPolicy policy;
@@ -504,8 +502,8 @@ absl::Status EngineImpl::ExpireIfDueLocked(Partition& p, uint64_t task_id,
                            /*lease_expired=*/true, lsn, wake);
 }
 
-absl::Status EngineImpl::ServiceLocked(Partition& p, int64_t now,
-                                       uint64_t* lsn, Wake* wake) {
+absl::Status EngineImpl::ServiceLocked(Partition& p, int64_t now, uint64_t* lsn,
+                                       Wake* wake) {
   for (uint64_t id : p.state().scheduler().DueLeases(now)) {
     TASKWAL_RETURN_IF_ERROR(FailAttemptLocked(p, id, now, "lease expired",
                                               /*lease_expired=*/true, lsn,
@@ -684,9 +682,9 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   if (specs.empty()) return absl::InvalidArgumentError("empty batch");
   if (specs.size() > options_.max_batch_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch of ", specs.size(), " exceeds max_batch_size ",
-                     options_.max_batch_size));
+    return absl::InvalidArgumentError(absl::StrCat("batch of ", specs.size(),
+                                                   " exceeds max_batch_size ",
+                                                   options_.max_batch_size));
   }
   if (specs.size() == 1) {
     TASKWAL_ASSIGN_OR_RETURN(SubmitResult result, Submit(specs.front()));
@@ -709,12 +707,10 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
   }
   std::vector<uint32_t> involved(of);
   std::sort(involved.begin(), involved.end());
-  involved.erase(std::unique(involved.begin(), involved.end()),
-                 involved.end());
+  involved.erase(std::unique(involved.begin(), involved.end()), involved.end());
   std::vector<SubmitPart> parts(involved.size());
   auto part_of = [&](uint32_t partition) -> SubmitPart& {
-    return parts[std::lower_bound(involved.begin(), involved.end(),
-                                  partition) -
+    return parts[std::lower_bound(involved.begin(), involved.end(), partition) -
                  involved.begin()];
   };
   for (size_t k = 0; k < involved.size(); ++k) {
@@ -771,8 +767,8 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
         group_records.push_back(&part->record);
       }
       std::vector<uint64_t> lsns(with_tasks.size());
-      committed = journal_->AppendGroup(group_partitions, group_records,
-                                        lsns.data());
+      committed =
+          journal_->AppendGroup(group_partitions, group_records, lsns.data());
       if (!committed.ok() && !absl::IsInvalidArgument(committed)) {
         committed = SetSticky(committed);
       }
@@ -829,8 +825,8 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
         check = absl::OkStatus();
       }
     });
-    s = check.ok() ? ClaimLocked(p, task_id, worker_id, lease_micros, now,
-                                 &lsn, &wake, &claimed)
+    s = check.ok() ? ClaimLocked(p, task_id, worker_id, lease_micros, now, &lsn,
+                                 &wake, &claimed)
                    : check;
   }
   Notify(wake);
@@ -851,9 +847,9 @@ absl::StatusOr<bool> EngineImpl::ClaimBestIn(
     return false;
   }
   Wake wake;
-  absl::StatusOr<bool> done = ClaimBestInLocked(
-      p, worker_id, type, max_rank, lease_micros, lsn, seen_rank, claimed,
-      &wake);
+  absl::StatusOr<bool> done =
+      ClaimBestInLocked(p, worker_id, type, max_rank, lease_micros, lsn,
+                        seen_rank, claimed, &wake);
   p.mu.Unlock();
   Notify(wake);
   return done;
@@ -874,12 +870,9 @@ absl::StatusOr<bool> EngineImpl::ClaimBestInLocked(
   return true;
 }
 
-absl::StatusOr<bool> EngineImpl::TryClaimNext(absl::string_view worker_id,
-                                              absl::string_view type,
-                                              int64_t lease_micros,
-                                              uint32_t* partition,
-                                              uint64_t* lsn,
-                                              ClaimedTask* claimed) {
+absl::StatusOr<bool> EngineImpl::TryClaimNext(
+    absl::string_view worker_id, absl::string_view type, int64_t lease_micros,
+    uint32_t* partition, uint64_t* lsn, ClaimedTask* claimed) {
   const uint32_t n = partitions();
   const uint32_t start = NextClaimStart() % n;
   // Each pass either claims, finds nothing ready, or lost a race to another
@@ -921,8 +914,8 @@ absl::StatusOr<bool> EngineImpl::TryClaimNext(absl::string_view worker_id,
       TASKWAL_ASSIGN_OR_RETURN(const bool done, look(p, /*wait=*/false));
       if (done) return true;
     }
-    for (Partition* p : absl::InlinedVector<Partition*, 4>(
-             std::move(busy_partitions))) {
+    for (Partition* p :
+         absl::InlinedVector<Partition*, 4>(std::move(busy_partitions))) {
       TASKWAL_ASSIGN_OR_RETURN(const bool done, look(*p, /*wait=*/true));
       if (done) return true;
     }
@@ -950,8 +943,8 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
   if (options.wait < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("wait must not be negative");
   }
-  TASKWAL_RETURN_IF_ERROR(CheckText("type", options.type,
-                                    options_.max_type_bytes, false));
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("type", options.type, options_.max_type_bytes, false));
   const absl::Time give_up = absl::Now() + options.wait;
   ClaimWaiters::Waiter waiter(options.type);
   bool waiting = false;
@@ -976,10 +969,9 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
     const absl::Time real_now = absl::Now();
     if (real_now >= give_up) {
       return absl::NotFoundError(
-          options.type.empty()
-              ? std::string("no task is ready")
-              : absl::StrCat("no task of type \"", options.type,
-                             "\" is ready"));
+          options.type.empty() ? std::string("no task is ready")
+                               : absl::StrCat("no task of type \"",
+                                              options.type, "\" is ready"));
     }
     if (!waiting) {
       // Look once more after joining the waiters: a task that became ready
@@ -1002,8 +994,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
   }
 }
 
-absl::Status EngineImpl::Complete(uint64_t task_id,
-                                  absl::string_view worker_id,
+absl::Status EngineImpl::Complete(uint64_t task_id, absl::string_view worker_id,
                                   uint64_t claim_token,
                                   absl::string_view result) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
@@ -1381,8 +1372,8 @@ absl::Status EngineImpl::RemoveUnneededFiles() {
     if (f.partition >= n) continue;
     if (++kept[f.partition] == 2) older[f.partition] = f.first_segment;
     if (kept[f.partition] > 2) {
-      TASKWAL_RETURN_IF_ERROR(storage_->env->RemoveFile(
-          absl::StrCat(storage_->dir, "/", f.name)));
+      TASKWAL_RETURN_IF_ERROR(
+          storage_->env->RemoveFile(absl::StrCat(storage_->dir, "/", f.name)));
       removed = true;
     }
   }
@@ -1465,14 +1456,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
         engine::ApplyStoredOptions(env, options.data_dir, &options));
     const absl::Status valid = engine::ValidateOptions(options);
     if (!valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          wal::JoinPath(options.data_dir, wal::kOptionsFileName),
-          ": a stored option is out of range: ", valid.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(wal::JoinPath(options.data_dir, wal::kOptionsFileName),
+                       ": a stored option is out of range: ", valid.message()));
     }
   }
   if (options.data_dir.empty()) {
-    const uint32_t n = options.partitions != 0 ? options.partitions
-                                               : kDefaultPartitions;
+    const uint32_t n =
+        options.partitions != 0 ? options.partitions : kDefaultPartitions;
     std::vector<std::unique_ptr<engine::StateMachine>> states;
     for (uint32_t i = 0; i < n; ++i) {
       states.push_back(engine::NewPartitionState(options, i, n));
@@ -1526,10 +1517,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   wal::WalOptions wal_options;
   wal_options.env = env;
   wal_options.dir = dir;
-  wal_options.sync = options.sync_mode == SyncMode::kAlways ? wal::WalSync::kAlways
-                     : options.sync_mode == SyncMode::kInterval
-                         ? wal::WalSync::kInterval
-                         : wal::WalSync::kNone;
+  wal_options.sync =
+      options.sync_mode == SyncMode::kAlways     ? wal::WalSync::kAlways
+      : options.sync_mode == SyncMode::kInterval ? wal::WalSync::kInterval
+                                                 : wal::WalSync::kNone;
   wal_options.sync_interval = options.sync_interval;
   wal_options.segment_bytes = options.segment_bytes;
   wal_options.partitions = static_cast<uint32_t>(recovered.states.size());

@@ -81,8 +81,7 @@ class EngineImpl final : public Engine {
   // The analysis cannot follow a set of partition locks chosen at run
   // time; they are locked in ascending order and released together.
   absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
-      absl::Span<const TaskSpec> specs) override
-      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+      absl::Span<const TaskSpec> specs) override ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
                                     absl::string_view worker_id,
                                     absl::Duration lease) override;
@@ -159,9 +158,8 @@ class EngineImpl final : public Engine {
   // Applies a journaled record at lsn, promotes what came due with it and
   // publishes p's summaries, noting in *wake what became ready and whether
   // something comes due earlier. An error is made sticky.
-  absl::Status ApplyLocked(Partition& p, const Transition& record,
-                           uint64_t lsn, Wake* wake)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  absl::Status ApplyLocked(Partition& p, const Transition& record, uint64_t lsn,
+                           Wake* wake) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
 
   // One partition's share of a submit: its record of new tasks, and what
   // the submit must wait for before it is acknowledged.
@@ -261,14 +259,10 @@ class EngineImpl final : public Engine {
                                    bool* busy, uint64_t* lsn,
                                    int64_t* seen_rank, ClaimedTask* claimed)
       ABSL_LOCKS_EXCLUDED(p.mu);
-  absl::StatusOr<bool> ClaimBestInLocked(Partition& p,
-                                         absl::string_view worker_id,
-                                         absl::string_view type,
-                                         int64_t max_rank,
-                                         int64_t lease_micros, uint64_t* lsn,
-                                         int64_t* seen_rank,
-                                         ClaimedTask* claimed, Wake* wake)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  absl::StatusOr<bool> ClaimBestInLocked(
+      Partition& p, absl::string_view worker_id, absl::string_view type,
+      int64_t max_rank, int64_t lease_micros, uint64_t* lsn, int64_t* seen_rank,
+      ClaimedTask* claimed, Wake* wake) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Delay before the next attempt after `attempts` failed ones.
   int64_t BackoffMicros(Partition& p, const RetryPolicy& policy,
                         uint32_t attempts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);

@@ -2,8 +2,8 @@
 #include "engine/engine_impl.h"
 
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"

@@ -19,8 +19,8 @@ namespace taskwal::engine::testing {
 
 struct RecordedEngine {
   std::unique_ptr<EngineImpl> engine;
-  MemoryJournal* journal = nullptr;     // Owned by engine.
-  std::vector<StateMachine*> states;    // Owned by engine, one per partition.
+  MemoryJournal* journal = nullptr;   // Owned by engine.
+  std::vector<StateMachine*> states;  // Owned by engine, one per partition.
 };
 
 // REQUIRES: partitions >= 1.

@@ -370,9 +370,8 @@ size_t HistoryLog::Append(const HistoryEvent& e, size_t max_entries,
   ForEach(base_micros, [&](const HistoryEvent& h) { all.push_back(h); });
   const size_t extra_bytes = extra().size();
   size_t first = all.size() >= max_entries ? all.size() - max_entries + 1 : 0;
-  while (first < all.size() &&
-         BlockBytes(extra_bytes, all, first, &e, base_micros) >
-             kMaxBlockBytes) {
+  while (first < all.size() && BlockBytes(extra_bytes, all, first, &e,
+                                          base_micros) > kMaxBlockBytes) {
     ++first;
   }
   if (BlockBytes(extra_bytes, all, first, &e, base_micros) > kMaxBlockBytes) {
@@ -475,14 +474,12 @@ void HistoryLog::SetExtra(std::initializer_list<absl::string_view> parts,
     std::vector<HistoryEvent> all;
     ForEach(base_micros, [&](const HistoryEvent& h) { all.push_back(h); });
     size_t first = 0;
-    while (first < all.size() &&
-           BlockBytes(extra_bytes, all, first, nullptr, base_micros) >
-               kMaxBlockBytes) {
+    while (first < all.size() && BlockBytes(extra_bytes, all, first, nullptr,
+                                            base_micros) > kMaxBlockBytes) {
       ++first;
     }
     HistoryLog kept;
-    kept.Rebuild(absl::MakeConstSpan(all).subspan(first), nullptr,
-                 base_micros);
+    kept.Rebuild(absl::MakeConstSpan(all).subspan(first), nullptr, base_micros);
     // `parts` may point into this block: build the new one from `kept`.
     kept.SetExtra(parts, base_micros);
     *this = std::move(kept);
@@ -537,8 +534,8 @@ void HistoryLog::AppendWireFormat(const HistoryEvent& e, std::string* out) {
   const uint64_t to = Int32Field(e.to);
   const size_t size = VarintFieldSize(time) + VarintFieldSize(event) +
                       VarintFieldSize(from) + VarintFieldSize(to) +
-                      BytesFieldSize(e.worker_id) +
-                      VarintFieldSize(e.attempt) + BytesFieldSize(e.error);
+                      BytesFieldSize(e.worker_id) + VarintFieldSize(e.attempt) +
+                      BytesFieldSize(e.error);
   const size_t start = out->size();
   out->resize(start + size);
   char* dst = &(*out)[start];

@@ -63,8 +63,7 @@ class HistoryLog {
   // dropped over the log's life are all the entries appended. The event's
   // strings may point into this log's extra. `base_micros` must be the same
   // in every call on one log.
-  size_t Append(const HistoryEvent& e, size_t max_entries,
-                int64_t base_micros);
+  size_t Append(const HistoryEvent& e, size_t max_entries, int64_t base_micros);
 
   // Replaces the entries by `entries`, each in HistoryEntry's protobuf wire
   // format (a snapshot's), in time linear in their size; the extra bytes
@@ -200,9 +199,7 @@ class HistoryLog {
   size_t used() const {
     return sizeof(Header) + header().extra_bytes + header().entry_bytes;
   }
-  void SetBlock(char* block) {
-    word_ = reinterpret_cast<uintptr_t>(block);
-  }
+  void SetBlock(char* block) { word_ = reinterpret_cast<uintptr_t>(block); }
   // Frees the block if there is one and makes the log empty.
   void Reset();
 

@@ -52,7 +52,8 @@ TEST_F(HistoryLogTest, EntriesComeBackInOrderAndIntact) {
   std::vector<HistoryEntry> e = log_.Entries(0);
   ASSERT_EQ(e.size(), 3u);
   EXPECT_EQ(log_.size(), 3u);
-  EXPECT_EQ(e[0].SerializeAsString(), ToProto(Event(1, "w")).SerializeAsString());
+  EXPECT_EQ(e[0].SerializeAsString(),
+            ToProto(Event(1, "w")).SerializeAsString());
   EXPECT_EQ(e[1].worker_id(), long_worker);
   EXPECT_EQ(e[2].time_micros(), 3);
 }
@@ -62,10 +63,10 @@ TEST_F(HistoryLogTest, EntriesComeBackInOrderAndIntact) {
 TEST_F(HistoryLogTest, EncodingIsExactlyProtobufs) {
   const std::string big(200, 'e');
   std::vector<HistoryEvent> cases;
-  for (int64_t time : {int64_t{0}, int64_t{1}, int64_t{-1}, int64_t{127},
-                       int64_t{128}, int64_t{1700000000000000},
-                       std::numeric_limits<int64_t>::min(),
-                       std::numeric_limits<int64_t>::max()}) {
+  for (int64_t time :
+       {int64_t{0}, int64_t{1}, int64_t{-1}, int64_t{127}, int64_t{128},
+        int64_t{1700000000000000}, std::numeric_limits<int64_t>::min(),
+        std::numeric_limits<int64_t>::max()}) {
     for (int ev = 0; ev <= 8; ++ev) {
       HistoryEvent e;
       e.time_micros = time;
@@ -102,8 +103,8 @@ TEST_F(HistoryLogTest, SerializedEntriesRoundTrip) {
   copy.SetExtra({"strings"}, 0);
   copy.Append(Event(9), 10, 0);  // Replaced.
   size_t bad = 99;
-  ASSERT_TRUE(copy.AssignSerialized(std::vector<std::string>{wire[0], wire[1]}, 0,
-                                    &bad));
+  ASSERT_TRUE(copy.AssignSerialized(std::vector<std::string>{wire[0], wire[1]},
+                                    0, &bad));
   EXPECT_EQ(copy.extra(), "strings");
   std::vector<HistoryEntry> a = log_.Entries(0);
   std::vector<HistoryEntry> b = copy.Entries(0);
@@ -121,8 +122,8 @@ TEST_F(HistoryLogTest, SerializedEntriesRoundTrip) {
 // A restored submission takes no block, as a live one does; a long
 // history is restored whole.
 TEST_F(HistoryLogTest, AssignedEntriesLiveInlineWhenSmall) {
-  const HistoryEvent submitted = At(50, HistoryEntry::SUBMITTED,
-                                    TASK_STATUS_UNSPECIFIED, PENDING, 0, "");
+  const HistoryEvent submitted =
+      At(50, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED, PENDING, 0, "");
   const std::string wire = ToProto(submitted).SerializeAsString();
   size_t bad = 0;
   ASSERT_TRUE(log_.AssignSerialized(std::vector<std::string>{wire},
@@ -225,9 +226,9 @@ TEST_F(HistoryLogTest, LifecycleIsDense) {
 // bytes, and the base time shifts every time the same way.
 TEST_F(HistoryLogTest, InlineEntriesBehaveLikeBlockEntries) {
   const int64_t base = -5;
-  log_.Append(At(-5, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED,
-                 PENDING, 0, ""),
-              3, base);
+  log_.Append(
+      At(-5, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED, PENDING, 0, ""),
+      3, base);
   EXPECT_FALSE(log_.allocated());
   EXPECT_EQ(log_.size(), 1u);
   HistoryLog copy(log_);
@@ -250,9 +251,9 @@ TEST_F(HistoryLogTest, InlineEntriesBehaveLikeBlockEntries) {
   EXPECT_EQ(e[1].to(), CANCELLED);
   // So do they when the log gets extra bytes.
   HistoryLog single;
-  single.Append(At(7, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED,
-                   PENDING, 0, ""),
-                3, base);
+  single.Append(
+      At(7, HistoryEntry::SUBMITTED, TASK_STATUS_UNSPECIFIED, PENDING, 0, ""),
+      3, base);
   EXPECT_FALSE(single.allocated());
   single.SetExtra({"strings"}, base);
   EXPECT_TRUE(single.allocated());
@@ -260,9 +261,9 @@ TEST_F(HistoryLogTest, InlineEntriesBehaveLikeBlockEntries) {
   HistoryLog moved(std::move(single));
   moved.SetExtra({}, base);
   EXPECT_EQ(moved.extra(), "");
-  moved.Append(At(1'000'000'000, HistoryEntry::CLAIMED, PENDING, CLAIMED, 1,
-                  "w"),
-               3, base);
+  moved.Append(
+      At(1'000'000'000, HistoryEntry::CLAIMED, PENDING, CLAIMED, 1, "w"), 3,
+      base);
   e = moved.Entries(base);
   ASSERT_EQ(e.size(), 2u);
   EXPECT_EQ(e[0].time_micros(), 7);
@@ -276,8 +277,8 @@ TEST_F(HistoryLogTest, OutOfRangeEnumsRoundTrip) {
   std::vector<HistoryEvent> cases;
   for (int32_t v : {15, 16, 99, -1, std::numeric_limits<int32_t>::min(),
                     std::numeric_limits<int32_t>::max()}) {
-    cases.push_back(At(v, static_cast<HistoryEntry::Event>(v), PENDING,
-                       CLAIMED, 1, "w"));
+    cases.push_back(
+        At(v, static_cast<HistoryEntry::Event>(v), PENDING, CLAIMED, 1, "w"));
     cases.push_back(At(v, HistoryEntry::CLAIMED, static_cast<TaskStatus>(v),
                        PENDING, 2, "w"));
     cases.push_back(At(v, HistoryEntry::FAILED, CLAIMED,
@@ -295,9 +296,10 @@ TEST_F(HistoryLogTest, OutOfRangeEnumsRoundTrip) {
 // An entry that names the worker of the entry before it keeps its worker
 // when that entry is dropped.
 TEST_F(HistoryLogTest, SharedWorkerSurvivesTheDropOfItsFirstMention) {
-  log_.Append(At(10, HistoryEntry::CLAIMED, PENDING, CLAIMED, 1, "worker-7"), 8, 0);
-  log_.Append(At(20, HistoryEntry::COMPLETED, CLAIMED, COMPLETED, 1,
-                 "worker-7"), 8, 0);
+  log_.Append(At(10, HistoryEntry::CLAIMED, PENDING, CLAIMED, 1, "worker-7"), 8,
+              0);
+  log_.Append(
+      At(20, HistoryEntry::COMPLETED, CLAIMED, COMPLETED, 1, "worker-7"), 8, 0);
   log_.Append(At(30, HistoryEntry::RETRIED, COMPLETED, PENDING, 0, ""), 2, 0);
   std::vector<HistoryEntry> e = log_.Entries(0);
   ASSERT_EQ(e.size(), 2u);
@@ -356,11 +358,11 @@ TEST_F(HistoryLogTest, WireFormatParsesAsProtobufDoes) {
   // Unknown fields of every wire type, and a known field with the wrong
   // wire type, are skipped as protobuf skips them.
   std::string wire = with_unknown.SerializeAsString();
-  wire += std::string("\x40\x07", 2);                   // 8: varint.
+  wire += std::string("\x40\x07", 2);                    // 8: varint.
   wire += std::string("\x49", 1) + std::string(8, 'f');  // 9: fixed64.
   wire += std::string("\x55", 1) + std::string(4, 'f');  // 10: fixed32.
-  wire += std::string("\x5a\x02zz", 4);                 // 11: bytes.
-  wire += std::string("\x0a\x01z", 3);                  // 1 as bytes.
+  wire += std::string("\x5a\x02zz", 4);                  // 11: bytes.
+  wire += std::string("\x0a\x01z", 3);                   // 1 as bytes.
   HistoryEvent e;
   ASSERT_TRUE(HistoryLog::ParseWireFormat(wire, &e));
   std::string back;
@@ -377,8 +379,8 @@ TEST_F(HistoryLogTest, WireFormatParsesAsProtobufDoes) {
     EXPECT_FALSE(parsed.ParseFromString(bad));
     EXPECT_FALSE(HistoryLog::ParseWireFormat(bad, &e));
     size_t bad_index = 0;
-    EXPECT_FALSE(log_.AssignSerialized(std::vector<std::string>{bad}, 0,
-                                       &bad_index));
+    EXPECT_FALSE(
+        log_.AssignSerialized(std::vector<std::string>{bad}, 0, &bad_index));
   }
   EXPECT_EQ(log_.size(), 0u);
 }
@@ -386,15 +388,27 @@ TEST_F(HistoryLogTest, WireFormatParsesAsProtobufDoes) {
 // Cases where a hand-written decoder easily differs from protobuf's.
 TEST_F(HistoryLogTest, WireFormatEdgesAsProtobuf) {
   const std::string hex_cases[] = {
-      "2a02fffe", "3a0180", "2a03eda080", "2a02c080", "2a04f4908080",  // UTF-8
-      "2a03e282ac",                       // Valid UTF-8 (the euro sign).
-      "0b0c", "5b08015c", "5b0b0c5c", "0b14", "0c", "5b0801",  // Groups.
-      "888080801001",                     // A 5-byte tag, high bits dropped.
-      "88808080800001",                   // A 6-byte tag.
-      "2a81808080800061",                 // A 6-byte length.
-      "2a8080808008",                     // A length of 2^31.
-      "08ffffffffffffffffff01",           // A 10-byte value varint.
-      "0e", "0f01", "00", "0801",
+      "2a02fffe",
+      "3a0180",
+      "2a03eda080",
+      "2a02c080",
+      "2a04f4908080",  // UTF-8
+      "2a03e282ac",    // Valid UTF-8 (the euro sign).
+      "0b0c",
+      "5b08015c",
+      "5b0b0c5c",
+      "0b14",
+      "0c",
+      "5b0801",                  // Groups.
+      "888080801001",            // A 5-byte tag, high bits dropped.
+      "88808080800001",          // A 6-byte tag.
+      "2a81808080800061",        // A 6-byte length.
+      "2a8080808008",            // A length of 2^31.
+      "08ffffffffffffffffff01",  // A 10-byte value varint.
+      "0e",
+      "0f01",
+      "00",
+      "0801",
   };
   google::protobuf::LogSilencer quiet;  // protobuf logs bad UTF-8.
   for (const std::string& hex : hex_cases) {

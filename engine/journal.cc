@@ -52,9 +52,9 @@ absl::Status MemoryJournal::Sync(absl::Span<const PartitionLsn> records) {
   for (const PartitionLsn& r : records) {
     if (r.partition >= records_.size() ||
         r.lsn > records_[r.partition].size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sync to LSN ", r.lsn, " of partition ", r.partition,
-          ", which has not been appended"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sync to LSN ", r.lsn, " of partition ", r.partition,
+                       ", which has not been appended"));
     }
   }
   return absl::OkStatus();

@@ -34,8 +34,7 @@ class Partition {
   static constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
   // REQUIRES: state is the state machine of partition `index`.
-  Partition(uint32_t index, std::unique_ptr<StateMachine> state,
-            uint64_t seed);
+  Partition(uint32_t index, std::unique_ptr<StateMachine> state, uint64_t seed);
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
 

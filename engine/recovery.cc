@@ -178,9 +178,9 @@ class ReplayPipeline {
       }
       absl::Status s = states_[item.partition]->Apply(*record, item.lsn);
       if (!s.ok()) {
-        return absl::DataLossError(absl::StrCat(
-            "log record at partition ", item.partition, " LSN ", item.lsn,
-            " does not replay: ", s.message()));
+        return absl::DataLossError(
+            absl::StrCat("log record at partition ", item.partition, " LSN ",
+                         item.lsn, " does not replay: ", s.message()));
       }
     }
     return absl::OkStatus();
@@ -197,7 +197,7 @@ struct LoadedPartition {
   std::optional<SnapshotMeta> meta;  // Unset: no valid snapshot.
   std::vector<std::string> damaged;  // Names of snapshots that failed.
   std::vector<std::string> notes;
-  absl::Status error;                // Not damage: an I/O error.
+  absl::Status error;  // Not damage: an I/O error.
 };
 
 LoadedPartition LoadPartition(const EngineOptions& options, Env* env,
@@ -249,8 +249,7 @@ std::unique_ptr<StateMachine> NewPartitionState(const EngineOptions& options,
 }
 
 absl::StatusOr<uint32_t> DirectoryPartitions(const EngineOptions& options,
-                                             Env* env,
-                                             const std::string& dir) {
+                                             Env* env, const std::string& dir) {
   TASKWAL_ASSIGN_OR_RETURN(std::optional<wal::DirectoryMeta> meta,
                            wal::ReadDirectoryMeta(env, dir));
   if (meta.has_value()) {
@@ -272,12 +271,10 @@ absl::StatusOr<uint32_t> DirectoryPartitions(const EngineOptions& options,
     const std::string path = absl::StrCat(
         dir, "/",
         segment ? listing.segments.front().name : listing.snapshots.front());
-    TASKWAL_ASSIGN_OR_RETURN(std::string contents,
-                             env->ReadFileToString(path));
+    TASKWAL_ASSIGN_OR_RETURN(std::string contents, env->ReadFileToString(path));
     absl::Status header =
-        wal::DecodeFileHeader(contents,
-                              segment ? wal::kSegmentMagic : wal::kSnapshotMagic,
-                              path)
+        wal::DecodeFileHeader(
+            contents, segment ? wal::kSegmentMagic : wal::kSnapshotMagic, path)
             .status();
     if (absl::IsFailedPrecondition(header)) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -333,15 +330,16 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
   for (uint32_t p = 0; p < n; ++p) {
     LoadedPartition& l = loaded[p];
     TASKWAL_RETURN_IF_ERROR(l.error);
-    for (std::string& note : l.notes) out.report.notes.push_back(std::move(note));
+    for (std::string& note : l.notes)
+      out.report.notes.push_back(std::move(note));
     damaged.insert(damaged.end(), l.damaged.begin(), l.damaged.end());
     if (l.meta.has_value()) {
       log_options.after_lsn[p] = l.meta->lsn();
       out.report.snapshot_lsn += l.meta->lsn();
     }
-    log_options.first_seq = std::min<uint64_t>(
-        log_options.first_seq,
-        l.meta.has_value() ? l.meta->first_segment() : 1);
+    log_options.first_seq =
+        std::min<uint64_t>(log_options.first_seq,
+                           l.meta.has_value() ? l.meta->first_segment() : 1);
     states.push_back(l.state.get());
     out.states.push_back(std::move(l.state));
   }
@@ -396,7 +394,8 @@ absl::StatusOr<RecoveredState> RecoverDirectory(const EngineOptions& options,
   out.report.records_replayed = log.records_replayed;
   for (uint64_t lsn : log.last_lsn) out.report.last_lsn += lsn;
   out.report.truncated_bytes = log.truncated_bytes;
-  for (std::string& note : log.notes) out.report.notes.push_back(std::move(note));
+  for (std::string& note : log.notes)
+    out.report.notes.push_back(std::move(note));
   out.report.duration = absl::Now() - start;
   return out;
 }

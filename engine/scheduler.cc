@@ -44,7 +44,8 @@ void Scheduler::RemovePending(uint64_t id, absl::string_view type,
                               int32_t priority, int64_t not_before) {
   if (delayed_.erase({not_before, id}) > 0) return;
   auto it = type_index_.find(type);
-  if (it != type_index_.end()) ready_[it->second].erase({ReadyRank(priority), id});
+  if (it != type_index_.end())
+    ready_[it->second].erase({ReadyRank(priority), id});
 }
 
 void Scheduler::NoteReadied(int type_index) {

@@ -100,7 +100,7 @@ class Scheduler {
   const bool track_finished_;
   int64_t promoted_through_ = INT64_MIN;
   absl::flat_hash_map<std::string, int> type_index_;
-  std::vector<ReadySet> ready_;  // By type index.
+  std::vector<ReadySet> ready_;         // By type index.
   std::deque<std::string> type_names_;  // By type index; stable addresses.
   // Tasks readied since the last TakeReadied, by type index, and the
   // indexes with a count.

@@ -75,8 +75,8 @@ TEST_F(SchedulerTest, TakeReadiedReportsEveryTaskThatBecameReady) {
   s_.AddPending(2, "sms", 0, 200);
   s_.AddPending(3, "email", 0, 200);
   s_.AddPending(4, "email", 0, 900);
-  s_.AddPending(5, "sms", 0, 0);    // Ready at once.
-  s_.AddPending(6, "sms", 0, 50);   // Not before a time already passed.
+  s_.AddPending(5, "sms", 0, 0);   // Ready at once.
+  s_.AddPending(6, "sms", 0, 50);  // Not before a time already passed.
   take();
   EXPECT_EQ(readied, (std::map<std::string, size_t>{{"sms", 2}}));
   take();
@@ -87,8 +87,7 @@ TEST_F(SchedulerTest, TakeReadiedReportsEveryTaskThatBecameReady) {
   // Due first, then lowest id: 2 and 3 at 200, then 1 at 300.
   EXPECT_EQ(s_.PromoteDue(300), 3u);
   take();
-  EXPECT_EQ(readied,
-            (std::map<std::string, size_t>{{"email", 2}, {"sms", 1}}));
+  EXPECT_EQ(readied, (std::map<std::string, size_t>{{"email", 2}, {"sms", 1}}));
   // A clock moved backwards promotes (and reports) nothing.
   EXPECT_EQ(s_.PromoteDue(250), 0u);
   // A task whose time has already passed goes to the ready set at once.

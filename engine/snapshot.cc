@@ -13,10 +13,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/partitioning.h"
 #include "wal/format.h"
@@ -114,21 +114,17 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
     const std::vector<uint64_t> ids = table->SnapshotIds(next_shard);
     for (size_t begin = 0; begin < ids.size(); begin += kChunkTasks) {
       const size_t end = std::min(ids.size(), begin + kChunkTasks);
-      table->ReadSnapshot(next_shard, ids, begin, end,
-                          [&](const TaskEntry& e) {
-                            e.ToTask(record.mutable_task());
-                            record.clear_history();
-                            e.ForEachSerializedHistory(
-                                [&](absl::string_view entry) {
-                                  record.add_history()->assign(entry.data(),
-                                                               entry.size());
-                                });
-                            record.set_last_lsn(e.state.last_lsn);
-                            AppendMessage(wal::RecordType::kSnapshotTask,
-                                          partition, meta.lsn(), record,
-                                          &buffer);
-                            ++count;
-                          });
+      table->ReadSnapshot(next_shard, ids, begin, end, [&](const TaskEntry& e) {
+        e.ToTask(record.mutable_task());
+        record.clear_history();
+        e.ForEachSerializedHistory([&](absl::string_view entry) {
+          record.add_history()->assign(entry.data(), entry.size());
+        });
+        record.set_last_lsn(e.state.last_lsn);
+        AppendMessage(wal::RecordType::kSnapshotTask, partition, meta.lsn(),
+                      record, &buffer);
+        ++count;
+      });
       if (buffer.size() >= kWriteBytes) {
         TASKWAL_RETURN_IF_ERROR(file->Append(buffer));
         buffer.clear();
@@ -154,10 +150,9 @@ absl::StatusOr<std::unique_ptr<TaskEntry>> TaskEntryFromSnapshot(
       TaskEntry::Create(record.task(), record.last_lsn());
   size_t bad = 0;
   if (!entry->AssignSerializedHistory(record.history(), &bad)) {
-    return absl::DataLossError(
-        absl::StrCat("task ", record.task().id(), ": a history entry (",
-                     bad + 1, " of ", record.history_size(),
-                     ") does not parse"));
+    return absl::DataLossError(absl::StrCat(
+        "task ", record.task().id(), ": a history entry (", bad + 1, " of ",
+        record.history_size(), ") does not parse"));
   }
   return entry;
 }
@@ -189,8 +184,8 @@ class ParsePipeline {
     try {
       thread_ = std::thread([this] { Run(); });
     } catch (const std::system_error& e) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cannot start a thread to load ", path_, ": ", e.what()));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot start a thread to load ", path_, ": ", e.what()));
     }
     return absl::OkStatus();
   }
@@ -328,18 +323,17 @@ absl::StatusOr<SnapshotMeta> LoadSnapshotContents(absl::string_view contents,
       meta.partitions() != state->partitions() ||
       record.partition != meta.partition()) {
     return absl::DataLossError(absl::StrCat(
-        path, ": holds partition ", meta.partition(), " of ",
-        meta.partitions(), ", not partition ", state->partition(), " of ",
-        state->partitions()));
+        path, ": holds partition ", meta.partition(), " of ", meta.partitions(),
+        ", not partition ", state->partition(), " of ", state->partitions()));
   }
   // The ids and tokens the partition hands out next must be its own, or
   // every later submit (claim) would be refused.
   for (uint64_t next : {meta.next_task_id(), meta.next_claim_token()}) {
     if (next < FirstTaskId(meta.partition(), meta.partitions()) ||
         PartitionOfId(next, meta.partitions()) != meta.partition()) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": meta names next id or claim token ", next,
-          ", which is not of partition ", meta.partition()));
+      return absl::DataLossError(
+          absl::StrCat(path, ": meta names next id or claim token ", next,
+                       ", which is not of partition ", meta.partition()));
     }
   }
   ParsePipeline pipeline(&reader, path, meta.partition(), meta.lsn());

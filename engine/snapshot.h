@@ -33,8 +33,8 @@ bool ParseSnapshotFileName(absl::string_view name, uint64_t* first_segment,
 
 // Valid-looking snapshot names in dir, newest (highest first segment)
 // first, then by partition.
-absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(
-    Env* env, const std::string& dir);
+absl::StatusOr<std::vector<SnapshotFile>> ListSnapshots(Env* env,
+                                                        const std::string& dir);
 
 // Writes meta plus the snapshot view of `table` (see
 // TaskTable::BeginSnapshot, which the caller called when it took meta) to

@@ -125,7 +125,8 @@ absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
     AppendHistory(*entry, MakeHistory(now, HistoryEntry::SUBMITTED,
                                       TASK_STATUS_UNSPECIFIED, PENDING, 0));
     table_.InsertKey(entry.get());
-    scheduler_.AddPending(t.id(), t.type(), t.priority(), t.not_before_micros());
+    scheduler_.AddPending(t.id(), t.type(), t.priority(),
+                          t.not_before_micros());
     next_task_id_ = t.id() + partitions_;
     table_.Insert(std::move(entry));
     ++counters_.by_status[PENDING];
@@ -212,12 +213,11 @@ absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
     }
     scheduler_.RemoveLease(e.id(), t.lease_deadline_micros);
     to = t.attempts >= e.max_attempts() ? FAILED : PENDING;
-    HistoryEvent h = MakeHistory(
-        now,
-        r.lease_expired() ? HistoryEntry::LEASE_EXPIRED
-        : to == FAILED    ? HistoryEntry::FAILED
-                          : HistoryEntry::ATTEMPT_FAILED,
-        CLAIMED, to, t.attempts);
+    HistoryEvent h = MakeHistory(now,
+                                 r.lease_expired() ? HistoryEntry::LEASE_EXPIRED
+                                 : to == FAILED    ? HistoryEntry::FAILED
+                                                : HistoryEntry::ATTEMPT_FAILED,
+                                 CLAIMED, to, t.attempts);
     h.worker_id = e.claimed_by();
     h.error = r.error();
     AppendHistory(e, h);  // Before claimed_by, which h points into, is cleared.
@@ -294,8 +294,8 @@ absl::Status StateMachine::ApplyRetry(const RetryRecord& r, int64_t now,
     t.not_before_micros = 0;
     scheduler_.AddPending(e.id(), e.type(), e.priority(), 0);
     t.last_lsn = lsn;
-    AppendHistory(e, MakeHistory(now, HistoryEntry::RETRIED, from, PENDING,
-                                 t.attempts));
+    AppendHistory(
+        e, MakeHistory(now, HistoryEntry::RETRIED, from, PENDING, t.attempts));
   });
   if (!found) return Mismatch("retry", r.task_id(), "no such task");
   if (!s.ok()) return s;

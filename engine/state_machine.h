@@ -6,8 +6,8 @@
 #include "absl/status/status.h"
 #include "api/task.pb.h"
 #include "engine/scheduler.h"
-#include "engine/task_table.h"
 #include "engine/snapshot.pb.h"
+#include "engine/task_table.h"
 #include "engine/transition.pb.h"
 
 namespace taskwal::engine {

@@ -56,10 +56,10 @@ std::string Dump(const StateMachine& sm) {
   const Counters& c = sm.counters();
   for (uint64_t n : c.by_status) absl::StrAppend(&out, n, ",");
   absl::StrAppend(&out, c.submitted, ",", c.claims, ",", c.completions, ",",
-                  c.failed_attempts, ",", c.lease_expiries, ",", c.retries,
-                  ",", c.cancellations, ",", c.deletions, ",",
-                  c.retention_removals, ",", c.transitions, ";",
-                  sm.next_task_id(), ",", sm.next_claim_token());
+                  c.failed_attempts, ",", c.lease_expiries, ",", c.retries, ",",
+                  c.cancellations, ",", c.deletions, ",", c.retention_removals,
+                  ",", c.transitions, ";", sm.next_task_id(), ",",
+                  sm.next_claim_token());
   return out;
 }
 
@@ -101,8 +101,7 @@ TEST_F(StateMachineTest, RecordsThatDoNotFitAreRejectedWithoutChange) {
 
   Transition complete_pending;
   complete_pending.mutable_complete()->set_task_id(1);
-  EXPECT_EQ(sm_.Apply(complete_pending, 2).code(),
-            absl::StatusCode::kInternal);
+  EXPECT_EQ(sm_.Apply(complete_pending, 2).code(), absl::StatusCode::kInternal);
   EXPECT_EQ(sm_.Apply(ClaimOf(99, 5, 10), 2).code(),
             absl::StatusCode::kInternal);
   EXPECT_EQ(sm_.Apply(SubmitOf(1, "other"), 2).code(),
@@ -313,8 +312,9 @@ TEST_P(StateMachineReplayTest, ReplayOfRandomWorkloadRebuildsLiveState) {
                   .IgnoreError();
               break;
             default:
-              engine.Heartbeat(c.task.id(), worker, c.claim_token,
-                               absl::Seconds(3))
+              engine
+                  .Heartbeat(c.task.id(), worker, c.claim_token,
+                             absl::Seconds(3))
                   .IgnoreError();
               continue;  // Keep holding it.
           }

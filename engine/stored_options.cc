@@ -38,8 +38,9 @@ absl::StatusOr<std::optional<StoredOptions>> Read(Env* env,
   if (!found || record.type != wal::RecordType::kStoredOptions ||
       !stored.ParseFromString(std::string(record.payload))) {
     return absl::DataLossError(absl::StrCat(
-        path, ": holds no options record (the owning program's next Open "
-              "rewrites it)"));
+        path,
+        ": holds no options record (the owning program's next Open "
+        "rewrites it)"));
   }
   return std::optional<StoredOptions>(std::move(stored));
 }
@@ -102,8 +103,7 @@ void ApplyStoredOptions(const StoredOptions& s, EngineOptions* o) {
 
 absl::Status ApplyStoredOptions(Env* env, const std::string& dir,
                                 EngineOptions* options) {
-  TASKWAL_ASSIGN_OR_RETURN(std::optional<StoredOptions> stored,
-                           Read(env, dir));
+  TASKWAL_ASSIGN_OR_RETURN(std::optional<StoredOptions> stored, Read(env, dir));
   if (stored.has_value()) ApplyStoredOptions(*stored, options);
   return absl::OkStatus();
 }

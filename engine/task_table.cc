@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-
 namespace taskwal::engine {
 
 TaskTable::TaskTable(int num_shards)
@@ -79,8 +78,8 @@ std::vector<uint64_t> TaskTable::ListIds(std::optional<TaskStatus> status,
       if (status.has_value() && *status != s) continue;
       size_t taken = 0;
       const auto& set = shard->by_status[s];
-      for (auto it = set.upper_bound(after_id); it != set.end() && taken < limit;
-           ++it) {
+      for (auto it = set.upper_bound(after_id);
+           it != set.end() && taken < limit; ++it) {
         if (!type.empty() && (*shard->tasks.find(*it))->type() != type) {
           continue;
         }

@@ -35,9 +35,10 @@ TEST(Utf8Test, BadByteAnywhereInALongStringFails) {
 TEST(Utf8Test, MalformedTextFails) {
   for (const std::string& s :
        {std::string("\xff"), std::string("\x80"), std::string("a\xbf"),
-        std::string("\xc0\x80"), std::string("\xc1\xbf"),       // Overlong.
+        std::string("\xc0\x80"), std::string("\xc1\xbf"),  // Overlong.
         std::string("\xe0\x80\x80"), std::string("\xf0\x80\x80\x80"),
-        std::string("\xed\xa0\x80"), std::string("\xed\xbf\xbf"),  // Surrogates.
+        std::string("\xed\xa0\x80"),
+        std::string("\xed\xbf\xbf"),  // Surrogates.
         std::string("\xf4\x90\x80\x80"), std::string("\xf5\x80\x80\x80"),
         std::string("\xc3"), std::string("\xe2\x82"),  // Truncated.
         std::string("\xf0\x9f\x98"), std::string("\xc3\x28")}) {

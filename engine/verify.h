@@ -87,10 +87,11 @@ struct Problem {
   // Open repairs it by itself without losing anything acknowledged
   // (kTornTail, kTornHeader, a kIncompleteGroup at the end of the newest
   // segment), as Open's own recovery, run read-only over the same files,
-  // confirms: beside damage that makes Open fail, nothing is repaired. Everything else makes Open fail with kDataLoss, or is a
-  // damaged snapshot that Open sets aside (or ignores), or lies in a segment
-  // that the snapshots cover whole, which Open does not read (it matters
-  // only if Open has to fall back to an older snapshot).
+  // confirms: beside damage that makes Open fail, nothing is repaired.
+  // Everything else makes Open fail with kDataLoss, or is a damaged snapshot
+  // that Open sets aside (or ignores), or lies in a segment that the snapshots
+  // cover whole, which Open does not read (it matters only if Open has to fall
+  // back to an older snapshot).
   bool repaired_by_open = false;
   // What is wrong, for a person; does not repeat file and offset.
   std::string message;

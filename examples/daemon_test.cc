@@ -422,14 +422,13 @@ TEST_F(DaemonTest, ExitWhenIdleIgnoresPendingTasksOfOtherTypes) {
     ASSERT_TRUE((*engine)->Close().ok());
   }
   DaemonProcess daemon;
-  ASSERT_TRUE(
-      daemon
-          .Start({absl::StrCat("--data_dir=", data_dir_),
-                  absl::StrCat("--max_tasks_to_submit=", kOwnJobs),
-                  "--submit_interval_ms=0", "--task_ms=0", "--fail_every=5",
-                  "--exit_when_idle"},
-                 root_ + "/other_types.log")
-          .ok());
+  ASSERT_TRUE(daemon
+                  .Start({absl::StrCat("--data_dir=", data_dir_),
+                          absl::StrCat("--max_tasks_to_submit=", kOwnJobs),
+                          "--submit_interval_ms=0", "--task_ms=0",
+                          "--fail_every=5", "--exit_when_idle"},
+                         root_ + "/other_types.log")
+                  .ok());
   // Without the fix the daemon never exits; the timeout ends the test.
   const absl::StatusOr<int> exit = daemon.WaitForExit(kDrainTimeout);
   daemon.ShowLog();

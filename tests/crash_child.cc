@@ -167,9 +167,9 @@ int Main() {
                      "need --data_dir, --threads >= 1, --key_space >= 1"));
   }
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(
-      CrashOptions(absl::GetFlag(FLAGS_data_dir), sync_mode, seed,
-                   absl::GetFlag(FLAGS_partitions)));
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      Engine::Open(CrashOptions(absl::GetFlag(FLAGS_data_dir), sync_mode, seed,
+                                absl::GetFlag(FLAGS_partitions)));
   if (!engine.ok()) Die("Open", engine.status());
 
   Reporter out;

@@ -433,8 +433,8 @@ class CrashTest
 TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
   const SyncMode mode = std::get<0>(GetParam());
   const uint32_t partitions = std::get<1>(GetParam());
-  const std::string dir = FreshDir(
-      absl::StrCat("crash_", ModeName(mode), "_", partitions));
+  const std::string dir =
+      FreshDir(absl::StrCat("crash_", ModeName(mode), "_", partitions));
   const int cycles = CyclesPerMode();
   std::mt19937_64 rng(mode == SyncMode::kAlways ? 1 : 2);
   Oracle oracle;
@@ -460,7 +460,8 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
                               absl::StrCat("--key_space=", kKeySpace)})
                       .ok());
       const absl::Status ready = child.WaitReady();
-      if (!ready.ok()) PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
+      if (!ready.ok())
+        PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
       ASSERT_TRUE(ready.ok()) << ready << "\n" << DescribeDir(dir);
       child.ReadFor(work);
       const absl::Status killed = child.Kill();
@@ -472,7 +473,8 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
 
     absl::StatusOr<std::unique_ptr<Engine>> engine =
         Engine::Open(CrashOptions(dir, mode, seed, partitions));
-    if (!engine.ok()) PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
+    if (!engine.ok())
+      PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
     ASSERT_TRUE(engine.ok()) << engine.status() << "\n" << DescribeDir(dir);
     torn_tails += (*engine)->Recovery().truncated_bytes > 0;
     snapshot_recoveries += (*engine)->Recovery().snapshot_lsn > 0;

@@ -493,10 +493,8 @@ TEST_F(ErrorPathsTest, OpenRejectsOptionsOutOfRange) {
        with([](EngineOptions& o) { o.num_shards = 4097; })},
       {"num_shards", "negative",
        with([](EngineOptions& o) { o.num_shards = -1; })},
-      {"partitions", "257",
-       with([](EngineOptions& o) { o.partitions = 257; })},
-      {"max_max_attempts", "0",
-       with([](EngineOptions& o) {
+      {"partitions", "257", with([](EngineOptions& o) { o.partitions = 257; })},
+      {"max_max_attempts", "0", with([](EngineOptions& o) {
          o.max_max_attempts = 0;
          o.default_max_attempts = 0;
        })},
@@ -510,14 +508,12 @@ TEST_F(ErrorPathsTest, OpenRejectsOptionsOutOfRange) {
        with([](EngineOptions& o) { o.default_lease = absl::ZeroDuration(); })},
       {"default_lease", "negative",
        with([](EngineOptions& o) { o.default_lease = -absl::Seconds(1); })},
-      {"max_lease", "below default_lease",
-       with([](EngineOptions& o) {
+      {"max_lease", "below default_lease", with([](EngineOptions& o) {
          o.max_lease = o.default_lease - absl::Microseconds(1);
        })},
       {"retention", "negative",
        with([](EngineOptions& o) { o.retention = -absl::Seconds(1); })},
-      {"maintenance_interval", "negative",
-       with([](EngineOptions& o) {
+      {"maintenance_interval", "negative", with([](EngineOptions& o) {
          o.maintenance_interval = -absl::Milliseconds(1);
        })},
       {"max_batch_size", "0",
@@ -528,13 +524,11 @@ TEST_F(ErrorPathsTest, OpenRejectsOptionsOutOfRange) {
        with([](EngineOptions& o) { o.max_worker_id_bytes = 0; })},
       {"segment_bytes", "4095",
        with([](EngineOptions& o) { o.segment_bytes = 4095; })},
-      {"sync_interval", "0 in kInterval mode",
-       with([](EngineOptions& o) {
+      {"sync_interval", "0 in kInterval mode", with([](EngineOptions& o) {
          o.sync_mode = SyncMode::kInterval;
          o.sync_interval = absl::ZeroDuration();
        })},
-      {"default_retry_policy", "multiplier 0.5",
-       with([](EngineOptions& o) {
+      {"default_retry_policy", "multiplier 0.5", with([](EngineOptions& o) {
          o.default_retry_policy.set_multiplier(0.5);
        })},
       {"default_retry_policy", "jitter 2",
@@ -547,8 +541,7 @@ TEST_F(ErrorPathsTest, OpenRejectsOptionsOutOfRange) {
        with([](EngineOptions& o) {
          o.default_retry_policy.set_max_backoff_micros(-1);
        })},
-      {"salvage", "with read_only",
-       with([](EngineOptions& o) {
+      {"salvage", "with read_only", with([](EngineOptions& o) {
          o.data_dir = "/never-created";
          o.read_only = true;
          o.salvage = true;

@@ -139,14 +139,15 @@ void CheckAgainstOracle(Engine* engine, Oracle* oracle) {
   for (const auto& [id, t] : tasks) {
     EXPECT_TRUE(keys.insert(t.idempotency_key()).second)
         << "key " << t.idempotency_key() << " names two tasks";
-    absl::StatusOr<Task> by_key = engine->GetByIdempotencyKey(t.idempotency_key());
+    absl::StatusOr<Task> by_key =
+        engine->GetByIdempotencyKey(t.idempotency_key());
     ASSERT_TRUE(by_key.ok());
     EXPECT_EQ(by_key->id(), id);
   }
   for (const auto& [key, acked] : oracle->submitted) {
     auto it = tasks.find(acked.first);
-    ASSERT_NE(it, tasks.end()) << "acknowledged task " << acked.first
-                               << " (" << key << ") was lost";
+    ASSERT_NE(it, tasks.end())
+        << "acknowledged task " << acked.first << " (" << key << ") was lost";
     EXPECT_EQ(it->second.idempotency_key(), key);
     EXPECT_EQ(it->second.payload(), acked.second);
   }
@@ -161,8 +162,8 @@ void CheckAgainstOracle(Engine* engine, Oracle* oracle) {
   for (const auto& [event, count] : oracle->events) {
     EXPECT_GE(seen[event], count)
         << "acknowledged event lost: task " << std::get<0>(event) << " event "
-        << std::get<1>(event) << " worker " << std::get<2>(event)
-        << " attempt " << std::get<3>(event);
+        << std::get<1>(event) << " worker " << std::get<2>(event) << " attempt "
+        << std::get<3>(event);
   }
   for (const auto& [id, result] : oracle->completed) {
     const Task& t = tasks.at(id);
@@ -294,7 +295,7 @@ TEST_P(PowerLossTest, UnsyncedRecordsReplayedAfterACrashAreMadeDurable) {
   {
     std::unique_ptr<Engine> e = *Engine::Open(o);
     ASSERT_TRUE(e->GetByIdempotencyKey("b").ok());  // Replayed from the OS.
-    ASSERT_TRUE(e->Submit(c).ok());                  // Acknowledged.
+    ASSERT_TRUE(e->Submit(c).ok());                 // Acknowledged.
     env_.SimulatePowerLoss(PowerLossMode::kDropUnsynced);
     e->Close().IgnoreError();
   }
@@ -372,8 +373,7 @@ TEST_P(PowerLossTest, TornTailRecoversExactlyTheStateAtADurableLsn) {
   EXPECT_GT(lost_lsns, 20u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Partitions, PowerLossTest,
-                         ::testing::Values(1u, 16u),
+INSTANTIATE_TEST_SUITE_P(Partitions, PowerLossTest, ::testing::Values(1u, 16u),
                          [](const ::testing::TestParamInfo<uint32_t>& info) {
                            return absl::StrCat(info.param, "Partitions");
                          });

@@ -19,13 +19,13 @@
 #include "api/fault_injection_env.h"
 #include "engine/partitioning.h"
 #include "engine/stored_options.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine_dump.h"
 #include "wal/coding.h"
 #include "wal/crc32c.h"
 #include "wal/format.h"
 #include "wal/log_writer.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
-#include "tests/engine_dump.h"
 
 namespace taskwal {
 namespace {
@@ -111,9 +111,9 @@ class RecoveryTest : public ::testing::TestWithParam<uint32_t> {
           break;  // Left claimed; its lease runs out later.
       }
     }
-    ASSERT_TRUE(e->Cancel(e->GetByIdempotencyKey(absl::StrCat("r", round, "-35"))
-                              ->id())
-                    .ok());
+    ASSERT_TRUE(
+        e->Cancel(e->GetByIdempotencyKey(absl::StrCat("r", round, "-35"))->id())
+            .ok());
     clock_.Advance(absl::Minutes(2));
     ASSERT_TRUE(e->RunMaintenance().ok());  // Expires short leases.
   }
@@ -152,7 +152,8 @@ TEST_P(RecoveryTest, RestartRebuildsExactlyTheSameState) {
     ASSERT_TRUE(page.ok());
     uint64_t last_of_partition = 0;
     for (const Task& t : page->tasks) {
-      if (t.id() != r1->task_id && t.id() % GetParam() == r1->task_id % GetParam()) {
+      if (t.id() != r1->task_id &&
+          t.id() % GetParam() == r1->task_id % GetParam()) {
         last_of_partition = std::max(last_of_partition, t.id());
       }
     }
@@ -279,7 +280,8 @@ TEST_P(RecoveryTest, DamagedNewestSnapshotFallsBackToThePreviousOne) {
   size_t largest = 0;
   const std::vector<std::string> files = NewestSnapshotFiles(&env_);
   for (const std::string& f : files) {
-    const size_t size = env_.ReadFileToString(absl::StrCat(kDir, "/", f))->size();
+    const size_t size =
+        env_.ReadFileToString(absl::StrCat(kDir, "/", f))->size();
     if (size > largest) {
       largest = size;
       name = f;
@@ -348,10 +350,8 @@ TEST_P(RecoveryTest, DamageBeforeValidRecordsIsDataLossAndChangesNothing) {
   const std::map<std::string, std::string> damaged = DirContents(&env_);
   absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(Options());
   ASSERT_EQ(e.status().code(), absl::StatusCode::kDataLoss) << e.status();
-  EXPECT_TRUE(absl::StrContains(e.status().message(), segment))
-      << e.status();
-  EXPECT_TRUE(absl::StrContains(e.status().message(), "offset"))
-      << e.status();
+  EXPECT_TRUE(absl::StrContains(e.status().message(), segment)) << e.status();
+  EXPECT_TRUE(absl::StrContains(e.status().message(), "offset")) << e.status();
   // The failed Open left every file as it was (the lock file aside).
   std::map<std::string, std::string> after = DirContents(&env_);
   after.erase("LOCK");
@@ -637,12 +637,11 @@ TEST_P(RecoveryTest, GapRightAfterTheSnapshotNamesTheSnapshotsNextLsn) {
   for (size_t at = wal::kFileHeaderSize;
        at + wal::kRecordHeaderSize <= contents.size();) {
     const char* header = contents.data() + at;
-    const size_t size =
-        wal::kRecordHeaderSize +
-        wal::DecodeFixed32(header + wal::kRecordLengthOffset);
-    records.push_back(
-        {at, size, wal::DecodeFixed16(header + wal::kRecordPartitionOffset),
-         wal::DecodeFixed64(header + wal::kRecordLsnOffset)});
+    const size_t size = wal::kRecordHeaderSize +
+                        wal::DecodeFixed32(header + wal::kRecordLengthOffset);
+    records.push_back({at, size,
+                       wal::DecodeFixed16(header + wal::kRecordPartitionOffset),
+                       wal::DecodeFixed64(header + wal::kRecordLsnOffset)});
     at += size;
   }
   std::optional<Record> dropped;
@@ -684,8 +683,8 @@ TEST_P(RecoveryTest, GapRightAfterTheSnapshotNamesTheSnapshotsNextLsn) {
                      " was expected (the snapshot holds the partition "
                      "through LSN ",
                      snapshot_lsn, ")")}) {
-    EXPECT_TRUE(absl::StrContains(e.status().message(), part))
-        << part << "\n" << e.status();
+    EXPECT_TRUE(absl::StrContains(e.status().message(), part)) << part << "\n"
+                                                               << e.status();
   }
   std::map<std::string, std::string> after = DirContents(&env_);
   after.erase("LOCK");
@@ -920,8 +919,7 @@ TEST_P(RecoveryTest, UseStoredOptionsTakesTheLastWritersOptions) {
               ::testing::HasSubstr("OPTIONS"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Partitions, RecoveryTest,
-                         ::testing::Values(1u, 16u),
+INSTANTIATE_TEST_SUITE_P(Partitions, RecoveryTest, ::testing::Values(1u, 16u),
                          [](const ::testing::TestParamInfo<uint32_t>& info) {
                            return absl::StrCat(info.param, "Partitions");
                          });
@@ -960,8 +958,8 @@ TEST(FormatVersionTest, VersionOneDirectoryIsRefusedAndLeftAlone) {
   }
   std::vector<std::string> files = *env.GetChildren("/v1");
   std::sort(files.begin(), files.end());
-  EXPECT_EQ(files, (std::vector<std::string>{
-                       "LOCK", "wal-00000000000000000001.log"}));
+  EXPECT_EQ(files,
+            (std::vector<std::string>{"LOCK", "wal-00000000000000000001.log"}));
   EXPECT_EQ(*env.ReadFileToString("/v1/wal-00000000000000000001.log"), before);
 }
 

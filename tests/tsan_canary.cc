@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     absl::MutexLock lock(&mu);
     guarded = guarded_counter;
   }
-  std::printf("mode=%s guarded=%ld racy=%ld\n",
-              locked_only ? "locked" : "racy", guarded, racy_counter);
+  std::printf("mode=%s guarded=%ld racy=%ld\n", locked_only ? "locked" : "racy",
+              guarded, racy_counter);
   return guarded == 2L * kIterations ? 0 : 1;
 }

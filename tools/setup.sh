@@ -32,6 +32,7 @@ PACKAGES=(
   gnuplot-nox          # benchmarks/plot.sh (headless gnuplot, pngcairo terminal)
   clang                # clang 14 (--config=clang, fuzzers)
   libclang-rt-14-dev   # clang's sanitizer and libFuzzer runtimes
+  clang-format         # clang-format 14 (tools/format.sh)
   dpkg-dev             # apt-get source needs dpkg-source around
   patch
   ca-certificates

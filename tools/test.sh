@@ -8,7 +8,9 @@
 #      must FAIL with "data race" (TSan is active), the --locked mode must be
 #      clean (no false reports from the source-built Abseil);
 #   4. clang's thread-safety analysis: `bazel build --config=tsa //...`
-#      (every lock annotation checked, as errors);
+#      (every lock annotation checked, as errors); -Wall -Wextra -Werror over
+#      the project's own code (`--config=werror`); clang-format
+#      (tools/format.sh --check);
 #   5. the README's recipe for embedding from another workspace
 #      (tools/embed_check.sh);
 #   6. the libFuzzer targets for a bounded time (tools/fuzz.sh).
@@ -144,6 +146,51 @@ else
   grep -E "error:|warning:" "${tsa_log}" | sort -u | head -n 40
   tail -n 20 "${tsa_log}"
   record fail "thread-safety analysis (log ${tsa_log})"
+fi
+
+# --- Compiler warnings ---------------------------------------------------------
+# -Wall -Wextra as errors over the project's own files (--config=werror);
+# external code and protoc's output are left out.
+werror_log="${LOGDIR}/werror.log"
+echo "=== warnings: bazel build --config=werror //... //tests:werror_canary"
+# The canary first: a build that lets a -Wextra warning through proves
+# nothing about the rest.
+if bazel build "${BAZEL_OUT_FLAGS[@]}" --config=werror "${EXTRA[@]}" \
+    --copt=-DTASKWAL_WERROR_CANARY_VIOLATION //tests:werror_canary \
+    >"${LOGDIR}/werror-canary.log" 2>&1; then
+  echo "warnings canary: FAILED (an unused parameter built)"
+  record fail "warnings canary: -Wextra -Werror is not active"
+elif grep -q "Werror=unused-parameter" "${LOGDIR}/werror-canary.log"; then
+  echo "warnings canary: PASSED (the unused parameter was refused)"
+  record pass werror-canary
+else
+  echo "warnings canary: FAILED (the build failed for another reason)"
+  tail -n 20 "${LOGDIR}/werror-canary.log"
+  record fail "warnings canary: build failed (log ${LOGDIR}/werror-canary.log)"
+fi
+if bazel build "${BAZEL_OUT_FLAGS[@]}" --keep_going --config=werror \
+    "${EXTRA[@]}" -- //... //tests:werror_canary >"${werror_log}" 2>&1; then
+  echo "warnings: PASSED (-Wall -Wextra -Werror, //...)"
+  record pass warnings
+else
+  echo "warnings: FAILED"
+  grep -E "error:|warning:" "${werror_log}" | sort -u | head -n 40
+  tail -n 20 "${werror_log}"
+  record fail "compiler warnings (log ${werror_log})"
+fi
+
+# --- Format ---------------------------------------------------------------------
+# The project's own C++ files follow .clang-format (tools/format.sh fixes
+# them).
+format_log="${LOGDIR}/format.log"
+echo "=== format: tools/format.sh --check"
+if "${ROOT}/tools/format.sh" --check >"${format_log}" 2>&1; then
+  echo "format: PASSED ($(grep -c . "${format_log}" || true) lines of output)"
+  record pass format
+else
+  echo "format: FAILED"
+  head -n 40 "${format_log}"
+  record fail "clang-format (log ${format_log}; run tools/format.sh)"
 fi
 
 # --- Embedding -----------------------------------------------------------------

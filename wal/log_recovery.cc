@@ -31,8 +31,7 @@ class LogRecovery {
         after_(options.partitions, 0),
         seen_(options.partitions, 0),
         committed_(options.partitions, 0) {
-    for (size_t i = 0; i < options.after_lsn.size() && i < after_.size();
-         ++i) {
+    for (size_t i = 0; i < options.after_lsn.size() && i < after_.size(); ++i) {
       after_[i] = options.after_lsn[i];
     }
   }
@@ -96,7 +95,8 @@ class LogRecovery {
 
 absl::Status LogRecovery::Dispatch(const Held& r) {
   if (r.lsn > after_[r.partition]) {
-    TASKWAL_RETURN_IF_ERROR(apply_(r.partition, r.lsn, r.transition, contents_));
+    TASKWAL_RETURN_IF_ERROR(
+        apply_(r.partition, r.lsn, r.transition, contents_));
     ++result_.records_replayed;
   }
   committed_[r.partition] = std::max(committed_[r.partition], r.lsn);
@@ -138,8 +138,8 @@ absl::Status LogRecovery::Admit(const std::string& path,
   };
   const bool group = r.type == RecordType::kGroupTransition;
   if (r.type != RecordType::kTransition && !group) {
-    return damage(absl::StrCat("unexpected record type ",
-                               static_cast<int>(r.type)));
+    return damage(
+        absl::StrCat("unexpected record type ", static_cast<int>(r.type)));
   }
   if (r.partition >= options_.partitions) {
     return damage(absl::StrCat("partition ", r.partition,
@@ -153,9 +153,8 @@ absl::Status LogRecovery::Admit(const std::string& path,
   // (the log's first record past it must be the snapshot's LSN + 1).
   if (r.lsn <= after_[p]) {
     if (r.lsn <= seen_[p]) {
-      return damage(absl::StrCat("partition ", p, " LSN ", r.lsn,
-                                 " after LSN ", seen_[p],
-                                 ": LSNs must ascend"));
+      return damage(absl::StrCat("partition ", p, " LSN ", r.lsn, " after LSN ",
+                                 seen_[p], ": LSNs must ascend"));
     }
   } else if (const uint64_t expected = std::max(seen_[p], after_[p]) + 1;
              r.lsn != expected) {
@@ -186,8 +185,7 @@ absl::Status LogRecovery::Admit(const std::string& path,
         return damage(absl::StrCat("group piece without its leader (partition ",
                                    leader, " LSN ", leader_lsn, ")"));
       }
-      open_.emplace(std::make_pair(leader, leader_lsn),
-                    OpenGroup{pieces, 1});
+      open_.emplace(std::make_pair(leader, leader_lsn), OpenGroup{pieces, 1});
     } else if (it->second.pieces != pieces) {
       return damage("group pieces disagree on the group's size");
     } else if (++it->second.seen == pieces) {
@@ -213,8 +211,8 @@ absl::Status LogRecovery::Stop(size_t i, absl::Status damage, uint64_t keep) {
                                          seg.name));
     set_aside_from_ = i + 1;
   } else {
-    result_.notes.push_back(absl::StrCat("salvage: ", damage.message(),
-                                         "; set aside ", seg.name));
+    result_.notes.push_back(
+        absl::StrCat("salvage: ", damage.message(), "; set aside ", seg.name));
     set_aside_from_ = i;
   }
   return absl::OkStatus();
@@ -264,16 +262,16 @@ absl::Status LogRecovery::ReadSegment(size_t i, bool* stop) {
   }
   if (*header != seg.seq) {
     return Stop(i,
-                absl::DataLossError(absl::StrCat(
-                    path, ": header says segment ", *header,
-                    " but the file name says ", seg.seq)),
+                absl::DataLossError(
+                    absl::StrCat(path, ": header says segment ", *header,
+                                 " but the file name says ", seg.seq)),
                 0);
   }
-  const uint64_t expected = result_.segments.empty() ||
-                                    result_.segments.back().seq <
-                                        options_.first_seq
-                                ? options_.first_seq
-                                : result_.segments.back().seq + 1;
+  const uint64_t expected =
+      result_.segments.empty() ||
+              result_.segments.back().seq < options_.first_seq
+          ? options_.first_seq
+          : result_.segments.back().seq + 1;
   if (seg.seq != expected) {
     return Stop(i,
                 absl::DataLossError(absl::StrCat(
@@ -366,9 +364,9 @@ absl::StatusOr<RecoveryResult> LogRecovery::Run() {
     for (size_t i = set_aside_from_; i < segments_.size(); ++i) {
       const std::string path = JoinPath(dir_, segments_[i].name);
       TASKWAL_RETURN_IF_ERROR(env_->RenameFile(path, path + ".salvaged"));
-      result_.notes.push_back(
-          absl::StrCat("salvage: set aside ", segments_[i].name, " as ",
-                       segments_[i].name, ".salvaged"));
+      result_.notes.push_back(absl::StrCat("salvage: set aside ",
+                                           segments_[i].name, " as ",
+                                           segments_[i].name, ".salvaged"));
     }
     if (set_aside_from_ < segments_.size()) {
       TASKWAL_RETURN_IF_ERROR(env_->SyncDir(dir_));
@@ -378,9 +376,9 @@ absl::StatusOr<RecoveryResult> LogRecovery::Run() {
   for (uint32_t p = 0; p < options_.partitions; ++p) {
     result_.last_lsn[p] = std::max(after_[p], committed_[p]);
   }
-  result_.next_seq = std::max(
-      options_.first_seq,
-      result_.segments.empty() ? 1 : result_.segments.back().seq + 1);
+  result_.next_seq =
+      std::max(options_.first_seq,
+               result_.segments.empty() ? 1 : result_.segments.back().seq + 1);
   return std::move(result_);
 }
 

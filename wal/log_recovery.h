@@ -47,8 +47,8 @@ struct RecoveryResult {
   // (it lies before first_seq). Read only: the torn tail stays in the
   // file, which is then longer than this.
   uint64_t tail_bytes = 0;
-  uint64_t records_replayed = 0;  // Records passed to apply.
-  uint64_t truncated_bytes = 0;   // Torn tail (or salvage) cut off.
+  uint64_t records_replayed = 0;   // Records passed to apply.
+  uint64_t truncated_bytes = 0;    // Torn tail (or salvage) cut off.
   std::vector<std::string> notes;  // What was repaired, for the report.
 };
 

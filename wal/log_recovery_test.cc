@@ -511,11 +511,11 @@ TEST_F(LogRecoveryTest, GapAfterTheSnapshotNamesTheSnapshotsNextLsn) {
   // A record at the snapshot's LSN in the log: the gap follows that record,
   // which is named as usual.
   WriteSegment(3, SegmentBuilder(3).AddRange(0, 9, 9).AddRange(0, 12, 13));
-  EXPECT_THAT(Recover(Options(1, {9}, /*first_seq=*/3)),
-              StatusIs(kDataLoss,
-                       AllOf(HasSubstr("partition 0 LSN 12 where 10 was "
-                                       "expected"),
-                             Not(HasSubstr("snapshot")))));
+  EXPECT_THAT(
+      Recover(Options(1, {9}, /*first_seq=*/3)),
+      StatusIs(kDataLoss, AllOf(HasSubstr("partition 0 LSN 12 where 10 was "
+                                          "expected"),
+                                Not(HasSubstr("snapshot")))));
   // With the snapshot through 11 there is no gap.
   EXPECT_THAT(Recover(Options(1, {11}, /*first_seq=*/3)), IsOk());
 }
@@ -590,10 +590,9 @@ TEST_F(LogRecoveryTest, RecordOfAnUnknownPartitionIsDataLoss) {
 }
 
 TEST_F(LogRecoveryTest, RecordOfAnotherFileKindIsDataLoss) {
-  for (RecordType type :
-       {RecordType::kSnapshotMeta, RecordType::kSnapshotTask,
-        RecordType::kSnapshotEnd, RecordType::kDirectoryMeta,
-        RecordType::kStoredOptions}) {
+  for (RecordType type : {RecordType::kSnapshotMeta, RecordType::kSnapshotTask,
+                          RecordType::kSnapshotEnd, RecordType::kDirectoryMeta,
+                          RecordType::kStoredOptions}) {
     SCOPED_TRACE(static_cast<int>(type));
     SegmentBuilder segment(1);
     segment.AddRange(0, 1, 2);

@@ -11,10 +11,10 @@
 #define TASKWAL_CONCAT_(a, b) TASKWAL_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` yields a non-OK status.
-#define TASKWAL_RETURN_IF_ERROR(expr)                   \
-  do {                                                  \
-    ::absl::Status taskwal_status_ = (expr);            \
-    if (!taskwal_status_.ok()) return taskwal_status_;  \
+#define TASKWAL_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::absl::Status taskwal_status_ = (expr);           \
+    if (!taskwal_status_.ok()) return taskwal_status_; \
   } while (0)
 
 // `TASKWAL_ASSIGN_OR_RETURN(auto x, Foo());` declares x from an OK StatusOr,

@@ -39,8 +39,8 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     return absl::InvalidArgumentError("Wal needs an env and a directory");
   }
   if (options.partitions < 1 || options.partitions > kMaxPartitions) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "partitions must be in [1, ", kMaxPartitions, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("partitions must be in [1, ", kMaxPartitions, "]"));
   }
   if (last_lsn.size() != options.partitions) {
     return absl::InvalidArgumentError(
@@ -130,11 +130,10 @@ absl::Status Wal::StartSegmentLocked(uint64_t seq) {
   const std::string name = SegmentFileName(seq);
   const std::string path = JoinPath(options_.dir, name);
   // A segment with this name can only be an earlier, empty one: replace it.
-  segments_.erase(std::remove_if(segments_.begin(), segments_.end(),
-                                 [&](const SegmentFile& s) {
-                                   return s.seq >= seq;
-                                 }),
-                  segments_.end());
+  segments_.erase(
+      std::remove_if(segments_.begin(), segments_.end(),
+                     [&](const SegmentFile& s) { return s.seq >= seq; }),
+      segments_.end());
   // The header is made durable under a temporary name and then renamed, so
   // the segment's name never points at a partial header, even if another
   // directory sync (a snapshot's) makes the name durable early.
@@ -181,9 +180,9 @@ uint64_t Wal::StageLocked(Lane& lane, uint32_t partition, uint8_t type,
   }
   const uint64_t lsn = lane.last_lsn + 1;
   const size_t offset = lane.staged.size();
-  char* dst = AppendRecordHeader(static_cast<RecordType>(type), partition, lsn,
-                                 group_header.size() + payload_size,
-                                 &lane.staged);
+  char* dst =
+      AppendRecordHeader(static_cast<RecordType>(type), partition, lsn,
+                         group_header.size() + payload_size, &lane.staged);
   if (!group_header.empty()) {
     std::memcpy(dst, group_header.data(), group_header.size());
   }
@@ -199,9 +198,9 @@ uint64_t Wal::StageLocked(Lane& lane, uint32_t partition, uint8_t type,
 absl::StatusOr<uint64_t> Wal::Append(uint32_t partition, size_t payload_size,
                                      absl::FunctionRef<void(char*)> fill) {
   if (partition >= options_.partitions) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "partition ", partition, " is out of range (", options_.partitions,
-        " partitions)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("partition ", partition, " is out of range (",
+                     options_.partitions, " partitions)"));
   }
   if (payload_size > kMaxRecordBytes) {
     return absl::InvalidArgumentError(
@@ -229,9 +228,9 @@ absl::Status Wal::AppendGroup(absl::Span<const GroupPiece> pieces,
           "group pieces must be in ascending, distinct partitions in range");
     }
     if (pieces[i].payload_size > kMaxRecordBytes - kGroupHeaderSize) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "record of ", pieces[i].payload_size + kGroupHeaderSize,
-          " bytes exceeds the limit of ", kMaxRecordBytes));
+      return absl::InvalidArgumentError(
+          absl::StrCat("record of ", pieces[i].payload_size + kGroupHeaderSize,
+                       " bytes exceeds the limit of ", kMaxRecordBytes));
     }
   }
   // Every lane of the group is locked at once, in ascending order (as a cut
@@ -244,11 +243,10 @@ absl::Status Wal::AppendGroup(absl::Span<const GroupPiece> pieces,
     EncodeGroupHeader(static_cast<uint32_t>(pieces.size()), leader,
                       lanes_[leader].last_lsn + 1, header);
     for (size_t i = 0; i < pieces.size(); ++i) {
-      lsns[i] = StageLocked(
-          lanes_[pieces[i].partition], pieces[i].partition,
-          static_cast<uint8_t>(RecordType::kGroupTransition),
-          absl::string_view(header, sizeof(header)), pieces[i].payload_size,
-          pieces[i].fill);
+      lsns[i] = StageLocked(lanes_[pieces[i].partition], pieces[i].partition,
+                            static_cast<uint8_t>(RecordType::kGroupTransition),
+                            absl::string_view(header, sizeof(header)),
+                            pieces[i].payload_size, pieces[i].fill);
     }
   }
   for (size_t i = pieces.size(); i-- > 0;) {
@@ -267,7 +265,8 @@ void Wal::LockStagedLanes(std::vector<uint32_t>* locked) {
     locked->clear();
     for (size_t w = 0; w < words; ++w) {
       for (uint64_t bits = want[w]; bits != 0; bits &= bits - 1) {
-        locked->push_back(static_cast<uint32_t>(64 * w + __builtin_ctzll(bits)));
+        locked->push_back(
+            static_cast<uint32_t>(64 * w + __builtin_ctzll(bits)));
       }
     }
     for (uint32_t i : *locked) lanes_[i].mu.Lock();
@@ -512,8 +511,8 @@ absl::Status Wal::WaitFor(absl::Span<const PartitionLsn> records, bool sync) {
 absl::Status Wal::Sync(absl::Span<const PartitionLsn> records) {
   for (const PartitionLsn& r : records) {
     if (r.partition >= options_.partitions ||
-        r.lsn > lanes_[r.partition].appended_lsn.load(
-                    std::memory_order_acquire)) {
+        r.lsn >
+            lanes_[r.partition].appended_lsn.load(std::memory_order_acquire)) {
       return absl::InvalidArgumentError(
           absl::StrCat("sync to LSN ", r.lsn, " of partition ", r.partition,
                        ", which has not been appended"));
@@ -551,8 +550,8 @@ absl::Status Wal::Sync(absl::Span<const PartitionLsn> records) {
 std::vector<PartitionLsn> Wal::AllAppended() const {
   std::vector<PartitionLsn> all(options_.partitions);
   for (uint32_t i = 0; i < options_.partitions; ++i) {
-    all[i] = PartitionLsn{
-        i, lanes_[i].appended_lsn.load(std::memory_order_acquire)};
+    all[i] =
+        PartitionLsn{i, lanes_[i].appended_lsn.load(std::memory_order_acquire)};
   }
   return all;
 }

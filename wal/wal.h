@@ -72,9 +72,9 @@ struct WalStats {
 // holds the locks of the lanes with staged records at once, found from a
 // bitmap that an append sets when it stages into an empty lane; it re-reads
 // the bitmap under those locks and starts over with a larger set if a lane
-// became non-empty meanwhile, so every other lane is empty at that instant. When no
-// flush is running, the caller of Sync runs one itself (the leader), so a
-// lone caller pays no thread hand-off. When a flush ends with callers still
+// became non-empty meanwhile, so every other lane is empty at that instant.
+// When no flush is running, the caller of Sync runs one itself (the leader), so
+// a lone caller pays no thread hand-off. When a flush ends with callers still
 // waiting for a later one, the log's flusher thread takes over and flushes
 // back to back until no one waits. Callers covered by the same flush sleep
 // on one futex word and are released by one wake-up.

@@ -1067,8 +1067,8 @@ TEST_F(WalTest, ReopenedLogContinuesItsLastSegment) {
     ASSERT_THAT(recovered, IsOk());
     const RecoveryResult& r = recovered->result;
     absl::StatusOr<std::unique_ptr<Wal>> wal =
-        Wal::Open(Options(WalSync::kAlways), r.segments, r.last_lsn,
-                  r.next_seq, r.tail_bytes);
+        Wal::Open(Options(WalSync::kAlways), r.segments, r.last_lsn, r.next_seq,
+                  r.tail_bytes);
     ASSERT_THAT(wal, IsOk());
     AppendAndSync(**wal, 3);
     ASSERT_THAT((*wal)->Close(), IsOk());
@@ -1099,8 +1099,8 @@ TEST_F(WalTest, ContinuedSegmentAfterATornTailLosesNothing) {
     if (run > 0) {
       EXPECT_EQ(r.tail_bytes, Read(PathOf(SegmentFileName(1))).size());
     }
-    absl::StatusOr<std::unique_ptr<Wal>> wal = Wal::Open(
-        options, r.segments, r.last_lsn, r.next_seq, r.tail_bytes);
+    absl::StatusOr<std::unique_ptr<Wal>> wal =
+        Wal::Open(options, r.segments, r.last_lsn, r.next_seq, r.tail_bytes);
     ASSERT_THAT(wal, IsOk());
     for (int i = 0; i < 3; ++i) {
       const uint64_t lsn = (*wal)->last_lsn(0) + 1;
@@ -1132,9 +1132,9 @@ TEST_F(WalTest, OpenStartsANewSegmentWhenTheLastMayNotBeContinued) {
     uint64_t tail_bytes;
     uint64_t segment_bytes;
   };
-  for (const Case& c : {Case{"not allowed", 0, 64 << 20},
-                        Case{"full", size, size},
-                        Case{"length differs", size - 1, 64 << 20}}) {
+  for (const Case& c :
+       {Case{"not allowed", 0, 64 << 20}, Case{"full", size, size},
+        Case{"length differs", size - 1, 64 << 20}}) {
     SCOPED_TRACE(c.name);
     absl::StatusOr<Recovered> recovered = Recover(&env_);
     ASSERT_THAT(recovered, IsOk());
@@ -1844,7 +1844,8 @@ TEST_F(WalTest, FlushesAreConsistentCutsAcrossLanes) {
     appender.join();
     flusher.join();
     opened->reset();
-    absl::StatusOr<Recovered> recovered = Recover(&env, Partitions(kPartitions));
+    absl::StatusOr<Recovered> recovered =
+        Recover(&env, Partitions(kPartitions));
     ASSERT_THAT(recovered, IsOk());
     std::vector<uint64_t> numbers;
     for (const RecoveredRecord& r : recovered->records) {
