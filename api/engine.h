@@ -49,9 +49,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "api/clock.h"
-#include "api/env.h"
-#include "api/task.pb.h"
+#include "taskwal/clock.h"
+#include "taskwal/env.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal {
 

@@ -66,7 +66,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 
 namespace taskwal {
 

@@ -38,7 +38,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "api/engine.h"
+#include "taskwal/engine.h"
 
 namespace taskwal {
 

@@ -15,11 +15,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "api/engine.h"
 #include "benchmarks/bench_util.h"
 #include "benchmarks/raw_log.h"
 #include "benchmarks/taskwal_queue.h"
 #include "benchmarks/workloads.h"
+#include "taskwal/engine.h"
 
 namespace taskwal::bench {
 namespace {

@@ -27,12 +27,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "api/task.pb.h"
 #include "benchmarks/queue.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/version.h"
 #include "rocksdb/write_batch.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal::bench {
 namespace {

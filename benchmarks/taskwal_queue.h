@@ -8,8 +8,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "api/engine.h"
 #include "benchmarks/queue.h"
+#include "taskwal/engine.h"
 
 namespace taskwal::bench {
 

@@ -1,4 +1,4 @@
-#include "api/clock.h"
+#include "taskwal/clock.h"
 
 #include "absl/time/clock.h"
 

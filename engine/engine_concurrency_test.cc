@@ -12,12 +12,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "api/engine.h"
 #include "engine/engine_impl.h"
 #include "engine/engine_testing.h"
 #include "engine/journal.h"
 #include "engine/state_machine.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
 
 namespace taskwal::engine {
 namespace {

@@ -17,12 +17,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "api/engine.h"
-#include "api/env.h"
 #include "engine/claim_waiters.h"
 #include "engine/journal.h"
 #include "engine/partition.h"
 #include "engine/state_machine.h"
+#include "taskwal/engine.h"
+#include "taskwal/env.h"
 
 namespace taskwal::engine {
 

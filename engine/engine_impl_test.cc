@@ -9,12 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "api/engine.h"
-#include "api/fault_injection_env.h"
 #include "engine/journal.h"
 #include "engine/partitioning.h"
 #include "engine/state_machine.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
+#include "taskwal/fault_injection_env.h"
 
 namespace taskwal::engine {
 namespace {

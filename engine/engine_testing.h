@@ -9,11 +9,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "api/engine.h"
 #include "engine/engine_impl.h"
 #include "engine/journal.h"
 #include "engine/recovery.h"
 #include "engine/state_machine.h"
+#include "taskwal/engine.h"
 
 namespace taskwal::engine::testing {
 

@@ -10,7 +10,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "api/task.pb.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal::engine {
 

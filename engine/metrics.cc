@@ -1,4 +1,4 @@
-#include "api/metrics.h"
+#include "taskwal/metrics.h"
 
 #include <algorithm>
 #include <cmath>

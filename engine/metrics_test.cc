@@ -1,4 +1,4 @@
-#include "api/metrics.h"
+#include "taskwal/metrics.h"
 
 #include <string>
 #include <vector>
@@ -8,9 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
 
 namespace taskwal {
 namespace {

@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "api/engine.h"
-#include "api/env.h"
 #include "engine/state_machine.h"
+#include "taskwal/engine.h"
+#include "taskwal/env.h"
 #include "wal/data_dir.h"
 
 namespace taskwal::engine {

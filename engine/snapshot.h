@@ -9,10 +9,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "api/env.h"
 #include "engine/snapshot.pb.h"
 #include "engine/state_machine.h"
 #include "engine/task_table.h"
+#include "taskwal/env.h"
 
 namespace taskwal::engine {
 

@@ -25,11 +25,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "api/task.pb.h"
 #include "engine/partitioning.h"
 #include "engine/snapshot.h"
 #include "engine/snapshot.pb.h"
 #include "engine/state_machine.h"
+#include "taskwal/task.pb.h"
 #include "wal/format.h"
 #include "wal/log_writer.h"
 

@@ -4,11 +4,11 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "api/task.pb.h"
 #include "engine/scheduler.h"
 #include "engine/snapshot.pb.h"
 #include "engine/task_table.h"
 #include "engine/transition.pb.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal::engine {
 

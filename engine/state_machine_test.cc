@@ -8,13 +8,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "api/engine.h"
 #include "engine/engine_impl.h"
 #include "engine/engine_testing.h"
 #include "engine/journal.h"
 #include "engine/snapshot.pb.h"
 #include "engine/task_entry.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
 
 namespace taskwal::engine {
 namespace {

@@ -13,9 +13,9 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "api/engine.h"
-#include "api/env.h"
 #include "engine/stored_options.pb.h"
+#include "taskwal/engine.h"
+#include "taskwal/env.h"
 
 namespace taskwal::engine {
 

@@ -3,9 +3,9 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "api/fault_injection_env.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "taskwal/fault_injection_env.h"
 #include "wal/data_dir.h"
 #include "wal/format.h"
 #include "wal/log_writer.h"

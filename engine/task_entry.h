@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "api/task.pb.h"
 #include "engine/history_log.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal::engine {
 

@@ -14,9 +14,9 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "api/task.pb.h"
 #include "engine/history_log.h"
 #include "engine/task_entry.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal::engine {
 

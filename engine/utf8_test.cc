@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "api/task.pb.h"
 #include "gtest/gtest.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal::engine {
 namespace {

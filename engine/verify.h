@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 
 namespace taskwal::engine {
 

@@ -58,9 +58,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
-#include "api/metrics.h"
-#include "api/task.pb.h"
+#include "taskwal/engine.h"
+#include "taskwal/metrics.h"
+#include "taskwal/task.pb.h"
 
 ABSL_FLAG(std::string, data_dir, "",
           "Required. The engine's directory (log and snapshots); created if "

@@ -36,9 +36,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
-#include "api/task.pb.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
+#include "taskwal/task.pb.h"
 
 namespace taskwal::examples {
 namespace {

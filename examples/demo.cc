@@ -51,8 +51,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
-#include "api/task.pb.h"
+#include "taskwal/engine.h"
+#include "taskwal/task.pb.h"
 
 ABSL_FLAG(std::string, data_dir, "",
           "Directory for the engine's log and snapshots. Default: a fresh "

@@ -28,7 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
+#include "taskwal/engine.h"
 #include "tests/crash_protocol.h"
 
 ABSL_FLAG(std::string, data_dir, "", "Engine data directory.");

@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
+#include "taskwal/engine.h"
 
 namespace taskwal {
 namespace crash {

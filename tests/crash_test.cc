@@ -47,8 +47,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
 #include "tests/crash_protocol.h"
 
 namespace taskwal {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "api/engine.h"
+#include "taskwal/engine.h"
 
 namespace taskwal::test_util {
 

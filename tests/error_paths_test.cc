@@ -16,12 +16,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "api/clock.h"
-#include "api/engine.h"
-#include "api/fault_injection_env.h"
-#include "api/task.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "taskwal/clock.h"
+#include "taskwal/engine.h"
+#include "taskwal/fault_injection_env.h"
+#include "taskwal/task.pb.h"
 #include "wal/status_matchers.h"
 
 namespace taskwal {

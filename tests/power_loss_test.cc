@@ -22,9 +22,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "api/engine.h"
-#include "api/fault_injection_env.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
+#include "taskwal/fault_injection_env.h"
 #include "tests/engine_dump.h"
 
 namespace taskwal {

@@ -23,10 +23,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "api/engine.h"
 #include "engine/verify.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
 #include "wal/status_matchers.h"
 
 namespace taskwal {

@@ -19,11 +19,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "api/clock.h"
-#include "api/engine.h"
-#include "api/task.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "taskwal/clock.h"
+#include "taskwal/engine.h"
+#include "taskwal/task.pb.h"
 #include "wal/status_matchers.h"
 
 namespace taskwal {

@@ -22,7 +22,8 @@ Usage (in engine/BUILD.bazel):
 
 _PROTO_SUFFIX = "_proto_srcs"
 
-def cc_proto(name, srcs, proto_deps = [], visibility = None, testonly = None):
+def cc_proto(name, srcs, proto_deps = [], visibility = None, testonly = None,
+             include_prefix = None, strip_include_prefix = None):
     """C++ library generated from .proto files with Debian's protoc.
 
     Defines:
@@ -39,6 +40,9 @@ def cc_proto(name, srcs, proto_deps = [], visibility = None, testonly = None):
       proto_deps: other cc_proto targets whose .proto files are imported.
       visibility: visibility of the cc_library and the proto filegroup.
       testonly: passed through.
+      include_prefix, strip_include_prefix: passed to the cc_library, so that
+        the generated headers are also reachable under another path (the
+        generated code itself includes them by their proto path).
     """
     for src in srcs:
         if not src.endswith(".proto"):
@@ -81,6 +85,8 @@ def cc_proto(name, srcs, proto_deps = [], visibility = None, testonly = None):
         srcs = ccs,
         hdrs = hdrs,
         deps = ["@system//:protobuf"] + proto_deps,
+        include_prefix = include_prefix,
+        strip_include_prefix = strip_include_prefix,
         visibility = visibility,
         testonly = testonly,
     )

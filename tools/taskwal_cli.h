@@ -11,7 +11,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 
 namespace taskwal::tools {
 

@@ -198,7 +198,7 @@ fi
 embed_log="${LOGDIR}/embed.log"
 echo "=== embedding: tools/embed_check.sh"
 if "${ROOT}/tools/embed_check.sh" >"${embed_log}" 2>&1 &&
-   grep -Eq "embedded taskwal: submitted task [0-9]+ and found it by its key" "${embed_log}"; then
+   grep -Eq "embedded taskwal \(production\): submitted task [0-9]+ and found it by its key" "${embed_log}"; then
   echo "embedding: PASSED (another workspace built and ran against @taskwal)"
   record pass embedding
 else

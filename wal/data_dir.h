@@ -16,7 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 
 namespace taskwal::wal {
 

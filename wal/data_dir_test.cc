@@ -7,10 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "api/env.h"
-#include "api/fault_injection_env.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "taskwal/env.h"
+#include "taskwal/fault_injection_env.h"
 #include "wal/coding.h"
 #include "wal/crc32c.h"
 #include "wal/format.h"

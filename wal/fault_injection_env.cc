@@ -1,4 +1,4 @@
-#include "api/fault_injection_env.h"
+#include "taskwal/fault_injection_env.h"
 
 #include <unistd.h>
 
@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 
 namespace taskwal {
 namespace wal {

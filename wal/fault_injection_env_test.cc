@@ -1,4 +1,4 @@
-#include "api/fault_injection_env.h"
+#include "taskwal/fault_injection_env.h"
 
 #include <unistd.h>
 
@@ -10,9 +10,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "api/env.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "taskwal/env.h"
 #include "wal/status_matchers.h"
 
 namespace taskwal::wal {

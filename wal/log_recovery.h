@@ -9,7 +9,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 #include "wal/data_dir.h"
 
 namespace taskwal::wal {

@@ -36,7 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 #include "wal/data_dir.h"
 
 namespace taskwal::wal {

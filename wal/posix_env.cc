@@ -25,7 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 #include "wal/status_macros.h"
 
 namespace taskwal {

@@ -18,7 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "api/env.h"
+#include "taskwal/env.h"
 #include "wal/data_dir.h"
 #include "wal/format.h"
 
