@@ -11,6 +11,26 @@ Run tools/setup.sh in the taskwal checkout once first: it installs the
 Debian packages and unpacks the Abseil sources into third_party/abseil-cpp.
 """
 
+def _unpacked_repository_impl(ctx):
+    # ctx.attr.path is absolute or relative to the main workspace.
+    src = ctx.path(ctx.attr.path)
+    if not ctx.attr.path.startswith("/"):
+        main_root = ctx.path(Label("@//:WORKSPACE")).dirname
+        src = ctx.path(str(main_root) + "/" + ctx.attr.path)
+    if not src.get_child("WORKSPACE").exists:
+        fail(("%s is missing (%s): run tools/setup.sh in the taskwal " +
+              "checkout once; it installs the Debian packages and unpacks " +
+              "the sources there.") % (ctx.attr.path, src))
+    for child in src.readdir():
+        ctx.symlink(child, child.basename)
+
+# A local_repository that says how to make it when its directory is missing.
+_unpacked_repository = repository_rule(
+    implementation = _unpacked_repository_impl,
+    attrs = {"path": attr.string(mandatory = True)},
+    local = True,
+)
+
 def taskwal_repositories(path = "."):
     """Declares the repositories taskwal needs.
 
@@ -57,7 +77,7 @@ def taskwal_repositories(path = "."):
     # Abseil 20220623.1 built FROM SOURCE (Debian's orig tarball, unpacked by
     # tools/setup.sh; git-ignored). Never link Debian's prebuilt libabsl: it
     # is not instrumented, so TSan/ASan cannot see inside it.
-    native.local_repository(
+    _unpacked_repository(
         name = "com_google_absl",
         path = root + "third_party/abseil-cpp",
     )
