@@ -117,67 +117,48 @@ else
   record fail "tsan canary: build failed"
 fi
 
-# --- Thread-safety analysis ----------------------------------------------------
+# --- Compiler checks -----------------------------------------------------------
+# checked_build NAME CONFIG CANARY DEFINE PATTERN VIOLATION: builds //... with
+# --config=CONFIG, after a canary: CANARY built with -DDEFINE must fail with
+# a message matching PATTERN (a build that lets VIOLATION through proves
+# nothing about the rest).
+checked_build() {
+  local name="$1" config="$2" canary="$3" define="$4" pattern="$5" violation="$6"
+  local log="${LOGDIR}/${config}.log" canary_log="${LOGDIR}/${config}-canary.log"
+  echo "=== ${name}: bazel build --config=${config} //... ${canary}"
+  if bazel build "${BAZEL_OUT_FLAGS[@]}" --config="${config}" "${EXTRA[@]}" \
+      --copt="-D${define}" "${canary}" >"${canary_log}" 2>&1; then
+    echo "${name} canary: FAILED (${violation} built)"
+    record fail "${name} canary: --config=${config} is not active"
+  elif grep -q -- "${pattern}" "${canary_log}"; then
+    echo "${name} canary: PASSED (${violation} was refused)"
+    record pass "${config}-canary"
+  else
+    echo "${name} canary: FAILED (the build failed for another reason)"
+    tail -n 20 "${canary_log}"
+    record fail "${name} canary: build failed (log ${canary_log})"
+  fi
+  if bazel build "${BAZEL_OUT_FLAGS[@]}" --keep_going --config="${config}" \
+      "${EXTRA[@]}" -- //... "${canary}" >"${log}" 2>&1; then
+    echo "${name}: PASSED (--config=${config}, //...)"
+    record pass "${name}"
+  else
+    echo "${name}: FAILED"
+    grep -E "error:|warning:" "${log}" | sort -u | head -n 40
+    tail -n 20 "${log}"
+    record fail "${name} (log ${log})"
+  fi
+}
+
 # clang's -Wthread-safety as errors over the project's own code (external
 # code is built with -w), so the lock annotations are checked, not trusted.
-tsa_log="${LOGDIR}/tsa.log"
-echo "=== thread-safety: bazel build --config=tsa //... //tests:tsa_canary"
-# The canary first: a build that does not reject an unguarded read proves
-# nothing about the rest.
-if bazel build "${BAZEL_OUT_FLAGS[@]}" --config=tsa "${EXTRA[@]}" \
-    --copt=-DTASKWAL_TSA_CANARY_VIOLATION //tests:tsa_canary \
-    >"${LOGDIR}/tsa-canary.log" 2>&1; then
-  echo "thread-safety canary: FAILED (an unguarded read built)"
-  record fail "thread-safety canary: the analysis is not active"
-elif grep -q "thread-safety" "${LOGDIR}/tsa-canary.log"; then
-  echo "thread-safety canary: PASSED (the unguarded read was refused)"
-  record pass tsa-canary
-else
-  echo "thread-safety canary: FAILED (the build failed for another reason)"
-  tail -n 20 "${LOGDIR}/tsa-canary.log"
-  record fail "thread-safety canary: build failed (log ${LOGDIR}/tsa-canary.log)"
-fi
-if bazel build "${BAZEL_OUT_FLAGS[@]}" --keep_going --config=tsa "${EXTRA[@]}" \
-    -- //... //tests:tsa_canary >"${tsa_log}" 2>&1; then
-  echo "thread-safety: PASSED (clang -Werror=thread-safety, //...)"
-  record pass thread-safety
-else
-  echo "thread-safety: FAILED"
-  grep -E "error:|warning:" "${tsa_log}" | sort -u | head -n 40
-  tail -n 20 "${tsa_log}"
-  record fail "thread-safety analysis (log ${tsa_log})"
-fi
-
-# --- Compiler warnings ---------------------------------------------------------
-# -Wall -Wextra as errors over the project's own files (--config=werror);
-# external code and protoc's output are left out.
-werror_log="${LOGDIR}/werror.log"
-echo "=== warnings: bazel build --config=werror //... //tests:werror_canary"
-# The canary first: a build that lets a -Wextra warning through proves
-# nothing about the rest.
-if bazel build "${BAZEL_OUT_FLAGS[@]}" --config=werror "${EXTRA[@]}" \
-    --copt=-DTASKWAL_WERROR_CANARY_VIOLATION //tests:werror_canary \
-    >"${LOGDIR}/werror-canary.log" 2>&1; then
-  echo "warnings canary: FAILED (an unused parameter built)"
-  record fail "warnings canary: -Wextra -Werror is not active"
-elif grep -q "Werror=unused-parameter" "${LOGDIR}/werror-canary.log"; then
-  echo "warnings canary: PASSED (the unused parameter was refused)"
-  record pass werror-canary
-else
-  echo "warnings canary: FAILED (the build failed for another reason)"
-  tail -n 20 "${LOGDIR}/werror-canary.log"
-  record fail "warnings canary: build failed (log ${LOGDIR}/werror-canary.log)"
-fi
-if bazel build "${BAZEL_OUT_FLAGS[@]}" --keep_going --config=werror \
-    "${EXTRA[@]}" -- //... //tests:werror_canary >"${werror_log}" 2>&1; then
-  echo "warnings: PASSED (-Wall -Wextra -Werror, //...)"
-  record pass warnings
-else
-  echo "warnings: FAILED"
-  grep -E "error:|warning:" "${werror_log}" | sort -u | head -n 40
-  tail -n 20 "${werror_log}"
-  record fail "compiler warnings (log ${werror_log})"
-fi
+checked_build thread-safety tsa //tests:tsa_canary \
+  TASKWAL_TSA_CANARY_VIOLATION "thread-safety" "an unguarded read"
+# -Wall -Wextra as errors over the project's own files; external code and
+# protoc's output are left out.
+checked_build warnings werror //tests:werror_canary \
+  TASKWAL_WERROR_CANARY_VIOLATION "Werror=unused-parameter" \
+  "an unused parameter"
 
 # --- Format ---------------------------------------------------------------------
 # The project's own C++ files follow .clang-format (tools/format.sh fixes
