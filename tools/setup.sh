@@ -26,6 +26,9 @@ PACKAGES=(
   libprotobuf-dev
   libgtest-dev
   libgmock-dev
+  libabsl-dev          # Abseil for the CMake build (Bazel builds it from source)
+  cmake                # the CMake build (CMakeLists.txt, tools/cmake_check.sh)
+  pkg-config           # the taskwal.pc consumer in tools/cmake_check.sh
   libbenchmark-dev
   libsqlite3-dev
   librocksdb-dev

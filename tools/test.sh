@@ -12,7 +12,8 @@
 #      the project's own code (`--config=werror`); clang-format
 #      (tools/format.sh --check);
 #   5. the README's recipe for embedding from another workspace
-#      (tools/embed_check.sh);
+#      (tools/embed_check.sh); the CMake build, installed and consumed
+#      through find_package and pkg-config (tools/cmake_check.sh);
 #   6. the libFuzzer targets for a bounded time (tools/fuzz.sh).
 # Prints `N passed, N failed` (all bazel test targets of all configs plus the
 # canary checks) and exits non-zero if anything failed. FLAKY counts as failed.
@@ -186,6 +187,24 @@ else
   echo "embedding: FAILED"
   tail -n 40 "${embed_log}"
   record fail "embedding (log ${embed_log})"
+fi
+
+# --- CMake -------------------------------------------------------------------
+# The CMake build beside Bazel: build, ctest, install into a temporary
+# prefix, and the find_package and pkg-config consumers of the installed
+# library (tools/cmake_check.sh). TASKWAL_CMAKE=0 skips it.
+if [[ "${TASKWAL_CMAKE:-1}" != 0 ]]; then
+  cmake_log="${LOGDIR}/cmake.log"
+  echo "=== cmake: tools/cmake_check.sh"
+  if "${ROOT}/tools/cmake_check.sh" >"${cmake_log}" 2>&1 &&
+     grep -q "^cmake_check: PASS" "${cmake_log}"; then
+    echo "cmake: PASSED ($(grep "^cmake_check: PASS" "${cmake_log}" | sed 's/^cmake_check: PASS: //'))"
+    record pass cmake
+  else
+    echo "cmake: FAILED"
+    tail -n 40 "${cmake_log}"
+    record fail "cmake build and consumers (log ${cmake_log})"
+  fi
 fi
 
 # --- Fuzzers -----------------------------------------------------------------
