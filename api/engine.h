@@ -10,21 +10,46 @@
 //
 // Thread safety: an Engine is safe for concurrent use by any number of
 // threads. Every method may be called concurrently with every other, Close()
-// included; a call that starts after Close() returns kFailedPrecondition,
-// whatever its arguments (Health() reports a sticky error first).
+// included; a call that starts after Close() returns kCancelled, whatever
+// its arguments (Health() reports a sticky error first).
 //
-// Status codes used throughout (absl canonical codes):
+// Status codes (absl canonical codes). Each code means one thing, so a
+// caller acts on the code and never on the message text; every method
+// below lists the codes it returns.
 //   kInvalidArgument     bad input: empty or oversized ids, keys, payloads,
-//                        negative durations, ... Nothing changes.
-//   kNotFound            no task with that id or key (ClaimNext: none ready).
-//   kFailedPrecondition  the task's state does not allow the call (wrong
-//                        worker, stale claim token, active task deleted, ...),
-//                        or the engine is closed. Nothing changes.
+//                        negative durations, ... Nothing changes; the same
+//                        call fails again.
+//   kNotFound            no task with that id or key. ClaimNext: no task is
+//                        ready within the wait (NextDueTime tells whether
+//                        and when one will be).
+//   kAborted             the claim is lost: Complete, Fail or Heartbeat with
+//                        a claim that is no longer the task's current one
+//                        (another worker holds the task, the token is stale,
+//                        the lease expired, an operator released it, or the
+//                        task ended otherwise). Nothing changes. The worker
+//                        drops the task and moves on; someone else runs it
+//                        (or ran it).
+//   kFailedPrecondition  the call is not allowed in the current state: the
+//                        task's status forbids it (Claim of a task that is
+//                        not PENDING or not yet due, Cancel of a task that
+//                        is not PENDING, Delete of an active task, ...), a
+//                        mutating call on a read-only engine, Snapshot of an
+//                        in-memory engine, Open of a directory with another
+//                        partition count or format version. Nothing
+//                        changes; retrying the same call cannot help.
+//   kCancelled           the engine is closed: the call started after
+//                        Close(), or a ClaimNext was waiting when Close()
+//                        came. Nothing changes. A worker loop stops.
 //   kAlreadyExists       an idempotency key already names a different task.
 //   kResourceExhausted   a configured limit (max_tasks) is reached; it
 //                        frees up as tasks are deleted, so a retry may
 //                        succeed. Never a storage error: a full disk is
 //                        kInternal like any other failed write.
+//   kUnavailable         try again later: Open of a data directory that
+//                        another engine (process) holds locked, a read-only
+//                        Open whose directory changed on every try, or a
+//                        Snapshot that failed without making the engine
+//                        stop writing (the log still holds everything).
 //   kInternal            the engine takes no more writes: the journal failed
 //                        to persist a transition (a failed write or
 //                        fdatasync, a full disk included). Sticky: from then
@@ -34,9 +59,11 @@
 //                        Close the engine and Open it again (recovery keeps
 //                        every acknowledged transition). The message holds
 //                        the original error.
-//   kUnavailable         Snapshot only: the snapshot failed without making
-//                        the engine stop writing; the log still holds
-//                        everything, and a later Snapshot may succeed.
+//   kDataLoss            Open: the log or snapshots are damaged; the message
+//                        names the file and offset.
+// When several apply: kCancelled (closed) first, then kInvalidArgument, then
+// the engine's own state (read-only: kFailedPrecondition; the sticky
+// kInternal), then the task's (kNotFound, kAborted, kFailedPrecondition).
 
 #include <cstdint>
 #include <memory>
@@ -76,7 +103,8 @@ inline constexpr uint32_t kDefaultPartitions = 16;
 
 struct EngineOptions {
   // Where the log and snapshots live. Created (mode 0700) if missing, and
-  // locked: a second Open of the same directory fails until Close. Empty
+  // locked: a second Open of the same directory fails (kUnavailable) until
+  // Close. Empty
   // means an in-memory engine whose state ends with the process.
   std::string data_dir;
 
@@ -226,11 +254,22 @@ struct SubmitResult {
   bool deduplicated = false;
 };
 
-// A claim held by a worker. The pair (task.id(), claim_token) identifies the
-// claim for Complete, Fail and Heartbeat.
+// One claim of one task: what Complete, Fail and Heartbeat need, as one
+// value, so that its parts cannot be passed in the wrong order. Take it from
+// ClaimedTask::claim. A program that hands claims to other processes (its
+// own RPC) may send the three fields and build a ClaimRef from them again.
+struct ClaimRef {
+  uint64_t task_id = 0;
+  std::string worker_id;  // The worker that claimed the task.
+  // Fences the claim: every claim of a task gets a new token, so a worker
+  // whose lease ran out cannot complete the task someone else now holds.
+  uint64_t token = 0;
+};
+
+// A claim held by a worker.
 struct ClaimedTask {
-  Task task;  // The task as of the claim.
-  uint64_t claim_token = 0;
+  Task task;             // The task as of the claim.
+  ClaimRef claim;        // For Complete, Fail and Heartbeat.
   uint32_t attempt = 0;  // 1 for the first attempt.
   absl::Time lease_deadline;
 };
@@ -242,7 +281,8 @@ struct ClaimNextOptions {
   absl::Duration lease = absl::ZeroDuration();
   // How long to wait for a ready task before returning kNotFound. Zero
   // returns at once. Waiting does not poll: the caller sleeps until a task
-  // becomes ready, the wait ends, or the engine closes.
+  // becomes ready, the wait ends, or the engine closes. A task that comes
+  // due (backoff, not_before) within the wait is claimed.
   absl::Duration wait = absl::ZeroDuration();
 };
 
@@ -313,20 +353,25 @@ class Engine {
  public:
   // Opens an engine: with a data_dir, loads the newest valid snapshot and
   // replays the log after it, so the engine is exactly where it was.
+  // OK: the engine, ready for calls.
   // kInvalidArgument: an option out of its range (each option's comment
-  //   gives it); the message names the option.
-  // kFailedPrecondition: data_dir is locked by another engine (the message
-  //   names the holding process when known); it was created with another
-  //   partition count than options.partitions; or it holds a format
-  //   version this build does not read (version 1: taskwal before
-  //   partitions).
+  //   gives it), or a stored option out of range (use_stored_options); the
+  //   message names the option.
+  // kUnavailable: data_dir is locked by another engine, in this process or
+  //   another (the message names the holding process when known): retry
+  //   once it closes. Or: read_only, and the owner changed the directory's
+  //   files every time Open tried to take hold of them (many tries); try
+  //   later.
+  // kFailedPrecondition: data_dir was created with another partition count
+  //   than options.partitions, or holds a format version this build does
+  //   not read (version 1: taskwal before partitions). Nothing changes.
   // kDataLoss: the log or snapshots are damaged beyond a torn final record
-  //   (see EngineOptions::salvage); the message names the file and offset.
+  //   (see EngineOptions::salvage), or the OPTIONS file is damaged
+  //   (use_stored_options); the message names the file and offset.
   //   Nothing in the directory is changed in that case.
   // kNotFound: read_only and data_dir does not exist.
-  // kUnavailable: read_only, and the owner changed the directory's files
-  //   every time Open tried to take hold of them (many tries); try later.
-  // Other codes: I/O errors from the Env.
+  // Other codes: I/O errors from the Env (kPermissionDenied, kInternal, a
+  //   full disk's kResourceExhausted, ...).
   static absl::StatusOr<std::unique_ptr<Engine>> Open(
       const EngineOptions& options);
 
@@ -337,9 +382,12 @@ class Engine {
   virtual ~Engine() = default;
 
   // Stops the background thread, wakes blocked ClaimNext calls (they return
-  // kFailedPrecondition) and makes every later call fail with
-  // kFailedPrecondition. Returns the sticky error (kInternal), if any: one
-  // from before, or one that closing the journal made. Idempotent.
+  // kCancelled), makes every later call fail with kCancelled, flushes and
+  // syncs the log and releases the data directory's lock.
+  // OK: everything acknowledged is durable.
+  // kInternal: the sticky error, one from before or one that closing the
+  //   journal made.
+  // Idempotent: a second call returns the first one's result.
   virtual absl::Status Close() = 0;
 
   // Creates a task, or returns the task that already has spec's key.
@@ -351,23 +399,29 @@ class Engine {
   // kAlreadyExists: the key names a task with a different type or payload;
   //   the message names that task.
   // kResourceExhausted: max_tasks reached.
+  // kFailedPrecondition: read-only engine. kCancelled: closed.
+  // kInternal: the sticky error.
   virtual absl::StatusOr<SubmitResult> Submit(const TaskSpec& spec) = 0;
 
   // Submits many tasks as one transition: all of them or none. Each spec is
   // deduplicated as Submit would (against existing tasks and against earlier
   // specs in the batch). Any error rejects the whole batch, nothing changes,
-  // and the message names the index of the offending spec. Results are in
-  // spec order. An empty batch is kInvalidArgument, and so is one longer
+  // and the message names the index of the offending spec.
+  // OK: results in spec order.
+  // Codes as Submit; also kInvalidArgument for an empty batch or one longer
   // than max_batch_size.
   virtual absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
       absl::Span<const TaskSpec> specs) = 0;
 
   // Claims a specific PENDING task whose not-before time has come. Counts an
   // attempt. lease zero means default_lease.
+  // OK: the claim; pass ClaimedTask::claim to Complete, Fail, Heartbeat.
   // kInvalidArgument: empty, oversized or non-UTF-8 worker id, negative or
-  // too long lease.
+  //   too long lease.
   // kNotFound: no such task.
-  // kFailedPrecondition: the task is not PENDING, or not yet due.
+  // kFailedPrecondition: the task is not PENDING, or not yet due (the
+  //   message says when); or a read-only engine.
+  // kCancelled: closed. kInternal: the sticky error.
   virtual absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
                                             absl::string_view worker_id,
                                             absl::Duration lease) = 0;
@@ -380,91 +434,129 @@ class Engine {
   // waits behind another's backlog. With one partition this is exactly
   // "highest priority, then oldest". A waiting caller is woken by a task
   // of its type becoming ready (one caller per task), not by every change.
-  // kNotFound: nothing ready within options.wait.
+  // OK: the claim; pass ClaimedTask::claim to Complete, Fail, Heartbeat.
+  // kNotFound: nothing ready within options.wait. Not "nothing left": tasks
+  //   may wait out a backoff or their not_before time; the message says
+  //   when the next is due, and NextDueTime(options.type) returns it. A
+  //   worker loop goes on while NextDueTime returns a time.
   // kInvalidArgument: as Claim, a negative wait, or an oversized or
-  // non-UTF-8 type.
-  // kFailedPrecondition: the engine closed while waiting.
+  //   non-UTF-8 type.
+  // kFailedPrecondition: read-only engine.
+  // kCancelled: the engine is closed, or closed while this call waited.
+  // kInternal: the sticky error.
   virtual absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) = 0;
 
+  // When a PENDING task of `type` (empty: any type) is claimable: a time
+  // at or before now if one is ready (ClaimNext would take it), else the
+  // earliest not-before time among those that wait out a backoff or their
+  // TaskSpec::not_before. nullopt: no task of that type is PENDING, so
+  // ClaimNext finds one only after a Submit, a Retry, or a Fail or lease
+  // expiry of a CLAIMED task (EngineStats::claimed counts those). A read:
+  // it changes nothing, and works on a read-only engine.
+  // OK: as above.
+  // kInvalidArgument: an oversized or non-UTF-8 type.
+  // kCancelled: closed.
+  virtual absl::StatusOr<std::optional<absl::Time>> NextDueTime(
+      absl::string_view type) = 0;
+
   // Completes the task held by this claim and stores result. Repeating the
   // call with the same claim returns OK and keeps the first result.
-  // kInvalidArgument: empty or non-UTF-8 worker id, oversized result.
-  // kNotFound: no such task.
-  // kFailedPrecondition: the claim is not current (another worker, a stale
-  //   token, an expired lease) or the task ended otherwise.
-  virtual absl::Status Complete(uint64_t task_id, absl::string_view worker_id,
-                                uint64_t claim_token,
+  // OK: the task is COMPLETED (durably, per sync_mode).
+  // kInvalidArgument: empty, oversized or non-UTF-8 claim.worker_id,
+  //   oversized result.
+  // kNotFound: no such task (never, or deleted since).
+  // kAborted: the claim is lost: another worker holds the task, the token
+  //   is stale, the lease expired (the task went back to PENDING or to
+  //   FAILED), an operator released it with Retry, or it ended otherwise.
+  //   Nothing changes; drop the task.
+  // kFailedPrecondition: read-only engine. kCancelled: closed.
+  // kInternal: the sticky error.
+  virtual absl::Status Complete(const ClaimRef& claim,
                                 absl::string_view result) = 0;
 
   // Fails the current attempt. With attempts left the task returns to
-  // PENDING and becomes claimable after the task's backoff; on the last
-  // attempt it becomes FAILED. Errors as Complete (kInvalidArgument for an
-  // oversized or non-UTF-8 error).
-  virtual absl::Status Fail(uint64_t task_id, absl::string_view worker_id,
-                            uint64_t claim_token, absl::string_view error) = 0;
+  // PENDING and becomes claimable after the task's backoff (NextDueTime
+  // shows when); on the last attempt it becomes FAILED.
+  // OK: the attempt is recorded as failed.
+  // Codes as Complete (kInvalidArgument for an oversized or non-UTF-8
+  // error), and kAborted also when this claim already completed the task.
+  virtual absl::Status Fail(const ClaimRef& claim, absl::string_view error) = 0;
 
-  // Extends the claim's lease to now + extension (zero means default_lease)
-  // and returns the new deadline. Errors as Complete, plus kInvalidArgument
-  // for a negative or too long extension.
-  virtual absl::StatusOr<absl::Time> Heartbeat(uint64_t task_id,
-                                               absl::string_view worker_id,
-                                               uint64_t claim_token,
+  // Extends the claim's lease to now + extension (zero means default_lease).
+  // OK: the new deadline.
+  // Codes as Fail, plus kInvalidArgument for a negative or too long
+  // extension.
+  virtual absl::StatusOr<absl::Time> Heartbeat(const ClaimRef& claim,
                                                absl::Duration extension) = 0;
 
   // Operator action. CLAIMED: releases the claim (the attempt in progress is
-  // not counted, so this works on the last attempt too). FAILED: back to
-  // PENDING with a fresh attempt budget. PENDING: claimable now, skipping
-  // any remaining backoff.
-  // kNotFound: no such task. kFailedPrecondition: COMPLETED or CANCELLED.
+  // not counted, so this works on the last attempt too; the holder's next
+  // call gets kAborted). FAILED: back to PENDING with a fresh attempt
+  // budget. PENDING: claimable now, skipping any remaining backoff.
+  // OK: the task is PENDING and claimable.
+  // kNotFound: no such task. kFailedPrecondition: COMPLETED or CANCELLED,
+  // or a read-only engine. kCancelled: closed. kInternal: the sticky error.
   virtual absl::Status Retry(uint64_t task_id) = 0;
 
   // Cancels a PENDING task (terminal state CANCELLED).
-  // kNotFound: no such task. kFailedPrecondition: not PENDING.
+  // OK: the task is CANCELLED.
+  // kNotFound: no such task. kFailedPrecondition: not PENDING, or a
+  // read-only engine. kCancelled: closed. kInternal: the sticky error.
   virtual absl::Status Cancel(uint64_t task_id) = 0;
 
   // Deletes a terminal task and frees its idempotency key.
-  // kNotFound: no such task. kFailedPrecondition: PENDING or CLAIMED.
+  // OK: the task is gone.
+  // kNotFound: no such task. kFailedPrecondition: PENDING or CLAIMED, or a
+  // read-only engine. kCancelled: closed. kInternal: the sticky error.
   virtual absl::Status Delete(uint64_t task_id) = 0;
 
   // Reads. They see every acknowledged transition; they may also see a
-  // transition whose call has not returned yet.
-  // kNotFound: no such task (or key). kInvalidArgument: empty or oversized
-  // key.
+  // transition whose call has not returned yet. They work on a read-only
+  // engine and after a sticky error; after Close they return kCancelled.
+  // kNotFound: no such task (or key). kInvalidArgument: empty, oversized or
+  // non-UTF-8 key.
   virtual absl::StatusOr<Task> Get(uint64_t task_id) = 0;
   virtual absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) = 0;
+  // OK: one page (possibly empty).
   // kInvalidArgument: limit out of range, or status TASK_STATUS_UNSPECIFIED.
   virtual absl::StatusOr<ListPage> List(const ListFilter& filter) = 0;
   // Oldest entry first; at most max_history_per_task entries. The task's
   // older entries are gone; Task::history_dropped (Get) says how many.
+  // kNotFound: no such task.
   virtual absl::StatusOr<std::vector<HistoryEntry>> History(
       uint64_t task_id) = 0;
+  // OK: the counters. Fails only with kCancelled (closed).
   virtual absl::StatusOr<EngineStats> Stats() = 0;
 
   // Writes a snapshot of the whole state now, then removes the log segments
   // and snapshots it makes unnecessary (the newest two snapshots and the log
   // after the older of them are kept). Writers keep going meanwhile.
-  // kFailedPrecondition: in-memory engine, read-only, or closed.
+  // OK: the snapshot is durable (or nothing changed since the last one).
+  // kCancelled: closed.
+  // kFailedPrecondition: in-memory engine, or read-only.
   // kUnavailable: writing the snapshot, or removing the files it made
-  // unnecessary, failed; the engine keeps running on its log and nothing
-  // is lost. kInternal: the sticky error (see the top of this file), which
-  // a failure to end or sync the log also makes.
+  //   unnecessary, failed; the engine keeps running on its log and nothing
+  //   is lost; a later Snapshot may succeed.
+  // kInternal: the sticky error (see the top of this file), which a failure
+  //   to end or sync the log also makes.
   virtual absl::Status Snapshot() = 0;
 
-  // What Open recovered. Empty for an in-memory engine.
+  // What Open recovered. Empty for an in-memory engine. Never fails.
   virtual RecoveryReport Recovery() const = 0;
 
-  // Whether the engine takes writes, found without attempting one: the
-  // sticky error (kInternal, the very status mutating calls return) if a
-  // storage failure made one, even after Close; else kFailedPrecondition if
-  // the engine is closed; else OK (a read-only engine included). Cheap: a
-  // monitor may call it often.
+  // Whether the engine takes writes, found without attempting one.
+  // OK: it does (a read-only engine included).
+  // kInternal: the sticky error, the very status mutating calls return, if
+  //   a storage failure made one, even after Close.
+  // kCancelled: the engine is closed (and had no sticky error).
+  // Cheap: a monitor may call it often.
   virtual absl::Status Health() const = 0;
 
   // Expires every lease that is due and deletes every terminal task past
   // retention, as the background thread does each maintenance_interval.
-  // Returns the sticky error (kInternal) if a journal error occurs, or one
-  // occurred before.
+  // OK: done. kFailedPrecondition: read-only engine. kCancelled: closed.
+  // kInternal: the sticky error, made now or before.
   virtual absl::Status RunMaintenance() = 0;
 };
 

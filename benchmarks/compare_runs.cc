@@ -336,8 +336,7 @@ absl::Status BuildLog(Engine* engine, uint64_t transitions, bool lifecycles,
     if (!lifecycles) continue;
     absl::StatusOr<ClaimedTask> c = engine->ClaimNext("worker", {});
     if (!c.ok()) return c.status();
-    absl::Status s =
-        engine->Complete(c->task.id(), "worker", c->claim_token, "ok");
+    absl::Status s = engine->Complete(c->claim, "ok");
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -536,7 +535,7 @@ int MemoryChildMain(const std::string& dir, uint64_t tasks,
     absl::StatusOr<ClaimedTask> c = (*engine)->ClaimNext("worker-1", {});
     s = c.status();
     if (s.ok()) {
-      s = (*engine)->Complete(c->task.id(), "worker-1", c->claim_token, "ok");
+      s = (*engine)->Complete(c->claim, "ok");
     }
   }
   const uint64_t rss_completed = ResidentBytes();
@@ -659,8 +658,7 @@ absl::Status RunScaleWorkload(const CompareConfig& config, Results* results) {
         if (!warm.ok()) return warm.status();
         absl::StatusOr<ClaimedTask> first = engine->ClaimNext("warm-up", {});
         if (!first.ok()) return first.status();
-        absl::Status done = engine->Complete(first->task.id(), "warm-up",
-                                             first->claim_token, "ok");
+        absl::Status done = engine->Complete(first->claim, "ok");
         if (!done.ok()) return done;
         const double first_claim_s = (NowNanos() - c0) / 1e9;
         Progress(absl::StrFormat(

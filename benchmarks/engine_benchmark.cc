@@ -175,8 +175,7 @@ void BM_ClaimNextComplete(benchmark::State& state, SyncMode mode) {
   const std::string worker = absl::StrCat("w", state.thread_index());
   for (auto _ : state) {
     auto c = ValueOrDie(shared->engine->ClaimNext(worker, {}), "claim");
-    CheckOk(shared->engine->Complete(c.task.id(), worker, c.claim_token, "ok"),
-            "complete");
+    CheckOk(shared->engine->Complete(c.claim, "ok"), "complete");
   }
   state.SetItemsProcessed(state.iterations());
   CloseShared(state);
@@ -194,8 +193,7 @@ void BM_Lifecycle(benchmark::State& state, SyncMode mode) {
     // Every thread has submitted at least as many tasks as it claimed, so a
     // task is ready; it may be another thread's.
     auto c = ValueOrDie(shared->engine->ClaimNext(worker, {}), "claim");
-    CheckOk(shared->engine->Complete(c.task.id(), worker, c.claim_token, "ok"),
-            "complete");
+    CheckOk(shared->engine->Complete(c.claim, "ok"), "complete");
   }
   state.SetItemsProcessed(state.iterations());
   CloseShared(state);
@@ -217,8 +215,7 @@ void BM_FailRetry(benchmark::State& state, SyncMode mode) {
   const std::string worker = absl::StrCat("w", state.thread_index());
   for (auto _ : state) {
     auto c = ValueOrDie(shared->engine->ClaimNext(worker, {}), "claim");
-    CheckOk(shared->engine->Fail(c.task.id(), worker, c.claim_token, "err"),
-            "fail");
+    CheckOk(shared->engine->Fail(c.claim, "err"), "fail");
   }
   state.SetItemsProcessed(state.iterations());
   CloseShared(state);
@@ -514,8 +511,7 @@ std::unique_ptr<BuiltDir> BuildDir(uint64_t lifecycles, bool snapshot) {
     spec.idempotency_key = absl::StrCat("r-", i);
     ValueOrDie(engine->Submit(spec), "submit");
     auto c = ValueOrDie(engine->ClaimNext("w", {}), "claim");
-    CheckOk(engine->Complete(c.task.id(), "w", c.claim_token, "ok"),
-            "complete");
+    CheckOk(engine->Complete(c.claim, "ok"), "complete");
   }
   built->records = 3 * lifecycles;
   built->tasks = lifecycles;

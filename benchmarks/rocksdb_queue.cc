@@ -260,7 +260,7 @@ class RocksClient final : public QueueClient {
     }
     if (task_.status() != CLAIMED || task_.claimed_by() != worker_ ||
         task_.claim_token() != claim.token) {
-      return absl::FailedPreconditionError("claim is not current");
+      return absl::AbortedError("claim is not current");
     }
     task_.set_status(COMPLETED);
     task_.set_result(result.data(), result.size());

@@ -203,7 +203,7 @@ class SqliteClient final : public QueueClient {
       sqlite3_reset(st);
       if (rc != SQLITE_DONE) return SqliteError(db_, "complete");
       if (sqlite3_changes(db_) != 1) {
-        return absl::FailedPreconditionError("claim is not current");
+        return absl::AbortedError("claim is not current");
       }
       return absl::OkStatus();
     });

@@ -28,12 +28,12 @@ class TaskwalClient final : public QueueClient {
   absl::StatusOr<ClaimedRef> ClaimNext() override {
     absl::StatusOr<ClaimedTask> c = engine_->ClaimNext(worker_, options_);
     if (!c.ok()) return c.status();
-    return ClaimedRef{c->task.id(), c->claim_token};
+    return ClaimedRef{c->task.id(), c->claim.token};
   }
 
   absl::Status Complete(const ClaimedRef& claim,
                         absl::string_view result) override {
-    return engine_->Complete(claim.id, worker_, claim.token, result);
+    return engine_->Complete({claim.id, worker_, claim.token}, result);
   }
 
  private:

@@ -122,8 +122,7 @@ TEST_P(EngineConcurrencyTest, CompetingWorkersEachTaskClaimedAndCompletedOnce) {
           if (!producing) return;
           continue;
         }
-        ASSERT_TRUE(
-            engine_->Complete(c->task.id(), me, c->claim_token, me).ok());
+        ASSERT_TRUE(engine_->Complete(c->claim, me).ok());
         absl::MutexLock l(&mu);
         ++completed_by_count[c->task.id()];
       }
@@ -180,17 +179,15 @@ TEST_P(EngineConcurrencyTest, CompleteRacingLeaseExpiryNeverDoubleFinishes) {
           if (finished_by.size() == kTasks) return;
           continue;
         }
-        absl::Status s =
-            engine_->Complete(c->task.id(), me, c->claim_token, me);
+        absl::Status s = engine_->Complete(c->claim, me);
         if (s.ok()) {
           // The same claim may repeat its Complete: still OK.
-          ASSERT_TRUE(
-              engine_->Complete(c->task.id(), me, c->claim_token, "x").ok());
+          ASSERT_TRUE(engine_->Complete(c->claim, "x").ok());
           absl::MutexLock l(&mu);
           ASSERT_TRUE(finished_by.emplace(c->task.id(), me).second)
               << "task " << c->task.id() << " completed twice";
         } else {
-          ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+          ASSERT_EQ(s.code(), absl::StatusCode::kAborted) << s;
           rejected.fetch_add(1);
         }
       }
@@ -297,8 +294,7 @@ TEST_P(EngineConcurrencyTest, BatchesAcrossPartitionsRaceSingleSubmits) {
       while (producing) {
         absl::StatusOr<ClaimedTask> c = engine_->ClaimNext(me, {});
         if (!c.ok()) continue;
-        ASSERT_TRUE(
-            engine_->Complete(c->task.id(), me, c->claim_token, "").ok());
+        ASSERT_TRUE(engine_->Complete(c->claim, "").ok());
       }
     });
   }

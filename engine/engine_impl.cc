@@ -272,7 +272,7 @@ int64_t EngineImpl::NowMicros() const {
 
 absl::Status EngineImpl::CheckOpen() const {
   if (closed_.load(std::memory_order_acquire)) {
-    return absl::FailedPreconditionError("engine is closed");
+    return absl::CancelledError("engine is closed");
   }
   return absl::OkStatus();
 }
@@ -532,10 +532,13 @@ absl::Status EngineImpl::ServiceDuePartitions(int64_t now) {
 }
 
 absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
-    const Partition& p, uint64_t task_id, absl::string_view worker_id,
-    uint64_t claim_token, uint64_t* last_lsn) const {
+    const Partition& p, const ClaimRef& claim, uint64_t* last_lsn) const {
+  const uint64_t task_id = claim.task_id;
+  const absl::string_view worker_id = claim.worker_id;
+  const uint64_t claim_token = claim.token;
   // Messages are built only on the error paths: this runs on every
-  // Complete, Fail and Heartbeat.
+  // Complete, Fail and Heartbeat. Every way a claim can be lost is
+  // kAborted: the worker's answer (drop the task) is the same.
   absl::StatusOr<ClaimState> result = ClaimState::kCurrent;
   const bool found = p.table().Read(task_id, [&](const TaskEntry& e) {
     const TaskState& t = e.state;
@@ -547,15 +550,15 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
     } else if (t.status == COMPLETED && same_claim) {
       result = ClaimState::kAlreadyCompleted;
     } else if (t.status == CLAIMED && e.claimed_by() != worker_id) {
-      result = absl::FailedPreconditionError(
+      result = absl::AbortedError(
           absl::StrCat("task ", task_id, " is claimed by worker \"",
                        e.claimed_by(), "\", not \"", worker_id, "\""));
     } else if (t.status == CLAIMED) {
-      result = absl::FailedPreconditionError(absl::StrCat(
+      result = absl::AbortedError(absl::StrCat(
           "claim token ", claim_token, " for task ", task_id,
           " is stale: the current claim is token ", t.claim_token));
     } else {
-      result = absl::FailedPreconditionError(absl::StrCat(
+      result = absl::AbortedError(absl::StrCat(
           "task ", task_id, " is ", TaskStatus_Name(t.status),
           ": the claim by \"", worker_id, "\" with token ", claim_token,
           " is no longer current (lease expired, released or finished)"));
@@ -566,12 +569,28 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
 }
 
 absl::StatusOr<EngineImpl::ClaimState> EngineImpl::ClaimOpLocked(
-    Partition& p, uint64_t task_id, absl::string_view worker_id,
-    uint64_t claim_token, int64_t now, uint64_t* lsn, uint64_t* last_lsn,
-    Wake* wake) {
+    Partition& p, const ClaimRef& claim, int64_t now, uint64_t* lsn,
+    uint64_t* last_lsn, Wake* wake) {
   TASKWAL_RETURN_IF_ERROR(CheckWritable());
-  TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(p, task_id, now, lsn, wake));
-  return CheckClaimLocked(p, task_id, worker_id, claim_token, last_lsn);
+  TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(p, claim.task_id, now, lsn, wake));
+  return CheckClaimLocked(p, claim, last_lsn);
+}
+
+int64_t EngineImpl::NextDueLocked(const Partition& p, absl::string_view type,
+                                  int64_t now) const {
+  const Scheduler& scheduler = p.state().scheduler();
+  if (scheduler.BestReadyRank(type).has_value()) return now;
+  return scheduler.NextDelayed(type).value_or(Partition::kNever);
+}
+
+int64_t EngineImpl::NextDue(absl::string_view type, int64_t now) const {
+  int64_t due = Partition::kNever;
+  for (const auto& p : partitions_) {
+    absl::MutexLock l(&p->mu);
+    due = std::min(due, NextDueLocked(*p, type, now));
+    if (due <= now) break;
+  }
+  return due;
 }
 
 absl::Status EngineImpl::ClaimLocked(Partition& p, uint64_t task_id,
@@ -590,7 +609,9 @@ absl::Status EngineImpl::ClaimLocked(Partition& p, uint64_t task_id,
   p.table().Read(task_id,
                  [&](const TaskEntry& e) { e.ToTask(&claimed->task); });
   Resolve(&claimed->task);
-  claimed->claim_token = c->claim_token();
+  claimed->claim.task_id = task_id;
+  claimed->claim.worker_id.assign(worker_id.data(), worker_id.size());
+  claimed->claim.token = c->claim_token();
   claimed->attempt = claimed->task.attempts();
   claimed->lease_deadline = absl::FromUnixMicros(c->lease_deadline_micros());
   return absl::OkStatus();
@@ -968,10 +989,17 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
     }
     const absl::Time real_now = absl::Now();
     if (real_now >= give_up) {
-      return absl::NotFoundError(
-          options.type.empty() ? std::string("no task is ready")
-                               : absl::StrCat("no task of type \"",
-                                              options.type, "\" is ready"));
+      std::string what =
+          options.type.empty()
+              ? std::string("no task")
+              : absl::StrCat("no task of type \"", options.type, "\"");
+      const int64_t due = NextDue(options.type, NowMicros());
+      if (due == Partition::kNever) {
+        return absl::NotFoundError(absl::StrCat(what, " is pending"));
+      }
+      return absl::NotFoundError(absl::StrCat(
+          what, " is ready; the next is due at ",
+          absl::FormatTime(absl::FromUnixMicros(due)), " (NextDueTime)"));
     }
     if (!waiting) {
       // Look once more after joining the waiters: a task that became ready
@@ -994,11 +1022,21 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
   }
 }
 
-absl::Status EngineImpl::Complete(uint64_t task_id, absl::string_view worker_id,
-                                  uint64_t claim_token,
+absl::StatusOr<std::optional<absl::Time>> EngineImpl::NextDueTime(
+    absl::string_view type) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("type", type, options_.max_type_bytes, false));
+  const int64_t due = NextDue(type, NowMicros());
+  if (due == Partition::kNever) return std::nullopt;
+  return absl::FromUnixMicros(due);
+}
+
+absl::Status EngineImpl::Complete(const ClaimRef& claim,
                                   absl::string_view result) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
+  TASKWAL_RETURN_IF_ERROR(CheckWorker(claim.worker_id));
+  const uint64_t task_id = claim.task_id;
   TASKWAL_RETURN_IF_ERROR(
       CheckSize("result", result, options_.max_result_bytes, false));
   Partition& p = PartitionOfTask(task_id);
@@ -1009,8 +1047,8 @@ absl::Status EngineImpl::Complete(uint64_t task_id, absl::string_view worker_id,
     absl::MutexLock l(&p.mu);
     const int64_t now = NowMicros();
     uint64_t last_lsn = 0;
-    absl::StatusOr<ClaimState> state = ClaimOpLocked(
-        p, task_id, worker_id, claim_token, now, &lsn, &last_lsn, &wake);
+    absl::StatusOr<ClaimState> state =
+        ClaimOpLocked(p, claim, now, &lsn, &last_lsn, &wake);
     if (!state.ok()) {
       s = state.status();
     } else if (*state == ClaimState::kAlreadyCompleted) {
@@ -1032,10 +1070,10 @@ absl::Status EngineImpl::Complete(uint64_t task_id, absl::string_view worker_id,
   return SyncTo(p.index, lsn);
 }
 
-absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
-                              uint64_t claim_token, absl::string_view error) {
+absl::Status EngineImpl::Fail(const ClaimRef& claim, absl::string_view error) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
+  TASKWAL_RETURN_IF_ERROR(CheckWorker(claim.worker_id));
+  const uint64_t task_id = claim.task_id;
   TASKWAL_RETURN_IF_ERROR(
       CheckText("error", error, options_.max_error_bytes, false));
   Partition& p = PartitionOfTask(task_id);
@@ -1046,13 +1084,13 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
     absl::MutexLock l(&p.mu);
     const int64_t now = NowMicros();
     uint64_t last_lsn = 0;
-    absl::StatusOr<ClaimState> state = ClaimOpLocked(
-        p, task_id, worker_id, claim_token, now, &lsn, &last_lsn, &wake);
+    absl::StatusOr<ClaimState> state =
+        ClaimOpLocked(p, claim, now, &lsn, &last_lsn, &wake);
     if (!state.ok()) {
       s = state.status();
     } else if (*state != ClaimState::kCurrent) {
-      s = absl::FailedPreconditionError(
-          absl::StrCat("task ", task_id, " is already COMPLETED"));
+      s = absl::AbortedError(absl::StrCat(
+          "task ", task_id, " is already COMPLETED: the claim has ended"));
     } else {
       s = FailAttemptLocked(p, task_id, now, error, /*lease_expired=*/false,
                             &lsn, &wake);
@@ -1063,12 +1101,11 @@ absl::Status EngineImpl::Fail(uint64_t task_id, absl::string_view worker_id,
   return SyncTo(p.index, lsn);
 }
 
-absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
-                                                 absl::string_view worker_id,
-                                                 uint64_t claim_token,
+absl::StatusOr<absl::Time> EngineImpl::Heartbeat(const ClaimRef& claim,
                                                  absl::Duration extension) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
+  TASKWAL_RETURN_IF_ERROR(CheckWorker(claim.worker_id));
+  const uint64_t task_id = claim.task_id;
   TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(extension));
   Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
@@ -1079,13 +1116,13 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(uint64_t task_id,
     absl::MutexLock l(&p.mu);
     const int64_t now = NowMicros();
     uint64_t last_lsn = 0;
-    absl::StatusOr<ClaimState> state = ClaimOpLocked(
-        p, task_id, worker_id, claim_token, now, &lsn, &last_lsn, &wake);
+    absl::StatusOr<ClaimState> state =
+        ClaimOpLocked(p, claim, now, &lsn, &last_lsn, &wake);
     if (!state.ok()) {
       s = state.status();
     } else if (*state != ClaimState::kCurrent) {
-      s = absl::FailedPreconditionError(
-          absl::StrCat("task ", task_id, " is already COMPLETED"));
+      s = absl::AbortedError(absl::StrCat(
+          "task ", task_id, " is already COMPLETED: the claim has ended"));
     } else {
       deadline = SaturatingAdd(now, lease_micros);
       Transition t;
@@ -1279,6 +1316,7 @@ absl::StatusOr<EngineStats> EngineImpl::Stats() {
 }
 
 absl::Status EngineImpl::Snapshot() {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
   if (storage_ == nullptr) {
     return absl::FailedPreconditionError(
         "an in-memory engine has no data directory to snapshot");
@@ -1510,8 +1548,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
         std::move(recovered->states), std::move(storage)));
   }
   TASKWAL_RETURN_IF_ERROR(env->CreateDir(dir));
-  TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
-                           env->LockFile(dir + "/LOCK"));
+  absl::StatusOr<std::unique_ptr<FileLock>> lock = env->LockFile(dir + "/LOCK");
+  // An Env reports a held lock as kFailedPrecondition (api/env.h); to the
+  // engine's callers it is kUnavailable, the code for "try again later",
+  // apart from a directory that Open can never use as asked.
+  if (absl::IsFailedPrecondition(lock.status())) {
+    return absl::UnavailableError(absl::StrCat(
+        lock.status().message(), "; retry once the engine holding it closes"));
+  }
+  if (!lock.ok()) return lock.status();
   TASKWAL_ASSIGN_OR_RETURN(engine::RecoveredState recovered,
                            engine::RecoverDirectory(options, env, dir));
   wal::WalOptions wal_options;
@@ -1533,7 +1578,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   // worth keeping.
   TASKWAL_RETURN_IF_ERROR(engine::StoreOptions(env, dir, options));
   std::unique_ptr<engine::Storage> storage = make_storage(recovered);
-  storage->lock = std::move(lock);
+  storage->lock = *std::move(lock);
   return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
       options, std::make_unique<engine::WalJournal>(std::move(wal)),
       std::move(recovered.states), std::move(storage)));

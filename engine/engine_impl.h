@@ -87,14 +87,12 @@ class EngineImpl final : public Engine {
                                     absl::Duration lease) override;
   absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) override;
-  absl::Status Complete(uint64_t task_id, absl::string_view worker_id,
-                        uint64_t claim_token,
+  absl::StatusOr<std::optional<absl::Time>> NextDueTime(
+      absl::string_view type) override;
+  absl::Status Complete(const ClaimRef& claim,
                         absl::string_view result) override;
-  absl::Status Fail(uint64_t task_id, absl::string_view worker_id,
-                    uint64_t claim_token, absl::string_view error) override;
-  absl::StatusOr<absl::Time> Heartbeat(uint64_t task_id,
-                                       absl::string_view worker_id,
-                                       uint64_t claim_token,
+  absl::Status Fail(const ClaimRef& claim, absl::string_view error) override;
+  absl::StatusOr<absl::Time> Heartbeat(const ClaimRef& claim,
                                        absl::Duration extension) override;
   absl::Status Retry(uint64_t task_id) override;
   absl::Status Cancel(uint64_t task_id) override;
@@ -218,22 +216,26 @@ class EngineImpl final : public Engine {
   // ServiceLocked for every partition whose published next_due has come.
   absl::Status ServiceDuePartitions(int64_t now);
 
-  // Checks that (worker_id, claim_token) is task_id's current claim.
+  // Checks that `claim` is its task's current claim: kAborted if it is
+  // lost (see api/engine.h).
   absl::StatusOr<ClaimState> CheckClaimLocked(const Partition& p,
-                                              uint64_t task_id,
-                                              absl::string_view worker_id,
-                                              uint64_t claim_token,
+                                              const ClaimRef& claim,
                                               uint64_t* last_lsn) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // The start of Complete, Fail and Heartbeat: the engine takes writes, the
-  // task's lease is expired if due (raising *lsn), and (worker_id,
-  // claim_token) is its current claim (*last_lsn: the task's last record).
-  absl::StatusOr<ClaimState> ClaimOpLocked(Partition& p, uint64_t task_id,
-                                           absl::string_view worker_id,
-                                           uint64_t claim_token, int64_t now,
-                                           uint64_t* lsn, uint64_t* last_lsn,
-                                           Wake* wake)
+  // task's lease is expired if due (raising *lsn), and `claim` is its
+  // current claim (*last_lsn: the task's last record).
+  absl::StatusOr<ClaimState> ClaimOpLocked(Partition& p, const ClaimRef& claim,
+                                           int64_t now, uint64_t* lsn,
+                                           uint64_t* last_lsn, Wake* wake)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  // When p's next PENDING task of `type` (empty: any) is claimable: now if
+  // one is ready, else the earliest not-before time; kNever if none is
+  // PENDING. Reads only.
+  int64_t NextDueLocked(const Partition& p, absl::string_view type,
+                        int64_t now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
+  // The earliest NextDueLocked over every partition (each locked in turn).
+  int64_t NextDue(absl::string_view type, int64_t now) const;
   // Claims a PENDING, due task (the caller has checked both) into
   // *claimed. (The claim is filled in place: a ClaimedTask carries the
   // task's payload, and moving it is not free.)

@@ -111,7 +111,7 @@ TEST_F(EngineImplTest, HealthIsOkUntilClosed) {
   ASSERT_TRUE(SubmitKey("a").ok());
   EXPECT_TRUE(engine_->Health().ok());
   ASSERT_TRUE(engine_->Close().ok());
-  EXPECT_EQ(engine_->Health().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine_->Health().code(), absl::StatusCode::kCancelled);
 }
 
 // A snapshot the disk has no room for leaves the engine writing on its
@@ -301,7 +301,7 @@ TEST_F(BlockedClaimNextTest, WokenByARetryWithoutBackoff) {
   std::string key;
   std::thread waiter = StartWaiter("retry", &claimed, &key);
   absl::SleepFor(absl::Milliseconds(50));
-  ASSERT_TRUE(engine_->Fail(c->task.id(), "first", c->claim_token, "e").ok());
+  ASSERT_TRUE(engine_->Fail(c->claim, "e").ok());
   EXPECT_TRUE(claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
   waiter.join();
   EXPECT_EQ(key, "job");

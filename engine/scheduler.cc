@@ -15,6 +15,7 @@ int Scheduler::TypeIndex(absl::string_view type) {
       type_index_.try_emplace(type, static_cast<int>(ready_.size()));
   if (inserted) {
     ready_.emplace_back();
+    delayed_by_type_.emplace_back();
     type_names_.emplace_back(type);
     readied_.push_back(0);
   }
@@ -37,12 +38,18 @@ void Scheduler::AddPending(uint64_t id, absl::string_view type,
     NoteReadied(index);
   } else {
     delayed_.insert({{not_before, id}, DelayedValue{index, priority}});
+    delayed_by_type_[index].insert({not_before, id});
   }
 }
 
 void Scheduler::RemovePending(uint64_t id, absl::string_view type,
                               int32_t priority, int64_t not_before) {
-  if (delayed_.erase({not_before, id}) > 0) return;
+  if (auto delayed = delayed_.find({not_before, id});
+      delayed != delayed_.end()) {
+    delayed_by_type_[delayed->second.type_index].erase(delayed->first);
+    delayed_.erase(delayed);
+    return;
+  }
   auto it = type_index_.find(type);
   if (it != type_index_.end())
     ready_[it->second].erase({ReadyRank(priority), id});
@@ -71,6 +78,7 @@ size_t Scheduler::PromoteDue(int64_t now) {
     ready_[it->second.type_index].insert(
         {ReadyRank(it->second.priority), it->first.second});
     NoteReadied(it->second.type_index);
+    delayed_by_type_[it->second.type_index].erase(it->first);
     it = delayed_.erase(it);
     ++promoted;
   }
@@ -104,9 +112,16 @@ std::optional<int64_t> Scheduler::BestReadyRank(absl::string_view type) const {
   return best->first;
 }
 
-std::optional<int64_t> Scheduler::NextDelayed() const {
-  if (delayed_.empty()) return std::nullopt;
-  return delayed_.begin()->first.first;
+std::optional<int64_t> Scheduler::NextDelayed(absl::string_view type) const {
+  if (type.empty()) {
+    if (delayed_.empty()) return std::nullopt;
+    return delayed_.begin()->first.first;
+  }
+  auto it = type_index_.find(type);
+  if (it == type_index_.end() || delayed_by_type_[it->second].empty()) {
+    return std::nullopt;
+  }
+  return delayed_by_type_[it->second].begin()->first;
 }
 
 void Scheduler::AddLease(uint64_t id, int64_t deadline) {

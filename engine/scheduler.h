@@ -65,8 +65,9 @@ class Scheduler {
     return -static_cast<int64_t>(priority);
   }
 
-  // Earliest not-before time among delayed tasks.
-  std::optional<int64_t> NextDelayed() const;
+  // Earliest not-before time among delayed tasks (of `type`; of any type
+  // when empty).
+  std::optional<int64_t> NextDelayed(absl::string_view type = "") const;
 
   void AddLease(uint64_t id, int64_t deadline);
   void RemoveLease(uint64_t id, int64_t deadline);
@@ -107,6 +108,8 @@ class Scheduler {
   std::vector<size_t> readied_;
   std::vector<int> readied_types_;
   absl::btree_map<std::pair<int64_t, uint64_t>, DelayedValue> delayed_;
+  // The keys of delayed_ by type index, for NextDelayed(type).
+  std::vector<absl::btree_set<std::pair<int64_t, uint64_t>>> delayed_by_type_;
   absl::btree_set<std::pair<int64_t, uint64_t>> leases_;
   absl::btree_set<std::pair<int64_t, uint64_t>> finished_;
 };

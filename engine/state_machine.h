@@ -68,6 +68,7 @@ class StateMachine {
   TaskTable& table() { return table_; }
   const TaskTable& table() const { return table_; }
   Scheduler& scheduler() { return scheduler_; }
+  const Scheduler& scheduler() const { return scheduler_; }
   const Counters& counters() const { return counters_; }
 
   // The next id / claim token the live path should hand out: the next one

@@ -301,21 +301,15 @@ TEST_P(StateMachineReplayTest, ReplayOfRandomWorkloadRebuildsLiveState) {
           if (held.empty()) break;
           size_t i = rng() % held.size();
           const ClaimedTask& c = held[i];
-          const std::string worker = c.task.claimed_by();
           switch (rng() % 3) {
             case 0:
-              engine.Complete(c.task.id(), worker, c.claim_token, "r")
-                  .IgnoreError();
+              engine.Complete(c.claim, "r").IgnoreError();
               break;
             case 1:
-              engine.Fail(c.task.id(), worker, c.claim_token, "e")
-                  .IgnoreError();
+              engine.Fail(c.claim, "e").IgnoreError();
               break;
             default:
-              engine
-                  .Heartbeat(c.task.id(), worker, c.claim_token,
-                             absl::Seconds(3))
-                  .IgnoreError();
+              engine.Heartbeat(c.claim, absl::Seconds(3)).IgnoreError();
               continue;  // Keep holding it.
           }
           held.erase(held.begin() + i);

@@ -97,11 +97,9 @@ class VerifyTest : public ::testing::TestWithParam<uint32_t> {
       absl::StatusOr<ClaimedTask> c = (*engine)->ClaimNext("w", {});
       ASSERT_TRUE(c.ok()) << c.status();
       if (i % 3 == 0) {
-        ASSERT_TRUE(
-            (*engine)->Fail(c->task.id(), "w", c->claim_token, "x").ok());
+        ASSERT_TRUE((*engine)->Fail(c->claim, "x").ok());
       } else {
-        ASSERT_TRUE(
-            (*engine)->Complete(c->task.id(), "w", c->claim_token, "ok").ok());
+        ASSERT_TRUE((*engine)->Complete(c->claim, "ok").ok());
       }
     }
     ASSERT_TRUE((*engine)->Close().ok());

@@ -440,7 +440,7 @@ class Daemon {
       // Claimed while shutdown began: leave it to Shutdown to hand back.
       if (stopping_.HasBeenNotified()) break;
 
-      const WorkOutcome outcome = SimulateWork(worker_id, *claim);
+      const WorkOutcome outcome = SimulateWork(*claim);
       if (outcome == WorkOutcome::kAbandoned) break;  // Shutdown releases it.
       if (outcome == WorkOutcome::kDone) {
         const uint64_t job =
@@ -449,16 +449,14 @@ class Daemon {
                           job % config_.fail_every == 0 && claim->attempt == 1;
         const absl::Status s =
             fail
-                ? engine_->Fail(claim->task.id(), worker_id, claim->claim_token,
-                                "simulated temporary error")
-                : engine_->Complete(claim->task.id(), worker_id,
-                                    claim->claim_token,
+                ? engine_->Fail(claim->claim, "simulated temporary error")
+                : engine_->Complete(claim->claim,
                                     absl::StrCat("done by ", worker_id,
                                                  ", attempt ", claim->attempt));
-        // kFailedPrecondition: the claim is no longer ours (the lease ran out
-        // while this worker stalled and the job went back to PENDING). The
-        // engine refused the stale completion; someone else redoes the job.
-        if (!s.ok() && !absl::IsFailedPrecondition(s)) SetFatal(s);
+        // kAborted: the claim is no longer ours (the lease ran out while
+        // this worker stalled and the job went back to PENDING). The engine
+        // refused the stale completion; someone else redoes the job.
+        if (!s.ok() && !absl::IsAborted(s)) SetFatal(s);
       }
       SetInFlight(index, std::nullopt);
     }
@@ -469,8 +467,7 @@ class Daemon {
   // Sleeps for the job's duration, heartbeating every lease/3 so that a long
   // job keeps its claim; a third gives two more chances before the lease
   // runs out if one heartbeat is late.
-  WorkOutcome SimulateWork(const std::string& worker_id,
-                           const ClaimedTask& claim) {
+  WorkOutcome SimulateWork(const ClaimedTask& claim) {
     const absl::Duration heartbeat_every = config_.lease / 3;
     const absl::Time done = absl::Now() + config_.task_time;
     absl::Time next_heartbeat = absl::Now() + heartbeat_every;
@@ -480,11 +477,9 @@ class Daemon {
         return WorkOutcome::kAbandoned;
       }
       if (absl::Now() >= done) return WorkOutcome::kDone;
-      const absl::StatusOr<absl::Time> deadline = engine_->Heartbeat(
-          claim.task.id(), worker_id, claim.claim_token, config_.lease);
-      if (absl::IsFailedPrecondition(deadline.status())) {
-        return WorkOutcome::kClaimLost;
-      }
+      const absl::StatusOr<absl::Time> deadline =
+          engine_->Heartbeat(claim.claim, config_.lease);
+      if (absl::IsAborted(deadline.status())) return WorkOutcome::kClaimLost;
       if (!deadline.ok()) {
         SetFatal(deadline.status());
         return WorkOutcome::kClaimLost;
@@ -700,8 +695,8 @@ int Main() {
   options.sync_mode = *sync_mode;
   absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
   if (!opened.ok()) {
-    // kFailedPrecondition here usually means another daemon holds the
-    // directory; kDataLoss means damage an operator must look at (see
+    // kUnavailable: another daemon holds the directory (try again once it
+    // exits); kDataLoss: damage an operator must look at (see
     // EngineOptions::salvage).
     Say(absl::StrCat("cannot open the engine: ", opened.status().ToString()));
     return 1;

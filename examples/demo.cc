@@ -397,11 +397,15 @@ void RunWorker(Engine* engine, const std::string& worker_id) {
     options.wait = absl::Milliseconds(250);
     absl::StatusOr<ClaimedTask> claimed = engine->ClaimNext(worker_id, options);
     if (absl::IsNotFound(claimed.status())) {
-      // Nothing ready. Done if nothing can become ready any more; a task in
-      // backoff is PENDING and keeps us waiting.
+      // Nothing ready. Done only if nothing can become ready any more: a
+      // task in backoff is PENDING (NextDueTime says until when), and a
+      // claim still out may fail back to PENDING.
+      absl::StatusOr<std::optional<absl::Time>> due =
+          engine->NextDueTime(kOrderType);
+      if (!CheckOk(due.status(), "NextDueTime")) return;
       absl::StatusOr<EngineStats> stats = engine->Stats();
       if (!CheckOk(stats.status(), "Stats")) return;
-      if (stats->pending == 0 && stats->claimed == 0) {
+      if (!due->has_value() && stats->claimed == 0) {
         Say(absl::StrCat(tag, "No work left (all tasks terminal), exiting"));
         return;
       }
@@ -419,8 +423,7 @@ void RunWorker(Engine* engine, const std::string& worker_id) {
 
     if (std::optional<std::string> error =
             SimulatedFailure(task, claimed->attempt)) {
-      absl::Status s =
-          engine->Fail(id, worker_id, claimed->claim_token, *error);
+      absl::Status s = engine->Fail(claimed->claim, *error);
       if (!CheckOk(s, absl::StrCat(worker_id, " Fail(", id, ")"))) return;
       if (claimed->attempt < max_attempts) {
         Say(absl::StrFormat("%s↻ Retry queued: %d - %s (attempt %d/%d)", tag,
@@ -432,8 +435,7 @@ void RunWorker(Engine* engine, const std::string& worker_id) {
       continue;
     }
     const std::string result = OrderResult(task);
-    absl::Status s =
-        engine->Complete(id, worker_id, claimed->claim_token, result);
+    absl::Status s = engine->Complete(claimed->claim, result);
     if (!CheckOk(s, absl::StrCat(worker_id, " Complete(", id, ")"))) return;
     Say(absl::StrFormat("%s✓ Completed: %d - %s", tag, id, result));
   }
@@ -655,8 +657,7 @@ void WriteLine(int fd, const std::vector<std::string>& fields) {
          absl::StrCat(claimed->attempt), absl::StrCat(task.max_attempts())});
     absl::SleepFor(kProcessingTime);  // The parent's SIGKILL lands here.
     const std::string result = OrderResult(task);
-    absl::Status s = engine.Complete(task.id(), "crash-worker",
-                                     claimed->claim_token, result);
+    absl::Status s = engine.Complete(claimed->claim, result);
     if (!s.ok()) {
       WriteLine(report_fd, {"error", s.ToString()});
       _exit(1);
@@ -840,8 +841,7 @@ absl::Status FinishLeftovers(Engine& engine) {
             ? ""
             : absl::StrCat(" (previous attempt: ", task.last_error(), ")")));
     const std::string result = OrderResult(task);
-    absl::Status s =
-        engine.Complete(task.id(), worker_id, claimed->claim_token, result);
+    absl::Status s = engine.Complete(claimed->claim, result);
     if (!s.ok()) return s;
     Say(absl::StrFormat("%s✓ Completed: %d - %s", tag, task.id(), result));
     absl::StatusOr<Task> done = engine.Get(task.id());

@@ -120,8 +120,8 @@ void Run(const Workload& w, int thread) {
           absl::StrCat("C ", c->task.id(), " ", me, " ", c->attempt, "\n"));
     } else if (op < 75) {
       const ClaimedTask& c = held[rng() % held.size()];
-      absl::StatusOr<absl::Time> deadline = w.engine->Heartbeat(
-          c.task.id(), me, c.claim_token, absl::ZeroDuration());
+      absl::StatusOr<absl::Time> deadline =
+          w.engine->Heartbeat(c.claim, absl::ZeroDuration());
       if (!deadline.ok()) Die("Heartbeat", deadline.status());
       w.out->Line(absl::StrCat("H ", c.task.id(), " ", me, " ", c.attempt, " ",
                                absl::ToUnixMicros(*deadline), "\n"));
@@ -131,13 +131,12 @@ void Run(const Workload& w, int thread) {
       held.erase(held.begin() + i);
       if (rng() % 3 != 0) {
         const std::string result = absl::StrCat("r-", me, "-", c.attempt);
-        absl::Status s =
-            w.engine->Complete(c.task.id(), me, c.claim_token, result);
+        absl::Status s = w.engine->Complete(c.claim, result);
         if (!s.ok()) Die("Complete", s);
         w.out->Line(absl::StrCat("D ", c.task.id(), " ", me, " ", c.attempt,
                                  " ", result, "\n"));
       } else {
-        absl::Status s = w.engine->Fail(c.task.id(), me, c.claim_token, "x");
+        absl::Status s = w.engine->Fail(c.claim, "x");
         if (!s.ok()) Die("Fail", s);
         const bool final_attempt = c.attempt >= c.task.max_attempts();
         w.out->Line(absl::StrCat("F ", c.task.id(), " ", me, " ", c.attempt,

@@ -487,7 +487,9 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
     // Every tenth cycle hands the next one a snapshot, however little the
     // child got done: under TSan on a busy machine, the kill may cut short
     // every snapshot the child starts.
-    if (cycle % 10 == 9) ASSERT_TRUE((*engine)->Snapshot().ok());
+    if (cycle % 10 == 9) {
+      ASSERT_TRUE((*engine)->Snapshot().ok());
+    }
     ASSERT_TRUE((*engine)->Close().ok());
   }
   // Only worth something if the workload got far: tasks in every state,
@@ -535,7 +537,8 @@ TEST(CrashLockTest, OpenWhileAnotherProcessHoldsTheDirectoryFails) {
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       Engine::Open(CrashOptions(dir, SyncMode::kAlways, 1, 0));
   ASSERT_FALSE(engine.ok());
-  EXPECT_EQ(engine.status().code(), absl::StatusCode::kFailedPrecondition)
+  // kUnavailable: held by a live process, so a later try may succeed.
+  EXPECT_EQ(engine.status().code(), absl::StatusCode::kUnavailable)
       << engine.status();
   EXPECT_TRUE(absl::StrContains(engine.status().message(), absl::StrCat(pid)))
       << engine.status() << " does not name pid " << pid;

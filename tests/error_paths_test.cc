@@ -37,6 +37,8 @@ constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 constexpr absl::StatusCode kNotFound = absl::StatusCode::kNotFound;
 constexpr absl::StatusCode kPrecondition =
     absl::StatusCode::kFailedPrecondition;
+constexpr absl::StatusCode kAborted = absl::StatusCode::kAborted;
+constexpr absl::StatusCode kCancelled = absl::StatusCode::kCancelled;
 
 // Small limits so that "oversized" is cheap to build.
 constexpr size_t kMaxKey = 8;
@@ -285,26 +287,25 @@ TEST_F(ErrorPathsTest, CompleteRejectsInvalidWorkerIdOrOversizedResult) {
   const std::vector<BadCall> calls = {
       {"empty worker id",
        [&] {
-         return engine_->Complete(claimed_id(), "", claim_.claim_token, "r");
+         return engine_->Complete({claimed_id(), "", claim_.claim.token}, "r");
        },
        kInvalid},
       {"oversized worker id",
        [&] {
-         return engine_->Complete(claimed_id(), long_worker, claim_.claim_token,
-                                  "r");
+         return engine_->Complete(
+             {claimed_id(), long_worker, claim_.claim.token}, "r");
        },
        kInvalid},
       {"oversized result",
        [&] {
-         return engine_->Complete(claimed_id(), "worker", claim_.claim_token,
+         return engine_->Complete(claim_.claim,
                                   std::string(kMaxResult + 1, 'r'));
        },
        kInvalid},
   };
   ExpectRejectedWithoutChange(calls);
   // The claim is still usable.
-  EXPECT_THAT(engine_->Complete(claimed_id(), "worker", claim_.claim_token,
-                                std::string(kMaxResult, 'r')),
+  EXPECT_THAT(engine_->Complete(claim_.claim, std::string(kMaxResult, 'r')),
               IsOk());
 }
 
@@ -312,37 +313,32 @@ TEST_F(ErrorPathsTest, FailRejectsInvalidWorkerIdOrOversizedError) {
   const std::string long_worker(kMaxWorker + 1, 'w');
   const std::vector<BadCall> calls = {
       {"empty worker id",
-       [&] { return engine_->Fail(claimed_id(), "", claim_.claim_token, "e"); },
+       [&] {
+         return engine_->Fail({claimed_id(), "", claim_.claim.token}, "e");
+       },
        kInvalid},
       {"oversized worker id",
        [&] {
-         return engine_->Fail(claimed_id(), long_worker, claim_.claim_token,
+         return engine_->Fail({claimed_id(), long_worker, claim_.claim.token},
                               "e");
        },
        kInvalid},
       {"oversized error",
        [&] {
-         return engine_->Fail(claimed_id(), "worker", claim_.claim_token,
-                              std::string(kMaxError + 1, 'e'));
+         return engine_->Fail(claim_.claim, std::string(kMaxError + 1, 'e'));
        },
        kInvalid},
       {"worker id not UTF-8",
        [&] {
-         return engine_->Fail(claimed_id(), "worker\xed\xa0\x80",
-                              claim_.claim_token, "e");
+         return engine_->Fail(
+             {claimed_id(), "worker\xed\xa0\x80", claim_.claim.token}, "e");
        },
        kInvalid},
       {"error not UTF-8",
-       [&] {
-         return engine_->Fail(claimed_id(), "worker", claim_.claim_token,
-                              "boom\xfe");
-       },
-       kInvalid},
+       [&] { return engine_->Fail(claim_.claim, "boom\xfe"); }, kInvalid},
   };
   ExpectRejectedWithoutChange(calls);
-  EXPECT_THAT(engine_->Fail(claimed_id(), "worker", claim_.claim_token,
-                            std::string(kMaxError, 'e')),
-              IsOk());
+  EXPECT_THAT(engine_->Fail(claim_.claim, std::string(kMaxError, 'e')), IsOk());
 }
 
 TEST_F(ErrorPathsTest, HeartbeatRejectsInvalidWorkerIdOrExtension) {
@@ -351,27 +347,25 @@ TEST_F(ErrorPathsTest, HeartbeatRejectsInvalidWorkerIdOrExtension) {
       {"empty worker id",
        [&] {
          return StatusOf(engine_->Heartbeat(
-             claimed_id(), "", claim_.claim_token, absl::ZeroDuration()));
+             {claimed_id(), "", claim_.claim.token}, absl::ZeroDuration()));
        },
        kInvalid},
       {"oversized worker id",
        [&] {
-         return StatusOf(engine_->Heartbeat(claimed_id(), long_worker,
-                                            claim_.claim_token,
-                                            absl::ZeroDuration()));
+         return StatusOf(
+             engine_->Heartbeat({claimed_id(), long_worker, claim_.claim.token},
+                                absl::ZeroDuration()));
        },
        kInvalid},
       {"negative extension",
        [&] {
-         return StatusOf(engine_->Heartbeat(
-             claimed_id(), "worker", claim_.claim_token, -absl::Seconds(1)));
+         return StatusOf(engine_->Heartbeat(claim_.claim, -absl::Seconds(1)));
        },
        kInvalid},
       {"extension above max_lease",
        [&] {
-         return StatusOf(engine_->Heartbeat(claimed_id(), "worker",
-                                            claim_.claim_token,
-                                            kMaxLease + absl::Seconds(1)));
+         return StatusOf(
+             engine_->Heartbeat(claim_.claim, kMaxLease + absl::Seconds(1)));
        },
        kInvalid},
   };
@@ -389,8 +383,7 @@ TEST_F(ErrorPathsTest, InputsAtTheLimitsAreAccepted) {
   absl::StatusOr<ClaimedTask> c = engine_->Claim(r->task_id, worker, kMaxLease);
   ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->lease_deadline, clock_.Now() + kMaxLease);
-  EXPECT_THAT(engine_->Heartbeat(r->task_id, worker, c->claim_token, kMaxLease),
-              IsOk());
+  EXPECT_THAT(engine_->Heartbeat(c->claim, kMaxLease), IsOk());
   std::vector<TaskSpec> batch;
   for (size_t i = 0; i < kMaxBatch; ++i)
     batch.push_back(Spec(absl::StrCat("b", i)));
@@ -405,13 +398,20 @@ TEST_F(ErrorPathsTest, UnknownTaskIdIsNotFoundForEveryPerTaskMethod) {
          return StatusOf(engine_->Claim(unknown, "w", absl::ZeroDuration()));
        },
        kNotFound},
-      {"Complete", [&] { return engine_->Complete(unknown, "w", 1, "r"); },
+      {"Complete",
+       [&] {
+         return engine_->Complete({unknown, "w", 1}, "r");
+       },
        kNotFound},
-      {"Fail", [&] { return engine_->Fail(unknown, "w", 1, "e"); }, kNotFound},
+      {"Fail",
+       [&] {
+         return engine_->Fail({unknown, "w", 1}, "e");
+       },
+       kNotFound},
       {"Heartbeat",
        [&] {
          return StatusOf(
-             engine_->Heartbeat(unknown, "w", 1, absl::ZeroDuration()));
+             engine_->Heartbeat({unknown, "w", 1}, absl::ZeroDuration()));
        },
        kNotFound},
       {"Retry", [&] { return engine_->Retry(unknown); }, kNotFound},
@@ -599,8 +599,7 @@ TEST_F(ErrorPathsTest, OpenAcceptsOptionsAtTheEdgesOfTheirRanges) {
   absl::StatusOr<ClaimedTask> claim =
       engine.Claim(submitted->task_id, "w", absl::ZeroDuration());
   ASSERT_THAT(claim, IsOk());
-  EXPECT_THAT(engine.Complete(submitted->task_id, "w", claim->claim_token, ""),
-              IsOk());
+  EXPECT_THAT(engine.Complete(claim->claim, ""), IsOk());
   // No history is kept, and every entry is counted as dropped.
   EXPECT_THAT(engine.History(submitted->task_id),
               wal::IsOkAndHolds(::testing::IsEmpty()));
@@ -619,10 +618,10 @@ TEST_F(ErrorPathsTest, OpenAcceptsOptionsAtTheEdgesOfTheirRanges) {
   EXPECT_THAT((*opened)->Close(), IsOk());
 }
 
-TEST_F(ErrorPathsTest, EveryMethodFailsAfterClose) {
+// kCancelled, whatever the arguments: a worker tells "the engine is
+// closing" from "my claim is lost" (kAborted) by the code alone.
+TEST_F(ErrorPathsTest, EveryMethodIsCancelledAfterClose) {
   ASSERT_THAT(engine_->Close(), IsOk());
-  const uint64_t claimed = claimed_id();
-  const uint64_t token = claim_.claim_token;
   const std::vector<std::pair<std::string, std::function<absl::Status()>>>
       calls = {
           {"Submit", [&] { return StatusOf(engine_->Submit(Spec("new"))); }},
@@ -648,16 +647,19 @@ TEST_F(ErrorPathsTest, EveryMethodFailsAfterClose) {
              return StatusOf(
                  ClaimNext("w", absl::ZeroDuration(), absl::Seconds(5)));
            }},
-          {"Complete",
-           [&] { return engine_->Complete(claimed, "worker", token, "r"); }},
-          {"Fail",
-           [&] { return engine_->Fail(claimed, "worker", token, "e"); }},
+          {"NextDueTime", [&] { return StatusOf(engine_->NextDueTime("")); }},
+          {"Complete", [&] { return engine_->Complete(claim_.claim, "r"); }},
+          {"Complete with a lost claim",
+           [&] {
+             return engine_->Complete({claimed_id(), "other", 1}, "r");
+           }},
+          {"Fail", [&] { return engine_->Fail(claim_.claim, "e"); }},
           {"Heartbeat",
            [&] {
-             return StatusOf(engine_->Heartbeat(claimed, "worker", token,
-                                                absl::ZeroDuration()));
+             return StatusOf(
+                 engine_->Heartbeat(claim_.claim, absl::ZeroDuration()));
            }},
-          {"Retry", [&] { return engine_->Retry(claimed); }},
+          {"Retry", [&] { return engine_->Retry(claimed_id()); }},
           {"Cancel", [&] { return engine_->Cancel(pending_id_); }},
           {"Delete", [&] { return engine_->Delete(pending_id_); }},
           {"Get", [&] { return StatusOf(engine_->Get(pending_id_)); }},
@@ -667,11 +669,66 @@ TEST_F(ErrorPathsTest, EveryMethodFailsAfterClose) {
           {"History", [&] { return StatusOf(engine_->History(pending_id_)); }},
           {"Stats", [&] { return StatusOf(engine_->Stats()); }},
           {"RunMaintenance", [&] { return engine_->RunMaintenance(); }},
+          {"Snapshot", [&] { return engine_->Snapshot(); }},
           {"Health", [&] { return engine_->Health(); }},
       };
   for (const auto& [what, call] : calls) {
-    EXPECT_THAT(call(), StatusIs(kPrecondition)) << what;
+    EXPECT_THAT(call(), StatusIs(kCancelled)) << what;
   }
+}
+
+// Every way a claim can be lost gets kAborted from Complete, Fail and
+// Heartbeat, and changes nothing: the worker drops the task.
+TEST_F(ErrorPathsTest, LostClaimIsAbortedWhateverTheCause) {
+  auto lost = [&](const std::string& why, const ClaimRef& claim) {
+    return std::vector<BadCall>{
+        {why + ": Complete",
+         [&, claim] { return engine_->Complete(claim, "r"); }, kAborted},
+        {why + ": Fail", [&, claim] { return engine_->Fail(claim, "e"); },
+         kAborted},
+        {why + ": Heartbeat",
+         [&, claim] {
+           return StatusOf(engine_->Heartbeat(claim, absl::ZeroDuration()));
+         },
+         kAborted},
+    };
+  };
+  // The claim from the ClaimedTask is the current one.
+  EXPECT_EQ(claim_.claim.task_id, claimed_id());
+  EXPECT_EQ(claim_.claim.worker_id, "worker");
+  EXPECT_THAT(engine_->Heartbeat(claim_.claim, absl::ZeroDuration()), IsOk());
+
+  ClaimRef other_worker = claim_.claim;
+  other_worker.worker_id = "other";
+  ExpectRejectedWithoutChange(lost("another worker", other_worker));
+  ClaimRef stale_token = claim_.claim;
+  stale_token.token += 1000;
+  ExpectRejectedWithoutChange(lost("stale token", stale_token));
+
+  // Released by an operator, then claimed again by the same worker: the
+  // old claim stays lost.
+  ASSERT_THAT(engine_->Retry(claimed_id()), IsOk());
+  ExpectRejectedWithoutChange(lost("released", claim_.claim));
+  absl::StatusOr<ClaimedTask> again =
+      engine_->Claim(claimed_id(), "worker", absl::Seconds(10));
+  ASSERT_THAT(again, IsOk());
+  ExpectRejectedWithoutChange(lost("re-claimed", claim_.claim));
+
+  // The lease ran out (the maintenance pass returned the task to PENDING).
+  clock_.Advance(absl::Seconds(11));
+  ASSERT_THAT(engine_->RunMaintenance(), IsOk());
+  ExpectRejectedWithoutChange(lost("lease expired", again->claim));
+
+  // Completed by this very claim: Complete repeats OK, the rest is lost.
+  ASSERT_THAT(engine_->Retry(claimed_id()), IsOk());  // Skips the backoff.
+  absl::StatusOr<ClaimedTask> last =
+      engine_->Claim(claimed_id(), "worker", absl::ZeroDuration());
+  ASSERT_THAT(last, IsOk());
+  ASSERT_THAT(engine_->Complete(last->claim, "r"), IsOk());
+  EXPECT_THAT(engine_->Complete(last->claim, "r"), IsOk());
+  std::vector<BadCall> ended = lost("completed", last->claim);
+  ended.erase(ended.begin());
+  ExpectRejectedWithoutChange(ended);
 }
 
 TEST_F(ErrorPathsTest, CloseTwiceIsOk) {
@@ -719,7 +776,7 @@ TEST_F(ErrorPathsTest, SubmitPastMaxTasksIsResourceExhausted) {
   absl::StatusOr<ClaimedTask> c =
       engine_->Claim(first, "w", absl::ZeroDuration());
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Complete(first, "w", c->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Complete(c->claim, "r"), IsOk());
   ASSERT_THAT(engine_->Delete(first), IsOk());
   EXPECT_THAT(engine_->Submit(Spec("d")), IsOk());
 }
@@ -783,8 +840,7 @@ TEST_F(FullDiskTest, FailedWriteIsStickyInternalNeverResourceExhausted) {
   absl::StatusOr<ClaimedTask> c =
       engine->Claim(done->task_id, "w", absl::ZeroDuration());
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine->Complete(done->task_id, "w", c->claim_token, "r"),
-              IsOk());
+  ASSERT_THAT(engine->Complete(c->claim, "r"), IsOk());
   absl::StatusOr<ClaimedTask> claim =
       engine->Claim(claimed->task_id, "w", absl::ZeroDuration());
   ASSERT_THAT(claim, IsOk());
@@ -802,7 +858,6 @@ TEST_F(FullDiskTest, FailedWriteIsStickyInternalNeverResourceExhausted) {
   // The disk has room again, but the engine does not trust it: every write
   // gets the very same status.
   env_.FailNextAppends(0);
-  const uint64_t token = claim->claim_token;
   const std::vector<std::pair<std::string, std::function<absl::Status()>>>
       writes = {
           {"Submit", [&] { return StatusOf(engine->Submit(Spec("new"))); }},
@@ -817,14 +872,12 @@ TEST_F(FullDiskTest, FailedWriteIsStickyInternalNeverResourceExhausted) {
                  engine->Claim(pending->task_id, "w", absl::ZeroDuration()));
            }},
           {"ClaimNext", [&] { return StatusOf(engine->ClaimNext("w", {})); }},
-          {"Complete",
-           [&] { return engine->Complete(claimed->task_id, "w", token, "r"); }},
-          {"Fail",
-           [&] { return engine->Fail(claimed->task_id, "w", token, "e"); }},
+          {"Complete", [&] { return engine->Complete(claim->claim, "r"); }},
+          {"Fail", [&] { return engine->Fail(claim->claim, "e"); }},
           {"Heartbeat",
            [&] {
-             return StatusOf(engine->Heartbeat(claimed->task_id, "w", token,
-                                               absl::ZeroDuration()));
+             return StatusOf(
+                 engine->Heartbeat(claim->claim, absl::ZeroDuration()));
            }},
           {"Cancel", [&] { return engine->Cancel(pending->task_id); }},
           {"Delete", [&] { return engine->Delete(done->task_id); }},
@@ -844,6 +897,7 @@ TEST_F(FullDiskTest, FailedWriteIsStickyInternalNeverResourceExhausted) {
   EXPECT_THAT(engine->List(ListFilter()), IsOk());
   EXPECT_THAT(engine->History(claimed->task_id), IsOk());
   EXPECT_THAT(engine->Stats(), IsOk());
+  EXPECT_THAT(engine->NextDueTime(""), IsOk());
 
   EXPECT_EQ(engine->Close(), sticky);
   EXPECT_EQ(engine->Health(), sticky);
@@ -860,7 +914,8 @@ TEST_F(FullDiskTest, FailedWriteIsStickyInternalNeverResourceExhausted) {
     ASSERT_THAT(task, IsOk()) << key;
     EXPECT_EQ(task->status(), status) << key;
   }
-  EXPECT_THAT(engine->Complete(claimed->task_id, "w", token, "r"), IsOk());
+  // The claim survived the restart.
+  EXPECT_THAT(engine->Complete(claim->claim, "r"), IsOk());
   EXPECT_THAT(engine->Submit(Spec("after")), IsOk());
   EXPECT_THAT(engine->Close(), IsOk());
 }

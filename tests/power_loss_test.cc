@@ -105,14 +105,13 @@ void Workload(Engine* engine, Oracle* oracle, int worker, uint64_t seed,
       held.erase(held.begin() + i);
       if (rng() % 3 != 0) {
         const std::string result = absl::StrCat("done by ", me);
-        absl::Status s =
-            engine->Complete(c.task.id(), me, c.claim_token, result);
+        absl::Status s = engine->Complete(c.claim, result);
         if (!s.ok()) return;
         absl::MutexLock l(&oracle->mu);
         ++oracle->events[{c.task.id(), HistoryEntry::COMPLETED, me, c.attempt}];
         oracle->completed.emplace(c.task.id(), result);
       } else {
-        absl::Status s = engine->Fail(c.task.id(), me, c.claim_token, "flaky");
+        absl::Status s = engine->Fail(c.claim, "flaky");
         if (!s.ok()) return;
         const int event = c.attempt >= c.task.max_attempts()
                               ? HistoryEntry::FAILED
@@ -356,10 +355,9 @@ TEST_P(PowerLossTest, TornTailRecoversExactlyTheStateAtADurableLsn) {
         const ClaimedTask c = held.back();
         held.pop_back();
         if (op == 5) {
-          ASSERT_TRUE(e->Fail(c.task.id(), "w", c.claim_token, "e").ok());
+          ASSERT_TRUE(e->Fail(c.claim, "e").ok());
         } else {
-          ASSERT_TRUE(
-              e->Complete(c.task.id(), "w", c.claim_token, "result").ok());
+          ASSERT_TRUE(e->Complete(c.claim, "result").ok());
         }
       }
       state_at_lsn[e->Stats()->last_lsn] = Dump(e);

@@ -107,8 +107,7 @@ void RunReadersBesideWriter(uint32_t partitions, uint64_t segment_bytes) {
         failures.Add(absl::StrCat("writer Claim: ", claim.status().ToString()));
         return;
       }
-      absl::Status s = (*writer)->Complete(submitted->task_id, "w",
-                                           claim->claim_token, "done");
+      absl::Status s = (*writer)->Complete(claim->claim, "done");
       if (!s.ok()) {
         failures.Add(absl::StrCat("writer Complete: ", s.ToString()));
         return;

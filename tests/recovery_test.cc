@@ -97,15 +97,13 @@ class RecoveryTest : public ::testing::TestWithParam<uint32_t> {
       switch (i % 5) {
         case 0:
         case 1:
-          ASSERT_TRUE(e->Complete(c->task.id(), w, c->claim_token, "ok").ok());
+          ASSERT_TRUE(e->Complete(c->claim, "ok").ok());
           break;
         case 2:
-          ASSERT_TRUE(e->Fail(c->task.id(), w, c->claim_token, "boom").ok());
+          ASSERT_TRUE(e->Fail(c->claim, "boom").ok());
           break;
         case 3:
-          ASSERT_TRUE(
-              e->Heartbeat(c->task.id(), w, c->claim_token, absl::Minutes(5))
-                  .ok());
+          ASSERT_TRUE(e->Heartbeat(c->claim, absl::Minutes(5)).ok());
           break;
         default:
           break;  // Left claimed; its lease runs out later.
@@ -215,9 +213,7 @@ TEST_P(RecoveryTest, TextFieldsSurviveRestartAndNonUtf8IsRefused) {
     ASSERT_TRUE(c.ok()) << c.status();
     EXPECT_EQ(e->ClaimNext("w\xff", {}).status().code(),
               absl::StatusCode::kInvalidArgument);
-    ASSERT_TRUE(
-        e->Fail(c->task.id(), "w\xc3\xbc", c->claim_token, "\xe2\x9c\x97")
-            .ok());
+    ASSERT_TRUE(e->Fail(c->claim, "\xe2\x9c\x97").ok());
     ASSERT_TRUE(e->Snapshot().ok());
     before = Dump(e.get());
     ASSERT_TRUE(e->Close().ok());
@@ -456,10 +452,10 @@ TEST_P(RecoveryTest, SnapshotStartsANewSegmentForLaterRecords) {
   EXPECT_EQ(e->Recovery().snapshot_lsn, snapshot_lsn);
 }
 
-TEST_P(RecoveryTest, SecondOpenOfTheSameDirectoryFails) {
+TEST_P(RecoveryTest, SecondOpenOfTheSameDirectoryIsUnavailableUntilClose) {
   std::unique_ptr<Engine> e = OpenOrDie(Options());
   absl::StatusOr<std::unique_ptr<Engine>> second = Engine::Open(Options());
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(absl::StrContains(second.status().message(), "locked"))
       << second.status();
   ASSERT_TRUE(e->Close().ok());
@@ -486,6 +482,19 @@ TEST_P(RecoveryTest, ReadOnlyOpenInspectsAHeldDirectoryAndChangesNothing) {
   EXPECT_EQ(reader->Snapshot().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(reader->RunMaintenance().code(),
             absl::StatusCode::kFailedPrecondition);
+  // A claim is refused as read-only, not as lost (kAborted) or closed
+  // (kCancelled), whoever holds it.
+  const ClaimRef claim{1, "w", 1};
+  EXPECT_EQ(reader->Complete(claim, "r").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->Fail(claim, "e").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->Heartbeat(claim, absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reader->ClaimNext("w", {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Reads work, NextDueTime included.
+  EXPECT_TRUE(reader->NextDueTime("").ok());
   ASSERT_TRUE(reader->Close().ok());
   EXPECT_EQ(DirContents(&env_), files);
 
@@ -1008,7 +1017,7 @@ TEST(PosixRecoveryTest, RestartOnDiskAndFilesAreOwnerOnly) {
     ASSERT_TRUE((*e)->Snapshot().ok());
     absl::StatusOr<ClaimedTask> c = (*e)->ClaimNext("w", {});
     ASSERT_TRUE(c.ok());
-    ASSERT_TRUE((*e)->Complete(c->task.id(), "w", c->claim_token, "r").ok());
+    ASSERT_TRUE((*e)->Complete(c->claim, "r").ok());
     before = Dump(e->get());
     ASSERT_TRUE((*e)->Close().ok());
   }

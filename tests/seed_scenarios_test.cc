@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -246,12 +247,11 @@ TEST_P(SeedScenariosTest, DeduplicatesWhateverTheTaskStatus) {
   absl::StatusOr<ClaimedTask> done =
       engine_->Claim(completed, "w", absl::ZeroDuration());
   ASSERT_THAT(done, IsOk());
-  ASSERT_THAT(engine_->Complete(completed, "w", done->claim_token, "ok"),
-              IsOk());
+  ASSERT_THAT(engine_->Complete(done->claim, "ok"), IsOk());
   absl::StatusOr<ClaimedTask> f =
       engine_->Claim(failed, "w", absl::ZeroDuration());
   ASSERT_THAT(f, IsOk());
-  ASSERT_THAT(engine_->Fail(failed, "w", f->claim_token, "boom"), IsOk());
+  ASSERT_THAT(engine_->Fail(f->claim, "boom"), IsOk());
   ASSERT_THAT(engine_->Cancel(cancelled), IsOk());
 
   const struct {
@@ -319,8 +319,11 @@ TEST_P(SeedScenariosTest, CompletedTaskStoresResultAndHistory) {
   EXPECT_EQ(claim->task.id(), id);
   EXPECT_EQ(claim->task.status(), CLAIMED);
   EXPECT_EQ(claim->task.claimed_by(), "worker-1");
-  EXPECT_EQ(claim->task.claim_token(), claim->claim_token);
-  EXPECT_NE(claim->claim_token, 0u);
+  // The claim names the task, the worker and the token as one value.
+  EXPECT_EQ(claim->claim.task_id, id);
+  EXPECT_EQ(claim->claim.worker_id, "worker-1");
+  EXPECT_EQ(claim->task.claim_token(), claim->claim.token);
+  EXPECT_NE(claim->claim.token, 0u);
   EXPECT_EQ(claim->attempt, 1u);
   EXPECT_EQ(claim->lease_deadline, clock_.Now() + absl::Seconds(30));
 
@@ -333,9 +336,9 @@ TEST_P(SeedScenariosTest, CompletedTaskStoresResultAndHistory) {
             absl::ToUnixMicros(claim->lease_deadline));
 
   clock_.Advance(absl::Seconds(2));
-  ASSERT_THAT(engine_->Complete(id, "worker-1", claim->claim_token,
-                                "Order 12345 processed, charged $99.99"),
-              IsOk());
+  ASSERT_THAT(
+      engine_->Complete(claim->claim, "Order 12345 processed, charged $99.99"),
+      IsOk());
   Task done = GetTask(id);
   EXPECT_EQ(done.status(), COMPLETED);
   EXPECT_EQ(done.result(), "Order 12345 processed, charged $99.99");
@@ -377,8 +380,7 @@ TEST_P(SeedScenariosTest, FailedAttemptsRetryWithBackoffUntilMaxAttempts) {
     ASSERT_EQ(claim->task.id(), id);
     EXPECT_EQ(claim->attempt, attempt);
     const std::string error = absl::StrCat("temporary error ", attempt);
-    ASSERT_THAT(engine_->Fail(id, "worker-1", claim->claim_token, error),
-                IsOk());
+    ASSERT_THAT(engine_->Fail(claim->claim, error), IsOk());
 
     Task task = GetTask(id);
     EXPECT_EQ(task.status(), PENDING);
@@ -389,11 +391,21 @@ TEST_P(SeedScenariosTest, FailedAttemptsRetryWithBackoffUntilMaxAttempts) {
     const absl::Duration delay = delays[attempt - 1];
     EXPECT_EQ(task.not_before_micros(),
               NowMicros() + absl::ToInt64Microseconds(delay));
+    // A worker that finds nothing ready learns that the task waits, and
+    // until when.
+    const absl::Time due = clock_.Now() + delay;
+    EXPECT_THAT(engine_->NextDueTime(spec.type),
+                wal::IsOkAndHolds(::testing::Optional(due)));
+    EXPECT_THAT(engine_->NextDueTime(""),
+                wal::IsOkAndHolds(::testing::Optional(due)));
 
     // Not claimable during the backoff, by either claim call.
     clock_.Advance(delay - absl::Microseconds(1));
     ASSERT_THAT(engine_->RunMaintenance(), IsOk());
-    EXPECT_THAT(ClaimNext("worker-2"), StatusIs(absl::StatusCode::kNotFound));
+    EXPECT_THAT(ClaimNext("worker-2"),
+                StatusIs(absl::StatusCode::kNotFound,
+                         HasSubstr(absl::StrCat("is ready; the next is due at ",
+                                                absl::FormatTime(due)))));
     EXPECT_THAT(engine_->Claim(id, "worker-2", absl::ZeroDuration()),
                 StatusIs(absl::StatusCode::kFailedPrecondition));
     EXPECT_EQ(GetTask(id).status(), PENDING);
@@ -404,10 +416,15 @@ TEST_P(SeedScenariosTest, FailedAttemptsRetryWithBackoffUntilMaxAttempts) {
   absl::StatusOr<ClaimedTask> last = ClaimNext("worker-1");
   ASSERT_THAT(last, IsOk());
   EXPECT_EQ(last->attempt, 3u);
-  ASSERT_THAT(engine_->Fail(id, "worker-1", last->claim_token, "permanent"),
-              IsOk());
+  ASSERT_THAT(engine_->Fail(last->claim, "permanent"), IsOk());
   Task task = GetTask(id);
   EXPECT_EQ(task.status(), FAILED);
+  // Nothing is pending any more: a worker loop may stop.
+  EXPECT_THAT(engine_->NextDueTime(spec.type), wal::IsOkAndHolds(std::nullopt));
+  EXPECT_THAT(ClaimNext("worker-2", spec.type),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("no task of type \"process_order\" is "
+                                 "pending")));
   EXPECT_EQ(task.attempts(), 3u);
   EXPECT_EQ(task.last_error(), "permanent");
   EXPECT_EQ(task.finished_micros(), NowMicros());
@@ -450,14 +467,13 @@ TEST_P(SeedScenariosTest, ZeroBackoffPolicyMakesFailedTaskClaimableAtOnce) {
 
   absl::StatusOr<ClaimedTask> first = ClaimNext("worker-1");
   ASSERT_THAT(first, IsOk());
-  ASSERT_THAT(engine_->Fail(id, "worker-1", first->claim_token, "oops"),
-              IsOk());
+  ASSERT_THAT(engine_->Fail(first->claim, "oops"), IsOk());
 
   absl::StatusOr<ClaimedTask> second = ClaimNext("worker-2");
   ASSERT_THAT(second, IsOk());
   EXPECT_EQ(second->task.id(), id);
   EXPECT_EQ(second->attempt, 2u);
-  EXPECT_NE(second->claim_token, first->claim_token);
+  EXPECT_NE(second->claim.token, first->claim.token);
 }
 
 TEST_P(SeedScenariosTest, DefaultPolicyBackoffStaysWithinJitterBounds) {
@@ -466,8 +482,7 @@ TEST_P(SeedScenariosTest, DefaultPolicyBackoffStaysWithinJitterBounds) {
   absl::StatusOr<ClaimedTask> claim = ClaimNext("worker-1");
   ASSERT_THAT(claim, IsOk());
   const int64_t failed_at = NowMicros();
-  ASSERT_THAT(engine_->Fail(id, "worker-1", claim->claim_token, "oops"),
-              IsOk());
+  ASSERT_THAT(engine_->Fail(claim->claim, "oops"), IsOk());
 
   const int64_t delay = GetTask(id).not_before_micros() - failed_at;
   EXPECT_GE(delay, 800000);
@@ -491,7 +506,7 @@ TEST_P(SeedScenariosTest, CompetingWorkersClaimDifferentTasks) {
   EXPECT_NE(w1->task.id(), w2->task.id());
   EXPECT_EQ(std::set<uint64_t>({w1->task.id(), w2->task.id()}),
             std::set<uint64_t>({a, b}));
-  EXPECT_NE(w1->claim_token, w2->claim_token);
+  EXPECT_NE(w1->claim.token, w2->claim.token);
   EXPECT_EQ(GetTask(w1->task.id()).claimed_by(), "worker-1");
   EXPECT_EQ(GetTask(w2->task.id()).claimed_by(), "worker-2");
 
@@ -512,25 +527,24 @@ TEST_P(SeedScenariosTest, OnlyTheClaimHolderCanCompleteFailOrHeartbeat) {
 
   const Task task_before = GetTask(id);
   const std::string stats_before = StatsString(GetStats());
-  const uint64_t tokens[] = {holder->claim_token, other->claim_token};
+  const uint64_t tokens[] = {holder->claim.token, other->claim.token};
   for (uint64_t token : tokens) {
     SCOPED_TRACE(absl::StrCat("token ", token));
-    EXPECT_THAT(engine_->Complete(id, "worker-2", token, "stolen"),
-                StatusIs(absl::StatusCode::kFailedPrecondition));
-    EXPECT_THAT(engine_->Fail(id, "worker-2", token, "sabotage"),
-                StatusIs(absl::StatusCode::kFailedPrecondition));
-    EXPECT_THAT(engine_->Heartbeat(id, "worker-2", token, absl::Hours(1)),
-                StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(engine_->Complete({id, "worker-2", token}, "stolen"),
+                StatusIs(absl::StatusCode::kAborted));
+    EXPECT_THAT(engine_->Fail({id, "worker-2", token}, "sabotage"),
+                StatusIs(absl::StatusCode::kAborted));
+    EXPECT_THAT(engine_->Heartbeat({id, "worker-2", token}, absl::Hours(1)),
+                StatusIs(absl::StatusCode::kAborted));
   }
   // The right worker with a wrong token is not the holder either.
   EXPECT_THAT(
-      engine_->Complete(id, "worker-1", holder->claim_token + 1000, "x"),
-      StatusIs(absl::StatusCode::kFailedPrecondition));
+      engine_->Complete({id, "worker-1", holder->claim.token + 1000}, "x"),
+      StatusIs(absl::StatusCode::kAborted));
 
   EXPECT_EQ(GetTask(id).DebugString(), task_before.DebugString());
   EXPECT_EQ(StatsString(GetStats()), stats_before);
-  EXPECT_THAT(engine_->Complete(id, "worker-1", holder->claim_token, "done"),
-              IsOk());
+  EXPECT_THAT(engine_->Complete(holder->claim, "done"), IsOk());
   EXPECT_EQ(GetTask(id).result(), "done");
 }
 
@@ -609,7 +623,7 @@ TEST_P(SeedScenariosTest, ListFiltersByStatusAndType) {
     absl::StatusOr<ClaimedTask> c =
         engine_->Claim(id, "w", absl::ZeroDuration());
     ASSERT_THAT(c, IsOk());
-    ASSERT_THAT(engine_->Complete(id, "w", c->claim_token, "ok"), IsOk());
+    ASSERT_THAT(engine_->Complete(c->claim, "ok"), IsOk());
   }
   ASSERT_THAT(engine_->Cancel(emails[2]), IsOk());
 
@@ -710,11 +724,19 @@ TEST_P(SeedScenariosTest, TaskIsNotClaimableBeforeNotBefore) {
   EXPECT_EQ(GetTask(id).not_before_micros(),
             absl::ToUnixMicros(later.not_before));
 
+  // A task is ready: due now.
+  EXPECT_THAT(engine_->NextDueTime(later.type),
+              wal::IsOkAndHolds(::testing::Optional(clock_.Now())));
   // The due task is claimed although the delayed one has higher priority.
   absl::StatusOr<ClaimedTask> c = ClaimNext("w");
   ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->task.id(), now_id);
   EXPECT_THAT(ClaimNext("w"), StatusIs(absl::StatusCode::kNotFound));
+  // Nothing ready, but the delayed task is due at its not_before; no task
+  // of another type is pending.
+  EXPECT_THAT(engine_->NextDueTime(later.type),
+              wal::IsOkAndHolds(::testing::Optional(later.not_before)));
+  EXPECT_THAT(engine_->NextDueTime("other"), wal::IsOkAndHolds(std::nullopt));
   EXPECT_THAT(engine_->Claim(id, "w", absl::ZeroDuration()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
 
@@ -724,6 +746,45 @@ TEST_P(SeedScenariosTest, TaskIsNotClaimableBeforeNotBefore) {
   absl::StatusOr<ClaimedTask> due = ClaimNext("w");
   ASSERT_THAT(due, IsOk());
   EXPECT_EQ(due->task.id(), id);
+}
+
+// The loop of a worker with a short wait: on kNotFound it asks NextDueTime
+// and stops only when nothing is pending. Every task fails its first
+// attempt, so the tasks spend most of the run in backoff; a loop that
+// stopped at the first kNotFound would leave them PENDING.
+TEST_P(SeedScenariosTest, WorkerLoopWithNextDueTimeFinishesTasksInBackoff) {
+  constexpr uint64_t kTasks = 30;
+  for (uint64_t i = 0; i < kTasks; ++i) {
+    TaskSpec spec = Spec(absl::StrCat("job-", i));
+    spec.retry_policy = FixedBackoff(absl::Seconds(1 + i % 5));
+    SubmitNew(spec);
+  }
+  int idle_turns = 0;
+  while (true) {
+    absl::StatusOr<ClaimedTask> c = ClaimNext("worker-1", "process_order");
+    if (absl::IsNotFound(c.status())) {
+      ++idle_turns;
+      absl::StatusOr<std::optional<absl::Time>> due =
+          engine_->NextDueTime("process_order");
+      ASSERT_THAT(due, IsOk());
+      if (!due->has_value()) break;
+      // Not ready yet, else ClaimNext would have claimed it. A real worker
+      // sleeps until then (or waits that long in ClaimNext).
+      ASSERT_GT(**due, clock_.Now());
+      clock_.Advance(**due - clock_.Now());
+      continue;
+    }
+    ASSERT_THAT(c, IsOk());
+    if (c->attempt == 1) {
+      ASSERT_THAT(engine_->Fail(c->claim, "flaky"), IsOk());
+    } else {
+      ASSERT_THAT(engine_->Complete(c->claim, "ok"), IsOk());
+    }
+  }
+  EXPECT_GT(idle_turns, 1);
+  const EngineStats stats = GetStats();
+  EXPECT_EQ(stats.completed, kTasks);
+  EXPECT_EQ(stats.pending, 0u);
 }
 
 TEST_P(SeedScenariosTest, ClaimOfSpecificTaskHonoursNotBefore) {
@@ -794,18 +855,16 @@ TEST_P(SeedScenariosTest, CompleteFromStaleClaimIsRejected) {
 
   const Task before = GetTask(id);
   const std::string stats_before = StatsString(GetStats());
-  EXPECT_THAT(engine_->Complete(id, "worker-1", stale->claim_token, "late"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(engine_->Fail(id, "worker-1", stale->claim_token, "late"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(engine_->Heartbeat(id, "worker-1", stale->claim_token,
-                                 absl::ZeroDuration()),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(engine_->Complete(stale->claim, "late"),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(engine_->Fail(stale->claim, "late"),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(engine_->Heartbeat(stale->claim, absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kAborted));
   EXPECT_EQ(GetTask(id).DebugString(), before.DebugString());
   EXPECT_EQ(StatsString(GetStats()), stats_before);
 
-  ASSERT_THAT(engine_->Complete(id, "worker-2", fresh->claim_token, "on time"),
-              IsOk());
+  ASSERT_THAT(engine_->Complete(fresh->claim, "on time"), IsOk());
   EXPECT_EQ(GetTask(id).result(), "on time");
 }
 
@@ -820,13 +879,12 @@ TEST_P(SeedScenariosTest, StaleClaimOfSameWorkerIsRejectedAfterReclaim) {
   ASSERT_THAT(engine_->RunMaintenance(), IsOk());
   absl::StatusOr<ClaimedTask> fresh = ClaimNext("worker-1");
   ASSERT_THAT(fresh, IsOk());
-  ASSERT_NE(fresh->claim_token, stale->claim_token);
+  ASSERT_NE(fresh->claim.token, stale->claim.token);
 
-  EXPECT_THAT(engine_->Complete(id, "worker-1", stale->claim_token, "old"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(engine_->Complete(stale->claim, "old"),
+              StatusIs(absl::StatusCode::kAborted));
   EXPECT_EQ(GetTask(id).status(), CLAIMED);
-  EXPECT_THAT(engine_->Complete(id, "worker-1", fresh->claim_token, "new"),
-              IsOk());
+  EXPECT_THAT(engine_->Complete(fresh->claim, "new"), IsOk());
   EXPECT_EQ(GetTask(id).result(), "new");
 }
 
@@ -867,8 +925,8 @@ TEST_P(SeedScenariosTest,
   ASSERT_THAT(c, IsOk());
   clock_.Advance(absl::Seconds(11));
 
-  EXPECT_THAT(engine_->Complete(id, "worker-1", c->claim_token, "late"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(engine_->Complete(c->claim, "late"),
+              StatusIs(absl::StatusCode::kAborted));
   Task task = GetTask(id);
   EXPECT_EQ(task.status(), PENDING);
   EXPECT_EQ(task.result(), "");
@@ -882,11 +940,10 @@ TEST_P(SeedScenariosTest, FailAndHeartbeatAfterLeaseDeadlineAreRejected) {
       engine_->Claim(id, "worker-1", absl::Seconds(10));
   ASSERT_THAT(c, IsOk());
   clock_.Advance(absl::Seconds(11));
-  EXPECT_THAT(
-      engine_->Heartbeat(id, "worker-1", c->claim_token, absl::Seconds(10)),
-      StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(engine_->Fail(id, "worker-1", c->claim_token, "late"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(engine_->Heartbeat(c->claim, absl::Seconds(10)),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(engine_->Fail(c->claim, "late"),
+              StatusIs(absl::StatusCode::kAborted));
   Task task = GetTask(id);
   EXPECT_EQ(task.status(), PENDING);
   EXPECT_EQ(task.last_error(), "lease expired");
@@ -904,7 +961,7 @@ TEST_P(SeedScenariosTest, HeartbeatExtendsLease) {
   for (int beat = 0; beat < 3; ++beat) {
     clock_.Advance(absl::Seconds(20));
     absl::StatusOr<absl::Time> deadline =
-        engine_->Heartbeat(id, "worker-1", c->claim_token, absl::Seconds(30));
+        engine_->Heartbeat(c->claim, absl::Seconds(30));
     ASSERT_THAT(deadline, IsOk());
     EXPECT_EQ(*deadline, clock_.Now() + absl::Seconds(30));
     EXPECT_EQ(GetTask(id).lease_deadline_micros(),
@@ -914,8 +971,7 @@ TEST_P(SeedScenariosTest, HeartbeatExtendsLease) {
   ASSERT_THAT(engine_->RunMaintenance(), IsOk());
   EXPECT_EQ(GetTask(id).status(), CLAIMED);
   EXPECT_EQ(GetStats().lease_expiries, 0u);
-  EXPECT_THAT(engine_->Complete(id, "worker-1", c->claim_token, "done"),
-              IsOk());
+  EXPECT_THAT(engine_->Complete(c->claim, "done"), IsOk());
   EXPECT_EQ(GetTask(id).status(), COMPLETED);
 }
 
@@ -925,7 +981,7 @@ TEST_P(SeedScenariosTest, HeartbeatWithZeroExtensionUsesDefaultLease) {
   ASSERT_THAT(c, IsOk());
   clock_.Advance(absl::Seconds(4));
   absl::StatusOr<absl::Time> deadline =
-      engine_->Heartbeat(id, "w", c->claim_token, absl::ZeroDuration());
+      engine_->Heartbeat(c->claim, absl::ZeroDuration());
   ASSERT_THAT(deadline, IsOk());
   EXPECT_EQ(*deadline, clock_.Now() + absl::Seconds(30));
 }
@@ -934,21 +990,19 @@ TEST_P(SeedScenariosTest, RepeatedCompleteFromSameClaimKeepsFirstResult) {
   const uint64_t id = SubmitNew(Spec("order-1"));
   absl::StatusOr<ClaimedTask> c = ClaimNext("worker-1");
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Complete(id, "worker-1", c->claim_token, "first"),
-              IsOk());
+  ASSERT_THAT(engine_->Complete(c->claim, "first"), IsOk());
   const Task before = GetTask(id);
   const std::string stats_before = StatsString(GetStats());
 
   clock_.Advance(absl::Minutes(1));
-  EXPECT_THAT(engine_->Complete(id, "worker-1", c->claim_token, "second"),
-              IsOk());
+  EXPECT_THAT(engine_->Complete(c->claim, "second"), IsOk());
   EXPECT_EQ(GetTask(id).result(), "first");
   EXPECT_EQ(GetTask(id).DebugString(), before.DebugString());
   EXPECT_EQ(StatsString(GetStats()), stats_before);
 
   // The completed claim cannot turn into a failure either.
-  EXPECT_THAT(engine_->Fail(id, "worker-1", c->claim_token, "late"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(engine_->Fail(c->claim, "late"),
+              StatusIs(absl::StatusCode::kAborted));
   EXPECT_EQ(GetTask(id).status(), COMPLETED);
 }
 
@@ -969,15 +1023,14 @@ TEST_P(SeedScenariosTest, RetryReleasesClaimedTaskOnItsLastAttempt) {
   EXPECT_EQ(GetStats().retries, 1u);
 
   // The released claim is gone.
-  EXPECT_THAT(engine_->Complete(id, "worker-1", c->claim_token, "x"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(engine_->Complete(c->claim, "x"),
+              StatusIs(absl::StatusCode::kAborted));
 
   absl::StatusOr<ClaimedTask> again = ClaimNext("worker-2");
   ASSERT_THAT(again, IsOk());
   EXPECT_EQ(again->task.id(), id);
   EXPECT_EQ(again->attempt, 1u);
-  ASSERT_THAT(engine_->Complete(id, "worker-2", again->claim_token, "ok"),
-              IsOk());
+  ASSERT_THAT(engine_->Complete(again->claim, "ok"), IsOk());
   EXPECT_EQ(GetTask(id).status(), COMPLETED);
 }
 
@@ -987,7 +1040,7 @@ TEST_P(SeedScenariosTest, RetryRedrivesFailedTaskWithFreshAttempts) {
   const uint64_t id = SubmitNew(spec);
   absl::StatusOr<ClaimedTask> c = ClaimNext("worker-1");
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Fail(id, "worker-1", c->claim_token, "down"), IsOk());
+  ASSERT_THAT(engine_->Fail(c->claim, "down"), IsOk());
   ASSERT_EQ(GetTask(id).status(), FAILED);
 
   ASSERT_THAT(engine_->Retry(id), IsOk());
@@ -1011,7 +1064,7 @@ TEST_P(SeedScenariosTest, RetryOfPendingTaskSkipsBackoff) {
   const uint64_t id = SubmitNew(spec);
   absl::StatusOr<ClaimedTask> c = ClaimNext("w");
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Fail(id, "w", c->claim_token, "e"), IsOk());
+  ASSERT_THAT(engine_->Fail(c->claim, "e"), IsOk());
   ASSERT_THAT(ClaimNext("w"), StatusIs(absl::StatusCode::kNotFound));
 
   ASSERT_THAT(engine_->Retry(id), IsOk());
@@ -1026,7 +1079,7 @@ TEST_P(SeedScenariosTest, RetryOfCompletedOrCancelledTaskIsRejected) {
   absl::StatusOr<ClaimedTask> c =
       engine_->Claim(done, "w", absl::ZeroDuration());
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Complete(done, "w", c->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Complete(c->claim, "r"), IsOk());
   ASSERT_THAT(engine_->Cancel(cancelled), IsOk());
   const std::string stats_before = StatsString(GetStats());
 
@@ -1047,7 +1100,7 @@ TEST_P(SeedScenariosTest, CancelOnlyAffectsPendingTasks) {
   absl::StatusOr<ClaimedTask> c =
       engine_->Claim(completed, "w", absl::ZeroDuration());
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Complete(completed, "w", c->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Complete(c->claim, "r"), IsOk());
 
   ASSERT_THAT(engine_->Cancel(pending), IsOk());
   Task task = GetTask(pending);
@@ -1075,7 +1128,7 @@ TEST_P(SeedScenariosTest, DeleteFreesKeyForANewTask) {
   const uint64_t old_id = SubmitNew(Spec("order-1", "v1"));
   absl::StatusOr<ClaimedTask> c = ClaimNext("w");
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Complete(old_id, "w", c->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Complete(c->claim, "r"), IsOk());
 
   ASSERT_THAT(engine_->Delete(old_id), IsOk());
   EXPECT_THAT(engine_->Get(old_id), StatusIs(absl::StatusCode::kNotFound));
@@ -1127,7 +1180,7 @@ TEST_P(SeedScenariosTest, DeleteOfFailedAndCancelledTasksSucceeds) {
   absl::StatusOr<ClaimedTask> c =
       engine_->Claim(failed, "w", absl::ZeroDuration());
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Fail(failed, "w", c->claim_token, "e"), IsOk());
+  ASSERT_THAT(engine_->Fail(c->claim, "e"), IsOk());
   ASSERT_THAT(engine_->Cancel(cancelled), IsOk());
   EXPECT_THAT(engine_->Delete(failed), IsOk());
   EXPECT_THAT(engine_->Delete(cancelled), IsOk());
@@ -1151,11 +1204,11 @@ TEST_P(SeedScenariosTest, RetentionRemovesTerminalTasksAndFreesKeys) {
   absl::StatusOr<ClaimedTask> c1 =
       engine_->Claim(completed, "w", absl::ZeroDuration());
   ASSERT_THAT(c1, IsOk());
-  ASSERT_THAT(engine_->Complete(completed, "w", c1->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Complete(c1->claim, "r"), IsOk());
   absl::StatusOr<ClaimedTask> c2 =
       engine_->Claim(failed, "w", absl::ZeroDuration());
   ASSERT_THAT(c2, IsOk());
-  ASSERT_THAT(engine_->Fail(failed, "w", c2->claim_token, "e"), IsOk());
+  ASSERT_THAT(engine_->Fail(c2->claim, "e"), IsOk());
   ASSERT_THAT(engine_->Cancel(cancelled), IsOk());
 
   // Keep the claim alive past the retention horizon.
@@ -1193,7 +1246,7 @@ TEST_P(SeedScenariosTest, ZeroRetentionKeepsTerminalTasksForever) {
   const uint64_t id = SubmitNew(Spec("order-1"));
   absl::StatusOr<ClaimedTask> c = ClaimNext("w");
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Complete(id, "w", c->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Complete(c->claim, "r"), IsOk());
   clock_.Advance(absl::Hours(24 * 365));
   ASSERT_THAT(engine_->RunMaintenance(), IsOk());
   EXPECT_EQ(GetTask(id).status(), COMPLETED);
@@ -1282,11 +1335,11 @@ TEST_P(SeedScenariosTest, StatsCountTasksPerStatus) {
   absl::StatusOr<ClaimedTask> c =
       engine_->Claim(completed, "w", absl::ZeroDuration());
   ASSERT_THAT(c, IsOk());
-  ASSERT_THAT(engine_->Complete(completed, "w", c->claim_token, "r"), IsOk());
+  ASSERT_THAT(engine_->Complete(c->claim, "r"), IsOk());
   absl::StatusOr<ClaimedTask> f =
       engine_->Claim(failed, "w", absl::ZeroDuration());
   ASSERT_THAT(f, IsOk());
-  ASSERT_THAT(engine_->Fail(failed, "w", f->claim_token, "e"), IsOk());
+  ASSERT_THAT(engine_->Fail(f->claim, "e"), IsOk());
   ASSERT_THAT(engine_->Cancel(cancelled), IsOk());
   ASSERT_THAT(engine_->Submit(Spec("pending-1")), IsOk());  // Deduplicated.
 
@@ -1352,7 +1405,7 @@ TEST_P(SeedScenariosTest, CloseWakesBlockedClaimNext) {
   worker.join();
 
   // kNotFound here would mean the wait ran out instead of being woken.
-  EXPECT_THAT(claimed, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(claimed, StatusIs(absl::StatusCode::kCancelled));
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, SeedScenariosTest,

@@ -1753,8 +1753,9 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
   if (engine.ok()) return engine;
   const absl::Status& s = engine.status();
-  if (access != Access::kRead && absl::IsFailedPrecondition(s) &&
-      absl::StrContains(s.message(), "locked")) {
+  // A writer's Open is kUnavailable only for a directory another engine
+  // holds (api/engine.h): the code says it, never the message.
+  if (access != Access::kRead && absl::IsUnavailable(s)) {
     *exit_code = ReportError(
         ctx, s.code(), kExitLocked,
         absl::StrCat("cannot change ", ctx.data_dir, ": ", s.message()),

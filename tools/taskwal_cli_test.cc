@@ -225,10 +225,10 @@ class TaskwalCliTest : public ::testing::Test {
     EXPECT_EQ(e.Submit(Spec("order-4", "order"))->task_id, 5u);
     absl::StatusOr<ClaimedTask> c = e.Claim(1, "w1", absl::Hours(1));
     EXPECT_TRUE(c.ok());
-    EXPECT_TRUE(e.Complete(1, "w1", c->claim_token, "done").ok());
+    EXPECT_TRUE(e.Complete(c->claim, "done").ok());
     c = e.Claim(4, "w2", absl::Hours(1));
     EXPECT_TRUE(c.ok());
-    EXPECT_TRUE(e.Fail(4, "w2", c->claim_token, "card declined").ok());
+    EXPECT_TRUE(e.Fail(c->claim, "card declined").ok());
     EXPECT_TRUE(e.Claim(2, "w3", absl::Hours(1)).ok());
     EXPECT_TRUE(e.Close().ok());
     return dir;
@@ -864,10 +864,10 @@ TEST_F(TaskwalCliTest, TaskTextIsEscapedInEveryHumanReadableOutput) {
               4u);  // "注文", 4 columns.
     absl::StatusOr<ClaimedTask> c = e.Claim(1, kEvilWorker, absl::Hours(1));
     ASSERT_TRUE(c.ok()) << c.status();
-    ASSERT_TRUE(e.Fail(1, kEvilWorker, c->claim_token, kEvilError).ok());
+    ASSERT_TRUE(e.Fail(c->claim, kEvilError).ok());
     c = e.Claim(3, "w", absl::Hours(1));
     ASSERT_TRUE(c.ok()) << c.status();
-    ASSERT_TRUE(e.Complete(3, "w", c->claim_token, "\xc0\xaf\x1b[0m").ok());
+    ASSERT_TRUE(e.Complete(c->claim, "\xc0\xaf\x1b[0m").ok());
     ASSERT_EQ(e.Submit(Spec("claimed", "c"))->task_id, 5u);
     ASSERT_TRUE(e.Claim(5, kEvilWorker, absl::Hours(1)).ok());
     ASSERT_TRUE(e.Close().ok());
@@ -998,11 +998,11 @@ TEST_F(TaskwalCliTest, LongTextIsCutWithAMarkAndJsonKeepsItWhole) {
     ASSERT_EQ(e.Submit(spec)->task_id, 1u);
     absl::StatusOr<ClaimedTask> c = e.Claim(1, "w", absl::Hours(1));
     ASSERT_TRUE(c.ok()) << c.status();
-    ASSERT_TRUE(e.Fail(1, "w", c->claim_token, error).ok());
+    ASSERT_TRUE(e.Fail(c->claim, error).ok());
     ASSERT_EQ(e.Submit(Spec("done", "t"))->task_id, 2u);
     c = e.Claim(2, "w", absl::Hours(1));
     ASSERT_TRUE(c.ok()) << c.status();
-    ASSERT_TRUE(e.Complete(2, "w", c->claim_token, result).ok());
+    ASSERT_TRUE(e.Complete(c->claim, result).ok());
     ASSERT_TRUE(e.Close().ok());
   }
   const std::string mark = "\xe2\x80\xa6";  // "…"
@@ -1063,7 +1063,7 @@ TEST_F(TaskwalCliTest, JsonOutputOfControlCharactersStaysJson) {
     ASSERT_TRUE(e.Submit(Spec(kEvilKey, kEvilType, 1)).ok());
     absl::StatusOr<ClaimedTask> c = e.Claim(1, kEvilWorker, absl::Hours(1));
     ASSERT_TRUE(c.ok());
-    ASSERT_TRUE(e.Fail(1, kEvilWorker, c->claim_token, kEvilError).ok());
+    ASSERT_TRUE(e.Fail(c->claim, kEvilError).ok());
     ASSERT_TRUE(e.Submit(Spec(ascii_key, "t")).ok());
     ASSERT_TRUE(e.Claim(2, ascii_worker, absl::Hours(1)).ok());
     ASSERT_TRUE(e.Close().ok());
@@ -1353,9 +1353,8 @@ std::string PopulateFailed(const std::string& dir) {
     absl::StatusOr<ClaimedTask> c = e.Claim(id, "w", absl::Hours(1));
     EXPECT_TRUE(c.ok()) << c.status();
     if (!c.ok()) continue;
-    EXPECT_TRUE((id == 4 ? e.Complete(id, "w", c->claim_token, "ok")
-                         : e.Fail(id, "w", c->claim_token, "boom"))
-                    .ok());
+    EXPECT_TRUE(
+        (id == 4 ? e.Complete(c->claim, "ok") : e.Fail(c->claim, "boom")).ok());
   }
   EXPECT_TRUE(e.Close().ok());
   return dir;
@@ -1616,7 +1615,7 @@ TEST_F(TaskwalCliTest, JsonIdsAreStringsAndErrorsAreJson) {
                                            "submit", "--key=x"};
     CliResult r = Run(args);
     EXPECT_EQ(r.code, kExitLocked);
-    ExpectError(r, args, "FAILED_PRECONDITION", kExitLocked, "locked");
+    ExpectError(r, args, "UNAVAILABLE", kExitLocked, "locked");
     ASSERT_TRUE((*held)->Close().ok());
   }
   const std::string damaged = Populate("damaged");
