@@ -270,6 +270,12 @@ class TaskwalCliTest : public ::testing::Test {
     }
     return offsets;
   }
+  // Flips one byte of the payload of the record at `offset` of the file.
+  static void FlipPayloadByte(const std::string& path, uint64_t offset) {
+    std::string contents = ReadFile(path);
+    contents[offset + wal::kRecordHeaderSize + 1] ^= 0x01;
+    WriteFile(path, contents);
+  }
 
   std::string root_;
 };
@@ -574,10 +580,8 @@ TEST_F(TaskwalCliTest, DamagedDirectoryIsReportedWithFileAndOffset) {
   const std::string path = absl::StrCat(dir, "/", segment);
   const std::vector<uint64_t> offsets = RecordOffsets(path);
   ASSERT_EQ(offsets.size(), 10u);
-  // Flip one payload byte of the 6th record: valid records follow it.
-  std::string contents = ReadFile(path);
-  contents[offsets[5] + wal::kRecordHeaderSize + 1] ^= 0x01;
-  WriteFile(path, contents);
+  // One payload byte of the 6th record: valid records follow it.
+  FlipPayloadByte(path, offsets[5]);
   const std::map<std::string, std::string> before = DirContents(dir);
 
   CliResult r = RunIn(dir, {"verify"});
@@ -1453,9 +1457,8 @@ TEST_F(TaskwalCliTest, SalvageAsksForYesThenSetsTheDamageAside) {
   const std::string path = absl::StrCat(dir, "/", segment);
   const std::vector<uint64_t> offsets = RecordOffsets(path);
   ASSERT_EQ(offsets.size(), 10u);
-  std::string contents = ReadFile(path);
-  contents[offsets[5] + wal::kRecordHeaderSize + 1] ^= 0x01;
-  WriteFile(path, contents);
+  // One payload byte of the 6th record: valid records follow it.
+  FlipPayloadByte(path, offsets[5]);
   const std::map<std::string, std::string> before = DirContents(dir);
 
   // Without --yes: what is wrong, how to go on, and nothing changed.
@@ -1620,10 +1623,7 @@ TEST_F(TaskwalCliTest, JsonIdsAreStringsAndErrorsAreJson) {
   }
   const std::string damaged = Populate("damaged");
   const std::string path = absl::StrCat(damaged, "/", wal::SegmentFileName(1));
-  const std::vector<uint64_t> offsets = RecordOffsets(path);
-  std::string contents = ReadFile(path);
-  contents[offsets[5] + wal::kRecordHeaderSize + 1] ^= 0x01;
-  WriteFile(path, contents);
+  FlipPayloadByte(path, RecordOffsets(path)[5]);
   const std::vector<std::string> args = {"--data_dir=" + damaged, "stats",
                                          "--json"};
   CliResult r = Run(args);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,14 +51,19 @@ absl::Status ApiTour(const std::string& data_dir) {
   absl::StatusOr<taskwal::ClaimedTask> c = engine.ClaimNext("worker-1", claim);
   if (c.ok()) {
     // Long work keeps the claim alive:
-    engine
-        .Heartbeat(c->task.id(), "worker-1", c->claim_token, absl::Seconds(30))
-        .IgnoreError();
-    absl::Status done = engine.Complete(c->task.id(), "worker-1",
-                                        c->claim_token, "charged $99.99");
-    // or: engine.Fail(c->task.id(), "worker-1", c->claim_token,
-    //                "card declined");
-    if (!done.ok()) return done;
+    engine.Heartbeat(c->claim, absl::Seconds(30)).IgnoreError();
+    absl::Status done = engine.Complete(c->claim, "charged $99.99");
+    // or: engine.Fail(c->claim, "card declined");
+    // kAborted: the claim was lost (lease ran out); drop the task.
+    if (!done.ok() && !absl::IsAborted(done)) return done;
+  } else if (absl::IsNotFound(c.status())) {
+    // Nothing ready. Tasks may still wait out a backoff or their not_before:
+    absl::StatusOr<std::optional<absl::Time>> due =
+        engine.NextDueTime("process_order");
+    if (!due.ok()) return due.status();
+    // *due == std::nullopt: nothing is pending; else the next is due at **due.
+  } else {
+    return c.status();  // kCancelled: the engine is closed.
   }
 
   // Lookups: by id, by key, by status (pages), the audit trail, counters.
