@@ -12,11 +12,10 @@ Debian packages and unpacks the Abseil sources into third_party/abseil-cpp.
 """
 
 def _unpacked_repository_impl(ctx):
-    # ctx.attr.path is absolute or relative to the main workspace.
-    src = ctx.path(ctx.attr.path)
-    if not ctx.attr.path.startswith("/"):
-        main_root = ctx.path(Label("@//:WORKSPACE")).dirname
-        src = ctx.path(str(main_root) + "/" + ctx.attr.path)
+    # ctx.attr.path is relative to the taskwal checkout (the directory of
+    # this file), whichever workspace loads it.
+    root = ctx.path(Label("//:repositories.bzl")).dirname
+    src = ctx.path(str(root) + "/" + ctx.attr.path)
     if not src.get_child("WORKSPACE").exists:
         fail(("%s is missing (%s): run tools/setup.sh in the taskwal " +
               "checkout once; it installs the Debian packages and unpacks " +
@@ -24,7 +23,8 @@ def _unpacked_repository_impl(ctx):
     for child in src.readdir():
         ctx.symlink(child, child.basename)
 
-# A local_repository that says how to make it when its directory is missing.
+# A local_repository of a directory inside the taskwal checkout that
+# tools/setup.sh makes, which says how to make it when it is missing.
 _unpacked_repository = repository_rule(
     implementation = _unpacked_repository_impl,
     attrs = {"path": attr.string(mandatory = True)},
@@ -79,7 +79,7 @@ def taskwal_repositories(path = "."):
     # is not instrumented, so TSan/ASan cannot see inside it.
     _unpacked_repository(
         name = "com_google_absl",
-        path = root + "third_party/abseil-cpp",
+        path = "third_party/abseil-cpp",
     )
 
     # Prebuilt Debian libraries under /usr (headers are in /usr/include,

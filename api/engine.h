@@ -465,11 +465,10 @@ class Engine {
   // OK: the task is COMPLETED (durably, per sync_mode).
   // kInvalidArgument: empty, oversized or non-UTF-8 claim.worker_id,
   //   oversized result.
-  // kNotFound: no such task (never, or deleted since).
   // kAborted: the claim is lost: another worker holds the task, the token
   //   is stale, the lease expired (the task went back to PENDING or to
-  //   FAILED), an operator released it with Retry, or it ended otherwise.
-  //   Nothing changes; drop the task.
+  //   FAILED), an operator released it with Retry, or it ended otherwise
+  //   (deleted since included). Nothing changes; drop the task.
   // kFailedPrecondition: read-only engine. kCancelled: closed.
   // kInternal: the sticky error.
   virtual absl::Status Complete(const ClaimRef& claim,

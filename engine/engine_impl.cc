@@ -286,10 +286,15 @@ absl::Status EngineImpl::CheckWritable() const {
     absl::MutexLock l(&sticky_mu_);
     return sticky_error_;
   }
-  return absl::OkStatus();
+  return CheckJournal();
 }
 
-absl::Status EngineImpl::SetSticky(const absl::Status& s) {
+absl::Status EngineImpl::CheckJournal() const {
+  const absl::Status failure = journal_->Failure();
+  return failure.ok() ? failure : SetSticky(failure);
+}
+
+absl::Status EngineImpl::SetSticky(const absl::Status& s) const {
   absl::MutexLock l(&sticky_mu_);
   if (sticky_error_.ok()) {
     sticky_error_ = absl::InternalError(
@@ -306,6 +311,9 @@ absl::Status EngineImpl::Health() const {
     absl::MutexLock l(&sticky_mu_);
     if (!sticky_error_.ok()) return sticky_error_;
   }
+  // In kInterval mode a background fdatasync may have failed while no call
+  // was waiting on it: acknowledged records are then not durable.
+  TASKWAL_RETURN_IF_ERROR(CheckJournal());
   return CheckOpen();
 }
 
@@ -564,7 +572,13 @@ absl::StatusOr<EngineImpl::ClaimState> EngineImpl::CheckClaimLocked(
           " is no longer current (lease expired, released or finished)"));
     }
   });
-  if (!found) return TaskNotFound(task_id);
+  if (!found) {
+    // A claim names a task that existed: it was deleted since (retention,
+    // or Delete after someone else finished it). Lost, like any other end.
+    return absl::AbortedError(absl::StrCat(
+        "task ", task_id, " no longer exists (deleted): the claim by \"",
+        worker_id, "\" with token ", claim_token, " is no longer current"));
+  }
   return result;
 }
 
@@ -1488,8 +1502,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
     const EngineOptions& given) {
   TASKWAL_RETURN_IF_ERROR(engine::ValidateOptions(given));
   EngineOptions options = given;
-  if (options.use_stored_options && !options.data_dir.empty()) {
-    Env* env = options.env != nullptr ? options.env : Env::Default();
+  // use_stored_options: the directory's stored options replace the given
+  // ones. A writer reads them once it holds the lock, so that it cannot
+  // store back a copy another writer replaced meanwhile.
+  auto apply_stored_options = [&options](Env* env) -> absl::Status {
+    if (!options.use_stored_options) return absl::OkStatus();
     TASKWAL_RETURN_IF_ERROR(
         engine::ApplyStoredOptions(env, options.data_dir, &options));
     const absl::Status valid = engine::ValidateOptions(options);
@@ -1498,7 +1515,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
           absl::StrCat(wal::JoinPath(options.data_dir, wal::kOptionsFileName),
                        ": a stored option is out of range: ", valid.message()));
     }
-  }
+    return absl::OkStatus();
+  };
   if (options.data_dir.empty()) {
     const uint32_t n =
         options.partitions != 0 ? options.partitions : kDefaultPartitions;
@@ -1526,6 +1544,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
     // directory too large to pin whole can change under the read; it is
     // read again if a file vanished or a gap appeared and the directory
     // changed meanwhile. Damage stays damage.
+    TASKWAL_RETURN_IF_ERROR(apply_stored_options(env));
     constexpr int kMaxAttempts = 5;
     absl::StatusOr<engine::RecoveredState> recovered;
     for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
@@ -1557,6 +1576,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
         lock.status().message(), "; retry once the engine holding it closes"));
   }
   if (!lock.ok()) return lock.status();
+  TASKWAL_RETURN_IF_ERROR(apply_stored_options(env));
   TASKWAL_ASSIGN_OR_RETURN(engine::RecoveredState recovered,
                            engine::RecoverDirectory(options, env, dir));
   wal::WalOptions wal_options;

@@ -135,7 +135,11 @@ class EngineImpl final : public Engine {
   // sticky error, which every caller returns in place of `s`: kInternal,
   // whatever s's code (a full disk's kResourceExhausted must not read as a
   // limit), with s in its message. REQUIRES: !s.ok().
-  absl::Status SetSticky(const absl::Status& s) ABSL_LOCKS_EXCLUDED(sticky_mu_);
+  absl::Status SetSticky(const absl::Status& s) const
+      ABSL_LOCKS_EXCLUDED(sticky_mu_);
+  // SetSticky(journal's own failure) if it met one with no caller waiting
+  // (a background fdatasync); OK otherwise. Lock-free while all is well.
+  absl::Status CheckJournal() const ABSL_LOCKS_EXCLUDED(sticky_mu_);
   absl::Status CheckWorker(absl::string_view worker_id) const;
   absl::StatusOr<int64_t> LeaseMicros(absl::Duration lease) const;
   absl::Status CheckSpec(const TaskSpec& spec) const;
@@ -299,9 +303,11 @@ class EngineImpl final : public Engine {
 
   // The first journal error, as SetSticky made it; failed_ is set once it
   // is, so the write path checks a flag instead of taking sticky_mu_.
-  std::atomic<bool> failed_{false};
+  // Mutable: Health() and CheckWritable() record a failure the journal met
+  // on its own (CheckJournal).
+  mutable std::atomic<bool> failed_{false};
   mutable absl::Mutex sticky_mu_;
-  absl::Status sticky_error_ ABSL_GUARDED_BY(sticky_mu_);
+  mutable absl::Status sticky_error_ ABSL_GUARDED_BY(sticky_mu_);
 
   // One snapshot at a time.
   absl::Mutex snapshot_mu_;

@@ -85,6 +85,11 @@ class Journal {
 
   virtual JournalStats stats() const = 0;
 
+  // A failure the journal met on its own, with no caller waiting (a
+  // background fdatasync in kInterval mode): every later Sync returns it.
+  // OK if there is none. Never blocks.
+  virtual absl::Status Failure() const { return absl::OkStatus(); }
+
   // Flushes what was staged. Later calls fail with kFailedPrecondition.
   virtual absl::Status Close() = 0;
 };

@@ -29,18 +29,28 @@ absl::StatusOr<std::optional<StoredOptions>> Read(Env* env,
   const std::string path = wal::JoinPath(dir, wal::kOptionsFileName);
   if (!env->FileExists(path)) return std::optional<StoredOptions>();
   TASKWAL_ASSIGN_OR_RETURN(std::string contents, env->ReadFileToString(path));
-  TASKWAL_RETURN_IF_ERROR(
-      wal::DecodeFileHeader(contents, wal::kOptionsMagic, path).status());
+  // Damage says what to do: the file holds no tasks.
+  auto damaged = [&path](absl::string_view what) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": ", what,
+        " (it holds the last writer's options, not tasks: the owner's next "
+        "Open rewrites it, or remove it)"));
+  };
+  absl::Status header =
+      wal::DecodeFileHeader(contents, wal::kOptionsMagic, path).status();
+  if (absl::IsDataLoss(header)) return damaged(header.message());
+  TASKWAL_RETURN_IF_ERROR(header);
   wal::LogReader reader(contents, path);
   wal::LogReader::Record record;
-  TASKWAL_ASSIGN_OR_RETURN(bool found, reader.Read(&record));
+  absl::StatusOr<bool> found = reader.Read(&record);
+  if (absl::IsDataLoss(found.status())) {
+    return damaged(found.status().message());
+  }
+  TASKWAL_RETURN_IF_ERROR(found.status());
   StoredOptions stored;
-  if (!found || record.type != wal::RecordType::kStoredOptions ||
+  if (!*found || record.type != wal::RecordType::kStoredOptions ||
       !stored.ParseFromString(std::string(record.payload))) {
-    return absl::DataLossError(absl::StrCat(
-        path,
-        ": holds no options record (the owning program's next Open "
-        "rewrites it)"));
+    return damaged("holds no options record");
   }
   return std::optional<StoredOptions>(std::move(stored));
 }

@@ -15,6 +15,7 @@
 #include "engine/snapshot.h"
 #include "engine/snapshot.pb.h"
 #include "engine/state_machine.h"
+#include "engine/stored_options.h"
 #include "engine/transition.pb.h"
 #include "taskwal/engine.h"
 #include "wal/coding.h"
@@ -195,6 +196,8 @@ class Verifier {
   bool CheckGroup(const std::string& file, const wal::LogReader::Record& r,
                   const wal::GroupHeader& group);
   // Reports the groups still open at the end of a segment.
+  // Reports a damaged OPTIONS file (kBadOptions).
+  void CheckOptions();
   // Asks Open's own recovery, read-only over the same files, whether it
   // repairs what the checks expect it to (see Problem::repaired_by_open).
   absl::Status ConfirmRepairsByOpen();
@@ -288,6 +291,7 @@ absl::Status Verifier::Run() {
   std::sort(bad_names.begin(), bad_names.end());
 
   TASKWAL_ASSIGN_OR_RETURN(bool supported, CheckMeta(listing, snapshots));
+  CheckOptions();
   summary_.snapshots = snapshots.size();
   summary_.segments = listing.segments.size();
   if (!supported) return absl::OkStatus();
@@ -378,6 +382,14 @@ absl::Status Verifier::Run() {
     summary_.last_lsn += std::max(lane.base_lsn, lane.last_lsn);
   }
   return ConfirmRepairsByOpen();
+}
+
+void Verifier::CheckOptions() {
+  EngineOptions options;
+  const absl::Status read = ApplyStoredOptions(env_, dir_, &options);
+  if (read.ok()) return;
+  const std::string name(wal::kOptionsFileName);
+  Report(Problem::Kind::kBadOptions, name, 0, AfterName(read.message(), name));
 }
 
 absl::Status Verifier::ConfirmRepairsByOpen() {
@@ -1018,6 +1030,8 @@ absl::string_view ProblemKindName(Problem::Kind kind) {
       return "does not replay";
     case Problem::Kind::kSnapshotDamage:
       return "snapshot damage";
+    case Problem::Kind::kBadOptions:
+      return "bad OPTIONS";
   }
   return "unknown";
 }

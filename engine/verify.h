@@ -76,6 +76,11 @@ struct Problem {
     // partition count other than the directory's, a partition outside the
     // directory's range, or a name that is not a snapshot file name.
     kSnapshotDamage,
+    // The OPTIONS file (the last writer's data options) is damaged. It
+    // holds no tasks: recovery never reads it, but an Open with
+    // use_stored_options (the CLI) fails on it until the owner's next Open
+    // rewrites it or it is removed.
+    kBadOptions,
   };
 
   Kind kind;

@@ -905,6 +905,27 @@ TEST_P(VerifyTest, DamagedMetaIsBadMeta) {
   EXPECT_EQ(OpenCode(), absl::StatusCode::kDataLoss);
 }
 
+// OPTIONS holds no tasks: damage there is reported (the CLI refuses the
+// directory until it is fixed) but does not stop Open, and the owner's next
+// Open rewrites the file.
+TEST_P(VerifyTest, DamagedOptionsIsReportedAndTheOwnersOpenRewritesIt) {
+  Populate("a", 5);
+  const std::string contents = Contents("OPTIONS");
+  Overwrite("OPTIONS", contents.substr(0, contents.size() - 3));
+
+  std::vector<Problem> problems = Verify();
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].kind, Problem::Kind::kBadOptions);
+  EXPECT_EQ(problems[0].file, "OPTIONS");
+  EXPECT_FALSE(problems[0].repaired_by_open);
+  EXPECT_THAT(problems[0].message, HasSubstr("not tasks"));
+  EngineOptions tool = Options();
+  tool.use_stored_options = true;
+  EXPECT_EQ(Engine::Open(tool).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(OpenCode(), absl::StatusCode::kOk);  // The owner's Open.
+  EXPECT_THAT(Verify(), IsEmpty());
+}
+
 // A directory written before partitions: no META, segment headers of
 // version 1. Reported once; nothing else is judged.
 TEST_P(VerifyTest, Version1DirectoryIsUnsupported) {

@@ -35,6 +35,7 @@ class WalJournal final : public Journal {
   }
   uint64_t records() const override { return wal_->records(); }
   JournalStats stats() const override;
+  absl::Status Failure() const override { return wal_->Failure(); }
   absl::Status Close() override { return wal_->Close(); }
 
  private:

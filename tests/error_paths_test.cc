@@ -390,7 +390,7 @@ TEST_F(ErrorPathsTest, InputsAtTheLimitsAreAccepted) {
   EXPECT_THAT(engine_->SubmitBatch(batch), IsOk());
 }
 
-TEST_F(ErrorPathsTest, UnknownTaskIdIsNotFoundForEveryPerTaskMethod) {
+TEST_F(ErrorPathsTest, UnknownTaskIdIsNotFoundOrALostClaim) {
   const uint64_t unknown = claimed_id() + 1000;
   const std::vector<BadCall> calls = {
       {"Claim",
@@ -398,22 +398,23 @@ TEST_F(ErrorPathsTest, UnknownTaskIdIsNotFoundForEveryPerTaskMethod) {
          return StatusOf(engine_->Claim(unknown, "w", absl::ZeroDuration()));
        },
        kNotFound},
+      // A claim on a task that is gone is lost (it was deleted since).
       {"Complete",
        [&] {
          return engine_->Complete({unknown, "w", 1}, "r");
        },
-       kNotFound},
+       kAborted},
       {"Fail",
        [&] {
          return engine_->Fail({unknown, "w", 1}, "e");
        },
-       kNotFound},
+       kAborted},
       {"Heartbeat",
        [&] {
          return StatusOf(
              engine_->Heartbeat({unknown, "w", 1}, absl::ZeroDuration()));
        },
-       kNotFound},
+       kAborted},
       {"Retry", [&] { return engine_->Retry(unknown); }, kNotFound},
       {"Cancel", [&] { return engine_->Cancel(unknown); }, kNotFound},
       {"Delete", [&] { return engine_->Delete(unknown); }, kNotFound},
@@ -729,6 +730,10 @@ TEST_F(ErrorPathsTest, LostClaimIsAbortedWhateverTheCause) {
   std::vector<BadCall> ended = lost("completed", last->claim);
   ended.erase(ended.begin());
   ExpectRejectedWithoutChange(ended);
+
+  // Deleted since (retention, or Delete once it finished): lost too.
+  ASSERT_THAT(engine_->Delete(claimed_id()), IsOk());
+  ExpectRejectedWithoutChange(lost("deleted", last->claim));
 }
 
 TEST_F(ErrorPathsTest, CloseTwiceIsOk) {
@@ -825,6 +830,32 @@ class FullDiskTest : public ::testing::Test {
   FaultInjectionEnv env_{/*seed=*/3};
   ManualClock clock_;
 };
+
+// In kInterval mode a write is acknowledged before its fdatasync; when the
+// background fdatasync fails, no caller is waiting. Health() must still
+// report it (the acknowledged records are not durable), without a write.
+TEST_F(FullDiskTest, BackgroundSyncFailureShowsInHealthWithoutAWrite) {
+  EngineOptions o = Options();
+  o.sync_mode = SyncMode::kInterval;
+  o.sync_interval = absl::Milliseconds(1);
+  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(o);
+  ASSERT_THAT(opened, IsOk());
+  Engine& engine = **opened;
+  env_.SetInjectedError(FaultInjectionEnv::InjectedError::kNoSpace);
+  env_.FailNextSyncs(1);
+  ASSERT_THAT(engine.Submit(Spec("unsynced")), IsOk());
+  absl::Status health = engine.Health();
+  for (int i = 0; i < 5000 && health.ok(); ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+    health = engine.Health();
+  }
+  EXPECT_THAT(health, StatusIs(absl::StatusCode::kInternal,
+                               HasSubstr("injected ENOSPC")));
+  // The next write gets the same status, and reads work.
+  EXPECT_EQ(engine.Submit(Spec("later")).status(), health);
+  EXPECT_THAT(engine.GetByIdempotencyKey("unsynced"), IsOk());
+  EXPECT_EQ(engine.Close(), health);
+}
 
 TEST_F(FullDiskTest, FailedWriteIsStickyInternalNeverResourceExhausted) {
   std::unique_ptr<Engine> engine = Open();

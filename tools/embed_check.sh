@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the README's "Embedding from another Bazel workspace" recipe: makes
-# a fresh workspace in a temporary directory whose WORKSPACE declares this
+# a fresh workspace in a temporary directory whose WORKSPACE.bazel declares this
 # checkout as @taskwal by a relative path and calls its
 # taskwal_repositories() macro, whose .bazelrc has one line (C++17), and
 # which has its own api/env.h; builds a program that includes both its own
@@ -16,7 +16,7 @@ cd "${WORK}/app"
 
 # The README's lines, with the checkout's path relative to the workspace.
 TASKWAL_REL="$(realpath --relative-to="${WORK}/app" "${ROOT}")"
-cat >WORKSPACE <<WS
+cat >WORKSPACE.bazel <<WS
 workspace(name = "app")
 
 local_repository(name = "taskwal", path = "${TASKWAL_REL}")

@@ -182,6 +182,12 @@ class Wal {
   // Records staged since the data began (the sum of every partition's last
   // LSN).
   uint64_t records() const;
+  // The sticky error once a write or fdatasync failed (also one that no
+  // caller waited for, in the interval thread); OK before. Lock-free.
+  absl::Status Failure() const {
+    return failed_.load(std::memory_order_acquire) ? sticky_copy_
+                                                   : absl::OkStatus();
+  }
   uint32_t partitions() const { return options_.partitions; }
   const WalStats& stats() const { return stats_; }
 
