@@ -43,8 +43,10 @@
 //   kAlreadyExists       an idempotency key already names a different task.
 //   kResourceExhausted   a configured limit (max_tasks) is reached; it
 //                        frees up as tasks are deleted, so a retry may
-//                        succeed. Never a storage error: a full disk is
-//                        kInternal like any other failed write.
+//                        succeed. Never a storage error from an open
+//                        engine: a full disk is kInternal like any other
+//                        failed write (Open passes the Env's code on,
+//                        since nothing is sticky yet: see Open).
 //   kUnavailable         try again later: Open of a data directory that
 //                        another engine (process) holds locked, a read-only
 //                        Open whose directory changed on every try, or a
