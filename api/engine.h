@@ -288,6 +288,17 @@ struct ClaimNextOptions {
   absl::Duration wait = absl::ZeroDuration();
 };
 
+// How Fail treats the failed attempt. The defaults are Fail(claim, error).
+struct FailOptions {
+  // With attempts left, the task becomes claimable this long after the
+  // failure instead of after its retry policy's backoff. Unset: the
+  // backoff. Zero: at once. Not negative, finite.
+  std::optional<absl::Duration> retry_after;
+  // No more attempts: the task becomes FAILED now, whatever attempts it has
+  // left (retry_after is then ignored). Retry() still revives it.
+  bool permanent = false;
+};
+
 struct ListFilter {
   std::optional<TaskStatus> status;  // Unset: every status.
   std::string type;                  // Empty: every type.
@@ -483,6 +494,16 @@ class Engine {
   // Codes as Complete (kInvalidArgument for an oversized or non-UTF-8
   // error), and kAborted also when this claim already completed the task.
   virtual absl::Status Fail(const ClaimRef& claim, absl::string_view error) = 0;
+
+  // Fail with options: a retry delay chosen by the caller, or a permanent
+  // failure (FAILED whatever attempts are left). Journaled as one record,
+  // as Fail.
+  // OK: the attempt is recorded as failed (the task is FAILED if permanent
+  //   or on its last attempt, else PENDING until the delay has passed).
+  // Codes as Fail, plus kInvalidArgument for a negative or infinite
+  // retry_after.
+  virtual absl::Status Fail(const ClaimRef& claim, absl::string_view error,
+                            const FailOptions& options) = 0;
 
   // Extends the claim's lease to now + extension (zero means default_lease).
   // OK: the new deadline.

@@ -476,10 +476,10 @@ int64_t EngineImpl::BackoffMicros(Partition& p, const RetryPolicy& policy,
   return static_cast<int64_t>(std::llround(std::max(0.0, base)));
 }
 
-absl::Status EngineImpl::FailAttemptLocked(Partition& p, uint64_t task_id,
-                                           int64_t now, absl::string_view error,
-                                           bool lease_expired, uint64_t* lsn,
-                                           Wake* wake) {
+absl::Status EngineImpl::FailAttemptLocked(
+    Partition& p, uint64_t task_id, int64_t now, absl::string_view error,
+    bool lease_expired, std::optional<int64_t> retry_after_micros,
+    bool permanent, uint64_t* lsn, Wake* wake) {
   RetryPolicy policy;
   uint32_t attempts = 0;
   p.table().Read(task_id, [&](const TaskEntry& e) {
@@ -492,8 +492,16 @@ absl::Status EngineImpl::FailAttemptLocked(Partition& p, uint64_t task_id,
   f->set_task_id(task_id);
   if (!error.empty()) f->set_error(error.data(), error.size());
   if (lease_expired) f->set_lease_expired(true);
-  f->set_retry_at_micros(
-      SaturatingAdd(now, BackoffMicros(p, policy, attempts)));
+  if (permanent) {
+    f->set_permanent(true);
+  } else {
+    // The backoff draws jitter from p.rng() only when it is used, so a
+    // caller's delay leaves the random sequence of later backoffs as it was.
+    f->set_retry_at_micros(
+        SaturatingAdd(now, retry_after_micros.has_value()
+                               ? *retry_after_micros
+                               : BackoffMicros(p, policy, attempts)));
+  }
   TASKWAL_ASSIGN_OR_RETURN(*lsn, CommitLocked(p, t, wake));
   return absl::OkStatus();
 }
@@ -507,15 +515,17 @@ absl::Status EngineImpl::ExpireIfDueLocked(Partition& p, uint64_t task_id,
   });
   if (!due) return absl::OkStatus();
   return FailAttemptLocked(p, task_id, now, "lease expired",
-                           /*lease_expired=*/true, lsn, wake);
+                           /*lease_expired=*/true, std::nullopt,
+                           /*permanent=*/false, lsn, wake);
 }
 
 absl::Status EngineImpl::ServiceLocked(Partition& p, int64_t now, uint64_t* lsn,
                                        Wake* wake) {
   for (uint64_t id : p.state().scheduler().DueLeases(now)) {
     TASKWAL_RETURN_IF_ERROR(FailAttemptLocked(p, id, now, "lease expired",
-                                              /*lease_expired=*/true, lsn,
-                                              wake));
+                                              /*lease_expired=*/true,
+                                              std::nullopt,
+                                              /*permanent=*/false, lsn, wake));
   }
   p.state().scheduler().PromoteDue(now);
   TakeReadied(p, wake);
@@ -1085,11 +1095,25 @@ absl::Status EngineImpl::Complete(const ClaimRef& claim,
 }
 
 absl::Status EngineImpl::Fail(const ClaimRef& claim, absl::string_view error) {
+  return Fail(claim, error, FailOptions());
+}
+
+absl::Status EngineImpl::Fail(const ClaimRef& claim, absl::string_view error,
+                              const FailOptions& options) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckWorker(claim.worker_id));
   const uint64_t task_id = claim.task_id;
   TASKWAL_RETURN_IF_ERROR(
       CheckText("error", error, options_.max_error_bytes, false));
+  std::optional<int64_t> retry_after_micros;
+  if (options.retry_after.has_value()) {
+    if (*options.retry_after < absl::ZeroDuration() ||
+        *options.retry_after == absl::InfiniteDuration()) {
+      return absl::InvalidArgumentError(
+          "retry_after must be finite and not negative");
+    }
+    retry_after_micros = absl::ToInt64Microseconds(*options.retry_after);
+  }
   Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
   Wake wake;
@@ -1107,7 +1131,7 @@ absl::Status EngineImpl::Fail(const ClaimRef& claim, absl::string_view error) {
           "task ", task_id, " is already COMPLETED: the claim has ended"));
     } else {
       s = FailAttemptLocked(p, task_id, now, error, /*lease_expired=*/false,
-                            &lsn, &wake);
+                            retry_after_micros, options.permanent, &lsn, &wake);
     }
   }
   Notify(wake);

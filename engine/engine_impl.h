@@ -92,6 +92,8 @@ class EngineImpl final : public Engine {
   absl::Status Complete(const ClaimRef& claim,
                         absl::string_view result) override;
   absl::Status Fail(const ClaimRef& claim, absl::string_view error) override;
+  absl::Status Fail(const ClaimRef& claim, absl::string_view error,
+                    const FailOptions& options) override;
   absl::StatusOr<absl::Time> Heartbeat(const ClaimRef& claim,
                                        absl::Duration extension) override;
   absl::Status Retry(uint64_t task_id) override;
@@ -204,10 +206,13 @@ class EngineImpl final : public Engine {
   void ReleaseTasks(size_t n);
 
   // A failed attempt of task_id (an expired lease, or a Fail call with
-  // `error`), with backoff. *lsn: the record's LSN.
+  // `error`), with backoff, or claimable retry_after_micros after now if
+  // set; permanent: FAILED whatever attempts are left. *lsn: the record's
+  // LSN.
   absl::Status FailAttemptLocked(Partition& p, uint64_t task_id, int64_t now,
                                  absl::string_view error, bool lease_expired,
-                                 uint64_t* lsn, Wake* wake)
+                                 std::optional<int64_t> retry_after_micros,
+                                 bool permanent, uint64_t* lsn, Wake* wake)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Expires task_id's lease if it is due at now (a failed attempt, as the
   // maintenance thread would have done). *lsn is raised to the LSN written.

@@ -335,5 +335,90 @@ TEST_F(BlockedClaimNextTest, BatchOfSeveralTypesWakesAWaiterOfEach) {
   c2.join();
 }
 
+// FailOptions: a caller's retry delay and a permanent failure, both
+// journaled, so a reopened engine has them.
+class FailOptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.data_dir =
+        ::testing::TempDir() + "/fail_options_" +
+        ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    options_.clock = &clock_;
+    options_.sync_mode = SyncMode::kNone;
+    options_.maintenance_interval = absl::ZeroDuration();
+    Reopen();
+  }
+
+  void Reopen() {
+    if (engine_ != nullptr) {
+      ASSERT_TRUE(engine_->Close().ok());
+    }
+    engine_.reset();
+    absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options_);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    engine_ = *std::move(opened);
+  }
+
+  ClaimedTask SubmitAndClaim(const std::string& key) {
+    TaskSpec spec;
+    spec.idempotency_key = key;
+    spec.max_attempts = 3;
+    EXPECT_TRUE(engine_->Submit(spec).ok());
+    absl::StatusOr<ClaimedTask> c = engine_->ClaimNext("w", {});
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : ClaimedTask();
+  }
+
+  ManualClock clock_;
+  EngineOptions options_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(FailOptionsTest, RetryAfterSetsTheClaimableTime) {
+  const ClaimedTask c = SubmitAndClaim("k");
+  FailOptions options;
+  options.retry_after = absl::Minutes(7);
+  ASSERT_TRUE(engine_->Fail(c.claim, "later", options).ok());
+  const absl::Time due = clock_.Now() + absl::Minutes(7);
+  Reopen();
+  absl::StatusOr<Task> task = engine_->Get(c.claim.task_id);
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->status(), PENDING);
+  EXPECT_EQ(task->attempts(), 1u);
+  EXPECT_EQ(absl::FromUnixMicros(task->not_before_micros()), due);
+  EXPECT_TRUE(absl::IsNotFound(engine_->ClaimNext("w", {}).status()));
+  clock_.Advance(absl::Minutes(7));
+  EXPECT_TRUE(engine_->ClaimNext("w", {}).ok());
+}
+
+TEST_F(FailOptionsTest, PermanentFailsTheTaskWithAttemptsLeft) {
+  const ClaimedTask c = SubmitAndClaim("k");
+  FailOptions options;
+  options.permanent = true;
+  options.retry_after = absl::ZeroDuration();  // Ignored: no more attempts.
+  ASSERT_TRUE(engine_->Fail(c.claim, "bad input", options).ok());
+  Reopen();
+  absl::StatusOr<Task> task = engine_->Get(c.claim.task_id);
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->status(), FAILED);
+  EXPECT_EQ(task->attempts(), 1u);
+  EXPECT_EQ(task->last_error(), "bad input");
+  // Retry still revives it, with a fresh budget.
+  ASSERT_TRUE(engine_->Retry(c.claim.task_id).ok());
+  EXPECT_TRUE(engine_->ClaimNext("w", {}).ok());
+}
+
+TEST_F(FailOptionsTest, NegativeOrInfiniteRetryAfterIsRefused) {
+  const ClaimedTask c = SubmitAndClaim("k");
+  FailOptions options;
+  options.retry_after = -absl::Seconds(1);
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->Fail(c.claim, "e", options)));
+  options.retry_after = absl::InfiniteDuration();
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_->Fail(c.claim, "e", options)));
+  absl::StatusOr<Task> task = engine_->Get(c.claim.task_id);
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->status(), CLAIMED);
+}
+
 }  // namespace
 }  // namespace taskwal::engine

@@ -212,7 +212,7 @@ absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
       return;
     }
     scheduler_.RemoveLease(e.id(), t.lease_deadline_micros);
-    to = t.attempts >= e.max_attempts() ? FAILED : PENDING;
+    to = r.permanent() || t.attempts >= e.max_attempts() ? FAILED : PENDING;
     HistoryEvent h = MakeHistory(now,
                                  r.lease_expired() ? HistoryEntry::LEASE_EXPIRED
                                  : to == FAILED    ? HistoryEntry::FAILED
