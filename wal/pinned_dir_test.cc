@@ -44,9 +44,9 @@ std::string SnapshotName(uint64_t first_segment, uint32_t partition) {
 
 // Forwards to a FaultInjectionEnv and runs a hook before each listing and
 // each open, so that a test can change the directory in the middle of Pin.
-class HookEnv final : public Env {
+class HookEnv final : public EnvWrapper {
  public:
-  explicit HookEnv(Env* base) : base_(base) {}
+  explicit HookEnv(Env* base) : EnvWrapper(base) {}
 
   std::function<void(int)> before_list;  // Gets the listing's number.
   std::function<void(const std::string&)> before_open;
@@ -55,55 +55,14 @@ class HookEnv final : public Env {
   absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
       const std::string& path) override {
     if (before_open) before_open(path);
-    return base_->NewReadableFile(path);
+    return EnvWrapper::NewReadableFile(path);
   }
   absl::StatusOr<std::vector<std::string>> GetChildren(
       const std::string& dir) override {
     if (before_list) before_list(lists);
     ++lists;
-    return base_->GetChildren(dir);
+    return EnvWrapper::GetChildren(dir);
   }
-  absl::StatusOr<std::string> ReadFileToString(
-      const std::string& path) override {
-    return base_->ReadFileToString(path);
-  }
-  absl::StatusOr<uint64_t> GetFileSize(const std::string& path) override {
-    return base_->GetFileSize(path);
-  }
-  bool FileExists(const std::string& path) override {
-    return base_->FileExists(path);
-  }
-  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
-      const std::string& path) override {
-    return base_->NewWritableFile(path);
-  }
-  absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
-      const std::string& path) override {
-    return base_->NewAppendableFile(path);
-  }
-  absl::Status RemoveFile(const std::string& path) override {
-    return base_->RemoveFile(path);
-  }
-  absl::Status RenameFile(const std::string& from,
-                          const std::string& to) override {
-    return base_->RenameFile(from, to);
-  }
-  absl::Status TruncateFile(const std::string& path, uint64_t size) override {
-    return base_->TruncateFile(path, size);
-  }
-  absl::Status CreateDir(const std::string& dir) override {
-    return base_->CreateDir(dir);
-  }
-  absl::Status SyncDir(const std::string& dir) override {
-    return base_->SyncDir(dir);
-  }
-  absl::StatusOr<std::unique_ptr<FileLock>> LockFile(
-      const std::string& path) override {
-    return base_->LockFile(path);
-  }
-
- private:
-  Env* const base_;
 };
 
 class PinnedDirTest : public ::testing::Test {

@@ -180,56 +180,18 @@ std::vector<std::pair<uint32_t, uint64_t>> LsnsOf(
 
 // An Env whose files take `append_delay` per Append, everything else done
 // by `base`: keeps a flush running nearly all the time under load.
-class SlowAppendEnv final : public Env {
+class SlowAppendEnv final : public EnvWrapper {
  public:
   SlowAppendEnv(Env* base, absl::Duration append_delay)
-      : base_(base), delay_(append_delay) {}
+      : EnvWrapper(base), delay_(append_delay) {}
 
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(
       const std::string& path) override {
-    return Wrap(base_->NewWritableFile(path));
+    return Wrap(EnvWrapper::NewWritableFile(path));
   }
   absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(
       const std::string& path) override {
-    return Wrap(base_->NewAppendableFile(path));
-  }
-  absl::StatusOr<std::unique_ptr<ReadableFile>> NewReadableFile(
-      const std::string& path) override {
-    return base_->NewReadableFile(path);
-  }
-  absl::StatusOr<std::string> ReadFileToString(
-      const std::string& path) override {
-    return base_->ReadFileToString(path);
-  }
-  absl::StatusOr<uint64_t> GetFileSize(const std::string& path) override {
-    return base_->GetFileSize(path);
-  }
-  bool FileExists(const std::string& path) override {
-    return base_->FileExists(path);
-  }
-  absl::StatusOr<std::vector<std::string>> GetChildren(
-      const std::string& dir) override {
-    return base_->GetChildren(dir);
-  }
-  absl::Status RemoveFile(const std::string& path) override {
-    return base_->RemoveFile(path);
-  }
-  absl::Status RenameFile(const std::string& from,
-                          const std::string& to) override {
-    return base_->RenameFile(from, to);
-  }
-  absl::Status TruncateFile(const std::string& path, uint64_t size) override {
-    return base_->TruncateFile(path, size);
-  }
-  absl::Status CreateDir(const std::string& dir) override {
-    return base_->CreateDir(dir);
-  }
-  absl::Status SyncDir(const std::string& dir) override {
-    return base_->SyncDir(dir);
-  }
-  absl::StatusOr<std::unique_ptr<FileLock>> LockFile(
-      const std::string& path) override {
-    return base_->LockFile(path);
+    return Wrap(EnvWrapper::NewAppendableFile(path));
   }
 
  private:
@@ -256,7 +218,6 @@ class SlowAppendEnv final : public Env {
         new SlowFile(*std::move(file), delay_));
   }
 
-  Env* const base_;
   const absl::Duration delay_;
 };
 
