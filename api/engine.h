@@ -533,6 +533,27 @@ class Engine {
   // read-only engine. kCancelled: closed. kInternal: the sticky error.
   virtual absl::Status Delete(uint64_t task_id) = 0;
 
+  // Flow control: stops claiming tasks of `type` until Resume(type).
+  // ClaimNext skips the type's PENDING tasks (for its type and for "any
+  // type"), Claim refuses them (kFailedPrecondition), NextDueTime(type)
+  // returns nullopt, and nothing else changes: submits, completes, fails,
+  // lease expiries and operator calls go on, and running claims run to
+  // their end. Durable: one journaled transition, so the pause survives a
+  // restart. Idempotent: pausing a paused type is OK and writes nothing.
+  // A type need not have tasks yet.
+  // OK: the type is paused.
+  // kInvalidArgument: an empty (empty means "every type" elsewhere),
+  //   oversized or non-UTF-8 type.
+  // kFailedPrecondition: read-only engine. kCancelled: closed.
+  // kInternal: the sticky error.
+  virtual absl::Status Pause(absl::string_view type) = 0;
+  // Claims of `type` resume: its ready tasks wake waiting ClaimNext calls.
+  // Idempotent as Pause. Codes as Pause.
+  virtual absl::Status Resume(absl::string_view type) = 0;
+  // The paused types, sorted. A read (works on a read-only engine).
+  // OK: the list. kCancelled: closed.
+  virtual absl::StatusOr<std::vector<std::string>> PausedTypes() = 0;
+
   // Reads. They see every acknowledged transition; they may also see a
   // transition whose call has not returned yet. They work on a read-only
   // engine and after a sticky error; after Close they return kCancelled.

@@ -857,11 +857,16 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
     const int64_t now = NowMicros();
     TASKWAL_RETURN_IF_ERROR(ExpireIfDueLocked(p, task_id, now, &lsn, &wake));
     absl::Status check = TaskNotFound(task_id);
+    const Scheduler& scheduler = p.state().scheduler();
     p.table().Read(task_id, [&](const TaskEntry& e) {
       if (e.state.status != PENDING) {
         check = absl::FailedPreconditionError(
             absl::StrCat("task ", task_id, " is ",
                          TaskStatus_Name(e.state.status), ", not PENDING"));
+      } else if (scheduler.IsPaused(e.type())) {
+        check = absl::FailedPreconditionError(
+            absl::StrCat("task ", task_id, " is of type \"", e.type(),
+                         "\", which is paused (Resume it first)"));
       } else if (e.state.not_before_micros > now) {
         check = absl::FailedPreconditionError(absl::StrCat(
             "task ", task_id, " is not claimable before ",
@@ -1239,6 +1244,87 @@ absl::Status EngineImpl::Delete(uint64_t task_id) {
         return s == COMPLETED || s == FAILED || s == CANCELLED;
       },
       [task_id](Transition& t) { t.mutable_delete_()->set_task_id(task_id); });
+}
+
+void EngineImpl::LockAll() {
+  for (const std::unique_ptr<Partition>& p : partitions_) p->mu.Lock();
+}
+
+void EngineImpl::UnlockAll() {
+  for (size_t i = partitions_.size(); i-- > 0;) partitions_[i]->mu.Unlock();
+}
+
+absl::Status EngineImpl::CommitAllLocked(absl::Span<const Transition> records,
+                                         std::vector<PartitionLsn>* synced,
+                                         Wake* wake) {
+  const uint32_t n = partitions();
+  std::vector<uint64_t> lsns(n);
+  absl::Status s;
+  if (n == 1) {
+    absl::StatusOr<uint64_t> lsn = journal_->Append(0, records[0]);
+    s = lsn.status();
+    if (lsn.ok()) lsns[0] = *lsn;
+  } else {
+    std::vector<uint32_t> group(n);
+    std::vector<const Transition*> group_records(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      group[i] = i;
+      group_records[i] = &records[i];
+    }
+    s = journal_->AppendGroup(group, group_records, lsns.data());
+  }
+  if (!s.ok()) return absl::IsInvalidArgument(s) ? s : SetSticky(s);
+  for (uint32_t i = 0; i < n; ++i) {
+    TASKWAL_RETURN_IF_ERROR(
+        ApplyLocked(*partitions_[i], records[i], lsns[i], wake));
+    synced->push_back({i, lsns[i]});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::SetPaused(absl::string_view type, bool paused) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  if (type.empty()) {
+    return absl::InvalidArgumentError(
+        "type is empty: name the type to pause or resume");
+  }
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("type", type, options_.max_type_bytes, false));
+  Wake wake;
+  std::vector<PartitionLsn> synced;
+  {
+    LockAll();
+    absl::Cleanup unlock = [this] { UnlockAll(); };
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
+    // Every partition holds the same paused set: partition 0 speaks for
+    // all.
+    if (partitions_[0]->state().scheduler().IsPaused(type) == paused) {
+      return absl::OkStatus();
+    }
+    Transition record;
+    record.set_time_micros(NowMicros());
+    record.mutable_pause()->set_type(std::string(type));
+    record.mutable_pause()->set_paused(paused);
+    std::vector<Transition> records(partitions(), record);
+    TASKWAL_RETURN_IF_ERROR(CommitAllLocked(records, &synced, &wake));
+  }
+  Notify(wake);
+  return SyncTo(synced);
+}
+
+absl::Status EngineImpl::Pause(absl::string_view type) {
+  return SetPaused(type, true);
+}
+
+absl::Status EngineImpl::Resume(absl::string_view type) {
+  return SetPaused(type, false);
+}
+
+absl::StatusOr<std::vector<std::string>> EngineImpl::PausedTypes() {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  Partition& p = *partitions_[0];
+  absl::MutexLock l(&p.mu);
+  return p.state().scheduler().PausedTypes();
 }
 
 absl::StatusOr<Task> EngineImpl::Get(uint64_t task_id) {

@@ -99,6 +99,9 @@ class EngineImpl final : public Engine {
   absl::Status Retry(uint64_t task_id) override;
   absl::Status Cancel(uint64_t task_id) override;
   absl::Status Delete(uint64_t task_id) override;
+  absl::Status Pause(absl::string_view type) override;
+  absl::Status Resume(absl::string_view type) override;
+  absl::StatusOr<std::vector<std::string>> PausedTypes() override;
   absl::StatusOr<Task> Get(uint64_t task_id) override;
   absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) override;
   absl::StatusOr<ListPage> List(const ListFilter& filter) override;
@@ -282,6 +285,15 @@ class EngineImpl final : public Engine {
   template <typename Allowed, typename Build>
   absl::Status OperatorTransition(uint64_t task_id, const char* what,
                                   Allowed allowed, Build build);
+  // Journals `records[i]` in partition i of every partition, as one group
+  // (one record when there is one partition), and applies them.
+  // REQUIRES: every partition's lock is held (LockAll).
+  absl::Status CommitAllLocked(absl::Span<const Transition> records,
+                               std::vector<PartitionLsn>* synced, Wake* wake)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void LockAll() ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void UnlockAll() ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  absl::Status SetPaused(absl::string_view type, bool paused);
   // Deletes p's terminal tasks past retention, a chunk at a time.
   absl::Status ApplyRetention(Partition& p, int64_t now,
                               std::vector<PartitionLsn>* synced);

@@ -1,5 +1,6 @@
 #include "engine/scheduler.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace taskwal::engine {
@@ -15,6 +16,7 @@ int Scheduler::TypeIndex(absl::string_view type) {
       type_index_.try_emplace(type, static_cast<int>(ready_.size()));
   if (inserted) {
     ready_.emplace_back();
+    paused_.push_back(false);
     delayed_by_type_.emplace_back();
     type_names_.emplace_back(type);
     readied_.push_back(0);
@@ -56,6 +58,7 @@ void Scheduler::RemovePending(uint64_t id, absl::string_view type,
 }
 
 void Scheduler::NoteReadied(int type_index) {
+  if (paused_[type_index]) return;  // Counted when resumed.
   if (readied_[type_index]++ == 0) readied_types_.push_back(type_index);
 }
 
@@ -87,13 +90,16 @@ size_t Scheduler::PromoteDue(int64_t now) {
 
 const Scheduler::ReadyKey* Scheduler::BestReady(absl::string_view type) const {
   if (!type.empty()) {
-    const ReadySet* set = FindReady(type);
-    if (set == nullptr || set->empty()) return nullptr;
-    return &*set->begin();
+    auto it = type_index_.find(type);
+    if (it == type_index_.end() || paused_[it->second]) return nullptr;
+    const ReadySet& set = ready_[it->second];
+    return set.empty() ? nullptr : &*set.begin();
   }
   const ReadyKey* best = nullptr;
-  for (const ReadySet& set : ready_) {
-    if (!set.empty() && (best == nullptr || *set.begin() < *best)) {
+  for (size_t i = 0; i < ready_.size(); ++i) {
+    const ReadySet& set = ready_[i];
+    if (!set.empty() && !paused_[i] &&
+        (best == nullptr || *set.begin() < *best)) {
       best = &*set.begin();
     }
   }
@@ -115,10 +121,18 @@ std::optional<int64_t> Scheduler::BestReadyRank(absl::string_view type) const {
 std::optional<int64_t> Scheduler::NextDelayed(absl::string_view type) const {
   if (type.empty()) {
     if (delayed_.empty()) return std::nullopt;
-    return delayed_.begin()->first.first;
+    if (paused_count_ == 0) return delayed_.begin()->first.first;
+    std::optional<int64_t> next;
+    for (size_t i = 0; i < delayed_by_type_.size(); ++i) {
+      if (paused_[i] || delayed_by_type_[i].empty()) continue;
+      const int64_t t = delayed_by_type_[i].begin()->first;
+      if (!next.has_value() || t < *next) next = t;
+    }
+    return next;
   }
   auto it = type_index_.find(type);
-  if (it == type_index_.end() || delayed_by_type_[it->second].empty()) {
+  if (it == type_index_.end() || paused_[it->second] ||
+      delayed_by_type_[it->second].empty()) {
     return std::nullopt;
   }
   return delayed_by_type_[it->second].begin()->first;
@@ -163,6 +177,44 @@ std::vector<uint64_t> Scheduler::FinishedBefore(int64_t cutoff,
     ids.push_back(it->second);
   }
   return ids;
+}
+
+bool Scheduler::SetPaused(absl::string_view type, bool paused) {
+  const int index = TypeIndex(type);
+  if (paused_[index] == paused) return false;
+  paused_[index] = paused;
+  if (paused) {
+    ++paused_count_;
+    // Readied while running and not yet taken: no waiter should wake for
+    // them now.
+    if (readied_[index] != 0) {
+      readied_[index] = 0;
+      readied_types_.erase(
+          std::find(readied_types_.begin(), readied_types_.end(), index));
+    }
+  } else {
+    --paused_count_;
+    const size_t ready = ready_[index].size();
+    if (ready != 0) {
+      if (readied_[index] == 0) readied_types_.push_back(index);
+      readied_[index] += ready;
+    }
+  }
+  return true;
+}
+
+bool Scheduler::IsPaused(absl::string_view type) const {
+  auto it = type_index_.find(type);
+  return it != type_index_.end() && paused_[it->second];
+}
+
+std::vector<std::string> Scheduler::PausedTypes() const {
+  std::vector<std::string> types;
+  for (size_t i = 0; i < paused_.size(); ++i) {
+    if (paused_[i]) types.push_back(type_names_[i]);
+  }
+  std::sort(types.begin(), types.end());
+  return types;
 }
 
 size_t Scheduler::ready_count() const {

@@ -84,6 +84,16 @@ class Scheduler {
   size_t ready_count() const;
   size_t delayed_count() const { return delayed_.size(); }
 
+  // Pausing a type hides its tasks from PeekReady, BestReadyRank,
+  // NextDelayed and TakeReadied (they stay indexed, and are promoted as
+  // they come due); resuming shows them again and counts every ready one
+  // as readied, so that TakeReadied wakes as many waiters. Returns whether
+  // the state changed.
+  bool SetPaused(absl::string_view type, bool paused);
+  bool IsPaused(absl::string_view type) const;
+  // The paused types, sorted.
+  std::vector<std::string> PausedTypes() const;
+
  private:
   // Ordered so that begin() is the next task to claim.
   using ReadyKey = std::pair<int64_t, uint64_t>;  // (-priority, id)
@@ -101,7 +111,9 @@ class Scheduler {
   const bool track_finished_;
   int64_t promoted_through_ = INT64_MIN;
   absl::flat_hash_map<std::string, int> type_index_;
-  std::vector<ReadySet> ready_;         // By type index.
+  std::vector<ReadySet> ready_;  // By type index.
+  std::vector<bool> paused_;     // By type index.
+  size_t paused_count_ = 0;
   std::deque<std::string> type_names_;  // By type index; stable addresses.
   // Tasks readied since the last TakeReadied, by type index, and the
   // indexes with a count.

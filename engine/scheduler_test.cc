@@ -29,6 +29,41 @@ TEST_F(SchedulerTest, HighestPriorityThenLowestIdFirst) {
   EXPECT_EQ(s_.PeekReady(""), 3u);
 }
 
+std::map<std::string, size_t> Readied(Scheduler& s) {
+  std::map<std::string, size_t> readied;
+  s.TakeReadied([&](absl::string_view type, size_t n) {
+    readied[std::string(type)] += n;
+  });
+  return readied;
+}
+
+TEST_F(SchedulerTest, PausedTypeIsHiddenAndResumeCountsItsReadyTasks) {
+  s_.AddPending(1, "email", 9, 0);
+  s_.AddPending(2, "order", 0, 0);
+  s_.AddPending(3, "email", 0, 500);
+  s_.AddPending(4, "order", 0, 900);
+  EXPECT_TRUE(s_.SetPaused("email", true));
+  EXPECT_FALSE(s_.SetPaused("email", true));
+  EXPECT_TRUE(s_.IsPaused("email"));
+  // email's readied count from before the pause is dropped.
+  EXPECT_EQ(Readied(s_), (std::map<std::string, size_t>{{"order", 1}}));
+  EXPECT_EQ(s_.PeekReady(""), 2u);
+  EXPECT_EQ(s_.PeekReady("email"), std::nullopt);
+  EXPECT_EQ(s_.NextDelayed(""), 900);
+  EXPECT_EQ(s_.NextDelayed("email"), std::nullopt);
+  // Promotion goes on while paused, silently.
+  s_.PromoteDue(600);
+  EXPECT_TRUE(Readied(s_).empty());
+  EXPECT_EQ(s_.PeekReady("email"), std::nullopt);
+  EXPECT_EQ(s_.PausedTypes(), (std::vector<std::string>{"email"}));
+
+  EXPECT_TRUE(s_.SetPaused("email", false));
+  EXPECT_EQ(Readied(s_), (std::map<std::string, size_t>{{"email", 2}}));
+  EXPECT_EQ(s_.PeekReady(""), 1u);
+  EXPECT_EQ(s_.NextDelayed(""), 900);
+  EXPECT_TRUE(s_.PausedTypes().empty());
+}
+
 TEST_F(SchedulerTest, TaskWithoutNotBeforeIsReadyWithoutPromotion) {
   s_.AddPending(1, "", 0, 0);
   EXPECT_EQ(s_.PeekReady(""), 1u);

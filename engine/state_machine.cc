@@ -84,6 +84,9 @@ absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
     case Transition::kDelete:
       s = ApplyDelete(record.delete_());
       break;
+    case Transition::kPause:
+      s = ApplyPause(record.pause());
+      break;
     case Transition::KIND_NOT_SET:
       s = absl::InternalError("transition record has no kind");
       break;
@@ -355,6 +358,13 @@ absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
   return absl::OkStatus();
 }
 
+absl::Status StateMachine::ApplyPause(const PauseRecord& r) {
+  // Pausing a paused type (or resuming a running one) is a no-op the live
+  // path never writes; replay accepts it all the same.
+  scheduler_.SetPaused(r.type(), r.paused());
+  return absl::OkStatus();
+}
+
 SnapshotMeta StateMachine::MakeSnapshotMeta() const {
   SnapshotMeta m;
   m.set_lsn(last_applied_lsn_);
@@ -372,6 +382,9 @@ SnapshotMeta StateMachine::MakeSnapshotMeta() const {
   m.set_deletions(counters_.deletions);
   m.set_retention_removals(counters_.retention_removals);
   m.set_transitions(counters_.transitions);
+  for (std::string& type : scheduler_.PausedTypes()) {
+    m.add_paused_types(std::move(type));
+  }
   return m;
 }
 
@@ -425,6 +438,9 @@ void StateMachine::RestoreMeta(const SnapshotMeta& m) {
   counters_.deletions = m.deletions();
   counters_.retention_removals = m.retention_removals();
   counters_.transitions = m.transitions();
+  for (const std::string& type : m.paused_types()) {
+    scheduler_.SetPaused(type, true);
+  }
 }
 
 }  // namespace taskwal::engine

@@ -91,6 +91,7 @@ class StateMachine {
   absl::Status ApplyRetry(const RetryRecord& r, int64_t now, uint64_t lsn);
   absl::Status ApplyCancel(const CancelRecord& r, int64_t now, uint64_t lsn);
   absl::Status ApplyDelete(const DeleteRecord& r);
+  absl::Status ApplyPause(const PauseRecord& r);
 
   void AppendHistory(TaskEntry& entry, const HistoryEvent& h) const;
   void CountStatusChange(TaskStatus from, TaskStatus to);
