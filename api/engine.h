@@ -312,6 +312,34 @@ struct ListPage {
   uint64_t next_cursor = 0;
 };
 
+// Which tasks a bulk operation (RetryMatching, CancelMatching,
+// DeleteMatching) changes: every task that matches all of the fields set.
+struct BulkFilter {
+  // One status the operation allows (see each operation); unset: every
+  // status it allows by default.
+  std::optional<TaskStatus> status;
+  std::string type;  // Empty: every type.
+  // Only tasks created before this time.
+  absl::Time created_before = absl::InfiniteFuture();
+  // Only tasks that finished (became COMPLETED, FAILED or CANCELLED) before
+  // this time; a task that has not finished never matches once it is set.
+  absl::Time finished_before = absl::InfiniteFuture();
+  // At most this many tasks are changed, lowest ids first; 0: every
+  // matching task.
+  uint64_t limit = 0;
+  // Find the tasks, change nothing (BulkResult lists those that would
+  // change).
+  bool dry_run = false;
+};
+
+struct BulkResult {
+  uint64_t changed = 0;  // Tasks changed (0 for a dry run).
+  // The tasks changed (or that would be, for a dry run), ascending.
+  std::vector<uint64_t> task_ids;
+  // The limit was reached and more tasks match: run again for the next.
+  bool more = false;
+};
+
 // What Open found and did to the data directory.
 // LSNs count records per partition; the LSNs here are sums over the
 // partitions (records since the data began).
@@ -532,6 +560,32 @@ class Engine {
   // kNotFound: no such task. kFailedPrecondition: PENDING or CLAIMED, or a
   // read-only engine. kCancelled: closed. kInternal: the sticky error.
   virtual absl::Status Delete(uint64_t task_id) = 0;
+
+  // Bulk operator actions: Retry, Cancel or Delete every task that matches
+  // `filter`, as the single-task calls would, each task its own journaled
+  // transition. The engine works through the matching tasks in batches
+  // (a bounded number per partition lock hold, one sync per batch), so
+  // other calls go on meanwhile; a task that changes status while the
+  // operation runs is taken as it is when its batch reaches it, and a task
+  // created meanwhile may or may not be included. Statuses allowed (and
+  // the default set when filter.status is unset):
+  //   RetryMatching:  FAILED (default), PENDING, CLAIMED (releases the
+  //                   claims: the holders' next calls get kAborted).
+  //   CancelMatching: PENDING (default).
+  //   DeleteMatching: COMPLETED, FAILED, CANCELLED (all three by default).
+  // OK: what changed (BulkResult), durably per sync_mode.
+  // kInvalidArgument: a status the operation does not allow (or
+  //   TASK_STATUS_UNSPECIFIED), an oversized or non-UTF-8 type.
+  // kFailedPrecondition: read-only engine (a dry run works on one).
+  // kCancelled: closed.
+  // kInternal: the sticky error; the tasks changed before it stay changed
+  //   and the message says how many.
+  virtual absl::StatusOr<BulkResult> RetryMatching(
+      const BulkFilter& filter) = 0;
+  virtual absl::StatusOr<BulkResult> CancelMatching(
+      const BulkFilter& filter) = 0;
+  virtual absl::StatusOr<BulkResult> DeleteMatching(
+      const BulkFilter& filter) = 0;
 
   // Flow control: stops claiming tasks of `type` until Resume(type).
   // ClaimNext skips the type's PENDING tasks (for its type and for "any

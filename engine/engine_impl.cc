@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/parallel.h"
 #include "engine/partitioning.h"
 #include "engine/recovery.h"
@@ -1244,6 +1245,157 @@ absl::Status EngineImpl::Delete(uint64_t task_id) {
         return s == COMPLETED || s == FAILED || s == CANCELLED;
       },
       [task_id](Transition& t) { t.mutable_delete_()->set_task_id(task_id); });
+}
+
+absl::StatusOr<BulkResult> EngineImpl::Bulk(BulkOp op,
+                                            const BulkFilter& filter) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  const char* const what = op == BulkOp::kRetry    ? "retry"
+                           : op == BulkOp::kCancel ? "cancel"
+                                                   : "delete";
+  std::vector<TaskStatus> allowed;  // The statuses that may change.
+  std::vector<TaskStatus> defaults;
+  switch (op) {
+    case BulkOp::kRetry:
+      allowed = {FAILED, PENDING, CLAIMED};
+      defaults = {FAILED};
+      break;
+    case BulkOp::kCancel:
+      allowed = defaults = {PENDING};
+      break;
+    case BulkOp::kDelete:
+      allowed = defaults = {COMPLETED, FAILED, CANCELLED};
+      break;
+  }
+  std::vector<TaskStatus> statuses = defaults;
+  if (filter.status.has_value()) {
+    if (std::find(allowed.begin(), allowed.end(), *filter.status) ==
+        allowed.end()) {
+      std::vector<std::string> names;
+      for (TaskStatus s : allowed) names.push_back(TaskStatus_Name(s));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot ", what, " tasks by filter with status ",
+          TaskStatus_IsValid(*filter.status) ? TaskStatus_Name(*filter.status)
+                                             : "(unknown)",
+          ": the status must be one of ", absl::StrJoin(names, ", ")));
+    }
+    statuses = {*filter.status};
+  }
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("type", filter.type, options_.max_type_bytes, false));
+  if (!filter.dry_run) TASKWAL_RETURN_IF_ERROR(CheckWritable());
+  const int64_t created_before =
+      filter.created_before == absl::InfiniteFuture()
+          ? std::numeric_limits<int64_t>::max()
+          : absl::ToUnixMicros(filter.created_before);
+  const bool by_finish = filter.finished_before != absl::InfiniteFuture();
+  const int64_t finished_before =
+      by_finish ? absl::ToUnixMicros(filter.finished_before) : 0;
+  auto matches = [&](const TaskEntry& e) {
+    return std::find(statuses.begin(), statuses.end(), e.state.status) !=
+               statuses.end() &&
+           e.created_micros() < created_before &&
+           (!by_finish || (e.state.finished_micros != 0 &&
+                           e.state.finished_micros < finished_before));
+  };
+
+  // A batch: the next kBatch candidate ids in ascending order over every
+  // partition, then each partition's share under its lock.
+  constexpr size_t kBatch = 256;
+  BulkResult result;
+  uint64_t cursor = 0;
+  auto fail = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat(s.message(), " (", what,
+                                               " by filter: ", result.changed,
+                                               " tasks changed before)"));
+  };
+  while (true) {
+    std::vector<uint64_t> ids;
+    for (const auto& p : partitions_) {
+      for (TaskStatus status : statuses) {
+        std::vector<uint64_t> part =
+            p->table().ListIds(status, filter.type, cursor, kBatch);
+        ids.insert(ids.end(), part.begin(), part.end());
+      }
+    }
+    if (ids.empty()) break;
+    std::sort(ids.begin(), ids.end());
+    if (ids.size() > kBatch) ids.resize(kBatch);
+    cursor = ids.back();
+    // Ascending ids, each under its partition's lock; one sync per batch.
+    std::vector<PartitionLsn> synced;
+    absl::Status s;
+    size_t released = 0;
+    for (uint64_t id : ids) {
+      const bool full =
+          filter.limit != 0 && result.task_ids.size() == filter.limit;
+      Partition& p = PartitionOfTask(id);
+      uint64_t lsn = 0;
+      Wake wake;
+      {
+        absl::MutexLock l(&p.mu);
+        const bool change = !filter.dry_run && !full;
+        if (change) s = CheckWritable();
+        const int64_t now = NowMicros();
+        if (s.ok() && change) s = ExpireIfDueLocked(p, id, now, &lsn, &wake);
+        bool match = false;
+        p.table().Read(id, [&](const TaskEntry& e) { match = matches(e); });
+        if (s.ok() && match && full) {
+          result.more = true;
+        } else if (s.ok() && match) {
+          if (change) {
+            Transition t;
+            t.set_time_micros(now);
+            switch (op) {
+              case BulkOp::kRetry:
+                t.mutable_retry()->set_task_id(id);
+                break;
+              case BulkOp::kCancel:
+                t.mutable_cancel()->set_task_id(id);
+                break;
+              case BulkOp::kDelete:
+                t.mutable_delete_()->set_task_id(id);
+                break;
+            }
+            absl::StatusOr<uint64_t> committed = CommitLocked(p, t, &wake);
+            s = committed.status();
+            if (s.ok()) {
+              lsn = *committed;
+              if (!p.table().Contains(id)) ++released;
+            }
+          }
+          if (s.ok()) result.task_ids.push_back(id);
+        }
+      }
+      Notify(wake);
+      if (lsn != 0) synced.push_back({p.index, lsn});
+      if (!s.ok() || result.more) break;
+    }
+    ReleaseTasks(released);
+    if (s.ok()) s = SyncTo(synced);
+    if (!filter.dry_run && s.ok()) result.changed = result.task_ids.size();
+    if (!s.ok()) {
+      // What this batch changed is journaled; whether it is durable is
+      // what the error says. Report the changes acknowledged before it.
+      return fail(s);
+    }
+    if (result.more) break;
+  }
+  return result;
+}
+
+absl::StatusOr<BulkResult> EngineImpl::RetryMatching(const BulkFilter& filter) {
+  return Bulk(BulkOp::kRetry, filter);
+}
+
+absl::StatusOr<BulkResult> EngineImpl::CancelMatching(
+    const BulkFilter& filter) {
+  return Bulk(BulkOp::kCancel, filter);
+}
+
+absl::StatusOr<BulkResult> EngineImpl::DeleteMatching(
+    const BulkFilter& filter) {
+  return Bulk(BulkOp::kDelete, filter);
 }
 
 void EngineImpl::LockAll() {

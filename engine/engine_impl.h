@@ -99,6 +99,9 @@ class EngineImpl final : public Engine {
   absl::Status Retry(uint64_t task_id) override;
   absl::Status Cancel(uint64_t task_id) override;
   absl::Status Delete(uint64_t task_id) override;
+  absl::StatusOr<BulkResult> RetryMatching(const BulkFilter& filter) override;
+  absl::StatusOr<BulkResult> CancelMatching(const BulkFilter& filter) override;
+  absl::StatusOr<BulkResult> DeleteMatching(const BulkFilter& filter) override;
   absl::Status Pause(absl::string_view type) override;
   absl::Status Resume(absl::string_view type) override;
   absl::StatusOr<std::vector<std::string>> PausedTypes() override;
@@ -285,12 +288,16 @@ class EngineImpl final : public Engine {
   template <typename Allowed, typename Build>
   absl::Status OperatorTransition(uint64_t task_id, const char* what,
                                   Allowed allowed, Build build);
+  // The bulk operations: `op` is "retry", "cancel" or "delete"; `allowed`
+  // its statuses, defaults first (`defaults` of them).
+  enum class BulkOp { kRetry, kCancel, kDelete };
+  absl::StatusOr<BulkResult> Bulk(BulkOp op, const BulkFilter& filter);
   // Journals `records[i]` in partition i of every partition, as one group
   // (one record when there is one partition), and applies them.
   // REQUIRES: every partition's lock is held (LockAll).
   absl::Status CommitAllLocked(absl::Span<const Transition> records,
-                               std::vector<PartitionLsn>* synced, Wake* wake)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+                               std::vector<PartitionLsn>* synced,
+                               Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   void LockAll() ABSL_NO_THREAD_SAFETY_ANALYSIS;
   void UnlockAll() ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::Status SetPaused(absl::string_view type, bool paused);

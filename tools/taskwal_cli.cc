@@ -498,6 +498,8 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
   }
   absl::StatusOr<EngineStats> stats = ctx.engine->Stats();
   if (!stats.ok()) return CallError(ctx, stats.status());
+  absl::StatusOr<std::vector<std::string>> paused = ctx.engine->PausedTypes();
+  if (!paused.ok()) return CallError(ctx, paused.status());
   const RecoveryReport recovery = ctx.engine->Recovery();
   const EngineStats& s = *stats;
   if (prometheus) {
@@ -544,6 +546,7 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
       }
     }
     *output.mutable_recovery() = RecoveryJson(recovery);
+    for (const std::string& type : *paused) output.add_paused_types(type);
     ctx.out << ProtoJson(output) << "\n";
     return kExitOk;
   }
@@ -553,6 +556,10 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
                            name == "cancelled";
     ctx.out << (by_status ? "  " : "") << name << ": " << value << "\n";
   }
+  std::vector<std::string> shown;
+  for (const std::string& type : *paused) shown.push_back(Quote(type));
+  ctx.out << "paused_types: "
+          << (shown.empty() ? "none" : absl::StrJoin(shown, " ")) << "\n";
   ctx.out << "recovery: " << recovery.records_replayed
           << " records replayed after snapshot LSN " << recovery.snapshot_lsn
           << ", " << recovery.truncated_bytes << " bytes truncated, took "
@@ -874,6 +881,33 @@ int RunOperator(Context& ctx, const ParsedArgs& args,
   return kExitOk;
 }
 
+// pause TYPE and resume TYPE.
+int RunPauseOrResume(Context& ctx, const ParsedArgs& args, bool pause) {
+  const std::string& type = args.positional[0];
+  absl::Status status =
+      pause ? ctx.engine->Pause(type) : ctx.engine->Resume(type);
+  if (!status.ok()) return CallError(ctx, status);
+  absl::StatusOr<std::vector<std::string>> paused = ctx.engine->PausedTypes();
+  if (!paused.ok()) return CallError(ctx, paused.status());
+  if (ctx.json) {
+    PauseOutput output;
+    output.set_type(type);
+    output.set_paused(pause);
+    for (const std::string& t : *paused) output.add_paused_types(t);
+    ctx.out << ProtoJson(output) << "\n";
+  } else {
+    ctx.out << "type " << Quote(type) << (pause ? " paused" : " resumed")
+            << "; paused types: " << paused->size() << "\n";
+  }
+  return kExitOk;
+}
+int RunPause(Context& ctx, const ParsedArgs& args) {
+  return RunPauseOrResume(ctx, args, /*pause=*/true);
+}
+int RunResume(Context& ctx, const ParsedArgs& args) {
+  return RunPauseOrResume(ctx, args, /*pause=*/false);
+}
+
 // The flags of retry and delete by filter.
 constexpr absl::string_view kBulkFlags[] = {"status", "type", "older_than",
                                             "limit", "dry_run"};
@@ -883,15 +917,16 @@ constexpr absl::string_view kBulkFlags[] = {"status", "type", "older_than",
 constexpr uint64_t kDefaultBulkLimit = 1000;
 constexpr uint64_t kMaxBulkLimit = 1000000;
 
-// retry and delete by filter: `call` on every task in --status (one of
-// `allowed`) of --type, finished more than --older_than ago, in ascending
-// id order, at most --limit of them. The tasks are listed a page at a time
-// (memory stays bounded), and each call is its own durable transition: a
-// failure stops the run, and what was changed before it stays changed and
-// is reported.
+// retry and delete by filter: `call` (Engine::RetryMatching or
+// DeleteMatching) on every task in --status (one of `allowed`) of --type,
+// finished more than --older_than ago, lowest ids first, at most --limit of
+// them. The engine changes them in bounded batches, each task its own
+// durable transition: a failure stops the run, and what was changed before
+// it stays changed and is reported.
 int RunBulk(Context& ctx, const ParsedArgs& args,
-            absl::Status (Engine::*call)(uint64_t), absl::string_view done,
-            absl::string_view would, std::vector<TaskStatus> allowed) {
+            absl::StatusOr<BulkResult> (Engine::*call)(const BulkFilter&),
+            absl::string_view done, absl::string_view would,
+            std::vector<TaskStatus> allowed) {
   std::vector<std::string> allowed_names;
   for (TaskStatus s : allowed) allowed_names.push_back(TaskStatus_Name(s));
   const std::string allowed_text = absl::StrJoin(allowed_names, ", ");
@@ -926,49 +961,25 @@ int RunBulk(Context& ctx, const ParsedArgs& args,
   if (!limit.has_value()) return code;
   const bool dry_run = args.GetBool("dry_run");
 
+  BulkFilter filter;
+  filter.status = *status;
+  filter.type = args.Get("type");
+  if (finished_before.has_value()) filter.finished_before = *finished_before;
+  filter.limit = *limit;
+  filter.dry_run = dry_run;
   BulkActionOutput output;
   output.set_result(std::string(done));
   output.set_dry_run(dry_run);
-  ListFilter filter;
-  filter.status = *status;
-  filter.type = args.Get("type");
-  filter.limit = 1000;
-  absl::Status failed;
-  do {
-    absl::StatusOr<ListPage> page = ctx.engine->List(filter);
-    if (!page.ok()) {
-      failed = page.status();
-      break;
-    }
-    for (const Task& t : page->tasks) {
-      if (finished_before.has_value() &&
-          absl::FromUnixMicros(t.finished_micros()) > *finished_before) {
-        continue;
-      }
-      if (static_cast<uint64_t>(output.task_ids_size()) == *limit) {
-        output.set_more(true);
-        break;
-      }
-      if (!dry_run) failed = (ctx.engine->*call)(t.id());
-      if (!failed.ok()) {
-        failed = absl::Status(
-            failed.code(),
-            absl::StrCat("task ", t.id(), ": ", failed.message(), " (after ",
-                         output.task_ids_size(), " tasks were ", done, ")"));
-        break;
-      }
-      output.add_task_ids(t.id());
-    }
-    filter.after_id = page->next_cursor;
-  } while (failed.ok() && !output.more() && filter.after_id != 0);
-  output.set_changed(dry_run ? 0 : output.task_ids_size());
-  if (!failed.ok()) {
-    // What was changed stays changed: say how much before the failure.
-    if (!ctx.json)
-      ctx.out << Plural(output.changed(), "task") << " " << done
-              << " before the failure\n";
-    return CallError(ctx, failed);
+  absl::StatusOr<BulkResult> result = (ctx.engine->*call)(filter);
+  absl::Status failed = result.status();
+  if (result.ok()) {
+    for (uint64_t id : result->task_ids) output.add_task_ids(id);
+    output.set_more(result->more);
+    output.set_changed(result->changed);
   }
+  // What was changed before a failure stays changed; the engine's message
+  // says how much.
+  if (!failed.ok()) return CallError(ctx, failed);
   if (ctx.json) {
     ctx.out << ProtoJson(output) << "\n";
     return kExitOk;
@@ -1016,7 +1027,8 @@ int RunRetry(Context& ctx, const ParsedArgs& args) {
     if (!args.positional.empty()) {
       return UsageError(ctx, "give a task id or a filter, not both");
     }
-    return RunBulk(ctx, args, &Engine::Retry, "retried", "retry", {FAILED});
+    return RunBulk(ctx, args, &Engine::RetryMatching, "retried", "retry",
+                   {FAILED});
   }
   return RunOperator(ctx, args, &Engine::Retry, "retried");
 }
@@ -1028,7 +1040,7 @@ int RunDelete(Context& ctx, const ParsedArgs& args) {
     if (!args.positional.empty()) {
       return UsageError(ctx, "give a task id or a filter, not both");
     }
-    return RunBulk(ctx, args, &Engine::Delete, "deleted", "delete",
+    return RunBulk(ctx, args, &Engine::DeleteMatching, "deleted", "delete",
                    {FAILED, COMPLETED, CANCELLED});
   }
   return RunOperator(ctx, args, &Engine::Delete, "deleted");
@@ -1530,6 +1542,28 @@ const std::vector<Command>& Commands() {
        1,
        1,
        &RunCancel},
+      {"pause",
+       "TYPE",
+       "stop claiming tasks of a type (durable, until resume)",
+       "Pauses a task type: workers claim none of its PENDING tasks until\n"
+       "resume, also after a restart (the pause is journaled). Submits,\n"
+       "running claims and everything else go on. Pausing a paused type\n"
+       "changes nothing. stats lists the paused types.\n",
+       {PartitionsFlag()},
+       Access::kWrite,
+       1,
+       1,
+       &RunPause},
+      {"resume",
+       "TYPE",
+       "claim tasks of a paused type again",
+       "Resumes a paused task type: its ready tasks are claimed again.\n"
+       "Resuming a type that is not paused changes nothing.\n",
+       {PartitionsFlag()},
+       Access::kWrite,
+       1,
+       1,
+       &RunResume},
       {"delete",
        "ID | --status=S [--type=T] [--older_than=D] [--limit=N] [--dry_run]",
        "delete a finished task, freeing its key (or many by filter)",

@@ -1439,6 +1439,32 @@ TEST_F(TaskwalCliTest, RetryAndDeleteByFilter) {
   }
 }
 
+TEST_F(TaskwalCliTest, PauseAndResumeATypeDurably) {
+  const std::string dir = Populate("db");
+  CliResult r = RunIn(dir, {"pause", "a"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "type \"a\" paused; paused types: 1\n");
+  EXPECT_EQ(RunIn(dir, {"pause", "a"}).code, kExitOk);  // Idempotent.
+  r = RunIn(dir, {"--json", "pause", "b\x1b[31m"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"paused_types\":[\"a\",\"b\\u001b[31m\"]"));
+  // stats (read-only, a new process) shows them, escaped.
+  r = RunIn(dir, {"stats"});
+  EXPECT_THAT(r.out, HasSubstr("paused_types: \"a\" \"b\\x1b[31m\"\n"));
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(Options(dir));
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(*(*e)->PausedTypes(),
+              (std::vector<std::string>{"a", "b\x1b[31m"}));
+  }
+  r = RunIn(dir, {"resume", "b\x1b[31m"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(RunIn(dir, {"stats"}).out, HasSubstr("paused_types: \"a\"\n"));
+  EXPECT_EQ(RunIn(dir, {"pause"}).code, kExitUsage);
+  EXPECT_EQ(RunIn(dir, {"pause", ""}).code, kExitUsage);
+  EXPECT_EQ(RunIn(dir, {"resume", "a", "b"}).code, kExitUsage);
+}
+
 TEST_F(TaskwalCliTest, SalvageAsksForYesThenSetsTheDamageAside) {
   const std::string dir = Populate("db");
   CliResult r = RunIn(dir, {"salvage"});
