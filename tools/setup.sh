@@ -39,6 +39,7 @@ PACKAGES=(
   dpkg-dev             # apt-get source needs dpkg-source around
   patch
   ca-certificates
+  tzdata               # /usr/share/zoneinfo: engine/cron.h's time zones
 )
 
 log() { echo "setup.sh: $*" >&2; }
