@@ -340,6 +340,42 @@ struct BulkResult {
   bool more = false;
 };
 
+// A durable periodic task (Engine::PutSchedule). The engine submits one
+// task per due time, from its maintenance pass (every
+// EngineOptions::maintenance_interval, or RunMaintenance), with the
+// idempotency key "schedule:<name>@<due time, RFC 3339 UTC>" and not_before
+// the due time: a restart, two maintenance passes at once or a clock jump
+// never submit a due time twice (firing is one journaled group: the
+// schedule's advance and its tasks, all or none).
+struct ScheduleSpec {
+  // Unique among schedules; non-empty UTF-8, at most 128 bytes, and short
+  // enough for the task keys (max_idempotency_key_bytes).
+  std::string name;
+  // When, one of:
+  //   cron: five fields "minute hour day-of-month month day-of-week" or a
+  //     macro (@hourly, @daily, @weekly, @monthly, @yearly), evaluated in
+  //     time_zone (an IANA name such as "Europe/Berlin"; "" is UTC; zones
+  //     come from /usr/share/zoneinfo). Grammar and daylight-saving rules:
+  //     README "Periodic tasks". A skipped local time fires once at the end
+  //     of the gap; a repeated one fires once, the first time.
+  //   interval: due at start + k * interval, k = 0, 1, ...; at least one
+  //     second. start: absl::InfinitePast() means the time of the first
+  //     PutSchedule.
+  std::string cron;
+  std::string time_zone;
+  absl::Duration interval = absl::ZeroDuration();
+  absl::Time start = absl::InfinitePast();
+  // Due times found more than misfire_grace late (the engine was not
+  // running, maintenance was held up, or the clock jumped forward):
+  // MISSED_SKIP skips them (Schedule::skipped counts them), MISSED_CATCH_UP
+  // submits every one, oldest first (at most 1000 per maintenance pass).
+  Schedule::MissedPolicy missed = Schedule::MISSED_SKIP;
+  absl::Duration misfire_grace = absl::Minutes(1);  // Not negative.
+  // The tasks: type, payload, priority, max_attempts, retry_policy as for
+  // Submit; idempotency_key and not_before must be left unset.
+  TaskSpec task;
+};
+
 // What Open found and did to the data directory.
 // LSNs count records per partition; the LSNs here are sums over the
 // partitions (records since the data began).
@@ -587,6 +623,30 @@ class Engine {
   virtual absl::StatusOr<BulkResult> DeleteMatching(
       const BulkFilter& filter) = 0;
 
+  // Creates the schedule, or replaces the one with spec.name. Its first due
+  // time is the earliest one strictly after now. A replacement that keeps
+  // the timing (cron, time_zone, interval, start) keeps the schedule's
+  // position and counters; one that changes it starts from now. Either way
+  // no due time at or before the last one handled is submitted again.
+  // OK: the schedule as stored (next_due_micros says when it fires).
+  // kInvalidArgument: a bad name; neither or both of cron and interval; a
+  //   cron expression or time zone that does not parse, or never matches
+  //   (the message names the field); an interval under one second; a
+  //   negative misfire_grace; an infinite start; a task spec that Submit
+  //   would refuse, or with an idempotency_key or not_before set.
+  // kFailedPrecondition: read-only engine. kCancelled: closed.
+  // kInternal: the sticky error.
+  virtual absl::StatusOr<Schedule> PutSchedule(const ScheduleSpec& spec) = 0;
+  // Removes a schedule; the tasks it submitted stay.
+  // OK: removed. kNotFound: no schedule of that name. Other codes as
+  // PutSchedule.
+  virtual absl::Status DeleteSchedule(absl::string_view name) = 0;
+  // Reads (they work on a read-only engine).
+  // OK: the schedule. kNotFound: none of that name. kCancelled: closed.
+  virtual absl::StatusOr<Schedule> GetSchedule(absl::string_view name) = 0;
+  // OK: every schedule, by name. kCancelled: closed.
+  virtual absl::StatusOr<std::vector<Schedule>> ListSchedules() = 0;
+
   // Flow control: stops claiming tasks of `type` until Resume(type).
   // ClaimNext skips the type's PENDING tasks (for its type and for "any
   // type"), Claim refuses them (kFailedPrecondition), NextDueTime(type)
@@ -650,8 +710,9 @@ class Engine {
   // Cheap: a monitor may call it often.
   virtual absl::Status Health() const = 0;
 
-  // Expires every lease that is due and deletes every terminal task past
-  // retention, as the background thread does each maintenance_interval.
+  // Submits the tasks of every schedule that is due, expires every lease
+  // that is due and deletes every terminal task past retention, as the
+  // background thread does each maintenance_interval.
   // OK: done. kFailedPrecondition: read-only engine. kCancelled: closed.
   // kInternal: the sticky error, made now or before.
   virtual absl::Status RunMaintenance() = 0;

@@ -19,6 +19,7 @@
 #include "engine/parallel.h"
 #include "engine/partitioning.h"
 #include "engine/recovery.h"
+#include "engine/schedule.h"
 #include "engine/snapshot.h"
 #include "engine/stored_options.h"
 #include "engine/utf8.h"
@@ -207,6 +208,11 @@ EngineImpl::EngineImpl(const EngineOptions& options,
   if (storage_ != nullptr) {
     last_snapshot_records_.store(storage_->snapshot_records);
     last_snapshot_attempt_.store(storage_->snapshot_records);
+  }
+  {
+    LockAll();
+    UpdateNextScheduleDueLocked();
+    UnlockAll();
   }
   if (options_.maintenance_interval > absl::ZeroDuration() &&
       !options_.read_only) {
@@ -1398,6 +1404,324 @@ absl::StatusOr<BulkResult> EngineImpl::DeleteMatching(
   return Bulk(BulkOp::kDelete, filter);
 }
 
+absl::Status EngineImpl::CheckScheduleName(absl::string_view name) const {
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("schedule name", name, ScheduleTiming::kMaxNameBytes, true));
+  if (name.size() + ScheduleTiming::kKeyOverheadBytes >
+      options_.max_idempotency_key_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "schedule name of ", name.size(),
+        " bytes is too long for its task keys (max_idempotency_key_bytes ",
+        options_.max_idempotency_key_bytes, " allows ",
+        options_.max_idempotency_key_bytes -
+            std::min(options_.max_idempotency_key_bytes,
+                     ScheduleTiming::kKeyOverheadBytes),
+        ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Schedule> EngineImpl::PutSchedule(const ScheduleSpec& spec) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  TASKWAL_RETURN_IF_ERROR(CheckScheduleName(spec.name));
+  if (!spec.task.idempotency_key.empty() ||
+      spec.task.not_before != absl::InfinitePast()) {
+    return absl::InvalidArgumentError(
+        "a schedule's task spec must leave idempotency_key and not_before "
+        "unset: the engine sets them for each due time");
+  }
+  if (spec.interval < absl::ZeroDuration() ||
+      spec.interval == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError("schedule interval must be finite");
+  }
+  if (spec.start == absl::InfiniteFuture() ||
+      (spec.start != absl::InfinitePast() &&
+       (spec.start < absl::UnixEpoch() ||
+        spec.start > absl::FromUnixSeconds(253402300799)))) {
+    return absl::InvalidArgumentError(
+        "schedule start must lie between 1970 and 9999");
+  }
+  if (!spec.cron.empty() && spec.start != absl::InfinitePast()) {
+    return absl::InvalidArgumentError(
+        "a start time applies to interval schedules only");
+  }
+  if (spec.misfire_grace < absl::ZeroDuration() ||
+      spec.misfire_grace == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        "misfire_grace must be finite and not negative");
+  }
+  if (!Schedule::MissedPolicy_IsValid(spec.missed)) {
+    return absl::InvalidArgumentError("unknown missed-times policy");
+  }
+  {
+    TaskSpec check = spec.task;
+    check.idempotency_key = ScheduleTaskKey(spec.name, 0);
+    absl::Status s = CheckSpec(check);
+    if (!s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("schedule task: ", s.message()));
+    }
+  }
+  Schedule schedule;
+  schedule.set_name(spec.name);
+  schedule.set_cron(spec.cron);
+  schedule.set_time_zone(spec.time_zone);
+  schedule.set_interval_micros(absl::ToInt64Microseconds(spec.interval));
+  schedule.set_missed(spec.missed);
+  schedule.set_misfire_grace_micros(
+      absl::ToInt64Microseconds(spec.misfire_grace));
+  {
+    Task& t = *schedule.mutable_task_template();
+    if (!spec.task.type.empty()) t.set_type(spec.task.type);
+    if (!spec.task.payload.empty()) t.set_payload(spec.task.payload);
+    t.set_priority(spec.task.priority);
+    t.set_max_attempts(spec.task.max_attempts);
+    if (spec.task.retry_policy.has_value()) {
+      *t.mutable_retry_policy() = *spec.task.retry_policy;
+    }
+  }
+  // Checks the timing (a start that does not matter for the check).
+  TASKWAL_RETURN_IF_ERROR(ScheduleTiming::From(schedule).status());
+
+  Partition& ps = PartitionOfTaskKey(spec.name);
+  Wake wake;
+  uint64_t lsn = 0;
+  {
+    LockAll();
+    absl::Cleanup unlock = [this] { UnlockAll(); };
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
+    const int64_t now = NowMicros();
+    const auto& existing = ps.state().schedules();
+    auto it = existing.find(spec.name);
+    const Schedule* old = it == existing.end() ? nullptr : &it->second;
+    // Interval schedules count from their start: the one given, else the
+    // replaced schedule's (same interval), else now.
+    if (!spec.cron.empty()) {
+      schedule.set_start_micros(0);
+    } else if (spec.start != absl::InfinitePast()) {
+      schedule.set_start_micros(absl::ToUnixMicros(spec.start));
+    } else if (old != nullptr &&
+               old->interval_micros() == schedule.interval_micros()) {
+      schedule.set_start_micros(old->start_micros());
+    } else {
+      schedule.set_start_micros(now);
+    }
+    const bool same_timing =
+        old != nullptr && old->cron() == schedule.cron() &&
+        old->time_zone() == schedule.time_zone() &&
+        old->interval_micros() == schedule.interval_micros() &&
+        old->start_micros() == schedule.start_micros();
+    schedule.set_created_micros(old != nullptr ? old->created_micros() : now);
+    schedule.set_updated_micros(now);
+    if (old != nullptr) {
+      schedule.set_last_due_micros(old->last_due_micros());
+      schedule.set_submitted(old->submitted());
+      schedule.set_skipped(old->skipped());
+    }
+    if (same_timing) {
+      schedule.set_next_due_micros(old->next_due_micros());
+    } else {
+      TASKWAL_ASSIGN_OR_RETURN(ScheduleTiming timing,
+                               ScheduleTiming::From(schedule));
+      // Never a time at or before one already handled.
+      const std::optional<int64_t> next =
+          timing.NextAfter(std::max(now, schedule.last_due_micros()));
+      schedule.set_next_due_micros(next.value_or(Partition::kNever));
+    }
+    Transition record;
+    record.set_time_micros(now);
+    *record.mutable_schedule_put()->mutable_schedule() = schedule;
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(ps, record, &wake));
+    UpdateNextScheduleDueLocked();
+  }
+  Notify(wake);
+  TASKWAL_RETURN_IF_ERROR(SyncTo(ps.index, lsn));
+  return schedule;
+}
+
+absl::Status EngineImpl::DeleteSchedule(absl::string_view name) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  TASKWAL_RETURN_IF_ERROR(CheckScheduleName(name));
+  Partition& ps = PartitionOfTaskKey(name);
+  Wake wake;
+  uint64_t lsn = 0;
+  {
+    LockAll();
+    absl::Cleanup unlock = [this] { UnlockAll(); };
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
+    if (!ps.state().schedules().contains(name)) {
+      return absl::NotFoundError(
+          absl::StrCat("no schedule named \"", name, "\""));
+    }
+    Transition record;
+    record.set_time_micros(NowMicros());
+    record.mutable_schedule_delete()->set_name(std::string(name));
+    TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(ps, record, &wake));
+    UpdateNextScheduleDueLocked();
+  }
+  Notify(wake);
+  return SyncTo(ps.index, lsn);
+}
+
+absl::StatusOr<Schedule> EngineImpl::GetSchedule(absl::string_view name) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  TASKWAL_RETURN_IF_ERROR(CheckScheduleName(name));
+  Partition& ps = PartitionOfTaskKey(name);
+  absl::MutexLock l(&ps.mu);
+  auto it = ps.state().schedules().find(name);
+  if (it == ps.state().schedules().end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no schedule named \"", name, "\""));
+  }
+  return it->second;
+}
+
+absl::StatusOr<std::vector<Schedule>> EngineImpl::ListSchedules() {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  std::vector<Schedule> all;
+  for (const auto& p : partitions_) {
+    absl::MutexLock l(&p->mu);
+    for (const auto& [name, schedule] : p->state().schedules()) {
+      all.push_back(schedule);
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const Schedule& a, const Schedule& b) {
+    return a.name() < b.name();
+  });
+  return all;
+}
+
+void EngineImpl::UpdateNextScheduleDueLocked() {
+  int64_t next = Partition::kNever;
+  for (const auto& p : partitions_) {
+    for (const auto& [name, schedule] : p->state().schedules()) {
+      next = std::min(next, schedule.next_due_micros());
+    }
+  }
+  next_schedule_due_.store(next, std::memory_order_release);
+}
+
+absl::Status EngineImpl::FireDueSchedules(int64_t now) {
+  if (next_schedule_due_.load(std::memory_order_acquire) > now) {
+    return absl::OkStatus();
+  }
+  std::vector<PartitionLsn> synced;
+  Wake wake;
+  absl::Status status;
+  {
+    LockAll();
+    absl::Cleanup unlock = [this] { UnlockAll(); };
+    TASKWAL_RETURN_IF_ERROR(CheckWritable());
+    for (const auto& p : partitions_) {
+      std::vector<Schedule> due;
+      for (const auto& [name, schedule] : p->state().schedules()) {
+        if (schedule.next_due_micros() <= now) due.push_back(schedule);
+      }
+      for (const Schedule& schedule : due) {
+        absl::Status s = FireLocked(*p, schedule, now, &synced, &wake);
+        // max_tasks reached: the schedule stays due and is tried again on
+        // the next pass. Anything else is sticky (or a bug) and stops.
+        if (absl::IsResourceExhausted(s)) continue;
+        if (!s.ok()) {
+          status = s;
+          break;
+        }
+      }
+      if (!status.ok()) break;
+    }
+    UpdateNextScheduleDueLocked();
+  }
+  Notify(wake);
+  TASKWAL_RETURN_IF_ERROR(status);
+  return SyncTo(synced);
+}
+
+absl::Status EngineImpl::FireLocked(Partition& ps, const Schedule& schedule,
+                                    int64_t now,
+                                    std::vector<PartitionLsn>* synced,
+                                    Wake* wake) {
+  constexpr size_t kMaxSubmitPerPass = 1000;
+  absl::StatusOr<ScheduleTiming> timing = ScheduleTiming::From(schedule);
+  if (!timing.ok()) {
+    // Stored by an engine that parsed it; this one cannot (a time zone
+    // missing from this machine): leave it be.
+    return absl::OkStatus();
+  }
+  const ScheduleTiming::Pass pass =
+      timing->Due(schedule.next_due_micros(), now, schedule.missed(),
+                  schedule.misfire_grace_micros(), kMaxSubmitPerPass);
+
+  // One record per partition: the schedule's own (its advance, and its
+  // tasks that fall there), and a submit for every other partition.
+  const uint32_t n = partitions();
+  std::vector<Transition> records(n);
+  std::vector<uint64_t> next_id(n, 0);
+  for (uint32_t i = 0; i < n; ++i) {
+    records[i].set_time_micros(now);
+    next_id[i] = partitions_[i]->state().next_task_id();
+  }
+  ScheduleFireRecord& fire = *records[ps.index].mutable_schedule_fire();
+  fire.set_name(schedule.name());
+  fire.set_next_due_micros(pass.next_due.value_or(Partition::kNever));
+  fire.set_last_due_micros(pass.last_due != 0 ? pass.last_due
+                                              : schedule.last_due_micros());
+  fire.set_skipped(pass.skipped);
+  TaskSpec spec;
+  const Task& tmpl = schedule.task_template();
+  spec.type = tmpl.type();
+  spec.payload = tmpl.payload();
+  spec.priority = tmpl.priority();
+  spec.max_attempts = tmpl.max_attempts();
+  if (tmpl.has_retry_policy()) spec.retry_policy = tmpl.retry_policy();
+  uint64_t created = 0;
+  for (int64_t due : pass.submit) {
+    spec.idempotency_key = ScheduleTaskKey(schedule.name(), due);
+    spec.not_before = absl::FromUnixMicros(due);
+    Partition& pt = PartitionOfTaskKey(spec.idempotency_key);
+    // An existing task with the key (a schedule of the same name submitted
+    // it before) is that due time's task.
+    if (pt.table().LookupKey(spec.idempotency_key).has_value()) continue;
+    if (!CheckSpec(spec).ok()) continue;  // Options changed since the Put.
+    SubmitRecord* submit = pt.index == ps.index
+                               ? fire.mutable_submit()
+                               : records[pt.index].mutable_submit();
+    NewTask(spec, next_id[pt.index], now, submit->add_tasks());
+    next_id[pt.index] += n;
+    ++created;
+  }
+  fire.set_submitted(created);
+  TASKWAL_RETURN_IF_ERROR(ReserveTasks(created, ""));
+
+  std::vector<uint32_t> group;
+  std::vector<const Transition*> group_records;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i == ps.index || records[i].has_submit()) {
+      group.push_back(i);
+      group_records.push_back(&records[i]);
+    }
+  }
+  std::vector<uint64_t> lsns(group.size());
+  absl::Status s;
+  if (group.size() == 1) {
+    absl::StatusOr<uint64_t> lsn =
+        journal_->Append(group[0], records[group[0]]);
+    s = lsn.status();
+    if (lsn.ok()) lsns[0] = *lsn;
+  } else {
+    s = journal_->AppendGroup(group, group_records, lsns.data());
+  }
+  if (!s.ok()) {
+    ReleaseTasks(created);
+    return absl::IsInvalidArgument(s) ? s : SetSticky(s);
+  }
+  for (size_t g = 0; g < group.size(); ++g) {
+    TASKWAL_RETURN_IF_ERROR(
+        ApplyLocked(*partitions_[group[g]], *group_records[g], lsns[g], wake));
+    synced->push_back({group[g], lsns[g]});
+  }
+  return absl::OkStatus();
+}
+
 void EngineImpl::LockAll() {
   for (const std::unique_ptr<Partition>& p : partitions_) p->mu.Lock();
 }
@@ -1738,6 +2062,8 @@ absl::Status EngineImpl::ApplyRetention(Partition& p, int64_t now,
 }
 
 absl::Status EngineImpl::RunMaintenance() {
+  TASKWAL_RETURN_IF_ERROR(CheckWritable());
+  TASKWAL_RETURN_IF_ERROR(FireDueSchedules(NowMicros()));
   std::vector<PartitionLsn> synced;
   for (const auto& part : partitions_) {
     Partition& p = *part;

@@ -102,6 +102,10 @@ class EngineImpl final : public Engine {
   absl::StatusOr<BulkResult> RetryMatching(const BulkFilter& filter) override;
   absl::StatusOr<BulkResult> CancelMatching(const BulkFilter& filter) override;
   absl::StatusOr<BulkResult> DeleteMatching(const BulkFilter& filter) override;
+  absl::StatusOr<Schedule> PutSchedule(const ScheduleSpec& spec) override;
+  absl::Status DeleteSchedule(absl::string_view name) override;
+  absl::StatusOr<Schedule> GetSchedule(absl::string_view name) override;
+  absl::StatusOr<std::vector<Schedule>> ListSchedules() override;
   absl::Status Pause(absl::string_view type) override;
   absl::Status Resume(absl::string_view type) override;
   absl::StatusOr<std::vector<std::string>> PausedTypes() override;
@@ -292,6 +296,19 @@ class EngineImpl final : public Engine {
   // its statuses, defaults first (`defaults` of them).
   enum class BulkOp { kRetry, kCancel, kDelete };
   absl::StatusOr<BulkResult> Bulk(BulkOp op, const BulkFilter& filter);
+  // Schedules (engine/schedule.h computes due times). Firing, putting and
+  // deleting hold every partition's lock: they are rare, and a fire's tasks
+  // may fall into any partition.
+  absl::Status CheckScheduleName(absl::string_view name) const;
+  // Submits the tasks of every schedule due at `now`.
+  absl::Status FireDueSchedules(int64_t now) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Handles the due times of schedule `s` (in partition ps) up to now: one
+  // group of records. REQUIRES: every partition's lock is held.
+  absl::Status FireLocked(Partition& ps, const Schedule& s, int64_t now,
+                          std::vector<PartitionLsn>* synced,
+                          Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Recomputes next_schedule_due_. REQUIRES: every partition's lock.
+  void UpdateNextScheduleDueLocked() ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Journals `records[i]` in partition i of every partition, as one group
   // (one record when there is one partition), and applies them.
   // REQUIRES: every partition's lock is held (LockAll).
@@ -315,6 +332,9 @@ class EngineImpl final : public Engine {
   ClaimWaiters waiters_;
 
   std::atomic<bool> closed_{false};
+  // The earliest next due time of any schedule (Partition::kNever: none),
+  // so that a maintenance pass with nothing due takes no lock for them.
+  std::atomic<int64_t> next_schedule_due_;
   // Serializes Close(): a second caller waits for the first to finish and
   // gets its result.
   absl::Mutex close_mu_ ABSL_ACQUIRED_BEFORE(snapshot_mu_);

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "engine/partitioning.h"
+#include "wal/status_macros.h"
 
 namespace taskwal::engine {
 
@@ -86,6 +87,15 @@ absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
       break;
     case Transition::kPause:
       s = ApplyPause(record.pause());
+      break;
+    case Transition::kSchedulePut:
+      s = ApplySchedulePut(record.schedule_put());
+      break;
+    case Transition::kScheduleDelete:
+      s = ApplyScheduleDelete(record.schedule_delete());
+      break;
+    case Transition::kScheduleFire:
+      s = ApplyScheduleFire(record.schedule_fire(), now, lsn);
       break;
     case Transition::KIND_NOT_SET:
       s = absl::InternalError("transition record has no kind");
@@ -365,6 +375,47 @@ absl::Status StateMachine::ApplyPause(const PauseRecord& r) {
   return absl::OkStatus();
 }
 
+absl::Status StateMachine::ApplySchedulePut(const SchedulePutRecord& r) {
+  const std::string& name = r.schedule().name();
+  if (name.empty() || PartitionOfKey(name, partitions_) != partition_) {
+    return absl::InternalError(
+        absl::StrCat("schedule record for \"", name, "\" does not apply: ",
+                     name.empty() ? "no name" : "name of another partition"));
+  }
+  schedules_[name] = r.schedule();
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyScheduleDelete(const ScheduleDeleteRecord& r) {
+  if (schedules_.erase(r.name()) == 0) {
+    return absl::InternalError(
+        absl::StrCat("schedule delete record for \"", r.name(),
+                     "\" does not apply: no such schedule"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyScheduleFire(const ScheduleFireRecord& r,
+                                             int64_t now, uint64_t lsn) {
+  auto it = schedules_.find(r.name());
+  if (it == schedules_.end()) {
+    return absl::InternalError(
+        absl::StrCat("schedule fire record for \"", r.name(),
+                     "\" does not apply: no such schedule"));
+  }
+  // The tasks first: ApplySubmit checks all of them before changing
+  // anything, so a record that does not fit changes nothing.
+  if (r.submit().tasks_size() > 0) {
+    TASKWAL_RETURN_IF_ERROR(ApplySubmit(r.submit(), now, lsn));
+  }
+  Schedule& s = it->second;
+  s.set_next_due_micros(r.next_due_micros());
+  s.set_last_due_micros(r.last_due_micros());
+  s.set_submitted(s.submitted() + r.submitted());
+  s.set_skipped(s.skipped() + r.skipped());
+  return absl::OkStatus();
+}
+
 SnapshotMeta StateMachine::MakeSnapshotMeta() const {
   SnapshotMeta m;
   m.set_lsn(last_applied_lsn_);
@@ -384,6 +435,9 @@ SnapshotMeta StateMachine::MakeSnapshotMeta() const {
   m.set_transitions(counters_.transitions);
   for (std::string& type : scheduler_.PausedTypes()) {
     m.add_paused_types(std::move(type));
+  }
+  for (const auto& [name, schedule] : schedules_) {
+    *m.add_schedules() = schedule;
   }
   return m;
 }
@@ -440,6 +494,9 @@ void StateMachine::RestoreMeta(const SnapshotMeta& m) {
   counters_.transitions = m.transitions();
   for (const std::string& type : m.paused_types()) {
     scheduler_.SetPaused(type, true);
+  }
+  for (const Schedule& schedule : m.schedules()) {
+    schedules_[schedule.name()] = schedule;
   }
 }
 

@@ -2,7 +2,9 @@
 #define TASKWAL_ENGINE_STATE_MACHINE_H_
 
 #include <cstdint>
+#include <string>
 
+#include "absl/container/btree_map.h"
 #include "absl/status/status.h"
 #include "engine/scheduler.h"
 #include "engine/snapshot.pb.h"
@@ -70,6 +72,10 @@ class StateMachine {
   Scheduler& scheduler() { return scheduler_; }
   const Scheduler& scheduler() const { return scheduler_; }
   const Counters& counters() const { return counters_; }
+  // The schedules whose names fall in this partition, by name.
+  const absl::btree_map<std::string, Schedule>& schedules() const {
+    return schedules_;
+  }
 
   // The next id / claim token the live path should hand out: the next one
   // of this partition (ids and tokens alike are partition modulo
@@ -92,6 +98,10 @@ class StateMachine {
   absl::Status ApplyCancel(const CancelRecord& r, int64_t now, uint64_t lsn);
   absl::Status ApplyDelete(const DeleteRecord& r);
   absl::Status ApplyPause(const PauseRecord& r);
+  absl::Status ApplySchedulePut(const SchedulePutRecord& r);
+  absl::Status ApplyScheduleDelete(const ScheduleDeleteRecord& r);
+  absl::Status ApplyScheduleFire(const ScheduleFireRecord& r, int64_t now,
+                                 uint64_t lsn);
 
   void AppendHistory(TaskEntry& entry, const HistoryEvent& h) const;
   void CountStatusChange(TaskStatus from, TaskStatus to);
@@ -102,6 +112,7 @@ class StateMachine {
   TaskTable table_;
   Scheduler scheduler_;
   Counters counters_;
+  absl::btree_map<std::string, Schedule> schedules_;
   uint64_t next_task_id_;
   uint64_t next_claim_token_;
   uint64_t last_applied_lsn_ = 0;
