@@ -861,6 +861,134 @@ int RunSubmit(Context& ctx, const ParsedArgs& args) {
   return kExitOk;
 }
 
+// "--every=D --start=TIME" or "--cron=EXPR --time_zone=TZ", and its missed
+// policy, as the human output shows a schedule.
+std::string DescribeSchedule(const Schedule& s) {
+  std::string when =
+      s.cron().empty()
+          ? absl::StrCat(
+                "every ",
+                absl::FormatDuration(absl::Microseconds(s.interval_micros())),
+                " from ", FormatMicros(s.start_micros()))
+          : absl::StrCat("cron ", Quote(s.cron()), " in ",
+                         s.time_zone().empty() ? std::string("UTC")
+                                               : Quote(s.time_zone()));
+  return absl::StrCat(
+      when, ", type ", Quote(s.task_template().type()), ", ",
+      s.missed() == Schedule::MISSED_CATCH_UP
+          ? std::string("catches up")
+          : absl::StrCat("skips times late by over ",
+                         absl::FormatDuration(
+                             absl::Microseconds(s.misfire_grace_micros()))));
+}
+
+std::string ScheduleLine(const Schedule& s) {
+  return absl::StrCat(Quote(s.name()), ": ", DescribeSchedule(s), "; next ",
+                      s.next_due_micros() == std::numeric_limits<int64_t>::max()
+                          ? std::string("never")
+                          : FormatMicros(s.next_due_micros()),
+                      "; submitted ", s.submitted(), ", skipped ", s.skipped());
+}
+
+int RunSchedule(Context& ctx, const ParsedArgs& args) {
+  ScheduleSpec spec;
+  spec.name = args.positional[0];
+  if (args.Has("cron") == args.Has("every")) {
+    return UsageError(ctx, "give one of --cron=EXPR and --every=D");
+  }
+  spec.cron = args.Get("cron");
+  spec.time_zone = args.Get("time_zone");
+  if (args.Has("every")) {
+    if (!absl::ParseDuration(args.Get("every"), &spec.interval) ||
+        spec.interval <= absl::ZeroDuration() ||
+        spec.interval == absl::InfiniteDuration()) {
+      return UsageError(ctx, absl::StrCat("--every=\"", args.Get("every"),
+                                          "\" is not a positive duration "
+                                          "such as 90s, 15m or 24h"));
+    }
+  }
+  if (args.Has("start")) {
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, args.Get("start"), &spec.start,
+                         &error)) {
+      return UsageError(ctx, absl::StrCat("--start=\"", args.Get("start"),
+                                          "\" is not an RFC 3339 time such "
+                                          "as 2030-01-02T15:04:05Z (",
+                                          error, ")"));
+    }
+  }
+  spec.missed = args.GetBool("catch_up") ? Schedule::MISSED_CATCH_UP
+                                         : Schedule::MISSED_SKIP;
+  if (args.Has("grace") &&
+      (!absl::ParseDuration(args.Get("grace"), &spec.misfire_grace) ||
+       spec.misfire_grace < absl::ZeroDuration())) {
+    return UsageError(ctx, absl::StrCat("--grace=\"", args.Get("grace"),
+                                        "\" is not a duration of 0 or more"));
+  }
+  if (args.Has("payload") && args.Has("payload_file")) {
+    return UsageError(ctx, "--payload and --payload_file exclude each other");
+  }
+  spec.task.type = args.Get("type");
+  spec.task.payload = args.Get("payload");
+  if (args.Has("payload_file")) {
+    absl::StatusOr<std::string> payload =
+        ReadPayloadFile(ctx, args.Get("payload_file"));
+    if (!payload.ok()) {
+      return ReportError(ctx, payload.status().code(), kExitFailed,
+                         absl::StrCat("cannot read --payload_file: ",
+                                      payload.status().message()));
+    }
+    spec.task.payload = *std::move(payload);
+  }
+  int code = kExitOk;
+  const std::optional<int32_t> priority = NumberFlag<int32_t>(
+      ctx, args, "priority", 0, std::numeric_limits<int32_t>::min(),
+      std::numeric_limits<int32_t>::max(), &code);
+  if (!priority.has_value()) return code;
+  spec.task.priority = *priority;
+  const std::optional<uint32_t> max_attempts =
+      NumberFlag<uint32_t>(ctx, args, "max_attempts", 0, 0,
+                           std::numeric_limits<uint32_t>::max(), &code);
+  if (!max_attempts.has_value()) return code;
+  spec.task.max_attempts = *max_attempts;
+
+  absl::StatusOr<Schedule> stored = ctx.engine->PutSchedule(spec);
+  if (!stored.ok()) return CallError(ctx, stored.status());
+  if (ctx.json) {
+    ctx.out << ProtoJson(*stored) << "\n";
+  } else {
+    ctx.out << "schedule " << ScheduleLine(*stored) << "\n";
+  }
+  return kExitOk;
+}
+
+int RunUnschedule(Context& ctx, const ParsedArgs& args) {
+  const std::string& name = args.positional[0];
+  absl::Status status = ctx.engine->DeleteSchedule(name);
+  if (!status.ok()) return CallError(ctx, status);
+  if (ctx.json) {
+    SchedulesOutput output;  // Empty: the schedule is gone.
+    ctx.out << ProtoJson(output) << "\n";
+  } else {
+    ctx.out << "schedule " << Quote(name) << " deleted; its tasks stay\n";
+  }
+  return kExitOk;
+}
+
+int RunSchedules(Context& ctx, const ParsedArgs& /*args*/) {
+  absl::StatusOr<std::vector<Schedule>> all = ctx.engine->ListSchedules();
+  if (!all.ok()) return CallError(ctx, all.status());
+  if (ctx.json) {
+    SchedulesOutput output;
+    for (const Schedule& s : *all) *output.add_schedules() = s;
+    ctx.out << ProtoJson(output) << "\n";
+    return kExitOk;
+  }
+  for (const Schedule& s : *all) ctx.out << ScheduleLine(s) << "\n";
+  ctx.out << Plural(all->size(), "schedule") << "\n";
+  return kExitOk;
+}
+
 // retry, cancel and delete: one call on one task.
 int RunOperator(Context& ctx, const ParsedArgs& args,
                 absl::Status (Engine::*call)(uint64_t),
@@ -1542,6 +1670,61 @@ const std::vector<Command>& Commands() {
        1,
        1,
        &RunCancel},
+      {"schedule",
+       "NAME (--cron=EXPR [--time_zone=TZ] | --every=D [--start=TIME]) "
+       "[--type=T] [--payload=P | --payload_file=F] [--priority=N] "
+       "[--max_attempts=N] [--catch_up] [--grace=D]",
+       "create or replace a periodic task (durable)",
+       "Creates the schedule NAME, or replaces it: the engine that owns the\n"
+       "directory (a daemon, or any program that opens it with a\n"
+       "maintenance interval) submits one task per due time, keyed\n"
+       "schedule:NAME@<due time in RFC 3339 UTC>, so no due time is ever\n"
+       "submitted twice. --cron takes five fields, minute hour day-of-month\n"
+       "month day-of-week (or @hourly, @daily, @weekly, @monthly, @yearly),\n"
+       "in --time_zone (an IANA name, default UTC). --every repeats from\n"
+       "--start (default: now). Due times missed by more than --grace\n"
+       "(default 1m) while the engine was down are skipped, or all\n"
+       "submitted with --catch_up. A replacement with the same timing keeps\n"
+       "its position; one with another timing starts after now.\n",
+       {{"cron", "EXPR", "cron expression, e.g. \"0 3 * * *\" or @hourly"},
+        {"time_zone", "TZ", "time zone of --cron, e.g. Europe/Berlin"},
+        {"every", "D", "fixed interval, at least 1s: 90s, 15m, 24h"},
+        {"start", "TIME", "first due time of --every, RFC 3339"},
+        {"type", "T", "type of the tasks"},
+        {"payload", "P", "payload of the tasks"},
+        {"payload_file", "F",
+         "read the payload from file F; '-': from standard input"},
+        {"priority", "N", "priority of the tasks (default 0)"},
+        {"max_attempts", "N", "attempts of each task (default: the engine's)"},
+        {"catch_up", "", "submit every missed due time, however late"},
+        {"grace", "D", "how late a due time may be and still run (1m)"},
+        PartitionsFlag()},
+       Access::kWrite,
+       1,
+       1,
+       &RunSchedule},
+      {"unschedule",
+       "NAME",
+       "delete a schedule (its tasks stay)",
+       "Deletes the schedule NAME; no more tasks are submitted for it. The\n"
+       "tasks it submitted stay. An unknown name fails (exit 3).\n",
+       {PartitionsFlag()},
+       Access::kWrite,
+       1,
+       1,
+       &RunUnschedule},
+      {"schedules",
+       "",
+       "list the schedules",
+       "Lists every schedule: its timing, the type of its tasks, how it\n"
+       "treats missed due times, its next due time and how many due times\n"
+       "it submitted and skipped. --json prints Schedule messages\n"
+       "(api/task.proto).\n",
+       {},
+       Access::kRead,
+       0,
+       0,
+       &RunSchedules},
       {"pause",
        "TYPE",
        "stop claiming tasks of a type (durable, until resume)",

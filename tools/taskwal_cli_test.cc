@@ -1465,6 +1465,57 @@ TEST_F(TaskwalCliTest, PauseAndResumeATypeDurably) {
   EXPECT_EQ(RunIn(dir, {"resume", "a", "b"}).code, kExitUsage);
 }
 
+TEST_F(TaskwalCliTest, ScheduleUnscheduleAndSchedules) {
+  const std::string dir = Populate("db");
+  CliResult r = RunIn(dir, {"schedule", "nightly", "--cron=0 3 * * *",
+                            "--time_zone=Europe/Berlin", "--type=report",
+                            "--payload=p", "--catch_up"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("schedule \"nightly\": cron \"0 3 * * *\" in "
+                               "\"Europe/Berlin\", type \"report\", catches "
+                               "up; next "));
+  r = RunIn(dir, {"--json", "schedule", "tick\x1b]0;x\x07", "--every=90s",
+                  "--start=2030-01-01T00:00:00Z", "--grace=5m"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"next_due_micros\":\"1893456000000000\""));
+  EXPECT_THAT(r.out, HasSubstr("\"misfire_grace_micros\":\"300000000\""));
+  // schedules (read-only) lists both, names escaped.
+  r = RunIn(dir, {"schedules"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"tick\\x1b]0;x\\x07\": every 1m30s from "
+                               "2030-01-01T00:00:00Z"));
+  EXPECT_THAT(r.out, HasSubstr("2 schedules\n"));
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(Options(dir));
+    ASSERT_TRUE(e.ok()) << e.status();
+    absl::StatusOr<Schedule> s = (*e)->GetSchedule("nightly");
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(s->task_template().payload(), "p");
+    EXPECT_EQ(s->missed(), Schedule::MISSED_CATCH_UP);
+  }
+  r = RunIn(dir, {"unschedule", "nightly"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "schedule \"nightly\" deleted; its tasks stay\n");
+  EXPECT_EQ(RunIn(dir, {"unschedule", "nightly"}).code, kExitFailed);
+  EXPECT_THAT(RunIn(dir, {"schedules"}).out, HasSubstr("1 schedule\n"));
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"schedule", "x"},
+           {"schedule", "x", "--cron=@daily", "--every=1h"},
+           {"schedule", "x", "--cron=61 * * * *"},
+           {"schedule", "x", "--cron=@daily", "--time_zone=Nowhere/X"},
+           {"schedule", "x", "--every=0s"},
+           {"schedule", "x", "--every=1h", "--start=yesterday"},
+           {"schedule", "x", "--every=1h", "--grace=-1s"},
+           {"schedule", "", "--every=1h"},
+           {"unschedule"},
+       }) {
+    r = RunIn(dir, args);
+    EXPECT_EQ(r.code, kExitUsage) << absl::StrJoin(args, " ") << r.err;
+  }
+  EXPECT_THAT(RunIn(dir, {"schedules"}).out, HasSubstr("1 schedule\n"));
+}
+
 TEST_F(TaskwalCliTest, SalvageAsksForYesThenSetsTheDamageAside) {
   const std::string dir = Populate("db");
   CliResult r = RunIn(dir, {"salvage"});
