@@ -1489,6 +1489,7 @@ absl::StatusOr<Schedule> EngineImpl::PutSchedule(const ScheduleSpec& spec) {
   {
     LockAll();
     absl::Cleanup unlock = [this] { UnlockAll(); };
+    ps.mu.AssertHeld();  // By LockAll, which the analysis cannot follow.
     TASKWAL_RETURN_IF_ERROR(CheckWritable());
     const int64_t now = NowMicros();
     const auto& existing = ps.state().schedules();
@@ -1548,6 +1549,7 @@ absl::Status EngineImpl::DeleteSchedule(absl::string_view name) {
   {
     LockAll();
     absl::Cleanup unlock = [this] { UnlockAll(); };
+    ps.mu.AssertHeld();  // By LockAll.
     TASKWAL_RETURN_IF_ERROR(CheckWritable());
     if (!ps.state().schedules().contains(name)) {
       return absl::NotFoundError(
@@ -1771,6 +1773,7 @@ absl::Status EngineImpl::SetPaused(absl::string_view type, bool paused) {
   {
     LockAll();
     absl::Cleanup unlock = [this] { UnlockAll(); };
+    partitions_[0]->mu.AssertHeld();  // By LockAll.
     TASKWAL_RETURN_IF_ERROR(CheckWritable());
     // Every partition holds the same paused set: partition 0 speaks for
     // all.

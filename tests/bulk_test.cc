@@ -41,7 +41,9 @@ class BulkTest : public ::testing::TestWithParam<uint32_t> {
   void SetUp() override { Open(Options()); }
 
   void Open(const EngineOptions& o) {
-    if (e_ != nullptr) ASSERT_THAT(e_->Close(), IsOk());
+    if (e_ != nullptr) {
+      ASSERT_THAT(e_->Close(), IsOk());
+    }
     e_.reset();
     absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
     ASSERT_THAT(e.status(), IsOk());
@@ -62,8 +64,12 @@ class BulkTest : public ::testing::TestWithParam<uint32_t> {
     absl::StatusOr<ClaimedTask> c = e_->Claim(id, "w", absl::Minutes(5));
     EXPECT_THAT(c.status(), IsOk());
     if (!c.ok()) return ClaimRef();
-    if (how == "complete") EXPECT_THAT(e_->Complete(c->claim, "r"), IsOk());
-    if (how == "fail") EXPECT_THAT(e_->Fail(c->claim, "boom"), IsOk());
+    if (how == "complete") {
+      EXPECT_THAT(e_->Complete(c->claim, "r"), IsOk());
+    }
+    if (how == "fail") {
+      EXPECT_THAT(e_->Fail(c->claim, "boom"), IsOk());
+    }
     return c->claim;
   }
 

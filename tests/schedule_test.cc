@@ -54,7 +54,9 @@ class ScheduleTest : public ::testing::TestWithParam<uint32_t> {
   void SetUp() override { Reopen(); }
 
   void Reopen() {
-    if (e_ != nullptr) ASSERT_THAT(e_->Close(), IsOk());
+    if (e_ != nullptr) {
+      ASSERT_THAT(e_->Close(), IsOk());
+    }
     e_.reset();
     absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(Options());
     ASSERT_THAT(e.status(), IsOk());
@@ -159,7 +161,9 @@ TEST_P(ScheduleTest, RestartsNeverSubmitATimeTwiceAndCatchUpLosesNone) {
       clock_.Advance(absl::Minutes(1));
       Maintain();
     }
-    if (round % 2 == 1) ASSERT_THAT(e_->Snapshot(), IsOk());
+    if (round % 2 == 1) {
+      ASSERT_THAT(e_->Snapshot(), IsOk());
+    }
     ASSERT_NO_FATAL_FAILURE(Reopen());
     Maintain();  // The same time again after the restart: nothing new.
     clock_.Advance(absl::Minutes(5));  // Down for five due times.
