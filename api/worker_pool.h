@@ -21,8 +21,14 @@
 // idempotency key are stable across attempts). Completion is exactly once:
 // the engine fences claims, so only one attempt's result is stored.
 //
+// Flow control per task type (HandlerOptions): at most max_running tasks
+// of a type held at once, and at most rate_per_second claims of it per
+// second with bursts of rate_burst. Both are limits of this pool, acting
+// before the claim; see HandlerOptions.
+//
 // The pool's timing (heartbeats, Stop's deadline, claim waits) is real time
-// (absl::Now), whatever Clock the engine uses.
+// (absl::Now), whatever Clock the engine uses; rate limits use
+// WorkerPoolOptions::clock.
 
 #include <cstdint>
 #include <functional>
@@ -37,6 +43,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "taskwal/clock.h"
 #include "taskwal/engine.h"
 
 namespace taskwal {
@@ -122,11 +129,40 @@ class HandlerContext {
 using TaskHandler =
     std::function<absl::StatusOr<std::string>(const Task&, HandlerContext&)>;
 
+// Flow control (max_running, rate_per_second) is per pool: the engine
+// knows nothing of it, so two pools on one engine (two processes, say)
+// each allow the whole limit. A limit acts before the claim: a thread
+// claims a task of a type only with a running slot and a token of that
+// type in hand, so a task the pool cannot run yet stays PENDING (claimable
+// by anyone else, no attempt counted) instead of CLAIMED and waiting. A
+// thread that finds its types at their limits serves its other types or
+// sleeps until a slot frees or a token comes; Stop wakes it at once.
 struct HandlerOptions {
   // 0: the type is served by the pool's shared threads. More: this many
   // threads of its own, which claim only this type (a type that must not
-  // wait behind others, or must not run more than N at once).
+  // wait behind others). Not negative.
   int threads = 0;
+  // The most tasks of this type the pool holds claimed at once, across all
+  // of its threads: the handlers running plus those whose Complete or Fail
+  // is on its way. 0: no limit (at most the threads serving the type). Not
+  // negative.
+  int max_running = 0;
+  // The most claims of this type per second (a token bucket: tokens accrue
+  // at this rate up to rate_burst, and the bucket starts full), so over any
+  // span d the pool starts at most rate_burst + rate_per_second * d tasks
+  // of the type. A claim spends a token even if Stop then releases it
+  // unrun; a ClaimNext that finds nothing gives its token back. Timed by
+  // WorkerPoolOptions::clock. 0: no limit. Otherwise in
+  // [kMinRatePerSecond, kMaxRatePerSecond].
+  double rate_per_second = 0;
+  // Tokens the bucket holds at most: how many tasks may start at once after
+  // a quiet spell. At least 1 when rate_per_second is set; ignored
+  // otherwise.
+  int rate_burst = 1;
+
+  // One task per 11.6 days to one per nanosecond.
+  static constexpr double kMinRatePerSecond = 1e-6;
+  static constexpr double kMaxRatePerSecond = 1e9;
 };
 
 struct WorkerPoolOptions {
@@ -137,13 +173,21 @@ struct WorkerPoolOptions {
   // its own prefix (say, host and pid) so that History tells them apart.
   std::string worker_id_prefix = "worker";
   // Lease of each claim; zero means the engine's default_lease. The pool
-  // heartbeats every lease / 3 while a handler runs.
+  // heartbeats a running handler's claim every lease / 3, give or take a
+  // twelfth of the lease (one thread looks at all claims each
+  // lease / 12 of the shortest lease seen, at least 1 ms apart).
   absl::Duration lease = absl::ZeroDuration();
   // How long one ClaimNext waits for work. Bounds how long a shared thread
   // serving several types takes to notice work of the others (it waits on
   // one type at a time, in turn), and how long Stop waits for idle threads
   // to notice it. Positive.
   absl::Duration claim_wait = absl::Milliseconds(100);
+  // Source of time for the rate limits (HandlerOptions::rate_per_second)
+  // and nothing else. Not owned; must outlive the pool. nullptr: the real
+  // clock (absl::Now). A test passes a ManualClock to move the token
+  // buckets by hand; a thread waiting for a token then looks again at
+  // least every claim_wait.
+  Clock* clock = nullptr;
 };
 
 // Counters since Start.
@@ -171,10 +215,13 @@ class WorkerPool {
   // Stop(absl::Now()) if the pool was started and not stopped.
   ~WorkerPool();
 
-  // Runs `handler` for tasks of `type`.
+  // Runs `handler` for tasks of `type`, within options' limits.
   // OK: registered.
   // kInvalidArgument: an empty type (the pool cannot serve tasks without
-  //   a type), an empty handler, or options.threads < 0.
+  //   a type), an empty handler, or an option out of its range (the
+  //   message names it): threads < 0, max_running < 0, rate_per_second
+  //   neither 0 nor in [kMinRatePerSecond, kMaxRatePerSecond] (NaN and
+  //   infinities included), rate_burst < 1 with a rate set.
   // kAlreadyExists: `type` already has a handler.
   // kFailedPrecondition: the pool was started.
   absl::Status Register(std::string type, TaskHandler handler,
@@ -187,6 +234,9 @@ class WorkerPool {
   absl::Status Start();
 
   // Stops taking work and lets running handlers finish until `deadline`.
+  // Threads that wait for a running slot or a rate token stop waiting at
+  // once (no claim is made for them); a thread inside a ClaimNext notices
+  // within claim_wait.
   // Then each claim still held is released (Engine::Retry: the task is
   // PENDING and claimable, the attempt not counted) and its handler's
   // context is cancelled (kStopDeadline; the handler's result is dropped).

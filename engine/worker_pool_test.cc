@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -10,7 +11,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -409,6 +412,271 @@ TEST_F(WorkerPoolTest, RegistrationAndStartAreChecked) {
   WorkerPool shared(engine_.get(), no_threads);
   ASSERT_TRUE(shared.Register("t", ok).ok());
   EXPECT_TRUE(absl::IsInvalidArgument(shared.Start()));
+}
+
+TEST_F(WorkerPoolTest, FlowOptionsOutOfRangeAreRefusedByName) {
+  auto ok = [](const Task&, HandlerContext&) { return Result("ok"); };
+  WorkerPool pool(engine_.get(), PoolOptions());
+  auto refused_naming = [&](const HandlerOptions& options,
+                            absl::string_view option) {
+    const absl::Status s = pool.Register("t", ok, options);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), option)) << s;
+  };
+  HandlerOptions o;
+  o.max_running = -1;
+  refused_naming(o, "max_running");
+  for (double rate : {-1.0, 1e-7, 2e9, std::numeric_limits<double>::infinity(),
+                      std::numeric_limits<double>::quiet_NaN()}) {
+    o = HandlerOptions();
+    o.rate_per_second = rate;
+    refused_naming(o, "rate_per_second");
+  }
+  o = HandlerOptions();
+  o.rate_per_second = 10;
+  o.rate_burst = 0;
+  refused_naming(o, "rate_burst");
+  o.rate_per_second = 0;  // Without a rate the burst is ignored.
+  EXPECT_TRUE(pool.Register("no-rate", ok, o).ok());
+  o = HandlerOptions();
+  o.max_running = 1;
+  o.rate_per_second = HandlerOptions::kMinRatePerSecond;
+  EXPECT_TRUE(pool.Register("slowest", ok, o).ok());
+  o.rate_per_second = HandlerOptions::kMaxRatePerSecond;
+  EXPECT_TRUE(pool.Register("fastest", ok, o).ok());
+}
+
+// Records how many handlers run at once, per type.
+class ConcurrencyProbe {
+ public:
+  void Enter() {
+    const int now = ++running_;
+    int seen = max_.load();
+    while (now > seen && !max_.compare_exchange_weak(seen, now)) {
+    }
+  }
+  void Leave() { --running_; }
+  int max() const { return max_.load(); }
+
+ private:
+  std::atomic<int> running_{0};
+  std::atomic<int> max_{0};
+};
+
+TEST_F(WorkerPoolTest, MaxRunningIsNeverExceeded) {
+  constexpr int kTasksPerType = 60;
+  WorkerPool pool(engine_.get(), PoolOptions(8));
+  ConcurrencyProbe shared_probe;
+  ConcurrencyProbe own_probe;
+  auto slow = [](ConcurrencyProbe* probe) {
+    return [probe](const Task& task, HandlerContext&) {
+      probe->Enter();
+      absl::SleepFor(absl::Milliseconds(2));
+      probe->Leave();
+      return Result(task.payload());
+    };
+  };
+  HandlerOptions shared;  // Eight shared threads, three at a time.
+  shared.max_running = 3;
+  ASSERT_TRUE(pool.Register("shared", slow(&shared_probe), shared).ok());
+  HandlerOptions own;  // Six threads of its own, two at a time.
+  own.threads = 6;
+  own.max_running = 2;
+  ASSERT_TRUE(pool.Register("own", slow(&own_probe), own).ok());
+  // A type without limits keeps the shared threads busy meanwhile.
+  ASSERT_TRUE(
+      pool.Register("free",
+                    [](const Task&, HandlerContext&) { return Result("ok"); })
+          .ok());
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kTasksPerType; ++i) {
+    for (const char* type : {"shared", "own", "free"}) {
+      ids.push_back(Submit(absl::StrCat(type, i), type));
+    }
+  }
+  ASSERT_TRUE(pool.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<EngineStats> stats = engine_->Stats();
+    return stats.ok() && stats->completed == ids.size();
+  }));
+  ASSERT_TRUE(pool.Stop(absl::Now() + absl::Seconds(10)).ok());
+  EXPECT_LE(shared_probe.max(), 3);
+  EXPECT_LE(own_probe.max(), 2);
+  EXPECT_GE(shared_probe.max(), 1);
+  EXPECT_GE(own_probe.max(), 1);
+  for (uint64_t id : ids) {
+    EXPECT_EQ(Get(id).attempts(), 1u) << id;
+  }
+  EXPECT_EQ(pool.Stats().succeeded, ids.size());
+}
+
+TEST_F(WorkerPoolTest, ATypeAtItsLimitIsNotClaimedAndDoesNotBlockOthers) {
+  absl::Notification release;
+  std::atomic<int> started{0};
+  WorkerPool pool(engine_.get(), PoolOptions(2));
+  HandlerOptions one_at_a_time;
+  one_at_a_time.max_running = 1;
+  ASSERT_TRUE(pool.Register(
+                      "limited",
+                      [&](const Task&, HandlerContext&) {
+                        ++started;
+                        release.WaitForNotification();
+                        return Result("done");
+                      },
+                      one_at_a_time)
+                  .ok());
+  ASSERT_TRUE(
+      pool.Register("other",
+                    [](const Task&, HandlerContext&) { return Result("ok"); })
+          .ok());
+  const uint64_t first = Submit("first", "limited");
+  const uint64_t second = Submit("second", "limited");
+  ASSERT_TRUE(pool.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return started.load() == 1; }));
+  // The other thread serves the other type while "limited" is full...
+  const uint64_t other = Submit("other", "other");
+  ASSERT_TRUE(WaitForStatus(other, COMPLETED));
+  // ...and has not claimed the second "limited" task to sit on it.
+  absl::StatusOr<EngineStats> stats = engine_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->claimed, 1u);
+  EXPECT_EQ(started.load(), 1);
+  const uint64_t running = Get(first).status() == CLAIMED ? first : second;
+  const uint64_t waiting = running == first ? second : first;
+  EXPECT_EQ(Get(waiting).status(), PENDING);
+  EXPECT_EQ(Get(waiting).attempts(), 0u);
+  release.Notify();
+  ASSERT_TRUE(WaitForStatus(waiting, COMPLETED));
+  ASSERT_TRUE(WaitForStatus(running, COMPLETED));
+  ASSERT_TRUE(pool.Stop(absl::Now() + absl::Seconds(10)).ok());
+  EXPECT_EQ(started.load(), 2);
+}
+
+// An upper bound only: however fast or slow the machine, no more than
+// burst + rate * elapsed tasks start (plus one for the rounding of
+// elapsed). No lower bound: a slow machine may start fewer.
+TEST_F(WorkerPoolTest, RateLimitStartsAtMostBurstPlusRateTimesElapsed) {
+  constexpr double kRate = 100;
+  constexpr int kBurst = 5;
+  std::atomic<int> started{0};
+  WorkerPool pool(engine_.get(), PoolOptions(4));
+  HandlerOptions limited;
+  limited.rate_per_second = kRate;
+  limited.rate_burst = kBurst;
+  ASSERT_TRUE(pool.Register(
+                      "limited",
+                      [&](const Task&, HandlerContext&) {
+                        ++started;
+                        return Result("ok");
+                      },
+                      limited)
+                  .ok());
+  for (int i = 0; i < 500; ++i) Submit(absl::StrCat("k", i), "limited");
+  const absl::Time begin = absl::Now();
+  ASSERT_TRUE(pool.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return started.load() > 0; }));
+  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_TRUE(pool.Stop(absl::Now() + absl::Seconds(10)).ok());
+  const absl::Duration elapsed = absl::Now() - begin;
+  const double bound = kBurst + kRate * absl::ToDoubleSeconds(elapsed) + 1;
+  EXPECT_LE(started.load(), bound) << "in " << elapsed;
+  absl::StatusOr<EngineStats> stats = engine_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_LE(stats->claims, bound) << "in " << elapsed;
+  EXPECT_EQ(pool.Stats().lost_claims, 0u);
+}
+
+// With the pool's clock standing still, exactly `burst` tasks run; each
+// step of the clock lets exactly the tokens it accrues through.
+TEST_F(WorkerPoolTest, RateLimitFollowsThePoolsClock) {
+  ManualClock pool_clock;
+  WorkerPoolOptions options = PoolOptions(3);
+  options.clock = &pool_clock;
+  WorkerPool pool(engine_.get(), options);
+  HandlerOptions limited;
+  limited.rate_per_second = 1;
+  limited.rate_burst = 2;
+  ASSERT_TRUE(pool.Register(
+                      "limited",
+                      [](const Task&, HandlerContext&) { return Result("ok"); },
+                      limited)
+                  .ok());
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 6; ++i) ids.push_back(Submit(absl::StrCat(i), "limited"));
+  auto completed = [&] {
+    absl::StatusOr<EngineStats> stats = engine_->Stats();
+    return stats.ok() ? stats->completed : 0;
+  };
+  auto settles_at = [&](uint64_t n) {
+    if (!WaitFor([&] { return completed() >= n; })) return false;
+    // Give the threads many claim_waits to overshoot, if they would.
+    absl::SleepFor(absl::Milliseconds(150));
+    absl::StatusOr<EngineStats> stats = engine_->Stats();
+    return stats.ok() && stats->completed == n && stats->claims == n;
+  };
+  ASSERT_TRUE(pool.Start().ok());
+  EXPECT_TRUE(settles_at(2));  // The full bucket.
+  pool_clock.Advance(absl::Milliseconds(999));
+  EXPECT_TRUE(settles_at(2));  // Not quite a token yet.
+  pool_clock.Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(settles_at(3));
+  pool_clock.Advance(absl::Hours(1));  // The bucket holds at most two.
+  EXPECT_TRUE(settles_at(5));
+  pool_clock.Advance(absl::Seconds(1));
+  EXPECT_TRUE(settles_at(6));
+  ASSERT_TRUE(pool.Stop(absl::Now()).ok());
+  EXPECT_EQ(pool.Stats().succeeded, 6u);
+}
+
+// Threads that wait for a token or a slot stop waiting at Stop. The waits
+// here would last claim_wait (ten minutes) or a token's 11.6 days: if Stop
+// waited on them, the test would time out.
+TEST_F(WorkerPoolTest, StopDoesNotWaitForATokenOrASlot) {
+  WorkerPoolOptions options = PoolOptions(3);
+  options.claim_wait = absl::Minutes(10);
+  WorkerPool pool(engine_.get(), options);
+  HandlerOptions rare;
+  rare.threads = 3;
+  rare.rate_per_second = HandlerOptions::kMinRatePerSecond;
+  ASSERT_TRUE(pool.Register(
+                      "rare",
+                      [](const Task&, HandlerContext&) { return Result("ok"); },
+                      rare)
+                  .ok());
+  absl::Notification stuck_started;
+  std::atomic<int> stuck_calls{0};
+  HandlerOptions one;
+  one.max_running = 1;
+  ASSERT_TRUE(pool.Register(
+                      "stuck",
+                      [&](const Task&, HandlerContext& ctx) {
+                        if (++stuck_calls == 1) stuck_started.Notify();
+                        while (!ctx.WaitForCancellation(absl::Seconds(1))) {
+                        }
+                        return Result("cancelled");
+                      },
+                      one)
+                  .ok());
+  const uint64_t rare_first = Submit("rare1", "rare");
+  const uint64_t rare_second = Submit("rare2", "rare");
+  const uint64_t stuck_first = Submit("stuck1", "stuck");
+  const uint64_t stuck_second = Submit("stuck2", "stuck");
+  ASSERT_TRUE(pool.Start().ok());
+  stuck_started.WaitForNotification();
+  ASSERT_TRUE(WaitFor([&] {
+    return Get(rare_first).status() == COMPLETED ||
+           Get(rare_second).status() == COMPLETED;
+  }));
+  ASSERT_TRUE(pool.Stop(absl::Now()).ok());
+  // One "rare" task ran on the bucket's only token; the other waits.
+  EXPECT_EQ(Get(rare_first).attempts() + Get(rare_second).attempts(), 1u);
+  // The stuck claim was released (and a thread that got the freed slot
+  // as Stop ended may have claimed and released one more, unrun).
+  EXPECT_EQ(stuck_calls.load(), 1);
+  EXPECT_EQ(Get(stuck_first).status(), PENDING);
+  EXPECT_EQ(Get(stuck_second).status(), PENDING);
+  EXPECT_EQ(Get(stuck_first).attempts() + Get(stuck_second).attempts(), 0u);
+  EXPECT_GE(pool.Stats().released, 1u);
 }
 
 TEST_F(WorkerPoolTest, DestructorStopsARunningPool) {
