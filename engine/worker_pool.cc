@@ -406,72 +406,79 @@ class PoolCore {
     ClaimNextOptions claim_options;
     claim_options.lease = options_.lease;
     const size_t n = types.size();
-    // "Nothing claimed yet", without a message: no allocation per round.
-    const absl::Status nothing(absl::StatusCode::kNotFound, "");
     while (!stop_requested_.HasBeenNotified()) {
-      absl::StatusOr<ClaimedTask> claimed = nothing;
-      const TypeState* type = nullptr;
       Refusal refusal;
       bool admitted_any = false;
+      bool handled = false;
       if (n > 1) {
         claim_options.wait = absl::ZeroDuration();
-        for (size_t k = 0; k < n && absl::IsNotFound(claimed.status()); ++k) {
+        for (size_t k = 0; k < n && !handled; ++k) {
           const TypeState* t = types[(next + k) % n];
           if (!Admit(*t, &refusal)) continue;
           admitted_any = true;
           claim_options.type = t->type;
-          claimed = engine_->ClaimNext(worker_id, claim_options);
-          if (claimed.ok()) {
-            type = t;
-          } else {
+          // Initialized from the call (not assigned): no ClaimedTask move.
+          absl::StatusOr<ClaimedTask> claimed =
+              engine_->ClaimNext(worker_id, claim_options);
+          if (absl::IsNotFound(claimed.status())) {
             Unadmit(*t, /*claimed=*/false);
+            continue;
           }
+          if (!Handle(claimed, *t, slot)) return;
+          handled = true;
         }
       }
-      if (absl::IsNotFound(claimed.status())) {
-        // Wait on the next type in turn that is not at its limits, but no
-        // longer than until a refused type's next token.
-        for (size_t k = 0; k < n && type == nullptr; ++k) {
-          const TypeState* t = types[(next + k) % n];
-          if (!Admit(*t, &refusal)) continue;
-          admitted_any = true;
-          next += k + 1;
-          type = t;
-        }
-        if (type == nullptr) {
-          if (!admitted_any) WaitForFlow(refusal);
-          continue;
-        }
-        claim_options.type = type->type;
-        claim_options.wait = options_.claim_wait;
-        if (refusal.token_at != absl::InfiniteFuture()) {
-          claim_options.wait =
-              std::clamp(refusal.token_at - FlowNow(), absl::ZeroDuration(),
-                         options_.claim_wait);
-        }
-        claimed = engine_->ClaimNext(worker_id, claim_options);
-        if (!claimed.ok()) {
-          Unadmit(*type, /*claimed=*/false);
-          type = nullptr;
-        }
+      if (handled) continue;
+      // Wait on the next type in turn that is not at its limits, but no
+      // longer than until a refused type's next token.
+      const TypeState* type = nullptr;
+      for (size_t k = 0; k < n && type == nullptr; ++k) {
+        const TypeState* t = types[(next + k) % n];
+        if (!Admit(*t, &refusal)) continue;
+        admitted_any = true;
+        next += k + 1;
+        type = t;
       }
-      if (absl::IsNotFound(claimed.status())) continue;
-      if (absl::IsCancelled(claimed.status())) return;  // Engine closed.
-      if (!claimed.ok()) {
-        // kInternal (sticky) or another engine error: nothing to run; look
-        // again later rather than spin.
-        Count(slot->engine_errors);
-        stop_requested_.WaitForNotificationWithTimeout(options_.claim_wait);
+      if (type == nullptr) {
+        if (!admitted_any) WaitForFlow(refusal);
         continue;
       }
-      if (claimed->task.type() != type->type) {
+      claim_options.type = type->type;
+      claim_options.wait = options_.claim_wait;
+      if (refusal.token_at != absl::InfiniteFuture()) {
+        claim_options.wait =
+            std::clamp(refusal.token_at - FlowNow(), absl::ZeroDuration(),
+                       options_.claim_wait);
+      }
+      absl::StatusOr<ClaimedTask> claimed =
+          engine_->ClaimNext(worker_id, claim_options);
+      if (!Handle(claimed, *type, slot)) return;
+    }
+  }
+
+  // Runs the task ClaimNext claimed for `type` (admitted), or deals with
+  // its error, and gives back what Admit took. False: the engine is
+  // closed, the worker ends.
+  bool Handle(absl::StatusOr<ClaimedTask>& claimed, const TypeState& type,
+              Slot* slot) ABSL_LOCKS_EXCLUDED(mu_) {
+    if (claimed.ok()) {
+      if (claimed->task.type() != type.type) {
         // Cannot happen: ClaimNext filters by type.
         Release(claimed->claim, LeaseOf(*claimed));
       } else {
-        Run(*claimed, type->handler, slot);
+        Run(*claimed, type.handler, slot);
       }
-      Unadmit(*type, /*claimed=*/true);
+      Unadmit(type, /*claimed=*/true);
+      return true;
     }
+    Unadmit(type, /*claimed=*/false);
+    if (absl::IsNotFound(claimed.status())) return true;
+    if (absl::IsCancelled(claimed.status())) return false;  // Closed.
+    // kInternal (sticky) or another engine error: nothing to run; look
+    // again later rather than spin.
+    Count(slot->engine_errors);
+    stop_requested_.WaitForNotificationWithTimeout(options_.claim_wait);
+    return true;
   }
 
   // Runs one claimed task's handler and records its outcome. Takes the
