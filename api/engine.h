@@ -370,9 +370,16 @@ struct ScheduleSpec {
   // MISSED_SKIP skips them (Schedule::skipped counts them), MISSED_CATCH_UP
   // submits every one, oldest first (at most 1000 per maintenance pass).
   Schedule::MissedPolicy missed = Schedule::MISSED_SKIP;
-  absl::Duration misfire_grace = absl::Minutes(1);  // Not negative.
-  // The tasks: type, payload, priority, max_attempts, retry_policy as for
-  // Submit; idempotency_key and not_before must be left unset.
+  // Not negative. Keep it well above maintenance_interval: a pass finds a
+  // due time up to one interval late, and MISSED_SKIP with a grace of 0
+  // skips nearly every one.
+  absl::Duration misfire_grace = absl::Minutes(1);
+  // The tasks: type, payload (at most 16 KiB: a scheduled task refers to
+  // large data rather than carrying it), priority, max_attempts,
+  // retry_policy as for Submit; idempotency_key and not_before must be
+  // left unset. A due time whose task the engine's options refuse when it
+  // comes (they changed since the Put) is skipped and counted in
+  // Schedule::skipped. At max_tasks the due times wait for room.
   TaskSpec task;
 };
 
@@ -631,18 +638,25 @@ class Engine {
   // OK: the schedule as stored (next_due_micros says when it fires).
   // kInvalidArgument: a bad name; neither or both of cron and interval; a
   //   cron expression or time zone that does not parse, or never matches
-  //   (the message names the field); an interval under one second; a
-  //   negative misfire_grace; an infinite start; a task spec that Submit
-  //   would refuse, or with an idempotency_key or not_before set.
+  //   (the message names the field); a time zone or a start with an
+  //   interval or a cron expression respectively; an interval under one
+  //   second; a negative misfire_grace; a start outside 1970-9999; a task
+  //   spec that Submit would refuse, with a payload over 16 KiB, or with an
+  //   idempotency_key or not_before set.
+  // kResourceExhausted: a new schedule when 1000 exist.
   // kFailedPrecondition: read-only engine. kCancelled: closed.
   // kInternal: the sticky error.
   virtual absl::StatusOr<Schedule> PutSchedule(const ScheduleSpec& spec) = 0;
   // Removes a schedule; the tasks it submitted stay.
-  // OK: removed. kNotFound: no schedule of that name. Other codes as
-  // PutSchedule.
+  // OK: removed. kNotFound: no schedule of that name. kInvalidArgument: an
+  // empty, non-UTF-8 or over 128-byte name. Other codes as PutSchedule.
   virtual absl::Status DeleteSchedule(absl::string_view name) = 0;
   // Reads (they work on a read-only engine).
-  // OK: the schedule. kNotFound: none of that name. kCancelled: closed.
+  // Schedule::next_due_micros is INT64_MAX when it is never due again. A
+  // schedule whose time zone this machine lacks does not fire until it is
+  // replaced or an engine that has the zone opens the directory.
+  // OK: the schedule. kNotFound: none of that name. kInvalidArgument: as
+  // DeleteSchedule. kCancelled: closed.
   virtual absl::StatusOr<Schedule> GetSchedule(absl::string_view name) = 0;
   // OK: every schedule, by name. kCancelled: closed.
   virtual absl::StatusOr<std::vector<Schedule>> ListSchedules() = 0;
@@ -658,11 +672,13 @@ class Engine {
   // OK: the type is paused.
   // kInvalidArgument: an empty (empty means "every type" elsewhere),
   //   oversized or non-UTF-8 type.
+  // kResourceExhausted: 10000 types are paused already.
   // kFailedPrecondition: read-only engine. kCancelled: closed.
   // kInternal: the sticky error.
   virtual absl::Status Pause(absl::string_view type) = 0;
   // Claims of `type` resume: its ready tasks wake waiting ClaimNext calls.
-  // Idempotent as Pause. Codes as Pause.
+  // Idempotent as Pause. Codes as Pause (a type up to 64 KiB is taken, so
+  // that one paused before max_type_bytes shrank can be resumed).
   virtual absl::Status Resume(absl::string_view type) = 0;
   // The paused types, sorted. A read (works on a read-only engine).
   // OK: the list. kCancelled: closed.

@@ -36,6 +36,15 @@ namespace engine {
 namespace {
 
 constexpr size_t kMaxListLimit = 10000;
+
+// Bounds on what a snapshot's meta record of one partition holds (every
+// schedule and paused type may fall into one partition), and on a
+// schedule's fire record (up to kMaxSubmitPerPass tasks): together far
+// below a record's 64 MiB.
+constexpr size_t kMaxSchedules = 1000;
+constexpr size_t kMaxSchedulePayloadBytes = 16 << 10;
+constexpr size_t kMaxSubmitPerPass = 1000;
+constexpr size_t kMaxPausedTypes = 10000;
 constexpr size_t kRetentionChunk = 4096;
 
 absl::Status CheckRetryPolicy(const RetryPolicy& p, absl::string_view where) {
@@ -1031,7 +1040,10 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
               : absl::StrCat("no task of type \"", options.type, "\"");
       const int64_t due = NextDue(options.type, NowMicros());
       if (due == Partition::kNever) {
-        return absl::NotFoundError(absl::StrCat(what, " is pending"));
+        return absl::NotFoundError(
+            absl::StrCat(what, " is pending and claimable",
+                         options.type.empty() ? " (paused types excluded)"
+                                              : " (or the type is paused)"));
       }
       return absl::NotFoundError(absl::StrCat(
           what, " is ready; the next is due at ",
@@ -1453,6 +1465,12 @@ absl::StatusOr<Schedule> EngineImpl::PutSchedule(const ScheduleSpec& spec) {
   if (!Schedule::MissedPolicy_IsValid(spec.missed)) {
     return absl::InvalidArgumentError("unknown missed-times policy");
   }
+  if (spec.task.payload.size() > kMaxSchedulePayloadBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a schedule's task payload of ", spec.task.payload.size(),
+        " bytes exceeds ", kMaxSchedulePayloadBytes,
+        " (a scheduled task refers to large data rather than carrying it)"));
+  }
   {
     TaskSpec check = spec.task;
     check.idempotency_key = ScheduleTaskKey(spec.name, 0);
@@ -1495,6 +1513,19 @@ absl::StatusOr<Schedule> EngineImpl::PutSchedule(const ScheduleSpec& spec) {
     const auto& existing = ps.state().schedules();
     auto it = existing.find(spec.name);
     const Schedule* old = it == existing.end() ? nullptr : &it->second;
+    if (old == nullptr) {
+      // Bounded, so that a snapshot's meta record (which holds them) stays
+      // far below the record size limit.
+      size_t count = 0;
+      for (const auto& p : partitions_) {
+        p->mu.AssertHeld();  // By LockAll.
+        count += p->state().schedules().size();
+      }
+      if (count >= kMaxSchedules) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "there are ", count, " schedules, the most an engine keeps"));
+      }
+    }
     // Interval schedules count from their start: the one given, else the
     // replaced schedule's (same interval), else now.
     if (!spec.cron.empty()) {
@@ -1533,6 +1564,10 @@ absl::StatusOr<Schedule> EngineImpl::PutSchedule(const ScheduleSpec& spec) {
     record.set_time_micros(now);
     *record.mutable_schedule_put()->mutable_schedule() = schedule;
     TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(ps, record, &wake));
+    {
+      absl::MutexLock l(&unfireable_mu_);
+      unfireable_.erase(spec.name);
+    }
     UpdateNextScheduleDueLocked();
   }
   Notify(wake);
@@ -1542,7 +1577,10 @@ absl::StatusOr<Schedule> EngineImpl::PutSchedule(const ScheduleSpec& spec) {
 
 absl::Status EngineImpl::DeleteSchedule(absl::string_view name) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  TASKWAL_RETURN_IF_ERROR(CheckScheduleName(name));
+  // Not CheckScheduleName: a name that options changed since made too
+  // long for its keys must still be deletable.
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("schedule name", name, ScheduleTiming::kMaxNameBytes, true));
   Partition& ps = PartitionOfTaskKey(name);
   Wake wake;
   uint64_t lsn = 0;
@@ -1559,6 +1597,10 @@ absl::Status EngineImpl::DeleteSchedule(absl::string_view name) {
     record.set_time_micros(NowMicros());
     record.mutable_schedule_delete()->set_name(std::string(name));
     TASKWAL_ASSIGN_OR_RETURN(lsn, CommitLocked(ps, record, &wake));
+    {
+      absl::MutexLock l(&unfireable_mu_);
+      unfireable_.erase(name);
+    }
     UpdateNextScheduleDueLocked();
   }
   Notify(wake);
@@ -1567,7 +1609,8 @@ absl::Status EngineImpl::DeleteSchedule(absl::string_view name) {
 
 absl::StatusOr<Schedule> EngineImpl::GetSchedule(absl::string_view name) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  TASKWAL_RETURN_IF_ERROR(CheckScheduleName(name));
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("schedule name", name, ScheduleTiming::kMaxNameBytes, true));
   Partition& ps = PartitionOfTaskKey(name);
   absl::MutexLock l(&ps.mu);
   auto it = ps.state().schedules().find(name);
@@ -1594,10 +1637,13 @@ absl::StatusOr<std::vector<Schedule>> EngineImpl::ListSchedules() {
 }
 
 void EngineImpl::UpdateNextScheduleDueLocked() {
+  absl::MutexLock l(&unfireable_mu_);
   int64_t next = Partition::kNever;
   for (const auto& p : partitions_) {
     for (const auto& [name, schedule] : p->state().schedules()) {
-      next = std::min(next, schedule.next_due_micros());
+      if (!unfireable_.contains(name)) {
+        next = std::min(next, schedule.next_due_micros());
+      }
     }
   }
   next_schedule_due_.store(next, std::memory_order_release);
@@ -1607,6 +1653,39 @@ absl::Status EngineImpl::FireDueSchedules(int64_t now) {
   if (next_schedule_due_.load(std::memory_order_acquire) > now) {
     return absl::OkStatus();
   }
+  // The due schedules, each copied under its own partition's lock, and
+  // their passes, computed with no lock held: skipping or catching up after
+  // a long stop walks many due times, and writers must not wait for it.
+  struct Plan {
+    uint32_t partition;
+    Schedule schedule;
+    ScheduleTiming::Pass pass;
+  };
+  std::vector<Plan> plans;
+  for (const auto& p : partitions_) {
+    absl::MutexLock l(&p->mu);
+    for (const auto& [name, schedule] : p->state().schedules()) {
+      if (schedule.next_due_micros() <= now) {
+        plans.push_back(Plan{p->index, schedule, {}});
+      }
+    }
+  }
+  std::vector<std::string> unfireable;
+  for (Plan& plan : plans) {
+    const Schedule& s = plan.schedule;
+    absl::StatusOr<ScheduleTiming> timing = ScheduleTiming::From(s);
+    if (!timing.ok()) {
+      unfireable.push_back(s.name());
+      continue;
+    }
+    plan.pass = timing->Due(s.next_due_micros(), now, s.missed(),
+                            s.misfire_grace_micros(), kMaxSubmitPerPass);
+  }
+  if (!unfireable.empty()) {
+    absl::MutexLock l(&unfireable_mu_);
+    unfireable_.insert(unfireable.begin(), unfireable.end());
+  }
+
   std::vector<PartitionLsn> synced;
   Wake wake;
   absl::Status status;
@@ -1614,22 +1693,32 @@ absl::Status EngineImpl::FireDueSchedules(int64_t now) {
     LockAll();
     absl::Cleanup unlock = [this] { UnlockAll(); };
     TASKWAL_RETURN_IF_ERROR(CheckWritable());
-    for (const auto& p : partitions_) {
-      std::vector<Schedule> due;
-      for (const auto& [name, schedule] : p->state().schedules()) {
-        if (schedule.next_due_micros() <= now) due.push_back(schedule);
+    for (const Plan& plan : plans) {
+      Partition& ps = *partitions_[plan.partition];
+      ps.mu.AssertHeld();  // By LockAll.
+      auto it = ps.state().schedules().find(plan.schedule.name());
+      // Changed since it was copied (another pass fired it, a Put replaced
+      // it, a Delete removed it): the next pass looks again.
+      if (it == ps.state().schedules().end() ||
+          it->second.next_due_micros() != plan.schedule.next_due_micros() ||
+          it->second.updated_micros() != plan.schedule.updated_micros()) {
+        continue;
       }
-      for (const Schedule& schedule : due) {
-        absl::Status s = FireLocked(*p, schedule, now, &synced, &wake);
-        // max_tasks reached: the schedule stays due and is tried again on
-        // the next pass. Anything else is sticky (or a bug) and stops.
-        if (absl::IsResourceExhausted(s)) continue;
-        if (!s.ok()) {
-          status = s;
-          break;
-        }
+      if (std::find(unfireable.begin(), unfireable.end(),
+                    plan.schedule.name()) != unfireable.end()) {
+        continue;
       }
-      if (!status.ok()) break;
+      absl::Status s =
+          FireLocked(ps, it->second, plan.pass, now, &synced, &wake);
+      // max_tasks reached, or a record too large: this schedule waits for
+      // the next pass; the others go on. Anything else is sticky.
+      if (absl::IsResourceExhausted(s) || absl::IsInvalidArgument(s)) {
+        continue;
+      }
+      if (!s.ok()) {
+        status = s;
+        break;
+      }
     }
     UpdateNextScheduleDueLocked();
   }
@@ -1639,20 +1728,10 @@ absl::Status EngineImpl::FireDueSchedules(int64_t now) {
 }
 
 absl::Status EngineImpl::FireLocked(Partition& ps, const Schedule& schedule,
+                                    const ScheduleTiming::Pass& pass,
                                     int64_t now,
                                     std::vector<PartitionLsn>* synced,
                                     Wake* wake) {
-  constexpr size_t kMaxSubmitPerPass = 1000;
-  absl::StatusOr<ScheduleTiming> timing = ScheduleTiming::From(schedule);
-  if (!timing.ok()) {
-    // Stored by an engine that parsed it; this one cannot (a time zone
-    // missing from this machine): leave it be.
-    return absl::OkStatus();
-  }
-  const ScheduleTiming::Pass pass =
-      timing->Due(schedule.next_due_micros(), now, schedule.missed(),
-                  schedule.misfire_grace_micros(), kMaxSubmitPerPass);
-
   // One record per partition: the schedule's own (its advance, and its
   // tasks that fall there), and a submit for every other partition.
   const uint32_t n = partitions();
@@ -1662,12 +1741,6 @@ absl::Status EngineImpl::FireLocked(Partition& ps, const Schedule& schedule,
     records[i].set_time_micros(now);
     next_id[i] = partitions_[i]->state().next_task_id();
   }
-  ScheduleFireRecord& fire = *records[ps.index].mutable_schedule_fire();
-  fire.set_name(schedule.name());
-  fire.set_next_due_micros(pass.next_due.value_or(Partition::kNever));
-  fire.set_last_due_micros(pass.last_due != 0 ? pass.last_due
-                                              : schedule.last_due_micros());
-  fire.set_skipped(pass.skipped);
   TaskSpec spec;
   const Task& tmpl = schedule.task_template();
   spec.type = tmpl.type();
@@ -1675,6 +1748,17 @@ absl::Status EngineImpl::FireLocked(Partition& ps, const Schedule& schedule,
   spec.priority = tmpl.priority();
   spec.max_attempts = tmpl.max_attempts();
   if (tmpl.has_retry_policy()) spec.retry_policy = tmpl.retry_policy();
+  // Room under max_tasks: the due times past it wait for the next pass.
+  uint64_t room = std::numeric_limits<uint64_t>::max();
+  if (options_.max_tasks != 0) {
+    const uint64_t live = live_tasks_.load();
+    room = live >= options_.max_tasks ? 0 : options_.max_tasks - live;
+  }
+  ScheduleFireRecord& fire = *records[ps.index].mutable_schedule_fire();
+  int64_t last_due =
+      pass.skipped > 0 ? pass.last_skipped : schedule.last_due_micros();
+  uint64_t skipped = pass.skipped;
+  std::optional<int64_t> next_due = pass.next_due;
   uint64_t created = 0;
   for (int64_t due : pass.submit) {
     spec.idempotency_key = ScheduleTaskKey(schedule.name(), due);
@@ -1682,15 +1766,36 @@ absl::Status EngineImpl::FireLocked(Partition& ps, const Schedule& schedule,
     Partition& pt = PartitionOfTaskKey(spec.idempotency_key);
     // An existing task with the key (a schedule of the same name submitted
     // it before) is that due time's task.
-    if (pt.table().LookupKey(spec.idempotency_key).has_value()) continue;
-    if (!CheckSpec(spec).ok()) continue;  // Options changed since the Put.
+    if (pt.table().LookupKey(spec.idempotency_key).has_value()) {
+      last_due = due;
+      continue;
+    }
+    // The engine's options changed since the Put and refuse the task:
+    // the due time is skipped, and counted.
+    if (!CheckSpec(spec).ok()) {
+      ++skipped;
+      last_due = due;
+      continue;
+    }
+    if (created == room) {
+      next_due = due;
+      break;
+    }
     SubmitRecord* submit = pt.index == ps.index
                                ? fire.mutable_submit()
                                : records[pt.index].mutable_submit();
     NewTask(spec, next_id[pt.index], now, submit->add_tasks());
     next_id[pt.index] += n;
     ++created;
+    last_due = due;
   }
+  if (next_due == schedule.next_due_micros()) {
+    return absl::ResourceExhaustedError("max_tasks reached");
+  }
+  fire.set_name(schedule.name());
+  fire.set_next_due_micros(next_due.value_or(Partition::kNever));
+  fire.set_last_due_micros(last_due);
+  fire.set_skipped(skipped);
   fire.set_submitted(created);
   TASKWAL_RETURN_IF_ERROR(ReserveTasks(created, ""));
 
@@ -1766,8 +1871,13 @@ absl::Status EngineImpl::SetPaused(absl::string_view type, bool paused) {
     return absl::InvalidArgumentError(
         "type is empty: name the type to pause or resume");
   }
+  // A resume takes any type a pause may have taken (max_type_bytes may
+  // have shrunk since).
   TASKWAL_RETURN_IF_ERROR(
-      CheckText("type", type, options_.max_type_bytes, false));
+      CheckText("type", type,
+                paused ? options_.max_type_bytes
+                       : std::max<size_t>(options_.max_type_bytes, 1 << 16),
+                false));
   Wake wake;
   std::vector<PartitionLsn> synced;
   {
@@ -1777,8 +1887,11 @@ absl::Status EngineImpl::SetPaused(absl::string_view type, bool paused) {
     TASKWAL_RETURN_IF_ERROR(CheckWritable());
     // Every partition holds the same paused set: partition 0 speaks for
     // all.
-    if (partitions_[0]->state().scheduler().IsPaused(type) == paused) {
-      return absl::OkStatus();
+    const Scheduler& scheduler = partitions_[0]->state().scheduler();
+    if (scheduler.IsPaused(type) == paused) return absl::OkStatus();
+    if (paused && scheduler.paused_count() >= kMaxPausedTypes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          kMaxPausedTypes, " types are paused, the most an engine keeps"));
     }
     Transition record;
     record.set_time_micros(NowMicros());

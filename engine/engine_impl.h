@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -20,6 +21,7 @@
 #include "engine/claim_waiters.h"
 #include "engine/journal.h"
 #include "engine/partition.h"
+#include "engine/schedule.h"
 #include "engine/state_machine.h"
 #include "taskwal/engine.h"
 #include "taskwal/env.h"
@@ -302,13 +304,24 @@ class EngineImpl final : public Engine {
   absl::Status CheckScheduleName(absl::string_view name) const;
   // Submits the tasks of every schedule due at `now`.
   absl::Status FireDueSchedules(int64_t now) ABSL_NO_THREAD_SAFETY_ANALYSIS;
-  // Handles the due times of schedule `s` (in partition ps) up to now: one
-  // group of records. REQUIRES: every partition's lock is held.
-  absl::Status FireLocked(Partition& ps, const Schedule& s, int64_t now,
+  // Handles `pass`, the due times of schedule `s` (in partition ps) up to
+  // now, computed beforehand: one group of records. kResourceExhausted
+  // (max_tasks) and kInvalidArgument (a record too large) change nothing
+  // and are not sticky. REQUIRES: every partition's lock is held, and `s`
+  // is the schedule as stored.
+  absl::Status FireLocked(Partition& ps, const Schedule& s,
+                          const ScheduleTiming::Pass& pass, int64_t now,
                           std::vector<PartitionLsn>* synced,
                           Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS;
-  // Recomputes next_schedule_due_. REQUIRES: every partition's lock.
+  // Recomputes next_schedule_due_ (leaving out unfireable schedules).
+  // REQUIRES: every partition's lock.
   void UpdateNextScheduleDueLocked() ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Schedules this engine cannot compute due times for (a time zone
+  // missing on this machine, found by a maintenance pass): they do not
+  // fire until replaced, or until an engine that has the zone opens the
+  // directory. A leaf lock.
+  absl::Mutex unfireable_mu_;
+  absl::flat_hash_set<std::string> unfireable_ ABSL_GUARDED_BY(unfireable_mu_);
   // Journals `records[i]` in partition i of every partition, as one group
   // (one record when there is one partition), and applies them.
   // REQUIRES: every partition's lock is held (LockAll).

@@ -92,6 +92,7 @@ ScheduleTiming::Pass ScheduleTiming::Due(int64_t next_due, int64_t now,
       pass.last_due = *due + static_cast<int64_t>((skipped - 1) * interval_);
       due = NextAfter(pass.last_due);
     }
+    pass.last_skipped = pass.last_due;
   }
   while (due.has_value() && *due <= now && pass.submit.size() < max_submit) {
     pass.submit.push_back(*due);

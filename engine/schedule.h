@@ -44,6 +44,7 @@ class ScheduleTiming {
   struct Pass {
     std::vector<int64_t> submit;
     uint64_t skipped = 0;
+    int64_t last_skipped = 0;  // The latest skipped time (0: none).
     int64_t last_due = 0;
     std::optional<int64_t> next_due;
   };

@@ -93,6 +93,7 @@ class Scheduler {
   bool IsPaused(absl::string_view type) const;
   // The paused types, sorted.
   std::vector<std::string> PausedTypes() const;
+  size_t paused_count() const { return paused_count_; }
 
  private:
   // Ordered so that begin() is the next task to claim.

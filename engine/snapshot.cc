@@ -336,6 +336,15 @@ absl::StatusOr<SnapshotMeta> LoadSnapshotContents(absl::string_view contents,
                        ", which is not of partition ", meta.partition()));
     }
   }
+  for (const Schedule& schedule : meta.schedules()) {
+    if (schedule.name().empty() ||
+        PartitionOfKey(schedule.name(), meta.partitions()) !=
+            meta.partition()) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": meta holds a schedule named \"", schedule.name(),
+          "\", which is not of partition ", meta.partition()));
+    }
+  }
   ParsePipeline pipeline(&reader, path, meta.partition(), meta.lsn());
   TASKWAL_RETURN_IF_ERROR(pipeline.Start());
   while (std::optional<ParsePipeline::Batch> batch = pipeline.Next()) {

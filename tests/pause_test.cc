@@ -126,13 +126,30 @@ TEST_P(PauseTest, PauseAndResumeAreIdempotentAndWriteOnlyChanges) {
 TEST_P(PauseTest, BadArgumentsAndStates) {
   std::unique_ptr<Engine> e = OpenOrDie(Options(false));
   EXPECT_EQ(e->Pause("").code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(e->Resume(std::string(300, 't')).code(),
+  EXPECT_EQ(e->Pause(std::string(300, 't')).code(),
+            absl::StatusCode::kInvalidArgument);
+  // Resume takes longer types (max_type_bytes may have shrunk since the
+  // pause), up to 64 KiB.
+  EXPECT_THAT(e->Resume(std::string(300, 't')), IsOk());
+  EXPECT_EQ(e->Resume(std::string(70000, 't')).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(e->Pause("\xff").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(*e->PausedTypes(), IsEmpty());
   ASSERT_THAT(e->Close(), IsOk());
   EXPECT_EQ(e->Pause("email").code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(e->PausedTypes().status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST_P(PauseTest, AtMostTenThousandPausedTypes) {
+  if (GetParam() != 1) GTEST_SKIP() << "one partition is enough";
+  std::unique_ptr<Engine> e = OpenOrDie(Options(false));
+  for (int i = 0; i < 10000; ++i) {
+    ASSERT_THAT(e->Pause(absl::StrCat("t", i)), IsOk());
+  }
+  EXPECT_EQ(e->Pause("one-more").code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(e->Pause("t7"), IsOk());  // Already paused: no new one.
+  ASSERT_THAT(e->Resume("t7"), IsOk());
+  EXPECT_THAT(e->Pause("one-more"), IsOk());
 }
 
 TEST_P(PauseTest, ResumeWakesAWaitingClaimNext) {

@@ -351,6 +351,82 @@ TEST_P(ScheduleTest, AcknowledgedFiresSurvivePowerLoss) {
   EXPECT_EQ(e_->GetSchedule("tick")->submitted(), 20u);
 }
 
+TEST_P(ScheduleTest, AtMaxTasksDueTimesWaitForRoom) {
+  EngineOptions o = Options();
+  o.max_tasks = 5;
+  ASSERT_THAT(e_->Close(), IsOk());
+  e_.reset();
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+  ASSERT_THAT(e.status(), IsOk());
+  e_ = *std::move(e);
+  ScheduleSpec spec = Every("tick", absl::Minutes(1));
+  spec.missed = Schedule::MISSED_CATCH_UP;
+  spec.start = At("2026-12-05T00:01:00Z");
+  ASSERT_THAT(e_->PutSchedule(spec).status(), IsOk());
+  clock_.Advance(absl::Minutes(10));  // Ten due times, room for five.
+  Maintain();
+  Maintain();
+  EXPECT_EQ(Submitted("tick").size(), 5u);
+  EXPECT_EQ(absl::FromUnixMicros(e_->GetSchedule("tick")->next_due_micros()),
+            At("2026-12-05T00:06:00Z"));
+  // Room again: the rest come, none lost.
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<ClaimedTask> c = e_->ClaimNext("w", ClaimNextOptions());
+    ASSERT_THAT(c.status(), IsOk());
+    ASSERT_THAT(e_->Complete(c->claim, ""), IsOk());
+    ASSERT_THAT(e_->Delete(c->claim.task_id), IsOk());
+  }
+  Maintain();
+  EXPECT_EQ(e_->Stats()->tasks, 5u);
+  EXPECT_EQ(e_->GetSchedule("tick")->submitted(), 10u);
+}
+
+TEST_P(ScheduleTest, TimesTheCurrentOptionsRefuseAreSkippedAndCounted) {
+  ScheduleSpec spec = Every(std::string(100, 'n'), absl::Minutes(1));
+  spec.start = At("2026-12-05T00:01:00Z");
+  spec.missed = Schedule::MISSED_CATCH_UP;
+  spec.task.max_attempts = 50;
+  ASSERT_THAT(e_->PutSchedule(spec).status(), IsOk());
+  ASSERT_THAT(e_->Close(), IsOk());
+  e_.reset();
+  EngineOptions o = Options();
+  o.max_max_attempts = 10;  // The schedule's tasks are refused now.
+  o.default_max_attempts = 3;
+  o.max_idempotency_key_bytes = 100;  // And its name is too long for keys.
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Open(o);
+  ASSERT_THAT(e.status(), IsOk());
+  e_ = *std::move(e);
+  clock_.Advance(absl::Minutes(3));
+  Maintain();
+  absl::StatusOr<Schedule> s = e_->GetSchedule(spec.name);
+  ASSERT_THAT(s.status(), IsOk());
+  EXPECT_EQ(s->submitted(), 0u);
+  EXPECT_EQ(s->skipped(), 3u);
+  EXPECT_EQ(e_->Stats()->tasks, 0u);
+  // It can still be deleted.
+  EXPECT_THAT(e_->DeleteSchedule(spec.name), IsOk());
+}
+
+TEST_P(ScheduleTest, LimitsOnCountAndPayload) {
+  ScheduleSpec big = Every("big", absl::Minutes(1));
+  big.task.payload = std::string(16 << 10, 'x');
+  ASSERT_THAT(e_->PutSchedule(big).status(), IsOk());
+  big.task.payload += "x";
+  EXPECT_THAT(e_->PutSchedule(big).status().message(), HasSubstr("16384"));
+  for (int i = 1; i < 1000; ++i) {
+    ASSERT_THAT(
+        e_->PutSchedule(Every(absl::StrCat("s", i), absl::Hours(1))).status(),
+        IsOk());
+  }
+  EXPECT_EQ(e_->PutSchedule(Every("one-more", absl::Hours(1))).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // Replacing one is not a new one.
+  EXPECT_THAT(e_->PutSchedule(Every("s1", absl::Hours(2))).status(), IsOk());
+  ASSERT_THAT(e_->Snapshot(), IsOk());
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_EQ(e_->ListSchedules()->size(), 1000u);
+}
+
 TEST_P(ScheduleTest, ListAndReadOnlyEngine) {
   ASSERT_THAT(e_->PutSchedule(Every("b", absl::Minutes(1))).status(), IsOk());
   ASSERT_THAT(e_->PutSchedule(Every("a", absl::Minutes(1))).status(), IsOk());
