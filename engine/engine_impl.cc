@@ -219,9 +219,17 @@ EngineImpl::EngineImpl(const EngineOptions& options,
     last_snapshot_attempt_.store(storage_->snapshot_records);
   }
   {
-    LockAll();
-    UpdateNextScheduleDueLocked();
-    UnlockAll();
+    // No other thread runs yet. One partition lock at a time: holding them
+    // all exceeds what TSan's deadlock detector tracks (64) with many
+    // partitions.
+    int64_t next = Partition::kNever;
+    for (const auto& p : partitions_) {
+      absl::MutexLock l(&p->mu);
+      for (const auto& [name, schedule] : p->state().schedules()) {
+        next = std::min(next, schedule.next_due_micros());
+      }
+    }
+    next_schedule_due_.store(next, std::memory_order_release);
   }
   if (options_.maintenance_interval > absl::ZeroDuration() &&
       !options_.read_only) {
