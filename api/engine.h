@@ -239,8 +239,8 @@ struct TaskSpec {
   // Required; the same key (with the same type and payload) yields the same
   // task until that task is deleted. UTF-8.
   std::string idempotency_key;
-  std::string type;  // UTF-8.
-  std::string payload;
+  std::string type;     // UTF-8.
+  std::string payload;  // Under 1 GiB, whatever max_payload_bytes says.
   int32_t priority = 0;
   // 0 means EngineOptions::default_max_attempts.
   uint32_t max_attempts = 0;
@@ -248,6 +248,20 @@ struct TaskSpec {
   absl::Time not_before = absl::InfinitePast();
   // Overrides EngineOptions::default_retry_policy for this task.
   std::optional<RetryPolicy> retry_policy;
+  // Dependencies: the idempotency keys of the tasks this one waits for,
+  // existing tasks or specs of the same SubmitBatch (earlier or later).
+  // The task is PENDING but not claimable (ClaimNext skips it, Claim
+  // refuses it, NextDueTime does not count it) until every one of them is
+  // COMPLETED; Task::waiting_for lists those it still waits for. If one
+  // ends otherwise (FAILED or CANCELLED, and not revived first by Retry),
+  // the task becomes FAILED or CANCELLED as on_dependency_failure says,
+  // with last_error naming the dependency, and so on down the chain. At
+  // most 64 keys, each checked like idempotency_key, no repeats, not the
+  // task's own key. Ignored when the key names an existing task (the
+  // submit returns that task, whatever its dependencies). Not allowed in
+  // a ScheduleSpec's task.
+  std::vector<std::string> depends_on;
+  DependencyFailurePolicy on_dependency_failure = DEPENDENCY_FAILURE_FAIL;
 };
 
 struct SubmitResult {
@@ -479,9 +493,13 @@ class Engine {
   // kInvalidArgument: empty or oversized key, type or payload; max_attempts
   //   out of range; not_before infinite-future; a retry policy with a
   //   negative backoff, a multiplier below 1 or not finite, or a jitter
-  //   outside [0, 1].
+  //   outside [0, 1]; more than 64 depends_on keys, a bad, repeated or own
+  //   key among them (a cycle), or an unknown on_dependency_failure.
   // kAlreadyExists: the key names a task with a different type or payload;
   //   the message names that task.
+  // kNotFound: a depends_on key names no task (and, in a batch, no spec).
+  // kFailedPrecondition: a depends_on key names a task that is already
+  //   FAILED or CANCELLED (Retry it first, or leave the dependency out).
   // kResourceExhausted: max_tasks reached.
   // kFailedPrecondition: read-only engine. kCancelled: closed.
   // kInternal: the sticky error.
@@ -492,6 +510,9 @@ class Engine {
   // specs in the batch). Any error rejects the whole batch, nothing changes,
   // and the message names the index of the offending spec.
   // OK: results in spec order.
+  // Dependencies may name specs of the batch, in any order; a cycle among
+  // them (A waits for B, B for A, or longer) is kInvalidArgument naming
+  // the keys.
   // Codes as Submit; also kInvalidArgument for an empty batch or one longer
   // than max_batch_size.
   virtual absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
@@ -504,7 +525,7 @@ class Engine {
   //   too long lease.
   // kNotFound: no such task.
   // kFailedPrecondition: the task is not PENDING, or not yet due (the
-  //   message says when); or a read-only engine.
+  //   message says when), or waits for dependencies; or a read-only engine.
   // kCancelled: closed. kInternal: the sticky error.
   virtual absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
                                             absl::string_view worker_id,
@@ -534,7 +555,9 @@ class Engine {
   // When a PENDING task of `type` (empty: any type) is claimable: a time
   // at or before now if one is ready (ClaimNext would take it), else the
   // earliest not-before time among those that wait out a backoff or their
-  // TaskSpec::not_before. nullopt: no task of that type is PENDING, so
+  // TaskSpec::not_before. Tasks that wait for dependencies do not count:
+  // they become claimable when their last dependency completes, at no time
+  // known in advance. nullopt: no task of that type is PENDING, so
   // ClaimNext finds one only after a Submit, a Retry, or a Fail or lease
   // expiry of a CLAIMED task (EngineStats::claimed counts those). A read:
   // it changes nothing, and works on a read-only engine.
@@ -586,13 +609,18 @@ class Engine {
   // Operator action. CLAIMED: releases the claim (the attempt in progress is
   // not counted, so this works on the last attempt too; the holder's next
   // call gets kAborted). FAILED: back to PENDING with a fresh attempt
-  // budget. PENDING: claimable now, skipping any remaining backoff.
+  // budget. PENDING: claimable now, skipping any remaining backoff. A task
+  // with dependencies that Retry revives from FAILED does not wait for
+  // them again: it is claimable at once.
   // OK: the task is PENDING and claimable.
   // kNotFound: no such task. kFailedPrecondition: COMPLETED or CANCELLED,
-  // or a read-only engine. kCancelled: closed. kInternal: the sticky error.
+  // a PENDING task that waits for dependencies, or a read-only engine.
+  // kCancelled: closed. kInternal: the sticky error.
   virtual absl::Status Retry(uint64_t task_id) = 0;
 
-  // Cancels a PENDING task (terminal state CANCELLED).
+  // Cancels a PENDING task (terminal state CANCELLED), one that waits for
+  // dependencies included; the tasks that wait for it fail or are
+  // cancelled (TaskSpec::on_dependency_failure).
   // OK: the task is CANCELLED.
   // kNotFound: no such task. kFailedPrecondition: not PENDING, or a
   // read-only engine. kCancelled: closed. kInternal: the sticky error.
@@ -600,8 +628,11 @@ class Engine {
 
   // Deletes a terminal task and frees its idempotency key.
   // OK: the task is gone.
-  // kNotFound: no such task. kFailedPrecondition: PENDING or CLAIMED, or a
-  // read-only engine. kCancelled: closed. kInternal: the sticky error.
+  // kNotFound: no such task. kFailedPrecondition: PENDING or CLAIMED; a
+  // task that another task still waits for (only for the moment between
+  // its end and the engine's resolving its dependents, or before that
+  // repair after a crash), or a read-only engine. kCancelled: closed.
+  // kInternal: the sticky error.
   virtual absl::Status Delete(uint64_t task_id) = 0;
 
   // Bulk operator actions: Retry, Cancel or Delete every task that matches
@@ -612,10 +643,12 @@ class Engine {
   // operation runs is taken as it is when its batch reaches it, and a task
   // created meanwhile may or may not be included. Statuses allowed (and
   // the default set when filter.status is unset):
-  //   RetryMatching:  FAILED (default), PENDING, CLAIMED (releases the
-  //                   claims: the holders' next calls get kAborted).
+  //   RetryMatching:  FAILED (default), PENDING (not those that wait for
+  //                   dependencies), CLAIMED (releases the claims: the
+  //                   holders' next calls get kAborted).
   //   CancelMatching: PENDING (default).
-  //   DeleteMatching: COMPLETED, FAILED, CANCELLED (all three by default).
+  //   DeleteMatching: COMPLETED, FAILED, CANCELLED (all three by default;
+  //                   not one that a task still waits for, see Delete).
   // OK: what changed (BulkResult), durably per sync_mode.
   // kInvalidArgument: a status the operation does not allow (or
   //   TASK_STATUS_UNSPECIFIED), an oversized or non-UTF-8 type.
@@ -727,7 +760,8 @@ class Engine {
   virtual absl::Status Health() const = 0;
 
   // Submits the tasks of every schedule that is due, expires every lease
-  // that is due and deletes every terminal task past retention, as the
+  // that is due and deletes every terminal task past retention (not one
+  // that a task still waits for, see Delete), as the
   // background thread does each maintenance_interval.
   // OK: done. kFailedPrecondition: read-only engine. kCancelled: closed.
   // kInternal: the sticky error, made now or before.

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <optional>
 #include <random>
@@ -231,6 +232,21 @@ EngineImpl::EngineImpl(const EngineOptions& options,
     }
     next_schedule_due_.store(next, std::memory_order_release);
   }
+  IndexWaitingTasks();
+  if (!options_.read_only) {
+    // A crash may have come between a dependency's end and its waiters'
+    // records: resolve every waiting task whose dependency has ended.
+    std::vector<uint64_t> dependencies;
+    {
+      absl::MutexLock l(&deps_mu_);
+      for (const auto& [dependency, waiters] : waiters_of_) {
+        dependencies.push_back(dependency);
+      }
+    }
+    std::sort(dependencies.begin(), dependencies.end());
+    // A failure is sticky: the first call reports it.
+    ResolveDependents(std::move(dependencies)).IgnoreError();
+  }
   if (options_.maintenance_interval > absl::ZeroDuration() &&
       !options_.read_only) {
     maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
@@ -378,6 +394,33 @@ absl::Status EngineImpl::CheckSpec(const TaskSpec& spec) const {
   if (spec.retry_policy.has_value()) {
     TASKWAL_RETURN_IF_ERROR(CheckRetryPolicy(*spec.retry_policy, "spec"));
   }
+  // A payload's size must fit TaskEntry's 30 bits.
+  if (spec.payload.size() >= (size_t{1} << 30)) {
+    return absl::InvalidArgumentError("payload of 1 GiB or more");
+  }
+  if (spec.depends_on.size() > TaskEntry::kMaxDependencies) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec.depends_on.size(), " dependencies exceed ",
+                     TaskEntry::kMaxDependencies));
+  }
+  if (!DependencyFailurePolicy_IsValid(spec.on_dependency_failure)) {
+    return absl::InvalidArgumentError("unknown on_dependency_failure");
+  }
+  for (size_t i = 0; i < spec.depends_on.size(); ++i) {
+    const std::string& key = spec.depends_on[i];
+    TASKWAL_RETURN_IF_ERROR(CheckText(
+        "depends_on key", key, options_.max_idempotency_key_bytes, true));
+    if (key == spec.idempotency_key) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dependency cycle: \"", key, "\" depends on itself"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (spec.depends_on[j] == key) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("depends_on repeats \"", key, "\""));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -440,6 +483,9 @@ absl::Status EngineImpl::ApplyLocked(Partition& p, const Transition& record,
     // The record is journaled but does not fit the state: a bug. Stop
     // writing rather than let memory and journal disagree further.
     return SetSticky(s);
+  }
+  if (has_dependencies_.load(std::memory_order_acquire)) {
+    NoteFinishedLocked(p, record, wake);
   }
   // A task whose not-before time has already come (a retry without
   // backoff, a submit with a past not_before) is ready now.
@@ -569,6 +615,7 @@ absl::Status EngineImpl::ServiceDuePartitions(int64_t now) {
       TASKWAL_RETURN_IF_ERROR(ServiceLocked(p, now, &lsn, &wake));
     }
     Notify(wake);
+    ResolveFinished(wake);
   }
   return absl::OkStatus();
 }
@@ -706,6 +753,249 @@ absl::Status EngineImpl::DecideLocked(const TaskSpec& spec,
   return absl::OkStatus();
 }
 
+absl::Status EngineImpl::DecideDependenciesLocked(
+    absl::Span<const TaskSpec> specs, absl::Span<const uint32_t> of,
+    absl::Span<const SubmitResult> results,
+    absl::FunctionRef<SubmitPart&(uint32_t)> part_of, bool single) {
+  auto where = [single](size_t i) {
+    return single ? std::string() : absl::StrCat(" (batch index ", i, ")");
+  };
+  const uint32_t n = partitions();
+  // Each key of the batch -> its first spec, the one that made its task.
+  absl::flat_hash_map<absl::string_view, size_t> spec_of;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    spec_of.emplace(specs[i].idempotency_key, i);
+  }
+  // Spec i waits for the new tasks of these specs: the graph that a cycle
+  // would be in (an existing task never waits for a new one).
+  std::vector<std::vector<size_t>> waits_for(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TaskSpec& spec = specs[i];
+    if (results[i].deduplicated || spec.depends_on.empty()) continue;
+    SubmitPart& part = part_of(of[i]);
+    Task* t = part.record.mutable_submit()->mutable_tasks(
+        part.batch_keys.find(spec.idempotency_key)->second);
+    if (spec.on_dependency_failure != DEPENDENCY_FAILURE_FAIL) {
+      t->set_on_dependency_failure(spec.on_dependency_failure);
+    }
+    for (const std::string& key : spec.depends_on) {
+      uint64_t id = 0;
+      if (auto it = spec_of.find(key);
+          it != spec_of.end() && !results[it->second].deduplicated) {
+        id = results[it->second].task_id;
+        waits_for[i].push_back(it->second);
+        t->add_depends_on(id);
+        t->add_waiting_for(id);
+        continue;
+      } else if (it != spec_of.end()) {
+        id = results[it->second].task_id;
+      } else {
+        std::optional<uint64_t> found =
+            partitions_[PartitionOfKey(key, n)]->table().LookupKey(key);
+        if (!found.has_value()) {
+          return absl::NotFoundError(
+              absl::StrCat("dependency \"", key, "\" names no task", where(i)));
+        }
+        id = *found;
+      }
+      TaskStatus status = TASK_STATUS_UNSPECIFIED;
+      uint64_t last_lsn = 0;
+      partitions_[PartitionOfId(id, n)]->table().Read(
+          id, [&](const TaskEntry& e) {
+            status = e.state.status;
+            last_lsn = e.state.last_lsn;
+          });
+      if (status == FAILED || status == CANCELLED) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("dependency \"", key, "\" (task ", id, ") is ",
+                         TaskStatus_Name(status), where(i)));
+      }
+      // Met already: acknowledged once the completion is durable.
+      SubmitPart& dependency_part = part_of(PartitionOfId(id, n));
+      dependency_part.wait_lsn = std::max(dependency_part.wait_lsn, last_lsn);
+      t->add_depends_on(id);
+      if (status != COMPLETED) t->add_waiting_for(id);
+    }
+  }
+  // Cycles among the new tasks: depth-first, without recursion (a batch
+  // may be a long chain).
+  std::vector<uint8_t> color(specs.size(), 0);  // 1: on the path, 2: done.
+  for (size_t root = 0; root < specs.size(); ++root) {
+    if (color[root] != 0 || waits_for[root].empty()) continue;
+    std::vector<std::pair<size_t, size_t>> path = {{root, 0}};
+    color[root] = 1;
+    while (!path.empty()) {
+      auto& [v, next] = path.back();
+      if (next == waits_for[v].size()) {
+        color[v] = 2;
+        path.pop_back();
+        continue;
+      }
+      const size_t w = waits_for[v][next++];
+      if (color[w] == 0) {
+        color[w] = 1;
+        path.emplace_back(w, 0);
+      } else if (color[w] == 1) {
+        std::vector<std::string> keys;
+        bool in_cycle = false;
+        for (const auto& step : path) {
+          in_cycle = in_cycle || step.first == w;
+          if (in_cycle) {
+            keys.push_back(
+                absl::StrCat("\"", specs[step.first].idempotency_key, "\""));
+          }
+        }
+        keys.push_back(absl::StrCat("\"", specs[w].idempotency_key, "\""));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "dependency cycle: ", absl::StrJoin(keys, " -> "), where(w)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::NoteFinishedLocked(Partition& p, const Transition& record,
+                                    Wake* wake) {
+  uint64_t id = 0;
+  switch (record.kind_case()) {
+    case Transition::kComplete:
+      id = record.complete().task_id();
+      break;
+    case Transition::kFail:
+      id = record.fail().task_id();
+      break;
+    case Transition::kCancel:
+      id = record.cancel().task_id();
+      break;
+    case Transition::kDependency:
+      id = record.dependency().task_id();
+      break;
+    default:
+      return;
+  }
+  {
+    absl::MutexLock l(&deps_mu_);
+    if (!waiters_of_.contains(id)) return;
+  }
+  bool finished = false;
+  p.table().Read(id, [&](const TaskEntry& e) {
+    finished = e.state.status == COMPLETED || e.state.status == FAILED ||
+               e.state.status == CANCELLED;
+  });
+  if (finished) wake->finished.push_back(id);
+}
+
+absl::Status EngineImpl::ResolveDependents(std::vector<uint64_t> finished) {
+  std::vector<PartitionLsn> written;
+  while (!finished.empty()) {
+    const uint64_t dependency = finished.back();
+    finished.pop_back();
+    std::vector<uint64_t> waiters;
+    {
+      absl::MutexLock l(&deps_mu_);
+      auto it = waiters_of_.find(dependency);
+      if (it == waiters_of_.end()) continue;
+      waiters = it->second;
+    }
+    Partition& dp = PartitionOfTask(dependency);
+    TaskStatus status = TASK_STATUS_UNSPECIFIED;  // Gone.
+    uint64_t last_lsn = 0;
+    dp.table().Read(dependency, [&](const TaskEntry& e) {
+      status = e.state.status;
+      last_lsn = e.state.last_lsn;
+    });
+    // Revived by Retry since: its next end resolves the waiters.
+    if (status == PENDING || status == CLAIMED) continue;
+    // A waiter's record must never outlive (in a crash) the end it
+    // follows from.
+    TASKWAL_RETURN_IF_ERROR(SyncTo(dp.index, last_lsn));
+    for (uint64_t waiter : waiters) {
+      Partition& wp = PartitionOfTask(waiter);
+      Wake wake;
+      absl::Status s;
+      {
+        absl::MutexLock l(&wp.mu);
+        s = CheckWritable();
+        bool waits = false;
+        wp.table().Read(waiter, [&](const TaskEntry& e) {
+          waits = e.state.status == PENDING && e.WaitsFor(dependency);
+        });
+        if (s.ok() && waits) {
+          Transition t;
+          t.set_time_micros(NowMicros());
+          DependencyRecord* d = t.mutable_dependency();
+          d->set_task_id(waiter);
+          d->set_dependency_id(dependency);
+          d->set_dependency_status(status);
+          absl::StatusOr<uint64_t> lsn = CommitLocked(wp, t, &wake);
+          s = lsn.status();
+          if (lsn.ok()) written.push_back({wp.index, *lsn});
+        }
+      }
+      Notify(wake);
+      TASKWAL_RETURN_IF_ERROR(s);
+      finished.insert(finished.end(), wake.finished.begin(),
+                      wake.finished.end());
+    }
+    absl::MutexLock l(&deps_mu_);
+    auto it = waiters_of_.find(dependency);
+    if (it == waiters_of_.end()) continue;
+    std::vector<uint64_t>& left = it->second;
+    left.erase(std::remove_if(left.begin(), left.end(),
+                              [&](uint64_t w) {
+                                return std::find(waiters.begin(), waiters.end(),
+                                                 w) != waiters.end();
+                              }),
+               left.end());
+    if (left.empty()) waiters_of_.erase(it);
+  }
+  return SyncTo(written);
+}
+
+void EngineImpl::ResolveFinished(const Wake& wake) {
+  if (wake.finished.empty()) return;
+  // Sticky if it fails: the next call reports it, and Open repairs the
+  // waiters left behind.
+  ResolveDependents(wake.finished).IgnoreError();
+}
+
+bool EngineImpl::HasWaiters(uint64_t task_id) const {
+  if (!has_dependencies_.load(std::memory_order_acquire)) return false;
+  std::vector<uint64_t> waiters;
+  {
+    absl::MutexLock l(&deps_mu_);
+    auto it = waiters_of_.find(task_id);
+    if (it == waiters_of_.end()) return false;
+    waiters = it->second;
+  }
+  for (uint64_t waiter : waiters) {
+    bool waits = false;
+    PartitionOfTask(waiter).table().Read(waiter, [&](const TaskEntry& e) {
+      waits = e.state.status == PENDING && e.WaitsFor(task_id);
+    });
+    if (waits) return true;
+  }
+  return false;
+}
+
+void EngineImpl::IndexWaitingTasks() {
+  absl::flat_hash_map<uint64_t, std::vector<uint64_t>> index;
+  for (const auto& p : partitions_) {
+    p->table().ForEach([&](const TaskEntry& e) {
+      if (!e.waiting()) return;
+      for (size_t i = 0; i < e.dependency_count(); ++i) {
+        if (e.WaitsFor(e.dependency(i))) {
+          index[e.dependency(i)].push_back(e.id());
+        }
+      }
+    });
+  }
+  if (index.empty()) return;
+  has_dependencies_.store(true, std::memory_order_release);
+  absl::MutexLock l(&deps_mu_);
+  waiters_of_ = std::move(index);
+}
+
 void EngineImpl::TakeReadied(Partition& p, Wake* wake) {
   p.state().scheduler().TakeReadied(
       [wake](absl::string_view type, size_t count) {
@@ -716,6 +1006,13 @@ void EngineImpl::TakeReadied(Partition& p, Wake* wake) {
 absl::StatusOr<SubmitResult> EngineImpl::Submit(const TaskSpec& spec) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   TASKWAL_RETURN_IF_ERROR(CheckSpec(spec));
+  if (!spec.depends_on.empty()) {
+    // The partitions of its dependencies are locked too.
+    TASKWAL_ASSIGN_OR_RETURN(
+        std::vector<SubmitResult> results,
+        SubmitMany(absl::MakeConstSpan(&spec, 1), /*single=*/true));
+    return results.front();
+  }
   SubmitPart part;
   part.p = &PartitionOfTaskKey(spec.idempotency_key);
   SubmitResult result;
@@ -759,22 +1056,37 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
     TASKWAL_ASSIGN_OR_RETURN(SubmitResult result, Submit(specs.front()));
     return std::vector<SubmitResult>{result};
   }
-  auto where = [](size_t i) { return absl::StrCat(" (batch index ", i, ")"); };
   for (size_t i = 0; i < specs.size(); ++i) {
     absl::Status s = CheckSpec(specs[i]);
     if (!s.ok()) {
-      return absl::Status(s.code(), absl::StrCat(s.message(), where(i)));
+      return absl::Status(s.code(),
+                          absl::StrCat(s.message(), " (batch index ", i, ")"));
     }
   }
+  return SubmitMany(specs, /*single=*/false);
+}
 
+absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitMany(
+    absl::Span<const TaskSpec> specs, bool single) {
+  auto where = [single](size_t i) {
+    return single ? std::string() : absl::StrCat(" (batch index ", i, ")");
+  };
   // Each spec goes to its key's partition; the batch locks every partition
-  // it touches, in ascending order.
+  // it touches, in ascending order, and those of its dependencies' keys,
+  // so that no dependency ends between the look at it and the commit.
   const uint32_t n = partitions();
   std::vector<uint32_t> of(specs.size());
+  bool dependencies = false;
   for (size_t i = 0; i < specs.size(); ++i) {
     of[i] = PartitionOfKey(specs[i].idempotency_key, n);
+    dependencies = dependencies || !specs[i].depends_on.empty();
   }
   std::vector<uint32_t> involved(of);
+  for (const TaskSpec& spec : specs) {
+    for (const std::string& key : spec.depends_on) {
+      involved.push_back(PartitionOfKey(key, n));
+    }
+  }
   std::sort(involved.begin(), involved.end());
   involved.erase(std::unique(involved.begin(), involved.end()), involved.end());
   std::vector<SubmitPart> parts(involved.size());
@@ -809,6 +1121,10 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       first_created = std::min(first_created, i);
       ++created;
     }
+  }
+  if (dependencies && created > 0) {
+    TASKWAL_RETURN_IF_ERROR(
+        DecideDependenciesLocked(specs, of, results, part_of, single));
   }
 
   Wake wake;
@@ -852,6 +1168,19 @@ absl::StatusOr<std::vector<SubmitResult>> EngineImpl::SubmitBatch(
       ReleaseTasks(created - applied);
       return committed;
     }
+    if (dependencies) {
+      // Before the dependencies' partitions are unlocked: their ends from
+      // now on find the new waiters.
+      has_dependencies_.store(true, std::memory_order_release);
+      absl::MutexLock l(&deps_mu_);
+      for (const SubmitPart* part : with_tasks) {
+        for (const Task& t : part->record.submit().tasks()) {
+          for (uint64_t dependency : t.waiting_for()) {
+            waiters_of_[dependency].push_back(t.id());
+          }
+        }
+      }
+    }
   }
   std::move(unlock).Invoke();
   Notify(wake);
@@ -887,6 +1216,9 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
         check = absl::FailedPreconditionError(
             absl::StrCat("task ", task_id, " is ",
                          TaskStatus_Name(e.state.status), ", not PENDING"));
+      } else if (e.waiting()) {
+        check = absl::FailedPreconditionError(absl::StrCat(
+            "task ", task_id, " waits for dependencies (Task::waiting_for)"));
       } else if (scheduler.IsPaused(e.type())) {
         check = absl::FailedPreconditionError(
             absl::StrCat("task ", task_id, " is of type \"", e.type(),
@@ -904,6 +1236,7 @@ absl::StatusOr<ClaimedTask> EngineImpl::Claim(uint64_t task_id,
                    : check;
   }
   Notify(wake);
+  ResolveFinished(wake);
   TASKWAL_RETURN_IF_ERROR(s);
   TASKWAL_RETURN_IF_ERROR(SyncTo(p.index, lsn));
   return claimed;
@@ -1122,6 +1455,7 @@ absl::Status EngineImpl::Complete(const ClaimRef& claim,
     }
   }
   Notify(wake);
+  ResolveFinished(wake);
   TASKWAL_RETURN_IF_ERROR(s);
   return SyncTo(p.index, lsn);
 }
@@ -1167,6 +1501,7 @@ absl::Status EngineImpl::Fail(const ClaimRef& claim, absl::string_view error,
     }
   }
   Notify(wake);
+  ResolveFinished(wake);
   TASKWAL_RETURN_IF_ERROR(s);
   return SyncTo(p.index, lsn);
 }
@@ -1205,14 +1540,16 @@ absl::StatusOr<absl::Time> EngineImpl::Heartbeat(const ClaimRef& claim,
     }
   }
   Notify(wake);
+  ResolveFinished(wake);
   TASKWAL_RETURN_IF_ERROR(s);
   TASKWAL_RETURN_IF_ERROR(SyncTo(p.index, lsn));
   return absl::FromUnixMicros(deadline);
 }
 
-template <typename Allowed, typename Build>
+template <typename Refusal, typename Build>
 absl::Status EngineImpl::OperatorTransition(uint64_t task_id, const char* what,
-                                            Allowed allowed, Build build) {
+                                            Refusal refusal, Build build,
+                                            bool refuse_if_waited_for) {
   Partition& p = PartitionOfTask(task_id);
   uint64_t lsn = 0;
   Wake wake;
@@ -1226,12 +1563,18 @@ absl::Status EngineImpl::OperatorTransition(uint64_t task_id, const char* what,
     if (s.ok()) {
       s = TaskNotFound(task_id);
       p.table().Read(task_id, [&](const TaskEntry& e) {
-        s = allowed(e.state.status)
-                ? absl::OkStatus()
-                : absl::FailedPreconditionError(absl::StrCat(
-                      "cannot ", what, " task ", task_id, ": it is ",
-                      TaskStatus_Name(e.state.status)));
+        const std::string why = refusal(e);
+        s = why.empty() ? absl::OkStatus()
+                        : absl::FailedPreconditionError(absl::StrCat(
+                              "cannot ", what, " task ", task_id, ": ", why));
       });
+    }
+    // Under p's lock the task cannot change; a task that has ended gains
+    // no new waiters.
+    if (s.ok() && refuse_if_waited_for && HasWaiters(task_id)) {
+      s = absl::FailedPreconditionError(
+          absl::StrCat("cannot ", what, " task ", task_id,
+                       ": another task still waits for it"));
     }
     if (s.ok()) {
       Transition t;
@@ -1247,30 +1590,49 @@ absl::Status EngineImpl::OperatorTransition(uint64_t task_id, const char* what,
   }
   if (deleted) ReleaseTasks(1);
   Notify(wake);
+  ResolveFinished(wake);
   TASKWAL_RETURN_IF_ERROR(s);
   return SyncTo(p.index, lsn);
 }
 
+namespace {
+
+// Why an operator call refuses a task: its status (empty: allowed).
+std::string StatusRefusal(const TaskEntry& e,
+                          std::initializer_list<TaskStatus> allowed) {
+  for (TaskStatus s : allowed) {
+    if (e.state.status == s) return "";
+  }
+  return absl::StrCat("it is ", TaskStatus_Name(e.state.status));
+}
+
+}  // namespace
+
 absl::Status EngineImpl::Retry(uint64_t task_id) {
   return OperatorTransition(
       task_id, "retry",
-      [](TaskStatus s) { return s == PENDING || s == CLAIMED || s == FAILED; },
+      [](const TaskEntry& e) {
+        return e.waiting() ? std::string("it waits for dependencies")
+                           : StatusRefusal(e, {PENDING, CLAIMED, FAILED});
+      },
       [task_id](Transition& t) { t.mutable_retry()->set_task_id(task_id); });
 }
 
 absl::Status EngineImpl::Cancel(uint64_t task_id) {
   return OperatorTransition(
-      task_id, "cancel", [](TaskStatus s) { return s == PENDING; },
+      task_id, "cancel",
+      [](const TaskEntry& e) { return StatusRefusal(e, {PENDING}); },
       [task_id](Transition& t) { t.mutable_cancel()->set_task_id(task_id); });
 }
 
 absl::Status EngineImpl::Delete(uint64_t task_id) {
   return OperatorTransition(
       task_id, "delete",
-      [](TaskStatus s) {
-        return s == COMPLETED || s == FAILED || s == CANCELLED;
+      [](const TaskEntry& e) {
+        return StatusRefusal(e, {COMPLETED, FAILED, CANCELLED});
       },
-      [task_id](Transition& t) { t.mutable_delete_()->set_task_id(task_id); });
+      [task_id](Transition& t) { t.mutable_delete_()->set_task_id(task_id); },
+      /*refuse_if_waited_for=*/true);
 }
 
 absl::StatusOr<BulkResult> EngineImpl::Bulk(BulkOp op,
@@ -1320,6 +1682,7 @@ absl::StatusOr<BulkResult> EngineImpl::Bulk(BulkOp op,
   auto matches = [&](const TaskEntry& e) {
     return std::find(statuses.begin(), statuses.end(), e.state.status) !=
                statuses.end() &&
+           !(op == BulkOp::kRetry && e.waiting()) &&
            e.created_micros() < created_before &&
            (!by_finish || (e.state.finished_micros != 0 &&
                            e.state.finished_micros < finished_before));
@@ -1366,6 +1729,7 @@ absl::StatusOr<BulkResult> EngineImpl::Bulk(BulkOp op,
         if (s.ok() && change) s = ExpireIfDueLocked(p, id, now, &lsn, &wake);
         bool match = false;
         p.table().Read(id, [&](const TaskEntry& e) { match = matches(e); });
+        if (match && op == BulkOp::kDelete && HasWaiters(id)) match = false;
         if (s.ok() && match && full) {
           result.more = true;
         } else if (s.ok() && match) {
@@ -1394,6 +1758,7 @@ absl::StatusOr<BulkResult> EngineImpl::Bulk(BulkOp op,
         }
       }
       Notify(wake);
+      ResolveFinished(wake);
       if (lsn != 0) synced.push_back({p.index, lsn});
       if (!s.ok() || result.more) break;
     }
@@ -1449,6 +1814,10 @@ absl::StatusOr<Schedule> EngineImpl::PutSchedule(const ScheduleSpec& spec) {
     return absl::InvalidArgumentError(
         "a schedule's task spec must leave idempotency_key and not_before "
         "unset: the engine sets them for each due time");
+  }
+  if (!spec.task.depends_on.empty()) {
+    return absl::InvalidArgumentError(
+        "a schedule's task spec must leave depends_on empty");
   }
   if (spec.interval < absl::ZeroDuration() ||
       spec.interval == absl::InfiniteDuration()) {
@@ -2165,6 +2534,8 @@ absl::Status EngineImpl::ApplyRetention(Partition& p, int64_t now,
           p.state().scheduler().FinishedBefore(cutoff, kRetentionChunk);
       Wake unused;
       for (uint64_t id : ids) {
+        // Kept until its waiters are resolved (moments, or Open's repair).
+        if (HasWaiters(id)) continue;
         Transition t;
         t.set_time_micros(now);
         t.mutable_delete_()->set_task_id(id);
@@ -2177,7 +2548,7 @@ absl::Status EngineImpl::ApplyRetention(Partition& p, int64_t now,
         lsn = *committed;
         ++removed;
       }
-      more = ids.size() == kRetentionChunk;
+      more = ids.size() == kRetentionChunk && removed > 0;
     }
     ReleaseTasks(removed);
     if (lsn != 0) synced->push_back({p.index, lsn});
@@ -2200,6 +2571,7 @@ absl::Status EngineImpl::RunMaintenance() {
       TASKWAL_RETURN_IF_ERROR(ServiceLocked(p, now, &lsn, &wake));
     }
     Notify(wake);
+    ResolveFinished(wake);
     if (lsn != 0) synced.push_back({p.index, lsn});
     if (options_.retention > absl::ZeroDuration()) {
       TASKWAL_RETURN_IF_ERROR(ApplyRetention(p, now, &synced));

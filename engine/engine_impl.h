@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -134,6 +135,9 @@ class EngineImpl final : public Engine {
     // Tasks that became ready, by type (usually one type).
     absl::InlinedVector<std::pair<std::string, size_t>, 1> ready;
     bool timekeeper = false;  // Something comes due earlier.
+    // Tasks that ended and that other tasks wait for: their dependents are
+    // resolved (ResolveDependents) once the caller has let go of its lock.
+    std::vector<uint64_t> finished;
     void Ready(absl::string_view type, size_t count);
   };
 
@@ -166,6 +170,35 @@ class EngineImpl final : public Engine {
   void Resolve(Task* task) const;
   void Notify(const Wake& wake);
 
+  // Dependencies (TaskSpec::depends_on). A waiting task sits in no
+  // scheduler set; waiters_of_ finds it from each task it waits for. When
+  // such a task ends, ApplyLocked notes it in Wake::finished, and
+  // ResolveDependents journals a DependencyRecord for each waiter, after
+  // the ending is synced. Idempotent: it reads the dependency's status and
+  // whether the waiter still waits for it, so that Open can run it for
+  // every waiting task (a crash between the two records is repaired).
+  //
+  // Notes in *wake whether `record` ended a task that others wait for.
+  void NoteFinishedLocked(Partition& p, const Transition& record, Wake* wake)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu) ABSL_LOCKS_EXCLUDED(deps_mu_);
+  // Resolves the waiters of every task in `finished` (which have ended, or
+  // no longer exist), and of the tasks that this in turn ends. Takes the
+  // waiters' partition locks one at a time. An error is sticky.
+  absl::Status ResolveDependents(std::vector<uint64_t> finished)
+      ABSL_LOCKS_EXCLUDED(deps_mu_);
+  // Runs ResolveDependents for wake.finished, if any. Its failure is
+  // sticky: the next call reports it, and Open repairs what is left.
+  void ResolveFinished(const Wake& wake);
+  // Whether a task still waits for task_id (reads the waiters' tables).
+  bool HasWaiters(uint64_t task_id) const ABSL_LOCKS_EXCLUDED(deps_mu_);
+  // Indexes the dependencies of every waiting task (at construction).
+  void IndexWaitingTasks() ABSL_LOCKS_EXCLUDED(deps_mu_);
+  // SubmitBatch's work; single: the batch is one Submit (messages name no
+  // batch index).
+  absl::StatusOr<std::vector<SubmitResult>> SubmitMany(
+      absl::Span<const TaskSpec> specs,
+      bool single) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+
   // Journals and applies one record in p (ApplyLocked); returns the
   // record's LSN. An error is made sticky.
   absl::StatusOr<uint64_t> CommitLocked(Partition& p, const Transition& record,
@@ -188,6 +221,15 @@ class EngineImpl final : public Engine {
     uint64_t next_id = 0;   // The next id of the partition to hand out.
     uint64_t wait_lsn = 0;  // 0: nothing to wait for.
   };
+  // Fills in the dependencies of the new tasks of a batch: resolves keys
+  // (to a spec of the batch, else an existing task), refuses unknown
+  // keys, failed dependencies and cycles. REQUIRES: every partition of
+  // the batch's keys and of their dependencies is locked.
+  absl::Status DecideDependenciesLocked(
+      absl::Span<const TaskSpec> specs, absl::Span<const uint32_t> of,
+      absl::Span<const SubmitResult> results,
+      absl::FunctionRef<SubmitPart&(uint32_t)> part_of,
+      bool single) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Decides one spec in its partition's share: the task its key already
   // names (a duplicate: same type and payload, else kAlreadyExists with
   // `where` appended), an earlier spec of the batch with its key, or a new
@@ -290,10 +332,12 @@ class EngineImpl final : public Engine {
   int64_t BackoffMicros(Partition& p, const RetryPolicy& policy,
                         uint32_t attempts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p.mu);
   // Runs an operator transition (Retry, Cancel, Delete) after checking the
-  // task exists and `allowed(status)`.
-  template <typename Allowed, typename Build>
+  // task exists and `refusal(entry)` is empty (else it says why not);
+  // refuse_if_waited_for: also refuse while another task waits for it.
+  template <typename Refusal, typename Build>
   absl::Status OperatorTransition(uint64_t task_id, const char* what,
-                                  Allowed allowed, Build build);
+                                  Refusal refusal, Build build,
+                                  bool refuse_if_waited_for = false);
   // The bulk operations: `op` is "retry", "cancel" or "delete"; `allowed`
   // its statuses, defaults first (`defaults` of them).
   enum class BulkOp { kRetry, kCancel, kDelete };
@@ -345,6 +389,15 @@ class EngineImpl final : public Engine {
   ClaimWaiters waiters_;
 
   std::atomic<bool> closed_{false};
+  // Set once any task has dependencies (in this run): until then the
+  // commit path does not look for waiters.
+  std::atomic<bool> has_dependencies_{false};
+  // A leaf lock, taken under partition locks.
+  mutable absl::Mutex deps_mu_;
+  // Task id -> tasks that waited for it when they were indexed; a waiter
+  // may have stopped waiting since (cancelled, failed by another).
+  absl::flat_hash_map<uint64_t, std::vector<uint64_t>> waiters_of_
+      ABSL_GUARDED_BY(deps_mu_);
   // The earliest next due time of any schedule (Partition::kNever: none),
   // so that a maintenance pass with nothing due takes no lock for them.
   std::atomic<int64_t> next_schedule_due_;

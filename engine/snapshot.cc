@@ -19,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/partitioning.h"
+#include "engine/state_machine.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
 #include "wal/log_writer.h"
@@ -146,6 +147,10 @@ absl::Status WriteSnapshot(Env* env, const std::string& dir,
 
 absl::StatusOr<std::unique_ptr<TaskEntry>> TaskEntryFromSnapshot(
     const SnapshotTask& record) {
+  if (!ValidDependencies(record.task())) {
+    return absl::DataLossError(absl::StrCat(
+        "task ", record.task().id(), ": its dependencies are not valid"));
+  }
   std::unique_ptr<TaskEntry> entry =
       TaskEntry::Create(record.task(), record.last_lsn());
   size_t bad = 0;

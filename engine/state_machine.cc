@@ -36,6 +36,22 @@ HistoryEvent MakeHistory(int64_t now, HistoryEntry::Event event,
 
 }  // namespace
 
+bool ValidDependencies(const Task& t) {
+  if (t.depends_on_size() > static_cast<int>(TaskEntry::kMaxDependencies)) {
+    return false;
+  }
+  if (!DependencyFailurePolicy_IsValid(t.on_dependency_failure())) return false;
+  absl::flat_hash_set<uint64_t> deps;
+  for (uint64_t id : t.depends_on()) {
+    if (id == 0 || id == t.id() || !deps.insert(id).second) return false;
+  }
+  absl::flat_hash_set<uint64_t> waiting;
+  for (uint64_t id : t.waiting_for()) {
+    if (!deps.contains(id) || !waiting.insert(id).second) return false;
+  }
+  return true;
+}
+
 StateMachine::StateMachine(int num_shards, size_t max_history_per_task,
                            bool track_finished, uint32_t partition,
                            uint32_t partitions)
@@ -97,6 +113,9 @@ absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
     case Transition::kScheduleFire:
       s = ApplyScheduleFire(record.schedule_fire(), now, lsn);
       break;
+    case Transition::kDependency:
+      s = ApplyDependency(record.dependency(), now, lsn);
+      break;
     case Transition::KIND_NOT_SET:
       s = absl::InternalError("transition record has no kind");
       break;
@@ -132,14 +151,21 @@ absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
     if (t.history_dropped() != 0) {
       return Mismatch("submit", t.id(), "history_dropped is set");
     }
+    if (!ValidDependencies(t)) {
+      return Mismatch("submit", t.id(), "bad dependencies");
+    }
   }
   for (const Task& t : r.tasks()) {
     std::unique_ptr<TaskEntry> entry = TaskEntry::Create(t, lsn);
     AppendHistory(*entry, MakeHistory(now, HistoryEntry::SUBMITTED,
                                       TASK_STATUS_UNSPECIFIED, PENDING, 0));
     table_.InsertKey(entry.get());
-    scheduler_.AddPending(t.id(), t.type(), t.priority(),
-                          t.not_before_micros());
+    // A task that waits for dependencies is not claimable until the last
+    // of them completes (ApplyDependency).
+    if (!entry->waiting()) {
+      scheduler_.AddPending(t.id(), t.type(), t.priority(),
+                            t.not_before_micros());
+    }
     next_task_id_ = t.id() + partitions_;
     table_.Insert(std::move(entry));
     ++counters_.by_status[PENDING];
@@ -156,8 +182,9 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
   absl::Status s;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
     TaskState& t = e.state;
-    if (t.status != PENDING) {
-      s = Mismatch("claim", e.id(), "not PENDING");
+    if (t.status != PENDING || e.waiting()) {
+      s = Mismatch("claim", e.id(),
+                   e.waiting() ? "waits for dependencies" : "not PENDING");
       return;
     }
     scheduler_.RemovePending(e.id(), e.type(), e.priority(),
@@ -296,6 +323,10 @@ absl::Status StateMachine::ApplyRetry(const RetryRecord& r, int64_t now,
         t.finished_micros = 0;
         break;
       case PENDING:
+        if (e.waiting()) {
+          s = Mismatch("retry", e.id(), "task waits for dependencies");
+          return;
+        }
         scheduler_.RemovePending(e.id(), e.type(), e.priority(),
                                  t.not_before_micros);
         break;
@@ -326,8 +357,13 @@ absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
       s = Mismatch("cancel", e.id(), "not PENDING");
       return;
     }
-    scheduler_.RemovePending(e.id(), e.type(), e.priority(),
-                             t.not_before_micros);
+    // A waiting task was never in the ready or delayed sets.
+    if (e.waiting()) {
+      e.StopWaiting();
+    } else {
+      scheduler_.RemovePending(e.id(), e.type(), e.priority(),
+                               t.not_before_micros);
+    }
     scheduler_.AddFinished(e.id(), now);
     t.status = CANCELLED;
     t.finished_micros = now;
@@ -340,6 +376,55 @@ absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
   if (!s.ok()) return s;
   CountStatusChange(PENDING, CANCELLED);
   ++counters_.cancellations;
+  return absl::OkStatus();
+}
+
+absl::Status StateMachine::ApplyDependency(const DependencyRecord& r,
+                                           int64_t now, uint64_t lsn) {
+  const bool met = r.dependency_status() == COMPLETED;
+  absl::Status s;
+  TaskStatus to = PENDING;
+  bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
+    TaskState& t = e.state;
+    if (t.status != PENDING || !e.WaitsFor(r.dependency_id())) {
+      s = Mismatch("dependency", e.id(),
+                   absl::StrCat("does not wait for task ", r.dependency_id()));
+      return;
+    }
+    if (met) {
+      if (!e.StopWaitingFor(r.dependency_id())) {
+        scheduler_.AddPending(e.id(), e.type(), e.priority(),
+                              t.not_before_micros);
+      }
+      t.last_lsn = lsn;
+      return;
+    }
+    e.StopWaiting();
+    to = e.cancel_on_dependency_failure() ? CANCELLED : FAILED;
+    const std::string error =
+        r.dependency_status() == TASK_STATUS_UNSPECIFIED
+            ? absl::StrCat("dependency ", r.dependency_id(),
+                           " no longer exists")
+            : absl::StrCat("dependency ", r.dependency_id(), " is ",
+                           TaskStatus_Name(r.dependency_status()));
+    HistoryEvent h = MakeHistory(
+        now, to == FAILED ? HistoryEntry::FAILED : HistoryEntry::CANCELLED,
+        PENDING, to, t.attempts);
+    h.error = error;
+    AppendHistory(e, h);
+    e.SetStrings(e.claimed_by(), e.result(), error);
+    scheduler_.AddFinished(e.id(), now);
+    t.status = to;
+    t.finished_micros = now;
+    t.not_before_micros = 0;
+    t.last_lsn = lsn;
+  });
+  if (!found) return Mismatch("dependency", r.task_id(), "no such task");
+  if (!s.ok()) return s;
+  if (to != PENDING) {
+    CountStatusChange(PENDING, to);
+    if (to == CANCELLED) ++counters_.cancellations;
+  }
   return absl::OkStatus();
 }
 
@@ -452,14 +537,21 @@ absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
     return absl::DataLossError(
         absl::StrCat("snapshot task ", e.id(), " is not a valid task"));
   }
+  if (e.waiting() && status != PENDING) {
+    return absl::DataLossError(
+        absl::StrCat("snapshot task ", e.id(),
+                     " waits for dependencies but is not PENDING"));
+  }
   if (table_.Contains(e.id()) || !table_.InsertKey(&e)) {
     return absl::DataLossError(absl::StrCat(
         "snapshot task ", e.id(), " repeats an id or idempotency key"));
   }
   switch (status) {
     case PENDING:
-      scheduler_.AddPending(e.id(), e.type(), e.priority(),
-                            e.state.not_before_micros);
+      if (!e.waiting()) {
+        scheduler_.AddPending(e.id(), e.type(), e.priority(),
+                              e.state.not_before_micros);
+      }
       break;
     case CLAIMED:
       scheduler_.AddLease(e.id(), e.state.lease_deadline_micros);

@@ -29,6 +29,11 @@ struct Counters {
   uint64_t transitions = 0;
 };
 
+// Whether t's dependency fields can be a task's: at most
+// TaskEntry::kMaxDependencies distinct nonzero ids other than its own, a
+// known policy, and waiting_for a subset of depends_on without repeats.
+bool ValidDependencies(const Task& t);
+
 // The one place where task state changes. The live path decides a
 // Transition, journals it, then calls Apply; recovery calls Apply on the same
 // records in LSN order. Apply is deterministic: it reads nothing but the
@@ -102,6 +107,8 @@ class StateMachine {
   absl::Status ApplyScheduleDelete(const ScheduleDeleteRecord& r);
   absl::Status ApplyScheduleFire(const ScheduleFireRecord& r, int64_t now,
                                  uint64_t lsn);
+  absl::Status ApplyDependency(const DependencyRecord& r, int64_t now,
+                               uint64_t lsn);
 
   void AppendHistory(TaskEntry& entry, const HistoryEvent& h) const;
   void CountStatusChange(TaskStatus from, TaskStatus to);

@@ -160,6 +160,63 @@ TEST_F(StateMachineTest, HistoryIsBoundedKeepingNewest) {
   EXPECT_EQ(h.front().time_micros(), 112);
 }
 
+Transition DependencyOf(uint64_t id, uint64_t dependency, TaskStatus status) {
+  Transition t;
+  t.set_time_micros(30);
+  t.mutable_dependency()->set_task_id(id);
+  t.mutable_dependency()->set_dependency_id(dependency);
+  t.mutable_dependency()->set_dependency_status(status);
+  return t;
+}
+
+TEST_F(StateMachineTest, WaitingTaskBecomesReadyWithItsLastDependency) {
+  Transition submit = SubmitOf(3, "c");
+  Task* t = submit.mutable_submit()->mutable_tasks(0);
+  t->add_depends_on(1);
+  t->add_depends_on(2);
+  t->add_waiting_for(1);
+  t->add_waiting_for(2);
+  ASSERT_TRUE(sm_.Apply(submit, 1).ok());
+  sm_.scheduler().PromoteDue(100);
+  EXPECT_EQ(sm_.scheduler().PeekReady(""), std::nullopt);
+  // A waiting task is neither claimed nor retried.
+  EXPECT_FALSE(sm_.Apply(ClaimOf(3, 7, 1000), 2).ok());
+  Transition retry;
+  retry.mutable_retry()->set_task_id(3);
+  EXPECT_FALSE(sm_.Apply(retry, 2).ok());
+  // Only a dependency it waits for.
+  EXPECT_FALSE(sm_.Apply(DependencyOf(3, 4, COMPLETED), 2).ok());
+  ASSERT_TRUE(sm_.Apply(DependencyOf(3, 1, COMPLETED), 2).ok());
+  EXPECT_FALSE(sm_.Apply(DependencyOf(3, 1, COMPLETED), 3).ok());
+  EXPECT_EQ(sm_.scheduler().PeekReady(""), std::nullopt);
+  ASSERT_TRUE(sm_.Apply(DependencyOf(3, 2, COMPLETED), 3).ok());
+  EXPECT_EQ(sm_.scheduler().PeekReady(""), 3u);
+  EXPECT_EQ(sm_.table().GetTask(3)->waiting_for_size(), 0);
+}
+
+TEST_F(StateMachineTest, FailedDependencyEndsTheTaskByItsPolicy) {
+  Transition submit = SubmitOf(3, "c");
+  Task* t = submit.mutable_submit()->mutable_tasks(0);
+  t->add_depends_on(1);
+  t->add_waiting_for(1);
+  t->set_on_dependency_failure(DEPENDENCY_FAILURE_CANCEL);
+  ASSERT_TRUE(sm_.Apply(submit, 1).ok());
+  ASSERT_TRUE(sm_.Apply(DependencyOf(3, 1, TASK_STATUS_UNSPECIFIED), 2).ok());
+  const Task after = *sm_.table().GetTask(3);
+  EXPECT_EQ(after.status(), CANCELLED);
+  EXPECT_EQ(after.last_error(), "dependency 1 no longer exists");
+  EXPECT_EQ(sm_.counters().by_status[CANCELLED], 1u);
+  EXPECT_EQ(sm_.scheduler().FinishedBefore(100, 10), std::vector<uint64_t>{3});
+
+  // Dependencies that cannot be a task's are refused.
+  Transition self = SubmitOf(5, "e");
+  self.mutable_submit()->mutable_tasks(0)->add_depends_on(5);
+  EXPECT_FALSE(sm_.Apply(self, 3).ok());
+  Transition stray = SubmitOf(5, "e");
+  stray.mutable_submit()->mutable_tasks(0)->add_waiting_for(1);
+  EXPECT_FALSE(sm_.Apply(stray, 3).ok());
+}
+
 TEST_F(StateMachineTest, DeleteFreesKeyAndIdIsNeverReused) {
   ASSERT_TRUE(sm_.Apply(SubmitOf(1, "k"), 1).ok());
   Transition cancel;

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <new>
 #include <utility>
+#include <vector>
 
 namespace taskwal::engine {
 
@@ -31,22 +32,31 @@ uint32_t GetVarint32(const char** p) {
 
 }  // namespace
 
-std::unique_ptr<TaskEntry> TaskEntry::Allocate(absl::string_view key,
-                                               absl::string_view type,
-                                               absl::string_view payload,
-                                               const StoredPolicy* policy) {
+std::unique_ptr<TaskEntry> TaskEntry::Allocate(
+    absl::string_view key, absl::string_view type, absl::string_view payload,
+    const StoredPolicy* policy, const StoredDeps* deps, const char* dep_ids) {
   const size_t policy_bytes = policy != nullptr ? sizeof(StoredPolicy) : 0;
+  const size_t deps_bytes =
+      deps != nullptr ? sizeof(StoredDeps) + size_t{deps->count} * 8 : 0;
   std::unique_ptr<TaskEntry> e(new (ExtraBytes{
-      policy_bytes + key.size() + type.size() + payload.size()}) TaskEntry());
+      policy_bytes + deps_bytes + key.size() + type.size() + payload.size()})
+                                   TaskEntry());
   // Strings come from protobuf messages, which are under 2 GiB.
   e->key_size_ = static_cast<uint32_t>(key.size());
   e->type_size_ = static_cast<uint32_t>(type.size());
   e->payload_size_ = static_cast<uint32_t>(payload.size());
   e->has_policy_ = policy != nullptr;
+  e->has_deps_ = deps != nullptr;
   char* dst = reinterpret_cast<char*>(e.get() + 1);
   if (policy != nullptr) {
     std::memcpy(dst, policy, sizeof(StoredPolicy));
     dst += sizeof(StoredPolicy);
+  }
+  if (deps != nullptr) {
+    std::memcpy(dst, deps, sizeof(StoredDeps));
+    dst += sizeof(StoredDeps);
+    if (deps->count > 0) std::memcpy(dst, dep_ids, size_t{deps->count} * 8);
+    dst += size_t{deps->count} * 8;
   }
   for (absl::string_view s : {key, type, payload}) {
     if (!s.empty()) std::memcpy(dst, s.data(), s.size());
@@ -63,9 +73,24 @@ std::unique_ptr<TaskEntry> TaskEntry::Create(const Task& task,
     policy = {p.initial_backoff_micros(), p.max_backoff_micros(),
               p.multiplier(), p.jitter()};
   }
+  // Dependencies: at most kMaxDependencies (the state machine checks
+  // records and snapshots first); waiting_for becomes a mask over them.
+  StoredDeps deps{0, 0, 0};
+  std::vector<uint64_t> dep_ids(task.depends_on().begin(),
+                                task.depends_on().end());
+  if (dep_ids.size() > kMaxDependencies) dep_ids.resize(kMaxDependencies);
+  deps.count = static_cast<uint32_t>(dep_ids.size());
+  deps.cancel = task.on_dependency_failure() == DEPENDENCY_FAILURE_CANCEL;
+  for (uint64_t waiting : task.waiting_for()) {
+    for (size_t i = 0; i < dep_ids.size(); ++i) {
+      if (dep_ids[i] == waiting) deps.waiting |= uint64_t{1} << i;
+    }
+  }
   std::unique_ptr<TaskEntry> e =
       Allocate(task.idempotency_key(), task.type(), task.payload(),
-               task.has_retry_policy() ? &policy : nullptr);
+               task.has_retry_policy() ? &policy : nullptr,
+               dep_ids.empty() ? nullptr : &deps,
+               reinterpret_cast<const char*>(dep_ids.data()));
   e->id_ = task.id();
   e->created_micros_ = task.created_micros();
   e->priority_ = task.priority();
@@ -86,8 +111,11 @@ std::unique_ptr<TaskEntry> TaskEntry::Create(const Task& task,
 std::unique_ptr<TaskEntry> TaskEntry::Clone() const {
   StoredPolicy policy;
   if (has_policy_) std::memcpy(&policy, trailing(), sizeof(policy));
-  std::unique_ptr<TaskEntry> e = Allocate(idempotency_key(), type(), payload(),
-                                          has_policy_ ? &policy : nullptr);
+  StoredDeps deps{0, 0, 0};
+  if (has_deps_) deps = stored_deps();
+  std::unique_ptr<TaskEntry> e = Allocate(
+      idempotency_key(), type(), payload(), has_policy_ ? &policy : nullptr,
+      has_deps_ ? &deps : nullptr, deps_block() + sizeof(StoredDeps));
   e->id_ = id_;
   e->created_micros_ = created_micros_;
   e->priority_ = priority_;
@@ -108,6 +136,36 @@ std::optional<RetryPolicy> TaskEntry::retry_policy() const {
   p.set_multiplier(stored.multiplier);
   p.set_jitter(stored.jitter);
   return p;
+}
+
+uint64_t TaskEntry::dependency(size_t i) const {
+  uint64_t id;
+  std::memcpy(&id, deps_block() + sizeof(StoredDeps) + i * 8, sizeof(id));
+  return id;
+}
+
+bool TaskEntry::WaitsFor(uint64_t id) const {
+  if (!has_deps_) return false;
+  const StoredDeps d = stored_deps();
+  for (size_t i = 0; i < d.count; ++i) {
+    if ((d.waiting >> i & 1) != 0 && dependency(i) == id) return true;
+  }
+  return false;
+}
+
+bool TaskEntry::StopWaitingFor(uint64_t id) {
+  if (!has_deps_) return false;
+  const StoredDeps d = stored_deps();
+  uint64_t waiting = d.waiting;
+  for (size_t i = 0; i < d.count; ++i) {
+    if (dependency(i) == id) waiting &= ~(uint64_t{1} << i);
+  }
+  SetWaitingMask(waiting);
+  return waiting != 0;
+}
+
+void TaskEntry::StopWaiting() {
+  if (has_deps_) SetWaitingMask(0);
 }
 
 TaskEntry::Strings TaskEntry::strings() const {
@@ -199,6 +257,18 @@ void TaskEntry::ToTask(Task* out) const {
     out->clear_retry_policy();
   }
   out->set_history_dropped(history_dropped_);
+  out->clear_depends_on();
+  out->clear_waiting_for();
+  out->clear_on_dependency_failure();
+  if (has_deps_) {
+    const StoredDeps d = stored_deps();
+    for (size_t i = 0; i < d.count; ++i) {
+      out->add_depends_on(dependency(i));
+      if ((d.waiting >> i & 1) != 0) out->add_waiting_for(dependency(i));
+    }
+    if (d.cancel != 0)
+      out->set_on_dependency_failure(DEPENDENCY_FAILURE_CANCEL);
+  }
 }
 
 Task TaskEntry::ToTask() const {

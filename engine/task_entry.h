@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -32,8 +33,10 @@ struct TaskState {
 // about a third of the memory (every live task carries one).
 //
 // One heap block holds the fixed fields and, after them, the strings a task
-// never changes (idempotency key, type, payload) and its retry policy if it
-// has one of its own. The strings transitions set (claimed_by, result,
+// never changes (idempotency key, type, payload), its retry policy if it
+// has one of its own and its dependencies if it has any (their ids, and
+// which of them it still waits for as a bit mask: at most
+// kMaxDependencies). The strings transitions set (claimed_by, result,
 // last_error) live in the history's block, as its extra bytes (three
 // varint lengths, then the bytes), so a task has at most two blocks. Task
 // messages are built only for callers (ToTask).
@@ -42,6 +45,9 @@ struct TaskState {
 // may point at them. Not thread-safe; guarded by its TaskTable shard.
 class TaskEntry {
  public:
+  // The most dependencies a task may have (one bit each in a mask).
+  static constexpr size_t kMaxDependencies = 64;
+
   // Copies every field of `task` (its retry policy only if it has one).
   static std::unique_ptr<TaskEntry> Create(const Task& task, uint64_t last_lsn);
   // A deep copy.
@@ -76,6 +82,24 @@ class TaskEntry {
   }
   // The task's own policy; nullopt when it follows the engine's default.
   std::optional<RetryPolicy> retry_policy() const;
+
+  // Dependencies (Task::depends_on), fixed at submission.
+  size_t dependency_count() const {
+    return has_deps_ ? stored_deps().count : 0;
+  }
+  uint64_t dependency(size_t i) const;
+  bool cancel_on_dependency_failure() const {
+    return has_deps_ && stored_deps().cancel != 0;
+  }
+  // Whether the task still waits for some dependency (Task::waiting_for).
+  bool waiting() const { return has_deps_ && stored_deps().waiting != 0; }
+  // Whether it still waits for `id`.
+  bool WaitsFor(uint64_t id) const;
+  // Stops waiting for `id` (no-op if it did not). Returns whether the task
+  // still waits for another.
+  bool StopWaitingFor(uint64_t id);
+  // Stops waiting for every dependency.
+  void StopWaiting();
 
   // Set by transitions. The views point into the history's block: they are
   // valid until the next SetStrings or AppendHistory.
@@ -137,6 +161,13 @@ class TaskEntry {
     double jitter;
   };
 
+  // The dependencies as stored after the policy: this, then `count` ids.
+  struct StoredDeps {
+    uint64_t waiting;  // Bit i: still waits for dependency i.
+    uint32_t count;
+    uint32_t cancel;  // DEPENDENCY_FAILURE_CANCEL.
+  };
+
   // Bytes allocated after the object, for `new (ExtraBytes{n}) TaskEntry`.
   struct ExtraBytes {
     size_t n;
@@ -149,18 +180,30 @@ class TaskEntry {
   static void operator delete(void* p, ExtraBytes /*extra*/) {
     ::operator delete(p);
   }
-  // Allocates an entry with room for the given fixed strings and policy.
-  static std::unique_ptr<TaskEntry> Allocate(absl::string_view key,
-                                             absl::string_view type,
-                                             absl::string_view payload,
-                                             const StoredPolicy* policy);
+  // Allocates an entry with room for the given fixed strings, policy and
+  // dependencies (deps_count ids after *deps, copied from dep_ids).
+  static std::unique_ptr<TaskEntry> Allocate(
+      absl::string_view key, absl::string_view type, absl::string_view payload,
+      const StoredPolicy* policy, const StoredDeps* deps, const char* dep_ids);
 
   const char* trailing() const {
     return reinterpret_cast<const char*>(this + 1);
   }
-  const char* fixed_strings() const {
+  const char* deps_block() const {
     return trailing() + (has_policy_ ? sizeof(StoredPolicy) : 0);
   }
+  size_t deps_bytes() const {
+    return has_deps_ ? sizeof(StoredDeps) + stored_deps().count * 8 : 0;
+  }
+  StoredDeps stored_deps() const {
+    StoredDeps d;
+    std::memcpy(&d, deps_block(), sizeof(d));
+    return d;
+  }
+  void SetWaitingMask(uint64_t waiting) {
+    std::memcpy(const_cast<char*>(deps_block()), &waiting, sizeof(waiting));
+  }
+  const char* fixed_strings() const { return deps_block() + deps_bytes(); }
   void CountDropped(size_t n) {
     history_dropped_ = static_cast<uint32_t>(std::min<uint64_t>(
         uint64_t{history_dropped_} + n, std::numeric_limits<uint32_t>::max()));
@@ -172,17 +215,18 @@ class TaskEntry {
   uint32_t max_attempts_ = 0;
   uint32_t key_size_ = 0;
   uint32_t type_size_ = 0;
-  // Payloads come from protobuf messages (under 2 GiB): 31 bits hold their
-  // size, and the flag takes the last bit, so that history_dropped_ fits in
-  // what was padding (see TaskEntryTest.FixedPartStaysCompact).
-  uint32_t payload_size_ : 31;
+  // Payloads come from records (at most 64 MiB): 30 bits hold their size,
+  // and the flags take the last two, so that history_dropped_ fits in what
+  // was padding (see TaskEntryTest.FixedPartStaysCompact).
+  uint32_t payload_size_ : 30;
   uint32_t has_policy_ : 1;
+  uint32_t has_deps_ : 1;
   uint32_t history_dropped_ = 0;
   // Its extra bytes are the transition strings: three varint sizes, then
   // the bytes (SetStrings).
   HistoryLog history_;
-  // Followed in the same block by the StoredPolicy (if has_policy_), then
-  // key, type and payload.
+  // Followed in the same block by the StoredPolicy (if has_policy_), the
+  // StoredDeps and their ids (if has_deps_), then key, type and payload.
 };
 
 }  // namespace taskwal::engine

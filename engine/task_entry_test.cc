@@ -35,6 +35,10 @@ Task FullTask() {
   p->set_multiplier(2.5);
   p->set_jitter(0.25);
   t.set_history_dropped(17);
+  t.add_depends_on(7);
+  t.add_depends_on(9);
+  t.add_waiting_for(9);
+  t.set_on_dependency_failure(DEPENDENCY_FAILURE_CANCEL);
   return t;
 }
 
@@ -128,6 +132,37 @@ TEST(TaskEntryTest, CloneIsDeepAndIndependent) {
   EXPECT_EQ(copy->history_size(), 1u);
   e.reset();
   EXPECT_EQ(copy->idempotency_key(), "key-42");
+}
+
+TEST(TaskEntryTest, DependenciesStopWaitingOneByOne) {
+  Task t;
+  t.set_id(100);
+  t.set_idempotency_key("k");
+  t.set_status(PENDING);
+  t.set_max_attempts(1);
+  for (uint64_t id = 1; id <= TaskEntry::kMaxDependencies; ++id) {
+    t.add_depends_on(id * 3);
+    t.add_waiting_for(id * 3);
+  }
+  std::unique_ptr<TaskEntry> e = TaskEntry::Create(t, 0);
+  EXPECT_EQ(e->ToTask().SerializeAsString(), t.SerializeAsString());
+  EXPECT_EQ(e->dependency_count(), TaskEntry::kMaxDependencies);
+  EXPECT_FALSE(e->cancel_on_dependency_failure());
+  EXPECT_TRUE(e->WaitsFor(3 * TaskEntry::kMaxDependencies));
+  EXPECT_FALSE(e->WaitsFor(4));
+  for (uint64_t id = 1; id < TaskEntry::kMaxDependencies; ++id) {
+    EXPECT_TRUE(e->StopWaitingFor(id * 3));
+    EXPECT_FALSE(e->WaitsFor(id * 3));
+  }
+  std::unique_ptr<TaskEntry> copy = e->Clone();
+  EXPECT_FALSE(e->StopWaitingFor(3 * TaskEntry::kMaxDependencies));
+  EXPECT_FALSE(e->waiting());
+  EXPECT_EQ(e->ToTask().waiting_for_size(), 0);
+  EXPECT_EQ(e->ToTask().depends_on_size(), 64);
+  // The copy still waits for the last one; the key stayed in place.
+  EXPECT_TRUE(copy->waiting());
+  EXPECT_EQ(copy->ToTask().waiting_for_size(), 1);
+  EXPECT_EQ(copy->idempotency_key(), "k");
 }
 
 // Entries the bound drops are counted on top of those a snapshot's task

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -694,6 +695,15 @@ void PrintTask(std::ostream& out, const Task& t) {
     line("claim_token", absl::StrCat(t.claim_token()));
     line("lease_deadline", FormatMicros(t.lease_deadline_micros()));
   }
+  if (t.depends_on_size() > 0) {
+    line("depends_on", absl::StrJoin(t.depends_on(), ", "));
+    line("waiting_for", t.waiting_for_size() > 0
+                            ? absl::StrJoin(t.waiting_for(), ", ")
+                            : std::string("(none)"));
+    line("on_dep_failure",
+         t.on_dependency_failure() == DEPENDENCY_FAILURE_CANCEL ? "cancel"
+                                                                : "fail");
+  }
   if (t.finished_micros() != 0)
     line("finished", FormatMicros(t.finished_micros()));
   if (!t.last_error().empty()) {
@@ -841,6 +851,18 @@ int RunSubmit(Context& ctx, const ParsedArgs& args) {
                            std::numeric_limits<uint32_t>::max(), &code);
   if (!max_attempts.has_value()) return code;
   spec.max_attempts = *max_attempts;
+  if (args.Has("depends_on")) {
+    spec.depends_on = absl::StrSplit(args.Get("depends_on"), ',');
+  }
+  if (args.Has("on_dependency_failure")) {
+    const std::string policy = args.Get("on_dependency_failure");
+    if (policy == "cancel") {
+      spec.on_dependency_failure = DEPENDENCY_FAILURE_CANCEL;
+    } else if (policy != "fail") {
+      return UsageError(ctx, absl::StrCat("--on_dependency_failure=\"", policy,
+                                          "\" is neither fail nor cancel"));
+    }
+  }
 
   absl::StatusOr<SubmitResult> result = ctx.engine->Submit(spec);
   if (!result.ok()) return CallError(ctx, result.status());
@@ -1616,7 +1638,9 @@ const std::vector<Command>& Commands() {
        &RunDump},
       {"submit",
        "--key=K [--type=T] [--payload=P | --payload_file=F] [--priority=N] "
-       "[--max_attempts=N] [--not_before=TIME | --delay=D] [--partitions=N]",
+       "[--max_attempts=N] [--not_before=TIME | --delay=D] "
+       "[--depends_on=K1,K2 [--on_dependency_failure=fail|cancel]] "
+       "[--partitions=N]",
        "submit a task (idempotent by key)",
        "Submits a task. The same key with the same type and payload returns\n"
        "the existing task (\"deduplicated\"); with another type or payload\n"
@@ -1625,7 +1649,12 @@ const std::vector<Command>& Commands() {
        "The first write to an empty directory fixes its partition count\n"
        "(--partitions); a directory keeps that count for good.\n"
        "--not_before or --delay make the task claimable only from that\n"
-       "time on (a time in the past: at once); the output says from when.\n",
+       "time on (a time in the past: at once); the output says from when.\n"
+       "--depends_on names the keys of tasks this one waits for: it is\n"
+       "claimable once all of them completed, and fails (or, with\n"
+       "--on_dependency_failure=cancel, is cancelled) if one of them fails\n"
+       "or is cancelled. An unknown key fails (exit 3); `get` shows\n"
+       "depends_on and waiting_for.\n",
        {{"key", "K", "idempotency key (required)"},
         {"type", "T", "task type"},
         {"payload", "P", "payload bytes"},
@@ -1639,6 +1668,10 @@ const std::vector<Command>& Commands() {
          "2030-01-02T16:04:05.5+01:00"},
         {"delay", "D",
          "not claimable for duration D from now: 90s, 15m, 2h30m"},
+        {"depends_on", "K1,K2",
+         "keys of the tasks this one waits for, comma-separated"},
+        {"on_dependency_failure", "fail|cancel",
+         "what a failed dependency makes of this task (default fail)"},
         PartitionsFlag()},
        Access::kWrite,
        0,

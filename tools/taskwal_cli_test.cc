@@ -1244,6 +1244,51 @@ TEST_F(TaskwalCliTest, WriteCommandsCreateADataDirectoryOnlyInAnEmptyOne) {
   EXPECT_THAT(RunIn(started, {"stats"}).out, HasSubstr("tasks: 1\n"));
 }
 
+TEST_F(TaskwalCliTest, SubmitDependsOnWaitsAndGetShowsIt) {
+  const std::string dir = absl::StrCat(root_, "/db");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  CliResult r = RunIn(dir, {"submit", "--key=a", "--partitions=1"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  r = RunIn(dir, {"submit", "--key=b"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  r = RunIn(dir, {"submit", "--key=c", "--depends_on=a,b",
+                  "--on_dependency_failure=cancel"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "task 3 submitted\n");
+  r = RunIn(dir, {"get", "3"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("depends_on:      1, 2\n"));
+  EXPECT_THAT(r.out, HasSubstr("waiting_for:     1, 2\n"));
+  EXPECT_THAT(r.out, HasSubstr("on_dep_failure:  cancel\n"));
+  r = RunIn(dir, {"--json", "get", "3"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"waiting_for\""));
+
+  // Only a and b are claimable; c once both completed.
+  {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(Options(dir));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    for (int i = 0; i < 2; ++i) {
+      absl::StatusOr<ClaimedTask> c = (*engine)->ClaimNext("w", {});
+      ASSERT_TRUE(c.ok()) << c.status();
+      EXPECT_NE(c->task.id(), 3u);
+      ASSERT_TRUE((*engine)->Complete(c->claim, "").ok());
+    }
+    absl::StatusOr<ClaimedTask> c = (*engine)->ClaimNext("w", {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->task.id(), 3u);
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
+  EXPECT_THAT(RunIn(dir, {"get", "3"}).out,
+              HasSubstr("waiting_for:     (none)\n"));
+
+  r = RunIn(dir, {"submit", "--key=d", "--depends_on=nothing"});
+  EXPECT_EQ(r.code, kExitFailed);
+  r = RunIn(dir, {"submit", "--key=d", "--depends_on=a",
+                  "--on_dependency_failure=ignore"});
+  EXPECT_EQ(r.code, kExitUsage);
+}
+
 TEST_F(TaskwalCliTest, SubmitNotBeforeAndDelayDeferTheTask) {
   const std::string dir = absl::StrCat(root_, "/db");
   ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
