@@ -385,6 +385,12 @@ class PoolCore {
   void WaitForFlow(const Refusal& refusal) ABSL_LOCKS_EXCLUDED(flow_mu_) {
     absl::MutexLock l(&flow_mu_);
     if (flow_generation_ != refusal.generation) return;
+    // The refusal's generation may postdate Stop's wake-up (the loop looked
+    // at stop_requested_ before Stop, and Admit after it). Stop notifies
+    // stop_requested_ before it takes flow_mu_ to wake waiters, so under
+    // flow_mu_ either this sees the notification or the wake-up is still
+    // to come.
+    if (stop_requested_.HasBeenNotified()) return;
     absl::Duration wait = options_.claim_wait;
     if (refusal.token_at != absl::InfiniteFuture()) {
       wait = std::min(wait, refusal.token_at - FlowNow());
