@@ -2,8 +2,10 @@
 // public API: which tasks match, limits and dry runs, batches across
 // partitions, durability, and bad filters.
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -269,6 +271,91 @@ TEST_P(BulkTest, NothingMatchingIsAnEmptyResult) {
   ASSERT_THAT(r.status(), IsOk());
   EXPECT_THAT(r->task_ids, IsEmpty());
   EXPECT_FALSE(r->more);
+}
+
+// Bulk operations beside workers and a submitter (run under TSan too):
+// every call succeeds, and what the operations report adds up with the
+// engine's totals.
+TEST_P(BulkTest, BulkOperationsBesideWorkersAddUp) {
+  EngineOptions o = Options();
+  o.sync_mode = SyncMode::kNone;
+  o.clock = nullptr;
+  Open(o);
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::atomic<uint64_t> submitted{0};
+  auto submit = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      TaskSpec spec;
+      spec.idempotency_key = absl::StrCat("k", i);
+      spec.type = "t";
+      spec.max_attempts = 1;
+      if (e_->Submit(spec).ok()) {
+        ++submitted;
+      } else {
+        ++errors;
+      }
+    }
+  };
+  submit(0, 500);
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] { submit(500, 1500); });
+  for (int w = 0; w < 3; ++w) {
+    threads.emplace_back([&, w] {
+      while (!stop.load()) {
+        absl::StatusOr<ClaimedTask> c =
+            e_->ClaimNext(absl::StrCat("w", w), ClaimNextOptions());
+        if (absl::IsNotFound(c.status())) continue;
+        if (!c.ok()) {
+          ++errors;
+          continue;
+        }
+        // A bulk retry of CLAIMED tasks may take the claim away: kAborted.
+        const absl::Status done = c->claim.task_id % 3 == 0
+                                      ? e_->Fail(c->claim, "no")
+                                      : e_->Complete(c->claim, "ok");
+        if (!done.ok() && !absl::IsAborted(done)) ++errors;
+      }
+    });
+  }
+  uint64_t deleted = 0;
+  uint64_t retried = 0;
+  for (int round = 0; round < 60; ++round) {
+    BulkFilter completed;
+    completed.status = COMPLETED;
+    completed.limit = 100;
+    absl::StatusOr<BulkResult> r = e_->DeleteMatching(completed);
+    ASSERT_THAT(r.status(), IsOk());
+    deleted += r->changed;
+    r = e_->RetryMatching(BulkFilter());  // FAILED ones.
+    ASSERT_THAT(r.status(), IsOk());
+    retried += r->changed;
+    if (round % 10 == 0) {
+      BulkFilter claimed;
+      claimed.status = CLAIMED;
+      r = e_->RetryMatching(claimed);
+      ASSERT_THAT(r.status(), IsOk());
+      retried += r->changed;
+    }
+    BulkFilter dry;
+    dry.dry_run = true;
+    ASSERT_THAT(e_->CancelMatching(dry).status(), IsOk());
+  }
+  stop.store(true);
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  // Everything that ended, by filter, once the workers are gone.
+  absl::StatusOr<BulkResult> r = e_->DeleteMatching(BulkFilter());
+  ASSERT_THAT(r.status(), IsOk());
+  deleted += r->changed;
+  absl::StatusOr<EngineStats> stats = e_->Stats();
+  ASSERT_THAT(stats.status(), IsOk());
+  EXPECT_EQ(stats->deletions, deleted);
+  EXPECT_EQ(stats->retries, retried);
+  EXPECT_EQ(stats->submitted, submitted.load());
+  EXPECT_EQ(stats->tasks + deleted, submitted.load());
+  EXPECT_EQ(stats->completed + stats->failed + stats->cancelled, 0u);
+  EXPECT_EQ(stats->claimed, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, BulkTest, ::testing::Values(1u, 16u));
