@@ -793,26 +793,34 @@ absl::StatusOr<std::string> ReadPayloadFile(Context& ctx,
   return payload;
 }
 
+// --payload=P or --payload_file=F ('-': standard input) into *payload.
+// Returns kExitOk, or the exit status of the error it reported.
+int PayloadArg(Context& ctx, const ParsedArgs& args, std::string* payload) {
+  if (args.Has("payload") && args.Has("payload_file")) {
+    return UsageError(ctx, "--payload and --payload_file exclude each other");
+  }
+  *payload = args.Get("payload");
+  if (!args.Has("payload_file")) return kExitOk;
+  absl::StatusOr<std::string> read =
+      ReadPayloadFile(ctx, args.Get("payload_file"));
+  if (!read.ok()) {
+    return ReportError(
+        ctx, read.status().code(), kExitFailed,
+        absl::StrCat("cannot read --payload_file: ", read.status().message()));
+  }
+  *payload = *std::move(read);
+  return kExitOk;
+}
+
 int RunSubmit(Context& ctx, const ParsedArgs& args) {
   if (!args.Has("key") || args.Get("key").empty()) {
     return UsageError(ctx, "--key=KEY is required");
   }
-  if (args.Has("payload") && args.Has("payload_file")) {
-    return UsageError(ctx, "--payload and --payload_file exclude each other");
-  }
   TaskSpec spec;
   spec.idempotency_key = args.Get("key");
   spec.type = args.Get("type");
-  spec.payload = args.Get("payload");
-  if (args.Has("payload_file")) {
-    absl::StatusOr<std::string> payload =
-        ReadPayloadFile(ctx, args.Get("payload_file"));
-    if (!payload.ok()) {
-      return ReportError(ctx, payload.status().code(), kExitFailed,
-                         absl::StrCat("cannot read --payload_file: ",
-                                      payload.status().message()));
-    }
-    spec.payload = *std::move(payload);
+  if (int code = PayloadArg(ctx, args, &spec.payload); code != kExitOk) {
+    return code;
   }
   if (args.Has("not_before") && args.Has("delay")) {
     return UsageError(ctx, "--not_before and --delay exclude each other");
@@ -947,20 +955,9 @@ int RunSchedule(Context& ctx, const ParsedArgs& args) {
     return UsageError(ctx, absl::StrCat("--grace=\"", args.Get("grace"),
                                         "\" is not a duration of 0 or more"));
   }
-  if (args.Has("payload") && args.Has("payload_file")) {
-    return UsageError(ctx, "--payload and --payload_file exclude each other");
-  }
   spec.task.type = args.Get("type");
-  spec.task.payload = args.Get("payload");
-  if (args.Has("payload_file")) {
-    absl::StatusOr<std::string> payload =
-        ReadPayloadFile(ctx, args.Get("payload_file"));
-    if (!payload.ok()) {
-      return ReportError(ctx, payload.status().code(), kExitFailed,
-                         absl::StrCat("cannot read --payload_file: ",
-                                      payload.status().message()));
-    }
-    spec.task.payload = *std::move(payload);
+  if (int code = PayloadArg(ctx, args, &spec.task.payload); code != kExitOk) {
+    return code;
   }
   int code = kExitOk;
   const std::optional<int32_t> priority = NumberFlag<int32_t>(
