@@ -1693,10 +1693,13 @@ absl::StatusOr<BulkResult> EngineImpl::Bulk(BulkOp op,
   constexpr size_t kBatch = 256;
   BulkResult result;
   uint64_t cursor = 0;
+  // The tasks changed before a failure: every one journaled and applied
+  // (the failing batch's sync may not have covered all of them).
   auto fail = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat(s.message(), " (", what,
-                                               " by filter: ", result.changed,
-                                               " tasks changed before)"));
+    return absl::Status(
+        s.code(), absl::StrCat(s.message(), " (", what, " by filter: ",
+                               filter.dry_run ? 0 : result.task_ids.size(),
+                               " tasks changed before)"));
   };
   while (true) {
     std::vector<uint64_t> ids;
@@ -1726,9 +1729,16 @@ absl::StatusOr<BulkResult> EngineImpl::Bulk(BulkOp op,
         const bool change = !filter.dry_run && !full;
         if (change) s = CheckWritable();
         const int64_t now = NowMicros();
-        if (s.ok() && change) s = ExpireIfDueLocked(p, id, now, &lsn, &wake);
         bool match = false;
         p.table().Read(id, [&](const TaskEntry& e) { match = matches(e); });
+        // A matching task's due lease expires first, as the single-task
+        // call does (the leases of tasks that do not match are not this
+        // call's business). A CLAIMED task to retry is retried whatever
+        // the expiry made of it (PENDING, or FAILED on its last attempt),
+        // as Retry(id) would; cancel and delete take tasks without leases.
+        if (s.ok() && change && match) {
+          s = ExpireIfDueLocked(p, id, now, &lsn, &wake);
+        }
         if (match && op == BulkOp::kDelete && HasWaiters(id)) match = false;
         if (s.ok() && match && full) {
           result.more = true;

@@ -129,6 +129,20 @@ TEST_P(BulkTest, RetryMatchingRetriesFailedByDefaultAndReleasesClaimsOnAsk) {
   EXPECT_EQ(e_->Complete(claim, "late").code(), absl::StatusCode::kAborted);
 }
 
+TEST_P(BulkTest, RetryingClaimsWhoseLeaseRanOutOnTheLastAttempt) {
+  const uint64_t id = Submit("a");  // max_attempts 1 (Options).
+  ASSERT_THAT(e_->Claim(id, "w", absl::Seconds(10)).status(), IsOk());
+  clock_.Advance(absl::Minutes(1));  // The lease ran out; not yet expired.
+  BulkFilter claimed;
+  claimed.status = CLAIMED;
+  absl::StatusOr<BulkResult> r = e_->RetryMatching(claimed);
+  ASSERT_THAT(r.status(), IsOk());
+  EXPECT_THAT(r->task_ids, ElementsAre(id));
+  // As Retry(id): the expiry failed the last attempt, the retry revived it.
+  EXPECT_EQ(StatusOf(id), PENDING);
+  EXPECT_EQ(e_->Stats()->lease_expiries, 1u);
+}
+
 TEST_P(BulkTest, CancelMatchingByTypeAndAge) {
   const uint64_t old_email = Submit("a", "email");
   clock_.Advance(absl::Hours(1));
