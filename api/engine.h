@@ -433,6 +433,8 @@ struct EngineStats {
   uint64_t transitions = 0;  // Records applied.
 
   uint32_t partitions = 0;
+  uint64_t paused_types = 0;  // Types paused (PausedTypes() lists them).
+  uint64_t schedules = 0;     // Schedules (ListSchedules() lists them).
 
   // Storage (zero for an in-memory engine), since this Open. LSNs count
   // records per partition; last_lsn and last_snapshot_lsn are sums over

@@ -14,6 +14,8 @@
 // Every metric name starts with "taskwal_". Families, in output order:
 //   taskwal_tasks{status="pending|claimed|completed|failed|cancelled"} gauge
 //   taskwal_partitions  gauge: the engine's partition count
+//   taskwal_paused_types, taskwal_schedules  gauges: paused task types and
+//       periodic schedules
 //   taskwal_<event>_total  counters since the data directory began: submitted,
 //       claims, completions, failed_attempts, lease_expiries, retries,
 //       cancellations, deletions, retention_removals, transitions

@@ -2401,6 +2401,9 @@ absl::StatusOr<EngineStats> EngineImpl::Stats() {
     s.retention_removals += c.retention_removals;
     s.transitions += c.transitions;
     s.last_lsn += p.state().last_applied_lsn();
+    s.schedules += p.state().schedules().size();
+    // Every partition holds the same paused set.
+    if (p.index == 0) s.paused_types = p.state().scheduler().paused_count();
   }
   s.tasks = s.pending + s.claimed + s.completed + s.failed + s.cancelled;
   s.deduplicated = deduplicated_.load(std::memory_order_relaxed);

@@ -400,7 +400,7 @@ class EngineImpl final : public Engine {
       ABSL_GUARDED_BY(deps_mu_);
   // The earliest next due time of any schedule (Partition::kNever: none),
   // so that a maintenance pass with nothing due takes no lock for them.
-  std::atomic<int64_t> next_schedule_due_;
+  std::atomic<int64_t> next_schedule_due_{Partition::kNever};
   // Serializes Close(): a second caller waits for the first to finish and
   // gets its result.
   absl::Mutex close_mu_ ABSL_ACQUIRED_BEFORE(snapshot_mu_);

@@ -76,6 +76,9 @@ std::string RenderPrometheus(const EngineStats& stats,
           "Partitions of the engine (each with its own commit lock and "
           "record sequence).",
           uint64_t{stats.partitions});
+  w.Gauge("paused_types", "Task types whose claims are paused (Pause).",
+          stats.paused_types);
+  w.Gauge("schedules", "Periodic schedules (PutSchedule).", stats.schedules);
 
   w.Counter("submitted_total", "Tasks created since the data directory began.",
             stats.submitted);

@@ -41,6 +41,8 @@ class RenderPrometheusTest : public ::testing::Test {
     stats_.retention_removals = 1;
     stats_.transitions = 50;
     stats_.partitions = 16;
+    stats_.paused_types = 2;
+    stats_.schedules = 3;
     stats_.last_lsn = 50;
     stats_.fsyncs = 30;
     stats_.wal_bytes = 12345;
@@ -81,6 +83,13 @@ TEST_F(RenderPrometheusTest, KnownStatsRenderExactly) {
             "its own commit lock and record sequence).\n"
             "# TYPE taskwal_partitions gauge\n"
             "taskwal_partitions 16\n"
+            "# HELP taskwal_paused_types Task types whose claims are paused "
+            "(Pause).\n"
+            "# TYPE taskwal_paused_types gauge\n"
+            "taskwal_paused_types 2\n"
+            "# HELP taskwal_schedules Periodic schedules (PutSchedule).\n"
+            "# TYPE taskwal_schedules gauge\n"
+            "taskwal_schedules 3\n"
             "# HELP taskwal_submitted_total Tasks created since the data "
             "directory began.\n"
             "# TYPE taskwal_submitted_total counter\n"

@@ -67,6 +67,7 @@ TEST_P(PauseTest, PausedTypeIsNotClaimedOthersAre) {
   const uint64_t order = SubmitOrDie(e.get(), "o1", "order");
   ASSERT_THAT(e->Pause("email"), IsOk());
   EXPECT_THAT(*e->PausedTypes(), ElementsAre("email"));
+  EXPECT_EQ(e->Stats()->paused_types, 1u);
 
   ClaimNextOptions email_only;
   email_only.type = "email";

@@ -433,6 +433,7 @@ TEST_P(ScheduleTest, ListAndReadOnlyEngine) {
   absl::StatusOr<std::vector<Schedule>> all = e_->ListSchedules();
   ASSERT_THAT(all.status(), IsOk());
   ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ(e_->Stats()->schedules, 2u);
   EXPECT_EQ((*all)[0].name(), "a");
   EXPECT_EQ((*all)[1].name(), "b");
   ASSERT_THAT(e_->Close(), IsOk());

@@ -548,6 +548,7 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
     }
     *output.mutable_recovery() = RecoveryJson(recovery);
     for (const std::string& type : *paused) output.add_paused_types(type);
+    output.set_schedules(s.schedules);
     ctx.out << ProtoJson(output) << "\n";
     return kExitOk;
   }
@@ -561,6 +562,7 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
   for (const std::string& type : *paused) shown.push_back(Quote(type));
   ctx.out << "paused_types: "
           << (shown.empty() ? "none" : absl::StrJoin(shown, " ")) << "\n";
+  ctx.out << "schedules: " << s.schedules << "\n";
   ctx.out << "recovery: " << recovery.records_replayed
           << " records replayed after snapshot LSN " << recovery.snapshot_lsn
           << ", " << recovery.truncated_bytes << " bytes truncated, took "
