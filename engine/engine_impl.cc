@@ -2194,26 +2194,12 @@ absl::Status EngineImpl::FireLocked(Partition& ps, const Schedule& schedule,
       group_records.push_back(&records[i]);
     }
   }
-  std::vector<uint64_t> lsns(group.size());
-  absl::Status s;
-  if (group.size() == 1) {
-    absl::StatusOr<uint64_t> lsn =
-        journal_->Append(group[0], records[group[0]]);
-    s = lsn.status();
-    if (lsn.ok()) lsns[0] = *lsn;
-  } else {
-    s = journal_->AppendGroup(group, group_records, lsns.data());
-  }
-  if (!s.ok()) {
-    ReleaseTasks(created);
-    return absl::IsInvalidArgument(s) ? s : SetSticky(s);
-  }
-  for (size_t g = 0; g < group.size(); ++g) {
-    TASKWAL_RETURN_IF_ERROR(
-        ApplyLocked(*partitions_[group[g]], *group_records[g], lsns[g], wake));
-    synced->push_back({group[g], lsns[g]});
-  }
-  return absl::OkStatus();
+  // Journaling failed: nothing is staged or applied, so the reservation
+  // goes back. (An apply failure is sticky; the engine stops writing.)
+  const size_t before = synced->size();
+  absl::Status s = CommitGroupLocked(group, group_records, synced, wake);
+  if (!s.ok() && synced->size() == before) ReleaseTasks(created);
+  return s;
 }
 
 void EngineImpl::LockAll() {
@@ -2224,30 +2210,24 @@ void EngineImpl::UnlockAll() {
   for (size_t i = partitions_.size(); i-- > 0;) partitions_[i]->mu.Unlock();
 }
 
-absl::Status EngineImpl::CommitAllLocked(absl::Span<const Transition> records,
-                                         std::vector<PartitionLsn>* synced,
-                                         Wake* wake) {
-  const uint32_t n = partitions();
-  std::vector<uint64_t> lsns(n);
+absl::Status EngineImpl::CommitGroupLocked(
+    absl::Span<const uint32_t> group,
+    absl::Span<const Transition* const> records,
+    std::vector<PartitionLsn>* synced, Wake* wake) {
+  std::vector<uint64_t> lsns(group.size());
   absl::Status s;
-  if (n == 1) {
-    absl::StatusOr<uint64_t> lsn = journal_->Append(0, records[0]);
+  if (group.size() == 1) {
+    absl::StatusOr<uint64_t> lsn = journal_->Append(group[0], *records[0]);
     s = lsn.status();
     if (lsn.ok()) lsns[0] = *lsn;
   } else {
-    std::vector<uint32_t> group(n);
-    std::vector<const Transition*> group_records(n);
-    for (uint32_t i = 0; i < n; ++i) {
-      group[i] = i;
-      group_records[i] = &records[i];
-    }
-    s = journal_->AppendGroup(group, group_records, lsns.data());
+    s = journal_->AppendGroup(group, records, lsns.data());
   }
   if (!s.ok()) return absl::IsInvalidArgument(s) ? s : SetSticky(s);
-  for (uint32_t i = 0; i < n; ++i) {
+  for (size_t g = 0; g < group.size(); ++g) {
     TASKWAL_RETURN_IF_ERROR(
-        ApplyLocked(*partitions_[i], records[i], lsns[i], wake));
-    synced->push_back({i, lsns[i]});
+        ApplyLocked(*partitions_[group[g]], *records[g], lsns[g], wake));
+    synced->push_back({group[g], lsns[g]});
   }
   return absl::OkStatus();
 }
@@ -2284,8 +2264,11 @@ absl::Status EngineImpl::SetPaused(absl::string_view type, bool paused) {
     record.set_time_micros(NowMicros());
     record.mutable_pause()->set_type(std::string(type));
     record.mutable_pause()->set_paused(paused);
-    std::vector<Transition> records(partitions(), record);
-    TASKWAL_RETURN_IF_ERROR(CommitAllLocked(records, &synced, &wake));
+    // One record per partition, as one group.
+    std::vector<uint32_t> group(partitions());
+    std::vector<const Transition*> records(partitions(), &record);
+    for (uint32_t i = 0; i < partitions(); ++i) group[i] = i;
+    TASKWAL_RETURN_IF_ERROR(CommitGroupLocked(group, records, &synced, &wake));
   }
   Notify(wake);
   return SyncTo(synced);

@@ -366,12 +366,15 @@ class EngineImpl final : public Engine {
   // directory. A leaf lock.
   absl::Mutex unfireable_mu_;
   absl::flat_hash_set<std::string> unfireable_ ABSL_GUARDED_BY(unfireable_mu_);
-  // Journals `records[i]` in partition i of every partition, as one group
-  // (one record when there is one partition), and applies them.
-  // REQUIRES: every partition's lock is held (LockAll).
-  absl::Status CommitAllLocked(absl::Span<const Transition> records,
-                               std::vector<PartitionLsn>* synced,
-                               Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Journals records[g] in partition group[g] (ascending, distinct), as
+  // one group (one plain record when there is one), applies them and adds
+  // their LSNs to *synced. An error is sticky, except kInvalidArgument (a
+  // record too large: nothing staged, nothing applied). REQUIRES: the
+  // locks of the group's partitions are held.
+  absl::Status CommitGroupLocked(absl::Span<const uint32_t> group,
+                                 absl::Span<const Transition* const> records,
+                                 std::vector<PartitionLsn>* synced,
+                                 Wake* wake) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   void LockAll() ABSL_NO_THREAD_SAFETY_ANALYSIS;
   void UnlockAll() ABSL_NO_THREAD_SAFETY_ANALYSIS;
   absl::Status SetPaused(absl::string_view type, bool paused);
