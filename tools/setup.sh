@@ -40,6 +40,9 @@ PACKAGES=(
   patch
   ca-certificates
   tzdata               # /usr/share/zoneinfo: engine/cron.h's time zones
+  nats-server          # NATS JetStream 2.9 (the replicated journal's tests)
+  libnats-dev          # the NATS C client (engine/jetstream_journal.h)
+  libcpp-httplib-dev   # HTTP server and client (taskwald, test fixtures)
 )
 
 log() { echo "setup.sh: $*" >&2; }
