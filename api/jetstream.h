@@ -1,0 +1,111 @@
+#ifndef TASKWAL_API_JETSTREAM_H_
+#define TASKWAL_API_JETSTREAM_H_
+
+// taskwal on NATS JetStream: the engine's journal is a stream that the NATS
+// servers replicate (R3: three servers, any one may die), so the tasks
+// outlive the machine of the process that runs the engine, and another
+// process, on another machine, takes over when it dies.
+//
+//   taskwal::JetStreamOptions js;
+//   js.servers = "nats://10.0.0.1:4222,nats://10.0.0.2:4222";
+//   js.cluster = "billing";
+//   // Wait to lead the cluster, then replay its stream.
+//   auto lease = taskwal::JetStreamLease::Acquire(js, "host-a", {});
+//   auto engine = taskwal::OpenJetStreamEngine(taskwal::EngineOptions(), js);
+//   ... while (*lease)->held(): serve ...
+//
+// What is promised (README, "Running on several machines"):
+// - An acknowledged transition is in the stream, stored by a majority of
+//   its servers. NATS 2.9 writes its store to disk every 60 s, not per
+//   message: a record survives any one server's crash (R3), not a power
+//   loss of the whole NATS cluster in the same minute.
+// - At most one engine writes a cluster's stream. Every message names the
+//   sequence it must follow (Nats-Expected-Last-Sequence); a new engine
+//   first appends a fence, after which every message of an older one is
+//   refused, and that engine fails every later call (kAborted). The lease
+//   only keeps engines from taking turns needlessly; safety never depends
+//   on it or on clocks.
+// - A failed append (a stream leader's election, a lost connection) is
+//   retried against what the stream really holds for retry_for; only then
+//   does the engine fail.
+// Not yet: snapshots (the stream keeps every record and Open replays them
+// all), and serving the engine to other processes.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "taskwal/engine.h"
+
+namespace taskwal {
+
+struct JetStreamOptions {
+  // NATS server URLs, comma-separated ("nats://127.0.0.1:4222,...").
+  std::string servers;
+  // The cluster's name: 1 to 32 of [A-Za-z0-9_-]. Its stream is
+  // TASKWAL_<cluster> (subject taskwal.<cluster>.log), its lease bucket
+  // TASKWAL_<cluster>_LEASE.
+  std::string cluster;
+  // Copies the NATS servers keep, when the stream or bucket is created
+  // (1 to 5; at most the number of servers).
+  int replicas = 3;
+  // A publish not acknowledged within this is checked against the stream.
+  absl::Duration ack_timeout = absl::Seconds(5);
+  // How long failed appends are retried before the engine fails; covers a
+  // stream leader's election (4-8 s in NATS 2.9).
+  absl::Duration retry_for = absl::Seconds(60);
+  // Messages published and not yet acknowledged, at most.
+  int max_in_flight = 256;
+};
+
+// Opens the engine whose journal is the cluster's stream (creating the
+// stream on first use, with options.partitions or kDefaultPartitions
+// partitions) and replays it. options.data_dir must be empty and
+// options.read_only false; options.sync_mode kNone acknowledges before
+// the stream does, the other modes after. Call it once this process holds
+// the cluster's lease.
+//   kInvalidArgument: bad options.
+//   kUnavailable: no NATS server answered, or the stream did not within
+//     retry_for.
+//   kFailedPrecondition: the stream is not taskwal's, or has another
+//     partition count than options.partitions.
+//   kDataLoss: the stream holds a damaged or out-of-order record.
+absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
+    const EngineOptions& options, const JetStreamOptions& jetstream);
+
+// Leadership of a cluster: a key in a JetStream key-value bucket whose
+// entries expire after `ttl`, created by the leader (kvStore_Create, which
+// only one caller wins) and renewed every ttl / 3. Thread-safe.
+class JetStreamLease {
+ public:
+  struct Options {
+    absl::Duration ttl = absl::Seconds(5);  // 100 ms to 1 hour.
+    // Acquire gives up then (kDeadlineExceeded); infinite by default.
+    absl::Time deadline = absl::InfiniteFuture();
+  };
+
+  // Waits until `holder` (a name for people: host and process) holds the
+  // cluster's lease; then renews it in the background until Release or
+  // destruction. kInvalidArgument: bad options; kUnavailable: NATS is
+  // unreachable; kDeadlineExceeded: another holder kept it past deadline.
+  static absl::StatusOr<std::unique_ptr<JetStreamLease>> Acquire(
+      const JetStreamOptions& jetstream, absl::string_view holder,
+      const Options& options);
+
+  virtual ~JetStreamLease() = default;
+
+  // False once a renewal found the lease taken or could not renew it for
+  // a whole ttl; it never becomes true again (acquire a new lease).
+  virtual bool held() const = 0;
+  // Blocks until held() is false or `timeout` passes; returns held().
+  virtual bool WaitLost(absl::Duration timeout) const = 0;
+  // Gives the lease up at once (a standby need not wait for it to expire).
+  virtual absl::Status Release() = 0;
+};
+
+}  // namespace taskwal
+
+#endif  // TASKWAL_API_JETSTREAM_H_

@@ -1,0 +1,845 @@
+#include "engine/jetstream_journal.h"
+
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "engine/jetstream.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "wal/format.h"
+#include "wal/status_macros.h"
+
+namespace taskwal::engine::jetstream {
+namespace {
+
+constexpr char kWriterHeader[] = "Taskwal-Writer";
+constexpr char kExpectedLastSeqHeader[] = "Nats-Expected-Last-Sequence";
+constexpr char kDescriptionPrefix[] = "taskwal journal v1 partitions=";
+// Room left in a message for its headers.
+constexpr int64_t kHeaderRoom = 1024;
+constexpr size_t kMaxPieceBytes = 1 << 20;
+
+int64_t Millis(absl::Duration d) {
+  return std::max<int64_t>(1, absl::ToInt64Milliseconds(d));
+}
+
+absl::Status NatsError(absl::string_view what, natsStatus s,
+                       jsErrCode jerr = static_cast<jsErrCode>(0)) {
+  std::string text = absl::StrCat(what, ": ", natsStatus_GetText(s));
+  if (jerr != 0) absl::StrAppend(&text, " (JetStream error ", jerr, ")");
+  const char* last = nats_GetLastError(nullptr);
+  if (last != nullptr && *last != '\0' &&
+      std::string(last) != natsStatus_GetText(s)) {
+    absl::StrAppend(&text, ": ", last);
+  }
+  switch (s) {
+    case NATS_TIMEOUT:
+    case NATS_NO_RESPONDERS:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_STALE_CONNECTION:
+    case NATS_IO_ERROR:
+      return absl::UnavailableError(text);
+    default:
+      return absl::InternalError(text);
+  }
+}
+
+bool Retryable(natsStatus s) {
+  return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
+         s == NATS_CONNECTION_DISCONNECTED || s == NATS_STALE_CONNECTION ||
+         s == NATS_IO_ERROR || s == NATS_NO_SERVER;
+}
+
+std::string RandomWriterId() {
+  absl::BitGen gen;
+  char buf[33];
+  std::snprintf(buf, sizeof(buf), "%016llx%016llx",
+                static_cast<unsigned long long>(absl::Uniform<uint64_t>(gen)),
+                static_cast<unsigned long long>(absl::Uniform<uint64_t>(gen)));
+  return buf;
+}
+
+// A message's writer header ("" without one).
+std::string WriterOf(natsMsg* msg) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg, kWriterHeader, &value) != NATS_OK ||
+      value == nullptr) {
+    return "";
+  }
+  return value;
+}
+
+absl::StatusOr<PubAck> ParseAck(natsMsg* msg) {
+  if (natsMsg_IsNoResponders(msg)) {
+    return absl::UnavailableError("no responders (no stream leader)");
+  }
+  PubAck ack;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  const absl::string_view body(natsMsg_GetData(msg),
+                               static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  if (!google::protobuf::util::JsonStringToMessage(
+           std::string(body), &ack, options)
+           .ok()) {
+    return absl::InternalError(
+        absl::StrCat("JetStream sent an unreadable publish reply of ",
+                     body.size(), " bytes"));
+  }
+  return ack;
+}
+
+// Stream info with retries for retryable errors until `deadline`.
+absl::StatusOr<jsStreamInfo*> StreamInfo(Connection& conn,
+                                         const std::string& stream,
+                                         absl::Time deadline,
+                                         jsErrCode* jerr_out = nullptr) {
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s =
+        js_GetStreamInfo(&si, conn.js(), stream.c_str(), nullptr, &jerr);
+    if (s == NATS_OK) return si;
+    if (jerr_out != nullptr) *jerr_out = jerr;
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+      return absl::NotFoundError(absl::StrCat("no stream ", stream));
+    }
+    if (!Retryable(s) || absl::Now() + backoff > deadline) {
+      return NatsError(absl::StrCat("reading stream ", stream, "'s state"), s,
+                       jerr);
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
+// The message stored at seq, with retries as StreamInfo.
+absl::StatusOr<natsMsg*> GetMessage(Connection& conn, const std::string& stream,
+                                    uint64_t seq, absl::Time deadline) {
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    natsMsg* msg = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s =
+        js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
+    if (s == NATS_OK) return msg;
+    if (!Retryable(s) || absl::Now() + backoff > deadline) {
+      return NatsError(
+          absl::StrCat("reading message ", seq, " of stream ", stream), s,
+          jerr);
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateClusterName(absl::string_view cluster) {
+  if (cluster.empty() || cluster.size() > 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a cluster name has 1 to 32 characters, not ",
+                     cluster.size()));
+  }
+  for (char c : cluster) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' &&
+        c != '-') {
+      return absl::InvalidArgumentError(
+          "a cluster name may hold only letters, digits, '_' and '-'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string StreamName(absl::string_view cluster) {
+  return absl::StrCat("TASKWAL_", cluster);
+}
+
+std::string LogSubject(absl::string_view cluster) {
+  return absl::StrCat("taskwal.", cluster, ".log");
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Connect(
+    const Config& config, absl::string_view name) {
+  std::vector<std::string> urls =
+      absl::StrSplit(config.servers, ',', absl::SkipWhitespace());
+  if (urls.empty()) {
+    return absl::InvalidArgumentError("no NATS server URL given");
+  }
+  std::vector<const char*> url_ptrs;
+  for (std::string& url : urls) {
+    url = std::string(absl::StripAsciiWhitespace(url));
+    url_ptrs.push_back(url.c_str());
+  }
+  natsOptions* opts = nullptr;
+  natsStatus s = natsOptions_Create(&opts);
+  if (s == NATS_OK) {
+    s = natsOptions_SetServers(opts, url_ptrs.data(),
+                               static_cast<int>(url_ptrs.size()));
+  }
+  const std::string conn_name(name);
+  if (s == NATS_OK) s = natsOptions_SetName(opts, conn_name.c_str());
+  if (s == NATS_OK) {
+    s = natsOptions_SetTimeout(opts, Millis(config.connect_timeout));
+  }
+  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, true);
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 100);
+  if (s != NATS_OK) {
+    natsOptions_Destroy(opts);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "NATS options refused (servers \"", config.servers,
+        "\"): ", natsStatus_GetText(s)));
+  }
+  natsConnection* nc = nullptr;
+  s = natsConnection_Connect(&nc, opts);
+  natsOptions_Destroy(opts);
+  if (s != NATS_OK) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot connect to NATS at ", config.servers, ": ",
+        natsStatus_GetText(s)));
+  }
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = Millis(config.ack_timeout);
+  jsCtx* js = nullptr;
+  s = natsConnection_JetStream(&js, nc, &jo);
+  if (s != NATS_OK) {
+    natsConnection_Destroy(nc);
+    return NatsError("opening a JetStream context", s);
+  }
+  return std::unique_ptr<Connection>(new Connection(nc, js, config.servers));
+}
+
+Connection::~Connection() {
+  jsCtx_Destroy(js_);
+  natsConnection_Close(nc_);
+  natsConnection_Destroy(nc_);
+}
+
+absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
+                                       uint32_t partitions) {
+  TASKWAL_RETURN_IF_ERROR(ValidateClusterName(config.cluster));
+  const std::string stream = StreamName(config.cluster);
+  const absl::Time deadline = absl::Now() + config.retry_for;
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<jsStreamInfo*> info = StreamInfo(conn, stream, deadline);
+    if (info.ok()) {
+      jsStreamInfo* si = *info;
+      StreamState state;
+      state.last_seq = si->State.LastSeq;
+      state.messages = si->State.Msgs;
+      state.bytes = si->State.Bytes;
+      const absl::string_view description =
+          si->Config->Description != nullptr ? si->Config->Description : "";
+      absl::string_view count = description;
+      const bool ours = absl::ConsumePrefix(&count, kDescriptionPrefix);
+      uint32_t n = 0;
+      const bool parsed = ours && absl::SimpleAtoi(count, &n) && n >= 1;
+      jsStreamInfo_Destroy(si);
+      if (!parsed) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "stream ", stream, " was not made by this version of taskwal ",
+            "(its description is \"", description, "\")"));
+      }
+      if (partitions != 0 && partitions != n) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "stream ", stream, " has ", n, " partitions, not ", partitions));
+      }
+      state.partitions = n;
+      return state;
+    }
+    if (!absl::IsNotFound(info.status()) || attempt > 0) {
+      return info.status();
+    }
+    // No stream yet: make it. Two processes may race; the loser reads the
+    // winner's.
+    const std::string subject = LogSubject(config.cluster);
+    const std::string description =
+        absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16);
+    const char* subjects[] = {subject.c_str()};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = stream.c_str();
+    cfg.Description = description.c_str();
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Replicas = config.replicas;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s = js_AddStream(&si, conn.js(), &cfg, nullptr, &jerr);
+    if (si != nullptr) jsStreamInfo_Destroy(si);
+    if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+      return NatsError(absl::StrCat("creating stream ", stream, " (R",
+                                    config.replicas, ")"),
+                       s, jerr);
+    }
+  }
+}
+
+absl::Status ReadStream(
+    Connection& conn, const Config& config, uint64_t first_seq,
+    uint64_t last_seq,
+    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)>
+        fn) {
+  if (last_seq < first_seq) return absl::OkStatus();
+  const std::string stream = StreamName(config.cluster);
+  const std::string subject = LogSubject(config.cluster);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = first_seq;
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s =
+      js_SubscribeSync(&sub, conn.js(), subject.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) {
+    return NatsError(absl::StrCat("reading stream ", stream), s, jerr);
+  }
+  natsSubscription_SetPendingLimits(sub, 1 << 20, 1 << 30);
+  FrameAssembler assembler;
+  std::string frame;
+  absl::Status result;
+  uint64_t expected = first_seq;
+  while (result.ok() && expected <= last_seq) {
+    natsMsg* msg = nullptr;
+    s = natsSubscription_NextMsg(&msg, sub,
+                                 Millis(std::max(config.ack_timeout,
+                                                 absl::Seconds(10))));
+    if (s != NATS_OK) {
+      result = NatsError(absl::StrCat("reading stream ", stream,
+                                      " at message ", expected),
+                         s);
+      break;
+    }
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+      natsMsg_Destroy(msg);
+      continue;  // Not a stream message (the library handles those).
+    }
+    const uint64_t seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+    if (seq != expected) {
+      // An ordered consumer delivers every message once, in order.
+      result = absl::DataLossError(absl::StrCat(
+          "stream ", stream, " delivered message ", seq, " where ", expected,
+          " was due"));
+    } else {
+      bool complete = false;
+      result = assembler.Add(
+          seq,
+          absl::string_view(natsMsg_GetData(msg),
+                            static_cast<size_t>(natsMsg_GetDataLength(msg))),
+          &complete, &frame);
+      if (result.ok() && complete) result = ForEachRecord(frame, fn);
+      ++expected;
+    }
+    natsMsg_Destroy(msg);
+  }
+  natsSubscription_Unsubscribe(sub);
+  natsSubscription_Destroy(sub);
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<JetStreamJournal>> JetStreamJournal::Open(
+    const Config& config, std::unique_ptr<Connection> conn,
+    uint32_t partitions,
+    absl::FunctionRef<
+        absl::StatusOr<std::vector<uint64_t>>(Connection&, uint64_t)>
+        replay) {
+  const std::string stream = StreamName(config.cluster);
+  const std::string subject = LogSubject(config.cluster);
+  const std::string writer = RandomWriterId();
+  const absl::Time deadline = absl::Now() + config.retry_for;
+  // The fence: an empty frame right after the stream's last message.
+  const std::string fence = SplitFrame("", 64)[0];
+  uint64_t fence_seq = 0;
+  while (fence_seq == 0) {
+    TASKWAL_ASSIGN_OR_RETURN(jsStreamInfo * si,
+                             StreamInfo(*conn, stream, deadline));
+    const uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    if (last > 0) {
+      // A fence of ours whose reply was lost is there already.
+      TASKWAL_ASSIGN_OR_RETURN(natsMsg * msg,
+                               GetMessage(*conn, stream, last, deadline));
+      const bool ours = WriterOf(msg) == writer;
+      natsMsg_Destroy(msg);
+      if (ours) {
+        fence_seq = last;
+        break;
+      }
+    }
+    natsMsg* msg = nullptr;
+    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, fence.data(),
+                                  static_cast<int>(fence.size()));
+    const std::string expected = absl::StrCat(last);
+    if (s == NATS_OK) {
+      s = natsMsgHeader_Set(msg, kExpectedLastSeqHeader, expected.c_str());
+    }
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, kWriterHeader, writer.c_str());
+    natsMsg* reply = nullptr;
+    if (s == NATS_OK) {
+      s = natsConnection_RequestMsg(&reply, conn->nc(), msg,
+                                    Millis(config.ack_timeout));
+    }
+    natsMsg_Destroy(msg);
+    if (s == NATS_OK) {
+      absl::StatusOr<PubAck> ack = ParseAck(reply);
+      natsMsg_Destroy(reply);
+      if (ack.ok() && ack->error().code() == 0 && ack->seq() == last + 1) {
+        fence_seq = last + 1;
+        break;
+      }
+      if (ack.ok() && ack->error().code() != 0 &&
+          ack->error().err_code() != JSStreamWrongLastSequenceErr &&
+          ack->error().code() != 503) {
+        return absl::InternalError(absl::StrCat(
+            "JetStream refused this writer's fence on stream ", stream, ": ",
+            ack->error().description()));
+      }
+    } else if (!Retryable(s)) {
+      return NatsError(absl::StrCat("fencing stream ", stream), s);
+    }
+    // Another writer appended meanwhile, or no leader: read again.
+    if (absl::Now() > deadline) {
+      return absl::UnavailableError(absl::StrCat(
+          "could not fence stream ", stream, " within ",
+          absl::FormatDuration(config.retry_for)));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  TASKWAL_ASSIGN_OR_RETURN(std::vector<uint64_t> last_lsn,
+                           replay(*conn, fence_seq - 1));
+  if (last_lsn.size() != partitions) {
+    return absl::InternalError("replay returned the wrong partition count");
+  }
+  natsInbox* inbox = nullptr;
+  if (natsInbox_Create(&inbox) != NATS_OK) {
+    return absl::InternalError("cannot make a NATS inbox");
+  }
+  const std::string inbox_name = inbox;
+  natsInbox_Destroy(inbox);
+  std::unique_ptr<JetStreamJournal> journal(new JetStreamJournal(
+      config, std::move(conn), partitions, writer, inbox_name, fence_seq,
+      std::move(last_lsn)));
+  const std::string replies = absl::StrCat(inbox_name, ".>");
+  const natsStatus s =
+      natsConnection_Subscribe(&journal->sub_, journal->conn_->nc(),
+                               replies.c_str(), &OnReply, journal.get());
+  if (s != NATS_OK) {
+    return NatsError("subscribing to publish replies", s);
+  }
+  natsSubscription_SetPendingLimits(journal->sub_, 1 << 20, 1 << 30);
+  journal->publisher_ = std::thread([j = journal.get()] { j->PublisherLoop(); });
+  return journal;
+}
+
+JetStreamJournal::JetStreamJournal(const Config& config,
+                                   std::unique_ptr<Connection> conn,
+                                   uint32_t partitions, std::string writer,
+                                   std::string inbox, uint64_t fence_seq,
+                                   std::vector<uint64_t> last_lsn)
+    : config_(config),
+      conn_(std::move(conn)),
+      partitions_(partitions),
+      writer_(std::move(writer)),
+      inbox_(std::move(inbox)),
+      subject_(LogSubject(config.cluster)),
+      stream_(StreamName(config.cluster)),
+      fence_seq_(fence_seq),
+      next_lsn_(last_lsn),
+      durable_lsn_(std::move(last_lsn)),
+      next_seq_(fence_seq + 1) {
+  const int64_t max_payload = natsConnection_GetMaxPayload(conn_->nc());
+  max_piece_bytes_ = static_cast<size_t>(std::clamp<int64_t>(
+      max_payload - kHeaderRoom, 4096, static_cast<int64_t>(kMaxPieceBytes)));
+}
+
+JetStreamJournal::~JetStreamJournal() {
+  Close().IgnoreError();
+  if (sub_ != nullptr) {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+  }
+}
+
+void JetStreamJournal::OnReply(natsConnection*, natsSubscription*,
+                               natsMsg* msg, void* closure) {
+  auto* journal = static_cast<JetStreamJournal*>(closure);
+  journal->HandleReply(natsMsg_GetSubject(msg), msg);
+  natsMsg_Destroy(msg);
+}
+
+void JetStreamJournal::HandleReply(absl::string_view subject, natsMsg* msg) {
+  // <inbox>.<epoch>.<seq>
+  if (!absl::ConsumePrefix(&subject, inbox_) ||
+      !absl::ConsumePrefix(&subject, ".")) {
+    return;
+  }
+  const std::pair<absl::string_view, absl::string_view> parts =
+      absl::StrSplit(subject, absl::MaxSplits('.', 1));
+  uint64_t epoch = 0;
+  uint64_t seq = 0;
+  if (!absl::SimpleAtoi(parts.first, &epoch) ||
+      !absl::SimpleAtoi(parts.second, &seq)) {
+    return;
+  }
+  absl::StatusOr<PubAck> ack = ParseAck(msg);
+  absl::MutexLock lock(&mu_);
+  if (epoch != epoch_ || queue_.empty() || seq < queue_.front().seq ||
+      seq - queue_.front().seq >= queue_.size()) {
+    return;  // A reply from before a resync, or for a piece gone.
+  }
+  Piece& piece = queue_[seq - queue_.front().seq];
+  if (!piece.sent || piece.acked) return;
+  if (!ack.ok()) {
+    if (trouble_.empty()) trouble_ = std::string(ack.status().message());
+    return;
+  }
+  if (ack->error().code() != 0) {
+    if (trouble_.empty()) {
+      trouble_ = absl::StrCat("message ", seq, " refused: ",
+                              ack->error().description(), " (JetStream error ",
+                              ack->error().err_code(), ")");
+    }
+    return;
+  }
+  if (ack->seq() != seq) {
+    if (trouble_.empty()) {
+      trouble_ = absl::StrCat("message meant for sequence ", seq,
+                              " was stored at ", ack->seq());
+    }
+    return;
+  }
+  piece.acked = true;
+  --in_flight_;
+  AdvanceLocked();
+}
+
+void JetStreamJournal::AdvanceLocked() {
+  while (!queue_.empty() && queue_.front().acked) {
+    for (const PartitionLsn& r : queue_.front().durable) {
+      durable_lsn_[r.partition] = std::max(durable_lsn_[r.partition], r.lsn);
+    }
+    queue_.pop_front();
+  }
+}
+
+void JetStreamJournal::TakeStagedLocked() {
+  std::vector<std::string> pieces = SplitFrame(staged_, max_piece_bytes_);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    Piece piece;
+    piece.seq = next_seq_++;
+    piece.body = std::move(pieces[i]);
+    if (i + 1 == pieces.size()) piece.durable = std::move(staged_lsns_);
+    queue_.push_back(std::move(piece));
+  }
+  staged_.clear();
+  staged_lsns_.clear();
+}
+
+void JetStreamJournal::SendLocked() {
+  // Messages are built under the lock and published by this thread alone,
+  // in sequence order.
+  std::vector<natsMsg*> out;
+  const absl::Time now = absl::Now();
+  for (Piece& piece : queue_) {
+    if (in_flight_ >= static_cast<size_t>(config_.max_in_flight)) break;
+    if (piece.sent) continue;
+    natsMsg* msg = nullptr;
+    const std::string reply = absl::StrCat(inbox_, ".", epoch_, ".", piece.seq);
+    const std::string expected = absl::StrCat(piece.seq - 1);
+    natsStatus s =
+        natsMsg_Create(&msg, subject_.c_str(), reply.c_str(), piece.body.data(),
+                       static_cast<int>(piece.body.size()));
+    if (s == NATS_OK) {
+      s = natsMsgHeader_Set(msg, kExpectedLastSeqHeader, expected.c_str());
+    }
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, kWriterHeader, writer_.c_str());
+    if (s != NATS_OK) {
+      natsMsg_Destroy(msg);
+      FailLocked(NatsError("building a journal message", s));
+      break;
+    }
+    piece.sent = true;
+    piece.sent_at = now;
+    ++in_flight_;
+    ++messages_;
+    bytes_sent_ += piece.body.size();
+    out.push_back(msg);
+  }
+  if (out.empty()) return;
+  mu_.Unlock();
+  for (natsMsg* msg : out) {
+    // A failure here shows as a missing reply (ack_timeout).
+    natsConnection_PublishMsg(conn_->nc(), msg);
+    natsMsg_Destroy(msg);
+  }
+  mu_.Lock();
+}
+
+void JetStreamJournal::FailLocked(absl::Status s) {
+  if (failure_.ok()) failure_ = std::move(s);
+}
+
+absl::Status JetStreamJournal::Resync() {
+  const absl::Time deadline = absl::Now() + config_.retry_for;
+  absl::Duration backoff = absl::Milliseconds(50);
+  std::string trouble;
+  {
+    absl::MutexLock lock(&mu_);
+    ++epoch_;  // Replies to what was sent so far no longer count.
+    trouble = trouble_;
+  }
+  while (true) {
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+    absl::StatusOr<jsStreamInfo*> info = StreamInfo(*conn_, stream_, deadline);
+    if (!info.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "the journal stream stopped answering (", trouble,
+          "); then: ", info.status().message()));
+    }
+    const uint64_t last = (*info)->State.LastSeq;
+    jsStreamInfo_Destroy(*info);
+    uint64_t first_unacked = 0;
+    uint64_t highest = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.empty()) {
+        trouble_.clear();
+        return absl::OkStatus();
+      }
+      first_unacked = queue_.front().seq;
+      highest = next_seq_ - 1;
+    }
+    if (last + 1 < first_unacked) {
+      return absl::DataLossError(absl::StrCat(
+          "stream ", stream_, " ends at ", last,
+          " though it acknowledged this writer's messages through ",
+          first_unacked - 1));
+    }
+    if (last >= first_unacked) {
+      absl::StatusOr<natsMsg*> msg =
+          GetMessage(*conn_, stream_, last, deadline);
+      if (!msg.ok()) {
+        if (absl::Now() < deadline) continue;
+        return msg.status();
+      }
+      const bool ours = WriterOf(*msg) == writer_;
+      natsMsg_Destroy(*msg);
+      if (!ours || last > highest) {
+        return absl::AbortedError(absl::StrCat(
+            "another writer appended to stream ", stream_, " (message ", last,
+            "): this engine no longer leads the cluster's journal"));
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    for (Piece& piece : queue_) {
+      if (piece.seq <= last) {
+        piece.acked = true;
+      } else {
+        piece.sent = false;
+      }
+    }
+    in_flight_ = 0;
+    AdvanceLocked();
+    trouble_.clear();
+    ++resends_;
+    return absl::OkStatus();
+  }
+}
+
+void JetStreamJournal::PublisherLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      const bool room =
+          in_flight_ < static_cast<size_t>(config_.max_in_flight);
+      // Pieces go out in order: if any is unsent, the last one is.
+      const bool unsent = !queue_.empty() && !queue_.back().sent;
+      return !failure_.ok() || closing_ || !trouble_.empty() ||
+             (room && (!staged_.empty() || unsent));
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
+    if (!failure_.ok()) break;
+    // A piece whose reply is overdue.
+    if (trouble_.empty() && !queue_.empty()) {
+      for (const Piece& piece : queue_) {
+        if (piece.sent && !piece.acked &&
+            absl::Now() - piece.sent_at > config_.ack_timeout) {
+          trouble_ = absl::StrCat("no reply for message ", piece.seq,
+                                  " within ",
+                                  absl::FormatDuration(config_.ack_timeout));
+          break;
+        }
+        if (!piece.sent) break;
+      }
+    }
+    if (!trouble_.empty()) {
+      mu_.Unlock();
+      absl::Status s = Resync();
+      mu_.Lock();
+      if (!s.ok()) {
+        FailLocked(std::move(s));
+        break;
+      }
+      continue;
+    }
+    if (!staged_.empty() &&
+        in_flight_ < static_cast<size_t>(config_.max_in_flight)) {
+      TakeStagedLocked();
+    }
+    SendLocked();
+    if (closing_ && staged_.empty() && queue_.empty()) break;
+  }
+}
+
+absl::StatusOr<uint64_t> JetStreamJournal::Append(uint32_t partition,
+                                                  const Transition& record) {
+  std::string bytes;
+  record.SerializeToString(&bytes);
+  if (bytes.size() > wal::kMaxRecordBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a journal record of ", bytes.size(),
+                     " bytes exceeds the limit of ", wal::kMaxRecordBytes));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;
+  if (closing_) return absl::FailedPreconditionError("the journal is closed");
+  const uint64_t lsn = ++next_lsn_[partition];
+  AppendRecord(&staged_, partition, lsn, bytes);
+  staged_lsns_.push_back(PartitionLsn{partition, lsn});
+  ++records_;
+  ++records_sent_;
+  return lsn;
+}
+
+absl::Status JetStreamJournal::AppendGroup(
+    absl::Span<const uint32_t> partitions,
+    absl::Span<const Transition* const> records, uint64_t* lsns) {
+  std::vector<std::string> bytes(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    records[i]->SerializeToString(&bytes[i]);
+    if (bytes[i].size() > wal::kMaxRecordBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a journal record of ", bytes[i].size(),
+                       " bytes exceeds the limit of ", wal::kMaxRecordBytes));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;
+  if (closing_) return absl::FailedPreconditionError("the journal is closed");
+  // Staged together, they go out in one frame: all or none.
+  for (size_t i = 0; i < records.size(); ++i) {
+    const uint32_t p = partitions[i];
+    lsns[i] = ++next_lsn_[p];
+    AppendRecord(&staged_, p, lsns[i], bytes[i]);
+    staged_lsns_.push_back(PartitionLsn{p, lsns[i]});
+    ++records_;
+    ++records_sent_;
+  }
+  return absl::OkStatus();
+}
+
+bool JetStreamJournal::DurableLocked(
+    absl::Span<const PartitionLsn> records) const {
+  for (const PartitionLsn& r : records) {
+    if (durable_lsn_[r.partition] < r.lsn) return false;
+  }
+  return true;
+}
+
+absl::Status JetStreamJournal::Sync(absl::Span<const PartitionLsn> records) {
+  absl::MutexLock lock(&mu_);
+  if (!config_.wait_for_acks) return failure_;
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return DurableLocked(records) || !failure_.ok() || closed_;
+  };
+  mu_.Await(absl::Condition(&done));
+  if (DurableLocked(records)) return absl::OkStatus();
+  if (!failure_.ok()) return failure_;
+  return absl::FailedPreconditionError("the journal closed before the sync");
+}
+
+absl::Status JetStreamJournal::SyncAll() {
+  std::vector<PartitionLsn> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (uint32_t p = 0; p < partitions_; ++p) {
+      all.push_back(PartitionLsn{p, next_lsn_[p]});
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return DurableLocked(all) || !failure_.ok() || closed_;
+  };
+  mu_.Await(absl::Condition(&done));
+  if (DurableLocked(all)) return absl::OkStatus();
+  if (!failure_.ok()) return failure_;
+  return absl::FailedPreconditionError("the journal closed before the sync");
+}
+
+uint64_t JetStreamJournal::records() const {
+  absl::MutexLock lock(&mu_);
+  return records_;
+}
+
+JournalStats JetStreamJournal::stats() const {
+  absl::MutexLock lock(&mu_);
+  JournalStats s;
+  s.bytes_written = bytes_sent_;
+  s.flushes = messages_;
+  s.records_flushed = records_sent_;
+  return s;
+}
+
+absl::Status JetStreamJournal::Failure() const {
+  absl::MutexLock lock(&mu_);
+  return failure_;
+}
+
+uint64_t JetStreamJournal::resends() const {
+  absl::MutexLock lock(&mu_);
+  return resends_;
+}
+
+void JetStreamJournal::Depose(absl::string_view why) {
+  absl::MutexLock lock(&mu_);
+  FailLocked(absl::AbortedError(
+      absl::StrCat("this engine no longer leads the cluster: ", why)));
+}
+
+absl::Status JetStreamJournal::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) {
+      return absl::FailedPreconditionError("the journal is already closed");
+    }
+    closing_ = true;
+  }
+  if (publisher_.joinable()) publisher_.join();
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+  if (!failure_.ok()) return failure_;
+  if (!staged_.empty() || !queue_.empty()) {
+    return absl::InternalError("the journal closed with records unsent");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace taskwal::engine::jetstream

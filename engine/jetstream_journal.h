@@ -1,0 +1,232 @@
+#ifndef TASKWAL_ENGINE_JETSTREAM_JOURNAL_H_
+#define TASKWAL_ENGINE_JETSTREAM_JOURNAL_H_
+
+// The engine's journal on a NATS JetStream stream, replicated by the NATS
+// servers (api/jetstream.h is the public side).
+//
+// One stream per taskwal cluster, TASKWAL_<cluster>, holds every
+// partition's records in frames (engine/jetstream_format.h) on the subject
+// taskwal.<cluster>.log. One process writes it at a time. Safety rests on
+// fencing alone: every message carries Nats-Expected-Last-Sequence, the
+// sequence the writer knows to be the stream's last, so the stream is
+// always a prefix of what one writer sent after its fence; a second
+// writer's first message (its fence) makes every later message of the first
+// writer fail, and the first writer stops acknowledging at its first refused
+// message. A lease (engine/jetstream_lease.h) only keeps two writers from
+// fighting.
+//
+// Writing: Append stages records into the frame being built; a publisher
+// thread sends what is staged as soon as fewer than max_in_flight messages
+// wait for their acknowledgement (pipelined; under load a frame holds the
+// records of every writer meanwhile, batched). Sync waits until the
+// acknowledgement of the frame holding the record came back. When a message
+// is refused or its acknowledgement does not come within ack_timeout (a
+// stream leader's election, a lost connection), the publisher reads the
+// stream's last sequence, counts the messages of its own found there as
+// stored, and sends the rest again, for up to retry_for; a message of
+// another writer there means this one was deposed.
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/journal.h"
+#include "engine/jetstream_format.h"
+
+struct __natsConnection;
+struct __jsCtx;
+struct __natsSubscription;
+struct __natsMsg;
+
+namespace taskwal {
+struct JetStreamOptions;
+}  // namespace taskwal
+
+namespace taskwal::engine::jetstream {
+
+struct Config {
+  std::string servers;  // Comma-separated nats:// URLs.
+  std::string cluster;  // See ValidateClusterName.
+  int replicas = 3;     // For a new stream.
+  absl::Duration connect_timeout = absl::Seconds(5);
+  absl::Duration ack_timeout = absl::Seconds(5);
+  absl::Duration retry_for = absl::Seconds(60);
+  int max_in_flight = 256;
+  // Wait for acknowledgements in Sync (false: the engine's kNone mode).
+  bool wait_for_acks = true;
+};
+
+// The public options as a Config; kInvalidArgument names a bad one.
+Config MakeConfig(const JetStreamOptions& options);
+absl::Status ValidateJetStreamOptions(const JetStreamOptions& options);
+
+// kInvalidArgument unless 1 to 32 of [A-Za-z0-9_-].
+absl::Status ValidateClusterName(absl::string_view cluster);
+std::string StreamName(absl::string_view cluster);
+std::string LogSubject(absl::string_view cluster);
+
+// A connection and its JetStream context. Closing destroys both.
+class Connection {
+ public:
+  static absl::StatusOr<std::unique_ptr<Connection>> Connect(
+      const Config& config, absl::string_view name);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  __natsConnection* nc() const { return nc_; }
+  __jsCtx* js() const { return js_; }
+  const std::string& servers() const { return servers_; }
+
+ private:
+  Connection(__natsConnection* nc, __jsCtx* js, std::string servers)
+      : nc_(nc), js_(js), servers_(std::move(servers)) {}
+  __natsConnection* const nc_;
+  __jsCtx* const js_;
+  const std::string servers_;
+};
+
+// The stream's partition count and last sequence; creates the stream
+// (recording `partitions` in its description) when there is none.
+// kFailedPrecondition: the stream was not made by taskwal, or by a newer
+// format, or `partitions` is nonzero and differs.
+struct StreamState {
+  uint32_t partitions = 0;
+  uint64_t last_seq = 0;
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+};
+absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
+                                       uint32_t partitions);
+
+// Reads the stream's messages first_seq..last_seq in order with an ordered
+// consumer, puts frames together and calls fn for each record.
+// kDataLoss: a damaged message or frame; fn's errors as they are.
+absl::Status ReadStream(
+    Connection& conn, const Config& config, uint64_t first_seq,
+    uint64_t last_seq,
+    absl::FunctionRef<absl::Status(uint32_t partition, uint64_t lsn,
+                                   absl::string_view record)>
+        fn);
+
+class JetStreamJournal final : public Journal {
+ public:
+  // Takes over the stream: publishes this writer's fence (an empty frame)
+  // right after the stream's last message, retrying while others append,
+  // so that no earlier writer can append after it. Then
+  // `replay(conn, fence_seq - 1)` must read the stream up to the fence (it runs
+  // before the journal accepts records) and return the last LSN of each
+  // partition. REQUIRES: partitions >= 1.
+  static absl::StatusOr<std::unique_ptr<JetStreamJournal>> Open(
+      const Config& config, std::unique_ptr<Connection> conn,
+      uint32_t partitions,
+      absl::FunctionRef<
+          absl::StatusOr<std::vector<uint64_t>>(Connection&, uint64_t)>
+          replay);
+  ~JetStreamJournal() override;
+
+  uint32_t partitions() const override { return partitions_; }
+  absl::StatusOr<uint64_t> Append(uint32_t partition,
+                                  const Transition& record) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status AppendGroup(absl::Span<const uint32_t> partitions,
+                           absl::Span<const Transition* const> records,
+                           uint64_t* lsns) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Sync(absl::Span<const PartitionLsn> records) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  using Journal::Sync;
+  absl::Status SyncAll() override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<uint64_t> StartSegment() override { return 0; }
+  absl::Status DiscardBefore(uint64_t) override { return absl::OkStatus(); }
+  uint64_t records() const override ABSL_LOCKS_EXCLUDED(mu_);
+  JournalStats stats() const override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Failure() const override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Close() override ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Stops acknowledging for good (kAborted with `why`): the lease was lost.
+  void Depose(absl::string_view why) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The stream sequence of this writer's fence.
+  uint64_t fence_seq() const { return fence_seq_; }
+  // Times the publisher had to read the stream back and resend.
+  uint64_t resends() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  // One stream message of this writer, sent or waiting to be.
+  struct Piece {
+    uint64_t seq;  // The sequence it must be stored at.
+    std::string body;
+    bool sent = false;
+    bool acked = false;
+    absl::Time sent_at;
+    // When the piece ends a frame: the LSNs its frame makes durable.
+    std::vector<PartitionLsn> durable;
+  };
+
+  JetStreamJournal(const Config& config, std::unique_ptr<Connection> conn,
+                   uint32_t partitions, std::string writer, std::string inbox,
+                   uint64_t fence_seq, std::vector<uint64_t> last_lsn);
+
+  static void OnReply(__natsConnection* nc, __natsSubscription* sub,
+                      __natsMsg* msg, void* closure);
+  void HandleReply(absl::string_view subject, __natsMsg* msg)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void PublisherLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Cuts the staged frame into pieces at the tail of the queue.
+  void TakeStagedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends the queue's unsent pieces, up to max_in_flight in flight.
+  void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pops the acknowledged pieces at the head of the queue.
+  void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a refusal or a timeout: finds out from the stream what it holds
+  // and marks every piece to be sent again. Called without mu_.
+  absl::Status Resync() ABSL_LOCKS_EXCLUDED(mu_);
+  void FailLocked(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool DurableLocked(absl::Span<const PartitionLsn> records) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Config config_;
+  const std::unique_ptr<Connection> conn_;
+  const uint32_t partitions_;
+  const std::string writer_;  // Random; in every message's header.
+  const std::string inbox_;   // Replies come to <inbox>.<epoch>.<seq>.
+  const std::string subject_;
+  const std::string stream_;
+  const uint64_t fence_seq_;
+  size_t max_piece_bytes_ = 0;
+  __natsSubscription* sub_ = nullptr;
+
+  mutable absl::Mutex mu_;
+  std::vector<uint64_t> next_lsn_ ABSL_GUARDED_BY(mu_);     // Last assigned.
+  std::vector<uint64_t> durable_lsn_ ABSL_GUARDED_BY(mu_);  // Acknowledged.
+  std::string staged_ ABSL_GUARDED_BY(mu_);  // The frame being built.
+  std::vector<PartitionLsn> staged_lsns_ ABSL_GUARDED_BY(mu_);
+  std::deque<Piece> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);  // Of the next piece cut.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;  // Replies of older are stale.
+  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // A reply refused a piece or said something unexpected.
+  std::string trouble_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t records_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t bytes_sent_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t messages_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t records_sent_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t resends_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread publisher_;
+};
+
+}  // namespace taskwal::engine::jetstream
+
+#endif  // TASKWAL_ENGINE_JETSTREAM_JOURNAL_H_
