@@ -1,0 +1,799 @@
+#include "daemon/http_api.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "daemon/http_api.pb.h"
+#include "google/protobuf/stubs/common.h"
+#include "google/protobuf/util/json_util.h"
+#include "taskwal/metrics.h"
+#include "taskwal/task.pb.h"
+#include "wal/status_macros.h"
+
+namespace taskwal::daemon {
+namespace {
+
+constexpr char kJson[] = "application/json";
+constexpr char kPrometheus[] = "text/plain; version=0.0.4; charset=utf-8";
+
+// What a route handler answers: a body with its content type (status 200).
+struct Reply {
+  std::string content_type = kJson;
+  std::string body;
+};
+
+absl::StatusOr<Reply> JsonReply(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  Reply reply;
+  const auto printed = google::protobuf::util::MessageToJsonString(
+      message, &reply.body, options);
+  if (!printed.ok()) {
+    // Only text that is not UTF-8 gets here; the engine stores only UTF-8.
+    return absl::InternalError(absl::StrCat("cannot render ",
+                                            message.GetDescriptor()->name(),
+                                            " as JSON: ", printed.ToString()));
+  }
+  return reply;
+}
+
+absl::StatusOr<Reply> OkReply() {
+  OkResponse ok;
+  ok.set_status("ok");
+  return JsonReply(ok);
+}
+
+std::string ErrorJson(absl::StatusCode code, absl::string_view message) {
+  Error error;
+  error.set_code(absl::StatusCodeToString(code));
+  // A message may quote request bytes that are not UTF-8, which a JSON
+  // string cannot hold: escape it then.
+  error.set_message(google::protobuf::internal::IsStructurallyValidUTF8(
+                        message.data(), static_cast<int>(message.size()))
+                        ? std::string(message)
+                        : absl::CHexEscape(message));
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(error, &json, options)
+           .ok()) {
+    json = "{\"code\":\"INTERNAL\",\"message\":\"\"}";  // Unreachable.
+  }
+  return json;
+}
+
+void SetError(httplib::Response& res, const absl::Status& status) {
+  res.status = HttpStatusForCode(status.code());
+  res.set_content(ErrorJson(status.code(), status.message()), kJson);
+}
+
+// Parses `body` (empty reads as "{}") into `message`: strict, so an
+// unknown field or a wrong type is kInvalidArgument.
+absl::Status ParseBody(const std::string& body,
+                       google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(
+      body.empty() ? "{}" : body, message, options);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request body is not a valid ", message->GetDescriptor()->name(), ": ",
+        std::string(parsed.message())));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckParams(const httplib::Request& req,
+                         const std::set<std::string>& allowed) {
+  for (const auto& [name, value] : req.params) {
+    if (allowed.count(name) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown query parameter \"", absl::CHexEscape(name), "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ParseId(absl::string_view what,
+                                 absl::string_view text) {
+  uint64_t id = 0;
+  if (!absl::SimpleAtoi(text, &id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " \"", absl::CHexEscape(text),
+                     "\" is not a 64-bit unsigned integer"));
+  }
+  return id;
+}
+
+absl::StatusOr<TaskStatus> ParseStatusName(absl::string_view text) {
+  TaskStatus status;
+  if (!TaskStatus_Parse(absl::AsciiStrToUpper(text), &status) ||
+      status == TASK_STATUS_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("status \"", absl::CHexEscape(text),
+                     "\" is not PENDING, CLAIMED, COMPLETED, FAILED or "
+                     "CANCELLED"));
+  }
+  return status;
+}
+
+absl::Time TimeOrDefault(int64_t micros, absl::Time unset) {
+  return micros == 0 ? unset : absl::FromUnixMicros(micros);
+}
+
+int64_t Micros(absl::Time t) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return 0;
+  return absl::ToUnixMicros(t);
+}
+
+taskwal::TaskSpec ToSpec(const daemon::TaskSpec& m) {
+  taskwal::TaskSpec spec;
+  spec.idempotency_key = m.idempotency_key();
+  spec.type = m.type();
+  spec.payload = m.payload();
+  spec.priority = m.priority();
+  spec.max_attempts = m.max_attempts();
+  spec.not_before = TimeOrDefault(m.not_before_micros(), absl::InfinitePast());
+  if (m.has_retry_policy()) spec.retry_policy = m.retry_policy();
+  spec.depends_on.assign(m.depends_on().begin(), m.depends_on().end());
+  spec.on_dependency_failure = m.on_dependency_failure();
+  return spec;
+}
+
+ClaimRef ToClaimRef(const Claim& m) {
+  ClaimRef ref;
+  ref.task_id = m.task_id();
+  ref.worker_id = m.worker_id();
+  ref.token = m.token();
+  return ref;
+}
+
+absl::StatusOr<Reply> ClaimReply(const ClaimedTask& claimed) {
+  ClaimResponse response;
+  *response.mutable_task() = claimed.task;
+  response.mutable_claim()->set_task_id(claimed.claim.task_id);
+  response.mutable_claim()->set_worker_id(claimed.claim.worker_id);
+  response.mutable_claim()->set_token(claimed.claim.token);
+  response.set_attempt(claimed.attempt);
+  response.set_lease_deadline_micros(Micros(claimed.lease_deadline));
+  return JsonReply(response);
+}
+
+BulkFilter ToBulkFilter(const BulkRequest& m) {
+  BulkFilter filter;
+  if (m.status() != TASK_STATUS_UNSPECIFIED) filter.status = m.status();
+  filter.type = m.type();
+  filter.created_before =
+      TimeOrDefault(m.created_before_micros(), absl::InfiniteFuture());
+  filter.finished_before =
+      TimeOrDefault(m.finished_before_micros(), absl::InfiniteFuture());
+  filter.limit = m.limit();
+  filter.dry_run = m.dry_run();
+  return filter;
+}
+
+absl::StatusOr<Reply> BulkReply(const absl::StatusOr<BulkResult>& result) {
+  if (!result.ok()) return result.status();
+  BulkResponse response;
+  response.set_changed(result->changed);
+  for (uint64_t id : result->task_ids) response.add_task_ids(id);
+  response.set_more(result->more);
+  return JsonReply(response);
+}
+
+StatsResponse ToStatsResponse(const EngineStats& s) {
+  StatsResponse r;
+  r.set_tasks(s.tasks);
+  r.set_pending(s.pending);
+  r.set_claimed(s.claimed);
+  r.set_completed(s.completed);
+  r.set_failed(s.failed);
+  r.set_cancelled(s.cancelled);
+  r.set_deduplicated(s.deduplicated);
+  r.set_submitted(s.submitted);
+  r.set_claims(s.claims);
+  r.set_completions(s.completions);
+  r.set_failed_attempts(s.failed_attempts);
+  r.set_lease_expiries(s.lease_expiries);
+  r.set_retries(s.retries);
+  r.set_cancellations(s.cancellations);
+  r.set_deletions(s.deletions);
+  r.set_retention_removals(s.retention_removals);
+  r.set_transitions(s.transitions);
+  r.set_partitions(s.partitions);
+  r.set_paused_types(s.paused_types);
+  r.set_schedules(s.schedules);
+  r.set_last_lsn(s.last_lsn);
+  r.set_fsyncs(s.fsyncs);
+  r.set_wal_bytes(s.wal_bytes);
+  r.set_wal_flushes(s.wal_flushes);
+  r.set_wal_records_flushed(s.wal_records_flushed);
+  r.set_snapshots(s.snapshots);
+  r.set_last_snapshot_lsn(s.last_snapshot_lsn);
+  r.set_last_snapshot_micros(Micros(s.last_snapshot_time));
+  return r;
+}
+
+}  // namespace
+
+int HttpStatusForCode(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  // Every byte of `b` is looked at whatever `a` holds; a length mismatch
+  // only sets a bit.
+  volatile unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < b.size(); ++i) {
+    const unsigned char from_a =
+        a.empty() ? 0 : static_cast<unsigned char>(a[i % a.size()]);
+    diff = diff | (from_a ^ static_cast<unsigned char>(b[i]));
+  }
+  return diff == 0;
+}
+
+HttpApi::HttpApi(Engine* engine, HttpApiOptions options)
+    : engine_(engine),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {}
+
+HttpApi::~HttpApi() {
+  StopAccepting();
+  Wait();
+}
+
+void HttpApi::EnterRequest() {
+  absl::MutexLock lock(&mu_);
+  ++busy_;
+}
+
+void HttpApi::LeaveRequest() {
+  absl::MutexLock lock(&mu_);
+  --busy_;
+}
+
+bool HttpApi::AwaitIdle(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return busy_ == 0; };
+  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
+bool HttpApi::Admit(const httplib::Request& req, httplib::Response& res) {
+  if (req.path == "/healthz") return true;
+  const bool tokens =
+      !options_.read_token.empty() || !options_.admin_token.empty();
+  if (tokens) {
+    const std::string authorization = req.get_header_value("Authorization");
+    absl::string_view header = authorization;
+    absl::string_view token;
+    const bool bearer = absl::ConsumePrefix(&header, "Bearer ");
+    if (bearer) token = header;
+    const bool admin = bearer && !options_.admin_token.empty() &&
+                       ConstantTimeEquals(token, options_.admin_token);
+    const bool reader = bearer && !options_.read_token.empty() &&
+                        ConstantTimeEquals(token, options_.read_token);
+    if (!admin && !reader) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      SetError(res,
+               absl::UnauthenticatedError("a valid bearer token is required "
+                                          "(Authorization: Bearer <token>)"));
+      return false;
+    }
+    if (!admin && req.method != "GET" && req.method != "HEAD") {
+      SetError(res, absl::PermissionDeniedError(
+                        "the read token allows GET requests only"));
+      return false;
+    }
+  }
+  if (options_.rate_per_second > 0) {
+    absl::MutexLock lock(&rate_mu_);
+    if (rate_ != nullptr && !rate_->TryTake(absl::Now())) {
+      res.set_header("Retry-After", "1");
+      SetError(res, absl::ResourceExhaustedError(absl::StrCat(
+                        "over the server's limit of ", options_.rate_per_second,
+                        " requests per second")));
+      return false;
+    }
+  }
+  return true;
+}
+
+void HttpApi::RegisterRoutes() {
+  // A route's handler maps a request to a reply or an error status.
+  using Handler = std::function<absl::StatusOr<Reply>(const httplib::Request&)>;
+  httplib::Server& s = *server_;
+  // Wraps a handler: counts it busy, turns its status into a response, and
+  // logs 5xx answers.
+  auto wrap = [this](Handler handler) {
+    return [this, handler = std::move(handler)](const httplib::Request& req,
+                                                httplib::Response& res) {
+      EnterRequest();
+      absl::StatusOr<Reply> reply = handler(req);
+      LeaveRequest();
+      if (reply.ok()) {
+        res.status = 200;
+        res.set_content(std::move(reply->body), reply->content_type);
+        return;
+      }
+      SetError(res, reply.status());
+      if (res.status >= 500 && options_.log) {
+        options_.log(absl::StrCat(req.method, " ", absl::CHexEscape(req.path),
+                                  ": ", res.status, " ",
+                                  absl::CHexEscape(reply.status().ToString())));
+      }
+    };
+  };
+  auto task_id = [](const httplib::Request& req) {
+    return ParseId("task id", req.matches[1].str());
+  };
+
+  s.Get("/healthz", wrap([](const httplib::Request&) { return OkReply(); }));
+  s.Get("/readyz",
+        wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+          absl::Status health = engine_->Health();
+          if (health.code() == absl::StatusCode::kCancelled) {
+            return absl::UnavailableError("the engine is closed");
+          }
+          if (!health.ok()) {
+            return absl::UnavailableError(absl::StrCat(
+                "the engine takes no more writes: ", health.message()));
+          }
+          return OkReply();
+        }));
+  s.Get("/metrics",
+        wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+          TASKWAL_ASSIGN_OR_RETURN(EngineStats stats, engine_->Stats());
+          Reply reply;
+          reply.content_type = kPrometheus;
+          reply.body =
+              RenderPrometheus(stats, engine_->Recovery(), absl::Now());
+          return reply;
+        }));
+
+  s.Post("/v1/tasks",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           daemon::TaskSpec spec;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &spec));
+           TASKWAL_ASSIGN_OR_RETURN(SubmitResult result,
+                                    engine_->Submit(ToSpec(spec)));
+           SubmitResponse response;
+           response.set_task_id(result.task_id);
+           response.set_deduplicated(result.deduplicated);
+           return JsonReply(response);
+         }));
+  s.Post("/v1/tasks/batch",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           SubmitBatchRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           std::vector<taskwal::TaskSpec> specs;
+           specs.reserve(request.tasks_size());
+           for (const daemon::TaskSpec& spec : request.tasks()) {
+             specs.push_back(ToSpec(spec));
+           }
+           TASKWAL_ASSIGN_OR_RETURN(std::vector<SubmitResult> results,
+                                    engine_->SubmitBatch(specs));
+           SubmitBatchResponse response;
+           for (const SubmitResult& r : results) {
+             SubmitResponse* out = response.add_results();
+             out->set_task_id(r.task_id);
+             out->set_deduplicated(r.deduplicated);
+           }
+           return JsonReply(response);
+         }));
+  s.Get("/v1/tasks",
+        wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          TASKWAL_RETURN_IF_ERROR(
+              CheckParams(req, {"status", "type", "limit", "after_id"}));
+          ListFilter filter;
+          if (req.has_param("status")) {
+            TASKWAL_ASSIGN_OR_RETURN(
+                filter.status, ParseStatusName(req.get_param_value("status")));
+          }
+          filter.type = req.get_param_value("type");
+          if (req.has_param("limit")) {
+            TASKWAL_ASSIGN_OR_RETURN(
+                filter.limit, ParseId("limit", req.get_param_value("limit")));
+          }
+          if (req.has_param("after_id")) {
+            TASKWAL_ASSIGN_OR_RETURN(
+                filter.after_id,
+                ParseId("after_id", req.get_param_value("after_id")));
+          }
+          TASKWAL_ASSIGN_OR_RETURN(ListPage page, engine_->List(filter));
+          ListTasksResponse response;
+          for (Task& task : page.tasks) *response.add_tasks() = std::move(task);
+          response.set_next_cursor(page.next_cursor);
+          return JsonReply(response);
+        }));
+  s.Get("/v1/tasks/by-key",
+        wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          TASKWAL_RETURN_IF_ERROR(CheckParams(req, {"key"}));
+          if (!req.has_param("key")) {
+            return absl::InvalidArgumentError(
+                "the query parameter key is required");
+          }
+          TASKWAL_ASSIGN_OR_RETURN(Task task, engine_->GetByIdempotencyKey(
+                                                  req.get_param_value("key")));
+          return JsonReply(task);
+        }));
+  s.Get(R"(/v1/tasks/([^/]+))",
+        wrap([this,
+              task_id](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          TASKWAL_ASSIGN_OR_RETURN(uint64_t id, task_id(req));
+          TASKWAL_ASSIGN_OR_RETURN(Task task, engine_->Get(id));
+          return JsonReply(task);
+        }));
+  s.Get(R"(/v1/tasks/([^/]+)/history)",
+        wrap([this,
+              task_id](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          TASKWAL_ASSIGN_OR_RETURN(uint64_t id, task_id(req));
+          TASKWAL_ASSIGN_OR_RETURN(std::vector<HistoryEntry> entries,
+                                   engine_->History(id));
+          HistoryResponse response;
+          for (HistoryEntry& e : entries) {
+            *response.add_entries() = std::move(e);
+          }
+          return JsonReply(response);
+        }));
+  s.Post(R"(/v1/tasks/([^/]+)/claim)",
+         wrap([this,
+               task_id](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           TASKWAL_ASSIGN_OR_RETURN(uint64_t id, task_id(req));
+           ClaimRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           TASKWAL_ASSIGN_OR_RETURN(
+               ClaimedTask claimed,
+               engine_->Claim(id, request.worker_id(),
+                              absl::Microseconds(request.lease_micros())));
+           return ClaimReply(claimed);
+         }));
+  s.Post(R"(/v1/tasks/([^/]+)/retry)",
+         wrap([this,
+               task_id](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           TASKWAL_ASSIGN_OR_RETURN(uint64_t id, task_id(req));
+           TASKWAL_RETURN_IF_ERROR(engine_->Retry(id));
+           return OkReply();
+         }));
+  s.Post(R"(/v1/tasks/([^/]+)/cancel)",
+         wrap([this,
+               task_id](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           TASKWAL_ASSIGN_OR_RETURN(uint64_t id, task_id(req));
+           TASKWAL_RETURN_IF_ERROR(engine_->Cancel(id));
+           return OkReply();
+         }));
+  s.Delete(R"(/v1/tasks/([^/]+))",
+           wrap([this, task_id](
+                    const httplib::Request& req) -> absl::StatusOr<Reply> {
+             TASKWAL_ASSIGN_OR_RETURN(uint64_t id, task_id(req));
+             TASKWAL_RETURN_IF_ERROR(engine_->Delete(id));
+             return OkReply();
+           }));
+
+  // ClaimNext is not wrapped in EnterRequest/LeaveRequest while it waits:
+  // a long poll does not hold up AwaitIdle.
+  s.Post("/v1/claims", [this](const httplib::Request& req,
+                              httplib::Response& res) {
+    auto handle = [&]() -> absl::StatusOr<Reply> {
+      ClaimNextRequest request;
+      TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+      ClaimNextOptions claim;
+      claim.type = request.type();
+      claim.lease = absl::Microseconds(request.lease_micros());
+      claim.wait = absl::Microseconds(request.wait_micros());
+      if (claim.wait > options_.max_claim_wait) {
+        claim.wait = options_.max_claim_wait;
+      }
+      TASKWAL_ASSIGN_OR_RETURN(ClaimedTask claimed,
+                               engine_->ClaimNext(request.worker_id(), claim));
+      EnterRequest();
+      absl::StatusOr<Reply> reply = ClaimReply(claimed);
+      LeaveRequest();
+      return reply;
+    };
+    absl::StatusOr<Reply> reply = handle();
+    if (reply.ok()) {
+      res.set_content(std::move(reply->body), reply->content_type);
+    } else {
+      SetError(res, reply.status());
+    }
+  });
+  s.Post("/v1/claims/complete",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           CompleteRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           TASKWAL_RETURN_IF_ERROR(engine_->Complete(
+               ToClaimRef(request.claim()), request.result()));
+           return OkReply();
+         }));
+  s.Post("/v1/claims/fail",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           FailRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           FailOptions fail;
+           if (request.has_retry_after_micros()) {
+             fail.retry_after =
+                 absl::Microseconds(request.retry_after_micros());
+           }
+           fail.permanent = request.permanent();
+           TASKWAL_RETURN_IF_ERROR(engine_->Fail(ToClaimRef(request.claim()),
+                                                 request.error(), fail));
+           return OkReply();
+         }));
+  s.Post(
+      "/v1/claims/heartbeat",
+      wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+        HeartbeatRequest request;
+        TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+        TASKWAL_ASSIGN_OR_RETURN(
+            absl::Time deadline,
+            engine_->Heartbeat(ToClaimRef(request.claim()),
+                               absl::Microseconds(request.extension_micros())));
+        HeartbeatResponse response;
+        response.set_lease_deadline_micros(Micros(deadline));
+        return JsonReply(response);
+      }));
+  s.Get("/v1/next-due",
+        wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          TASKWAL_RETURN_IF_ERROR(CheckParams(req, {"type"}));
+          TASKWAL_ASSIGN_OR_RETURN(
+              std::optional<absl::Time> due,
+              engine_->NextDueTime(req.get_param_value("type")));
+          NextDueResponse response;
+          response.set_due(due.has_value());
+          if (due) response.set_due_micros(absl::ToUnixMicros(*due));
+          return JsonReply(response);
+        }));
+
+  s.Post("/v1/bulk/retry",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           BulkRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           return BulkReply(engine_->RetryMatching(ToBulkFilter(request)));
+         }));
+  s.Post("/v1/bulk/cancel",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           BulkRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           return BulkReply(engine_->CancelMatching(ToBulkFilter(request)));
+         }));
+  s.Post("/v1/bulk/delete",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           BulkRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           return BulkReply(engine_->DeleteMatching(ToBulkFilter(request)));
+         }));
+
+  s.Get("/v1/schedules",
+        wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+          TASKWAL_ASSIGN_OR_RETURN(std::vector<Schedule> schedules,
+                                   engine_->ListSchedules());
+          ListSchedulesResponse response;
+          for (Schedule& sc : schedules)
+            *response.add_schedules() = std::move(sc);
+          return JsonReply(response);
+        }));
+  s.Get(R"(/v1/schedules/(.+))",
+        wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          TASKWAL_ASSIGN_OR_RETURN(Schedule schedule,
+                                   engine_->GetSchedule(req.matches[1].str()));
+          return JsonReply(schedule);
+        }));
+  s.Put(R"(/v1/schedules/(.+))",
+        wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          daemon::ScheduleSpec request;
+          TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+          taskwal::ScheduleSpec spec;
+          spec.name = req.matches[1].str();
+          spec.cron = request.cron();
+          spec.time_zone = request.time_zone();
+          spec.interval = absl::Microseconds(request.interval_micros());
+          spec.start =
+              TimeOrDefault(request.start_micros(), absl::InfinitePast());
+          spec.missed = request.missed();
+          if (request.has_misfire_grace_micros()) {
+            spec.misfire_grace =
+                absl::Microseconds(request.misfire_grace_micros());
+          }
+          spec.task = ToSpec(request.task());
+          // ToSpec maps an unset not_before to InfinitePast, which is "unset".
+          TASKWAL_ASSIGN_OR_RETURN(Schedule stored, engine_->PutSchedule(spec));
+          return JsonReply(stored);
+        }));
+  s.Delete(
+      R"(/v1/schedules/(.+))",
+      wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+        TASKWAL_RETURN_IF_ERROR(engine_->DeleteSchedule(req.matches[1].str()));
+        return OkReply();
+      }));
+
+  s.Get("/v1/paused",
+        wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+          TASKWAL_ASSIGN_OR_RETURN(std::vector<std::string> types,
+                                   engine_->PausedTypes());
+          PausedTypesResponse response;
+          for (std::string& t : types) response.add_types(std::move(t));
+          return JsonReply(response);
+        }));
+  s.Post("/v1/pause",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           PauseRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           TASKWAL_RETURN_IF_ERROR(engine_->Pause(request.type()));
+           return OkReply();
+         }));
+  s.Post("/v1/resume",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           PauseRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           TASKWAL_RETURN_IF_ERROR(engine_->Resume(request.type()));
+           return OkReply();
+         }));
+
+  s.Get("/v1/stats",
+        wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+          TASKWAL_ASSIGN_OR_RETURN(EngineStats stats, engine_->Stats());
+          return JsonReply(ToStatsResponse(stats));
+        }));
+  s.Get("/v1/recovery",
+        wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+          const RecoveryReport recovery = engine_->Recovery();
+          RecoveryResponse response;
+          response.set_snapshot_lsn(recovery.snapshot_lsn);
+          response.set_records_replayed(recovery.records_replayed);
+          response.set_last_lsn(recovery.last_lsn);
+          response.set_truncated_bytes(recovery.truncated_bytes);
+          response.set_duration_micros(
+              absl::ToInt64Microseconds(recovery.duration));
+          for (const std::string& note : recovery.notes)
+            response.add_notes(note);
+          return JsonReply(response);
+        }));
+  s.Post("/v1/snapshot",
+         wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+           TASKWAL_RETURN_IF_ERROR(engine_->Snapshot());
+           return OkReply();
+         }));
+  s.Post("/v1/maintenance",
+         wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
+           TASKWAL_RETURN_IF_ERROR(engine_->RunMaintenance());
+           return OkReply();
+         }));
+}
+
+absl::StatusOr<int> HttpApi::Start(const std::string& host, int port) {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("port ", port, " is outside [0, 65535]"));
+  }
+  if (options_.threads < 1) {
+    return absl::InvalidArgumentError("threads must be at least 1");
+  }
+  if (options_.rate_per_second != 0 &&
+      (options_.rate_per_second < engine::TokenBucket::kMinRate ||
+       options_.rate_per_second > engine::TokenBucket::kMaxRate ||
+       options_.rate_burst < 1)) {
+    return absl::InvalidArgumentError(
+        "rate_per_second must be 0 or in [1e-6, 1e9], with rate_burst >= 1");
+  }
+  absl::MutexLock lock(&thread_mu_);
+  if (started_) return absl::FailedPreconditionError("already started");
+  started_ = true;
+  if (options_.rate_per_second > 0) {
+    absl::MutexLock rate_lock(&rate_mu_);
+    rate_ = std::make_unique<engine::TokenBucket>(
+        options_.rate_per_second, options_.rate_burst, absl::Now());
+  }
+  httplib::Server& s = *server_;
+  const size_t threads = static_cast<size_t>(options_.threads);
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.set_payload_max_length(options_.max_body_bytes);
+  s.set_keep_alive_max_count(options_.keep_alive_max_requests);
+  s.set_tcp_nodelay(true);
+  s.set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        res.set_header("X-Content-Type-Options", "nosniff");
+        res.set_header("Cache-Control", "no-store");
+        if (Admit(req, res)) return httplib::Server::HandlerResponse::Unhandled;
+        // The body of a refused request is not read, so the connection
+        // cannot carry another request: ask the client to close it.
+        res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  // httplib's own refusals (no route, body too large, a request it cannot
+  // parse) get a JSON body like every other error.
+  s.set_error_handler(httplib::Server::HandlerWithResponse(
+      [](const httplib::Request&, httplib::Response& res) {
+        if (!res.body.empty())
+          return httplib::Server::HandlerResponse::Unhandled;
+        absl::StatusCode code = absl::StatusCode::kInvalidArgument;
+        std::string message = "bad request";
+        if (res.status == 404) {
+          code = absl::StatusCode::kNotFound;
+          message =
+              "no such route (the API is under /v1/, see daemon/http_api.h)";
+        } else if (res.status == 413) {
+          message = "the request body is over the server's size limit";
+        } else if (res.status >= 500) {
+          code = absl::StatusCode::kInternal;
+          message = "internal error";
+        }
+        res.set_content(ErrorJson(code, message), kJson);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        SetError(res, absl::InternalError("the handler threw an exception"));
+      });
+  RegisterRoutes();
+  const int bound = port == 0 ? s.bind_to_any_port(host)
+                              : (s.bind_to_port(host, port) ? port : -1);
+  if (bound < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", host, ":", port));
+  }
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_returned_.store(true);
+  });
+  // httplib's stop() does nothing until the server thread runs: wait for
+  // it, so that a StopAccepting right after Start is not lost.
+  while (!server_->is_running() && !listen_returned_.load()) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return bound;
+}
+
+void HttpApi::StopAccepting() { server_->stop(); }
+
+void HttpApi::Wait() {
+  absl::MutexLock lock(&thread_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace taskwal::daemon
