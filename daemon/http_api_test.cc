@@ -719,8 +719,11 @@ TEST_F(HttpApiTest, HostileStringsRoundTripAsData) {
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("Content-Type"), "application/json");
   EXPECT_EQ(r.Header("X-Content-Type-Options"), "nosniff");
-  // Control characters never appear raw in a response.
+  // Control characters and markup never appear raw in a response:
+  // protobuf's JSON printer writes them as \u escapes.
   EXPECT_EQ(r.body.find('\x1b'), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find('<'), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find('>'), std::string::npos) << r.body;
   EXPECT_EQ(r.body.find('\x07'), std::string::npos) << r.body;
   Task task = FromJson<Task>(r.body);
   EXPECT_EQ(task.idempotency_key(), key);
