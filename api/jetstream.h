@@ -22,7 +22,9 @@
 // - At most one engine writes a cluster's stream. Every message names the
 //   sequence it must follow (Nats-Expected-Last-Sequence); a new engine
 //   first appends a fence, after which every message of an older one is
-//   refused, and that engine fails every later call (kAborted). The lease
+//   refused, and that engine takes no more writes: the sticky kInternal
+//   of api/engine.h, its message saying it "no longer leads" (do not
+//   reopen it before holding the lease again). The lease
 //   only keeps engines from taking turns needlessly; safety never depends
 //   on it or on clocks.
 // - A failed append (a stream leader's election, a lost connection) is

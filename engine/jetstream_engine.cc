@@ -75,8 +75,9 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
   for (uint32_t i = 0; i < n; ++i) {
     states.push_back(engine::NewPartitionState(options, i, n));
   }
-  auto replay = [&](js::Connection& c,
-                    uint64_t last_seq) -> absl::StatusOr<std::vector<uint64_t>> {
+  auto replay =
+      [&](js::Connection& c,
+          uint64_t last_seq) -> absl::StatusOr<std::vector<uint64_t>> {
     std::vector<uint64_t> last_lsn(n, 0);
     engine::Transition record;
     TASKWAL_RETURN_IF_ERROR(js::ReadStream(
@@ -97,9 +98,9 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
           }
           absl::Status s = states[p]->Apply(record, lsn);
           if (!s.ok()) {
-            return absl::DataLossError(absl::StrCat(
-                "record ", lsn, " of partition ", p,
-                " does not replay: ", s.message()));
+            return absl::DataLossError(
+                absl::StrCat("record ", lsn, " of partition ", p,
+                             " does not replay: ", s.message()));
           }
           last_lsn[p] = lsn;
           return absl::OkStatus();

@@ -29,10 +29,8 @@ std::vector<std::string> SplitFrame(absl::string_view frame,
     std::string piece(kPieceHeaderBytes, '\0');
     piece[4] = static_cast<char>(flags);
     piece.append(frame.data() + pos, n);
-    wal::EncodeFixed32(
-        piece.data(),
-        wal::crc32c::Mask(wal::crc32c::Value(piece.data() + 4,
-                                             piece.size() - 4)));
+    wal::EncodeFixed32(piece.data(), wal::crc32c::Mask(wal::crc32c::Value(
+                                         piece.data() + 4, piece.size() - 4)));
     pieces.push_back(std::move(piece));
     pos += n;
   } while (pos < frame.size());
@@ -41,8 +39,7 @@ std::vector<std::string> SplitFrame(absl::string_view frame,
 
 absl::Status ForEachRecord(
     absl::string_view frame,
-    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)>
-        fn) {
+    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)> fn) {
   size_t pos = 0;
   while (pos < frame.size()) {
     if (frame.size() - pos < kRecordHeaderBytes) {
@@ -59,8 +56,7 @@ absl::Status ForEachRecord(
           "a journal frame's record of ", size, " bytes at byte ", pos,
           " runs past the frame's end (", frame.size(), " bytes)"));
     }
-    if (absl::Status s = fn(partition, lsn, frame.substr(pos, size));
-        !s.ok()) {
+    if (absl::Status s = fn(partition, lsn, frame.substr(pos, size)); !s.ok()) {
       return s;
     }
     pos += size;
@@ -84,8 +80,8 @@ absl::Status FrameAssembler::Add(uint64_t seq, absl::string_view piece,
   }
   const uint8_t flags = static_cast<uint8_t>(piece[4]);
   if ((flags & ~(kFirstPiece | kLastPiece)) != 0) {
-    return absl::DataLossError(absl::StrCat(
-        "journal message ", seq, " has unknown flags ", int{flags}));
+    return absl::DataLossError(absl::StrCat("journal message ", seq,
+                                            " has unknown flags ", int{flags}));
   }
   if ((flags & kFirstPiece) != 0) {
     if (in_frame_) ++dropped_;

@@ -25,12 +25,13 @@ struct Rec {
 
 std::vector<Rec> Records(absl::string_view frame) {
   std::vector<Rec> out;
-  EXPECT_THAT(ForEachRecord(frame, [&](uint32_t p, uint64_t lsn,
-                                     absl::string_view bytes) {
-    out.push_back(Rec{p, lsn, std::string(bytes)});
-    return absl::OkStatus();
-  }),
-              IsOk());
+  EXPECT_THAT(
+      ForEachRecord(frame,
+                    [&](uint32_t p, uint64_t lsn, absl::string_view bytes) {
+                      out.push_back(Rec{p, lsn, std::string(bytes)});
+                      return absl::OkStatus();
+                    }),
+      IsOk());
   return out;
 }
 
@@ -125,16 +126,15 @@ TEST(JetStreamFormatTest, DamageIsDataLoss) {
               StatusIs(absl::StatusCode::kDataLoss));
   // Records that run past the frame.
   std::string cut = frame.substr(0, frame.size() - 1);
-  EXPECT_THAT(ForEachRecord(cut, [](uint32_t, uint64_t, absl::string_view) {
-                return absl::OkStatus();
-              }),
-              StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(
-      ForEachRecord(frame.substr(0, 5),
-                    [](uint32_t, uint64_t, absl::string_view) {
-                      return absl::OkStatus();
-                    }),
+      ForEachRecord(cut, [](uint32_t, uint64_t,
+                            absl::string_view) { return absl::OkStatus(); }),
       StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(ForEachRecord(frame.substr(0, 5),
+                            [](uint32_t, uint64_t, absl::string_view) {
+                              return absl::OkStatus();
+                            }),
+              StatusIs(absl::StatusCode::kDataLoss));
 }
 
 }  // namespace

@@ -88,8 +88,8 @@ absl::StatusOr<PubAck> ParseAck(natsMsg* msg) {
   options.ignore_unknown_fields = true;
   const absl::string_view body(natsMsg_GetData(msg),
                                static_cast<size_t>(natsMsg_GetDataLength(msg)));
-  if (!google::protobuf::util::JsonStringToMessage(
-           std::string(body), &ack, options)
+  if (!google::protobuf::util::JsonStringToMessage(std::string(body), &ack,
+                                                   options)
            .ok()) {
     return absl::InternalError(
         absl::StrCat("JetStream sent an unreadable publish reply of ",
@@ -147,9 +147,8 @@ absl::StatusOr<natsMsg*> GetMessage(Connection& conn, const std::string& stream,
 
 absl::Status ValidateClusterName(absl::string_view cluster) {
   if (cluster.empty() || cluster.size() > 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a cluster name has 1 to 32 characters, not ",
-                     cluster.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a cluster name has 1 to 32 characters, not ", cluster.size()));
   }
   for (char c : cluster) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' &&
@@ -197,17 +196,17 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Connect(
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 100);
   if (s != NATS_OK) {
     natsOptions_Destroy(opts);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "NATS options refused (servers \"", config.servers,
-        "\"): ", natsStatus_GetText(s)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("NATS options refused (servers \"", config.servers,
+                     "\"): ", natsStatus_GetText(s)));
   }
   natsConnection* nc = nullptr;
   s = natsConnection_Connect(&nc, opts);
   natsOptions_Destroy(opts);
   if (s != NATS_OK) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot connect to NATS at ", config.servers, ": ",
-        natsStatus_GetText(s)));
+    return absl::UnavailableError(absl::StrCat("cannot connect to NATS at ",
+                                               config.servers, ": ",
+                                               natsStatus_GetText(s)));
   }
   jsOptions jo;
   jsOptions_Init(&jo);
@@ -281,9 +280,9 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
     const natsStatus s = js_AddStream(&si, conn.js(), &cfg, nullptr, &jerr);
     if (si != nullptr) jsStreamInfo_Destroy(si);
     if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-      return NatsError(absl::StrCat("creating stream ", stream, " (R",
-                                    config.replicas, ")"),
-                       s, jerr);
+      return NatsError(
+          absl::StrCat("creating stream ", stream, " (R", config.replicas, ")"),
+          s, jerr);
     }
   }
 }
@@ -291,8 +290,7 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
 absl::Status ReadStream(
     Connection& conn, const Config& config, uint64_t first_seq,
     uint64_t last_seq,
-    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)>
-        fn) {
+    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)> fn) {
   if (last_seq < first_seq) return absl::OkStatus();
   const std::string stream = StreamName(config.cluster);
   const std::string subject = LogSubject(config.cluster);
@@ -316,13 +314,11 @@ absl::Status ReadStream(
   uint64_t expected = first_seq;
   while (result.ok() && expected <= last_seq) {
     natsMsg* msg = nullptr;
-    s = natsSubscription_NextMsg(&msg, sub,
-                                 Millis(std::max(config.ack_timeout,
-                                                 absl::Seconds(10))));
+    s = natsSubscription_NextMsg(
+        &msg, sub, Millis(std::max(config.ack_timeout, absl::Seconds(10))));
     if (s != NATS_OK) {
-      result = NatsError(absl::StrCat("reading stream ", stream,
-                                      " at message ", expected),
-                         s);
+      result = NatsError(
+          absl::StrCat("reading stream ", stream, " at message ", expected), s);
       break;
     }
     jsMsgMetaData* meta = nullptr;
@@ -334,9 +330,9 @@ absl::Status ReadStream(
     jsMsgMetaData_Destroy(meta);
     if (seq != expected) {
       // An ordered consumer delivers every message once, in order.
-      result = absl::DataLossError(absl::StrCat(
-          "stream ", stream, " delivered message ", seq, " where ", expected,
-          " was due"));
+      result = absl::DataLossError(
+          absl::StrCat("stream ", stream, " delivered message ", seq, " where ",
+                       expected, " was due"));
     } else {
       bool complete = false;
       result = assembler.Add(
@@ -355,10 +351,9 @@ absl::Status ReadStream(
 }
 
 absl::StatusOr<std::unique_ptr<JetStreamJournal>> JetStreamJournal::Open(
-    const Config& config, std::unique_ptr<Connection> conn,
-    uint32_t partitions,
-    absl::FunctionRef<
-        absl::StatusOr<std::vector<uint64_t>>(Connection&, uint64_t)>
+    const Config& config, std::unique_ptr<Connection> conn, uint32_t partitions,
+    absl::FunctionRef<absl::StatusOr<std::vector<uint64_t>>(Connection&,
+                                                            uint64_t)>
         replay) {
   const std::string stream = StreamName(config.cluster);
   const std::string subject = LogSubject(config.cluster);
@@ -407,18 +402,18 @@ absl::StatusOr<std::unique_ptr<JetStreamJournal>> JetStreamJournal::Open(
       if (ack.ok() && ack->error().code() != 0 &&
           ack->error().err_code() != JSStreamWrongLastSequenceErr &&
           ack->error().code() != 503) {
-        return absl::InternalError(absl::StrCat(
-            "JetStream refused this writer's fence on stream ", stream, ": ",
-            ack->error().description()));
+        return absl::InternalError(
+            absl::StrCat("JetStream refused this writer's fence on stream ",
+                         stream, ": ", ack->error().description()));
       }
     } else if (!Retryable(s)) {
       return NatsError(absl::StrCat("fencing stream ", stream), s);
     }
     // Another writer appended meanwhile, or no leader: read again.
     if (absl::Now() > deadline) {
-      return absl::UnavailableError(absl::StrCat(
-          "could not fence stream ", stream, " within ",
-          absl::FormatDuration(config.retry_for)));
+      return absl::UnavailableError(
+          absl::StrCat("could not fence stream ", stream, " within ",
+                       absl::FormatDuration(config.retry_for)));
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
@@ -433,9 +428,9 @@ absl::StatusOr<std::unique_ptr<JetStreamJournal>> JetStreamJournal::Open(
   }
   const std::string inbox_name = inbox;
   natsInbox_Destroy(inbox);
-  std::unique_ptr<JetStreamJournal> journal(new JetStreamJournal(
-      config, std::move(conn), partitions, writer, inbox_name, fence_seq,
-      std::move(last_lsn)));
+  std::unique_ptr<JetStreamJournal> journal(
+      new JetStreamJournal(config, std::move(conn), partitions, writer,
+                           inbox_name, fence_seq, std::move(last_lsn)));
   const std::string replies = absl::StrCat(inbox_name, ".>");
   const natsStatus s =
       natsConnection_Subscribe(&journal->sub_, journal->conn_->nc(),
@@ -444,7 +439,8 @@ absl::StatusOr<std::unique_ptr<JetStreamJournal>> JetStreamJournal::Open(
     return NatsError("subscribing to publish replies", s);
   }
   natsSubscription_SetPendingLimits(journal->sub_, 1 << 20, 1 << 30);
-  journal->publisher_ = std::thread([j = journal.get()] { j->PublisherLoop(); });
+  journal->publisher_ =
+      std::thread([j = journal.get()] { j->PublisherLoop(); });
   return journal;
 }
 
@@ -477,8 +473,8 @@ JetStreamJournal::~JetStreamJournal() {
   }
 }
 
-void JetStreamJournal::OnReply(natsConnection*, natsSubscription*,
-                               natsMsg* msg, void* closure) {
+void JetStreamJournal::OnReply(natsConnection*, natsSubscription*, natsMsg* msg,
+                               void* closure) {
   auto* journal = static_cast<JetStreamJournal*>(closure);
   journal->HandleReply(natsMsg_GetSubject(msg), msg);
   natsMsg_Destroy(msg);
@@ -512,9 +508,9 @@ void JetStreamJournal::HandleReply(absl::string_view subject, natsMsg* msg) {
   }
   if (ack->error().code() != 0) {
     if (trouble_.empty()) {
-      trouble_ = absl::StrCat("message ", seq, " refused: ",
-                              ack->error().description(), " (JetStream error ",
-                              ack->error().err_code(), ")");
+      trouble_ = absl::StrCat(
+          "message ", seq, " refused: ", ack->error().description(),
+          " (JetStream error ", ack->error().err_code(), ")");
     }
     return;
   }
@@ -569,7 +565,8 @@ void JetStreamJournal::SendLocked() {
     if (s == NATS_OK) {
       s = natsMsgHeader_Set(msg, kExpectedLastSeqHeader, expected.c_str());
     }
-    if (s == NATS_OK) s = natsMsgHeader_Set(msg, kWriterHeader, writer_.c_str());
+    if (s == NATS_OK)
+      s = natsMsgHeader_Set(msg, kWriterHeader, writer_.c_str());
     if (s != NATS_OK) {
       natsMsg_Destroy(msg);
       FailLocked(NatsError("building a journal message", s));
@@ -610,9 +607,9 @@ absl::Status JetStreamJournal::Resync() {
     backoff = std::min(backoff * 2, absl::Seconds(1));
     absl::StatusOr<jsStreamInfo*> info = StreamInfo(*conn_, stream_, deadline);
     if (!info.ok()) {
-      return absl::UnavailableError(absl::StrCat(
-          "the journal stream stopped answering (", trouble,
-          "); then: ", info.status().message()));
+      return absl::UnavailableError(
+          absl::StrCat("the journal stream stopped answering (", trouble,
+                       "); then: ", info.status().message()));
     }
     const uint64_t last = (*info)->State.LastSeq;
     jsStreamInfo_Destroy(*info);
@@ -668,8 +665,7 @@ void JetStreamJournal::PublisherLoop() {
   absl::MutexLock lock(&mu_);
   while (true) {
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      const bool room =
-          in_flight_ < static_cast<size_t>(config_.max_in_flight);
+      const bool room = in_flight_ < static_cast<size_t>(config_.max_in_flight);
       // Pieces go out in order: if any is unsent, the last one is.
       const bool unsent = !queue_.empty() && !queue_.back().sent;
       return !failure_.ok() || closing_ || !trouble_.empty() ||
@@ -682,9 +678,9 @@ void JetStreamJournal::PublisherLoop() {
       for (const Piece& piece : queue_) {
         if (piece.sent && !piece.acked &&
             absl::Now() - piece.sent_at > config_.ack_timeout) {
-          trouble_ = absl::StrCat("no reply for message ", piece.seq,
-                                  " within ",
-                                  absl::FormatDuration(config_.ack_timeout));
+          trouble_ =
+              absl::StrCat("no reply for message ", piece.seq, " within ",
+                           absl::FormatDuration(config_.ack_timeout));
           break;
         }
         if (!piece.sent) break;

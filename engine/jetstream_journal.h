@@ -39,8 +39,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "engine/journal.h"
 #include "engine/jetstream_format.h"
+#include "engine/journal.h"
 
 struct __natsConnection;
 struct __jsCtx;
@@ -129,8 +129,8 @@ class JetStreamJournal final : public Journal {
   static absl::StatusOr<std::unique_ptr<JetStreamJournal>> Open(
       const Config& config, std::unique_ptr<Connection> conn,
       uint32_t partitions,
-      absl::FunctionRef<
-          absl::StatusOr<std::vector<uint64_t>>(Connection&, uint64_t)>
+      absl::FunctionRef<absl::StatusOr<std::vector<uint64_t>>(Connection&,
+                                                              uint64_t)>
           replay);
   ~JetStreamJournal() override;
 
@@ -211,7 +211,7 @@ class JetStreamJournal final : public Journal {
   std::string staged_ ABSL_GUARDED_BY(mu_);  // The frame being built.
   std::vector<PartitionLsn> staged_lsns_ ABSL_GUARDED_BY(mu_);
   std::deque<Piece> queue_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);  // Of the next piece cut.
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);   // Of the next piece cut.
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;  // Replies of older are stale.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // A reply refused a piece or said something unexpected.

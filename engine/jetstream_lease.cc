@@ -87,9 +87,7 @@ class KvLease final : public JetStreamLease {
   void RenewLoop() {
     absl::MutexLock lock(&mu_);
     while (true) {
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_;
-      };
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
       mu_.AwaitWithTimeout(absl::Condition(&stop), ttl_ / 3);
       if (stop_ || !held_) return;
       const uint64_t revision = revision_;

@@ -1,0 +1,262 @@
+// Failover between real processes on a real 3-server NATS cluster: node
+// processes (jetstream_node_child) wait for the cluster's lease; the one
+// leading runs a load and is killed with SIGKILL, again and again, and a
+// standby takes over each time. Afterwards every acknowledged submit and
+// completion is there, and no completed task ran again. A leader paused
+// with SIGSTOP past its lease, then resumed, acknowledges nothing that is
+// lost.
+
+#include <nats/nats.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "taskwal/engine.h"
+#include "taskwal/jetstream.h"
+#include "tests/child_process.h"
+#include "tests/nats_cluster.h"
+
+namespace taskwal {
+namespace {
+
+using test_util::ChildProcess;
+
+constexpr int kLeaseTtlMs = 1000;
+// Ends a wait that would otherwise hang the test; never asserted as timing.
+constexpr absl::Duration kBound = absl::Seconds(90);
+
+// What the nodes said, in the order the test read it.
+struct Oracle {
+  std::map<std::string, uint64_t> id_by_key;  // Acknowledged submits.
+  std::set<std::string> completed;            // Acknowledged completions.
+  int runs_after_completion = 0;
+  std::vector<std::string> problems;
+
+  void Take(const std::string& node, const std::string& line) {
+    const std::vector<std::string> f =
+        absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    if (f[0] == "S" && f.size() == 3) {
+      uint64_t id = 0;
+      if (!absl::SimpleAtoi(f[2], &id)) problems.push_back(line);
+      auto [it, inserted] = id_by_key.emplace(f[1], id);
+      if (!inserted && it->second != id) {
+        problems.push_back(absl::StrCat("key ", f[1], " names tasks ",
+                                        it->second, " and ", id));
+      }
+    } else if (f[0] == "R" && f.size() == 2) {
+      if (completed.count(f[1]) != 0) {
+        ++runs_after_completion;
+        problems.push_back(
+            absl::StrCat(node, " ran ", f[1], " after it was completed"));
+      }
+    } else if (f[0] == "C" && f.size() == 2) {
+      completed.insert(f[1]);
+    }
+  }
+};
+
+class Node {
+ public:
+  Node(std::string name, const std::string& servers, const std::string& cluster)
+      : name_(std::move(name)) {
+    status_ =
+        child_.Start({test_util::RunfilePath("tests/jetstream_node_child"),
+                      servers, cluster, name_, absl::StrCat(kLeaseTtlMs)});
+  }
+  const std::string& name() const { return name_; }
+  absl::Status status() const { return status_; }
+  ChildProcess& child() { return child_; }
+
+  // Reads for a moment; feeds the oracle. Returns false once stdout closed.
+  bool Poll(Oracle& oracle, absl::Duration d) {
+    const bool open = child_.ReadFor(d);
+    for (const std::string& line : child_.TakeLines()) {
+      if (line.empty()) continue;
+      if (line[0] == 'L') {
+        leading_ = true;
+        led_at_ = absl::Now();
+      } else if (line[0] == 'S') {
+        ++acks_;
+      } else if (line[0] == 'D' || line[0] == 'X') {
+        ended_ = line;
+      }
+      oracle.Take(name_, line);
+    }
+    return open;
+  }
+  bool leading() const { return leading_; }
+  absl::Time led_at() const { return led_at_; }
+  int acks() const { return acks_; }
+  const std::string& ended() const { return ended_; }
+
+ private:
+  const std::string name_;
+  ChildProcess child_;
+  absl::Status status_;
+  bool leading_ = false;
+  absl::Time led_at_;
+  int acks_ = 0;
+  std::string ended_;
+};
+
+class JetStreamFailoverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<testing::NatsCluster>> cluster =
+        testing::NatsCluster::Start(
+            3, absl::StrCat(::testing::TempDir(), "/nats-",
+                            ::testing::UnitTest::GetInstance()
+                                ->current_test_info()
+                                ->name()));
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+  }
+  void TearDown() override {
+    nodes_.clear();
+    cluster_.reset();
+  }
+
+  Node* StartNode(const std::string& cluster) {
+    nodes_.push_back(std::make_unique<Node>(absl::StrCat("node", nodes_.size()),
+                                            cluster_->urls(), cluster));
+    EXPECT_TRUE(nodes_.back()->status().ok()) << nodes_.back()->status();
+    return nodes_.back().get();
+  }
+
+  void PollAll(absl::Duration each) {
+    for (auto& node : nodes_) {
+      if (node->child().running()) node->Poll(oracle_, each);
+    }
+  }
+
+  // The running node that leads, once one does (nullptr past kBound).
+  Node* WaitLeader(Node* except = nullptr) {
+    const absl::Time deadline = absl::Now() + kBound;
+    while (absl::Now() < deadline) {
+      PollAll(absl::Milliseconds(10));
+      for (auto& node : nodes_) {
+        if (node.get() != except && node->child().running() &&
+            node->leading()) {
+          return node.get();
+        }
+      }
+    }
+    return nullptr;
+  }
+
+  void WaitAcks(Node* node, int acks) {
+    const absl::Time deadline = absl::Now() + kBound;
+    while (node->acks() < acks && node->ended().empty() &&
+           absl::Now() < deadline) {
+      PollAll(absl::Milliseconds(10));
+    }
+  }
+
+  // Kills every node, then opens the engine here and checks the oracle.
+  void Verify(const std::string& cluster) {
+    for (auto& node : nodes_) {
+      EXPECT_TRUE(node->child().Kill().ok() || !node->ended().empty())
+          << node->name();
+      node->Poll(oracle_, absl::ZeroDuration());
+    }
+    for (const std::string& p : oracle_.problems) ADD_FAILURE() << p;
+    JetStreamOptions js;
+    js.servers = cluster_->urls();
+    js.cluster = cluster;
+    EngineOptions options;
+    options.maintenance_interval = absl::ZeroDuration();
+    absl::StatusOr<std::unique_ptr<Engine>> engine =
+        OpenJetStreamEngine(options, js);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    for (const auto& [key, id] : oracle_.id_by_key) {
+      absl::StatusOr<Task> task = (*engine)->GetByIdempotencyKey(key);
+      ASSERT_TRUE(task.ok()) << "acknowledged submit lost: " << key;
+      EXPECT_EQ(task->id(), id) << key;
+    }
+    for (const std::string& key : oracle_.completed) {
+      absl::StatusOr<Task> task = (*engine)->GetByIdempotencyKey(key);
+      ASSERT_TRUE(task.ok()) << key;
+      EXPECT_EQ(task->status(), COMPLETED)
+          << "acknowledged completion lost: " << key;
+    }
+    std::printf("%zu acknowledged submits and %zu completions checked\n",
+                oracle_.id_by_key.size(), oracle_.completed.size());
+  }
+
+  std::unique_ptr<testing::NatsCluster> cluster_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  Oracle oracle_;
+};
+
+TEST_F(JetStreamFailoverTest, KillingTheLeaderAgainAndAgainLosesNothing) {
+  constexpr int kCycles = 20;
+  const std::string cluster = "failover";
+  StartNode(cluster);
+  StartNode(cluster);
+  std::vector<absl::Duration> takeovers;
+  absl::Time killed_at = absl::InfinitePast();
+  for (int cycle = 0; cycle <= kCycles; ++cycle) {
+    Node* leader = WaitLeader();
+    ASSERT_NE(leader, nullptr) << "no node took over in cycle " << cycle;
+    if (cycle > 0) takeovers.push_back(leader->led_at() - killed_at);
+    if (cycle == kCycles) break;
+    WaitAcks(leader, 50);
+    ASSERT_GE(leader->acks(), 50)
+        << leader->name() << " ended: " << leader->ended();
+    killed_at = absl::Now();
+    ASSERT_TRUE(leader->child().Kill().ok()) << leader->name();
+    leader->Poll(oracle_, absl::ZeroDuration());
+    StartNode(cluster);  // A new standby, so two are always running.
+  }
+  std::sort(takeovers.begin(), takeovers.end());
+  std::printf(
+      "takeover after a leader's kill -9, lease ttl %d ms, %zu "
+      "cycles: median %s, max %s\n",
+      kLeaseTtlMs, takeovers.size(),
+      absl::FormatDuration(takeovers[takeovers.size() / 2]).c_str(),
+      absl::FormatDuration(takeovers.back()).c_str());
+  Verify(cluster);
+}
+
+TEST_F(JetStreamFailoverTest, APausedLeaderComesBackDeposed) {
+  const std::string cluster = "paused";
+  StartNode(cluster);
+  Node* old_leader = WaitLeader();
+  ASSERT_NE(old_leader, nullptr);
+  StartNode(cluster);
+  WaitAcks(old_leader, 50);
+  old_leader->child().Signal(SIGSTOP);
+  // Its lease runs out; the standby takes over and works.
+  Node* new_leader = WaitLeader(/*except=*/old_leader);
+  ASSERT_NE(new_leader, nullptr);
+  WaitAcks(new_leader, 50);
+  old_leader->child().Signal(SIGCONT);
+  // It finds out, from its lease or from its first refused append.
+  const absl::Time deadline = absl::Now() + kBound;
+  while (old_leader->ended().empty() && absl::Now() < deadline) {
+    PollAll(absl::Milliseconds(10));
+  }
+  EXPECT_FALSE(old_leader->ended().empty());
+  std::printf("the resumed leader said: %s\n", old_leader->ended().c_str());
+  // The new leader was not disturbed.
+  const int acks = new_leader->acks();
+  WaitAcks(new_leader, acks + 50);
+  EXPECT_TRUE(new_leader->ended().empty()) << new_leader->ended();
+  Verify(cluster);
+}
+
+}  // namespace
+}  // namespace taskwal

@@ -1,0 +1,390 @@
+// The engine on NATS JetStream against a real 3-server nats-server cluster
+// (tests/nats_cluster.h): exact replay, large records, fencing of an older
+// writer, a stream leader killed under load, the lease, bad input.
+
+#include "taskwal/jetstream.h"
+
+#include <nats/nats.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "engine/jetstream_journal.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "taskwal/engine.h"
+#include "tests/engine_dump.h"
+#include "tests/nats_cluster.h"
+#include "wal/status_matchers.h"
+
+namespace taskwal {
+namespace {
+
+using ::taskwal::testing::NatsCluster;
+using ::taskwal::wal::IsOk;
+using ::taskwal::wal::StatusIs;
+using ::testing::HasSubstr;
+
+// Ends a wait that would otherwise hang the test; never asserted as timing.
+constexpr absl::Duration kBound = absl::Seconds(120);
+
+class JetStreamTest : public ::testing::TestWithParam<int> {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<NatsCluster>> cluster =
+        NatsCluster::Start(3, absl::StrCat(::testing::TempDir(), "/nats"));
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = cluster->release();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+    nats_CloseAndWait(5000);
+  }
+
+  // Options for a cluster of this test's own (a stream of its own).
+  JetStreamOptions Options(absl::string_view name) const {
+    JetStreamOptions js;
+    js.servers = cluster_->urls();
+    js.cluster = absl::StrCat(name, "_r", GetParam());
+    js.replicas = GetParam();
+    return js;
+  }
+
+  static EngineOptions Engine(uint32_t partitions = 4) {
+    EngineOptions options;
+    options.partitions = partitions;
+    options.maintenance_interval = absl::ZeroDuration();
+    return options;
+  }
+
+  static std::unique_ptr<taskwal::Engine> MustOpen(const EngineOptions& o,
+                                                   const JetStreamOptions& js) {
+    absl::StatusOr<std::unique_ptr<taskwal::Engine>> engine =
+        OpenJetStreamEngine(o, js);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    return engine.ok() ? *std::move(engine) : nullptr;
+  }
+
+  static NatsCluster* cluster_;
+};
+
+NatsCluster* JetStreamTest::cluster_ = nullptr;
+
+TaskSpec Spec(absl::string_view key, absl::string_view type = "t",
+              std::string payload = "p") {
+  TaskSpec spec;
+  spec.idempotency_key = std::string(key);
+  spec.type = std::string(type);
+  spec.payload = std::move(payload);
+  return spec;
+}
+
+TEST_P(JetStreamTest, ReplaysExactlyAfterReopen) {
+  const JetStreamOptions js = Options("replay");
+  std::string before;
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+    ASSERT_NE(engine, nullptr);
+    // Batches span partitions: one group each.
+    for (int b = 0; b < 10; ++b) {
+      std::vector<TaskSpec> specs;
+      for (int i = 0; i < 20; ++i) {
+        specs.push_back(
+            Spec(absl::StrCat("k", b, "-", i), i % 2 == 0 ? "even" : "odd"));
+      }
+      ASSERT_THAT(engine->SubmitBatch(specs).status(), IsOk());
+    }
+    ASSERT_THAT(engine->Pause("odd"), IsOk());
+    for (int i = 0; i < 60; ++i) {
+      absl::StatusOr<ClaimedTask> claim = engine->ClaimNext("w", {});
+      ASSERT_TRUE(claim.ok()) << claim.status();
+      if (i % 3 == 0) {
+        ASSERT_THAT(engine->Fail(claim->claim, "boom"), IsOk());
+      } else if (i % 3 == 1) {
+        ASSERT_THAT(engine->Complete(claim->claim, "done"), IsOk());
+      } else {
+        ASSERT_TRUE(engine->Heartbeat(claim->claim, absl::Minutes(5)).ok());
+      }
+    }
+    ASSERT_THAT(engine->Resume("odd"), IsOk());
+    before = test_util::Dump(engine.get());
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(0), js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(test_util::Dump(engine.get()), before);
+  // It goes on from there, and again replays exactly.
+  ASSERT_TRUE(engine->Submit(Spec("after")).ok());
+  const std::string after = test_util::Dump(engine.get());
+  ASSERT_THAT(engine->Close(), IsOk());
+  engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(test_util::Dump(engine.get()), after);
+}
+
+TEST_P(JetStreamTest, RecordsLargerThanAMessageSpanSeveral) {
+  const JetStreamOptions js = Options("large");
+  std::string payload(3 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) {
+    payload[i] = static_cast<char>(i * 7919 % 251);
+  }
+  EngineOptions options = Engine();
+  options.max_payload_bytes = 8 << 20;
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+    ASSERT_NE(engine, nullptr);
+    ASSERT_TRUE(engine->Submit(Spec("big", "t", payload)).ok());
+    ASSERT_TRUE(engine->Submit(Spec("small")).ok());
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+  ASSERT_NE(engine, nullptr);
+  absl::StatusOr<Task> big = engine->GetByIdempotencyKey("big");
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_TRUE(big->payload() == payload);
+  EXPECT_TRUE(engine->GetByIdempotencyKey("small").ok());
+}
+
+TEST_P(JetStreamTest, ANewWriterDeposesTheOldOne) {
+  const JetStreamOptions js = Options("fence");
+  std::unique_ptr<taskwal::Engine> old_engine = MustOpen(Engine(), js);
+  ASSERT_NE(old_engine, nullptr);
+  ASSERT_TRUE(old_engine->Submit(Spec("before")).ok());
+  // A second engine takes over without asking anyone (no lease): its fence
+  // alone must stop the first.
+  std::unique_ptr<taskwal::Engine> new_engine = MustOpen(Engine(), js);
+  ASSERT_NE(new_engine, nullptr);
+  EXPECT_TRUE(new_engine->GetByIdempotencyKey("before").ok());
+  // The engine's sticky error: no more writes, reads go on.
+  EXPECT_THAT(
+      old_engine->Submit(Spec("late")).status(),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("no longer leads")));
+  EXPECT_THAT(
+      old_engine->Submit(Spec("later")).status(),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("no longer leads")));
+  EXPECT_TRUE(old_engine->GetByIdempotencyKey("before").ok());
+  EXPECT_FALSE(old_engine->Health().ok());
+  ASSERT_TRUE(new_engine->Submit(Spec("after")).ok());
+  old_engine.reset();
+  ASSERT_THAT(new_engine->Close(), IsOk());
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_TRUE(engine->GetByIdempotencyKey("before").ok());
+  EXPECT_TRUE(engine->GetByIdempotencyKey("after").ok());
+  EXPECT_THAT(engine->GetByIdempotencyKey("late").status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(engine->GetByIdempotencyKey("later").status(),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+// The server leading the stream dies under load: the engine rides out the
+// election, and nothing it acknowledged is lost.
+TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
+  if (GetParam() != 3) GTEST_SKIP() << "an R1 stream dies with its server";
+  const JetStreamOptions js = Options("leaderkill");
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+
+  absl::Mutex mu;
+  std::vector<std::string> submitted;  // Acknowledged.
+  std::vector<std::string> completed;  // Keys, acknowledged.
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string key = absl::StrCat("w", t, "-", i);
+        absl::StatusOr<SubmitResult> r = engine->Submit(Spec(key));
+        if (!r.ok()) {
+          errors.fetch_add(1);
+          break;
+        }
+        {
+          absl::MutexLock l(&mu);
+          submitted.push_back(key);
+        }
+        absl::StatusOr<ClaimedTask> claim = engine->Claim(r->task_id, "w", {});
+        if (!claim.ok()) continue;
+        if (engine->Complete(claim->claim, "ok").ok()) {
+          absl::MutexLock l(&mu);
+          completed.push_back(key);
+        }
+      }
+    });
+  }
+  auto acked = [&] {
+    absl::MutexLock l(&mu);
+    return submitted.size();
+  };
+  const absl::Time deadline = absl::Now() + kBound;
+  while (acked() < 200 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  // Find and kill the stream's leader.
+  engine::jetstream::Config config;
+  config.servers = js.servers;
+  config.cluster = js.cluster;
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      engine::jetstream::Connection::Connect(config, "test");
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string stream = engine::jetstream::StreamName(js.cluster);
+  ASSERT_EQ(
+      js_GetStreamInfo(&si, (*conn)->js(), stream.c_str(), nullptr, &jerr),
+      NATS_OK);
+  ASSERT_NE(si->Cluster, nullptr);
+  absl::StatusOr<int> leader = cluster_->IndexOf(si->Cluster->Leader);
+  jsStreamInfo_Destroy(si);
+  conn->reset();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  const size_t at_kill = acked();
+  const absl::Time killed = absl::Now();
+  ASSERT_THAT(cluster_->Kill(*leader), IsOk());
+  // Load goes on through the election, until it has moved on well past it.
+  while (acked() < at_kill + 300 && errors.load() == 0 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const absl::Duration stalled = absl::Now() - killed;
+  stop.store(true);
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0) << "the engine failed during the election";
+  EXPECT_GE(acked(), at_kill + 300);
+  std::printf(
+      "killed stream leader n%d after %zu submits; %zu more within "
+      "%s\n",
+      *leader, at_kill, acked() - at_kill,
+      absl::FormatDuration(stalled).c_str());
+  ASSERT_THAT(engine->Close(), IsOk());
+  ASSERT_THAT(cluster_->Restart(*leader), IsOk());
+
+  std::unique_ptr<taskwal::Engine> reopened = MustOpen(Engine(), js);
+  ASSERT_NE(reopened, nullptr);
+  absl::MutexLock l(&mu);
+  for (const std::string& key : submitted) {
+    ASSERT_TRUE(reopened->GetByIdempotencyKey(key).ok()) << key;
+  }
+  for (const std::string& key : completed) {
+    absl::StatusOr<Task> task = reopened->GetByIdempotencyKey(key);
+    ASSERT_TRUE(task.ok()) << key;
+    EXPECT_EQ(task->status(), COMPLETED) << key;
+  }
+}
+
+TEST_P(JetStreamTest, TheLeaseHasOneHolderAndPassesOn) {
+  const JetStreamOptions js = Options("lease");
+  JetStreamLease::Options lease_options;
+  lease_options.ttl = absl::Seconds(1);
+  absl::StatusOr<std::unique_ptr<JetStreamLease>> a =
+      JetStreamLease::Acquire(js, "a", lease_options);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE((*a)->held());
+  // Held and renewed: another cannot take it, even after several ttls.
+  JetStreamLease::Options short_wait = lease_options;
+  short_wait.deadline = absl::Now() + absl::Seconds(3);
+  EXPECT_THAT(JetStreamLease::Acquire(js, "b", short_wait).status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_TRUE((*a)->held());
+  // Given up: the next takes it at once.
+  ASSERT_THAT((*a)->Release(), IsOk());
+  EXPECT_FALSE((*a)->held());
+  JetStreamLease::Options bounded = lease_options;
+  bounded.deadline = absl::Now() + kBound;
+  absl::StatusOr<std::unique_ptr<JetStreamLease>> b =
+      JetStreamLease::Acquire(js, "b", bounded);
+  ASSERT_TRUE(b.ok()) << b.status();
+  // Its holder gone without a word (no renewals, no release): it expires.
+  b->reset();
+  absl::StatusOr<std::unique_ptr<JetStreamLease>> c =
+      JetStreamLease::Acquire(js, "c", bounded);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE((*c)->held());
+}
+
+TEST_P(JetStreamTest, BadInputIsRefusedAndChangesNothing) {
+  JetStreamOptions js = Options("bad");
+  EngineOptions with_dir = Engine();
+  with_dir.data_dir = ::testing::TempDir();
+  EXPECT_THAT(OpenJetStreamEngine(with_dir, js).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  for (const char* name : {"", "has space", "dots.in.it", "a*", "x>",
+                           "123456789012345678901234567890123"}) {
+    JetStreamOptions bad = js;
+    bad.cluster = name;
+    EXPECT_THAT(OpenJetStreamEngine(Engine(), bad).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << name;
+  }
+  JetStreamOptions no_servers = js;
+  no_servers.servers = "";
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), no_servers).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  JetStreamOptions replicas = js;
+  replicas.replicas = 0;
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), replicas).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Nobody listens there.
+  JetStreamOptions unreachable = js;
+  unreachable.servers = "nats://127.0.0.1:1";
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), unreachable).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  // A stream of another partition count.
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(4), js);
+    ASSERT_NE(engine, nullptr);
+    ASSERT_TRUE(engine->Submit(Spec("kept")).ok());
+  }
+  EXPECT_THAT(OpenJetStreamEngine(Engine(8), js).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("4 partitions")));
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(0), js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_TRUE(engine->GetByIdempotencyKey("kept").ok());
+  engine.reset();
+  // A stream of the same name that taskwal did not make.
+  JetStreamOptions foreign = Options("foreign");
+  engine::jetstream::Config config;
+  config.servers = foreign.servers;
+  config.cluster = foreign.cluster;
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      engine::jetstream::Connection::Connect(config, "test");
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  const std::string stream = engine::jetstream::StreamName(foreign.cluster);
+  const std::string subject = engine::jetstream::LogSubject(foreign.cluster);
+  const char* subjects[] = {subject.c_str()};
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = stream.c_str();
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Replicas = foreign.replicas;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  ASSERT_EQ(js_AddStream(nullptr, (*conn)->js(), &cfg, nullptr, &jerr),
+            NATS_OK);
+  ASSERT_EQ(js_Publish(nullptr, (*conn)->js(), subject.c_str(), "junk", 4,
+                       nullptr, &jerr),
+            NATS_OK);
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), foreign).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not made by")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Replicas, JetStreamTest, ::testing::Values(1, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return absl::StrCat("R", info.param);
+                         });
+
+}  // namespace
+}  // namespace taskwal
