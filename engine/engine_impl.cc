@@ -2451,26 +2451,7 @@ absl::Status EngineImpl::Snapshot() {
     end_views();
     return SetSticky(s);
   }
-  // The partitions' files are written in parallel.
-  std::vector<absl::Status> written(n);
-  ParallelFor(n, [&](uint32_t i) {
-    written[i] =
-        WriteSnapshot(storage_->env, storage_->dir, metas[i], tables[i]);
-  });
-  absl::Status s;
-  for (const absl::Status& w : written) {
-    if (s.ok()) s = w;
-  }
-  if (s.ok()) s = storage_->env->SyncDir(storage_->dir);
-  if (!s.ok()) {
-    // No partial snapshot stays behind: recovery takes each partition's
-    // newest file, and a snapshot is only whole with all of them.
-    for (uint32_t i = 0; i < n; ++i) {
-      storage_->env
-          ->RemoveFile(absl::StrCat(storage_->dir, "/",
-                                    SnapshotFileName(*first_segment, i)))
-          .IgnoreError();
-    }
+  if (absl::Status s = storage_->snapshots->Write(metas, tables); !s.ok()) {
     return SnapshotFailed("snapshot not written", s);
   }
   snapshots_.fetch_add(1);
@@ -2487,25 +2468,8 @@ absl::Status EngineImpl::Snapshot() {
 }
 
 absl::Status EngineImpl::RemoveUnneededFiles() {
-  const uint32_t n = partitions();
-  // Keep each partition's two newest snapshots, and the log after the
-  // older ones, so a damaged newest snapshot still leaves a way back.
-  TASKWAL_ASSIGN_OR_RETURN(std::vector<SnapshotFile> files,
-                           ListSnapshots(storage_->env, storage_->dir));
-  std::vector<int> kept(n, 0);
-  std::vector<uint64_t> older(n, 0);  // First segment of the second newest.
-  bool removed = false;
-  for (const SnapshotFile& f : files) {  // Newest first.
-    if (f.partition >= n) continue;
-    if (++kept[f.partition] == 2) older[f.partition] = f.first_segment;
-    if (kept[f.partition] > 2) {
-      TASKWAL_RETURN_IF_ERROR(
-          storage_->env->RemoveFile(absl::StrCat(storage_->dir, "/", f.name)));
-      removed = true;
-    }
-  }
-  if (removed) TASKWAL_RETURN_IF_ERROR(storage_->env->SyncDir(storage_->dir));
-  const uint64_t keep_from = *std::min_element(older.begin(), older.end());
+  TASKWAL_ASSIGN_OR_RETURN(const uint64_t keep_from,
+                           storage_->snapshots->Prune());
   if (keep_from == 0) return absl::OkStatus();
   return journal_->DiscardBefore(keep_from);
 }
@@ -2614,6 +2578,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
     auto storage = std::make_unique<engine::Storage>();
     storage->env = env;
     storage->dir = dir;
+    storage->snapshots = std::make_unique<engine::DirSnapshotStore>(
+        env, dir, static_cast<uint32_t>(recovered.states.size()));
     storage->recovery = std::move(recovered.report);
     storage->snapshot_records = storage->recovery.snapshot_lsn;
     return storage;

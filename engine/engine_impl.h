@@ -23,6 +23,7 @@
 #include "engine/journal.h"
 #include "engine/partition.h"
 #include "engine/schedule.h"
+#include "engine/snapshot_store.h"
 #include "engine/state_machine.h"
 #include "taskwal/engine.h"
 #include "taskwal/env.h"
@@ -32,11 +33,13 @@ namespace taskwal::engine {
 // Checks EngineOptions; kInvalidArgument names the bad field.
 absl::Status ValidateOptions(const EngineOptions& options);
 
-// What an engine with a data directory holds besides its journal.
+// Where an engine keeps what its journal does not: snapshots, and for a
+// data directory its lock.
 struct Storage {
-  Env* env = nullptr;  // Not owned.
+  Env* env = nullptr;  // Not owned; null without a data directory.
   std::string dir;
   std::unique_ptr<FileLock> lock;  // Held until Close.
+  std::unique_ptr<SnapshotStore> snapshots;
   RecoveryReport recovery;
   // The snapshot recovery used: records it held, in all partitions.
   uint64_t snapshot_records = 0;

@@ -122,6 +122,8 @@ TEST_F(EngineImplTest, SnapshotOnAFullDiskIsUnavailableAndNotSticky) {
   auto storage = std::make_unique<Storage>();
   storage->env = &env;
   storage->dir = "/db";
+  storage->snapshots =
+      std::make_unique<DirSnapshotStore>(&env, "/db", /*partitions=*/1);
   Start(std::move(storage));
   ASSERT_TRUE(SubmitKey("a").ok());
   env.SetInjectedError(FaultInjectionEnv::InjectedError::kNoSpace);

@@ -460,6 +460,7 @@ JetStreamJournal::JetStreamJournal(const Config& config,
       next_lsn_(last_lsn),
       durable_lsn_(std::move(last_lsn)),
       next_seq_(fence_seq + 1) {
+  for (uint64_t lsn : next_lsn_) records_ += lsn;
   const int64_t max_payload = natsConnection_GetMaxPayload(conn_->nc());
   max_piece_bytes_ = static_cast<size_t>(std::clamp<int64_t>(
       max_payload - kHeaderRoom, 4096, static_cast<int64_t>(kMaxPieceBytes)));
