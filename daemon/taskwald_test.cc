@@ -398,7 +398,7 @@ TEST_F(TaskwaldTest, KillNineLosesNoAcknowledgedCall) {
     stop.store(true);
     for (std::thread& c : clients) c.join();
     ASSERT_TRUE(killed.ok()) << killed.status();
-    EXPECT_EQ(ExitStatus(*killed), -SIGKILL);
+    EXPECT_EQ(ExitStatus(*killed), -SIGKILL) << taskwald.Logs();
   }
 
   // Restart: every acknowledged submit and completion is there.
