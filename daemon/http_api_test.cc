@@ -638,8 +638,7 @@ TEST_F(HttpApiTest, TokensGuardEverythingButHealthz) {
   const std::string body = "{\"idempotency_key\":\"k\"}";
 
   EXPECT_EQ(Call("GET", "/healthz").status, 200);
-  for (const std::string& path :
-       {"/readyz", "/metrics", "/v1/stats", "/v1/tasks"}) {
+  for (const char* path : {"/readyz", "/metrics", "/v1/stats", "/v1/tasks"}) {
     SCOPED_TRACE(path);
     HttpResult r = Call("GET", path);
     ExpectError(r, 401, "UNAUTHENTICATED");
