@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/engine_impl.h"
 #include "engine/jetstream_journal.h"
+#include "engine/jetstream_snapshots.h"
 #include "engine/recovery.h"
 #include "engine/transition.pb.h"
 #include "taskwal/jetstream.h"
@@ -71,18 +72,32 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
   TASKWAL_ASSIGN_OR_RETURN(const js::StreamState stream,
                            js::OpenStream(*conn, config, options.partitions));
   const uint32_t n = stream.partitions;
+  const absl::Time start = absl::Now();
+  auto fresh_states = [&] {
+    std::vector<std::unique_ptr<engine::StateMachine>> states;
+    for (uint32_t i = 0; i < n; ++i) {
+      states.push_back(engine::NewPartitionState(options, i, n));
+    }
+    return states;
+  };
   std::vector<std::unique_ptr<engine::StateMachine>> states;
-  for (uint32_t i = 0; i < n; ++i) {
-    states.push_back(engine::NewPartitionState(options, i, n));
-  }
+  js::LoadedSnapshot snapshot;
+  RecoveryReport report;
+  // Runs once this writer's fence is in: the snapshot, then the journal
+  // after it up to the fence.
   auto replay =
       [&](js::Connection& c,
           uint64_t last_seq) -> absl::StatusOr<std::vector<uint64_t>> {
-    std::vector<uint64_t> last_lsn(n, 0);
+    TASKWAL_ASSIGN_OR_RETURN(snapshot,
+                             js::LoadNewestSnapshot(c, config, stream.first_seq,
+                                                    fresh_states, &states));
+    std::vector<uint64_t> last_lsn = snapshot.lsn;
     engine::Transition record;
+    uint64_t replayed = 0;
     TASKWAL_RETURN_IF_ERROR(js::ReadStream(
-        c, config, 1, last_seq,
+        c, config, snapshot.first_segment, last_seq,
         [&](uint32_t p, uint64_t lsn, absl::string_view bytes) -> absl::Status {
+          if (p < n && lsn <= snapshot.lsn[p]) return absl::OkStatus();
           if (p >= n || lsn != last_lsn[p] + 1) {
             return absl::DataLossError(absl::StrCat(
                 "stream ", js::StreamName(config.cluster), " holds record ",
@@ -103,15 +118,33 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
                              " does not replay: ", s.message()));
           }
           last_lsn[p] = lsn;
+          ++replayed;
           return absl::OkStatus();
         }));
+    for (uint32_t p = 0; p < n; ++p) {
+      report.snapshot_lsn += snapshot.lsn[p];
+      report.last_lsn += last_lsn[p];
+    }
+    report.records_replayed = replayed;
+    report.notes = snapshot.notes;
     return last_lsn;
   };
   TASKWAL_ASSIGN_OR_RETURN(
       std::unique_ptr<js::JetStreamJournal> journal,
       js::JetStreamJournal::Open(config, std::move(conn), n, replay));
+  report.duration = absl::Now() - start;
+  // Snapshots go out on a connection of their own.
+  TASKWAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<js::Connection> snapshot_conn,
+      js::Connection::Connect(
+          config, absl::StrCat("taskwal snapshots ", config.cluster)));
+  auto storage = std::make_unique<engine::Storage>();
+  storage->snapshots = std::make_unique<js::JetStreamSnapshotStore>(
+      config, std::move(snapshot_conn), journal.get(), snapshot.manifest_seq);
+  storage->snapshot_records = report.snapshot_lsn;
+  storage->recovery = std::move(report);
   return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
-      options, std::move(journal), std::move(states)));
+      options, std::move(journal), std::move(states), std::move(storage)));
 }
 
 }  // namespace taskwal

@@ -168,6 +168,18 @@ std::string LogSubject(absl::string_view cluster) {
   return absl::StrCat("taskwal.", cluster, ".log");
 }
 
+std::string ManifestSubject(absl::string_view cluster) {
+  return absl::StrCat("taskwal.", cluster, ".manifest");
+}
+
+std::string SnapshotStreamName(absl::string_view cluster) {
+  return absl::StrCat("TASKWAL_", cluster, "_SNAP");
+}
+
+std::string SnapshotSubject(absl::string_view cluster) {
+  return absl::StrCat("taskwal.", cluster, ".snap");
+}
+
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Connect(
     const Config& config, absl::string_view name) {
   std::vector<std::string> urls =
@@ -231,11 +243,50 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
   TASKWAL_RETURN_IF_ERROR(ValidateClusterName(config.cluster));
   const std::string stream = StreamName(config.cluster);
   const absl::Time deadline = absl::Now() + config.retry_for;
+  // Creates a stream unless it exists (two processes may race; the loser
+  // reads the winner's).
+  auto create = [&](const std::string& name, std::vector<std::string> subjects,
+                    const std::string& description) -> absl::Status {
+    std::vector<const char*> subject_ptrs;
+    for (const std::string& subject : subjects) {
+      subject_ptrs.push_back(subject.c_str());
+    }
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name.c_str();
+    cfg.Description = description.c_str();
+    cfg.Subjects = subject_ptrs.data();
+    cfg.SubjectsLen = static_cast<int>(subject_ptrs.size());
+    cfg.Storage = js_FileStorage;
+    cfg.Replicas = config.replicas;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s = js_AddStream(&si, conn.js(), &cfg, nullptr, &jerr);
+    if (si != nullptr) jsStreamInfo_Destroy(si);
+    if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+      return NatsError(
+          absl::StrCat("creating stream ", name, " (R", config.replicas, ")"),
+          s, jerr);
+    }
+    return absl::OkStatus();
+  };
+  const std::string snapshots = SnapshotStreamName(config.cluster);
+  absl::StatusOr<jsStreamInfo*> snap_info =
+      StreamInfo(conn, snapshots, deadline);
+  if (snap_info.ok()) {
+    jsStreamInfo_Destroy(*snap_info);
+  } else if (absl::IsNotFound(snap_info.status())) {
+    TASKWAL_RETURN_IF_ERROR(create(snapshots, {SnapshotSubject(config.cluster)},
+                                   "taskwal snapshots v1"));
+  } else {
+    return snap_info.status();
+  }
   for (int attempt = 0;; ++attempt) {
     absl::StatusOr<jsStreamInfo*> info = StreamInfo(conn, stream, deadline);
     if (info.ok()) {
       jsStreamInfo* si = *info;
       StreamState state;
+      state.first_seq = si->State.FirstSeq;
       state.last_seq = si->State.LastSeq;
       state.messages = si->State.Msgs;
       state.bytes = si->State.Bytes;
@@ -261,29 +312,9 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
     if (!absl::IsNotFound(info.status()) || attempt > 0) {
       return info.status();
     }
-    // No stream yet: make it. Two processes may race; the loser reads the
-    // winner's.
-    const std::string subject = LogSubject(config.cluster);
-    const std::string description =
-        absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16);
-    const char* subjects[] = {subject.c_str()};
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = stream.c_str();
-    cfg.Description = description.c_str();
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Replicas = config.replicas;
-    jsStreamInfo* si = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = js_AddStream(&si, conn.js(), &cfg, nullptr, &jerr);
-    if (si != nullptr) jsStreamInfo_Destroy(si);
-    if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-      return NatsError(
-          absl::StrCat("creating stream ", stream, " (R", config.replicas, ")"),
-          s, jerr);
-    }
+    TASKWAL_RETURN_IF_ERROR(create(
+        stream, {LogSubject(config.cluster), ManifestSubject(config.cluster)},
+        absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16)));
   }
 }
 
@@ -293,7 +324,8 @@ absl::Status ReadStream(
     absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)> fn) {
   if (last_seq < first_seq) return absl::OkStatus();
   const std::string stream = StreamName(config.cluster);
-  const std::string subject = LogSubject(config.cluster);
+  const std::string subject = absl::StrCat("taskwal.", config.cluster, ".*");
+  const std::string manifests = ManifestSubject(config.cluster);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
@@ -312,6 +344,7 @@ absl::Status ReadStream(
   std::string frame;
   absl::Status result;
   uint64_t expected = first_seq;
+  bool started = false;
   while (result.ok() && expected <= last_seq) {
     natsMsg* msg = nullptr;
     s = natsSubscription_NextMsg(
@@ -333,14 +366,23 @@ absl::Status ReadStream(
       result = absl::DataLossError(
           absl::StrCat("stream ", stream, " delivered message ", seq, " where ",
                        expected, " was due"));
+    } else if (manifests != natsMsg_GetSubject(msg)) {
+      const absl::string_view piece(
+          natsMsg_GetData(msg),
+          static_cast<size_t>(natsMsg_GetDataLength(msg)));
+      // Reading from the middle (after a snapshot): the rest of a frame
+      // that began before first_seq belongs to records the snapshot holds.
+      const bool skip = !started && first_seq > 1 &&
+                        piece.size() >= kPieceHeaderBytes &&
+                        (piece[4] & kFirstPiece) == 0;
+      if (!skip) {
+        started = true;
+        bool complete = false;
+        result = assembler.Add(seq, piece, &complete, &frame);
+        if (result.ok() && complete) result = ForEachRecord(frame, fn);
+      }
+      ++expected;
     } else {
-      bool complete = false;
-      result = assembler.Add(
-          seq,
-          absl::string_view(natsMsg_GetData(msg),
-                            static_cast<size_t>(natsMsg_GetDataLength(msg))),
-          &complete, &frame);
-      if (result.ok() && complete) result = ForEachRecord(frame, fn);
       ++expected;
     }
     natsMsg_Destroy(msg);
@@ -455,11 +497,13 @@ JetStreamJournal::JetStreamJournal(const Config& config,
       writer_(std::move(writer)),
       inbox_(std::move(inbox)),
       subject_(LogSubject(config.cluster)),
+      manifest_subject_(ManifestSubject(config.cluster)),
       stream_(StreamName(config.cluster)),
       fence_seq_(fence_seq),
       next_lsn_(last_lsn),
       durable_lsn_(std::move(last_lsn)),
-      next_seq_(fence_seq + 1) {
+      next_seq_(fence_seq + 1),
+      acked_through_(fence_seq) {
   for (uint64_t lsn : next_lsn_) records_ += lsn;
   const int64_t max_payload = natsConnection_GetMaxPayload(conn_->nc());
   max_piece_bytes_ = static_cast<size_t>(std::clamp<int64_t>(
@@ -532,6 +576,7 @@ void JetStreamJournal::AdvanceLocked() {
     for (const PartitionLsn& r : queue_.front().durable) {
       durable_lsn_[r.partition] = std::max(durable_lsn_[r.partition], r.lsn);
     }
+    acked_through_ = queue_.front().seq;
     queue_.pop_front();
   }
 }
@@ -560,9 +605,9 @@ void JetStreamJournal::SendLocked() {
     natsMsg* msg = nullptr;
     const std::string reply = absl::StrCat(inbox_, ".", epoch_, ".", piece.seq);
     const std::string expected = absl::StrCat(piece.seq - 1);
-    natsStatus s =
-        natsMsg_Create(&msg, subject_.c_str(), reply.c_str(), piece.body.data(),
-                       static_cast<int>(piece.body.size()));
+    natsStatus s = natsMsg_Create(
+        &msg, (piece.manifest ? manifest_subject_ : subject_).c_str(),
+        reply.c_str(), piece.body.data(), static_cast<int>(piece.body.size()));
     if (s == NATS_OK) {
       s = natsMsgHeader_Set(msg, kExpectedLastSeqHeader, expected.c_str());
     }
@@ -789,6 +834,58 @@ absl::Status JetStreamJournal::SyncAll() {
   if (DurableLocked(all)) return absl::OkStatus();
   if (!failure_.ok()) return failure_;
   return absl::FailedPreconditionError("the journal closed before the sync");
+}
+
+absl::StatusOr<uint64_t> JetStreamJournal::StartSegment() {
+  absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;
+  // Cut what is staged into pieces now: records appended from here on go
+  // into frames at next_seq_ or after.
+  if (!staged_.empty()) TakeStagedLocked();
+  return next_seq_;
+}
+
+absl::Status JetStreamJournal::DiscardBefore(uint64_t first_seq) {
+  // Never "before 1": cnats 3.4.1 then purges the whole stream.
+  if (first_seq <= 1) return absl::OkStatus();
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Purge.Sequence = first_seq;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const natsStatus s = js_PurgeStream(conn_->js(), stream_.c_str(), &o, &jerr);
+  if (s != NATS_OK) {
+    return NatsError(
+        absl::StrCat("purging stream ", stream_, " before ", first_seq), s,
+        jerr);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> JetStreamJournal::CommitManifest(
+    absl::string_view manifest) {
+  if (manifest.size() + kPieceHeaderBytes > max_piece_bytes_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a snapshot manifest of ", manifest.size(),
+        " bytes exceeds a message (", max_piece_bytes_, " bytes)"));
+  }
+  const std::string piece = SplitFrame(manifest, manifest.size() + 64)[0];
+  absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;
+  if (closing_) return absl::FailedPreconditionError("the journal is closed");
+  if (!staged_.empty()) TakeStagedLocked();
+  Piece p;
+  p.seq = next_seq_++;
+  p.body = piece;
+  p.manifest = true;
+  const uint64_t seq = p.seq;
+  queue_.push_back(std::move(p));
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return acked_through_ >= seq || !failure_.ok() || closed_;
+  };
+  mu_.Await(absl::Condition(&done));
+  if (acked_through_ >= seq) return seq;
+  if (!failure_.ok()) return failure_;
+  return absl::FailedPreconditionError("the journal closed before the commit");
 }
 
 uint64_t JetStreamJournal::records() const {

@@ -72,7 +72,14 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options);
 // kInvalidArgument unless 1 to 32 of [A-Za-z0-9_-].
 absl::Status ValidateClusterName(absl::string_view cluster);
 std::string StreamName(absl::string_view cluster);
+// The journal's frames.
 std::string LogSubject(absl::string_view cluster);
+// Snapshot manifests (jetstream.proto), in the same stream and fenced the
+// same way: only the writer that leads can commit a snapshot.
+std::string ManifestSubject(absl::string_view cluster);
+// Snapshot contents, in chunks, in a stream of their own.
+std::string SnapshotStreamName(absl::string_view cluster);
+std::string SnapshotSubject(absl::string_view cluster);
 
 // A connection and its JetStream context. Closing destroys both.
 class Connection {
@@ -101,6 +108,7 @@ class Connection {
 // format, or `partitions` is nonzero and differs.
 struct StreamState {
   uint32_t partitions = 0;
+  uint64_t first_seq = 0;  // Messages before it were purged.
   uint64_t last_seq = 0;
   uint64_t messages = 0;
   uint64_t bytes = 0;
@@ -109,8 +117,10 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
                                        uint32_t partitions);
 
 // Reads the stream's messages first_seq..last_seq in order with an ordered
-// consumer, puts frames together and calls fn for each record.
-// kDataLoss: a damaged message or frame; fn's errors as they are.
+// consumer, puts frames together and calls fn for each record (manifests
+// are skipped; continuation pieces before the first frame begins too, when
+// first_seq > 1). kDataLoss: a damaged message or frame, or a message
+// missing (purged); fn's errors as they are.
 absl::Status ReadStream(
     Connection& conn, const Config& config, uint64_t first_seq,
     uint64_t last_seq,
@@ -145,8 +155,11 @@ class JetStreamJournal final : public Journal {
       ABSL_LOCKS_EXCLUDED(mu_);
   using Journal::Sync;
   absl::Status SyncAll() override ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<uint64_t> StartSegment() override { return 0; }
-  absl::Status DiscardBefore(uint64_t) override { return absl::OkStatus(); }
+  // The stream sequence of the next frame: records appended from now on
+  // lie there or later.
+  absl::StatusOr<uint64_t> StartSegment() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Purges the stream's messages before first_seq.
+  absl::Status DiscardBefore(uint64_t first_seq) override;
   uint64_t records() const override ABSL_LOCKS_EXCLUDED(mu_);
   JournalStats stats() const override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Failure() const override ABSL_LOCKS_EXCLUDED(mu_);
@@ -154,6 +167,12 @@ class JetStreamJournal final : public Journal {
 
   // Stops acknowledging for good (kAborted with `why`): the lease was lost.
   void Depose(absl::string_view why) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Appends a snapshot manifest after everything staged, fenced like every
+  // message, and waits for its acknowledgement: the snapshot it names is
+  // committed. Returns its stream sequence. Errors as Sync (sticky).
+  absl::StatusOr<uint64_t> CommitManifest(absl::string_view manifest)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The stream sequence of this writer's fence.
   uint64_t fence_seq() const { return fence_seq_; }
@@ -165,6 +184,7 @@ class JetStreamJournal final : public Journal {
   struct Piece {
     uint64_t seq;  // The sequence it must be stored at.
     std::string body;
+    bool manifest = false;  // On the manifest subject.
     bool sent = false;
     bool acked = false;
     absl::Time sent_at;
@@ -200,6 +220,7 @@ class JetStreamJournal final : public Journal {
   const std::string writer_;  // Random; in every message's header.
   const std::string inbox_;   // Replies come to <inbox>.<epoch>.<seq>.
   const std::string subject_;
+  const std::string manifest_subject_;
   const std::string stream_;
   const uint64_t fence_seq_;
   size_t max_piece_bytes_ = 0;
@@ -211,8 +232,9 @@ class JetStreamJournal final : public Journal {
   std::string staged_ ABSL_GUARDED_BY(mu_);  // The frame being built.
   std::vector<PartitionLsn> staged_lsns_ ABSL_GUARDED_BY(mu_);
   std::deque<Piece> queue_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);   // Of the next piece cut.
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;  // Replies of older are stale.
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);       // Of the next piece cut.
+  uint64_t acked_through_ ABSL_GUARDED_BY(mu_);  // Every piece up to it.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;      // Replies of older are stale.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // A reply refused a piece or said something unexpected.
   std::string trouble_ ABSL_GUARDED_BY(mu_);

@@ -187,6 +187,143 @@ TEST_P(JetStreamTest, ANewWriterDeposesTheOldOne) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
+// The stream's state, through a connection of the test's own.
+struct StreamFacts {
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+};
+StreamFacts Facts(const JetStreamOptions& js, const std::string& stream) {
+  engine::jetstream::Config config;
+  config.servers = js.servers;
+  config.cluster = js.cluster;
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      engine::jetstream::Connection::Connect(config, "test");
+  EXPECT_TRUE(conn.ok()) << conn.status();
+  StreamFacts facts;
+  if (!conn.ok()) return facts;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  EXPECT_EQ(
+      js_GetStreamInfo(&si, (*conn)->js(), stream.c_str(), nullptr, &jerr),
+      NATS_OK);
+  if (si == nullptr) return facts;
+  facts.first_seq = si->State.FirstSeq;
+  facts.last_seq = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  return facts;
+}
+
+void Work(taskwal::Engine& engine, absl::string_view prefix, int n) {
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<SubmitResult> r =
+        engine.Submit(Spec(absl::StrCat(prefix, i), i % 3 == 0 ? "a" : "b"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (i % 2 == 0) {
+      absl::StatusOr<ClaimedTask> claim = engine.Claim(r->task_id, "w", {});
+      ASSERT_TRUE(claim.ok()) << claim.status();
+      ASSERT_THAT(engine.Complete(claim->claim, "r"), IsOk());
+    }
+  }
+}
+
+TEST_P(JetStreamTest, SnapshotsBoundTheReplayAndPurgeTheStream) {
+  const JetStreamOptions js = Options("snap");
+  EngineOptions options = Engine();
+  options.snapshot_every_records = 0;  // By hand only.
+  std::string want;
+  uint64_t records = 0;
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+    ASSERT_NE(engine, nullptr);
+    Work(*engine, "a", 200);
+    ASSERT_THAT(engine->Snapshot(), IsOk());
+    Work(*engine, "b", 200);
+    ASSERT_THAT(engine->Snapshot(), IsOk());
+    // The journal before the first snapshot is gone; the first snapshot
+    // and the journal after it stay as the way back.
+    EXPECT_GT(Facts(js, engine::jetstream::StreamName(js.cluster)).first_seq,
+              1u);
+    Work(*engine, "c", 50);
+    want = test_util::Dump(engine.get());
+    absl::StatusOr<EngineStats> stats = engine->Stats();
+    ASSERT_TRUE(stats.ok());
+    records = stats->last_lsn;
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(test_util::Dump(engine.get()), want);
+  const RecoveryReport report = engine->Recovery();
+  EXPECT_GT(report.snapshot_lsn, 0u);
+  EXPECT_LT(report.records_replayed, records / 2);
+  EXPECT_EQ(report.last_lsn, records);
+  // A snapshot of nothing new changes nothing.
+  ASSERT_THAT(engine->Snapshot(), IsOk());
+}
+
+TEST_P(JetStreamTest, ADamagedNewestSnapshotFallsBackToTheOneBefore) {
+  const JetStreamOptions js = Options("snapdamage");
+  EngineOptions options = Engine();
+  options.snapshot_every_records = 0;
+  std::string want;
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+    ASSERT_NE(engine, nullptr);
+    Work(*engine, "a", 100);
+    ASSERT_THAT(engine->Snapshot(), IsOk());
+    Work(*engine, "b", 100);
+    ASSERT_THAT(engine->Snapshot(), IsOk());
+    Work(*engine, "c", 20);
+    want = test_util::Dump(engine.get());
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  // Lose the newest snapshot's last chunk.
+  const std::string snaps = engine::jetstream::SnapshotStreamName(js.cluster);
+  const StreamFacts facts = Facts(js, snaps);
+  {
+    engine::jetstream::Config config;
+    config.servers = js.servers;
+    config.cluster = js.cluster;
+    absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+        engine::jetstream::Connection::Connect(config, "test");
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(js_DeleteMsg((*conn)->js(), snaps.c_str(), facts.last_seq,
+                           nullptr, &jerr),
+              NATS_OK);
+  }
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(test_util::Dump(engine.get()), want);
+  const RecoveryReport report = engine->Recovery();
+  ASSERT_FALSE(report.notes.empty());
+  EXPECT_THAT(report.notes[0], HasSubstr("does not load"));
+}
+
+TEST_P(JetStreamTest, ADeposedWriterCannotCommitASnapshot) {
+  const JetStreamOptions js = Options("snapfence");
+  EngineOptions options = Engine();
+  options.snapshot_every_records = 0;
+  std::unique_ptr<taskwal::Engine> old_engine = MustOpen(options, js);
+  ASSERT_NE(old_engine, nullptr);
+  Work(*old_engine, "a", 50);
+  std::unique_ptr<taskwal::Engine> new_engine = MustOpen(options, js);
+  ASSERT_NE(new_engine, nullptr);
+  Work(*new_engine, "b", 50);
+  // Everything the old one holds was acknowledged, but its manifest is
+  // refused: no snapshot of it counts.
+  EXPECT_FALSE(old_engine->Snapshot().ok());
+  EXPECT_THAT(old_engine->Submit(Spec("late")).status(),
+              StatusIs(absl::StatusCode::kInternal));
+  old_engine.reset();
+  const std::string want = test_util::Dump(new_engine.get());
+  ASSERT_THAT(new_engine->Close(), IsOk());
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->Recovery().snapshot_lsn, 0u);
+  EXPECT_EQ(test_util::Dump(engine.get()), want);
+}
+
 // The server leading the stream dies under load: the engine rides out the
 // election, and nothing it acknowledged is lost.
 TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
