@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Formats the project's own C++ files (.cc and .h under api engine wal
-# tools tests benchmarks examples) with clang-format and the repository's
-# .clang-format (Google style).
+# tools tests benchmarks examples daemon) with clang-format and the
+# repository's .clang-format (Google style).
 #   tools/format.sh          rewrite the files in place
 #   tools/format.sh --check  change nothing; list the files that differ and
 #                            exit 1 if any does
@@ -27,7 +27,7 @@ mapfile -t files < <(git ls-files -- \
   'api/*.cc' 'api/*.h' 'engine/*.cc' 'engine/*.h' \
   'wal/*.cc' 'wal/*.h' 'tools/*.cc' 'tools/*.h' \
   'tests/*.cc' 'tests/*.h' 'benchmarks/*.cc' 'benchmarks/*.h' \
-  'examples/*.cc' 'examples/*.h')
+  'examples/*.cc' 'examples/*.h' 'daemon/*.cc' 'daemon/*.h')
 
 if ! "${check}"; then
   clang-format -i --style=file "${files[@]}"
