@@ -166,7 +166,14 @@ ClaimRef ToClaimRef(const Claim& m) {
   return ref;
 }
 
-absl::StatusOr<Reply> ClaimReply(const ClaimedTask& claimed) {
+absl::StatusOr<Reply> ClaimReply(const ClaimedTask& claimed,
+                                 HttpMetrics* metrics) {
+  // Ready: created, or its not_before (a delay or a retry backoff) passed.
+  const int64_t ready_micros =
+      std::max(claimed.task.created_micros(), claimed.task.not_before_micros());
+  metrics->ObserveQueueWait(
+      claimed.task.type(),
+      absl::Microseconds(claimed.task.claimed_micros() - ready_micros));
   ClaimResponse response;
   *response.mutable_task() = claimed.task;
   response.mutable_claim()->set_task_id(claimed.claim.task_id);
@@ -344,6 +351,18 @@ bool HttpApi::Admit(const httplib::Request& req, httplib::Response& res) {
   return true;
 }
 
+void HttpApi::ObserveRunTime(uint64_t task_id, bool completed) {
+  // The task as the call left it: its type and when the claim began. A
+  // task deleted meanwhile is not counted.
+  absl::StatusOr<Task> task = engine_->Get(task_id);
+  if (!task.ok()) return;
+  const absl::Time end = task->finished_micros() != 0
+                             ? absl::FromUnixMicros(task->finished_micros())
+                             : absl::Now();
+  metrics_.ObserveRunTime(task->type(), completed,
+                          end - absl::FromUnixMicros(task->claimed_micros()));
+}
+
 void HttpApi::RegisterRoutes() {
   // A route's handler maps a request to a reply or an error status.
   using Handler = std::function<absl::StatusOr<Reply>(const httplib::Request&)>;
@@ -391,8 +410,9 @@ void HttpApi::RegisterRoutes() {
           TASKWAL_ASSIGN_OR_RETURN(EngineStats stats, engine_->Stats());
           Reply reply;
           reply.content_type = kPrometheus;
-          reply.body =
-              RenderPrometheus(stats, engine_->Recovery(), absl::Now());
+          reply.body = absl::StrCat(
+              RenderPrometheus(stats, engine_->Recovery(), absl::Now()),
+              metrics_.Render());
           return reply;
         }));
 
@@ -491,7 +511,7 @@ void HttpApi::RegisterRoutes() {
                ClaimedTask claimed,
                engine_->Claim(id, request.worker_id(),
                               absl::Microseconds(request.lease_micros())));
-           return ClaimReply(claimed);
+           return ClaimReply(claimed, &metrics_);
          }));
   s.Post(R"(/v1/tasks/([^/]+)/retry)",
          wrap([this,
@@ -532,7 +552,7 @@ void HttpApi::RegisterRoutes() {
       TASKWAL_ASSIGN_OR_RETURN(ClaimedTask claimed,
                                engine_->ClaimNext(request.worker_id(), claim));
       EnterRequest();
-      absl::StatusOr<Reply> reply = ClaimReply(claimed);
+      absl::StatusOr<Reply> reply = ClaimReply(claimed, &metrics_);
       LeaveRequest();
       return reply;
     };
@@ -549,6 +569,7 @@ void HttpApi::RegisterRoutes() {
            TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
            TASKWAL_RETURN_IF_ERROR(engine_->Complete(
                ToClaimRef(request.claim()), request.result()));
+           ObserveRunTime(request.claim().task_id(), /*completed=*/true);
            return OkReply();
          }));
   s.Post("/v1/claims/fail",
@@ -563,6 +584,7 @@ void HttpApi::RegisterRoutes() {
            fail.permanent = request.permanent();
            TASKWAL_RETURN_IF_ERROR(engine_->Fail(ToClaimRef(request.claim()),
                                                  request.error(), fail));
+           ObserveRunTime(request.claim().task_id(), /*completed=*/false);
            return OkReply();
          }));
   s.Post(

@@ -15,52 +15,60 @@
 // Routes ({id}: a decimal task id; {name}: a schedule name, percent-encoded
 // as needed):
 //
-//   method path                         Engine call       body -> response
-//   GET    /healthz                     (none: process up)   -> OkResponse
-//   GET    /readyz                      Health()             -> OkResponse
-//   GET    /metrics                     Stats(), Recovery()  -> Prometheus text
-//   POST   /v1/tasks                    Submit         TaskSpec ->
-//   SubmitResponse POST   /v1/tasks/batch              SubmitBatch
-//   SubmitBatchRequest
-//                                                         ->
-//                                                         SubmitBatchResponse
-//   GET    /v1/tasks?status=S&type=T&limit=N&after_id=C
-//                                       List                 ->
-//                                       ListTasksResponse
-//   GET    /v1/tasks/by-key?key=K       GetByIdempotencyKey  -> Task
-//   GET    /v1/tasks/{id}               Get                  -> Task
-//   GET    /v1/tasks/{id}/history       History              -> HistoryResponse
-//   POST   /v1/tasks/{id}/claim         Claim      ClaimRequest ->
-//   ClaimResponse POST   /v1/tasks/{id}/retry         Retry                ->
-//   OkResponse POST   /v1/tasks/{id}/cancel        Cancel               ->
-//   OkResponse DELETE /v1/tasks/{id}               Delete               ->
-//   OkResponse POST   /v1/claims                   ClaimNext  ClaimNextRequest
-//                                                         -> ClaimResponse
-//   POST   /v1/claims/complete          Complete   CompleteRequest ->
-//   OkResponse POST   /v1/claims/fail              Fail       FailRequest ->
-//   OkResponse POST   /v1/claims/heartbeat         Heartbeat  HeartbeatRequest
-//                                                         -> HeartbeatResponse
-//   GET    /v1/next-due?type=T          NextDueTime          -> NextDueResponse
-//   POST   /v1/bulk/retry               RetryMatching  BulkRequest ->
-//   BulkResponse POST   /v1/bulk/cancel              CancelMatching BulkRequest
-//   -> BulkResponse POST   /v1/bulk/delete              DeleteMatching
-//   BulkRequest -> BulkResponse GET    /v1/schedules ListSchedules ->
-//   ListSchedulesResponse GET    /v1/schedules/{name}         GetSchedule ->
-//   Schedule PUT    /v1/schedules/{name}         PutSchedule  ScheduleSpec ->
-//   Schedule DELETE /v1/schedules/{name}         DeleteSchedule       ->
-//   OkResponse GET    /v1/paused                   PausedTypes  ->
-//   PausedTypesResponse POST   /v1/pause                    Pause PauseRequest
-//   -> OkResponse POST   /v1/resume                   Resume       PauseRequest
-//   -> OkResponse GET    /v1/stats                    Stats                ->
-//   StatsResponse GET    /v1/recovery                 Recovery             ->
-//   RecoveryResponse POST   /v1/snapshot                 Snapshot -> OkResponse
-//   POST   /v1/maintenance              RunMaintenance       -> OkResponse
-//
-// List's status is a TaskStatus name (PENDING, ..., any case); limit and
-// after_id as in ListFilter. An unknown query parameter is a 400.
-// POST /v1/claims waits up to min(wait_micros, max_claim_wait) for a ready
-// task (a long poll); nothing ready is a 404 NOT_FOUND, as ClaimNext's
-// kNotFound.
+//   method path                    Engine call          response
+//            (request body -> response, where the call takes a body)
+//   GET    /healthz                 process up           OkResponse
+//   GET    /readyz                  Health               OkResponse
+//   GET    /metrics                 Stats, Recovery      Prometheus text (1)
+//   POST   /v1/tasks                Submit
+//            TaskSpec -> SubmitResponse
+//   POST   /v1/tasks/batch          SubmitBatch
+//            SubmitBatchRequest -> SubmitBatchResponse
+//   GET    /v1/tasks (2)            List                 ListTasksResponse
+//   GET    /v1/tasks/by-key?key=K   GetByIdempotencyKey  Task
+//   GET    /v1/tasks/{id}           Get                  Task
+//   GET    /v1/tasks/{id}/history   History              HistoryResponse
+//   POST   /v1/tasks/{id}/claim     Claim
+//            ClaimRequest -> ClaimResponse
+//   POST   /v1/tasks/{id}/retry     Retry                OkResponse
+//   POST   /v1/tasks/{id}/cancel    Cancel               OkResponse
+//   DELETE /v1/tasks/{id}           Delete               OkResponse
+//   POST   /v1/claims (3)           ClaimNext
+//            ClaimNextRequest -> ClaimResponse
+//   POST   /v1/claims/complete      Complete
+//            CompleteRequest -> OkResponse
+//   POST   /v1/claims/fail          Fail
+//            FailRequest -> OkResponse
+//   POST   /v1/claims/heartbeat     Heartbeat
+//            HeartbeatRequest -> HeartbeatResponse
+//   GET    /v1/next-due?type=T      NextDueTime          NextDueResponse
+//   POST   /v1/bulk/retry           RetryMatching
+//            BulkRequest -> BulkResponse
+//   POST   /v1/bulk/cancel          CancelMatching
+//            BulkRequest -> BulkResponse
+//   POST   /v1/bulk/delete          DeleteMatching
+//            BulkRequest -> BulkResponse
+//   GET    /v1/schedules            ListSchedules        ListSchedulesResponse
+//   GET    /v1/schedules/{name}     GetSchedule          Schedule
+//   PUT    /v1/schedules/{name}     PutSchedule
+//            ScheduleSpec -> Schedule
+//   DELETE /v1/schedules/{name}     DeleteSchedule       OkResponse
+//   GET    /v1/paused               PausedTypes          PausedTypesResponse
+//   POST   /v1/pause                Pause
+//            PauseRequest -> OkResponse
+//   POST   /v1/resume               Resume
+//            PauseRequest -> OkResponse
+//   GET    /v1/stats                Stats                StatsResponse
+//   GET    /v1/recovery             Recovery             RecoveryResponse
+//   POST   /v1/snapshot             Snapshot             OkResponse
+//   POST   /v1/maintenance          RunMaintenance       OkResponse
+// (1) taskwal/metrics.h's families, then daemon/http_metrics.h's histograms.
+// (2) ?status=S&type=T&limit=N&after_id=C: status a TaskStatus name
+//     (PENDING, ..., any case), limit and after_id as in ListFilter.
+// (3) Waits up to min(wait_micros, max_claim_wait) for a ready task (a
+//     long poll); nothing ready is a 404 NOT_FOUND, as ClaimNext's
+//     kNotFound.
+// An unknown query parameter is a 400.
 //
 // Errors: a JSON Error {"code":"NOT_FOUND","message":"..."} with the HTTP
 // status of its code:
@@ -98,6 +106,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/http_metrics.h"
 #include "engine/token_bucket.h"
 #include "taskwal/engine.h"
 
@@ -168,6 +177,8 @@ class HttpApi {
 
  private:
   void RegisterRoutes();
+  // Records the run time of the claim that just completed or failed.
+  void ObserveRunTime(uint64_t task_id, bool completed);
   // Whether the request may go on; fills `res` with the refusal otherwise.
   bool Admit(const httplib::Request& req, httplib::Response& res)
       ABSL_LOCKS_EXCLUDED(rate_mu_);
@@ -177,6 +188,7 @@ class HttpApi {
   Engine* const engine_;
   const HttpApiOptions options_;
   const std::unique_ptr<httplib::Server> server_;
+  HttpMetrics metrics_;
 
   // Lock order: mu_ and rate_mu_ are never held together.
   absl::Mutex mu_;

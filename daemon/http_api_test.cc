@@ -192,6 +192,17 @@ TEST_F(HttpApiTest, HealthReadyAndMetrics) {
   EXPECT_THAT(r.Header("Content-Type"), HasSubstr("text/plain"));
   EXPECT_THAT(r.body, HasSubstr("taskwal_tasks{status=\"pending\"} 1\n"));
   EXPECT_THAT(r.body, HasSubstr("taskwal_submitted_total 1\n"));
+
+  // Claims and completions served here feed the per-type histograms.
+  ClaimResponse claim = ClaimNext("w");
+  CompleteRequest complete;
+  *complete.mutable_claim() = claim.claim();
+  ASSERT_EQ(Call("POST", "/v1/claims/complete", ToJson(complete)).status, 200);
+  r = Call("GET", "/metrics");
+  EXPECT_THAT(r.body,
+              HasSubstr("taskwal_queue_wait_seconds_count{type=\"t\"} 1\n"));
+  EXPECT_THAT(r.body, HasSubstr("taskwal_run_time_seconds_count{type=\"t\","
+                                "outcome=\"completed\"} 1\n"));
 }
 
 TEST_F(HttpApiTest, SubmitDeduplicatesAndGetsByIdAndKey) {

@@ -179,6 +179,11 @@ absl::StatusOr<Config> ParseConfig(const tools::ParsedArgs& args) {
         "--listen must be HOST:PORT with a port in [0, 65535]");
   }
   config.host = listen.substr(0, colon);
+  // An IPv6 address is written in brackets: [::1]:7070.
+  if (config.host.size() >= 2 && config.host.front() == '[' &&
+      config.host.back() == ']') {
+    config.host = config.host.substr(1, config.host.size() - 2);
+  }
   config.port = port;
 
   TASKWAL_ASSIGN_OR_RETURN(config.api.admin_token, Token(args, "admin_token"));
