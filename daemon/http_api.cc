@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -312,6 +313,24 @@ bool HttpApi::AwaitIdle(absl::Duration timeout) {
 }
 
 bool HttpApi::Admit(const httplib::Request& req, httplib::Response& res) {
+  // httplib bounds a body by max_body_bytes only through Content-Length:
+  // a chunked body would be read whole whatever its size, and a compressed
+  // one inflated whole. Neither is accepted.
+  if (req.has_header("Transfer-Encoding")) {
+    SetError(res, absl::InvalidArgumentError(
+                      "a request body needs a Content-Length; "
+                      "Transfer-Encoding is not accepted"));
+    res.status = 411;
+    return false;
+  }
+  if (req.has_header("Content-Encoding") &&
+      !absl::EqualsIgnoreCase(req.get_header_value("Content-Encoding"),
+                              "identity")) {
+    SetError(res, absl::InvalidArgumentError(
+                      "compressed request bodies are not accepted"));
+    res.status = 415;
+    return false;
+  }
   if (req.path == "/healthz") return true;
   const bool tokens =
       !options_.read_token.empty() || !options_.admin_token.empty();

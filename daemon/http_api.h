@@ -80,7 +80,10 @@
 //   anything else 500 (INTERNAL: the engine takes no more writes, ...)
 // The 409s share a status; the code tells them apart. HTTP-level errors
 // carry a code too: an unknown route 404 NOT_FOUND, a body over
-// max_body_bytes 413 INVALID_ARGUMENT, a request httplib cannot parse 400.
+// max_body_bytes 413 INVALID_ARGUMENT, a body without Content-Length
+// (Transfer-Encoding: chunked) 411 and a compressed one (Content-Encoding)
+// 415, both INVALID_ARGUMENT and refused unread, a request httplib cannot
+// parse 400.
 //
 // Security: once read_token or admin_token is set, every request except
 // GET /healthz needs "Authorization: Bearer <token>": no or an unknown token

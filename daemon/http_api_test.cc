@@ -641,6 +641,39 @@ TEST_F(HttpApiTest, OversizedBodyIsRefusedAndChangesNothing) {
   EXPECT_EQ(Call("POST", "/v1/tasks", ToJson(spec)).status, 200);
 }
 
+TEST_F(HttpApiTest, ChunkedAndCompressedBodiesAreRefused) {
+  StartServer();
+  httplib::Client client("127.0.0.1", port_);
+  // A chunked body (no Content-Length): httplib would not bound it.
+  httplib::Result chunked = client.Post(
+      "/v1/tasks",
+      [](size_t offset, httplib::DataSink& sink) {
+        if (offset == 0) {
+          const std::string body = "{\"idempotency_key\":\"chunked\"}";
+          sink.write(body.data(), body.size());
+        }
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(chunked);
+  EXPECT_EQ(chunked->status, 411) << chunked->body;
+  EXPECT_EQ(FromJson<Error>(chunked->body).code(), "INVALID_ARGUMENT");
+
+  httplib::Request gzip;
+  gzip.method = "POST";
+  gzip.path = "/v1/tasks";
+  gzip.body = "{\"idempotency_key\":\"gzip\"}";  // Not really gzip.
+  gzip.set_header("Content-Type", "application/json");
+  gzip.set_header("Content-Encoding", "gzip");
+  httplib::Client client2("127.0.0.1", port_);
+  httplib::Result compressed = client2.send(gzip);
+  ASSERT_TRUE(compressed);
+  EXPECT_EQ(compressed->status, 415) << compressed->body;
+  EXPECT_EQ(FromJson<Error>(compressed->body).code(), "INVALID_ARGUMENT");
+  EXPECT_EQ(Transitions(), 0u);
+}
+
 TEST_F(HttpApiTest, TokensGuardEverythingButHealthz) {
   HttpApiOptions options;
   options.read_token = "reader-secret";
