@@ -30,8 +30,10 @@
 // - A failed append (a stream leader's election, a lost connection) is
 //   retried against what the stream really holds for retry_for; only then
 //   does the engine fail.
-// Not yet: snapshots (the stream keeps every record and Open replays them
-// all), and serving the engine to other processes.
+// Snapshots (Engine::Snapshot, and snapshot_every_records) go to the
+// stream TASKWAL_<cluster>_SNAP and are committed through the journal, so
+// Open loads the newest and replays only the records after it; the journal
+// before the snapshot preceding it is purged.
 
 #include <memory>
 #include <string>
@@ -77,6 +79,33 @@ struct JetStreamOptions {
 //   kDataLoss: the stream holds a damaged or out-of-order record.
 absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
     const EngineOptions& options, const JetStreamOptions& jetstream);
+
+// A hot standby: the cluster's state in this process, following the
+// stream as the leader appends to it, so that taking over costs only what
+// it has not read yet (plus the lease's ttl). Thread-safe.
+//
+//   auto standby = taskwal::JetStreamStandby::Start(options, js);
+//   auto lease = taskwal::JetStreamLease::Acquire(js, "host-b", {});
+//   auto engine = (*standby)->Promote();
+class JetStreamStandby {
+ public:
+  // Loads the newest snapshot, reads the stream to its end, then follows
+  // it in the background. Errors as OpenJetStreamEngine's.
+  static absl::StatusOr<std::unique_ptr<JetStreamStandby>> Start(
+      const EngineOptions& options, const JetStreamOptions& jetstream);
+
+  virtual ~JetStreamStandby() = default;
+
+  // The stream sequence read and applied so far.
+  virtual uint64_t position() const = 0;
+
+  // Takes over from where the standby is, as OpenJetStreamEngine does:
+  // fences the stream, applies what is left and returns the engine. A
+  // standby that fell behind a purge (the leader snapshotted twice while it
+  // could not read) starts again from the newest snapshot. Once only:
+  // kFailedPrecondition after. Errors as OpenJetStreamEngine's.
+  virtual absl::StatusOr<std::unique_ptr<Engine>> Promote() = 0;
+};
 
 // Leadership of a cluster: a key in a JetStream key-value bucket whose
 // entries expire after `ttl`, created by the leader (kvStore_Create, which

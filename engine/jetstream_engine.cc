@@ -1,11 +1,16 @@
-// OpenJetStreamEngine (api/jetstream.h): an EngineImpl over a
-// JetStreamJournal, its state replayed from the stream.
+// OpenJetStreamEngine and JetStreamStandby (api/jetstream.h): an
+// EngineImpl over a JetStreamJournal, its state rebuilt from the newest
+// snapshot and the stream after it.
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "engine/engine_impl.h"
 #include "engine/jetstream_journal.h"
 #include "engine/jetstream_snapshots.h"
@@ -51,100 +56,279 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
   return absl::OkStatus();
 }
 
-}  // namespace engine::jetstream
+namespace {
 
-absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
-    const EngineOptions& options, const JetStreamOptions& jetstream) {
-  namespace js = engine::jetstream;
-  TASKWAL_RETURN_IF_ERROR(engine::ValidateOptions(options));
-  TASKWAL_RETURN_IF_ERROR(js::ValidateJetStreamOptions(jetstream));
+// A cluster's state as read from its stream: the newest snapshot, then the
+// records after it, applied in order. Not thread-safe.
+class Follower {
+ public:
+  Follower(const EngineOptions& options, const Config& config, uint32_t n)
+      : options_(options), config_(config), n_(n) {}
+
+  // Loads the newest snapshot the journal (starting at log_first_seq)
+  // still has the records after, or starts empty.
+  absl::Status Load(Connection& conn, uint64_t log_first_seq) {
+    TASKWAL_ASSIGN_OR_RETURN(snapshot_,
+                             LoadNewestSnapshot(
+                                 conn, config_, log_first_seq,
+                                 [this] { return FreshStates(); }, &states_));
+    last_lsn_ = snapshot_.lsn;
+    replayed_ = 0;
+    return absl::OkStatus();
+  }
+
+  // Where reading the journal starts after Load.
+  uint64_t first_segment() const { return snapshot_.first_segment; }
+
+  absl::Status Apply(uint32_t p, uint64_t lsn, absl::string_view bytes) {
+    if (p < n_ && lsn <= snapshot_.lsn[p]) return absl::OkStatus();
+    if (p >= n_ || lsn != last_lsn_[p] + 1) {
+      return absl::DataLossError(
+          absl::StrCat("stream ", StreamName(config_.cluster), " holds record ",
+                       lsn, " of partition ", p, " where ",
+                       p < n_ ? absl::StrCat("LSN ", last_lsn_[p] + 1)
+                              : absl::StrCat("partitions 0 to ", n_ - 1),
+                       " was due"));
+    }
+    if (!record_.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return absl::DataLossError(absl::StrCat("record ", lsn, " of partition ",
+                                              p, " is not a transition"));
+    }
+    absl::Status s = states_[p]->Apply(record_, lsn);
+    if (!s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("record ", lsn, " of partition ", p,
+                       " does not replay: ", s.message()));
+    }
+    last_lsn_[p] = lsn;
+    ++replayed_;
+    return absl::OkStatus();
+  }
+
+  auto ApplyFn() {
+    return [this](uint32_t p, uint64_t lsn, absl::string_view bytes) {
+      return Apply(p, lsn, bytes);
+    };
+  }
+
+  const std::vector<uint64_t>& last_lsn() const { return last_lsn_; }
+
+  // The engine, over `journal`, with what was read; the follower is spent.
+  std::unique_ptr<Engine> MakeEngine(std::unique_ptr<JetStreamJournal> journal,
+                                     std::unique_ptr<Connection> snapshot_conn,
+                                     absl::Duration took) {
+    RecoveryReport report;
+    for (uint32_t p = 0; p < n_; ++p) {
+      report.snapshot_lsn += snapshot_.lsn[p];
+      report.last_lsn += last_lsn_[p];
+    }
+    report.records_replayed = replayed_;
+    report.notes = snapshot_.notes;
+    report.duration = took;
+    auto storage = std::make_unique<Storage>();
+    storage->snapshots = std::make_unique<JetStreamSnapshotStore>(
+        config_, std::move(snapshot_conn), journal.get(),
+        snapshot_.manifest_seq);
+    storage->snapshot_records = report.snapshot_lsn;
+    storage->recovery = std::move(report);
+    return std::make_unique<EngineImpl>(options_, std::move(journal),
+                                        std::move(states_), std::move(storage));
+  }
+
+ private:
+  std::vector<std::unique_ptr<StateMachine>> FreshStates() const {
+    std::vector<std::unique_ptr<StateMachine>> states;
+    for (uint32_t i = 0; i < n_; ++i) {
+      states.push_back(NewPartitionState(options_, i, n_));
+    }
+    return states;
+  }
+
+  const EngineOptions options_;
+  const Config config_;
+  const uint32_t n_;
+  LoadedSnapshot snapshot_;
+  std::vector<std::unique_ptr<StateMachine>> states_;
+  std::vector<uint64_t> last_lsn_;
+  uint64_t replayed_ = 0;
+  Transition record_;
+};
+
+struct Opening {
+  Config config;
+  std::unique_ptr<Connection> conn;
+  StreamState stream;
+};
+
+absl::StatusOr<Opening> Begin(const EngineOptions& options,
+                              const JetStreamOptions& jetstream,
+                              absl::string_view role) {
+  TASKWAL_RETURN_IF_ERROR(ValidateOptions(options));
+  TASKWAL_RETURN_IF_ERROR(ValidateJetStreamOptions(jetstream));
   if (!options.data_dir.empty() || options.read_only) {
     return absl::InvalidArgumentError(
         "an engine on JetStream has no data directory and cannot be "
         "read-only");
   }
-  js::Config config = js::MakeConfig(jetstream);
-  config.wait_for_acks = options.sync_mode != SyncMode::kNone;
+  Opening o;
+  o.config = MakeConfig(jetstream);
+  o.config.wait_for_acks = options.sync_mode != SyncMode::kNone;
   TASKWAL_ASSIGN_OR_RETURN(
-      std::unique_ptr<js::Connection> conn,
-      js::Connection::Connect(config,
-                              absl::StrCat("taskwal engine ", config.cluster)));
-  TASKWAL_ASSIGN_OR_RETURN(const js::StreamState stream,
-                           js::OpenStream(*conn, config, options.partitions));
-  const uint32_t n = stream.partitions;
+      o.conn, Connection::Connect(o.config, absl::StrCat("taskwal ", role, " ",
+                                                         jetstream.cluster)));
+  TASKWAL_ASSIGN_OR_RETURN(o.stream,
+                           OpenStream(*o.conn, o.config, options.partitions));
+  return o;
+}
+
+// Fences the stream, reads it from `from` to the fence into `follower`,
+// and makes the engine.
+absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
+                                                 uint64_t from,
+                                                 absl::Time start) {
+  TASKWAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<Connection> snapshot_conn,
+      Connection::Connect(
+          o.config, absl::StrCat("taskwal snapshots ", o.config.cluster)));
+  const Config config = o.config;
+  TASKWAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<JetStreamJournal> journal,
+      JetStreamJournal::Open(
+          config, std::move(o.conn), o.stream.partitions,
+          [&](Connection& c,
+              uint64_t last_seq) -> absl::StatusOr<std::vector<uint64_t>> {
+            TASKWAL_RETURN_IF_ERROR(
+                ReadStream(c, config, from, last_seq, follower.ApplyFn()));
+            return follower.last_lsn();
+          }));
+  return follower.MakeEngine(std::move(journal), std::move(snapshot_conn),
+                             absl::Now() - start);
+}
+
+class Standby final : public JetStreamStandby {
+ public:
+  Standby(const EngineOptions& options, Opening o)
+      : options_(options),
+        opening_(std::move(o)),
+        follower_(options, opening_.config, opening_.stream.partitions) {}
+
+  ~Standby() override { StopTailing(); }
+
+  // Loads, catches up to the stream's end, and starts following.
+  absl::Status Start() {
+    TASKWAL_RETURN_IF_ERROR(
+        follower_.Load(*opening_.conn, opening_.stream.first_seq));
+    resume_ = follower_.first_segment();
+    TASKWAL_ASSIGN_OR_RETURN(
+        reader_, StreamReader::Open(*opening_.conn, opening_.config, resume_));
+    const uint64_t last = opening_.stream.last_seq;
+    while (reader_->next_seq() <= last) {
+      bool got = false;
+      TASKWAL_RETURN_IF_ERROR(
+          reader_->Next(absl::Seconds(10), follower_.ApplyFn(), &got));
+      if (!got) {
+        return absl::UnavailableError("the stream stopped sending");
+      }
+    }
+    Advance();
+    tail_ = std::thread([this] { Tail(); });
+    return absl::OkStatus();
+  }
+
+  uint64_t position() const override {
+    return position_.load(std::memory_order_acquire);
+  }
+
+  absl::StatusOr<std::unique_ptr<Engine>> Promote() override {
+    const absl::Time start = absl::Now();
+    StopTailing();
+    if (promoted_) {
+      return absl::FailedPreconditionError("the standby was promoted already");
+    }
+    promoted_ = true;
+    reader_.reset();
+    if (stale_) {
+      // It fell behind a purge: start again from the newest snapshot.
+      TASKWAL_ASSIGN_OR_RETURN(const StreamState stream,
+                               OpenStream(*opening_.conn, opening_.config,
+                                          opening_.stream.partitions));
+      TASKWAL_RETURN_IF_ERROR(follower_.Load(*opening_.conn, stream.first_seq));
+      resume_ = follower_.first_segment();
+    }
+    return TakeOver(std::move(opening_), follower_, resume_, start);
+  }
+
+ private:
+  // Records where reading may resume: after the last whole frame.
+  void Advance() {
+    if (reader_->frame_end() >= resume_) resume_ = reader_->frame_end() + 1;
+    position_.store(resume_ - 1, std::memory_order_release);
+  }
+
+  void Tail() {
+    while (!stop_.load(std::memory_order_acquire)) {
+      bool got = false;
+      absl::Status s =
+          reader_->Next(absl::Milliseconds(100), follower_.ApplyFn(), &got);
+      if (s.ok()) {
+        if (got) Advance();
+        continue;
+      }
+      if (absl::IsUnavailable(s)) {
+        // NATS trouble: read again from the last whole frame, later.
+        absl::SleepFor(absl::Milliseconds(200));
+        absl::StatusOr<std::unique_ptr<StreamReader>> reader =
+            StreamReader::Open(*opening_.conn, opening_.config, resume_);
+        if (reader.ok()) reader_ = *std::move(reader);
+        continue;
+      }
+      // Purged under it, or damage: Promote starts over.
+      stale_ = true;
+      return;
+    }
+  }
+
+  void StopTailing() {
+    stop_.store(true, std::memory_order_release);
+    if (tail_.joinable()) tail_.join();
+  }
+
+  const EngineOptions options_;
+  Opening opening_;
+  // Owned by the tail thread while it runs; by Promote after.
+  Follower follower_;
+  std::unique_ptr<StreamReader> reader_;
+  uint64_t resume_ = 1;
+  bool stale_ = false;
+  bool promoted_ = false;
+  std::atomic<uint64_t> position_{0};
+  std::atomic<bool> stop_{false};
+  std::thread tail_;
+};
+
+}  // namespace
+}  // namespace engine::jetstream
+
+absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
+    const EngineOptions& options, const JetStreamOptions& jetstream) {
+  namespace js = engine::jetstream;
   const absl::Time start = absl::Now();
-  auto fresh_states = [&] {
-    std::vector<std::unique_ptr<engine::StateMachine>> states;
-    for (uint32_t i = 0; i < n; ++i) {
-      states.push_back(engine::NewPartitionState(options, i, n));
-    }
-    return states;
-  };
-  std::vector<std::unique_ptr<engine::StateMachine>> states;
-  js::LoadedSnapshot snapshot;
-  RecoveryReport report;
-  // Runs once this writer's fence is in: the snapshot, then the journal
-  // after it up to the fence.
-  auto replay =
-      [&](js::Connection& c,
-          uint64_t last_seq) -> absl::StatusOr<std::vector<uint64_t>> {
-    TASKWAL_ASSIGN_OR_RETURN(snapshot,
-                             js::LoadNewestSnapshot(c, config, stream.first_seq,
-                                                    fresh_states, &states));
-    std::vector<uint64_t> last_lsn = snapshot.lsn;
-    engine::Transition record;
-    uint64_t replayed = 0;
-    TASKWAL_RETURN_IF_ERROR(js::ReadStream(
-        c, config, snapshot.first_segment, last_seq,
-        [&](uint32_t p, uint64_t lsn, absl::string_view bytes) -> absl::Status {
-          if (p < n && lsn <= snapshot.lsn[p]) return absl::OkStatus();
-          if (p >= n || lsn != last_lsn[p] + 1) {
-            return absl::DataLossError(absl::StrCat(
-                "stream ", js::StreamName(config.cluster), " holds record ",
-                lsn, " of partition ", p, " where ",
-                p < n ? absl::StrCat("LSN ", last_lsn[p] + 1)
-                      : absl::StrCat("partitions 0 to ", n - 1),
-                " was due"));
-          }
-          if (!record.ParseFromArray(bytes.data(),
-                                     static_cast<int>(bytes.size()))) {
-            return absl::DataLossError(absl::StrCat(
-                "record ", lsn, " of partition ", p, " is not a transition"));
-          }
-          absl::Status s = states[p]->Apply(record, lsn);
-          if (!s.ok()) {
-            return absl::DataLossError(
-                absl::StrCat("record ", lsn, " of partition ", p,
-                             " does not replay: ", s.message()));
-          }
-          last_lsn[p] = lsn;
-          ++replayed;
-          return absl::OkStatus();
-        }));
-    for (uint32_t p = 0; p < n; ++p) {
-      report.snapshot_lsn += snapshot.lsn[p];
-      report.last_lsn += last_lsn[p];
-    }
-    report.records_replayed = replayed;
-    report.notes = snapshot.notes;
-    return last_lsn;
-  };
-  TASKWAL_ASSIGN_OR_RETURN(
-      std::unique_ptr<js::JetStreamJournal> journal,
-      js::JetStreamJournal::Open(config, std::move(conn), n, replay));
-  report.duration = absl::Now() - start;
-  // Snapshots go out on a connection of their own.
-  TASKWAL_ASSIGN_OR_RETURN(
-      std::unique_ptr<js::Connection> snapshot_conn,
-      js::Connection::Connect(
-          config, absl::StrCat("taskwal snapshots ", config.cluster)));
-  auto storage = std::make_unique<engine::Storage>();
-  storage->snapshots = std::make_unique<js::JetStreamSnapshotStore>(
-      config, std::move(snapshot_conn), journal.get(), snapshot.manifest_seq);
-  storage->snapshot_records = report.snapshot_lsn;
-  storage->recovery = std::move(report);
-  return std::unique_ptr<Engine>(std::make_unique<engine::EngineImpl>(
-      options, std::move(journal), std::move(states), std::move(storage)));
+  TASKWAL_ASSIGN_OR_RETURN(js::Opening o,
+                           js::Begin(options, jetstream, "engine"));
+  js::Follower follower(options, o.config, o.stream.partitions);
+  TASKWAL_RETURN_IF_ERROR(follower.Load(*o.conn, o.stream.first_seq));
+  const uint64_t from = follower.first_segment();
+  return js::TakeOver(std::move(o), follower, from, start);
+}
+
+absl::StatusOr<std::unique_ptr<JetStreamStandby>> JetStreamStandby::Start(
+    const EngineOptions& options, const JetStreamOptions& jetstream) {
+  namespace js = engine::jetstream;
+  TASKWAL_ASSIGN_OR_RETURN(js::Opening o,
+                           js::Begin(options, jetstream, "standby"));
+  auto standby = std::make_unique<js::Standby>(options, std::move(o));
+  TASKWAL_RETURN_IF_ERROR(standby->Start());
+  return std::unique_ptr<JetStreamStandby>(std::move(standby));
 }
 
 }  // namespace taskwal

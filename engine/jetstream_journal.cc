@@ -54,11 +54,16 @@ absl::Status NatsError(absl::string_view what, natsStatus s,
   }
 }
 
-bool Retryable(natsStatus s) {
+}  // namespace
+
+bool Retryable(int status) {
+  const natsStatus s = static_cast<natsStatus>(status);
   return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
          s == NATS_CONNECTION_DISCONNECTED || s == NATS_STALE_CONNECTION ||
          s == NATS_IO_ERROR || s == NATS_NO_SERVER;
 }
+
+namespace {
 
 std::string RandomWriterId() {
   absl::BitGen gen;
@@ -318,78 +323,115 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
   }
 }
 
-absl::Status ReadStream(
-    Connection& conn, const Config& config, uint64_t first_seq,
-    uint64_t last_seq,
-    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)> fn) {
-  if (last_seq < first_seq) return absl::OkStatus();
+absl::StatusOr<std::unique_ptr<StreamReader>> StreamReader::Open(
+    Connection& conn, const Config& config, uint64_t first_seq) {
   const std::string stream = StreamName(config.cluster);
   const std::string subject = absl::StrCat("taskwal.", config.cluster, ".*");
-  const std::string manifests = ManifestSubject(config.cluster);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
   so.Ordered = true;
   so.Config.DeliverPolicy = js_DeliverByStartSequence;
-  so.Config.OptStartSeq = first_seq;
+  so.Config.OptStartSeq = std::max<uint64_t>(first_seq, 1);
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s =
-      js_SubscribeSync(&sub, conn.js(), subject.c_str(), nullptr, &so, &jerr);
+  const absl::Time deadline = absl::Now() + config.retry_for;
+  absl::Duration backoff = absl::Milliseconds(50);
+  natsStatus s;
+  // A stream just created, or between leaders, times out for a while.
+  while ((s = js_SubscribeSync(&sub, conn.js(), subject.c_str(), nullptr, &so,
+                               &jerr)) != NATS_OK &&
+         Retryable(s) && absl::Now() + backoff < deadline) {
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
   if (s != NATS_OK) {
     return NatsError(absl::StrCat("reading stream ", stream), s, jerr);
   }
   natsSubscription_SetPendingLimits(sub, 1 << 20, 1 << 30);
-  FrameAssembler assembler;
-  std::string frame;
+  return std::unique_ptr<StreamReader>(
+      new StreamReader(sub, stream, ManifestSubject(config.cluster),
+                       std::max<uint64_t>(first_seq, 1)));
+}
+
+StreamReader::~StreamReader() {
+  natsSubscription_Unsubscribe(sub_);
+  natsSubscription_Destroy(sub_);
+}
+
+absl::Status StreamReader::Next(
+    absl::Duration timeout,
+    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)> fn,
+    bool* got) {
+  *got = false;
+  natsMsg* msg = nullptr;
+  const natsStatus s = natsSubscription_NextMsg(&msg, sub_, Millis(timeout));
+  if (s == NATS_TIMEOUT) return absl::OkStatus();
+  if (s != NATS_OK) {
+    return NatsError(
+        absl::StrCat("reading stream ", stream_, " at message ", next_seq_), s);
+  }
+  jsMsgMetaData* meta = nullptr;
+  if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+    natsMsg_Destroy(msg);
+    return absl::OkStatus();  // Not a stream message.
+  }
+  const uint64_t seq = meta->Sequence.Stream;
+  jsMsgMetaData_Destroy(meta);
   absl::Status result;
-  uint64_t expected = first_seq;
-  bool started = false;
-  while (result.ok() && expected <= last_seq) {
-    natsMsg* msg = nullptr;
-    s = natsSubscription_NextMsg(
-        &msg, sub, Millis(std::max(config.ack_timeout, absl::Seconds(10))));
-    if (s != NATS_OK) {
-      result = NatsError(
-          absl::StrCat("reading stream ", stream, " at message ", expected), s);
-      break;
-    }
-    jsMsgMetaData* meta = nullptr;
-    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
-      natsMsg_Destroy(msg);
-      continue;  // Not a stream message (the library handles those).
-    }
-    const uint64_t seq = meta->Sequence.Stream;
-    jsMsgMetaData_Destroy(meta);
-    if (seq != expected) {
-      // An ordered consumer delivers every message once, in order.
-      result = absl::DataLossError(
-          absl::StrCat("stream ", stream, " delivered message ", seq, " where ",
-                       expected, " was due"));
-    } else if (manifests != natsMsg_GetSubject(msg)) {
+  if (seq != next_seq_) {
+    // An ordered consumer delivers every message once, in order: a jump
+    // means the messages between were purged.
+    result = absl::DataLossError(
+        absl::StrCat("stream ", stream_, " delivered message ", seq, " where ",
+                     next_seq_, " was due (purged)"));
+  } else {
+    *got = true;
+    if (manifests_ != natsMsg_GetSubject(msg)) {
       const absl::string_view piece(
           natsMsg_GetData(msg),
           static_cast<size_t>(natsMsg_GetDataLength(msg)));
       // Reading from the middle (after a snapshot): the rest of a frame
-      // that began before first_seq belongs to records the snapshot holds.
-      const bool skip = !started && first_seq > 1 &&
+      // that began before the first message read belongs to records the
+      // snapshot holds.
+      const bool skip = !started_ && first_seq_ > 1 &&
                         piece.size() >= kPieceHeaderBytes &&
                         (piece[4] & kFirstPiece) == 0;
       if (!skip) {
-        started = true;
+        started_ = true;
         bool complete = false;
-        result = assembler.Add(seq, piece, &complete, &frame);
-        if (result.ok() && complete) result = ForEachRecord(frame, fn);
+        result = assembler_.Add(seq, piece, &complete, &frame_);
+        if (result.ok() && complete) result = ForEachRecord(frame_, fn);
       }
-      ++expected;
-    } else {
-      ++expected;
     }
-    natsMsg_Destroy(msg);
+    if (result.ok()) {
+      ++next_seq_;
+      if (!assembler_.partial()) frame_end_ = seq;
+    }
   }
-  natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
+  natsMsg_Destroy(msg);
   return result;
+}
+
+absl::Status ReadStream(
+    Connection& conn, const Config& config, uint64_t first_seq,
+    uint64_t last_seq,
+    absl::FunctionRef<absl::Status(uint32_t, uint64_t, absl::string_view)> fn) {
+  if (last_seq < first_seq) return absl::OkStatus();
+  TASKWAL_ASSIGN_OR_RETURN(std::unique_ptr<StreamReader> reader,
+                           StreamReader::Open(conn, config, first_seq));
+  const absl::Duration timeout =
+      std::max(config.ack_timeout, absl::Seconds(10));
+  while (reader->next_seq() <= last_seq) {
+    bool got = false;
+    TASKWAL_RETURN_IF_ERROR(reader->Next(timeout, fn, &got));
+    if (!got) {
+      return absl::UnavailableError(absl::StrCat(
+          "stream ", StreamName(config.cluster), " sent nothing for ",
+          absl::FormatDuration(timeout), " at message ", reader->next_seq()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<JetStreamJournal>> JetStreamJournal::Open(

@@ -69,6 +69,10 @@ struct Config {
 Config MakeConfig(const JetStreamOptions& options);
 absl::Status ValidateJetStreamOptions(const JetStreamOptions& options);
 
+// A NATS status (natsStatus) worth retrying: a timeout, no responders (a
+// stream between leaders), a connection being re-established.
+bool Retryable(int status);
+
 // kInvalidArgument unless 1 to 32 of [A-Za-z0-9_-].
 absl::Status ValidateClusterName(absl::string_view cluster);
 std::string StreamName(absl::string_view cluster);
@@ -116,11 +120,56 @@ struct StreamState {
 absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
                                        uint32_t partitions);
 
-// Reads the stream's messages first_seq..last_seq in order with an ordered
-// consumer, puts frames together and calls fn for each record (manifests
-// are skipped; continuation pieces before the first frame begins too, when
-// first_seq > 1). kDataLoss: a damaged message or frame, or a message
-// missing (purged); fn's errors as they are.
+// Reads the journal stream in order from a sequence on, with an ordered
+// consumer: puts frames together and calls fn for each record (manifests
+// are skipped; so are continuation pieces before the first frame begins,
+// when reading from the middle). Not thread-safe.
+class StreamReader {
+ public:
+  static absl::StatusOr<std::unique_ptr<StreamReader>> Open(
+      Connection& conn, const Config& config, uint64_t first_seq);
+  ~StreamReader();
+  StreamReader(const StreamReader&) = delete;
+  StreamReader& operator=(const StreamReader&) = delete;
+
+  // Takes the next message if one comes within `timeout` (*got tells).
+  // kDataLoss: a damaged message or frame, or messages skipped (purged);
+  // kUnavailable: NATS failed; fn's errors as they are.
+  absl::Status Next(
+      absl::Duration timeout,
+      absl::FunctionRef<absl::Status(uint32_t partition, uint64_t lsn,
+                                     absl::string_view record)>
+          fn,
+      bool* got);
+
+  // The sequence of the next message to read.
+  uint64_t next_seq() const { return next_seq_; }
+  // The last message read after which no frame is open (0: none yet):
+  // reading again from frame_end() + 1 misses and repeats nothing.
+  uint64_t frame_end() const { return frame_end_; }
+
+ private:
+  StreamReader(__natsSubscription* sub, std::string stream,
+               std::string manifests, uint64_t first_seq)
+      : sub_(sub),
+        stream_(std::move(stream)),
+        manifests_(std::move(manifests)),
+        first_seq_(first_seq),
+        next_seq_(first_seq) {}
+
+  __natsSubscription* const sub_;
+  const std::string stream_;
+  const std::string manifests_;
+  const uint64_t first_seq_;
+  uint64_t next_seq_;
+  uint64_t frame_end_ = 0;
+  bool started_ = false;
+  FrameAssembler assembler_;
+  std::string frame_;
+};
+
+// Reads messages first_seq..last_seq with a StreamReader. kUnavailable
+// also when the stream sends nothing for a while.
 absl::Status ReadStream(
     Connection& conn, const Config& config, uint64_t first_seq,
     uint64_t last_seq,

@@ -18,6 +18,21 @@ namespace {
 
 constexpr size_t kChunkBytes = 256 << 10;
 
+// Calls f until it succeeds, fails for good, or `deadline` passes (a stream
+// just created or between leaders answers with timeouts for a while).
+template <typename F>
+natsStatus WithRetries(absl::Time deadline, F f) {
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    const natsStatus s = f();
+    if (s == NATS_OK || !Retryable(s) || absl::Now() + backoff > deadline) {
+      return s;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
 absl::Status NatsFailure(absl::string_view what, natsStatus s, jsErrCode jerr) {
   return absl::UnavailableError(absl::StrCat(
       what, ": ", natsStatus_GetText(s), jerr != 0 ? " (JetStream error " : "",
@@ -31,8 +46,9 @@ absl::StatusOr<SnapshotManifest> ReadManifest(Connection& conn,
   natsMsg* msg = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string stream = StreamName(config.cluster);
-  const natsStatus s =
-      js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
+  const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
+    return js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
+  });
   if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
     return absl::NotFoundError(absl::StrCat("manifest ", seq, " is gone"));
   }
@@ -62,8 +78,10 @@ absl::StatusOr<uint64_t> NewestManifest(Connection& conn,
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string stream = StreamName(config.cluster);
   const std::string subject = ManifestSubject(config.cluster);
-  const natsStatus s = js_GetLastMsg(&msg, conn.js(), stream.c_str(),
-                                     subject.c_str(), nullptr, &jerr);
+  const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
+    return js_GetLastMsg(&msg, conn.js(), stream.c_str(), subject.c_str(),
+                         nullptr, &jerr);
+  });
   if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return 0;
   if (s != NATS_OK) return NatsFailure("finding the newest snapshot", s, jerr);
   const uint64_t seq = natsMsg_GetSequence(msg);
@@ -87,8 +105,9 @@ absl::Status LoadParts(Connection& conn, const Config& config,
     for (uint64_t seq : part.chunk_seqs()) {
       natsMsg* msg = nullptr;
       jsErrCode jerr = static_cast<jsErrCode>(0);
-      const natsStatus s =
-          js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
+      const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
+        return js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
+      });
       if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
         return absl::DataLossError(absl::StrCat(
             "chunk ", seq, " of partition ", p, " is gone (",

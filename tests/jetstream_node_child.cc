@@ -1,7 +1,8 @@
-// A taskwal node for tests/jetstream_failover_test: waits for the cluster's
-// lease, opens the engine on JetStream and runs a load of submits, claims
-// and completions until it is killed, reporting each acknowledged call on
-// stdout, one write per line:
+// A taskwal node for tests/jetstream_failover_test: follows the cluster as a
+// hot standby until it holds the cluster's lease, then takes over (the
+// engine on JetStream, snapshots every 2,000 records) and runs a load of
+// submits, claims and completions until it is killed, reporting each
+// acknowledged call on stdout, one write per line:
 //   L <pid>           leads (the engine is open)
 //   S <key> <id>      Submit acknowledged
 //   R <key>           ClaimNext handed out this task (a run begins)
@@ -49,6 +50,18 @@ int main(int argc, char** argv) {
   js.servers = argv[1];
   js.cluster = argv[2];
   js.replicas = 3;
+  taskwal::EngineOptions options;
+  options.partitions = 4;
+  options.default_lease = absl::Seconds(2);
+  options.maintenance_interval = absl::Milliseconds(200);
+  options.snapshot_every_records = 2000;
+  // A hot standby until it leads.
+  auto standby = taskwal::JetStreamStandby::Start(options, js);
+  if (!standby.ok()) {
+    std::fprintf(stderr, "%s: standby: %s\n", name.c_str(),
+                 standby.status().ToString().c_str());
+    return 1;
+  }
   taskwal::JetStreamLease::Options lease_options;
   lease_options.ttl = absl::Milliseconds(ttl_ms);
   auto lease = taskwal::JetStreamLease::Acquire(js, name, lease_options);
@@ -57,11 +70,7 @@ int main(int argc, char** argv) {
                  lease.status().ToString().c_str());
     return 1;
   }
-  taskwal::EngineOptions options;
-  options.partitions = 4;
-  options.default_lease = absl::Seconds(2);
-  options.maintenance_interval = absl::Milliseconds(200);
-  auto engine = taskwal::OpenJetStreamEngine(options, js);
+  auto engine = (*standby)->Promote();
   if (!engine.ok()) {
     std::fprintf(stderr, "%s: open: %s\n", name.c_str(),
                  engine.status().ToString().c_str());

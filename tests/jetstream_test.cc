@@ -324,6 +324,46 @@ TEST_P(JetStreamTest, ADeposedWriterCannotCommitASnapshot) {
   EXPECT_EQ(test_util::Dump(engine.get()), want);
 }
 
+TEST_P(JetStreamTest, AStandbyFollowsAndTakesOverWhereItIs) {
+  const JetStreamOptions js = Options("standby");
+  EngineOptions options = Engine();
+  options.snapshot_every_records = 0;
+  std::unique_ptr<taskwal::Engine> leader = MustOpen(options, js);
+  ASSERT_NE(leader, nullptr);
+  Work(*leader, "a", 100);
+  absl::StatusOr<std::unique_ptr<JetStreamStandby>> standby =
+      JetStreamStandby::Start(options, js);
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  // It follows what comes after it started, a snapshot included.
+  Work(*leader, "b", 100);
+  ASSERT_THAT(leader->Snapshot(), IsOk());
+  Work(*leader, "c", 100);
+  const std::string stream = engine::jetstream::StreamName(js.cluster);
+  const uint64_t end = Facts(js, stream).last_seq;
+  const absl::Time deadline = absl::Now() + kBound;
+  while ((*standby)->position() < end && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE((*standby)->position(), end);
+  Work(*leader, "d", 10);  // Not yet read when it takes over.
+  const std::string want = test_util::Dump(leader.get());
+  absl::StatusOr<std::unique_ptr<taskwal::Engine>> promoted =
+      (*standby)->Promote();
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  EXPECT_EQ(test_util::Dump(promoted->get()), want);
+  // The old leader is fenced out; the new one writes.
+  EXPECT_FALSE(leader->Submit(Spec("late")).ok());
+  ASSERT_TRUE((*promoted)->Submit(Spec("new")).ok());
+  EXPECT_THAT((*standby)->Promote().status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  leader.reset();
+  const std::string after = test_util::Dump(promoted->get());
+  ASSERT_THAT((*promoted)->Close(), IsOk());
+  std::unique_ptr<taskwal::Engine> reopened = MustOpen(options, js);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(test_util::Dump(reopened.get()), after);
+}
+
 // The server leading the stream dies under load: the engine rides out the
 // election, and nothing it acknowledged is lost.
 TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
