@@ -1,9 +1,13 @@
 #include "daemon/http_api.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <set>
 #include <string>
@@ -811,12 +815,30 @@ absl::StatusOr<int> HttpApi::Start(const std::string& host, int port) {
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
         SetError(res, absl::InternalError("the handler threw an exception"));
       });
+  // httplib's default socket options set SO_REUSEPORT, which lets a second
+  // server (of the same user) bind the same port and take half of its
+  // connections: only SO_REUSEADDR here (a restart need not wait out
+  // TIME_WAIT), so a port in use is an error.
+  std::atomic<int> listen_fd{-1};
+  s.set_socket_options([&listen_fd](socket_t sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd.store(sock);
+  });
   RegisterRoutes();
   const int bound = port == 0 ? s.bind_to_any_port(host)
                               : (s.bind_to_port(host, port) ? port : -1);
   if (bound < 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", host, ":", port));
+  }
+  // httplib listens with a backlog of 5 (compiled into Debian's library):
+  // a burst of new clients overflows it, and a client whose connection was
+  // dropped that way sees its first request fail. Linux takes a second
+  // listen() on a listening socket as a new backlog.
+  if (::listen(listen_fd.load(), SOMAXCONN) != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot raise the listen backlog: ", std::strerror(errno)));
   }
   thread_ = std::thread([this] {
     server_->listen_after_bind();

@@ -180,6 +180,16 @@ TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
   EXPECT_TRUE(ConstantTimeEquals("", ""));
 }
 
+TEST_F(HttpApiTest, APortInUseIsRefused) {
+  StartServer();
+  HttpApi second(engine_.get(), {});
+  absl::StatusOr<int> port = second.Start("127.0.0.1", port_);
+  EXPECT_EQ(port.status().code(), absl::StatusCode::kUnavailable)
+      << port.status();
+  // The first server still answers every request.
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(Call("GET", "/healthz").status, 200);
+}
+
 TEST_F(HttpApiTest, HealthReadyAndMetrics) {
   StartServer();
   HttpResult r = Call("GET", "/healthz");
