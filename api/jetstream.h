@@ -107,6 +107,49 @@ class JetStreamStandby {
   virtual absl::StatusOr<std::unique_ptr<Engine>> Promote() = 0;
 };
 
+// The same API from any process: the process that leads a cluster serves
+// its engine over NATS request/reply (subjects taskwal.<cluster>.rpc.<call>,
+// protobuf messages of wire/engine.proto), and ConnectJetStreamEngine
+// returns an Engine whose calls go there. Thread-safe.
+class JetStreamServer {
+ public:
+  struct Options {
+    int threads = 32;  // Calls run at once; a waiting ClaimNext holds one.
+    // The longest a ClaimNext waits, whatever the caller asks.
+    absl::Duration max_claim_wait = absl::Seconds(30);
+    // Calls received and not yet running, at most; more are answered
+    // kResourceExhausted.
+    int max_queued = 10000;
+  };
+
+  // Serves `engine` (which must outlive the server) to the cluster's
+  // clients. Start it once the engine is open on the cluster's stream;
+  // stop it when the lease is lost. kUnavailable: NATS is unreachable.
+  static absl::StatusOr<std::unique_ptr<JetStreamServer>> Start(
+      Engine* engine, const JetStreamOptions& jetstream,
+      const Options& options);
+
+  // Stops.
+  virtual ~JetStreamServer() = default;
+
+  // Takes no more calls and waits for those running (close the engine
+  // first to end waiting ClaimNext calls at once).
+  virtual void Stop() = 0;
+};
+
+// An Engine in this process whose calls run on the cluster's leader,
+// whichever process that is. While no process leads (a failover), a call
+// waits and tries again for jetstream.retry_for; a call whose server
+// stopped leading is sent again. A call that may already have run when its
+// answer was lost (a timeout) is sent again only if repeating it is
+// harmless (Submit, SubmitBatch, Complete, Heartbeat, reads, Pause, ...);
+// otherwise (Claim, ClaimNext, Fail, Retry, Cancel, Delete, the bulk calls)
+// it returns kDeadlineExceeded, and the call may or may not have run.
+// Close closes only the client. kInvalidArgument: bad options;
+// kUnavailable: NATS is unreachable.
+absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
+    const JetStreamOptions& jetstream);
+
 // Leadership of a cluster: a key in a JetStream key-value bucket whose
 // entries expire after `ttl`, created by the leader (kvStore_Create, which
 // only one caller wins) and renewed every ttl / 3. Thread-safe.

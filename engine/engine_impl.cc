@@ -337,10 +337,16 @@ absl::Status EngineImpl::CheckJournal() const {
 absl::Status EngineImpl::SetSticky(const absl::Status& s) const {
   absl::MutexLock l(&sticky_mu_);
   if (sticky_error_.ok()) {
-    sticky_error_ = absl::InternalError(
+    absl::Status sticky = absl::InternalError(
         absl::StrCat("the engine takes no more writes (a storage error is "
                      "sticky; Close and reopen): ",
-                     s.ToString()));
+                     s.ToString(absl::StatusToStringMode::kWithNoExtraData)));
+    // Kept, so that callers can tell why (kNotLeaderPayload).
+    s.ForEachPayload(
+        [&sticky](absl::string_view url, const absl::Cord& payload) {
+          sticky.SetPayload(url, payload);
+        });
+    sticky_error_ = std::move(sticky);
     failed_.store(true, std::memory_order_release);
   }
   return sticky_error_;

@@ -728,9 +728,11 @@ absl::Status JetStreamJournal::Resync() {
       const bool ours = WriterOf(*msg) == writer_;
       natsMsg_Destroy(*msg);
       if (!ours || last > highest) {
-        return absl::AbortedError(absl::StrCat(
+        absl::Status deposed = absl::AbortedError(absl::StrCat(
             "another writer appended to stream ", stream_, " (message ", last,
             "): this engine no longer leads the cluster's journal"));
+        deposed.SetPayload(kNotLeaderPayload, absl::Cord(stream_));
+        return deposed;
       }
     }
     absl::MutexLock lock(&mu_);
@@ -956,8 +958,10 @@ uint64_t JetStreamJournal::resends() const {
 
 void JetStreamJournal::Depose(absl::string_view why) {
   absl::MutexLock lock(&mu_);
-  FailLocked(absl::AbortedError(
-      absl::StrCat("this engine no longer leads the cluster: ", why)));
+  absl::Status deposed = absl::AbortedError(
+      absl::StrCat("this engine no longer leads the cluster: ", why));
+  deposed.SetPayload(kNotLeaderPayload, absl::Cord(stream_));
+  FailLocked(std::move(deposed));
 }
 
 absl::Status JetStreamJournal::Close() {

@@ -17,6 +17,12 @@ namespace taskwal::engine {
 
 using wal::PartitionLsn;
 
+// The payload (absl::Status::SetPayload) of a journal error meaning another
+// process now writes the journal: this one no longer leads its cluster
+// (engine/jetstream_journal.h). The engine's sticky error keeps it, so a
+// server can tell its callers to go elsewhere.
+inline constexpr char kNotLeaderPayload[] = "taskwal.engine/not-leader";
+
 // Log counters for Stats(); zero for a journal that writes nothing.
 struct JournalStats {
   uint64_t fsyncs = 0;

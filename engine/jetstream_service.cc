@@ -1,0 +1,285 @@
+// JetStreamServer and ConnectJetStreamEngine (api/jetstream.h): the
+// transport-independent service of wire/service.h over NATS
+// request/reply.
+
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/jetstream_journal.h"
+#include "taskwal/jetstream.h"
+#include "wal/status_macros.h"
+#include "wire/engine.pb.h"
+#include "wire/service.h"
+
+namespace taskwal {
+namespace engine::jetstream {
+namespace {
+
+std::string RpcPrefix(absl::string_view cluster) {
+  return absl::StrCat("taskwal.", cluster, ".rpc.");
+}
+
+std::string Answer(const absl::Status& status) {
+  wire::Reply reply;
+  reply.set_code(absl::StatusCodeToString(status.code()));
+  reply.set_message(std::string(status.message()));
+  return reply.SerializeAsString();
+}
+
+class NatsServer final : public JetStreamServer {
+ public:
+  NatsServer(Engine* engine, std::unique_ptr<Connection> conn,
+             std::string prefix, const Options& options)
+      : engine_(engine),
+        conn_(std::move(conn)),
+        prefix_(std::move(prefix)),
+        options_(options) {
+    serve_options_.max_claim_wait = options.max_claim_wait;
+  }
+
+  ~NatsServer() override { Stop(); }
+
+  absl::Status Start() {
+    for (int i = 0; i < options_.threads; ++i) {
+      workers_.emplace_back([this] { Work(); });
+    }
+    const std::string subject = absl::StrCat(prefix_, "*");
+    // One queue group: each call goes to one server of the cluster.
+    const natsStatus s = natsConnection_QueueSubscribe(
+        &sub_, conn_->nc(), subject.c_str(), "taskwal", &OnMessage, this);
+    if (s != NATS_OK) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot subscribe to ", subject, ": ", natsStatus_GetText(s)));
+    }
+    natsSubscription_SetPendingLimits(sub_, -1, -1);
+    return absl::OkStatus();
+  }
+
+  void Stop() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    if (sub_ != nullptr) {
+      natsSubscription_Unsubscribe(sub_);
+      natsSubscription_Destroy(sub_);
+      sub_ = nullptr;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+    // Calls still queued are not run: their callers time out and retry.
+    absl::MutexLock lock(&mu_);
+    for (natsMsg* msg : queue_) natsMsg_Destroy(msg);
+    queue_.clear();
+  }
+
+ private:
+  static void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg,
+                        void* closure) {
+    static_cast<NatsServer*>(closure)->Enqueue(msg);
+  }
+
+  void Enqueue(natsMsg* msg) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stop_ && queue_.size() < static_cast<size_t>(options_.max_queued)) {
+        queue_.push_back(msg);
+        return;
+      }
+    }
+    Respond(msg, Answer(absl::ResourceExhaustedError(
+                     "the server has too many calls waiting; try again")));
+    natsMsg_Destroy(msg);
+  }
+
+  void Work() {
+    while (true) {
+      natsMsg* msg = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || !queue_.empty();
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        msg = queue_.front();
+        queue_.pop_front();
+      }
+      absl::string_view subject = natsMsg_GetSubject(msg);
+      subject.remove_prefix(std::min(subject.size(), prefix_.size()));
+      const std::string answer = wire::ServeCall(
+          *engine_, subject,
+          absl::string_view(natsMsg_GetData(msg),
+                            static_cast<size_t>(natsMsg_GetDataLength(msg))),
+          serve_options_);
+      Respond(msg, answer);
+      natsMsg_Destroy(msg);
+    }
+  }
+
+  void Respond(natsMsg* msg, const std::string& answer) {
+    const char* reply = natsMsg_GetReply(msg);
+    if (reply == nullptr || *reply == '\0') return;  // Nobody asks.
+    const int64_t max_payload = natsConnection_GetMaxPayload(conn_->nc());
+    if (static_cast<int64_t>(answer.size()) > max_payload) {
+      // It would never arrive; say so instead.
+      const std::string refusal =
+          Answer(absl::ResourceExhaustedError(absl::StrCat(
+              "the answer of ", answer.size(),
+              " bytes exceeds the NATS servers' max_payload (", max_payload,
+              " bytes): ask for less (a smaller List "
+              "limit) or raise max_payload")));
+      natsConnection_Publish(conn_->nc(), reply, refusal.data(),
+                             static_cast<int>(refusal.size()));
+      return;
+    }
+    natsConnection_Publish(conn_->nc(), reply, answer.data(),
+                           static_cast<int>(answer.size()));
+  }
+
+  Engine* const engine_;
+  const std::unique_ptr<Connection> conn_;
+  const std::string prefix_;
+  const Options options_;
+  wire::ServeOptions serve_options_;
+  natsSubscription* sub_ = nullptr;
+  std::vector<std::thread> workers_;
+  absl::Mutex mu_;
+  std::deque<natsMsg*> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class NatsTransport final : public wire::Transport {
+ public:
+  NatsTransport(std::unique_ptr<Connection> conn, std::string prefix,
+                absl::Duration retry_for)
+      : conn_(std::move(conn)),
+        prefix_(std::move(prefix)),
+        retry_for_(retry_for) {}
+
+  absl::StatusOr<std::string> Call(absl::string_view method,
+                                   const std::string& request,
+                                   absl::Duration timeout,
+                                   bool idempotent) override {
+    const std::string subject = absl::StrCat(prefix_, method);
+    const absl::Time deadline = absl::Now() + retry_for_;
+    absl::Duration backoff = absl::Milliseconds(20);
+    std::string last_problem;
+    while (true) {
+      natsMsg* reply = nullptr;
+      const natsStatus s = natsConnection_Request(
+          &reply, conn_->nc(), subject.c_str(), request.data(),
+          static_cast<int>(request.size()),
+          std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout)));
+      bool retry = false;
+      if (s == NATS_OK) {
+        std::string bytes(natsMsg_GetData(reply),
+                          static_cast<size_t>(natsMsg_GetDataLength(reply)));
+        natsMsg_Destroy(reply);
+        wire::Reply parsed;
+        if (parsed.ParseFromString(bytes) && parsed.not_leader() &&
+            idempotent) {
+          // Its engine was deposed: another server leads, or soon will.
+          retry = true;
+          last_problem = parsed.message();
+        } else {
+          return bytes;
+        }
+      } else if (s == NATS_MAX_PAYLOAD) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            method, ": the request of ", request.size(),
+            " bytes exceeds the NATS servers' max_payload (",
+            natsConnection_GetMaxPayload(conn_->nc()),
+            " bytes; raise it in their configuration for larger payloads)"));
+      } else if (s == NATS_NO_RESPONDERS) {
+        // No server took it: it did not run. (Between leaders.)
+        retry = true;
+        last_problem = "no server leads the cluster";
+      } else if (s == NATS_TIMEOUT || Retryable(s)) {
+        if (!idempotent) {
+          return absl::DeadlineExceededError(absl::StrCat(
+              method, ": no answer within ", absl::FormatDuration(timeout),
+              " (", natsStatus_GetText(s),
+              "); the call may or may not have run"));
+        }
+        retry = true;
+        last_problem = natsStatus_GetText(s);
+      } else {
+        return absl::UnavailableError(absl::StrCat(
+            method, ": NATS request failed: ", natsStatus_GetText(s)));
+      }
+      if (!retry || absl::Now() + backoff > deadline) {
+        return absl::UnavailableError(absl::StrCat(
+            method, ": no server answered within ",
+            absl::FormatDuration(retry_for_), " (", last_problem, ")"));
+      }
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Milliseconds(500));
+    }
+  }
+
+ private:
+  const std::unique_ptr<Connection> conn_;
+  const std::string prefix_;
+  const absl::Duration retry_for_;
+};
+
+}  // namespace
+}  // namespace engine::jetstream
+
+absl::StatusOr<std::unique_ptr<JetStreamServer>> JetStreamServer::Start(
+    Engine* engine, const JetStreamOptions& jetstream, const Options& options) {
+  namespace js = engine::jetstream;
+  TASKWAL_RETURN_IF_ERROR(js::ValidateJetStreamOptions(jetstream));
+  if (engine == nullptr || options.threads < 1 || options.threads > 4096 ||
+      options.max_queued < 1 || options.max_claim_wait < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "JetStreamServer needs an engine, 1 to 4096 threads, max_queued of at "
+        "least 1 and a max_claim_wait not negative");
+  }
+  const js::Config config = js::MakeConfig(jetstream);
+  TASKWAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<js::Connection> conn,
+      js::Connection::Connect(config,
+                              absl::StrCat("taskwal server ", config.cluster)));
+  auto server = std::make_unique<js::NatsServer>(
+      engine, std::move(conn), js::RpcPrefix(config.cluster), options);
+  TASKWAL_RETURN_IF_ERROR(server->Start());
+  return std::unique_ptr<JetStreamServer>(std::move(server));
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
+    const JetStreamOptions& jetstream) {
+  namespace js = engine::jetstream;
+  TASKWAL_RETURN_IF_ERROR(js::ValidateJetStreamOptions(jetstream));
+  const js::Config config = js::MakeConfig(jetstream);
+  TASKWAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<js::Connection> conn,
+      js::Connection::Connect(config,
+                              absl::StrCat("taskwal client ", config.cluster)));
+  wire::RemoteOptions options;
+  options.call_timeout = jetstream.ack_timeout * 2;
+  return wire::NewRemoteEngine(
+      std::make_unique<js::NatsTransport>(
+          std::move(conn), js::RpcPrefix(config.cluster), jetstream.retry_for),
+      options);
+}
+
+}  // namespace taskwal

@@ -1,0 +1,605 @@
+#include "wire/service.h"
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "engine/journal.h"
+#include "wire/convert.h"
+#include "wire/engine.pb.h"
+
+namespace taskwal::wire {
+namespace {
+
+using google::protobuf::Message;
+
+std::string OkBody() {
+  OkResponse ok;
+  ok.set_status("ok");
+  return ok.SerializeAsString();
+}
+
+// A handler parses its request from the bytes and returns the response's
+// serialized bytes.
+using Handler = std::function<absl::StatusOr<std::string>(
+    Engine&, absl::string_view, const ServeOptions&)>;
+
+template <typename Request>
+absl::StatusOr<Request> Parse(absl::string_view bytes) {
+  Request request;
+  if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request is not a ", Request::descriptor()->name(), " message"));
+  }
+  return request;
+}
+
+// Request type R; fn(engine, request) returns StatusOr<Message> or Status.
+template <typename R, typename F>
+Handler Make(F fn) {
+  return [fn](Engine& engine, absl::string_view bytes,
+              const ServeOptions& options) -> absl::StatusOr<std::string> {
+    absl::StatusOr<R> request = Parse<R>(bytes);
+    if (!request.ok()) return request.status();
+    return fn(engine, *request, options);
+  };
+}
+
+absl::StatusOr<std::string> Body(const absl::Status& s) {
+  if (!s.ok()) return s;
+  return OkBody();
+}
+
+template <typename T>
+absl::StatusOr<std::string> Body(const absl::StatusOr<T>& r) {
+  if (!r.ok()) return r.status();
+  return ToWire(*r).SerializeAsString();
+}
+
+absl::StatusOr<std::string> MessageBody(const absl::StatusOr<Task>& r) {
+  if (!r.ok()) return r.status();
+  return r->SerializeAsString();
+}
+
+absl::StatusOr<std::string> MessageBody(const absl::StatusOr<Schedule>& r) {
+  if (!r.ok()) return r.status();
+  return r->SerializeAsString();
+}
+
+const absl::flat_hash_map<std::string, Handler>& Handlers() {
+  static const auto* handlers = new absl::flat_hash_map<std::string, Handler>{
+      {"Submit",
+       Make<TaskSpec>([](Engine& e, const TaskSpec& r,
+                         const ServeOptions&) -> absl::StatusOr<std::string> {
+         absl::StatusOr<SubmitResult> result = e.Submit(FromWire(r));
+         if (!result.ok()) return result.status();
+         SubmitResponse m;
+         m.set_task_id(result->task_id);
+         m.set_deduplicated(result->deduplicated);
+         return m.SerializeAsString();
+       })},
+      {"SubmitBatch",
+       Make<SubmitBatchRequest>(
+           [](Engine& e, const SubmitBatchRequest& r,
+              const ServeOptions&) -> absl::StatusOr<std::string> {
+             std::vector<taskwal::TaskSpec> specs;
+             for (const TaskSpec& spec : r.tasks())
+               specs.push_back(FromWire(spec));
+             absl::StatusOr<std::vector<SubmitResult>> results =
+                 e.SubmitBatch(specs);
+             if (!results.ok()) return results.status();
+             SubmitBatchResponse m;
+             for (const SubmitResult& result : *results) {
+               SubmitResponse* one = m.add_results();
+               one->set_task_id(result.task_id);
+               one->set_deduplicated(result.deduplicated);
+             }
+             return m.SerializeAsString();
+           })},
+      {"Claim", Make<ClaimByIdRequest>([](Engine& e, const ClaimByIdRequest& r,
+                                          const ServeOptions&) {
+         return Body(e.Claim(r.task_id(), r.worker_id(),
+                             absl::Microseconds(r.lease_micros())));
+       })},
+      {"ClaimNext",
+       Make<ClaimNextRequest>([](Engine& e, const ClaimNextRequest& r,
+                                 const ServeOptions& options) {
+         ClaimNextOptions o;
+         o.type = r.type();
+         o.lease = absl::Microseconds(r.lease_micros());
+         o.wait = std::min(absl::Microseconds(r.wait_micros()),
+                           options.max_claim_wait);
+         return Body(e.ClaimNext(r.worker_id(), o));
+       })},
+      {"NextDueTime",
+       Make<NextDueRequest>(
+           [](Engine& e, const NextDueRequest& r,
+              const ServeOptions&) -> absl::StatusOr<std::string> {
+             absl::StatusOr<std::optional<absl::Time>> due =
+                 e.NextDueTime(r.type());
+             if (!due.ok()) return due.status();
+             NextDueResponse m;
+             m.set_due(due->has_value());
+             if (due->has_value()) m.set_due_micros(absl::ToUnixMicros(**due));
+             return m.SerializeAsString();
+           })},
+      {"Complete", Make<CompleteRequest>([](Engine& e, const CompleteRequest& r,
+                                            const ServeOptions&) {
+         return Body(e.Complete(FromWire(r.claim()), r.result()));
+       })},
+      {"Fail", Make<FailRequest>([](Engine& e, const FailRequest& r,
+                                    const ServeOptions&) {
+         FailOptions o;
+         if (r.has_retry_after_micros()) {
+           o.retry_after = absl::Microseconds(r.retry_after_micros());
+         }
+         o.permanent = r.permanent();
+         return Body(e.Fail(FromWire(r.claim()), r.error(), o));
+       })},
+      {"Heartbeat", Make<HeartbeatRequest>(
+                        [](Engine& e, const HeartbeatRequest& r,
+                           const ServeOptions&) -> absl::StatusOr<std::string> {
+                          absl::StatusOr<absl::Time> deadline = e.Heartbeat(
+                              FromWire(r.claim()),
+                              absl::Microseconds(r.extension_micros()));
+                          if (!deadline.ok()) return deadline.status();
+                          HeartbeatResponse m;
+                          m.set_lease_deadline_micros(ToMicros(*deadline));
+                          return m.SerializeAsString();
+                        })},
+      {"Retry", Make<TaskIdRequest>(
+                    [](Engine& e, const TaskIdRequest& r, const ServeOptions&) {
+                      return Body(e.Retry(r.task_id()));
+                    })},
+      {"Cancel", Make<TaskIdRequest>([](Engine& e, const TaskIdRequest& r,
+                                        const ServeOptions&) {
+         return Body(e.Cancel(r.task_id()));
+       })},
+      {"Delete", Make<TaskIdRequest>([](Engine& e, const TaskIdRequest& r,
+                                        const ServeOptions&) {
+         return Body(e.Delete(r.task_id()));
+       })},
+      {"RetryMatching", Make<BulkRequest>([](Engine& e, const BulkRequest& r,
+                                             const ServeOptions&) {
+         return Body(e.RetryMatching(FromWire(r)));
+       })},
+      {"CancelMatching", Make<BulkRequest>([](Engine& e, const BulkRequest& r,
+                                              const ServeOptions&) {
+         return Body(e.CancelMatching(FromWire(r)));
+       })},
+      {"DeleteMatching", Make<BulkRequest>([](Engine& e, const BulkRequest& r,
+                                              const ServeOptions&) {
+         return Body(e.DeleteMatching(FromWire(r)));
+       })},
+      {"PutSchedule",
+       Make<PutScheduleRequest>(
+           [](Engine& e, const PutScheduleRequest& r, const ServeOptions&) {
+             taskwal::ScheduleSpec spec = FromWire(r.spec());
+             spec.name = r.name();
+             return MessageBody(e.PutSchedule(spec));
+           })},
+      {"GetSchedule", Make<NameRequest>([](Engine& e, const NameRequest& r,
+                                           const ServeOptions&) {
+         return MessageBody(e.GetSchedule(r.name()));
+       })},
+      {"DeleteSchedule", Make<NameRequest>([](Engine& e, const NameRequest& r,
+                                              const ServeOptions&) {
+         return Body(e.DeleteSchedule(r.name()));
+       })},
+      {"ListSchedules",
+       Make<EmptyRequest>(
+           [](Engine& e, const EmptyRequest&,
+              const ServeOptions&) -> absl::StatusOr<std::string> {
+             absl::StatusOr<std::vector<Schedule>> list = e.ListSchedules();
+             if (!list.ok()) return list.status();
+             ListSchedulesResponse m;
+             for (const Schedule& s : *list) *m.add_schedules() = s;
+             return m.SerializeAsString();
+           })},
+      {"Pause", Make<PauseRequest>(
+                    [](Engine& e, const PauseRequest& r, const ServeOptions&) {
+                      return Body(e.Pause(r.type()));
+                    })},
+      {"Resume", Make<PauseRequest>(
+                     [](Engine& e, const PauseRequest& r, const ServeOptions&) {
+                       return Body(e.Resume(r.type()));
+                     })},
+      {"PausedTypes",
+       Make<EmptyRequest>(
+           [](Engine& e, const EmptyRequest&,
+              const ServeOptions&) -> absl::StatusOr<std::string> {
+             absl::StatusOr<std::vector<std::string>> types = e.PausedTypes();
+             if (!types.ok()) return types.status();
+             PausedTypesResponse m;
+             for (const std::string& t : *types) m.add_types(t);
+             return m.SerializeAsString();
+           })},
+      {"Get", Make<TaskIdRequest>(
+                  [](Engine& e, const TaskIdRequest& r, const ServeOptions&) {
+                    return MessageBody(e.Get(r.task_id()));
+                  })},
+      {"GetByIdempotencyKey",
+       Make<KeyRequest>(
+           [](Engine& e, const KeyRequest& r, const ServeOptions&) {
+             return MessageBody(e.GetByIdempotencyKey(r.key()));
+           })},
+      {"List", Make<ListRequest>(
+                   [](Engine& e, const ListRequest& r, const ServeOptions&) {
+                     return Body(e.List(FromWire(r)));
+                   })},
+      {"History", Make<TaskIdRequest>(
+                      [](Engine& e, const TaskIdRequest& r,
+                         const ServeOptions&) -> absl::StatusOr<std::string> {
+                        absl::StatusOr<std::vector<HistoryEntry>> history =
+                            e.History(r.task_id());
+                        if (!history.ok()) return history.status();
+                        HistoryResponse m;
+                        for (const HistoryEntry& h : *history)
+                          *m.add_entries() = h;
+                        return m.SerializeAsString();
+                      })},
+      {"Stats",
+       Make<EmptyRequest>([](Engine& e, const EmptyRequest&,
+                             const ServeOptions&) { return Body(e.Stats()); })},
+      {"Snapshot", Make<EmptyRequest>(
+                       [](Engine& e, const EmptyRequest&, const ServeOptions&) {
+                         return Body(e.Snapshot());
+                       })},
+      {"RunMaintenance", Make<EmptyRequest>([](Engine& e, const EmptyRequest&,
+                                               const ServeOptions&) {
+         return Body(e.RunMaintenance());
+       })},
+      {"Health", Make<EmptyRequest>(
+                     [](Engine& e, const EmptyRequest&, const ServeOptions&) {
+                       return Body(e.Health());
+                     })},
+      {"Recovery", Make<EmptyRequest>(
+                       [](Engine& e, const EmptyRequest&,
+                          const ServeOptions&) -> absl::StatusOr<std::string> {
+                         return ToWire(e.Recovery()).SerializeAsString();
+                       })},
+  };
+  return *handlers;
+}
+
+// The client side.
+class RemoteEngine final : public Engine {
+ public:
+  RemoteEngine(std::unique_ptr<Transport> transport,
+               const RemoteOptions& options)
+      : transport_(std::move(transport)), options_(options) {}
+
+  absl::Status Close() override {
+    closed_.store(true, std::memory_order_release);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<SubmitResult> Submit(const taskwal::TaskSpec& spec) override {
+    SubmitResponse m;
+    absl::Status s = Call("Submit", ToWire(spec), &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return SubmitResult{m.task_id(), m.deduplicated()};
+  }
+
+  absl::StatusOr<std::vector<SubmitResult>> SubmitBatch(
+      absl::Span<const taskwal::TaskSpec> specs) override {
+    SubmitBatchRequest request;
+    for (const taskwal::TaskSpec& spec : specs) {
+      *request.add_tasks() = ToWire(spec);
+    }
+    SubmitBatchResponse m;
+    absl::Status s = Call("SubmitBatch", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    std::vector<SubmitResult> results;
+    for (const SubmitResponse& r : m.results()) {
+      results.push_back(SubmitResult{r.task_id(), r.deduplicated()});
+    }
+    return results;
+  }
+
+  absl::StatusOr<ClaimedTask> Claim(uint64_t task_id,
+                                    absl::string_view worker_id,
+                                    absl::Duration lease) override {
+    ClaimByIdRequest request;
+    request.set_task_id(task_id);
+    request.set_worker_id(std::string(worker_id));
+    request.set_lease_micros(absl::ToInt64Microseconds(lease));
+    ClaimResponse m;
+    absl::Status s = Call("Claim", request, &m, /*idempotent=*/false);
+    if (!s.ok()) return s;
+    return FromWire(m);
+  }
+
+  absl::StatusOr<ClaimedTask> ClaimNext(
+      absl::string_view worker_id, const ClaimNextOptions& options) override {
+    ClaimNextRequest request;
+    request.set_worker_id(std::string(worker_id));
+    request.set_type(options.type);
+    request.set_lease_micros(absl::ToInt64Microseconds(options.lease));
+    request.set_wait_micros(absl::ToInt64Microseconds(options.wait));
+    ClaimResponse m;
+    absl::Status s =
+        Call("ClaimNext", request, &m, /*idempotent=*/false, options.wait);
+    if (!s.ok()) return s;
+    return FromWire(m);
+  }
+
+  absl::StatusOr<std::optional<absl::Time>> NextDueTime(
+      absl::string_view type) override {
+    NextDueRequest request;
+    request.set_type(std::string(type));
+    NextDueResponse m;
+    absl::Status s = Call("NextDueTime", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    if (!m.due()) return std::optional<absl::Time>();
+    return std::optional<absl::Time>(absl::FromUnixMicros(m.due_micros()));
+  }
+
+  absl::Status Complete(const ClaimRef& claim,
+                        absl::string_view result) override {
+    CompleteRequest request;
+    *request.mutable_claim() = ToWire(claim);
+    request.set_result(std::string(result));
+    OkResponse m;
+    // Completing twice with the same claim is OK: safe to repeat.
+    return Call("Complete", request, &m, /*idempotent=*/true);
+  }
+
+  absl::Status Fail(const ClaimRef& claim, absl::string_view error) override {
+    return Fail(claim, error, FailOptions());
+  }
+
+  absl::Status Fail(const ClaimRef& claim, absl::string_view error,
+                    const FailOptions& options) override {
+    FailRequest request;
+    *request.mutable_claim() = ToWire(claim);
+    request.set_error(std::string(error));
+    if (options.retry_after.has_value()) {
+      request.set_retry_after_micros(
+          absl::ToInt64Microseconds(*options.retry_after));
+    }
+    request.set_permanent(options.permanent);
+    OkResponse m;
+    return Call("Fail", request, &m, /*idempotent=*/false);
+  }
+
+  absl::StatusOr<absl::Time> Heartbeat(const ClaimRef& claim,
+                                       absl::Duration extension) override {
+    HeartbeatRequest request;
+    *request.mutable_claim() = ToWire(claim);
+    request.set_extension_micros(absl::ToInt64Microseconds(extension));
+    HeartbeatResponse m;
+    absl::Status s = Call("Heartbeat", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return absl::FromUnixMicros(m.lease_deadline_micros());
+  }
+
+  absl::Status Retry(uint64_t task_id) override {
+    return TaskCall("Retry", task_id);
+  }
+  absl::Status Cancel(uint64_t task_id) override {
+    return TaskCall("Cancel", task_id);
+  }
+  absl::Status Delete(uint64_t task_id) override {
+    return TaskCall("Delete", task_id);
+  }
+
+  absl::StatusOr<BulkResult> RetryMatching(const BulkFilter& filter) override {
+    return BulkCall("RetryMatching", filter);
+  }
+  absl::StatusOr<BulkResult> CancelMatching(const BulkFilter& filter) override {
+    return BulkCall("CancelMatching", filter);
+  }
+  absl::StatusOr<BulkResult> DeleteMatching(const BulkFilter& filter) override {
+    return BulkCall("DeleteMatching", filter);
+  }
+
+  absl::StatusOr<Schedule> PutSchedule(
+      const taskwal::ScheduleSpec& spec) override {
+    PutScheduleRequest request;
+    request.set_name(spec.name);
+    *request.mutable_spec() = ToWire(spec);
+    Schedule m;
+    absl::Status s = Call("PutSchedule", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return m;
+  }
+
+  absl::Status DeleteSchedule(absl::string_view name) override {
+    NameRequest request;
+    request.set_name(std::string(name));
+    OkResponse m;
+    return Call("DeleteSchedule", request, &m, /*idempotent=*/false);
+  }
+
+  absl::StatusOr<Schedule> GetSchedule(absl::string_view name) override {
+    NameRequest request;
+    request.set_name(std::string(name));
+    Schedule m;
+    absl::Status s = Call("GetSchedule", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return m;
+  }
+
+  absl::StatusOr<std::vector<Schedule>> ListSchedules() override {
+    ListSchedulesResponse m;
+    absl::Status s =
+        Call("ListSchedules", EmptyRequest(), &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return std::vector<Schedule>(m.schedules().begin(), m.schedules().end());
+  }
+
+  absl::Status Pause(absl::string_view type) override {
+    PauseRequest request;
+    request.set_type(std::string(type));
+    OkResponse m;
+    return Call("Pause", request, &m, /*idempotent=*/true);
+  }
+
+  absl::Status Resume(absl::string_view type) override {
+    PauseRequest request;
+    request.set_type(std::string(type));
+    OkResponse m;
+    return Call("Resume", request, &m, /*idempotent=*/true);
+  }
+
+  absl::StatusOr<std::vector<std::string>> PausedTypes() override {
+    PausedTypesResponse m;
+    absl::Status s =
+        Call("PausedTypes", EmptyRequest(), &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return std::vector<std::string>(m.types().begin(), m.types().end());
+  }
+
+  absl::StatusOr<Task> Get(uint64_t task_id) override {
+    TaskIdRequest request;
+    request.set_task_id(task_id);
+    Task m;
+    absl::Status s = Call("Get", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return m;
+  }
+
+  absl::StatusOr<Task> GetByIdempotencyKey(absl::string_view key) override {
+    KeyRequest request;
+    request.set_key(std::string(key));
+    Task m;
+    absl::Status s =
+        Call("GetByIdempotencyKey", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return m;
+  }
+
+  absl::StatusOr<ListPage> List(const ListFilter& filter) override {
+    ListTasksResponse m;
+    absl::Status s = Call("List", ToWire(filter), &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return FromWire(m);
+  }
+
+  absl::StatusOr<std::vector<HistoryEntry>> History(uint64_t task_id) override {
+    TaskIdRequest request;
+    request.set_task_id(task_id);
+    HistoryResponse m;
+    absl::Status s = Call("History", request, &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return std::vector<HistoryEntry>(m.entries().begin(), m.entries().end());
+  }
+
+  absl::StatusOr<EngineStats> Stats() override {
+    StatsResponse m;
+    absl::Status s = Call("Stats", EmptyRequest(), &m, /*idempotent=*/true);
+    if (!s.ok()) return s;
+    return FromWire(m);
+  }
+
+  absl::Status Snapshot() override {
+    OkResponse m;
+    return Call("Snapshot", EmptyRequest(), &m, /*idempotent=*/true);
+  }
+
+  absl::Status RunMaintenance() override {
+    OkResponse m;
+    return Call("RunMaintenance", EmptyRequest(), &m, /*idempotent=*/true);
+  }
+
+  absl::Status Health() const override {
+    OkResponse m;
+    return const_cast<RemoteEngine*>(this)->Call("Health", EmptyRequest(), &m,
+                                                 /*idempotent=*/true);
+  }
+
+  RecoveryReport Recovery() const override {
+    RecoveryResponse m;
+    if (!const_cast<RemoteEngine*>(this)
+             ->Call("Recovery", EmptyRequest(), &m, /*idempotent=*/true)
+             .ok()) {
+      return RecoveryReport();
+    }
+    return FromWire(m);
+  }
+
+ private:
+  absl::Status Call(absl::string_view method, const Message& request,
+                    Message* response, bool idempotent,
+                    absl::Duration extra = absl::ZeroDuration()) {
+    if (closed_.load(std::memory_order_acquire)) {
+      return absl::CancelledError("the remote engine client is closed");
+    }
+    absl::StatusOr<std::string> bytes =
+        transport_->Call(method, request.SerializeAsString(),
+                         options_.call_timeout + extra, idempotent);
+    if (!bytes.ok()) return bytes.status();
+    Reply reply;
+    if (!reply.ParseFromString(*bytes)) {
+      return absl::InternalError(
+          absl::StrCat("the server's answer to ", method, " is not a Reply"));
+    }
+    absl::Status status = StatusFromWire(reply);
+    if (!status.ok()) return status;
+    if (!response->ParseFromString(reply.body())) {
+      return absl::InternalError(
+          absl::StrCat("the server's answer to ", method, " is not a ",
+                       response->GetDescriptor()->name()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status TaskCall(absl::string_view method, uint64_t task_id) {
+    TaskIdRequest request;
+    request.set_task_id(task_id);
+    OkResponse m;
+    return Call(method, request, &m, /*idempotent=*/false);
+  }
+
+  absl::StatusOr<BulkResult> BulkCall(absl::string_view method,
+                                      const BulkFilter& filter) {
+    BulkResponse m;
+    absl::Status s = Call(method, ToWire(filter), &m,
+                          /*idempotent=*/filter.dry_run);
+    if (!s.ok()) return s;
+    return FromWire(m);
+  }
+
+  const std::unique_ptr<Transport> transport_;
+  const RemoteOptions options_;
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace
+
+std::string ServeCall(Engine& engine, absl::string_view method,
+                      absl::string_view request, const ServeOptions& options) {
+  Reply reply;
+  const auto& handlers = Handlers();
+  auto it = handlers.find(method);
+  absl::StatusOr<std::string> body =
+      it == handlers.end()
+          ? absl::UnimplementedError(absl::StrCat(
+                "no engine call is named \"", absl::CHexEscape(method), "\""))
+          : it->second(engine, request, options);
+  if (body.ok()) {
+    reply.set_code("OK");
+    reply.set_body(*std::move(body));
+  } else if (body.status().GetPayload(engine::kNotLeaderPayload).has_value()) {
+    ToWire(absl::UnavailableError(
+               absl::StrCat("this server no longer leads its cluster: ",
+                            body.status().message())),
+           &reply);
+    reply.set_not_leader(true);
+  } else {
+    ToWire(body.status(), &reply);
+  }
+  return reply.SerializeAsString();
+}
+
+std::unique_ptr<Engine> NewRemoteEngine(std::unique_ptr<Transport> transport,
+                                        const RemoteOptions& options) {
+  return std::make_unique<RemoteEngine>(std::move(transport), options);
+}
+
+}  // namespace taskwal::wire

@@ -1,0 +1,87 @@
+#ifndef TASKWAL_WIRE_SERVICE_H_
+#define TASKWAL_WIRE_SERVICE_H_
+
+// Engine calls as messages (wire/engine.proto), independent of how they
+// travel: ServeCall runs one on an Engine; RemoteEngine is an Engine whose
+// calls go through a Transport (NATS: wire/nats_service.h) to a ServeCall
+// somewhere else.
+//
+// A call is its method name (the Engine method: "Submit", "ClaimNext",
+// ...) and its request message; the answer is a Reply (code, message, and
+// on OK the response message). The method table, request -> response:
+//   Submit TaskSpec -> SubmitResponse
+//   SubmitBatch SubmitBatchRequest -> SubmitBatchResponse
+//   Claim ClaimByIdRequest -> ClaimResponse
+//   ClaimNext ClaimNextRequest -> ClaimResponse
+//   NextDueTime NextDueRequest -> NextDueResponse
+//   Complete CompleteRequest -> OkResponse
+//   Fail FailRequest -> OkResponse
+//   Heartbeat HeartbeatRequest -> HeartbeatResponse
+//   Retry, Cancel, Delete TaskIdRequest -> OkResponse
+//   RetryMatching, CancelMatching, DeleteMatching BulkRequest -> BulkResponse
+//   PutSchedule PutScheduleRequest -> Schedule
+//   GetSchedule NameRequest -> Schedule
+//   DeleteSchedule NameRequest -> OkResponse
+//   ListSchedules EmptyRequest -> ListSchedulesResponse
+//   Pause, Resume PauseRequest -> OkResponse
+//   PausedTypes EmptyRequest -> PausedTypesResponse
+//   Get TaskIdRequest -> Task
+//   GetByIdempotencyKey KeyRequest -> Task
+//   List ListRequest -> ListTasksResponse
+//   History TaskIdRequest -> HistoryResponse
+//   Stats EmptyRequest -> StatsResponse
+//   Snapshot, RunMaintenance, Health EmptyRequest -> OkResponse
+//   Recovery EmptyRequest -> RecoveryResponse
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "taskwal/engine.h"
+
+namespace taskwal::wire {
+
+struct ServeOptions {
+  // The longest a ClaimNext waits, whatever the request asks.
+  absl::Duration max_claim_wait = absl::Seconds(30);
+};
+
+// Runs the call on `engine` and returns the serialized Reply. A request
+// that does not parse, or an unknown method, is an INVALID_ARGUMENT or
+// UNIMPLEMENTED reply that changes nothing.
+std::string ServeCall(Engine& engine, absl::string_view method,
+                      absl::string_view request, const ServeOptions& options);
+
+// Carries a call to a ServeCall and back.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Sends the request and returns the serialized Reply. `timeout` bounds
+  // one attempt; the transport may retry an attempt that certainly did not
+  // reach a server, and an `idempotent` call whatever happened, until its
+  // own deadline. kUnavailable / kDeadlineExceeded: no answer.
+  virtual absl::StatusOr<std::string> Call(absl::string_view method,
+                                           const std::string& request,
+                                           absl::Duration timeout,
+                                           bool idempotent) = 0;
+};
+
+struct RemoteOptions {
+  // One attempt of a call waits this long for its answer (a ClaimNext the
+  // wait on top).
+  absl::Duration call_timeout = absl::Seconds(10);
+};
+
+// An Engine whose calls run elsewhere. Close closes only this client.
+// Recovery() returns the server's report (empty if it cannot be reached).
+std::unique_ptr<Engine> NewRemoteEngine(std::unique_ptr<Transport> transport,
+                                        const RemoteOptions& options);
+
+}  // namespace taskwal::wire
+
+#endif  // TASKWAL_WIRE_SERVICE_H_
