@@ -57,6 +57,10 @@ const std::vector<tools::FlagSpec>& Flags() {
        "one"},
       {"sync_mode", "MODE", "always (default), interval or none"},
       {"partitions", "N", "partitions of a new data directory (0: 16)"},
+      {"retention", "DURATION",
+       "delete finished tasks this long after they end (e.g. 168h; default "
+       "0: keep them)"},
+      {"max_tasks", "N", "tasks held at once; 0 (default): no limit"},
       {"admin_token", "TOKEN",
        "bearer token for every request (visible in ps: prefer "
        "--admin_token_file)"},
@@ -168,6 +172,14 @@ absl::StatusOr<Config> ParseConfig(const tools::ParsedArgs& args) {
     return absl::InvalidArgumentError("--partitions must be in [0, 256]");
   }
   config.engine.partitions = static_cast<uint32_t>(partitions);
+  TASKWAL_ASSIGN_OR_RETURN(config.engine.max_tasks, number("max_tasks", 0));
+  if (args.Has("retention") &&
+      (!absl::ParseDuration(args.Get("retention"), &config.engine.retention) ||
+       config.engine.retention < absl::ZeroDuration() ||
+       config.engine.retention == absl::InfiniteDuration())) {
+    return absl::InvalidArgumentError(
+        "--retention must be a duration such as 168h (0: keep tasks)");
+  }
 
   const std::string listen = args.Get("listen", "127.0.0.1:7070");
   const size_t colon = listen.rfind(':');

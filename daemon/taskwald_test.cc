@@ -231,6 +231,8 @@ TEST_F(TaskwaldTest, UsageErrorsExitTwo) {
            {"--data_dir=" + data_dir_, "--listen=127.0.0.1"},
            {"--data_dir=" + data_dir_, "--listen=127.0.0.1:99999"},
            {"--data_dir=" + data_dir_, "--admin_token_file=" + root_ + "/no"},
+           {"--data_dir=" + data_dir_, "--retention=a week"},
+           {"--data_dir=" + data_dir_, "--max_tasks=-1"},
        }) {
     Taskwald taskwald;
     ASSERT_TRUE(taskwald.Start(flags, root_ + "/usage").ok());
@@ -244,6 +246,8 @@ TEST_F(TaskwaldTest, ServesStopsOnSigtermAndRefusesALockedDirectory) {
   std::ofstream(root_ + "/admin.token") << "admin-secret\n";
   std::vector<std::string> flags = Flags();
   flags.push_back("--admin_token_file=" + root_ + "/admin.token");
+  flags.push_back("--retention=168h");
+  flags.push_back("--max_tasks=1000");
   Taskwald first;
   ASSERT_TRUE(first.Start(flags, root_ + "/first").ok());
   absl::StatusOr<int> port = first.WaitForPort();
