@@ -811,6 +811,10 @@ absl::StatusOr<int> HttpApi::Start(const std::string& host, int port) {
         res.set_content(ErrorJson(code, message), kJson);
         return httplib::Server::HandlerResponse::Handled;
       }));
+  s.set_logger(
+      [this](const httplib::Request& req, const httplib::Response& res) {
+        metrics_.ObserveRequest(req.method, res.status);
+      });
   s.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
         SetError(res, absl::InternalError("the handler threw an exception"));

@@ -62,7 +62,7 @@
 //   GET    /v1/recovery             Recovery             RecoveryResponse
 //   POST   /v1/snapshot             Snapshot             OkResponse
 //   POST   /v1/maintenance          RunMaintenance       OkResponse
-// (1) taskwal/metrics.h's families, then daemon/http_metrics.h's histograms.
+// (1) taskwal/metrics.h's families, then daemon/http_metrics.h's.
 // (2) ?status=S&type=T&limit=N&after_id=C: status a TaskStatus name
 //     (PENDING, ..., any case), limit and after_id as in ListFilter.
 // (3) Waits up to min(wait_micros, max_claim_wait) for a ready task (a

@@ -213,6 +213,18 @@ TEST_F(HttpApiTest, HealthReadyAndMetrics) {
               HasSubstr("taskwal_queue_wait_seconds_count{type=\"t\"} 1\n"));
   EXPECT_THAT(r.body, HasSubstr("taskwal_run_time_seconds_count{type=\"t\","
                                 "outcome=\"completed\"} 1\n"));
+  // Every response is counted, once written (httplib's logger runs after
+  // the write, so the count may lag the client by a moment).
+  const std::string posts =
+      "taskwal_http_requests_total{method=\"POST\",code=\"200\"} 3\n";
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (r.body.find(posts) == std::string::npos && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+    r = Call("GET", "/metrics");
+  }
+  EXPECT_THAT(r.body, HasSubstr(posts));
+  EXPECT_THAT(r.body, HasSubstr("taskwal_http_requests_total{method=\"GET\","
+                                "code=\"200\"} "));
 }
 
 TEST_F(HttpApiTest, SubmitDeduplicatesAndGetsByIdAndKey) {

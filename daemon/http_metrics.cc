@@ -41,6 +41,15 @@ void HttpMetrics::ObserveRunTime(absl::string_view type, bool completed,
   run_time_[{TypeLabel(type), completed ? "completed" : "failed"}].Observe(run);
 }
 
+void HttpMetrics::ObserveRequest(absl::string_view method, int status) {
+  std::string label = "other";
+  for (const char* known : {"GET", "HEAD", "POST", "PUT", "DELETE"}) {
+    if (method == known) label = known;
+  }
+  absl::MutexLock lock(&mu_);
+  ++requests_[{label, status}];
+}
+
 std::string HttpMetrics::EscapeLabelValue(absl::string_view value) {
   std::string out;
   out.reserve(value.size());
@@ -100,6 +109,14 @@ std::string HttpMetrics::Render() const {
                     absl::StrCat("type=\"", EscapeLabelValue(key.first),
                                  "\",outcome=\"", key.second, "\""),
                     histogram, &out);
+  }
+  absl::StrAppend(&out,
+                  "# HELP taskwal_http_requests_total HTTP responses by "
+                  "method and status code.\n"
+                  "# TYPE taskwal_http_requests_total counter\n");
+  for (const auto& [key, count] : requests_) {
+    absl::StrAppend(&out, "taskwal_http_requests_total{method=\"", key.first,
+                    "\",code=\"", key.second, "\"} ", count, "\n");
   }
   return out;
 }

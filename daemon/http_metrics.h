@@ -1,8 +1,9 @@
 #ifndef TASKWAL_DAEMON_HTTP_METRICS_H_
 #define TASKWAL_DAEMON_HTTP_METRICS_H_
 
-// Latency histograms per task type for taskwald's /metrics, in the
-// Prometheus text format (appended after taskwal::RenderPrometheus):
+// Latency histograms per task type and HTTP response counts for
+// taskwald's /metrics, in the Prometheus text format (appended after
+// taskwal::RenderPrometheus):
 //
 //   taskwal_queue_wait_seconds{type="T"}  histogram: from when a task was
 //       ready (created, or its not_before / retry backoff ended) to its
@@ -11,6 +12,9 @@
 //   taskwal_run_time_seconds{type="T",outcome="completed|failed"}
 //       histogram: from a claim to its Complete or Fail, for those served
 //       by this process. Lease expiries are not counted.
+//   taskwal_http_requests_total{method="GET",code="200"}  counter: HTTP
+//       responses by method (GET, HEAD, POST, PUT, DELETE, other) and
+//       status, refusals (401, 413, 429, ...) included.
 //
 // Both restart empty with the process (Prometheus' rate() handles that as
 // a counter reset). At most kMaxTypes distinct types get their own label;
@@ -54,6 +58,10 @@ class HttpMetrics {
   void ObserveRunTime(absl::string_view type, bool completed,
                       absl::Duration run) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // An HTTP response with `status` to a request with `method`.
+  void ObserveRequest(absl::string_view method, int status)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // The families above, each with its # HELP and # TYPE lines; empty
   // families print only those. Ends with a newline.
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -80,6 +88,9 @@ class HttpMetrics {
   std::map<std::string, Histogram> queue_wait_ ABSL_GUARDED_BY(mu_);
   // Keyed by (type label, "completed" or "failed").
   std::map<std::pair<std::string, std::string>, Histogram> run_time_
+      ABSL_GUARDED_BY(mu_);
+  // Keyed by (method, status).
+  std::map<std::pair<std::string, int>, uint64_t> requests_
       ABSL_GUARDED_BY(mu_);
 };
 

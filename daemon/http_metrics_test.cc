@@ -21,7 +21,25 @@ TEST(HttpMetricsTest, EmptyFamiliesPrintOnlyTheirHeaders) {
             "# TYPE taskwal_queue_wait_seconds histogram\n"
             "# HELP taskwal_run_time_seconds Time from claimed to completed "
             "or failed, for calls served by this process.\n"
-            "# TYPE taskwal_run_time_seconds histogram\n");
+            "# TYPE taskwal_run_time_seconds histogram\n"
+            "# HELP taskwal_http_requests_total HTTP responses by method "
+            "and status code.\n"
+            "# TYPE taskwal_http_requests_total counter\n");
+}
+
+TEST(HttpMetricsTest, RequestsAreCountedByMethodAndCode) {
+  HttpMetrics metrics;
+  metrics.ObserveRequest("GET", 200);
+  metrics.ObserveRequest("GET", 200);
+  metrics.ObserveRequest("POST", 401);
+  metrics.ObserveRequest("BREW", 404);  // Not a method label of its own.
+  const std::string text = metrics.Render();
+  EXPECT_THAT(text, HasSubstr("taskwal_http_requests_total{method=\"GET\","
+                              "code=\"200\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("taskwal_http_requests_total{method=\"POST\","
+                              "code=\"401\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("taskwal_http_requests_total{method=\"other\","
+                              "code=\"404\"} 1\n"));
 }
 
 TEST(HttpMetricsTest, BucketsAreCumulativeWithSumAndCount) {
