@@ -24,15 +24,41 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "daemon/http_api.pb.h"
 #include "google/protobuf/stubs/common.h"
 #include "google/protobuf/util/json_util.h"
 #include "taskwal/metrics.h"
 #include "taskwal/task.pb.h"
 #include "wal/status_macros.h"
+#include "wire/convert.h"
+#include "wire/engine.pb.h"
 
 namespace taskwal::daemon {
 namespace {
+
+// The request and response bodies (wire/engine.proto).
+using ::taskwal::wire::BulkRequest;
+using ::taskwal::wire::BulkResponse;
+using ::taskwal::wire::Claim;
+using ::taskwal::wire::ClaimNextRequest;
+using ::taskwal::wire::ClaimRequest;
+using ::taskwal::wire::ClaimResponse;
+using ::taskwal::wire::CompleteRequest;
+using ::taskwal::wire::Error;
+using ::taskwal::wire::FailRequest;
+using ::taskwal::wire::HeartbeatRequest;
+using ::taskwal::wire::HeartbeatResponse;
+using ::taskwal::wire::HistoryResponse;
+using ::taskwal::wire::ListSchedulesResponse;
+using ::taskwal::wire::ListTasksResponse;
+using ::taskwal::wire::NextDueResponse;
+using ::taskwal::wire::OkResponse;
+using ::taskwal::wire::PausedTypesResponse;
+using ::taskwal::wire::PauseRequest;
+using ::taskwal::wire::RecoveryResponse;
+using ::taskwal::wire::StatsResponse;
+using ::taskwal::wire::SubmitBatchRequest;
+using ::taskwal::wire::SubmitBatchResponse;
+using ::taskwal::wire::SubmitResponse;
 
 constexpr char kJson[] = "application/json";
 constexpr char kPrometheus[] = "text/plain; version=0.0.4; charset=utf-8";
@@ -140,37 +166,6 @@ absl::StatusOr<TaskStatus> ParseStatusName(absl::string_view text) {
   return status;
 }
 
-absl::Time TimeOrDefault(int64_t micros, absl::Time unset) {
-  return micros == 0 ? unset : absl::FromUnixMicros(micros);
-}
-
-int64_t Micros(absl::Time t) {
-  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return 0;
-  return absl::ToUnixMicros(t);
-}
-
-taskwal::TaskSpec ToSpec(const daemon::TaskSpec& m) {
-  taskwal::TaskSpec spec;
-  spec.idempotency_key = m.idempotency_key();
-  spec.type = m.type();
-  spec.payload = m.payload();
-  spec.priority = m.priority();
-  spec.max_attempts = m.max_attempts();
-  spec.not_before = TimeOrDefault(m.not_before_micros(), absl::InfinitePast());
-  if (m.has_retry_policy()) spec.retry_policy = m.retry_policy();
-  spec.depends_on.assign(m.depends_on().begin(), m.depends_on().end());
-  spec.on_dependency_failure = m.on_dependency_failure();
-  return spec;
-}
-
-ClaimRef ToClaimRef(const Claim& m) {
-  ClaimRef ref;
-  ref.task_id = m.task_id();
-  ref.worker_id = m.worker_id();
-  ref.token = m.token();
-  return ref;
-}
-
 absl::StatusOr<Reply> ClaimReply(const ClaimedTask& claimed,
                                  HttpMetrics* metrics) {
   // Ready: created, or its not_before (a delay or a retry backoff) passed.
@@ -179,69 +174,12 @@ absl::StatusOr<Reply> ClaimReply(const ClaimedTask& claimed,
   metrics->ObserveQueueWait(
       claimed.task.type(),
       absl::Microseconds(claimed.task.claimed_micros() - ready_micros));
-  ClaimResponse response;
-  *response.mutable_task() = claimed.task;
-  response.mutable_claim()->set_task_id(claimed.claim.task_id);
-  response.mutable_claim()->set_worker_id(claimed.claim.worker_id);
-  response.mutable_claim()->set_token(claimed.claim.token);
-  response.set_attempt(claimed.attempt);
-  response.set_lease_deadline_micros(Micros(claimed.lease_deadline));
-  return JsonReply(response);
-}
-
-BulkFilter ToBulkFilter(const BulkRequest& m) {
-  BulkFilter filter;
-  if (m.status() != TASK_STATUS_UNSPECIFIED) filter.status = m.status();
-  filter.type = m.type();
-  filter.created_before =
-      TimeOrDefault(m.created_before_micros(), absl::InfiniteFuture());
-  filter.finished_before =
-      TimeOrDefault(m.finished_before_micros(), absl::InfiniteFuture());
-  filter.limit = m.limit();
-  filter.dry_run = m.dry_run();
-  return filter;
+  return JsonReply(wire::ToWire(claimed));
 }
 
 absl::StatusOr<Reply> BulkReply(const absl::StatusOr<BulkResult>& result) {
   if (!result.ok()) return result.status();
-  BulkResponse response;
-  response.set_changed(result->changed);
-  for (uint64_t id : result->task_ids) response.add_task_ids(id);
-  response.set_more(result->more);
-  return JsonReply(response);
-}
-
-StatsResponse ToStatsResponse(const EngineStats& s) {
-  StatsResponse r;
-  r.set_tasks(s.tasks);
-  r.set_pending(s.pending);
-  r.set_claimed(s.claimed);
-  r.set_completed(s.completed);
-  r.set_failed(s.failed);
-  r.set_cancelled(s.cancelled);
-  r.set_deduplicated(s.deduplicated);
-  r.set_submitted(s.submitted);
-  r.set_claims(s.claims);
-  r.set_completions(s.completions);
-  r.set_failed_attempts(s.failed_attempts);
-  r.set_lease_expiries(s.lease_expiries);
-  r.set_retries(s.retries);
-  r.set_cancellations(s.cancellations);
-  r.set_deletions(s.deletions);
-  r.set_retention_removals(s.retention_removals);
-  r.set_transitions(s.transitions);
-  r.set_partitions(s.partitions);
-  r.set_paused_types(s.paused_types);
-  r.set_schedules(s.schedules);
-  r.set_last_lsn(s.last_lsn);
-  r.set_fsyncs(s.fsyncs);
-  r.set_wal_bytes(s.wal_bytes);
-  r.set_wal_flushes(s.wal_flushes);
-  r.set_wal_records_flushed(s.wal_records_flushed);
-  r.set_snapshots(s.snapshots);
-  r.set_last_snapshot_lsn(s.last_snapshot_lsn);
-  r.set_last_snapshot_micros(Micros(s.last_snapshot_time));
-  return r;
+  return JsonReply(wire::ToWire(*result));
 }
 
 }  // namespace
@@ -441,10 +379,10 @@ void HttpApi::RegisterRoutes() {
 
   s.Post("/v1/tasks",
          wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
-           daemon::TaskSpec spec;
+           wire::TaskSpec spec;
            TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &spec));
            TASKWAL_ASSIGN_OR_RETURN(SubmitResult result,
-                                    engine_->Submit(ToSpec(spec)));
+                                    engine_->Submit(wire::FromWire(spec)));
            SubmitResponse response;
            response.set_task_id(result.task_id);
            response.set_deduplicated(result.deduplicated);
@@ -456,8 +394,8 @@ void HttpApi::RegisterRoutes() {
            TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
            std::vector<taskwal::TaskSpec> specs;
            specs.reserve(request.tasks_size());
-           for (const daemon::TaskSpec& spec : request.tasks()) {
-             specs.push_back(ToSpec(spec));
+           for (const wire::TaskSpec& spec : request.tasks()) {
+             specs.push_back(wire::FromWire(spec));
            }
            TASKWAL_ASSIGN_OR_RETURN(std::vector<SubmitResult> results,
                                     engine_->SubmitBatch(specs));
@@ -591,7 +529,7 @@ void HttpApi::RegisterRoutes() {
            CompleteRequest request;
            TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
            TASKWAL_RETURN_IF_ERROR(engine_->Complete(
-               ToClaimRef(request.claim()), request.result()));
+               wire::FromWire(request.claim()), request.result()));
            ObserveRunTime(request.claim().task_id(), /*completed=*/true);
            return OkReply();
          }));
@@ -605,8 +543,8 @@ void HttpApi::RegisterRoutes() {
                  absl::Microseconds(request.retry_after_micros());
            }
            fail.permanent = request.permanent();
-           TASKWAL_RETURN_IF_ERROR(engine_->Fail(ToClaimRef(request.claim()),
-                                                 request.error(), fail));
+           TASKWAL_RETURN_IF_ERROR(engine_->Fail(
+               wire::FromWire(request.claim()), request.error(), fail));
            ObserveRunTime(request.claim().task_id(), /*completed=*/false);
            return OkReply();
          }));
@@ -617,10 +555,10 @@ void HttpApi::RegisterRoutes() {
         TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
         TASKWAL_ASSIGN_OR_RETURN(
             absl::Time deadline,
-            engine_->Heartbeat(ToClaimRef(request.claim()),
+            engine_->Heartbeat(wire::FromWire(request.claim()),
                                absl::Microseconds(request.extension_micros())));
         HeartbeatResponse response;
-        response.set_lease_deadline_micros(Micros(deadline));
+        response.set_lease_deadline_micros(wire::ToMicros(deadline));
         return JsonReply(response);
       }));
   s.Get("/v1/next-due",
@@ -639,19 +577,19 @@ void HttpApi::RegisterRoutes() {
          wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
            BulkRequest request;
            TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
-           return BulkReply(engine_->RetryMatching(ToBulkFilter(request)));
+           return BulkReply(engine_->RetryMatching(wire::FromWire(request)));
          }));
   s.Post("/v1/bulk/cancel",
          wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
            BulkRequest request;
            TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
-           return BulkReply(engine_->CancelMatching(ToBulkFilter(request)));
+           return BulkReply(engine_->CancelMatching(wire::FromWire(request)));
          }));
   s.Post("/v1/bulk/delete",
          wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
            BulkRequest request;
            TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
-           return BulkReply(engine_->DeleteMatching(ToBulkFilter(request)));
+           return BulkReply(engine_->DeleteMatching(wire::FromWire(request)));
          }));
 
   s.Get("/v1/schedules",
@@ -671,22 +609,10 @@ void HttpApi::RegisterRoutes() {
         }));
   s.Put(R"(/v1/schedules/(.+))",
         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
-          daemon::ScheduleSpec request;
+          wire::ScheduleSpec request;
           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
-          taskwal::ScheduleSpec spec;
+          taskwal::ScheduleSpec spec = wire::FromWire(request);
           spec.name = req.matches[1].str();
-          spec.cron = request.cron();
-          spec.time_zone = request.time_zone();
-          spec.interval = absl::Microseconds(request.interval_micros());
-          spec.start =
-              TimeOrDefault(request.start_micros(), absl::InfinitePast());
-          spec.missed = request.missed();
-          if (request.has_misfire_grace_micros()) {
-            spec.misfire_grace =
-                absl::Microseconds(request.misfire_grace_micros());
-          }
-          spec.task = ToSpec(request.task());
-          // ToSpec maps an unset not_before to InfinitePast, which is "unset".
           TASKWAL_ASSIGN_OR_RETURN(Schedule stored, engine_->PutSchedule(spec));
           return JsonReply(stored);
         }));
@@ -723,21 +649,12 @@ void HttpApi::RegisterRoutes() {
   s.Get("/v1/stats",
         wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
           TASKWAL_ASSIGN_OR_RETURN(EngineStats stats, engine_->Stats());
-          return JsonReply(ToStatsResponse(stats));
+          return JsonReply(wire::ToWire(stats));
         }));
   s.Get("/v1/recovery",
         wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
           const RecoveryReport recovery = engine_->Recovery();
-          RecoveryResponse response;
-          response.set_snapshot_lsn(recovery.snapshot_lsn);
-          response.set_records_replayed(recovery.records_replayed);
-          response.set_last_lsn(recovery.last_lsn);
-          response.set_truncated_bytes(recovery.truncated_bytes);
-          response.set_duration_micros(
-              absl::ToInt64Microseconds(recovery.duration));
-          for (const std::string& note : recovery.notes)
-            response.add_notes(note);
-          return JsonReply(response);
+          return JsonReply(wire::ToWire(engine_->Recovery()));
         }));
   s.Post("/v1/snapshot",
          wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {

@@ -5,7 +5,7 @@
 // cpp-httplib (Debian's libcpp-httplib-dev) on a socket this class binds.
 //
 // Bodies are protobuf's JSON mapping of the messages in
-// daemon/http_api.proto (and api/task.proto's Task, HistoryEntry,
+// wire/engine.proto (and api/task.proto's Task, HistoryEntry,
 // Schedule): 64-bit integers are strings, bytes are base64, times and
 // durations are microseconds. Responses are `application/json` unless
 // noted. A request body that is not JSON, does not match its message, or

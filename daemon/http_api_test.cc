@@ -16,15 +16,36 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "daemon/http_api.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "taskwal/engine.h"
 #include "taskwal/task.pb.h"
+#include "wire/engine.pb.h"
 
 namespace taskwal::daemon {
 namespace {
+
+using ::taskwal::wire::BulkRequest;
+using ::taskwal::wire::BulkResponse;
+using ::taskwal::wire::ClaimNextRequest;
+using ::taskwal::wire::ClaimRequest;
+using ::taskwal::wire::ClaimResponse;
+using ::taskwal::wire::CompleteRequest;
+using ::taskwal::wire::Error;
+using ::taskwal::wire::FailRequest;
+using ::taskwal::wire::HeartbeatRequest;
+using ::taskwal::wire::HeartbeatResponse;
+using ::taskwal::wire::HistoryResponse;
+using ::taskwal::wire::ListSchedulesResponse;
+using ::taskwal::wire::ListTasksResponse;
+using ::taskwal::wire::NextDueResponse;
+using ::taskwal::wire::OkResponse;
+using ::taskwal::wire::PausedTypesResponse;
+using ::taskwal::wire::StatsResponse;
+using ::taskwal::wire::SubmitBatchRequest;
+using ::taskwal::wire::SubmitBatchResponse;
+using ::taskwal::wire::SubmitResponse;
 
 using ::testing::HasSubstr;
 
@@ -114,7 +135,7 @@ class HttpApiTest : public ::testing::Test {
 
   uint64_t Submit(const std::string& key, const std::string& type = "t",
                   const std::string& payload = "p") {
-    daemon::TaskSpec spec;
+    wire::TaskSpec spec;
     spec.set_idempotency_key(key);
     spec.set_type(type);
     spec.set_payload(payload);
@@ -229,7 +250,7 @@ TEST_F(HttpApiTest, HealthReadyAndMetrics) {
 
 TEST_F(HttpApiTest, SubmitDeduplicatesAndGetsByIdAndKey) {
   StartServer();
-  daemon::TaskSpec spec;
+  wire::TaskSpec spec;
   spec.set_idempotency_key("order-1");
   spec.set_type("email");
   spec.set_payload(std::string("\x00\xff{bytes}", 9));
@@ -437,7 +458,7 @@ TEST_F(HttpApiTest, ClaimNextWaitsForATaskAndReportsNothingReady) {
 
 TEST_F(HttpApiTest, ClaimByIdAndNextDue) {
   StartServer();
-  daemon::TaskSpec spec;
+  wire::TaskSpec spec;
   spec.set_idempotency_key("later");
   spec.set_not_before_micros(absl::ToUnixMicros(absl::Now() + absl::Hours(1)));
   HttpResult r = Call("POST", "/v1/tasks", ToJson(spec));
@@ -553,7 +574,7 @@ TEST_F(HttpApiTest, PauseResumeAndPausedTypes) {
 
 TEST_F(HttpApiTest, SchedulesPutGetListDelete) {
   StartServer();
-  daemon::ScheduleSpec spec;
+  wire::ScheduleSpec spec;
   spec.set_cron("30 2 * * *");
   spec.set_time_zone("UTC");
   spec.mutable_task()->set_type("report");
@@ -573,7 +594,7 @@ TEST_F(HttpApiTest, SchedulesPutGetListDelete) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(FromJson<ListSchedulesResponse>(r.body).schedules_size(), 1);
 
-  daemon::ScheduleSpec bad = spec;
+  wire::ScheduleSpec bad = spec;
   bad.set_cron("61 * * * *");
   ExpectError(Call("PUT", "/v1/schedules/bad", ToJson(bad)), 400,
               "INVALID_ARGUMENT");
@@ -603,7 +624,7 @@ TEST_F(HttpApiTest, LimitsAndAClosedEngineMapToTheirStatuses) {
   engine_options.max_tasks = 1;
   StartServer({}, engine_options);
   Submit("only");
-  daemon::TaskSpec spec;
+  wire::TaskSpec spec;
   spec.set_idempotency_key("one-too-many");
   ExpectError(Call("POST", "/v1/tasks", ToJson(spec)), 429,
               "RESOURCE_EXHAUSTED");
@@ -652,7 +673,7 @@ TEST_F(HttpApiTest, OversizedBodyIsRefusedAndChangesNothing) {
   HttpApiOptions options;
   options.max_body_bytes = 1024;
   StartServer(options);
-  daemon::TaskSpec spec;
+  wire::TaskSpec spec;
   spec.set_idempotency_key("big");
   spec.set_payload(std::string(2048, 'x'));
   HttpResult r = Call("POST", "/v1/tasks", ToJson(spec));
@@ -765,7 +786,7 @@ TEST_F(HttpApiTest, HostileStringsRoundTripAsData) {
       "\x1b[31mred\x1b[0m</td><img src=x onerror=alert(1)>";
   const std::string payload = "<b>bold</b>\x1b]0;title\x07\r\n\"quoted\"";
   const std::string error = "\xe2\x80\xae reversed <i>&amp;</i> \x1b[2J";
-  daemon::TaskSpec spec;
+  wire::TaskSpec spec;
   spec.set_idempotency_key(key);
   spec.set_type(type);
   spec.set_payload(payload);
@@ -824,7 +845,7 @@ TEST_F(HttpApiTest, ConcurrentClientsAddUp) {
       client.set_keep_alive(true);
       client.set_tcp_nodelay(true);
       for (int i = 0; i < kPerThread; ++i) {
-        daemon::TaskSpec spec;
+        wire::TaskSpec spec;
         spec.set_idempotency_key(absl::StrCat("c", t, "-", i));
         auto submitted =
             client.Post("/v1/tasks", ToJson(spec), "application/json");

@@ -36,13 +36,18 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "daemon/http_api.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "taskwal/task.pb.h"
+#include "wire/engine.pb.h"
 
 namespace taskwal::daemon {
 namespace {
+
+using ::taskwal::wire::ClaimNextRequest;
+using ::taskwal::wire::ClaimResponse;
+using ::taskwal::wire::CompleteRequest;
+using ::taskwal::wire::SubmitResponse;
 
 // Upper bounds, generous for sanitizer builds on a loaded machine.
 constexpr absl::Duration kStartTimeout = absl::Seconds(60);
@@ -341,7 +346,7 @@ void Client(int port, int thread, int round, const std::atomic<bool>& stop,
   client.set_tcp_nodelay(true);
   client.set_read_timeout(60, 0);
   for (int i = 0; !stop.load(); ++i) {
-    TaskSpec spec;
+    wire::TaskSpec spec;
     spec.set_idempotency_key(absl::StrCat("r", round, "-t", thread, "-", i));
     spec.set_payload("p");
     httplib::Result submitted =
