@@ -43,7 +43,7 @@ PACKAGES=(
   nats-server          # NATS JetStream 2.9 (the replicated journal's tests)
   libnats-dev          # the NATS C client (engine/jetstream_journal.h)
   libcpp-httplib-dev   # HTTP server and client (taskwald, test fixtures)
-  python3-minimal      # examples/http_client.py and its test
+  python3              # examples/http_client.py and its test (json, http)
 )
 
 log() { echo "setup.sh: $*" >&2; }
