@@ -113,7 +113,9 @@ class EngineConformanceTest : public ::testing::TestWithParam<std::string> {
   }
 
   void TearDown() override {
-    if (remote_ != nullptr) EXPECT_THAT(remote_->Close(), IsOk());
+    if (remote_ != nullptr) {
+      EXPECT_THAT(remote_->Close(), IsOk());
+    }
     if (server_engine_ != nullptr) server_engine_->Close().IgnoreError();
     if (server_ != nullptr) server_->Stop();
     remote_.reset();

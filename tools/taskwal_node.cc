@@ -5,8 +5,8 @@
 // finds its engine deposed, it stops serving and stands by again. Run one
 // per machine; any number may stand by.
 //
-//   taskwal-node --servers=nats://10.0.0.1:4222,nats://10.0.0.2:4222 \
-//                --cluster=billing
+//   taskwal-node --servers=nats://10.0.0.1:4222,nats://10.0.0.2:4222
+//       --cluster=billing     (one command line)
 //
 // Logs to stderr (task text never appears in it). On stdout, one line per
 // change of role, for scripts: "STANDBY <position>", "LEADING", "STOPPED".
