@@ -619,6 +619,7 @@ void JetStreamJournal::AdvanceLocked() {
       durable_lsn_[r.partition] = std::max(durable_lsn_[r.partition], r.lsn);
     }
     acked_through_ = queue_.front().seq;
+    queued_bytes_ -= queue_.front().body.size();
     queue_.pop_front();
   }
 }
@@ -630,6 +631,7 @@ void JetStreamJournal::TakeStagedLocked() {
     piece.seq = next_seq_++;
     piece.body = std::move(pieces[i]);
     if (i + 1 == pieces.size()) piece.durable = std::move(staged_lsns_);
+    queued_bytes_ += piece.body.size();
     queue_.push_back(std::move(piece));
   }
   staged_.clear();
@@ -795,6 +797,14 @@ void JetStreamJournal::PublisherLoop() {
   }
 }
 
+void JetStreamJournal::WaitForRoomLocked() {
+  auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return staged_.size() + queued_bytes_ < kMaxBufferedBytes ||
+           !failure_.ok() || closing_;
+  };
+  mu_.Await(absl::Condition(&room));
+}
+
 absl::StatusOr<uint64_t> JetStreamJournal::Append(uint32_t partition,
                                                   const Transition& record) {
   std::string bytes;
@@ -805,6 +815,7 @@ absl::StatusOr<uint64_t> JetStreamJournal::Append(uint32_t partition,
                      " bytes exceeds the limit of ", wal::kMaxRecordBytes));
   }
   absl::MutexLock lock(&mu_);
+  WaitForRoomLocked();
   if (!failure_.ok()) return failure_;
   if (closing_) return absl::FailedPreconditionError("the journal is closed");
   const uint64_t lsn = ++next_lsn_[partition];
@@ -828,6 +839,7 @@ absl::Status JetStreamJournal::AppendGroup(
     }
   }
   absl::MutexLock lock(&mu_);
+  WaitForRoomLocked();
   if (!failure_.ok()) return failure_;
   if (closing_) return absl::FailedPreconditionError("the journal is closed");
   // Staged together, they go out in one frame: all or none.
@@ -922,6 +934,7 @@ absl::StatusOr<uint64_t> JetStreamJournal::CommitManifest(
   p.body = piece;
   p.manifest = true;
   const uint64_t seq = p.seq;
+  queued_bytes_ += p.body.size();
   queue_.push_back(std::move(p));
   auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return acked_through_ >= seq || !failure_.ok() || closed_;

@@ -260,6 +260,11 @@ class JetStreamJournal final : public Journal {
   // and marks every piece to be sent again. Called without mu_.
   absl::Status Resync() ABSL_LOCKS_EXCLUDED(mu_);
   void FailLocked(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Back-pressure: waits while kMaxBufferedBytes are staged or unacknowledged
+  // (NATS is slow or away, or kNone mode outruns it).
+  void WaitForRoomLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  static constexpr size_t kMaxBufferedBytes = size_t{256} << 20;
   bool DurableLocked(absl::Span<const PartitionLsn> records) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -281,9 +286,10 @@ class JetStreamJournal final : public Journal {
   std::string staged_ ABSL_GUARDED_BY(mu_);  // The frame being built.
   std::vector<PartitionLsn> staged_lsns_ ABSL_GUARDED_BY(mu_);
   std::deque<Piece> queue_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);       // Of the next piece cut.
-  uint64_t acked_through_ ABSL_GUARDED_BY(mu_);  // Every piece up to it.
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;      // Replies of older are stale.
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Of queue_'s bodies.
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_);        // Of the next piece cut.
+  uint64_t acked_through_ ABSL_GUARDED_BY(mu_);   // Every piece up to it.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;       // Replies of older are stale.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // A reply refused a piece or said something unexpected.
   std::string trouble_ ABSL_GUARDED_BY(mu_);
