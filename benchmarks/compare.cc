@@ -2,7 +2,10 @@
 // kNone), an SQLite queue (synchronous=FULL and NORMAL), a RocksDB task
 // store (sync, no sync, buffered WAL) and the physical limit of the disk
 // (append + fdatasync loops), in one invocation, and prints one table per
-// workload with every figure and its ratio to taskwal-always.
+// workload with every figure and its ratio to taskwal-always. With
+// --nats=URLS also taskwal on NATS JetStream (taskwal-jetstream-*,
+// benchmarks/jetstream_queue.h); benchmarks/jetstream_compare.sh starts a
+// local 3-server cluster for that and runs it.
 //
 //   bazel build --config=opt //benchmarks:compare
 //   bazel-bin/benchmarks/compare                 # full run (long; GBs of RAM)
@@ -37,6 +40,7 @@
 #include "benchmarks/bench_util.h"
 #include "benchmarks/compare_runs.h"
 #include "benchmarks/compare_tables.h"
+#include "benchmarks/jetstream_queue.h"
 #include "benchmarks/queue.h"
 #include "benchmarks/report.h"
 
@@ -52,7 +56,9 @@ ABSL_FLAG(std::string, workloads,
 ABSL_FLAG(std::string, systems, "all",
           "Systems to run, comma-separated (taskwal-always, taskwal-interval, "
           "taskwal-none, sqlite-full, sqlite-normal, rocksdb-sync, "
-          "rocksdb-nosync, rocksdb-buffered, disk), or all.");
+          "rocksdb-nosync, rocksdb-buffered, disk, taskwal-jetstream-r1, "
+          "taskwal-jetstream-r3, taskwal-jetstream-r3-async, "
+          "taskwal-jetstream-r3-p1, jetstream for all of those), or all.");
 ABSL_FLAG(std::string, threads, "1,2,4,16,64", "Client thread counts.");
 ABSL_FLAG(uint64_t, durable_tasks, 20000,
           "Tasks per lifecycle/dedup run of a system that fdatasyncs per "
@@ -80,6 +86,25 @@ ABSL_FLAG(double, raw_seconds, 2.0, "Duration of each raw disk loop.");
 ABSL_FLAG(double, max_phase_seconds, 120.0,
           "Cap on each phase of a run (submit, drain); a capped run reports "
           "the rate of the part done and is marked.");
+ABSL_FLAG(std::string, nats, "",
+          "NATS server URLs, comma-separated (nats://127.0.0.1:4222,...): "
+          "also run taskwal on NATS JetStream (taskwal-jetstream-*; start "
+          "local servers with tools/nats_cluster.sh, or run "
+          "benchmarks/jetstream_compare.sh). Without it those systems are "
+          "skipped.");
+ABSL_FLAG(std::string, jetstream_replicas, "1,3",
+          "Stream replicas of the taskwal-jetstream-r<R> systems (at most "
+          "the number of NATS servers); the -async and -p1 variants use the "
+          "largest.");
+ABSL_FLAG(uint64_t, jetstream_tasks, 5000,
+          "Tasks per lifecycle/dedup run of the taskwal-jetstream-* systems "
+          "whose calls wait for the NATS servers (-async: --fast_tasks).");
+ABSL_FLAG(std::string, jetstream_recovery_transitions, "300000",
+          "JetStream stream sizes (transitions) to time OpenJetStreamEngine's "
+          "replay after, per replica count of --jetstream_replicas.");
+ABSL_FLAG(std::string, open_cluster, "",
+          "Internal: the JetStream cluster --internal_child=open_jetstream "
+          "opens.");
 ABSL_FLAG(std::string, tmpdir, "",
           "Where data directories go (default $TMPDIR, else /tmp).");
 ABSL_FLAG(std::string, open_dir, "",
@@ -154,6 +179,10 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_internal_child) == "open") {
     return OpenChildMain(absl::GetFlag(FLAGS_open_dir));
   }
+  if (absl::GetFlag(FLAGS_internal_child) == "open_jetstream") {
+    return OpenJetStreamChildMain(absl::GetFlag(FLAGS_nats),
+                                  absl::GetFlag(FLAGS_open_cluster));
+  }
   if (absl::GetFlag(FLAGS_internal_child) == "memory") {
     return MemoryChildMain(tmpdir, absl::GetFlag(FLAGS_memory_tasks),
                            absl::GetFlag(FLAGS_payload_bytes));
@@ -177,6 +206,9 @@ int Main(int argc, char** argv) {
     quick(FLAGS_scale_threads, 4, "scale_threads");
     quick(FLAGS_raw_seconds, 0.2, "raw_seconds");
     quick(FLAGS_max_phase_seconds, 10.0, "max_phase_seconds");
+    quick(FLAGS_jetstream_tasks, uint64_t{300}, "jetstream_tasks");
+    quick(FLAGS_jetstream_recovery_transitions, std::string("3000"),
+          "jetstream_recovery_transitions");
   }
 
   CompareConfig config;
@@ -205,6 +237,20 @@ int Main(int argc, char** argv) {
     config.scale_modes.emplace_back(m);
   }
 
+  // JetStream.
+  config.nats_servers = absl::GetFlag(FLAGS_nats);
+  config.jetstream_replicas = Ints(absl::GetFlag(FLAGS_jetstream_replicas));
+  for (int r : config.jetstream_replicas) {
+    if (r > 5) {
+      std::fprintf(stderr, "compare: --jetstream_replicas: %d is not 1 to 5\n",
+                   r);
+      return 2;
+    }
+  }
+  config.jetstream_tasks = absl::GetFlag(FLAGS_jetstream_tasks);
+  config.jetstream_recovery_transitions =
+      Sizes(absl::GetFlag(FLAGS_jetstream_recovery_transitions));
+
   // Systems.
   std::vector<SystemSpec> all = TaskwalSystems();
   for (auto* more : {&SqliteSystems, &RocksdbSystems}) {
@@ -217,16 +263,35 @@ int Main(int argc, char** argv) {
     wanted.insert(std::string(s));
   }
   const bool every = wanted.count("all") > 0;
-  std::set<std::string> known = {"all", "disk"};
+  std::set<std::string> known = {"all", "disk", "jetstream"};
   for (SystemSpec& s : all) {
     known.insert(s.name);
     if (every || wanted.count(s.name) > 0) config.systems.push_back(s);
+  }
+  // The JetStream systems are known by name without --nats too, so that
+  // naming one then is skipped with a reason, not refused as unknown.
+  std::vector<std::string> jetstream_wanted;
+  for (SystemSpec& s :
+       JetStreamSystems(config.nats_servers, config.jetstream_replicas)) {
+    known.insert(s.name);
+    if (every || wanted.count("jetstream") > 0 || wanted.count(s.name) > 0) {
+      jetstream_wanted.push_back(s.name);
+      if (!config.nats_servers.empty()) config.systems.push_back(s);
+    }
   }
   for (const std::string& w : wanted) {
     if (known.count(w) == 0) {
       std::fprintf(stderr, "compare: unknown system %s\n", w.c_str());
       return 2;
     }
+  }
+  if (config.nats_servers.empty() && !jetstream_wanted.empty()) {
+    config.jetstream_skipped =
+        absl::StrCat(absl::StrJoin(jetstream_wanted, ", "),
+                     " skipped: no --nats=URLS given (start NATS servers with "
+                     "tools/nats_cluster.sh start DIR 3, or run "
+                     "benchmarks/jetstream_compare.sh)");
+    std::fprintf(stderr, "compare: %s\n", config.jetstream_skipped.c_str());
   }
   config.raw = every || wanted.count("disk") > 0;
 

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "benchmarks/bench_util.h"
+#include "benchmarks/jetstream_queue.h"
 #include "benchmarks/raw_log.h"
 #include "benchmarks/taskwal_queue.h"
 #include "benchmarks/workloads.h"
@@ -32,6 +33,11 @@ void Progress(const std::string& line) {
 }
 
 uint64_t TasksFor(const CompareConfig& config, const SystemSpec& spec) {
+  // On NATS, calls that wait for the servers' acknowledgement run at a
+  // fraction of the local rates; those that do not, at local rates.
+  if (spec.on_nats && spec.durability != Durability::kBuffered) {
+    return config.jetstream_tasks;
+  }
   return spec.durability == Durability::kFsyncPerCall ? config.durable_tasks
                                                       : config.fast_tasks;
 }
@@ -270,7 +276,7 @@ absl::Status RunLatencyWorkload(const CompareConfig& config, Results* results) {
   }
   for (int threads : config.latency_threads) {
     for (const SystemSpec& spec : config.systems) {
-      if (spec.durability != Durability::kFsyncPerCall) continue;
+      if (!WaitsPerCall(spec)) continue;
       WithSystem(config, spec, results, "latency", [&](QueueSystem* system) {
         LifecycleOptions o;
         o.threads = threads;
@@ -348,11 +354,12 @@ struct OpenTiming {
   uint64_t tasks = 0;
 };
 
-absl::StatusOr<std::pair<std::unique_ptr<Engine>, OpenTiming>> TimedOpen(
-    const std::string& dir) {
+// Times open(), which opens an engine, and reads its recovery report.
+template <typename OpenFn>
+absl::StatusOr<std::pair<std::unique_ptr<Engine>, OpenTiming>> TimedOpenWith(
+    OpenFn open) {
   const int64_t t0 = NowNanos();
-  absl::StatusOr<std::unique_ptr<Engine>> engine =
-      Engine::Open(RecoveryOptions(dir));
+  absl::StatusOr<std::unique_ptr<Engine>> engine = open();
   const int64_t t1 = NowNanos();
   if (!engine.ok()) return engine.status();
   OpenTiming t;
@@ -364,11 +371,21 @@ absl::StatusOr<std::pair<std::unique_ptr<Engine>, OpenTiming>> TimedOpen(
   return std::make_pair(*std::move(engine), t);
 }
 
+absl::StatusOr<std::pair<std::unique_ptr<Engine>, OpenTiming>> TimedOpen(
+    const std::string& dir) {
+  return TimedOpenWith([&] { return Engine::Open(RecoveryOptions(dir)); });
+}
+
+// The options of a timed JetStream open: RecoveryOptions without a
+// directory.
+EngineOptions JetStreamRecoveryOptions() { return RecoveryOptions(""); }
+
+// data_bytes: what the data takes on disk, unknown for a stream.
 void AddOpen(Results* results, const std::string& label, const OpenTiming& t,
-             uint64_t data_bytes) {
+             std::optional<uint64_t> data_bytes,
+             const char* params = "warm page cache") {
   auto add = [&](const char* metric, double v, const char* unit) {
-    results->Add(
-        {"recovery", "taskwal", label, 0, metric, v, unit, "warm page cache"});
+    results->Add({"recovery", "taskwal", label, 0, metric, v, unit, params});
   };
   add("open_s", t.seconds, "s");
   add("records_replayed", static_cast<double>(t.report.records_replayed),
@@ -377,23 +394,27 @@ void AddOpen(Results* results, const std::string& label, const OpenTiming& t,
       t.seconds > 0 ? t.report.records_replayed / t.seconds : 0, "records/s");
   add("tasks", static_cast<double>(t.tasks), "tasks");
   add("tasks_per_s", t.seconds > 0 ? t.tasks / t.seconds : 0, "tasks/s");
-  add("data_bytes", static_cast<double>(data_bytes), "bytes");
+  if (data_bytes.has_value()) {
+    add("data_bytes", static_cast<double>(*data_bytes), "bytes");
+  }
   add("snapshot_lsn", static_cast<double>(t.report.snapshot_lsn), "lsn");
   Progress(absl::StrFormat(
       "[recovery]  %-44s open %.3f s: %d records replayed, %d tasks, "
-      "snapshot lsn %d, %.0f MB on disk",
+      "snapshot lsn %d%s",
       label, t.seconds, t.report.records_replayed, t.tasks,
-      t.report.snapshot_lsn, data_bytes / 1e6));
+      t.report.snapshot_lsn,
+      data_bytes.has_value()
+          ? absl::StrFormat(", %.0f MB on disk", *data_bytes / 1e6)
+          : std::string()));
 }
 
-// Times Engine::Open of dir in a fresh child process (compare
-// --internal_child=open), as a daemon opens once at its start: an Open in
-// this process would inherit the heap (and glibc's per-thread arenas) that
-// earlier, larger runs left behind.
-absl::StatusOr<OpenTiming> ChildTimedOpen(const CompareConfig& config,
-                                          const std::string& dir) {
-  const std::string command = absl::StrCat(
-      "'", config.self_path, "' --internal_child=open --open_dir='", dir, "'");
+// Times an Open in a fresh child process (this binary with `args`:
+// --internal_child=open or open_jetstream), as a daemon opens once at its
+// start: an Open in this process would inherit the heap (and glibc's
+// per-thread arenas) that earlier, larger runs left behind.
+absl::StatusOr<OpenTiming> ChildTimedOpenArgs(const CompareConfig& config,
+                                              const std::string& args) {
+  const std::string command = absl::StrCat("'", config.self_path, "' ", args);
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return absl::InternalError("popen failed");
   std::string out;
@@ -419,6 +440,12 @@ absl::StatusOr<OpenTiming> ChildTimedOpen(const CompareConfig& config,
   t.report.snapshot_lsn = static_cast<uint64_t>(v["snapshot_lsn"]);
   t.tasks = static_cast<uint64_t>(v["tasks"]);
   return t;
+}
+
+absl::StatusOr<OpenTiming> ChildTimedOpen(const CompareConfig& config,
+                                          const std::string& dir) {
+  return ChildTimedOpenArgs(
+      config, absl::StrCat("--internal_child=open --open_dir='", dir, "'"));
 }
 
 // Builds the log, times Open from the log alone, then takes two snapshots
@@ -468,6 +495,44 @@ absl::Status RecoveryCase(const CompareConfig& config, uint64_t transitions,
   return absl::OkStatus();
 }
 
+// Builds a JetStream stream of `transitions` records (lifecycles) for a
+// cluster of its own, times OpenJetStreamEngine's replay of it in a child
+// process, and deletes the streams.
+absl::Status JetStreamRecoveryCase(const CompareConfig& config, int replicas,
+                                   uint64_t transitions, Results* results) {
+  const std::string& servers = config.nats_servers;
+  const std::string cluster = UniqueClusterName();
+  absl::Status status = [&]() -> absl::Status {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = OpenBenchJetStreamEngine(
+        servers, cluster, replicas, JetStreamRecoveryOptions());
+    if (!engine.ok()) return engine.status();
+    const int64_t t0 = NowNanos();
+    absl::Status s =
+        BuildLog(engine->get(), transitions, true, config.payload_bytes);
+    absl::Status c = (*engine)->Close();
+    if (!s.ok()) return s;
+    if (!c.ok()) return c;
+    Progress(absl::StrFormat(
+        "[recovery]  built a JetStream R%d stream of %d transitions in %.1f s",
+        replicas, transitions, (NowNanos() - t0) / 1e9));
+    absl::StatusOr<OpenTiming> timed = ChildTimedOpenArgs(
+        config, absl::StrCat("--internal_child=open_jetstream --nats='",
+                             servers, "' --open_cluster='", cluster, "'"));
+    if (!timed.ok()) return timed.status();
+    AddOpen(results,
+            absl::StrCat("JetStream R", replicas, " stream, ", transitions,
+                         " transitions (lifecycles of ",
+                         transitions / kRecordsPerLifecycle,
+                         " tasks), replay of the whole stream"),
+            *timed, std::nullopt,
+            "local NATS servers; OpenJetStreamEngine reads the stream with "
+            "an ordered consumer");
+    return absl::OkStatus();
+  }();
+  absl::Status deleted = DeleteJetStreamCluster(servers, cluster);
+  return status.ok() ? deleted : status;
+}
+
 }  // namespace
 
 absl::Status RunRecoveryWorkload(const CompareConfig& config,
@@ -480,11 +545,24 @@ absl::Status RunRecoveryWorkload(const CompareConfig& config,
   };
   for (uint64_t n : config.recovery_transitions) run(n, true);
   for (uint64_t n : config.snapshot_tasks) run(n, false);
+  if (config.nats_servers.empty()) return absl::OkStatus();
+  for (int replicas : config.jetstream_replicas) {
+    for (uint64_t n : config.jetstream_recovery_transitions) {
+      absl::Status s = JetStreamRecoveryCase(config, replicas, n, results);
+      if (!s.ok()) {
+        AddRawError(results,
+                    absl::StrCat("recovery JetStream R", replicas, " ", n), s);
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
-int OpenChildMain(const std::string& dir) {
-  auto opened = TimedOpen(dir);
+namespace {
+
+// Prints an open's timing as key=value lines for ChildTimedOpenArgs.
+int PrintOpened(
+    absl::StatusOr<std::pair<std::unique_ptr<Engine>, OpenTiming>> opened) {
   if (!opened.ok()) {
     std::fprintf(stderr, "%s\n", opened.status().ToString().c_str());
     return 1;
@@ -502,6 +580,20 @@ int OpenChildMain(const std::string& dir) {
       static_cast<unsigned long long>(t.report.snapshot_lsn),
       static_cast<unsigned long long>(t.tasks));
   return 0;
+}
+
+}  // namespace
+
+int OpenChildMain(const std::string& dir) {
+  return PrintOpened(TimedOpen(dir));
+}
+
+int OpenJetStreamChildMain(const std::string& servers,
+                           const std::string& cluster) {
+  return PrintOpened(TimedOpenWith([&] {
+    return OpenBenchJetStreamEngine(servers, cluster, /*replicas=*/1,
+                                    JetStreamRecoveryOptions());
+  }));
 }
 
 int MemoryChildMain(const std::string& dir, uint64_t tasks,

@@ -45,11 +45,29 @@ struct CompareConfig {
   std::vector<uint64_t> scale_live;
   std::vector<std::string> scale_modes;
   int scale_threads = 16;
+  // taskwal on NATS JetStream (systems with SystemSpec::on_nats).
+  std::string nats_servers;  // comma-separated URLs; empty: not run
+  std::vector<int> jetstream_replicas;
+  // Per lifecycle/dedup run of an on_nats system whose calls wait for the
+  // servers (the -async one takes fast_tasks).
+  uint64_t jetstream_tasks = 5000;
+  // Stream sizes (transitions) to time OpenJetStreamEngine's replay after.
+  std::vector<uint64_t> jetstream_recovery_transitions;
+  // Why the JetStream systems did not run, for the Systems table; empty
+  // when they ran.
+  std::string jetstream_skipped;
 };
 
 // Transitions per lifecycle (submit, claim, complete): one log record each
 // in taskwal, and what a raw-log row appends per lifecycle.
 inline constexpr int kRecordsPerLifecycle = 3;
+
+// Whether a system's calls wait for durability (an fdatasync, or the NATS
+// servers' acknowledgement): the systems of the latency workload.
+inline bool WaitsPerCall(const SystemSpec& spec) {
+  return spec.durability == Durability::kFsyncPerCall ||
+         spec.durability == Durability::kReplicatedMajority;
+}
 
 // workload "lifecycle": metric lifecycles_per_s (plus submits_per_s,
 // claim_completes_per_s, seconds) per system and thread count; disk rows
@@ -59,10 +77,12 @@ absl::Status RunLifecycleWorkload(const CompareConfig& config,
 // workload "dedup": metric submits_per_s.
 absl::Status RunDedupWorkload(const CompareConfig& config, Results* results);
 // workload "latency": metrics {submit,complete,claim}_{p50,p99,p999}_us for
-// the systems that fsync per call, and disk-fdatasync batch_{p50,...}_us.
+// the systems whose calls wait (WaitsPerCall), and disk-fdatasync
+// batch_{p50,...}_us.
 absl::Status RunLatencyWorkload(const CompareConfig& config, Results* results);
 // workload "recovery": open_s, records_replayed, records_per_s,
-// tasks_loaded, tasks_per_s, data_bytes per case label.
+// tasks_loaded, tasks_per_s, data_bytes per case label; with nats_servers
+// also the replay of JetStream streams (labels starting "JetStream R").
 absl::Status RunRecoveryWorkload(const CompareConfig& config, Results* results);
 // workload "memory": runs this binary as a child (--internal_child=memory)
 // so the figure is not skewed by earlier workloads' heap.
@@ -74,6 +94,10 @@ absl::Status RunScaleWorkload(const CompareConfig& config, Results* results);
 // compare --internal_child=open: opens dir, prints the timing as
 // key=value lines, closes. Returns the process exit code.
 int OpenChildMain(const std::string& dir);
+// compare --internal_child=open_jetstream: the same for OpenJetStreamEngine
+// of `cluster` on `servers`.
+int OpenJetStreamChildMain(const std::string& servers,
+                           const std::string& cluster);
 
 int MemoryChildMain(const std::string& dir, uint64_t tasks,
                     size_t payload_bytes);

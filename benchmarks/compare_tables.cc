@@ -24,6 +24,9 @@ const char* DurabilityText(Durability d) {
       return "written to the OS per call (kill -9 safe)";
     case Durability::kBuffered:
       return "buffered in process memory";
+    case Durability::kReplicatedMajority:
+      return "acknowledged once a majority of NATS servers hold it (in "
+             "memory; NATS 2.9 fsyncs every 60 s)";
   }
   return "";
 }
@@ -100,6 +103,24 @@ Table SystemsTable(const CompareConfig& config) {
       " (taskwal, SyncMode::kAlways). A ratio is the row's figure divided by "
       "the reference's figure in the same column: above 1x means more than "
       "taskwal-always (faster for rates, slower for latencies).")};
+  bool on_nats = false;
+  for (const SystemSpec& s : config.systems) on_nats = on_nats || s.on_nats;
+  if (on_nats) {
+    t.notes.push_back(absl::StrCat(
+        "taskwal-jetstream-*: the engine's journal is a NATS JetStream "
+        "stream on the servers of --nats (",
+        config.nats_servers,
+        "), on this machine, over loopback: the servers share its cores "
+        "with the clients. Each run uses a cluster (stream) of its own, "
+        "deleted afterwards. -async is SyncMode::kNone "
+        "(acknowledged before the stream has the record); -p1 has one "
+        "partition. They have no memory or scale rows: those workloads "
+        "measure the local engine's in-memory structures, which are the "
+        "same on JetStream."));
+  }
+  if (!config.jetstream_skipped.empty()) {
+    t.notes.push_back(config.jetstream_skipped);
+  }
   return t;
 }
 
@@ -123,7 +144,9 @@ Table RateTable(const CompareConfig& config, const Results& results,
 
 Table LatencyTable(const CompareConfig& config, const Results& results) {
   Table t;
-  t.title = "Latency per call, systems that fdatasync per call (microseconds)";
+  t.title =
+      "Latency per call, systems whose calls wait for an fdatasync or a "
+      "replica's acknowledgement (microseconds)";
   t.header = {"system",
               "clients",
               "call",
@@ -145,7 +168,7 @@ Table LatencyTable(const CompareConfig& config, const Results& results) {
                         v("p99"), v("p999"), "", "1.00x"});
     }
     for (const SystemSpec& s : config.systems) {
-      if (s.durability != Durability::kFsyncPerCall) continue;
+      if (!WaitsPerCall(s)) continue;
       for (const char* op : {"submit", "complete"}) {
         auto v = [&](const char* q) {
           return results.Find("latency", s.name, "", n,
@@ -190,17 +213,21 @@ Table RecoveryTable(const Results& results) {
   t.title = "Recovery: Engine::Open (taskwal)";
   t.header = {"data directory", "open (s)", "records replayed", "records/s",
               "tasks",          "tasks/s",  "on disk (MB)"};
+  bool jetstream = false;
   for (const std::string& label : Labels(results, "recovery")) {
     auto v = [&](const char* metric) {
       std::optional<double> x =
           results.Find("recovery", "taskwal", label, 0, metric);
       return x.has_value() ? *x : 0.0;
     };
+    const std::optional<double> bytes =
+        results.Find("recovery", "taskwal", label, 0, "data_bytes");
+    jetstream = jetstream || absl::StartsWith(label, "JetStream");
     t.rows.push_back({label, absl::StrFormat("%.3f", v("open_s")),
                       FormatNumber(v("records_replayed")),
                       FormatNumber(v("records_per_s")),
                       FormatNumber(v("tasks")), FormatNumber(v("tasks_per_s")),
-                      FormatNumber(v("data_bytes") / 1e6)});
+                      bytes.has_value() ? FormatNumber(*bytes / 1e6) : "-"});
   }
   t.notes = {
       "Built with a kNone engine (then closed, so everything is on disk), "
@@ -210,6 +237,13 @@ Table RecoveryTable(const Results& results) {
       "the newest snapshot. Each timed Open runs in a fresh child process, "
       "as a daemon opens once at its start. Page cache warm (the files were "
       "just written)."};
+  if (jetstream) {
+    t.notes.push_back(
+        "\"JetStream R<n> stream\": the stream was written by a kNone engine "
+        "on NATS JetStream (then closed), and the timed open is "
+        "OpenJetStreamEngine, which appends its fence and replays every "
+        "record of the stream from the local NATS servers (no snapshot).");
+  }
   return t;
 }
 
@@ -417,9 +451,69 @@ void ScalingVerdicts(const CompareConfig& config, const Results& results,
   }
 }
 
+// Issue 15's targets for taskwal on JetStream (3 local servers): >= 30k
+// transitions/s through one partition at R3, >= 100k across partitions,
+// p99 of a Submit <= 20 ms.
+void JetStreamVerdicts(const CompareConfig& config, const Results& results,
+                       std::vector<Verdict>* v) {
+  if (config.nats_servers.empty() ||
+      std::find(config.jetstream_replicas.begin(),
+                config.jetstream_replicas.end(),
+                3) == config.jetstream_replicas.end()) {
+    return;
+  }
+  // The best lifecycle rate over the client counts run, as transitions/s.
+  auto best = [&](const char* system,
+                  std::string* at) -> std::optional<double> {
+    std::optional<double> top;
+    for (int n : config.threads) {
+      std::optional<double> r =
+          results.Find("lifecycle", system, "", n, "lifecycles_per_s");
+      if (r.has_value() && (!top.has_value() || *r > *top)) {
+        top = r;
+        *at = ClientsHeader(n);
+      }
+    }
+    if (top.has_value()) *top *= kRecordsPerLifecycle;
+    return top;
+  };
+  for (const auto& [system, floor, target] :
+       {std::tuple<const char*, double, const char*>{
+            "taskwal-jetstream-r3-p1", 30000,
+            "JetStream R3, one partition: >= 30,000 transitions/s"},
+        std::tuple<const char*, double, const char*>{
+            "taskwal-jetstream-r3", 100000,
+            "JetStream R3, across partitions: >= 100,000 transitions/s"}}) {
+    std::string at;
+    const std::optional<double> rate = best(system, &at);
+    if (!rate.has_value()) {
+      v->push_back({target, "not measured", "-"});
+      continue;
+    }
+    v->push_back({target,
+                  absl::StrCat(FormatNumber(*rate), " transitions/s (", system,
+                               ", best at ", at, ", 3 per lifecycle)"),
+                  MetOrMissed(*rate >= floor)});
+  }
+  for (int n : config.latency_threads) {
+    const std::string target = absl::StrCat(
+        "JetStream R3: p99 of a Submit <= 20 ms, ", ClientsHeader(n));
+    std::optional<double> p99 =
+        results.Find("latency", "taskwal-jetstream-r3", "", n, "submit_p99_us");
+    if (!p99.has_value()) {
+      v->push_back({target, "not measured", "-"});
+      continue;
+    }
+    v->push_back({target,
+                  absl::StrCat("Submit p99 ", FormatNumber(*p99), " us"),
+                  MetOrMissed(*p99 <= 20000)});
+  }
+}
+
 Table TargetsTable(const CompareConfig& config, const Results& results) {
   std::vector<Verdict> v;
   ScalingVerdicts(config, results, &v);
+  JetStreamVerdicts(config, results, &v);
   const int n64 = LargestThreads(config.threads, 64);
   const std::optional<double> always64 =
       results.Find("lifecycle", kReference, "", n64, "lifecycles_per_s");
@@ -625,8 +719,13 @@ std::vector<Table> BuildTables(const CompareConfig& config,
                       "same clients ClaimNext + Complete until drained. N = ",
                       config.durable_tasks,
                       " for systems that fdatasync per call, ",
-                      config.fast_tasks,
-                      " for the others. Rate = 1 / (submit time per task + "
+                      config.fast_tasks, " for the others",
+                      config.nats_servers.empty()
+                          ? std::string()
+                          : absl::StrCat(" (", config.jetstream_tasks,
+                                         " for taskwal-jetstream-* but "
+                                         "-async)"),
+                      ". Rate = 1 / (submit time per task + "
                       "claim-and-complete time per task)."),
          absl::StrCat("(x) = ratio to ", kReference,
                       " in the same column. disk-* rows: records/s / 3 (three "

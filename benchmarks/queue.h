@@ -66,6 +66,11 @@ enum class Durability {
   kFsyncPerCall,  // the call returns after an fdatasync covering it
   kOsPerCall,     // the call returns after its write reached the OS
   kBuffered,      // the call may return with the write still in memory
+  // The call returns once a majority of the NATS servers holding the
+  // stream have the record, in their memory: NATS 2.9 fsyncs its store
+  // every 60 s, so this survives a server's crash (R3), not a power loss of
+  // the whole NATS cluster within that minute.
+  kReplicatedMajority,
 };
 
 struct SystemSpec {
@@ -76,6 +81,9 @@ struct SystemSpec {
   std::function<absl::StatusOr<std::unique_ptr<QueueSystem>>(
       const std::string& dir)>
       open;
+  // The system keeps its data on NATS servers, not in `dir`: runs use
+  // CompareConfig::jetstream_tasks.
+  bool on_nats = false;
 };
 
 // taskwal in kAlways, kInterval, kNone (benchmarks/taskwal_queue.cc).
@@ -85,6 +93,7 @@ std::vector<SystemSpec> SqliteSystems();
 // RocksDB task store, sync=true, sync=false, and WAL buffered in memory
 // (benchmarks/rocksdb_queue.cc).
 std::vector<SystemSpec> RocksdbSystems();
+// taskwal on NATS JetStream: benchmarks/jetstream_queue.h.
 
 }  // namespace taskwal::bench
 

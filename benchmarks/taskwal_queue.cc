@@ -50,7 +50,20 @@ absl::StatusOr<std::unique_ptr<TaskwalQueue>> TaskwalQueue::Open(
   options.data_dir = dir;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
   if (!engine.ok()) return engine.status();
-  return std::unique_ptr<TaskwalQueue>(new TaskwalQueue(*std::move(engine)));
+  return Wrap(*std::move(engine));
+}
+
+std::unique_ptr<TaskwalQueue> TaskwalQueue::Wrap(
+    std::unique_ptr<Engine> engine, std::function<absl::Status()> after_close) {
+  return std::unique_ptr<TaskwalQueue>(
+      new TaskwalQueue(std::move(engine), std::move(after_close)));
+}
+
+absl::Status TaskwalQueue::Close() {
+  absl::Status closed = engine_->Close();
+  if (!after_close_) return closed;
+  absl::Status after = after_close_();
+  return closed.ok() ? after : closed;
 }
 
 absl::StatusOr<std::unique_ptr<QueueClient>> TaskwalQueue::NewClient(

@@ -4,6 +4,7 @@
 // taskwal behind the benchmark queue interface (benchmarks/queue.h): one
 // Engine, clients are worker ids.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,10 +19,17 @@ class TaskwalQueue final : public QueueSystem {
   // Opens an engine in dir with `options` (data_dir is set to dir).
   static absl::StatusOr<std::unique_ptr<TaskwalQueue>> Open(
       const std::string& dir, EngineOptions options);
+  // Serves an engine already open (on NATS JetStream, for one). `after_close`,
+  // when set, runs once Close has closed the engine, whatever that returned
+  // (to delete what the engine kept elsewhere); Close returns the engine's
+  // error first, else after_close's.
+  static std::unique_ptr<TaskwalQueue> Wrap(
+      std::unique_ptr<Engine> engine,
+      std::function<absl::Status()> after_close = nullptr);
 
   absl::StatusOr<std::unique_ptr<QueueClient>> NewClient(
       int client_index) override;
-  absl::Status Close() override { return engine_->Close(); }
+  absl::Status Close() override;
   // fsyncs, log flushes and records per flush since Open.
   std::string Diagnostics() override;
 
@@ -29,9 +37,11 @@ class TaskwalQueue final : public QueueSystem {
   Engine* engine() { return engine_.get(); }
 
  private:
-  explicit TaskwalQueue(std::unique_ptr<Engine> engine)
-      : engine_(std::move(engine)) {}
+  TaskwalQueue(std::unique_ptr<Engine> engine,
+               std::function<absl::Status()> after_close)
+      : engine_(std::move(engine)), after_close_(std::move(after_close)) {}
   const std::unique_ptr<Engine> engine_;
+  const std::function<absl::Status()> after_close_;
 };
 
 // The options compare uses for mode: the engine's defaults except the sync
