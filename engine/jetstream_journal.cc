@@ -22,7 +22,9 @@ namespace {
 
 constexpr char kWriterHeader[] = "Taskwal-Writer";
 constexpr char kExpectedLastSeqHeader[] = "Nats-Expected-Last-Sequence";
-constexpr char kDescriptionPrefix[] = "taskwal journal v1 partitions=";
+constexpr char kExpectedLastSubjectSeqHeader[] =
+    "Nats-Expected-Last-Subject-Sequence";
+constexpr char kDescriptionPrefix[] = "taskwal journal v2 partitions=";
 // Room left in a message for its headers.
 constexpr int64_t kHeaderRoom = 1024;
 constexpr size_t kMaxPieceBytes = 1 << 20;
@@ -173,6 +175,10 @@ std::string LogSubject(absl::string_view cluster) {
   return absl::StrCat("taskwal.", cluster, ".log");
 }
 
+std::string WriterSubject(absl::string_view cluster, absl::string_view writer) {
+  return absl::StrCat(LogSubject(cluster), ".", writer);
+}
+
 std::string ManifestSubject(absl::string_view cluster) {
   return absl::StrCat("taskwal.", cluster, ".manifest");
 }
@@ -182,7 +188,8 @@ std::string SnapshotStreamName(absl::string_view cluster) {
 }
 
 std::string SnapshotSubject(absl::string_view cluster) {
-  return absl::StrCat("taskwal.", cluster, ".snap");
+  // Outside taskwal.<cluster>.>, which the journal's stream holds.
+  return absl::StrCat("taskwal-snap.", cluster);
 }
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Connect(
@@ -267,10 +274,23 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
     cfg.SubjectsLen = static_cast<int>(subject_ptrs.size());
     cfg.Storage = js_FileStorage;
     cfg.Replicas = config.replicas;
-    jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = js_AddStream(&si, conn.js(), &cfg, nullptr, &jerr);
-    if (si != nullptr) jsStreamInfo_Destroy(si);
+    natsStatus s;
+    absl::Duration backoff = absl::Milliseconds(50);
+    // Creating a replicated stream can time out while its servers elect a
+    // leader (or another process creates it): try again.
+    while (true) {
+      jsStreamInfo* si = nullptr;
+      jerr = static_cast<jsErrCode>(0);
+      s = js_AddStream(&si, conn.js(), &cfg, nullptr, &jerr);
+      if (si != nullptr) jsStreamInfo_Destroy(si);
+      if (s == NATS_OK || jerr == JSStreamNameExistErr || !Retryable(s) ||
+          absl::Now() + backoff > deadline) {
+        break;
+      }
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(1));
+    }
     if (s != NATS_OK && jerr != JSStreamNameExistErr) {
       return NatsError(
           absl::StrCat("creating stream ", name, " (R", config.replicas, ")"),
@@ -321,7 +341,7 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
       return info.status();
     }
     TASKWAL_RETURN_IF_ERROR(create(
-        stream, {LogSubject(config.cluster), ManifestSubject(config.cluster)},
+        stream, {absl::StrCat("taskwal.", config.cluster, ".>")},
         absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16)));
   }
 }
@@ -329,7 +349,7 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
 absl::StatusOr<std::unique_ptr<StreamReader>> StreamReader::Open(
     Connection& conn, const Config& config, uint64_t first_seq) {
   const std::string stream = StreamName(config.cluster);
-  const std::string subject = absl::StrCat("taskwal.", config.cluster, ".*");
+  const std::string subject = absl::StrCat("taskwal.", config.cluster, ".>");
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
@@ -443,8 +463,8 @@ absl::StatusOr<std::unique_ptr<JetStreamJournal>> JetStreamJournal::Open(
                                                             uint64_t)>
         replay) {
   const std::string stream = StreamName(config.cluster);
-  const std::string subject = LogSubject(config.cluster);
   const std::string writer = RandomWriterId();
+  const std::string subject = WriterSubject(config.cluster, writer);
   const absl::Time deadline = absl::Now() + config.retry_for;
   // The fence: an empty frame right after the stream's last message.
   const std::string fence = SplitFrame("", 64)[0];
@@ -541,13 +561,14 @@ JetStreamJournal::JetStreamJournal(const Config& config,
       partitions_(partitions),
       writer_(std::move(writer)),
       inbox_(std::move(inbox)),
-      subject_(LogSubject(config.cluster)),
+      subject_(WriterSubject(config.cluster, writer_)),
       manifest_subject_(ManifestSubject(config.cluster)),
       stream_(StreamName(config.cluster)),
       fence_seq_(fence_seq),
       next_lsn_(last_lsn),
       durable_lsn_(std::move(last_lsn)),
       next_seq_(fence_seq + 1),
+      last_log_seq_(fence_seq),
       acked_through_(fence_seq) {
   for (uint64_t lsn : next_lsn_) records_ += lsn;
   const int64_t max_payload = natsConnection_GetMaxPayload(conn_->nc());
@@ -632,6 +653,8 @@ void JetStreamJournal::TakeStagedLocked() {
   for (size_t i = 0; i < pieces.size(); ++i) {
     Piece piece;
     piece.seq = next_seq_++;
+    piece.subject_prev = last_log_seq_;
+    last_log_seq_ = piece.seq;
     piece.body = std::move(pieces[i]);
     if (i + 1 == pieces.size()) piece.durable = std::move(staged_lsns_);
     queued_bytes_ += piece.body.size();
@@ -647,19 +670,37 @@ void JetStreamJournal::SendLocked() {
   std::vector<natsMsg*> out;
   const absl::Time now = absl::Now();
   for (Piece& piece : queue_) {
+    if (piece.sent) {
+      // Nothing goes out behind a manifest until it is stored (below).
+      if (!piece.acked && piece.manifest) break;
+      continue;
+    }
     if (in_flight_ >= static_cast<size_t>(config_.max_in_flight)) break;
-    if (piece.sent) continue;
+    // A manifest is fenced by the stream's last sequence alone, which only
+    // proves that no other writer came in between if everything before it
+    // is stored: it waits for the pieces before it, and they for it.
+    if (piece.manifest && in_flight_ > 0) break;
     natsMsg* msg = nullptr;
     const std::string reply = absl::StrCat(inbox_, ".", epoch_, ".", piece.seq);
     const std::string expected = absl::StrCat(piece.seq - 1);
+    const std::string expected_subject = absl::StrCat(piece.subject_prev);
     natsStatus s = natsMsg_Create(
         &msg, (piece.manifest ? manifest_subject_ : subject_).c_str(),
         reply.c_str(), piece.body.data(), static_cast<int>(piece.body.size()));
     if (s == NATS_OK) {
       s = natsMsgHeader_Set(msg, kExpectedLastSeqHeader, expected.c_str());
     }
-    if (s == NATS_OK)
+    // A log piece also names this writer's previous message on its own
+    // subject: once another writer's message took a place in the chain
+    // (its fence), no later message of this writer can be stored, though
+    // the stream's last sequence may match.
+    if (s == NATS_OK && !piece.manifest) {
+      s = natsMsgHeader_Set(msg, kExpectedLastSubjectSeqHeader,
+                            expected_subject.c_str());
+    }
+    if (s == NATS_OK) {
       s = natsMsgHeader_Set(msg, kWriterHeader, writer_.c_str());
+    }
     if (s != NATS_OK) {
       natsMsg_Destroy(msg);
       FailLocked(NatsError("building a journal message", s));
@@ -671,6 +712,7 @@ void JetStreamJournal::SendLocked() {
     ++messages_;
     bytes_sent_ += piece.body.size();
     out.push_back(msg);
+    if (piece.manifest) break;
   }
   if (out.empty()) return;
   mu_.Unlock();

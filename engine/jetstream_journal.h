@@ -5,15 +5,19 @@
 // servers (api/jetstream.h is the public side).
 //
 // One stream per taskwal cluster, TASKWAL_<cluster>, holds every
-// partition's records in frames (engine/jetstream_format.h) on the subject
-// taskwal.<cluster>.log. One process writes it at a time. Safety rests on
-// fencing alone: every message carries Nats-Expected-Last-Sequence, the
-// sequence the writer knows to be the stream's last, so the stream is
-// always a prefix of what one writer sent after its fence; a second
-// writer's first message (its fence) makes every later message of the first
-// writer fail, and the first writer stops acknowledging at its first refused
-// message. A lease (engine/jetstream_lease.h) only keeps two writers from
-// fighting.
+// partition's records in frames (engine/jetstream_format.h), each writer's
+// on a subject of its own, taskwal.<cluster>.log.<writer id>. One process
+// writes it at a time. Safety rests on fencing alone: every message names
+// the stream's last sequence it must follow (Nats-Expected-Last-Sequence)
+// and this writer's previous message on its subject
+// (Nats-Expected-Last-Subject-Sequence). A new writer first appends its
+// fence; from then on no message of an older writer can be stored, even
+// one already in flight whose expected stream sequence happens to match
+// (the fence took its predecessor's place, so its subject check fails),
+// and the older writer stops acknowledging at its first refused message.
+// Snapshot manifests, on taskwal.<cluster>.manifest, are sent only when
+// nothing of the writer is in flight, so the stream sequence alone fences
+// them. A lease (JetStreamLease) only keeps two writers from fighting.
 //
 // Writing: Append stages records into the frame being built; a publisher
 // thread sends what is staged as soon as fewer than max_in_flight messages
@@ -68,6 +72,8 @@ struct Config {
 // The public options as a Config; kInvalidArgument names a bad one.
 Config MakeConfig(const JetStreamOptions& options);
 absl::Status ValidateJetStreamOptions(const JetStreamOptions& options);
+// As ValidateJetStreamOptions, and shards == 1.
+absl::Status ValidateOneShard(const JetStreamOptions& options);
 
 // A NATS status (natsStatus) worth retrying: a timeout, no responders (a
 // stream between leaders), a connection being re-established.
@@ -76,8 +82,10 @@ bool Retryable(int status);
 // kInvalidArgument unless 1 to 32 of [A-Za-z0-9_-].
 absl::Status ValidateClusterName(absl::string_view cluster);
 std::string StreamName(absl::string_view cluster);
-// The journal's frames.
+// The journal's frames: each writer publishes on a subject of its own,
+// <LogSubject>.<writer id>.
 std::string LogSubject(absl::string_view cluster);
+std::string WriterSubject(absl::string_view cluster, absl::string_view writer);
 // Snapshot manifests (jetstream.proto), in the same stream and fenced the
 // same way: only the writer that leads can commit a snapshot.
 std::string ManifestSubject(absl::string_view cluster);
@@ -234,6 +242,9 @@ class JetStreamJournal final : public Journal {
     uint64_t seq;  // The sequence it must be stored at.
     std::string body;
     bool manifest = false;  // On the manifest subject.
+    // A log piece: the sequence of this writer's message before it on its
+    // subject (Nats-Expected-Last-Subject-Sequence).
+    uint64_t subject_prev = 0;
     bool sent = false;
     bool acked = false;
     absl::Time sent_at;
@@ -289,7 +300,9 @@ class JetStreamJournal final : public Journal {
   size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Of queue_'s bodies.
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_);        // Of the next piece cut.
   uint64_t acked_through_ ABSL_GUARDED_BY(mu_);   // Every piece up to it.
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;       // Replies of older are stale.
+  // The last log piece cut (or the fence): on this writer's subject.
+  uint64_t last_log_seq_ ABSL_GUARDED_BY(mu_);
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;  // Replies of older are stale.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // A reply refused a piece or said something unexpected.
   std::string trouble_ ABSL_GUARDED_BY(mu_);

@@ -364,6 +364,52 @@ TEST_P(JetStreamTest, AStandbyFollowsAndTakesOverWhereItIs) {
   EXPECT_EQ(test_util::Dump(reopened.get()), after);
 }
 
+// A new writer fences the stream while the old one has many messages in
+// flight: nothing the old one acknowledges may be missing afterwards, and
+// the stream must still open.
+TEST_P(JetStreamTest, AFenceAmidPipelinedMessagesLosesNothing) {
+  const JetStreamOptions js = Options("fenceload");
+  for (int round = 0; round < 3; ++round) {
+    std::unique_ptr<taskwal::Engine> old_engine = MustOpen(Engine(), js);
+    ASSERT_NE(old_engine, nullptr);
+    absl::Mutex mu;
+    std::vector<std::string> acked;
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok_calls{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; !stop.load(); ++i) {
+          const std::string key = absl::StrCat("r", round, "-w", t, "-", i);
+          if (!old_engine->Submit(Spec(key)).ok()) return;
+          ok_calls.fetch_add(1);
+          absl::MutexLock l(&mu);
+          acked.push_back(key);
+        }
+      });
+    }
+    const absl::Time deadline = absl::Now() + kBound;
+    while (ok_calls.load() < 300 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    // Mid-stream, a second writer takes over.
+    std::unique_ptr<taskwal::Engine> new_engine = MustOpen(Engine(), js);
+    ASSERT_NE(new_engine, nullptr);
+    stop.store(true);
+    for (std::thread& t : threads) t.join();
+    old_engine.reset();
+    ASSERT_TRUE(new_engine->Submit(Spec(absl::StrCat("after", round))).ok());
+    ASSERT_THAT(new_engine->Close(), IsOk());
+    std::unique_ptr<taskwal::Engine> reopened = MustOpen(Engine(), js);
+    ASSERT_NE(reopened, nullptr) << "round " << round;
+    absl::MutexLock l(&mu);
+    for (const std::string& key : acked) {
+      ASSERT_TRUE(reopened->GetByIdempotencyKey(key).ok())
+          << "acknowledged by the deposed writer, then lost: " << key;
+    }
+  }
+}
+
 // The server leading the stream dies under load: the engine rides out the
 // election, and nothing it acknowledged is lost.
 TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
