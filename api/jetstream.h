@@ -50,7 +50,7 @@ struct JetStreamOptions {
   // NATS server URLs, comma-separated ("nats://127.0.0.1:4222,...").
   std::string servers;
   // The cluster's name: 1 to 32 of [A-Za-z0-9_-]. Its stream is
-  // TASKWAL_<cluster> (subject taskwal.<cluster>.log), its lease bucket
+  // TASKWAL_<cluster> (subjects taskwal.<cluster>.>), its lease bucket
   // TASKWAL_<cluster>_LEASE.
   std::string cluster;
   // Copies the NATS servers keep, when the stream or bucket is created
@@ -63,7 +63,20 @@ struct JetStreamOptions {
   absl::Duration retry_for = absl::Seconds(60);
   // Messages published and not yet acknowledged, at most.
   int max_in_flight = 256;
+  // Shards: independent clusters <cluster>-0, <cluster>-1, ... (each its
+  // own stream, lease and leader), which different processes on different
+  // machines can lead. A task lives in the shard of its key's hash. 1 (the
+  // default): the cluster is one shard, named <cluster>. Only
+  // ConnectJetStreamEngine spans shards; the other calls take the options
+  // of one shard (JetStreamShard). 1 to 64; the cluster name with its
+  // "-<shard>" suffix must stay within 32 characters.
+  int shards = 1;
 };
+
+// The options of shard `shard` of a sharded cluster: cluster named
+// <cluster>-<shard>, shards 1. With shards == 1, the options as they are.
+// REQUIRES: 0 <= shard < jetstream.shards.
+JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard);
 
 // Opens the engine whose journal is the cluster's stream (creating the
 // stream on first use, with options.partitions or kDefaultPartitions
@@ -108,7 +121,7 @@ class JetStreamStandby {
 };
 
 // The same API from any process: the process that leads a cluster serves
-// its engine over NATS request/reply (subjects taskwal.<cluster>.rpc.<call>,
+// its engine over NATS request/reply (subjects taskwal-rpc.<cluster>.<call>,
 // protobuf messages of wire/engine.proto), and ConnectJetStreamEngine
 // returns an Engine whose calls go there. Thread-safe.
 class JetStreamServer {
@@ -138,15 +151,16 @@ class JetStreamServer {
 };
 
 // An Engine in this process whose calls run on the cluster's leader,
-// whichever process that is. While no process leads (a failover), a call
-// waits and tries again for jetstream.retry_for; a call whose server
-// stopped leading is sent again. A call that may already have run when its
-// answer was lost (a timeout) is sent again only if repeating it is
-// harmless (Submit, SubmitBatch, Complete, Heartbeat, reads, Pause, ...);
-// otherwise (Claim, ClaimNext, Fail, Retry, Cancel, Delete, the bulk calls)
-// it returns kDeadlineExceeded, and the call may or may not have run.
-// Close closes only the client. kInvalidArgument: bad options;
-// kUnavailable: NATS is unreachable.
+// whichever process that is; with several shards, on each shard's leader
+// (wire/sharded_engine.h says how calls spanning shards behave). While no
+// process leads (a failover), a call waits and tries again for
+// jetstream.retry_for; a call whose server stopped leading is sent again. A
+// call that may already have run when its answer was lost (a timeout) is sent
+// again only if repeating it is harmless (Submit, SubmitBatch, Complete,
+// Heartbeat, reads, Pause, ...); otherwise (Claim, ClaimNext, Fail, Retry,
+// Cancel, Delete, the bulk calls) it returns kDeadlineExceeded, and the call
+// may or may not have run. Close closes only the client. kInvalidArgument: bad
+// options; kUnavailable: NATS is unreachable.
 absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
     const JetStreamOptions& jetstream);
 

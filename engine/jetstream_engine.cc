@@ -34,7 +34,14 @@ Config MakeConfig(const JetStreamOptions& options) {
 }
 
 absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
-  TASKWAL_RETURN_IF_ERROR(ValidateClusterName(options.cluster));
+  if (options.shards < 1 || options.shards > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "JetStreamOptions.shards is ", options.shards, ", not 1 to 64"));
+  }
+  TASKWAL_RETURN_IF_ERROR(ValidateClusterName(
+      options.shards == 1
+          ? options.cluster
+          : absl::StrCat(options.cluster, "-", options.shards - 1)));
   if (options.servers.empty()) {
     return absl::InvalidArgumentError("JetStreamOptions.servers is empty");
   }
@@ -52,6 +59,16 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("JetStreamOptions.max_in_flight is ",
                      options.max_in_flight, ", not 1 to 65536"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOneShard(const JetStreamOptions& options) {
+  TASKWAL_RETURN_IF_ERROR(ValidateJetStreamOptions(options));
+  if (options.shards != 1) {
+    return absl::InvalidArgumentError(
+        "this call takes the options of one shard: JetStreamShard(options, "
+        "shard)");
   }
   return absl::OkStatus();
 }
@@ -164,7 +181,7 @@ absl::StatusOr<Opening> Begin(const EngineOptions& options,
                               const JetStreamOptions& jetstream,
                               absl::string_view role) {
   TASKWAL_RETURN_IF_ERROR(ValidateOptions(options));
-  TASKWAL_RETURN_IF_ERROR(ValidateJetStreamOptions(jetstream));
+  TASKWAL_RETURN_IF_ERROR(ValidateOneShard(jetstream));
   if (!options.data_dir.empty() || options.read_only) {
     return absl::InvalidArgumentError(
         "an engine on JetStream has no data directory and cannot be "
@@ -308,6 +325,15 @@ class Standby final : public JetStreamStandby {
 
 }  // namespace
 }  // namespace engine::jetstream
+
+JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard) {
+  JetStreamOptions one = jetstream;
+  if (jetstream.shards > 1) {
+    one.cluster = absl::StrCat(jetstream.cluster, "-", shard);
+    one.shards = 1;
+  }
+  return one;
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
     const EngineOptions& options, const JetStreamOptions& jetstream) {

@@ -127,7 +127,7 @@ absl::StatusOr<std::unique_ptr<JetStreamLease>> JetStreamLease::Acquire(
     const JetStreamOptions& jetstream, absl::string_view holder,
     const Options& options) {
   namespace js = engine::jetstream;
-  TASKWAL_RETURN_IF_ERROR(js::ValidateJetStreamOptions(jetstream));
+  TASKWAL_RETURN_IF_ERROR(js::ValidateOneShard(jetstream));
   if (options.ttl < absl::Milliseconds(100) || options.ttl > absl::Hours(1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a lease's ttl is 100 ms to 1 hour, not ",

@@ -21,13 +21,15 @@
 #include "wal/status_macros.h"
 #include "wire/engine.pb.h"
 #include "wire/service.h"
+#include "wire/sharded_engine.h"
 
 namespace taskwal {
 namespace engine::jetstream {
 namespace {
 
 std::string RpcPrefix(absl::string_view cluster) {
-  return absl::StrCat("taskwal.", cluster, ".rpc.");
+  // Outside taskwal.<cluster>.>, which the journal's stream holds.
+  return absl::StrCat("taskwal-rpc.", cluster, ".");
 }
 
 std::string Answer(const absl::Status& status) {
@@ -269,17 +271,23 @@ absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
     const JetStreamOptions& jetstream) {
   namespace js = engine::jetstream;
   TASKWAL_RETURN_IF_ERROR(js::ValidateJetStreamOptions(jetstream));
-  const js::Config config = js::MakeConfig(jetstream);
-  TASKWAL_ASSIGN_OR_RETURN(
-      std::unique_ptr<js::Connection> conn,
-      js::Connection::Connect(config,
-                              absl::StrCat("taskwal client ", config.cluster)));
-  wire::RemoteOptions options;
-  options.call_timeout = jetstream.ack_timeout * 2;
-  return wire::NewRemoteEngine(
-      std::make_unique<js::NatsTransport>(
-          std::move(conn), js::RpcPrefix(config.cluster), jetstream.retry_for),
-      options);
+  std::vector<std::unique_ptr<Engine>> shards;
+  for (int s = 0; s < jetstream.shards; ++s) {
+    const JetStreamOptions shard = JetStreamShard(jetstream, s);
+    const js::Config config = js::MakeConfig(shard);
+    TASKWAL_ASSIGN_OR_RETURN(
+        std::unique_ptr<js::Connection> conn,
+        js::Connection::Connect(
+            config, absl::StrCat("taskwal client ", config.cluster)));
+    wire::RemoteOptions options;
+    options.call_timeout = jetstream.ack_timeout * 2;
+    shards.push_back(wire::NewRemoteEngine(
+        std::make_unique<js::NatsTransport>(std::move(conn),
+                                            js::RpcPrefix(config.cluster),
+                                            jetstream.retry_for),
+        options));
+  }
+  return wire::NewShardedEngine(std::move(shards));
 }
 
 }  // namespace taskwal

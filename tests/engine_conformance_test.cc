@@ -1,6 +1,7 @@
 // One suite for the Engine contract (api/engine.h), run against every way
 // to reach an engine:
 //   memory            Engine::Open without a data directory
+//   sharded           three in-memory engines as one (wire/sharded_engine.h)
 //   loopback          the wire service (wire/service.h) in this process:
 //                     every call and answer through wire/engine.proto
 //   jetstream         OpenJetStreamEngine on a real NATS server
@@ -26,6 +27,7 @@
 #include "tests/nats_cluster.h"
 #include "wal/status_matchers.h"
 #include "wire/service.h"
+#include "wire/sharded_engine.h"
 
 namespace taskwal {
 namespace {
@@ -75,6 +77,19 @@ class EngineConformanceTest : public ::testing::TestWithParam<std::string> {
     options.clock = &clock_;
     options.default_lease = absl::Seconds(30);
     const std::string& backend = GetParam();
+    if (backend == "sharded") {
+      // Three engines, one per shard, as one.
+      std::vector<std::unique_ptr<Engine>> shards;
+      for (int i = 0; i < 3; ++i) {
+        absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+        ASSERT_TRUE(engine.ok()) << engine.status();
+        shards.push_back(*std::move(engine));
+      }
+      partitions_ = 12;
+      remote_ = wire::NewShardedEngine(std::move(shards));
+      engine_ = remote_.get();
+      return;
+    }
     if (backend == "memory" || backend == "loopback") {
       absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
       ASSERT_TRUE(engine.ok()) << engine.status();
@@ -139,6 +154,7 @@ class EngineConformanceTest : public ::testing::TestWithParam<std::string> {
   }
 
   ManualClock clock_;
+  uint32_t partitions_ = 4;  // What Stats() says.
   std::unique_ptr<Engine> server_engine_;
   std::unique_ptr<JetStreamServer> server_;
   std::unique_ptr<Engine> remote_;
@@ -327,7 +343,7 @@ TEST_P(EngineConformanceTest, CancelDeleteListAndBulk) {
   EXPECT_EQ(stats->cancelled, 10u);
   EXPECT_EQ(stats->pending, 14u);
   EXPECT_EQ(stats->deletions, 1u);
-  EXPECT_EQ(stats->partitions, 4u);
+  EXPECT_EQ(stats->partitions, partitions_);
 }
 
 TEST_P(EngineConformanceTest, PausedTypesAreNotClaimed) {
@@ -397,8 +413,8 @@ TEST_P(EngineConformanceTest, BadInputIsRefusedWithTheSameCodes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EngineConformanceTest,
-                         ::testing::Values("memory", "loopback", "jetstream",
-                                           "jetstream_remote"),
+                         ::testing::Values("memory", "loopback", "sharded",
+                                           "jetstream", "jetstream_remote"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
                            return p.param;
                          });

@@ -87,10 +87,10 @@ class Node {
     const bool open = child_.ReadFor(d);
     for (const std::string& line : child_.TakeLines()) {
       if (line.empty()) continue;
-      if (line == "LEADING" || absl::StartsWith(line, "L ")) {
+      if (absl::StartsWith(line, "LEADING") || absl::StartsWith(line, "L ")) {
         leading_ = true;
         led_at_ = absl::Now();
-      } else if (line == "STOPPED") {
+      } else if (absl::StartsWith(line, "STOPPED")) {
         leading_ = false;
       } else if (absl::StartsWith(line, "S ")) {
         ++acks_;
