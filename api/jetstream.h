@@ -61,8 +61,6 @@ struct JetStreamOptions {
   // How long failed appends are retried before the engine fails; covers a
   // stream leader's election (4-8 s in NATS 2.9).
   absl::Duration retry_for = absl::Seconds(60);
-  // Messages published and not yet acknowledged, at most.
-  int max_in_flight = 256;
   // Shards: independent clusters <cluster>-0, <cluster>-1, ... (each its
   // own stream, lease and leader), which different processes on different
   // machines can lead. A task lives in the shard of its key's hash. 1 (the

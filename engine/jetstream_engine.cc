@@ -29,7 +29,6 @@ Config MakeConfig(const JetStreamOptions& options) {
   config.replicas = options.replicas;
   config.ack_timeout = options.ack_timeout;
   config.retry_for = options.retry_for;
-  config.max_in_flight = options.max_in_flight;
   return config;
 }
 
@@ -54,11 +53,6 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
     return absl::InvalidArgumentError(
         "JetStreamOptions.ack_timeout must be at least 10 ms and retry_for "
         "not negative");
-  }
-  if (options.max_in_flight < 1 || options.max_in_flight > 65536) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("JetStreamOptions.max_in_flight is ",
-                     options.max_in_flight, ", not 1 to 65536"));
   }
   return absl::OkStatus();
 }
@@ -133,6 +127,7 @@ class Follower {
   // The engine, over `journal`, with what was read; the follower is spent.
   std::unique_ptr<Engine> MakeEngine(std::unique_ptr<JetStreamJournal> journal,
                                      std::unique_ptr<Connection> snapshot_conn,
+                                     uint64_t newest_manifest,
                                      absl::Duration took) {
     RecoveryReport report;
     for (uint32_t p = 0; p < n_; ++p) {
@@ -144,8 +139,7 @@ class Follower {
     report.duration = took;
     auto storage = std::make_unique<Storage>();
     storage->snapshots = std::make_unique<JetStreamSnapshotStore>(
-        config_, std::move(snapshot_conn), journal.get(),
-        snapshot_.manifest_seq);
+        config_, std::move(snapshot_conn), journal.get(), newest_manifest);
     storage->snapshot_records = report.snapshot_lsn;
     storage->recovery = std::move(report);
     return std::make_unique<EngineImpl>(options_, std::move(journal),
@@ -208,8 +202,7 @@ absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
       Connection::Connect(
           o.config, absl::StrCat("taskwal snapshots ", o.config.cluster)));
   const Config config = o.config;
-  TASKWAL_ASSIGN_OR_RETURN(
-      std::unique_ptr<JetStreamJournal> journal,
+  absl::StatusOr<std::unique_ptr<JetStreamJournal>> journal =
       JetStreamJournal::Open(
           config, std::move(o.conn), o.stream.partitions,
           [&](Connection& c,
@@ -217,9 +210,21 @@ absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
             TASKWAL_RETURN_IF_ERROR(
                 ReadStream(c, config, from, last_seq, follower.ApplyFn()));
             return follower.last_lsn();
-          }));
-  return follower.MakeEngine(std::move(journal), std::move(snapshot_conn),
-                             absl::Now() - start);
+          });
+  if (absl::IsOutOfRange(journal.status())) {
+    // The writer before took snapshots and purged what this one was about
+    // to read: a new attempt starts from the newer snapshot.
+    return absl::UnavailableError(
+        absl::StrCat(journal.status().message(),
+                     "; open again (it starts from the newer snapshot)"));
+  }
+  if (!journal.ok()) return journal.status();
+  // This writer's snapshots follow the newest committed one, whoever wrote
+  // it (a standby may have loaded an older one long ago).
+  TASKWAL_ASSIGN_OR_RETURN(const uint64_t newest,
+                           NewestManifestSeq(*snapshot_conn, config));
+  return follower.MakeEngine(*std::move(journal), std::move(snapshot_conn),
+                             newest, absl::Now() - start);
 }
 
 class Standby final : public JetStreamStandby {
@@ -257,6 +262,7 @@ class Standby final : public JetStreamStandby {
   }
 
   absl::StatusOr<std::unique_ptr<Engine>> Promote() override {
+    absl::MutexLock lock(&promote_mu_);  // Once, whoever calls.
     const absl::Time start = absl::Now();
     StopTailing();
     if (promoted_) {
@@ -321,6 +327,7 @@ class Standby final : public JetStreamStandby {
   std::atomic<uint64_t> position_{0};
   std::atomic<bool> stop_{false};
   std::thread tail_;
+  absl::Mutex promote_mu_;
 };
 
 }  // namespace

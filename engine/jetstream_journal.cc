@@ -22,8 +22,6 @@ namespace {
 
 constexpr char kWriterHeader[] = "Taskwal-Writer";
 constexpr char kExpectedLastSeqHeader[] = "Nats-Expected-Last-Sequence";
-constexpr char kExpectedLastSubjectSeqHeader[] =
-    "Nats-Expected-Last-Subject-Sequence";
 constexpr char kDescriptionPrefix[] = "taskwal journal v2 partitions=";
 // Room left in a message for its headers.
 constexpr int64_t kHeaderRoom = 1024;
@@ -405,9 +403,9 @@ absl::Status StreamReader::Next(
   if (seq != next_seq_) {
     // An ordered consumer delivers every message once, in order: a jump
     // means the messages between were purged.
-    result = absl::DataLossError(
-        absl::StrCat("stream ", stream_, " delivered message ", seq, " where ",
-                     next_seq_, " was due (purged)"));
+    result = absl::OutOfRangeError(absl::StrCat(
+        "stream ", stream_, " delivered message ", seq, " where ", next_seq_,
+        " was due: the messages between were purged while it was read"));
   } else {
     *got = true;
     if (manifests_ != natsMsg_GetSubject(msg)) {
@@ -568,7 +566,6 @@ JetStreamJournal::JetStreamJournal(const Config& config,
       next_lsn_(last_lsn),
       durable_lsn_(std::move(last_lsn)),
       next_seq_(fence_seq + 1),
-      last_log_seq_(fence_seq),
       acked_through_(fence_seq) {
   for (uint64_t lsn : next_lsn_) records_ += lsn;
   const int64_t max_payload = natsConnection_GetMaxPayload(conn_->nc());
@@ -579,7 +576,10 @@ JetStreamJournal::JetStreamJournal(const Config& config,
 JetStreamJournal::~JetStreamJournal() {
   Close().IgnoreError();
   if (sub_ != nullptr) {
-    natsSubscription_Unsubscribe(sub_);
+    // Drain: the reply callback has returned for every message delivered
+    // before the subscription (and this object) goes.
+    natsSubscription_Drain(sub_);
+    natsSubscription_WaitForDrainCompletion(sub_, 10000);
     natsSubscription_Destroy(sub_);
   }
 }
@@ -653,8 +653,6 @@ void JetStreamJournal::TakeStagedLocked() {
   for (size_t i = 0; i < pieces.size(); ++i) {
     Piece piece;
     piece.seq = next_seq_++;
-    piece.subject_prev = last_log_seq_;
-    last_log_seq_ = piece.seq;
     piece.body = std::move(pieces[i]);
     if (i + 1 == pieces.size()) piece.durable = std::move(staged_lsns_);
     queued_bytes_ += piece.body.size();
@@ -675,7 +673,7 @@ void JetStreamJournal::SendLocked() {
       if (!piece.acked && piece.manifest) break;
       continue;
     }
-    if (in_flight_ >= static_cast<size_t>(config_.max_in_flight)) break;
+    if (in_flight_ > 0) break;  // One message at a time (see the header).
     // A manifest is fenced by the stream's last sequence alone, which only
     // proves that no other writer came in between if everything before it
     // is stored: it waits for the pieces before it, and they for it.
@@ -683,20 +681,11 @@ void JetStreamJournal::SendLocked() {
     natsMsg* msg = nullptr;
     const std::string reply = absl::StrCat(inbox_, ".", epoch_, ".", piece.seq);
     const std::string expected = absl::StrCat(piece.seq - 1);
-    const std::string expected_subject = absl::StrCat(piece.subject_prev);
     natsStatus s = natsMsg_Create(
         &msg, (piece.manifest ? manifest_subject_ : subject_).c_str(),
         reply.c_str(), piece.body.data(), static_cast<int>(piece.body.size()));
     if (s == NATS_OK) {
       s = natsMsgHeader_Set(msg, kExpectedLastSeqHeader, expected.c_str());
-    }
-    // A log piece also names this writer's previous message on its own
-    // subject: once another writer's message took a place in the chain
-    // (its fence), no later message of this writer can be stored, though
-    // the stream's last sequence may match.
-    if (s == NATS_OK && !piece.manifest) {
-      s = natsMsgHeader_Set(msg, kExpectedLastSubjectSeqHeader,
-                            expected_subject.c_str());
     }
     if (s == NATS_OK) {
       s = natsMsgHeader_Set(msg, kWriterHeader, writer_.c_str());
@@ -802,7 +791,7 @@ void JetStreamJournal::PublisherLoop() {
   absl::MutexLock lock(&mu_);
   while (true) {
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      const bool room = in_flight_ < static_cast<size_t>(config_.max_in_flight);
+      const bool room = in_flight_ == 0;
       // Pieces go out in order: if any is unsent, the last one is.
       const bool unsent = !queue_.empty() && !queue_.back().sent;
       // Closing: done once everything is acknowledged (until then, the
@@ -836,8 +825,7 @@ void JetStreamJournal::PublisherLoop() {
       }
       continue;
     }
-    if (!staged_.empty() &&
-        in_flight_ < static_cast<size_t>(config_.max_in_flight)) {
+    if (!staged_.empty() && in_flight_ == 0) {
       TakeStagedLocked();
     }
     SendLocked();

@@ -8,27 +8,26 @@
 // partition's records in frames (engine/jetstream_format.h), each writer's
 // on a subject of its own, taskwal.<cluster>.log.<writer id>. One process
 // writes it at a time. Safety rests on fencing alone: every message names
-// the stream's last sequence it must follow (Nats-Expected-Last-Sequence)
-// and this writer's previous message on its subject
-// (Nats-Expected-Last-Subject-Sequence). A new writer first appends its
-// fence; from then on no message of an older writer can be stored, even
-// one already in flight whose expected stream sequence happens to match
-// (the fence took its predecessor's place, so its subject check fails),
-// and the older writer stops acknowledging at its first refused message.
-// Snapshot manifests, on taskwal.<cluster>.manifest, are sent only when
-// nothing of the writer is in flight, so the stream sequence alone fences
-// them. A lease (JetStreamLease) only keeps two writers from fighting.
+// the stream's last sequence it must follow (Nats-Expected-Last-Sequence),
+// and a writer has one message in flight at a time: its next is sent once
+// the last is stored. A new writer first appends its fence; the older
+// writer's next message then finds another last sequence and is refused,
+// and the older writer stops acknowledging. (With several messages in
+// flight a fence could take the place of one of them and the later ones
+// would still match; Nats-Expected-Last-Subject-Sequence would catch that,
+// but NATS 2.9 checks it against what its replicas have applied, refusing
+// a message whose predecessor is still being replicated.) A lease
+// (JetStreamLease) only keeps two writers from fighting.
 //
 // Writing: Append stages records into the frame being built; a publisher
-// thread sends what is staged as soon as fewer than max_in_flight messages
-// wait for their acknowledgement (pipelined; under load a frame holds the
-// records of every writer meanwhile, batched). Sync waits until the
-// acknowledgement of the frame holding the record came back. When a message
-// is refused or its acknowledgement does not come within ack_timeout (a
-// stream leader's election, a lost connection), the publisher reads the
-// stream's last sequence, counts the messages of its own found there as
-// stored, and sends the rest again, for up to retry_for; a message of
-// another writer there means this one was deposed.
+// thread sends what is staged whenever no message is in flight, so under
+// load a frame holds every record staged during the last round trip
+// (batched). Sync waits until the acknowledgement of the frame holding the
+// record came back. When a message is refused or its acknowledgement does
+// not come within ack_timeout (a stream leader's election, a lost
+// connection), the publisher reads the stream's last sequence, counts the
+// message as stored if it is its own, and sends the rest again, for up to
+// retry_for; a message of another writer there means this one was deposed.
 
 #include <cstdint>
 #include <deque>
@@ -64,7 +63,6 @@ struct Config {
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration ack_timeout = absl::Seconds(5);
   absl::Duration retry_for = absl::Seconds(60);
-  int max_in_flight = 256;
   // Wait for acknowledgements in Sync (false: the engine's kNone mode).
   bool wait_for_acks = true;
 };
@@ -141,7 +139,8 @@ class StreamReader {
   StreamReader& operator=(const StreamReader&) = delete;
 
   // Takes the next message if one comes within `timeout` (*got tells).
-  // kDataLoss: a damaged message or frame, or messages skipped (purged);
+  // kDataLoss: a damaged message or frame; kOutOfRange: messages were
+  // purged under the reader (read again from a newer snapshot);
   // kUnavailable: NATS failed; fn's errors as they are.
   absl::Status Next(
       absl::Duration timeout,
@@ -242,9 +241,6 @@ class JetStreamJournal final : public Journal {
     uint64_t seq;  // The sequence it must be stored at.
     std::string body;
     bool manifest = false;  // On the manifest subject.
-    // A log piece: the sequence of this writer's message before it on its
-    // subject (Nats-Expected-Last-Subject-Sequence).
-    uint64_t subject_prev = 0;
     bool sent = false;
     bool acked = false;
     absl::Time sent_at;
@@ -263,7 +259,7 @@ class JetStreamJournal final : public Journal {
   void PublisherLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Cuts the staged frame into pieces at the tail of the queue.
   void TakeStagedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends the queue's unsent pieces, up to max_in_flight in flight.
+  // Sends the next unsent piece if none is in flight.
   void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pops the acknowledged pieces at the head of the queue.
   void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -300,9 +296,7 @@ class JetStreamJournal final : public Journal {
   size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Of queue_'s bodies.
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_);        // Of the next piece cut.
   uint64_t acked_through_ ABSL_GUARDED_BY(mu_);   // Every piece up to it.
-  // The last log piece cut (or the fence): on this writer's subject.
-  uint64_t last_log_seq_ ABSL_GUARDED_BY(mu_);
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;  // Replies of older are stale.
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;       // Replies of older are stale.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // A reply refused a piece or said something unexpected.
   std::string trouble_ ABSL_GUARDED_BY(mu_);

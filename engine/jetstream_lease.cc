@@ -47,16 +47,19 @@ class KvLease final : public JetStreamLease {
     kvStore_Destroy(kv_);
   }
 
+  // Not past its ttl since the last renewal began, whatever the renewer
+  // thread is waiting for.
   bool held() const override {
     absl::MutexLock lock(&mu_);
-    return held_;
+    return held_ && absl::Now() - renewed_ < ttl_;
   }
 
   bool WaitLost(absl::Duration timeout) const override {
     absl::MutexLock lock(&mu_);
     auto lost = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !held_; };
-    mu_.AwaitWithTimeout(absl::Condition(&lost), timeout);
-    return held_;
+    mu_.AwaitWithTimeout(absl::Condition(&lost),
+                         std::min(timeout, renewed_ + ttl_ - absl::Now()));
+    return held_ && absl::Now() - renewed_ < ttl_;
   }
 
   absl::Status Release() override {
@@ -91,6 +94,7 @@ class KvLease final : public JetStreamLease {
       mu_.AwaitWithTimeout(absl::Condition(&stop), ttl_ / 3);
       if (stop_ || !held_) return;
       const uint64_t revision = revision_;
+      const absl::Time attempt = absl::Now();  // The key lives ttl from here.
       mu_.Unlock();
       uint64_t next = 0;
       const natsStatus s =
@@ -99,7 +103,7 @@ class KvLease final : public JetStreamLease {
       mu_.Lock();
       if (s == NATS_OK) {
         revision_ = next;
-        renewed_ = absl::Now();
+        renewed_ = attempt;
       } else if (s == NATS_ERR || absl::Now() - renewed_ >= ttl_) {
         // NATS_ERR: the key has another revision (taken, or expired).
         held_ = false;

@@ -39,6 +39,9 @@ std::string Answer(const absl::Status& status) {
   return reply.SerializeAsString();
 }
 
+// Serves calls from two pools of threads: waiting ClaimNext calls (long
+// polls) in one, everything else in the other, so that workers waiting for
+// tasks never hold up submits and completions.
 class NatsServer final : public JetStreamServer {
  public:
   NatsServer(Engine* engine, std::unique_ptr<Connection> conn,
@@ -54,7 +57,8 @@ class NatsServer final : public JetStreamServer {
 
   absl::Status Start() {
     for (int i = 0; i < options_.threads; ++i) {
-      workers_.emplace_back([this] { Work(); });
+      workers_.emplace_back([this] { Work(calls_); });
+      workers_.emplace_back([this] { Work(polls_); });
     }
     const std::string subject = absl::StrCat(prefix_, "*");
     // One queue group: each call goes to one server of the cluster.
@@ -69,13 +73,16 @@ class NatsServer final : public JetStreamServer {
   }
 
   void Stop() override {
+    absl::MutexLock stop(&stop_mu_);  // A second Stop waits for the first.
     {
       absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      stopping_ = true;
+      if (stop_) return;
     }
     if (sub_ != nullptr) {
-      natsSubscription_Unsubscribe(sub_);
+      // Drain: no more messages, and the callback has returned for every
+      // one delivered, before the subscription goes.
+      natsSubscription_Drain(sub_);
+      natsSubscription_WaitForDrainCompletion(sub_, 10000);
       natsSubscription_Destroy(sub_);
       sub_ = nullptr;
     }
@@ -85,10 +92,18 @@ class NatsServer final : public JetStreamServer {
     }
     for (std::thread& t : workers_) t.join();
     workers_.clear();
-    // Calls still queued are not run: their callers time out and retry.
-    absl::MutexLock lock(&mu_);
-    for (natsMsg* msg : queue_) natsMsg_Destroy(msg);
-    queue_.clear();
+    // Calls still queued did not run: tell their callers to go elsewhere.
+    std::deque<natsMsg*> left;
+    {
+      absl::MutexLock lock(&mu_);
+      left.swap(calls_);
+      left.insert(left.end(), polls_.begin(), polls_.end());
+      polls_.clear();
+    }
+    for (natsMsg* msg : left) {
+      Respond(msg, NotServing());
+      natsMsg_Destroy(msg);
+    }
   }
 
  private:
@@ -97,31 +112,47 @@ class NatsServer final : public JetStreamServer {
     static_cast<NatsServer*>(closure)->Enqueue(msg);
   }
 
+  static std::string NotServing() {
+    wire::Reply reply;
+    reply.set_code(absl::StatusCodeToString(absl::StatusCode::kUnavailable));
+    reply.set_message("this server stopped serving the cluster; try again");
+    reply.set_not_leader(true);
+    return reply.SerializeAsString();
+  }
+
   void Enqueue(natsMsg* msg) {
+    absl::string_view method = natsMsg_GetSubject(msg);
+    method.remove_prefix(std::min(method.size(), prefix_.size()));
+    std::string refusal;
     {
       absl::MutexLock lock(&mu_);
-      if (!stop_ && queue_.size() < static_cast<size_t>(options_.max_queued)) {
-        queue_.push_back(msg);
+      std::deque<natsMsg*>& queue = method == "ClaimNext" ? polls_ : calls_;
+      if (stop_) {
+        refusal = NotServing();
+      } else if (queue.size() >= static_cast<size_t>(options_.max_queued)) {
+        refusal = Answer(absl::ResourceExhaustedError(
+            "the server has too many calls waiting; try again"));
+      } else {
+        queue.push_back(msg);
         return;
       }
     }
-    Respond(msg, Answer(absl::ResourceExhaustedError(
-                     "the server has too many calls waiting; try again")));
+    Respond(msg, refusal);
     natsMsg_Destroy(msg);
   }
 
-  void Work() {
+  void Work(std::deque<natsMsg*>& queue) {
     while (true) {
       natsMsg* msg = nullptr;
       {
         absl::MutexLock lock(&mu_);
-        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stop_ || !queue_.empty();
+        auto ready = [this, &queue]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || !queue.empty();
         };
         mu_.Await(absl::Condition(&ready));
         if (stop_) return;
-        msg = queue_.front();
-        queue_.pop_front();
+        msg = queue.front();
+        queue.pop_front();
       }
       absl::string_view subject = natsMsg_GetSubject(msg);
       subject.remove_prefix(std::min(subject.size(), prefix_.size()));
@@ -160,11 +191,12 @@ class NatsServer final : public JetStreamServer {
   const std::string prefix_;
   const Options options_;
   wire::ServeOptions serve_options_;
-  natsSubscription* sub_ = nullptr;
+  absl::Mutex stop_mu_;
+  natsSubscription* sub_ = nullptr;  // Set by Start; then Stop's.
   std::vector<std::thread> workers_;
   absl::Mutex mu_;
-  std::deque<natsMsg*> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<natsMsg*> calls_ ABSL_GUARDED_BY(mu_);
+  std::deque<natsMsg*> polls_ ABSL_GUARDED_BY(mu_);  // ClaimNext.
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 };
 

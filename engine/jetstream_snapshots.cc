@@ -140,6 +140,11 @@ absl::Status LoadParts(Connection& conn, const Config& config,
 
 }  // namespace
 
+absl::StatusOr<uint64_t> NewestManifestSeq(Connection& conn,
+                                           const Config& config) {
+  return NewestManifest(conn, config);
+}
+
 absl::StatusOr<LoadedSnapshot> LoadNewestSnapshot(
     Connection& conn, const Config& config, uint64_t log_first_seq,
     absl::FunctionRef<std::vector<std::unique_ptr<StateMachine>>()>

@@ -44,6 +44,10 @@ absl::StatusOr<LoadedSnapshot> LoadNewestSnapshot(
         fresh_states,
     std::vector<std::unique_ptr<StateMachine>>* states);
 
+// The journal-stream sequence of the newest snapshot manifest, 0 if none.
+absl::StatusOr<uint64_t> NewestManifestSeq(Connection& conn,
+                                           const Config& config);
+
 class JetStreamSnapshotStore final : public SnapshotStore {
  public:
   // `journal` commits the manifests; it outlives the store. manifest_seq:

@@ -585,7 +585,10 @@ std::string ServeCall(Engine& engine, absl::string_view method,
   if (body.ok()) {
     reply.set_code("OK");
     reply.set_body(*std::move(body));
-  } else if (body.status().GetPayload(engine::kNotLeaderPayload).has_value()) {
+  } else if (body.status().GetPayload(engine::kNotLeaderPayload).has_value() ||
+             absl::IsCancelled(body.status())) {
+    // Deposed, or closed (its server steps down): another server leads,
+    // or soon will.
     ToWire(absl::UnavailableError(
                absl::StrCat("this server no longer leads its cluster: ",
                             body.status().message())),
