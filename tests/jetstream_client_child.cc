@@ -6,7 +6,7 @@
 //   R <key>        ClaimNext handed out this task
 //   C <key>        Complete acknowledged
 //   E <message>    a call failed (the client goes on)
-// Usage: jetstream_client_child SERVERS CLUSTER NAME
+// Usage: jetstream_client_child SERVERS CLUSTER NAME [SHARDS]
 
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "taskwal/engine.h"
@@ -31,9 +32,12 @@ void Say(const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
+  int shards = 1;
+  if ((argc != 4 && argc != 5) ||
+      (argc == 5 && !absl::SimpleAtoi(argv[4], &shards))) {
     std::fprintf(stderr,
-                 "usage: jetstream_client_child SERVERS CLUSTER NAME\n");
+                 "usage: jetstream_client_child SERVERS CLUSTER NAME "
+                 "[SHARDS]\n");
     return 2;
   }
   const std::string name = argv[3];
@@ -41,6 +45,7 @@ int main(int argc, char** argv) {
   js.servers = argv[1];
   js.cluster = argv[2];
   js.retry_for = absl::Seconds(60);
+  js.shards = shards;
   // A call to a node killed under it waits this long twice over before it
   // is tried again (or, if repeating it could do harm, given up).
   js.ack_timeout = absl::Seconds(1);

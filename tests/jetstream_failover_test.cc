@@ -29,6 +29,7 @@
 #include "taskwal/jetstream.h"
 #include "tests/child_process.h"
 #include "tests/nats_cluster.h"
+#include "wire/sharded_engine.h"
 
 namespace taskwal {
 namespace {
@@ -90,8 +91,18 @@ class Node {
       if (absl::StartsWith(line, "LEADING") || absl::StartsWith(line, "L ")) {
         leading_ = true;
         led_at_ = absl::Now();
+        int shard = 0;
+        if (absl::StartsWith(line, "LEADING ")) {
+          EXPECT_TRUE(absl::SimpleAtoi(line.substr(8), &shard)) << line;
+        }
+        led_.insert(shard);
       } else if (absl::StartsWith(line, "STOPPED")) {
         leading_ = false;
+        int shard = 0;
+        if (absl::StartsWith(line, "STOPPED ")) {
+          EXPECT_TRUE(absl::SimpleAtoi(line.substr(8), &shard)) << line;
+        }
+        led_.erase(shard);
       } else if (absl::StartsWith(line, "S ")) {
         ++acks_;
       } else if (absl::StartsWith(line, "D ") || absl::StartsWith(line, "X ")) {
@@ -102,6 +113,7 @@ class Node {
     return open;
   }
   bool leading() const { return leading_; }
+  bool leads(int shard) const { return led_.count(shard) != 0; }
   absl::Time led_at() const { return led_at_; }
   int acks() const { return acks_; }
   const std::string& ended() const { return ended_; }
@@ -111,6 +123,7 @@ class Node {
   ChildProcess child_;
   absl::Status status_;
   bool leading_ = false;
+  std::set<int> led_;  // Shards it leads.
   absl::Time led_at_;
   int acks_ = 0;
   std::string ended_;
@@ -142,20 +155,39 @@ class JetStreamFailoverTest : public ::testing::Test {
   }
 
   // The real node program, serving clients.
-  Node* StartServingNode(const std::string& cluster) {
+  Node* StartServingNode(const std::string& cluster, int shards = 1,
+                         const std::string& lead = "all") {
     const std::string name = absl::StrCat("node", nodes_.size());
-    return Add(name, {test_util::RunfilePath("tools/taskwal_node"),
-                      absl::StrCat("--servers=", cluster_->urls()),
-                      absl::StrCat("--cluster=", cluster),
-                      absl::StrCat("--name=", name),
-                      absl::StrCat("--lease_ttl=", kLeaseTtlMs, "ms"),
-                      "--partitions=4", "--snapshot_every=2000"});
+    return Add(
+        name,
+        {test_util::RunfilePath("tools/taskwal_node"),
+         absl::StrCat("--servers=", cluster_->urls()),
+         absl::StrCat("--cluster=", cluster), absl::StrCat("--name=", name),
+         absl::StrCat("--lease_ttl=", kLeaseTtlMs, "ms"),
+         absl::StrCat("--shards=", shards), absl::StrCat("--lead=", lead),
+         "--partitions=4", "--snapshot_every=2000"});
   }
 
-  Node* StartClient(const std::string& cluster) {
+  Node* StartClient(const std::string& cluster, int shards = 1) {
     const std::string name = absl::StrCat("client", nodes_.size());
     return Add(name, {test_util::RunfilePath("tests/jetstream_client_child"),
-                      cluster_->urls(), cluster, name});
+                      cluster_->urls(), cluster, name, absl::StrCat(shards)});
+  }
+
+  // The running node that leads `shard`, once one does (nullptr past
+  // kBound).
+  Node* WaitShardLeader(int shard, Node* except = nullptr) {
+    const absl::Time deadline = absl::Now() + kBound;
+    while (absl::Now() < deadline) {
+      PollAll(absl::Milliseconds(10));
+      for (auto& node : nodes_) {
+        if (node.get() != except && node->child().running() &&
+            node->leads(shard)) {
+          return node.get();
+        }
+      }
+    }
+    return nullptr;
   }
 
   Node* Add(const std::string& name, const std::vector<std::string>& args) {
@@ -199,8 +231,9 @@ class JetStreamFailoverTest : public ::testing::Test {
     }
   }
 
-  // Kills every node, then opens the engine here and checks the oracle.
-  void Verify(const std::string& cluster) {
+  // Kills every node, then opens the engine (of each shard) here and
+  // checks the oracle.
+  void Verify(const std::string& cluster, int shards = 1) {
     for (auto& node : nodes_) {
       EXPECT_TRUE(node->child().Kill().ok() || !node->ended().empty())
           << node->name();
@@ -210,18 +243,29 @@ class JetStreamFailoverTest : public ::testing::Test {
     JetStreamOptions js;
     js.servers = cluster_->urls();
     js.cluster = cluster;
+    js.shards = shards;
     EngineOptions options;
     options.maintenance_interval = absl::ZeroDuration();
-    absl::StatusOr<std::unique_ptr<Engine>> engine =
-        OpenJetStreamEngine(options, js);
-    ASSERT_TRUE(engine.ok()) << engine.status();
+    std::vector<std::unique_ptr<Engine>> engines;
+    for (int s = 0; s < shards; ++s) {
+      absl::StatusOr<std::unique_ptr<Engine>> engine =
+          OpenJetStreamEngine(options, JetStreamShard(js, s));
+      ASSERT_TRUE(engine.ok()) << engine.status();
+      engines.push_back(*std::move(engine));
+    }
+    auto get = [&](const std::string& key) {
+      const uint32_t s = wire::ShardOfKey(key, shards);
+      absl::StatusOr<Task> task = engines[s]->GetByIdempotencyKey(key);
+      if (task.ok() && shards > 1) task->set_id(task->id() * shards + s);
+      return task;
+    };
     for (const auto& [key, id] : oracle_.id_by_key) {
-      absl::StatusOr<Task> task = (*engine)->GetByIdempotencyKey(key);
+      absl::StatusOr<Task> task = get(key);
       ASSERT_TRUE(task.ok()) << "acknowledged submit lost: " << key;
       EXPECT_EQ(task->id(), id) << key;
     }
     for (const std::string& key : oracle_.completed) {
-      absl::StatusOr<Task> task = (*engine)->GetByIdempotencyKey(key);
+      absl::StatusOr<Task> task = get(key);
       ASSERT_TRUE(task.ok()) << key;
       EXPECT_EQ(task->status(), COMPLETED)
           << "acknowledged completion lost: " << key;
@@ -308,6 +352,35 @@ TEST_F(JetStreamFailoverTest, ClientsRideOutTwentyKillsOfTheLeadingNode) {
       absl::FormatDuration(takeovers[takeovers.size() / 2]).c_str(),
       absl::FormatDuration(takeovers.back()).c_str());
   Verify(cluster);
+}
+
+// Two shards led by two different nodes, a third standing by for both:
+// killing one shard's leader moves that shard to the standby while the
+// other shard's leader goes on; clients of both shards lose nothing.
+TEST_F(JetStreamFailoverTest, ShardsAreLedByDifferentNodes) {
+  const std::string cluster = "sharded";
+  Node* first = StartServingNode(cluster, 2, "0");
+  Node* second = StartServingNode(cluster, 2, "1");
+  ASSERT_EQ(WaitShardLeader(0), first);
+  ASSERT_EQ(WaitShardLeader(1), second);
+  Node* standby = StartServingNode(cluster, 2, "all");
+  for (int i = 0; i < 2; ++i) StartClient(cluster, 2);
+  const absl::Time deadline = absl::Now() + kBound;
+  int before = TotalAcks();
+  while (TotalAcks() < before + 50 && absl::Now() < deadline) {
+    PollAll(absl::Milliseconds(10));
+  }
+  ASSERT_GE(TotalAcks(), before + 50);
+  ASSERT_TRUE(first->child().Kill().ok());
+  EXPECT_EQ(WaitShardLeader(0, /*except=*/first), standby);
+  EXPECT_TRUE(second->leads(1)) << "shard 1 moved, though its leader lives";
+  before = TotalAcks();
+  while (TotalAcks() < before + 50 && absl::Now() < deadline) {
+    PollAll(absl::Milliseconds(10));
+  }
+  EXPECT_GE(TotalAcks(), before + 50);
+  EXPECT_TRUE(second->leads(1));
+  Verify(cluster, 2);
 }
 
 TEST_F(JetStreamFailoverTest, APausedLeaderComesBackDeposed) {
