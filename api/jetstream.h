@@ -152,13 +152,14 @@ class JetStreamServer {
 // whichever process that is; with several shards, on each shard's leader
 // (wire/sharded_engine.h says how calls spanning shards behave). While no
 // process leads (a failover), a call waits and tries again for
-// jetstream.retry_for; a call whose server stopped leading is sent again. A
-// call that may already have run when its answer was lost (a timeout) is sent
-// again only if repeating it is harmless (Submit, SubmitBatch, Complete,
-// Heartbeat, reads, Pause, ...); otherwise (Claim, ClaimNext, Fail, Retry,
-// Cancel, Delete, the bulk calls) it returns kDeadlineExceeded, and the call
-// may or may not have run. Close closes only the client. kInvalidArgument: bad
-// options; kUnavailable: NATS is unreachable.
+// jetstream.retry_for (no server took it, so it did not run). A call whose
+// answer was lost (a timeout), or whose server stepped down while running
+// it, may have run: it is sent again only if repeating it is harmless
+// (Submit, SubmitBatch, Complete, Heartbeat, reads, Pause, ...); otherwise
+// (Claim, ClaimNext, Fail, Retry, Cancel, Delete, the bulk calls) it
+// returns kDeadlineExceeded or kUnavailable, and may or may not have run.
+// Close closes only the client. kInvalidArgument: bad options;
+// kUnavailable: NATS is unreachable.
 absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
     const JetStreamOptions& jetstream);
 

@@ -167,6 +167,21 @@ absl::StatusOr<std::unique_ptr<JetStreamLease>> JetStreamLease::Acquire(
                        natsStatus_GetText(s)));
     }
   }
+  // An existing bucket keeps the ttl it was made with: a different one
+  // would make takeovers wait for the other.
+  kvStatus* status = nullptr;
+  if (kvStore_Status(&status, kv) == NATS_OK) {
+    const int64_t ttl_ns = kvStatus_TTL(status);
+    kvStatus_Destroy(status);
+    if (ttl_ns != absl::ToInt64Nanoseconds(options.ttl)) {
+      kvStore_Destroy(kv);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the lease bucket ", bucket, " was made with a ttl of ",
+          absl::FormatDuration(absl::Nanoseconds(ttl_ns)), ", not ",
+          absl::FormatDuration(options.ttl),
+          ": use that ttl, or delete the bucket while no one leads"));
+    }
+  }
   const std::string value(holder);
   absl::Duration wait = std::min(options.ttl / 4, absl::Milliseconds(250));
   while (true) {

@@ -535,6 +535,11 @@ TEST_P(JetStreamTest, TheLeaseHasOneHolderAndPassesOn) {
       JetStreamLease::Acquire(js, "c", bounded);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE((*c)->held());
+  // The bucket keeps the ttl it was made with.
+  JetStreamLease::Options other = bounded;
+  other.ttl = absl::Seconds(30);
+  EXPECT_THAT(JetStreamLease::Acquire(js, "d", other).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ttl")));
 }
 
 TEST_P(JetStreamTest, BadInputIsRefusedAndChangesNothing) {
