@@ -57,8 +57,8 @@ class NatsServer final : public JetStreamServer {
 
   absl::Status Start() {
     for (int i = 0; i < options_.threads; ++i) {
-      workers_.emplace_back([this] { Work(calls_); });
-      workers_.emplace_back([this] { Work(polls_); });
+      workers_.emplace_back([this] { Work(/*polls=*/false); });
+      workers_.emplace_back([this] { Work(/*polls=*/true); });
     }
     const std::string subject = absl::StrCat(prefix_, "*");
     // One queue group: each call goes to one server of the cluster.
@@ -141,16 +141,18 @@ class NatsServer final : public JetStreamServer {
     natsMsg_Destroy(msg);
   }
 
-  void Work(std::deque<natsMsg*>& queue) {
+  // Serves the long polls (ClaimNext) or the other calls.
+  void Work(bool polls) {
     while (true) {
       natsMsg* msg = nullptr;
       {
         absl::MutexLock lock(&mu_);
-        auto ready = [this, &queue]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stop_ || !queue.empty();
+        auto ready = [this, polls]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || !(polls ? polls_ : calls_).empty();
         };
         mu_.Await(absl::Condition(&ready));
         if (stop_) return;
+        std::deque<natsMsg*>& queue = polls ? polls_ : calls_;
         msg = queue.front();
         queue.pop_front();
       }
