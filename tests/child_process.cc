@@ -100,9 +100,28 @@ void ChildProcess::Signal(int signal) {
   if (pid_ > 0) ::kill(pid_, signal);
 }
 
-absl::Status ChildProcess::Kill() {
+absl::StatusOr<std::string> ChildProcess::ReadLine(absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (true) {
+    const size_t end = buffer_.find('\n');
+    if (end != std::string::npos) {
+      std::string line = buffer_.substr(0, end);
+      buffer_.erase(0, end + 1);
+      return line;
+    }
+    if (absl::Now() > give_up) {
+      return absl::DeadlineExceededError("no line from the child");
+    }
+    if (read_fd_ < 0 || ReadSome(/*timeout_ms=*/100) == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the child ended: ", Reap(/*kill=*/false).message()));
+    }
+  }
+}
+
+absl::Status ChildProcess::Reap(bool kill) {
   if (pid_ <= 0) return absl::OkStatus();
-  ::kill(pid_, SIGKILL);
+  if (kill) ::kill(pid_, SIGKILL);
   int wstatus = 0;
   pid_t r;
   do {
@@ -115,10 +134,11 @@ absl::Status ChildProcess::Kill() {
   if (r != pid) {
     return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
   }
-  if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
+  if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL && kill) {
     return absl::OkStatus();
   }
   if (WIFEXITED(wstatus)) {
+    if (!kill && WEXITSTATUS(wstatus) == 0) return absl::OkStatus();
     return absl::InternalError(absl::StrCat(
         "child ", pid, " exited with ", WEXITSTATUS(wstatus), " (see stderr)"));
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -45,14 +46,23 @@ class ChildProcess {
   // line stays behind (after a kill: a line that never finished).
   std::vector<std::string> TakeLines();
 
+  // The next line the child writes. kDeadlineExceeded: none within
+  // `timeout`; kFailedPrecondition: the child ended first (says how).
+  absl::StatusOr<std::string> ReadLine(absl::Duration timeout);
+
   // Sends a signal (SIGSTOP, SIGCONT, ...) without reaping.
   void Signal(int signal);
 
   // SIGKILLs and reaps the child, then drains its stdout. OK if it was
   // still running (it died by this SIGKILL); otherwise says how it ended.
-  absl::Status Kill();
+  absl::Status Kill() { return Reap(/*kill=*/true); }
+
+  // Reaps a child that exits by itself. OK if it exited with status 0.
+  absl::Status WaitExit() { return Reap(/*kill=*/false); }
 
  private:
+  absl::Status Reap(bool kill);
+
   // Appends what one read returns: > 0 bytes read, 0 end of file (or an
   // error), -1 nothing within timeout_ms.
   ssize_t ReadSome(int timeout_ms);

@@ -15,10 +15,7 @@
 // Cycles per sync mode: --crash_cycles=N, else $TASKWAL_CRASH_CYCLES, else
 // 150 (100 under sanitizers). On a failure the data directory is copied to
 // $TEST_UNDECLARED_OUTPUTS_DIR.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +46,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "taskwal/engine.h"
+#include "tests/child_process.h"
 #include "tests/crash_protocol.h"
 
 namespace taskwal {
@@ -78,18 +76,10 @@ int CyclesPerMode() {
 // index after recovery), half fresh (new tasks for the workload).
 constexpr uint64_t kKeySpace = 80;
 
-std::string ChildPath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* workspace = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir ? srcdir : ".", "/",
-                      workspace ? workspace : "taskwal", "/tests/crash_child");
-}
+std::string ChildPath() { return test_util::RunfilePath("tests/crash_child"); }
 
 std::string FreshDir(absl::string_view name) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = absl::StrCat(tmp ? tmp : "/tmp", "/", name);
-  std::filesystem::remove_all(dir);
-  return dir;
+  return test_util::FreshTestDir(name);
 }
 
 // File names and sizes, for failure messages.
@@ -118,149 +108,22 @@ void PreserveDir(const std::string& dir, absl::string_view label) {
                         std::filesystem::copy_options::recursive, ec);
 }
 
-// A crash_child process with its stdout on a pipe. The destructor kills and
-// reaps the child whatever happened, so a failed assertion leaves no
-// process behind (and frees the data directory's lock).
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() {
-    Kill().IgnoreError();
-    if (read_fd_ >= 0) ::close(read_fd_);
+// A crash_child process with its stdout on a pipe (tests/child_process.h).
+using Child = test_util::ChildProcess;
+
+// Reads until the child's ready line, "R <pid>"; kFailedPrecondition if it
+// ends first.
+absl::Status WaitReady(Child& child) {
+  absl::StatusOr<std::string> line = child.ReadLine(absl::InfiniteDuration());
+  if (!line.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "child ended before it was ready: ", line.status().message()));
   }
-
-  absl::Status Start(const std::vector<std::string>& args) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-      return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-    }
-    std::vector<char*> argv;
-    for (const std::string& arg : args) {
-      argv.push_back(const_cast<char*>(arg.c_str()));
-    }
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-      const int error = errno;
-      ::close(fds[0]);
-      ::close(fds[1]);
-      return absl::InternalError(absl::StrCat("fork: ", std::strerror(error)));
-    }
-    if (pid == 0) {
-      // Only async-signal-safe calls until exec. Die with the test, too.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      if (::dup2(fds[1], STDOUT_FILENO) < 0) ::_exit(126);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    pid_ = pid;
-    read_fd_ = fds[0];
-    return absl::OkStatus();
+  if (*line != absl::StrCat("R ", child.pid())) {
+    return absl::InternalError(absl::StrCat("bad ready line: ", *line));
   }
-
-  pid_t pid() const { return pid_; }
-
-  // Reads until the ready line; kFailedPrecondition if the child ends first.
-  absl::Status WaitReady() {
-    std::string line;
-    while (true) {
-      const size_t end = buffer_.find('\n');
-      if (end != std::string::npos) {
-        line = buffer_.substr(0, end);
-        buffer_.erase(0, end + 1);
-        break;
-      }
-      if (ReadSome(/*timeout_ms=*/-1) == 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "child ended before it was ready: ", Kill().message()));
-      }
-    }
-    if (line != absl::StrCat("R ", pid_)) {
-      return absl::InternalError(absl::StrCat("bad ready line: ", line));
-    }
-    return absl::OkStatus();
-  }
-
-  // Reads whatever the child writes for `duration`, into the line buffer.
-  void ReadFor(absl::Duration duration) {
-    const absl::Time deadline = absl::Now() + duration;
-    for (absl::Time now = absl::Now(); now < deadline; now = absl::Now()) {
-      const int timeout_ms =
-          static_cast<int>(absl::ToInt64Milliseconds(deadline - now)) + 1;
-      if (ReadSome(timeout_ms) == 0) return;  // The child died on its own.
-    }
-  }
-
-  // SIGKILLs and reaps the child, then drains the pipe. OK if the child was
-  // still running (it died by our SIGKILL); otherwise says how it ended.
-  absl::Status Kill() {
-    if (pid_ <= 0) return absl::OkStatus();
-    ::kill(pid_, SIGKILL);
-    int wstatus = 0;
-    pid_t r;
-    do {
-      r = ::waitpid(pid_, &wstatus, 0);
-    } while (r < 0 && errno == EINTR);
-    const pid_t pid = pid_;
-    pid_ = -1;
-    while (read_fd_ >= 0 && ReadSome(/*timeout_ms=*/-1) > 0) {
-    }
-    if (r != pid) {
-      return absl::InternalError(
-          absl::StrCat("waitpid: ", std::strerror(errno)));
-    }
-    if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
-      return absl::OkStatus();
-    }
-    if (WIFEXITED(wstatus)) {
-      return absl::InternalError(absl::StrCat("child ", pid, " exited with ",
-                                              WEXITSTATUS(wstatus),
-                                              " (see stderr)"));
-    }
-    return absl::InternalError(
-        absl::StrCat("child ", pid, " died of signal ", WTERMSIG(wstatus)));
-  }
-
-  // Complete lines read so far; a partial last line stays behind (after the
-  // kill it is an acknowledgement that never finished, so it does not count).
-  std::vector<std::string> TakeLines() {
-    std::vector<std::string> lines;
-    size_t start = 0;
-    for (size_t end; (end = buffer_.find('\n', start)) != std::string::npos;
-         start = end + 1) {
-      lines.push_back(buffer_.substr(start, end - start));
-    }
-    buffer_.erase(0, start);
-    return lines;
-  }
-
- private:
-  // Appends what one read returns; 0 at end of file (or error).
-  ssize_t ReadSome(int timeout_ms) {
-    pollfd p{read_fd_, POLLIN, 0};
-    int ready;
-    do {
-      ready = ::poll(&p, 1, timeout_ms);
-    } while (ready < 0 && errno == EINTR);
-    if (ready == 0) return -1;  // Timeout: nothing yet.
-    char chunk[64 << 10];
-    ssize_t n;
-    do {
-      n = ::read(read_fd_, chunk, sizeof(chunk));
-    } while (n < 0 && errno == EINTR);
-    if (n > 0) buffer_.append(chunk, static_cast<size_t>(n));
-    return n < 0 ? 0 : n;
-  }
-
-  pid_t pid_ = -1;
-  int read_fd_ = -1;
-  std::string buffer_;
-};
+  return absl::OkStatus();
+}
 
 using Event = std::tuple<int, std::string, uint32_t>;  // event, worker, attempt
 using ClaimKey = std::tuple<uint64_t, std::string, uint32_t>;
@@ -459,7 +322,7 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
                               absl::StrCat("--key_base=", key_base),
                               absl::StrCat("--key_space=", kKeySpace)})
                       .ok());
-      const absl::Status ready = child.WaitReady();
+      const absl::Status ready = WaitReady(child);
       if (!ready.ok())
         PreserveDir(dir, absl::StrCat(ModeName(mode), partitions, "_", cycle));
       ASSERT_TRUE(ready.ok()) << ready << "\n" << DescribeDir(dir);
@@ -530,7 +393,7 @@ TEST(CrashLockTest, OpenWhileAnotherProcessHoldsTheDirectoryFails) {
                   .Start({ChildPath(), "--data_dir=" + dir,
                           "--sync_mode=interval", "--seed=1"})
                   .ok());
-  const absl::Status ready = child.WaitReady();
+  const absl::Status ready = WaitReady(child);
   ASSERT_TRUE(ready.ok()) << ready;
   const pid_t pid = child.pid();
 

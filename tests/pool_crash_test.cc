@@ -16,10 +16,7 @@
 // The kill moments are random; nothing here asserts timing (the waits for
 // progress are generous and only stop a broken test). On a failure the
 // data directory and the log are copied to $TEST_UNDECLARED_OUTPUTS_DIR.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +46,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "taskwal/engine.h"
+#include "tests/child_process.h"
 #include "tests/pool_crash_protocol.h"
 
 namespace taskwal {
@@ -63,11 +61,7 @@ constexpr int kThreads = 4;  // The child pool's threads.
 constexpr absl::Duration kPatience = absl::Seconds(120);
 
 std::string ChildPath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* workspace = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir ? srcdir : ".", "/",
-                      workspace ? workspace : "taskwal",
-                      "/tests/pool_crash_child");
+  return test_util::RunfilePath("tests/pool_crash_child");
 }
 
 std::string TempPath(absl::string_view name) {
@@ -87,129 +81,9 @@ void Preserve(const std::string& path) {
       std::filesystem::copy_options::recursive, ec);
 }
 
-// A pool_crash_child process with its stdout on a pipe. The destructor
-// kills and reaps it whatever happened, so a failed assertion leaves no
-// process behind (and frees the data directory's lock).
-class Child {
- public:
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() {
-    Kill().IgnoreError();
-    if (read_fd_ >= 0) ::close(read_fd_);
-  }
-
-  absl::Status Start(const std::vector<std::string>& args) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-      return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-    }
-    std::vector<char*> argv;
-    for (const std::string& arg : args) {
-      argv.push_back(const_cast<char*>(arg.c_str()));
-    }
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-      const int error = errno;
-      ::close(fds[0]);
-      ::close(fds[1]);
-      return absl::InternalError(absl::StrCat("fork: ", std::strerror(error)));
-    }
-    if (pid == 0) {
-      // Only async-signal-safe calls until exec. Die with the test, too.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      if (::dup2(fds[1], STDOUT_FILENO) < 0) ::_exit(126);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    pid_ = pid;
-    read_fd_ = fds[0];
-    return absl::OkStatus();
-  }
-
-  // The next line the child writes; kFailedPrecondition if it ends (or
-  // kPatience passes) first.
-  absl::StatusOr<std::string> ReadLine() {
-    const absl::Time give_up = absl::Now() + kPatience;
-    while (true) {
-      const size_t end = buffer_.find('\n');
-      if (end != std::string::npos) {
-        std::string line = buffer_.substr(0, end);
-        buffer_.erase(0, end + 1);
-        return line;
-      }
-      if (absl::Now() > give_up) {
-        return absl::DeadlineExceededError("no line from the child");
-      }
-      if (ReadSome(/*timeout_ms=*/100) == 0) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("child ended: ", Reap(/*kill=*/false).message()));
-      }
-    }
-  }
-
-  // SIGKILLs and reaps the child. OK if it was still running (it died by
-  // our SIGKILL); otherwise says how it ended.
-  absl::Status Kill() { return Reap(/*kill=*/true); }
-
-  // Reaps a child that exits by itself. OK if it exited with status 0.
-  absl::Status WaitExit() { return Reap(/*kill=*/false); }
-
- private:
-  absl::Status Reap(bool kill) {
-    if (pid_ <= 0) return absl::OkStatus();
-    if (kill) ::kill(pid_, SIGKILL);
-    int wstatus = 0;
-    pid_t r;
-    do {
-      r = ::waitpid(pid_, &wstatus, 0);
-    } while (r < 0 && errno == EINTR);
-    const pid_t pid = pid_;
-    pid_ = -1;
-    if (r != pid) {
-      return absl::InternalError(
-          absl::StrCat("waitpid: ", std::strerror(errno)));
-    }
-    if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL && kill) {
-      return absl::OkStatus();
-    }
-    if (WIFEXITED(wstatus)) {
-      if (!kill && WEXITSTATUS(wstatus) == 0) return absl::OkStatus();
-      return absl::InternalError(absl::StrCat("child ", pid, " exited with ",
-                                              WEXITSTATUS(wstatus),
-                                              " (see stderr)"));
-    }
-    return absl::InternalError(
-        absl::StrCat("child ", pid, " died of signal ", WTERMSIG(wstatus)));
-  }
-
-  // Appends what one read returns; 0 at end of file (or error), -1 if
-  // nothing came within the timeout.
-  ssize_t ReadSome(int timeout_ms) {
-    pollfd p{read_fd_, POLLIN, 0};
-    int ready;
-    do {
-      ready = ::poll(&p, 1, timeout_ms);
-    } while (ready < 0 && errno == EINTR);
-    if (ready == 0) return -1;
-    char chunk[4096];
-    ssize_t n;
-    do {
-      n = ::read(read_fd_, chunk, sizeof(chunk));
-    } while (n < 0 && errno == EINTR);
-    if (n > 0) buffer_.append(chunk, static_cast<size_t>(n));
-    return n < 0 ? 0 : n;
-  }
-
-  pid_t pid_ = -1;
-  int read_fd_ = -1;
-  std::string buffer_;
-};
+// A pool_crash_child process with its stdout on a pipe
+// (tests/child_process.h).
+using Child = test_util::ChildProcess;
 
 struct LoggedRun {
   std::string worker;
@@ -286,7 +160,7 @@ TEST(PoolCrashTest, EveryTaskCompletesExactlyOnceAcrossKillNine) {
     SCOPED_TRACE(absl::StrCat("cycle ", cycle));
     Child child;
     ASSERT_TRUE(child.Start(args).ok());
-    absl::StatusOr<std::string> ready = child.ReadLine();
+    absl::StatusOr<std::string> ready = child.ReadLine(kPatience);
     ASSERT_TRUE(ready.ok()) << ready.status();
     ASSERT_TRUE(absl::StartsWith(*ready, "R ")) << *ready;
     // Kill once this child's handlers have begun a few runs, at a random
@@ -309,10 +183,10 @@ TEST(PoolCrashTest, EveryTaskCompletesExactlyOnceAcrossKillNine) {
     finish.push_back("--finish");
     finish.push_back(absl::StrCat("--tasks=", kTasks));
     ASSERT_TRUE(child.Start(finish).ok());
-    absl::StatusOr<std::string> line = child.ReadLine();
+    absl::StatusOr<std::string> line = child.ReadLine(kPatience);
     ASSERT_TRUE(line.ok()) << line.status();
     ASSERT_TRUE(absl::StartsWith(*line, "R ")) << *line;
-    line = child.ReadLine();
+    line = child.ReadLine(kPatience);
     ASSERT_TRUE(line.ok()) << line.status();
     const absl::Status exited = child.WaitExit();
     ASSERT_TRUE(exited.ok()) << exited;
