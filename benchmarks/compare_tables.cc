@@ -483,7 +483,10 @@ void JetStreamVerdicts(const CompareConfig& config, const Results& results,
             "JetStream R3, one partition: >= 30,000 transitions/s"},
         std::tuple<const char*, double, const char*>{
             "taskwal-jetstream-r3", 100000,
-            "JetStream R3, across partitions: >= 100,000 transitions/s"}}) {
+            "JetStream R3, across partitions: >= 100,000 transitions/s"},
+        std::tuple<const char*, double, const char*>{
+            "taskwal-jetstream-r3-s3", 100000,
+            "JetStream R3, across 3 shards: >= 100,000 transitions/s"}}) {
     std::string at;
     const std::optional<double> rate = best(system, &at);
     if (!rate.has_value()) {

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "benchmarks/taskwal_queue.h"
 #include "taskwal/jetstream.h"
+#include "wire/sharded_engine.h"
 
 namespace taskwal::bench {
 namespace {
@@ -33,6 +34,7 @@ struct Variant {
   SyncMode mode;
   uint32_t partitions;  // 0: the engine's default.
   const char* suffix;
+  int shards = 1;  // Streams (wire/sharded_engine.h), all led here.
 };
 
 std::string Describe(const Variant& v) {
@@ -46,9 +48,15 @@ std::string Describe(const Variant& v) {
   } else {
     absl::StrAppend(&what,
                     "SyncMode::kAlways: a call returns once the stream "
-                    "acknowledged its record (pipelined, batched frames)");
+                    "acknowledged its record (batched frames, one message in "
+                    "flight per stream)");
   }
   if (v.partitions == 1) absl::StrAppend(&what, ", one partition");
+  if (v.shards > 1) {
+    absl::StrAppend(&what, ", ", v.shards,
+                    " shards (streams) as one engine, all led by this "
+                    "process");
+  }
   return what;
 }
 
@@ -124,6 +132,7 @@ std::vector<SystemSpec> JetStreamSystems(const std::string& servers,
     const int most = *std::max_element(replicas.begin(), replicas.end());
     variants.push_back({most, SyncMode::kNone, 0, "-async"});
     variants.push_back({most, SyncMode::kAlways, 1, "-p1"});
+    variants.push_back({most, SyncMode::kAlways, 0, "-s3", 3});
   }
   std::vector<SystemSpec> specs;
   for (const Variant& v : variants) {
@@ -133,20 +142,38 @@ std::vector<SystemSpec> JetStreamSystems(const std::string& servers,
                                   : Durability::kReplicatedMajority,
         [servers, v](const std::string& /*dir*/)
             -> absl::StatusOr<std::unique_ptr<QueueSystem>> {
-          const std::string cluster = UniqueClusterName();
           EngineOptions options = CompareOptions(v.mode);
           options.partitions = v.partitions;
-          absl::StatusOr<std::unique_ptr<Engine>> engine =
-              OpenBenchJetStreamEngine(servers, cluster, v.replicas, options);
-          if (!engine.ok()) {
-            // It may have created the streams before failing.
-            DeleteJetStreamCluster(servers, cluster).IgnoreError();
-            return engine.status();
+          // Shard s is the cluster <base>-<s> (a name of at most 32).
+          const std::string base = v.shards == 1
+                                       ? UniqueClusterName()
+                                       : UniqueClusterName().substr(3);
+          std::vector<std::string> clusters;
+          for (int s = 0; s < v.shards; ++s) {
+            clusters.push_back(v.shards == 1 ? base
+                                             : absl::StrCat(base, "-", s));
           }
-          return std::unique_ptr<QueueSystem>(
-              TaskwalQueue::Wrap(*std::move(engine), [servers, cluster] {
-                return DeleteJetStreamCluster(servers, cluster);
-              }));
+          auto cleanup = [servers, clusters] {
+            absl::Status first;
+            for (const std::string& c : clusters) {
+              absl::Status s = DeleteJetStreamCluster(servers, c);
+              if (first.ok()) first = s;
+            }
+            return first;
+          };
+          std::vector<std::unique_ptr<Engine>> engines;
+          for (const std::string& c : clusters) {
+            absl::StatusOr<std::unique_ptr<Engine>> engine =
+                OpenBenchJetStreamEngine(servers, c, v.replicas, options);
+            if (!engine.ok()) {
+              // It may have created streams before failing.
+              cleanup().IgnoreError();
+              return engine.status();
+            }
+            engines.push_back(*std::move(engine));
+          }
+          return std::unique_ptr<QueueSystem>(TaskwalQueue::Wrap(
+              wire::NewShardedEngine(std::move(engines)), cleanup));
         }};
     spec.on_nats = true;
     specs.push_back(std::move(spec));
