@@ -562,7 +562,6 @@ JetStreamJournal::JetStreamJournal(const Config& config,
       subject_(WriterSubject(config.cluster, writer_)),
       manifest_subject_(ManifestSubject(config.cluster)),
       stream_(StreamName(config.cluster)),
-      fence_seq_(fence_seq),
       next_lsn_(last_lsn),
       durable_lsn_(std::move(last_lsn)),
       next_seq_(fence_seq + 1),
@@ -782,7 +781,6 @@ absl::Status JetStreamJournal::Resync() {
     in_flight_ = 0;
     AdvanceLocked();
     trouble_.clear();
-    ++resends_;
     return absl::OkStatus();
   }
 }
@@ -998,19 +996,6 @@ JournalStats JetStreamJournal::stats() const {
 absl::Status JetStreamJournal::Failure() const {
   absl::MutexLock lock(&mu_);
   return failure_;
-}
-
-uint64_t JetStreamJournal::resends() const {
-  absl::MutexLock lock(&mu_);
-  return resends_;
-}
-
-void JetStreamJournal::Depose(absl::string_view why) {
-  absl::MutexLock lock(&mu_);
-  absl::Status deposed = absl::AbortedError(
-      absl::StrCat("this engine no longer leads the cluster: ", why));
-  deposed.SetPayload(kNotLeaderPayload, absl::Cord(stream_));
-  FailLocked(std::move(deposed));
 }
 
 absl::Status JetStreamJournal::Close() {

@@ -221,19 +221,11 @@ class JetStreamJournal final : public Journal {
   absl::Status Failure() const override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Close() override ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Stops acknowledging for good (kAborted with `why`): the lease was lost.
-  void Depose(absl::string_view why) ABSL_LOCKS_EXCLUDED(mu_);
-
   // Appends a snapshot manifest after everything staged, fenced like every
   // message, and waits for its acknowledgement: the snapshot it names is
   // committed. Returns its stream sequence. Errors as Sync (sticky).
   absl::StatusOr<uint64_t> CommitManifest(absl::string_view manifest)
       ABSL_LOCKS_EXCLUDED(mu_);
-
-  // The stream sequence of this writer's fence.
-  uint64_t fence_seq() const { return fence_seq_; }
-  // Times the publisher had to read the stream back and resend.
-  uint64_t resends() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // One stream message of this writer, sent or waiting to be.
@@ -283,7 +275,6 @@ class JetStreamJournal final : public Journal {
   const std::string subject_;
   const std::string manifest_subject_;
   const std::string stream_;
-  const uint64_t fence_seq_;
   size_t max_piece_bytes_ = 0;
   __natsSubscription* sub_ = nullptr;
 
@@ -307,7 +298,6 @@ class JetStreamJournal final : public Journal {
   uint64_t bytes_sent_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t messages_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t records_sent_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t resends_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread publisher_;
 };
 

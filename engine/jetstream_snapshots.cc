@@ -71,24 +71,6 @@ absl::StatusOr<SnapshotManifest> ReadManifest(Connection& conn,
   return manifest;
 }
 
-// The newest manifest's sequence, 0 if there is none.
-absl::StatusOr<uint64_t> NewestManifest(Connection& conn,
-                                        const Config& config) {
-  natsMsg* msg = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  const std::string stream = StreamName(config.cluster);
-  const std::string subject = ManifestSubject(config.cluster);
-  const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
-    return js_GetLastMsg(&msg, conn.js(), stream.c_str(), subject.c_str(),
-                         nullptr, &jerr);
-  });
-  if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return 0;
-  if (s != NATS_OK) return NatsFailure("finding the newest snapshot", s, jerr);
-  const uint64_t seq = natsMsg_GetSequence(msg);
-  natsMsg_Destroy(msg);
-  return seq;
-}
-
 // Loads every part of `manifest` into `states`.
 absl::Status LoadParts(Connection& conn, const Config& config,
                        uint64_t manifest_seq, const SnapshotManifest& manifest,
@@ -142,7 +124,19 @@ absl::Status LoadParts(Connection& conn, const Config& config,
 
 absl::StatusOr<uint64_t> NewestManifestSeq(Connection& conn,
                                            const Config& config) {
-  return NewestManifest(conn, config);
+  natsMsg* msg = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string stream = StreamName(config.cluster);
+  const std::string subject = ManifestSubject(config.cluster);
+  const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
+    return js_GetLastMsg(&msg, conn.js(), stream.c_str(), subject.c_str(),
+                         nullptr, &jerr);
+  });
+  if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return 0;
+  if (s != NATS_OK) return NatsFailure("finding the newest snapshot", s, jerr);
+  const uint64_t seq = natsMsg_GetSequence(msg);
+  natsMsg_Destroy(msg);
+  return seq;
 }
 
 absl::StatusOr<LoadedSnapshot> LoadNewestSnapshot(
@@ -151,7 +145,7 @@ absl::StatusOr<LoadedSnapshot> LoadNewestSnapshot(
         fresh_states,
     std::vector<std::unique_ptr<StateMachine>>* states) {
   LoadedSnapshot out;
-  TASKWAL_ASSIGN_OR_RETURN(uint64_t seq, NewestManifest(conn, config));
+  TASKWAL_ASSIGN_OR_RETURN(uint64_t seq, NewestManifestSeq(conn, config));
   while (seq != 0) {
     absl::StatusOr<SnapshotManifest> manifest = ReadManifest(conn, config, seq);
     if (absl::IsUnavailable(manifest.status())) return manifest.status();

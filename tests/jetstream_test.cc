@@ -411,6 +411,39 @@ TEST_P(JetStreamTest, AFenceAmidAWriterUnderLoadLosesNothing) {
   }
 }
 
+// A server whose engine closed (its node steps down) sends its callers to
+// the next leader: idempotent calls wait and try again, the others say the
+// server no longer leads; none gets the closed engine's kCancelled.
+TEST_P(JetStreamTest, AServerStepsDownWithNotLeader) {
+  JetStreamOptions js = Options("stepdown");
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
+      JetStreamServer::Start(engine.get(), js, JetStreamServer::Options());
+  ASSERT_TRUE(server.ok()) << server.status();
+  JetStreamOptions client_js = js;
+  client_js.retry_for = absl::Seconds(1);
+  absl::StatusOr<std::unique_ptr<taskwal::Engine>> client =
+      ConnectJetStreamEngine(client_js);
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::StatusOr<SubmitResult> submitted = (*client)->Submit(Spec("a"));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  ASSERT_THAT(engine->Close(), IsOk());
+  // Repeating Submit is harmless: it is tried again until retry_for.
+  EXPECT_THAT((*client)->Submit(Spec("b")).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("no server answered")));
+  // Retry is not repeated: the caller learns the server stepped down.
+  EXPECT_THAT(
+      (*client)->Retry(submitted->task_id),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no longer leads")));
+  (*server)->Stop();
+  // Stopped: nobody answers, and the call did not run.
+  EXPECT_THAT(
+      (*client)->Retry(submitted->task_id),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no server leads")));
+}
+
 // The server leading the stream dies under load: the engine rides out the
 // election, and nothing it acknowledged is lost.
 TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
