@@ -67,7 +67,9 @@
 // the engine's own state (read-only: kFailedPrecondition; the sticky
 // kInternal), then the task's (kNotFound, kAborted, kFailedPrecondition).
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -409,6 +411,38 @@ struct RecoveryReport {
   std::vector<std::string> notes;  // Repairs, set-aside files, salvage.
 };
 
+// The tasks of one type, in EngineStats::by_type.
+struct TypeStats {
+  uint64_t pending = 0;  // Waiting for dependencies or not_before included.
+  uint64_t claimed = 0;
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t cancelled = 0;
+  // When the longest-waiting ready PENDING task of this type became ready:
+  // its submission, the end of its not_before (a retry backoff included),
+  // or the Fail, lease expiry or Retry that made it PENDING again.
+  // InfiniteFuture: no task of the type is ready (none PENDING, or all of
+  // them wait for dependencies or a not_before still to come). Paused types
+  // are counted all the same. A task whose last dependency completed counts
+  // from that moment, or, once recovered from a snapshot, from when it last
+  // became PENDING (snapshots keep no more).
+  absl::Time oldest_ready = absl::InfiniteFuture();
+
+  uint64_t tasks() const {
+    return pending + claimed + completed + failed + cancelled;
+  }
+  // Adds other's counts and keeps the earlier oldest_ready: how partitions
+  // and shards of one engine combine.
+  void Merge(const TypeStats& other) {
+    pending += other.pending;
+    claimed += other.claimed;
+    completed += other.completed;
+    failed += other.failed;
+    cancelled += other.cancelled;
+    oldest_ready = std::min(oldest_ready, other.oldest_ready);
+  }
+};
+
 struct EngineStats {
   uint64_t pending = 0;
   uint64_t claimed = 0;
@@ -416,6 +450,11 @@ struct EngineStats {
   uint64_t failed = 0;
   uint64_t cancelled = 0;
   uint64_t tasks = 0;  // Sum of the above.
+  // The same counts by task type, with the oldest ready task of each. Only
+  // types that have a task are listed (a type whose last task is deleted
+  // or removed by retention leaves the map); the counts of all of them sum
+  // to the counts above.
+  std::map<std::string, TypeStats> by_type;
 
   // Submits answered with an existing task since this Open.
   uint64_t deduplicated = 0;

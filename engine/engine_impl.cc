@@ -2370,10 +2370,27 @@ absl::StatusOr<std::vector<HistoryEntry>> EngineImpl::History(
 absl::StatusOr<EngineStats> EngineImpl::Stats() {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
   EngineStats s;
+  const int64_t now = NowMicros();
   for (const auto& part : partitions_) {
     Partition& p = *part;
     absl::MutexLock l(&p.mu);
     const Counters& c = p.state().counters();
+    // O(types) per partition: the scheduler answers each type's oldest
+    // ready task from its index, without walking the tasks.
+    for (const auto& [type, counts] : c.by_type) {
+      TypeStats t;
+      t.pending = counts.by_status[PENDING];
+      t.claimed = counts.by_status[CLAIMED];
+      t.completed = counts.by_status[COMPLETED];
+      t.failed = counts.by_status[FAILED];
+      t.cancelled = counts.by_status[CANCELLED];
+      if (t.pending > 0) {
+        const std::optional<int64_t> oldest =
+            p.state().scheduler().OldestReady(type, now);
+        if (oldest.has_value()) t.oldest_ready = absl::FromUnixMicros(*oldest);
+      }
+      s.by_type[type].Merge(t);
+    }
     s.pending += c.by_status[PENDING];
     s.claimed += c.by_status[CLAIMED];
     s.completed += c.by_status[COMPLETED];

@@ -9,10 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/journal.h"
 #include "engine/partitioning.h"
 #include "engine/state_machine.h"
 #include "gtest/gtest.h"
+#include "taskwal/clock.h"
 #include "taskwal/engine.h"
 #include "taskwal/fault_injection_env.h"
 
@@ -420,6 +422,177 @@ TEST_F(FailOptionsTest, NegativeOrInfiniteRetryAfterIsRefused) {
   absl::StatusOr<Task> task = engine_->Get(c.claim.task_id);
   ASSERT_TRUE(task.ok());
   EXPECT_EQ(task->status(), CLAIMED);
+}
+
+// EngineStats::by_type: per-type counts through every transition, the
+// oldest ready task of each type, and both again after a reopen (replay)
+// and after a snapshot.
+class TypeStatsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.data_dir =
+        ::testing::TempDir() + "/type_stats_" +
+        ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    options_.clock = &clock_;
+    options_.partitions = 4;
+    options_.sync_mode = SyncMode::kNone;
+    options_.maintenance_interval = absl::ZeroDuration();
+    options_.retention = absl::Hours(1);
+    Reopen();
+  }
+
+  void Reopen() {
+    if (engine_ != nullptr) {
+      ASSERT_TRUE(engine_->Close().ok());
+    }
+    engine_.reset();
+    absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options_);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    engine_ = *std::move(opened);
+  }
+
+  uint64_t Submit(const std::string& key, const std::string& type,
+                  int32_t priority = 0) {
+    TaskSpec spec;
+    spec.idempotency_key = key;
+    spec.type = type;
+    spec.priority = priority;
+    spec.max_attempts = 2;
+    RetryPolicy no_backoff;
+    no_backoff.set_multiplier(1.0);
+    spec.retry_policy = no_backoff;
+    absl::StatusOr<SubmitResult> r = engine_->Submit(spec);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->task_id : 0;
+  }
+
+  ClaimRef Claim(uint64_t id, absl::Duration lease = absl::Seconds(30)) {
+    absl::StatusOr<ClaimedTask> c = engine_->Claim(id, "w", lease);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? c->claim : ClaimRef();
+  }
+
+  // "type:pending,claimed,completed,failed,cancelled@oldest" per type,
+  // oldest in milliseconds since the test began ("none": none ready);
+  // checks that the types sum to the engine's counts.
+  std::string ByType() {
+    absl::StatusOr<EngineStats> stats = engine_->Stats();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    if (!stats.ok()) return "";
+    TypeStats sum;
+    std::string out;
+    for (const auto& [type, t] : stats->by_type) {
+      EXPECT_GT(t.tasks(), 0u) << type;
+      sum.Merge(t);
+      absl::StrAppend(
+          &out, out.empty() ? "" : " ", type, ":", t.pending, ",", t.claimed,
+          ",", t.completed, ",", t.failed, ",", t.cancelled, "@",
+          t.oldest_ready == absl::InfiniteFuture()
+              ? std::string("none")
+              : absl::StrCat(
+                    absl::ToInt64Milliseconds(t.oldest_ready - start_)));
+    }
+    EXPECT_EQ(sum.pending, stats->pending);
+    EXPECT_EQ(sum.claimed, stats->claimed);
+    EXPECT_EQ(sum.completed, stats->completed);
+    EXPECT_EQ(sum.failed, stats->failed);
+    EXPECT_EQ(sum.cancelled, stats->cancelled);
+    return out;
+  }
+
+  ManualClock clock_;
+  const absl::Time start_ = clock_.Now();
+  EngineOptions options_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(TypeStatsTest, CountsFollowEveryTransitionAndSurviveReopen) {
+  const uint64_t a = Submit("a", "mail");
+  const uint64_t b = Submit("b", "mail");
+  const uint64_t c = Submit("c", "sms");
+  TaskSpec later;
+  later.idempotency_key = "d";
+  later.type = "report";
+  later.not_before = start_ + absl::Minutes(10);
+  ASSERT_TRUE(engine_->Submit(later).ok());
+  const uint64_t e = Submit("e", "once");
+  EXPECT_EQ(ByType(),
+            "mail:2,0,0,0,0@0 once:1,0,0,0,0@0 report:1,0,0,0,0@none "
+            "sms:1,0,0,0,0@0");
+
+  clock_.Advance(absl::Seconds(1));
+  ClaimRef claim = Claim(a);
+  EXPECT_EQ(ByType(),
+            "mail:1,1,0,0,0@0 once:1,0,0,0,0@0 report:1,0,0,0,0@none "
+            "sms:1,0,0,0,0@0");
+  ASSERT_TRUE(engine_->Complete(claim, "ok").ok());
+
+  // Fail with an attempt left, then on the last one.
+  clock_.Advance(absl::Seconds(1));
+  FailOptions at_once;
+  at_once.retry_after = absl::ZeroDuration();
+  ASSERT_TRUE(engine_->Fail(Claim(b), "e", at_once).ok());
+  EXPECT_EQ(ByType(),
+            "mail:1,0,1,0,0@2000 once:1,0,0,0,0@0 report:1,0,0,0,0@none "
+            "sms:1,0,0,0,0@0");
+  ASSERT_TRUE(engine_->Fail(Claim(b), "e").ok());
+  EXPECT_EQ(ByType(),
+            "mail:0,0,1,1,0@none once:1,0,0,0,0@0 report:1,0,0,0,0@none "
+            "sms:1,0,0,0,0@0");
+
+  // Retry, then a lease that runs out.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(engine_->Retry(b).ok());
+  EXPECT_EQ(ByType(),
+            "mail:1,0,1,0,0@3000 once:1,0,0,0,0@0 report:1,0,0,0,0@none "
+            "sms:1,0,0,0,0@0");
+  Claim(b, absl::Seconds(5));
+  clock_.Advance(absl::Seconds(6));
+  ASSERT_TRUE(engine_->RunMaintenance().ok());
+  EXPECT_EQ(ByType(),
+            "mail:1,0,1,0,0@9000 once:1,0,0,0,0@0 report:1,0,0,0,0@none "
+            "sms:1,0,0,0,0@0");
+
+  // Cancel, then Delete the type's last task: the type is gone.
+  ASSERT_TRUE(engine_->Cancel(c).ok());
+  EXPECT_EQ(ByType(),
+            "mail:1,0,1,0,0@9000 once:1,0,0,0,0@0 report:1,0,0,0,0@none "
+            "sms:0,0,0,0,1@none");
+  ASSERT_TRUE(engine_->Delete(c).ok());
+  ASSERT_TRUE(engine_->Complete(Claim(e), "ok").ok());
+  EXPECT_EQ(ByType(),
+            "mail:1,0,1,0,0@9000 once:0,0,1,0,0@none report:1,0,0,0,0@none");
+
+  // Retention removes both finished tasks: "once" is gone too. The delayed
+  // task is ready since its not_before, claimed or not; a paused type
+  // still counts.
+  clock_.Advance(absl::Hours(2));
+  ASSERT_TRUE(engine_->RunMaintenance().ok());
+  ASSERT_TRUE(engine_->Pause("mail").ok());
+  const std::string live = ByType();
+  EXPECT_EQ(live, "mail:1,0,0,0,0@9000 report:1,0,0,0,0@600000");
+
+  Reopen();  // Replay of the log.
+  EXPECT_EQ(ByType(), live);
+  ASSERT_TRUE(engine_->Snapshot().ok());
+  Reopen();  // The snapshot, with nothing to replay after it.
+  EXPECT_GT(engine_->Recovery().snapshot_lsn, 0u);
+  EXPECT_EQ(engine_->Recovery().records_replayed, 0u);
+  EXPECT_EQ(ByType(), live);
+}
+
+TEST_F(TypeStatsTest, OldestReadyIsTheLongestWaitingNotTheBest) {
+  Submit("low", "mail", /*priority=*/0);
+  clock_.Advance(absl::Seconds(1));
+  Submit("high", "mail", /*priority=*/9);
+  ClaimNextOptions mail;
+  mail.type = "mail";
+  absl::StatusOr<ClaimedTask> first = engine_->ClaimNext("w", mail);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->task.idempotency_key(), "high");
+  EXPECT_EQ(ByType(), "mail:1,1,0,0,0@0");
+  ASSERT_TRUE(engine_->ClaimNext("w", mail).ok());
+  EXPECT_EQ(ByType(), "mail:0,2,0,0,0@none");
 }
 
 }  // namespace

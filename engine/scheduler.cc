@@ -16,6 +16,7 @@ int Scheduler::TypeIndex(absl::string_view type) {
       type_index_.try_emplace(type, static_cast<int>(ready_.size()));
   if (inserted) {
     ready_.emplace_back();
+    ready_since_.emplace_back();
     paused_.push_back(false);
     delayed_by_type_.emplace_back();
     type_names_.emplace_back(type);
@@ -29,17 +30,26 @@ const Scheduler::ReadySet* Scheduler::FindReady(absl::string_view type) const {
   return it == type_index_.end() ? nullptr : &ready_[it->second];
 }
 
+void Scheduler::InsertReady(int type_index, int32_t priority, uint64_t id,
+                            int64_t ready_since) {
+  ready_[type_index].insert({{ReadyRank(priority), id}, ready_since});
+  ready_since_[type_index].insert({ready_since, id});
+  NoteReadied(type_index);
+}
+
 void Scheduler::AddPending(uint64_t id, absl::string_view type,
-                           int32_t priority, int64_t not_before) {
+                           int32_t priority, int64_t not_before,
+                           int64_t pending_since) {
   const int index = TypeIndex(type);
+  const int64_t ready_since = std::max(not_before, pending_since);
   // No not-before time (0) is ready whatever the clock says; parking such
   // tasks as delayed would make the first ClaimNext after a bulk submit or
   // a restart move all of them.
   if (not_before <= 0 || not_before <= promoted_through_) {
-    ready_[index].insert({ReadyRank(priority), id});
-    NoteReadied(index);
+    InsertReady(index, priority, id, ready_since);
   } else {
-    delayed_.insert({{not_before, id}, DelayedValue{index, priority}});
+    delayed_.insert(
+        {{not_before, id}, DelayedValue{index, priority, ready_since}});
     delayed_by_type_[index].insert({not_before, id});
   }
 }
@@ -53,8 +63,12 @@ void Scheduler::RemovePending(uint64_t id, absl::string_view type,
     return;
   }
   auto it = type_index_.find(type);
-  if (it != type_index_.end())
-    ready_[it->second].erase({ReadyRank(priority), id});
+  if (it == type_index_.end()) return;
+  ReadySet& set = ready_[it->second];
+  auto ready = set.find({ReadyRank(priority), id});
+  if (ready == set.end()) return;
+  ready_since_[it->second].erase({ready->second, id});
+  set.erase(ready);
 }
 
 void Scheduler::NoteReadied(int type_index) {
@@ -78,9 +92,8 @@ size_t Scheduler::PromoteDue(int64_t now) {
   size_t promoted = 0;
   auto it = delayed_.begin();
   while (it != delayed_.end() && it->first.first <= now) {
-    ready_[it->second.type_index].insert(
-        {ReadyRank(it->second.priority), it->first.second});
-    NoteReadied(it->second.type_index);
+    InsertReady(it->second.type_index, it->second.priority, it->first.second,
+                it->second.ready_since);
     delayed_by_type_[it->second.type_index].erase(it->first);
     it = delayed_.erase(it);
     ++promoted;
@@ -93,14 +106,14 @@ const Scheduler::ReadyKey* Scheduler::BestReady(absl::string_view type) const {
     auto it = type_index_.find(type);
     if (it == type_index_.end() || paused_[it->second]) return nullptr;
     const ReadySet& set = ready_[it->second];
-    return set.empty() ? nullptr : &*set.begin();
+    return set.empty() ? nullptr : &set.begin()->first;
   }
   const ReadyKey* best = nullptr;
   for (size_t i = 0; i < ready_.size(); ++i) {
     const ReadySet& set = ready_[i];
     if (!set.empty() && !paused_[i] &&
-        (best == nullptr || *set.begin() < *best)) {
-      best = &*set.begin();
+        (best == nullptr || set.begin()->first < *best)) {
+      best = &set.begin()->first;
     }
   }
   return best;
@@ -116,6 +129,21 @@ std::optional<int64_t> Scheduler::BestReadyRank(absl::string_view type) const {
   const ReadyKey* best = BestReady(type);
   if (best == nullptr) return std::nullopt;
   return best->first;
+}
+
+std::optional<int64_t> Scheduler::OldestReady(absl::string_view type,
+                                              int64_t now) const {
+  auto it = type_index_.find(type);
+  if (it == type_index_.end()) return std::nullopt;
+  std::optional<int64_t> oldest;
+  const auto& ready = ready_since_[it->second];
+  if (!ready.empty()) oldest = ready.begin()->first;
+  const auto& delayed = delayed_by_type_[it->second];
+  if (!delayed.empty() && delayed.begin()->first <= now) {
+    const int64_t since = delayed_.find(*delayed.begin())->second.ready_since;
+    if (!oldest.has_value() || since < *oldest) oldest = since;
+  }
+  return oldest;
 }
 
 std::optional<int64_t> Scheduler::NextDelayed(absl::string_view type) const {

@@ -39,9 +39,11 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // A PENDING task. Ready at once if it has no not-before time (<= 0) or it
-  // is at or before the last PromoteDue time, else delayed.
+  // is at or before the last PromoteDue time, else delayed. pending_since:
+  // when it became PENDING (its record's time); it is ready since the later
+  // of that and not_before (OldestReady).
   void AddPending(uint64_t id, absl::string_view type, int32_t priority,
-                  int64_t not_before);
+                  int64_t not_before, int64_t pending_since = 0);
   // Removes a PENDING task added with the same arguments.
   void RemovePending(uint64_t id, absl::string_view type, int32_t priority,
                      int64_t not_before);
@@ -64,6 +66,12 @@ class Scheduler {
   static int64_t RankOf(int32_t priority) {
     return -static_cast<int64_t>(priority);
   }
+
+  // When the longest-waiting ready task of `type` became ready, paused or
+  // not; nullopt when none is ready. Delayed tasks due at `now` that no
+  // PromoteDue has moved yet count as ready (judged by the earliest due of
+  // them). O(log n): no walk over the tasks.
+  std::optional<int64_t> OldestReady(absl::string_view type, int64_t now) const;
 
   // Earliest not-before time among delayed tasks (of `type`; of any type
   // when empty).
@@ -98,22 +106,28 @@ class Scheduler {
  private:
   // Ordered so that begin() is the next task to claim.
   using ReadyKey = std::pair<int64_t, uint64_t>;  // (-priority, id)
-  using ReadySet = absl::btree_set<ReadyKey>;
+  // Each with the time it is ready since.
+  using ReadySet = absl::btree_map<ReadyKey, int64_t>;
   struct DelayedValue {
     int type_index;
     int32_t priority;
+    int64_t ready_since;
   };
 
   int TypeIndex(absl::string_view type);
   const ReadyKey* BestReady(absl::string_view type) const;
   void NoteReadied(int type_index);
+  void InsertReady(int type_index, int32_t priority, uint64_t id,
+                   int64_t ready_since);
   const ReadySet* FindReady(absl::string_view type) const;
 
   const bool track_finished_;
   int64_t promoted_through_ = INT64_MIN;
   absl::flat_hash_map<std::string, int> type_index_;
   std::vector<ReadySet> ready_;  // By type index.
-  std::vector<bool> paused_;     // By type index.
+  // (ready since, id) of the tasks in ready_, by type index: OldestReady.
+  std::vector<absl::btree_set<std::pair<int64_t, uint64_t>>> ready_since_;
+  std::vector<bool> paused_;  // By type index.
   size_t paused_count_ = 0;
   std::deque<std::string> type_names_;  // By type index; stable addresses.
   // Tasks readied since the last TakeReadied, by type index, and the

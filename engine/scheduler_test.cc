@@ -177,6 +177,40 @@ TEST_F(SchedulerTest, RemovePendingWorksForDelayedTasks) {
   EXPECT_EQ(s_.PeekReady(""), std::nullopt);
 }
 
+// The oldest ready task is the one ready longest, whatever its priority or
+// id, paused or not; a delayed task counts from its not_before once due.
+TEST_F(SchedulerTest, OldestReadyIsTheLongestReadyTask) {
+  EXPECT_EQ(s_.OldestReady("email", 1000), std::nullopt);
+  s_.AddPending(5, "email", 0, 0, /*pending_since=*/100);
+  s_.AddPending(3, "email", 9, 0, /*pending_since=*/200);
+  s_.AddPending(4, "email", 0, 600, /*pending_since=*/150);  // Delayed.
+  s_.AddPending(6, "sms", 0, 0, /*pending_since=*/50);
+  EXPECT_EQ(s_.OldestReady("email", 1000), 100);
+  EXPECT_EQ(s_.OldestReady("sms", 1000), 50);
+  EXPECT_EQ(s_.OldestReady("none", 1000), std::nullopt);
+
+  // The best task (priority 9) goes first; the oldest stays.
+  EXPECT_EQ(s_.PeekReady("email"), 3u);
+  s_.RemovePending(3, "email", 9, 0);
+  EXPECT_EQ(s_.OldestReady("email", 1000), 100);
+  s_.RemovePending(5, "email", 0, 0);
+  // Only the delayed one is left: ready from 600, promoted or not.
+  EXPECT_EQ(s_.OldestReady("email", 500), std::nullopt);
+  EXPECT_EQ(s_.OldestReady("email", 600), 600);
+  s_.PromoteDue(700);
+  EXPECT_EQ(s_.OldestReady("email", 700), 600);
+  // A not_before already past counts from when the task became PENDING.
+  s_.AddPending(7, "email", 0, 20, /*pending_since=*/800);
+  EXPECT_EQ(s_.OldestReady("email", 900), 600);
+  s_.RemovePending(4, "email", 0, 600);
+  EXPECT_EQ(s_.OldestReady("email", 900), 800);
+
+  s_.SetPaused("sms", true);
+  EXPECT_EQ(s_.OldestReady("sms", 1000), 50);
+  s_.RemovePending(6, "sms", 0, 0);
+  EXPECT_EQ(s_.OldestReady("sms", 1000), std::nullopt);
+}
+
 TEST_F(SchedulerTest, LeasesAndFinishedAreOrderedByTime) {
   s_.AddLease(1, 300);
   s_.AddLease(2, 100);

@@ -68,9 +68,34 @@ void StateMachine::AppendHistory(TaskEntry& entry,
   entry.AppendHistory(h, max_history_per_task_);
 }
 
-void StateMachine::CountStatusChange(TaskStatus from, TaskStatus to) {
+void StateMachine::CountStatusChange(absl::string_view type, TaskStatus from,
+                                     TaskStatus to) {
   --counters_.by_status[from];
   ++counters_.by_status[to];
+  // Every task of `type` is counted there: the entry exists.
+  TypeCounts& counts = counters_.by_type.find(type)->second;
+  --counts.by_status[from];
+  ++counts.by_status[to];
+}
+
+void StateMachine::CountAdded(absl::string_view type, TaskStatus status) {
+  ++counters_.by_status[status];
+  auto it = counters_.by_type.find(type);
+  if (it == counters_.by_type.end()) {
+    it = counters_.by_type.try_emplace(std::string(type)).first;
+  }
+  ++it->second.by_status[status];
+  ++it->second.tasks;
+}
+
+void StateMachine::CountRemoved(absl::string_view type, TaskStatus status) {
+  --counters_.by_status[status];
+  auto it = counters_.by_type.find(type);
+  if (--it->second.tasks == 0) {
+    counters_.by_type.erase(it);
+  } else {
+    --it->second.by_status[status];
+  }
 }
 
 absl::Status StateMachine::Apply(const Transition& record, uint64_t lsn) {
@@ -164,11 +189,11 @@ absl::Status StateMachine::ApplySubmit(const SubmitRecord& r, int64_t now,
     // of them completes (ApplyDependency).
     if (!entry->waiting()) {
       scheduler_.AddPending(t.id(), t.type(), t.priority(),
-                            t.not_before_micros());
+                            t.not_before_micros(), now);
     }
     next_task_id_ = t.id() + partitions_;
     table_.Insert(std::move(entry));
-    ++counters_.by_status[PENDING];
+    CountAdded(t.type(), PENDING);
     ++counters_.submitted;
   }
   return absl::OkStatus();
@@ -180,8 +205,12 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
     return Mismatch("claim", r.task_id(), "claim token reused");
   }
   absl::Status s;
+  // The type's bytes live in the entry, which only this writer can free, so
+  // a view of them stays valid past the shard lock (as in ApplyDelete).
+  absl::string_view type;
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
     TaskState& t = e.state;
+    type = e.type();
     if (t.status != PENDING || e.waiting()) {
       s = Mismatch("claim", e.id(),
                    e.waiting() ? "waits for dependencies" : "not PENDING");
@@ -206,7 +235,7 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
   });
   if (!found) return Mismatch("claim", r.task_id(), "no such task");
   if (!s.ok()) return s;
-  CountStatusChange(PENDING, CLAIMED);
+  CountStatusChange(type, PENDING, CLAIMED);
   ++counters_.claims;
   next_claim_token_ = r.claim_token() + partitions_;
   return absl::OkStatus();
@@ -215,8 +244,10 @@ absl::Status StateMachine::ApplyClaim(const ClaimRecord& r, int64_t now,
 absl::Status StateMachine::ApplyComplete(const CompleteRecord& r, int64_t now,
                                          uint64_t lsn) {
   absl::Status s;
+  absl::string_view type;  // Into the entry, as in ApplyClaim.
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
     TaskState& t = e.state;
+    type = e.type();
     if (t.status != CLAIMED) {
       s = Mismatch("complete", e.id(), "not CLAIMED");
       return;
@@ -236,7 +267,7 @@ absl::Status StateMachine::ApplyComplete(const CompleteRecord& r, int64_t now,
   });
   if (!found) return Mismatch("complete", r.task_id(), "no such task");
   if (!s.ok()) return s;
-  CountStatusChange(CLAIMED, COMPLETED);
+  CountStatusChange(type, CLAIMED, COMPLETED);
   ++counters_.completions;
   return absl::OkStatus();
 }
@@ -245,8 +276,10 @@ absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
                                      uint64_t lsn) {
   absl::Status s;
   TaskStatus to = TASK_STATUS_UNSPECIFIED;
+  absl::string_view type;  // Into the entry, as in ApplyClaim.
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
     TaskState& t = e.state;
+    type = e.type();
     if (t.status != CLAIMED) {
       s = Mismatch("fail", e.id(), "not CLAIMED");
       return;
@@ -270,14 +303,14 @@ absl::Status StateMachine::ApplyFail(const FailRecord& r, int64_t now,
       scheduler_.AddFinished(e.id(), now);
     } else {
       t.not_before_micros = r.retry_at_micros();
-      scheduler_.AddPending(e.id(), e.type(), e.priority(),
-                            r.retry_at_micros());
+      scheduler_.AddPending(e.id(), e.type(), e.priority(), r.retry_at_micros(),
+                            now);
     }
     t.last_lsn = lsn;
   });
   if (!found) return Mismatch("fail", r.task_id(), "no such task");
   if (!s.ok()) return s;
-  CountStatusChange(CLAIMED, to);
+  CountStatusChange(type, CLAIMED, to);
   ++counters_.failed_attempts;
   if (r.lease_expired()) ++counters_.lease_expiries;
   return absl::OkStatus();
@@ -305,8 +338,10 @@ absl::Status StateMachine::ApplyRetry(const RetryRecord& r, int64_t now,
                                       uint64_t lsn) {
   absl::Status s;
   TaskStatus from = TASK_STATUS_UNSPECIFIED;
+  absl::string_view type;  // Into the entry, as in ApplyClaim.
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
     TaskState& t = e.state;
+    type = e.type();
     from = t.status;
     switch (from) {
       case CLAIMED:
@@ -336,14 +371,14 @@ absl::Status StateMachine::ApplyRetry(const RetryRecord& r, int64_t now,
     }
     t.status = PENDING;
     t.not_before_micros = 0;
-    scheduler_.AddPending(e.id(), e.type(), e.priority(), 0);
+    scheduler_.AddPending(e.id(), e.type(), e.priority(), 0, now);
     t.last_lsn = lsn;
     AppendHistory(
         e, MakeHistory(now, HistoryEntry::RETRIED, from, PENDING, t.attempts));
   });
   if (!found) return Mismatch("retry", r.task_id(), "no such task");
   if (!s.ok()) return s;
-  CountStatusChange(from, PENDING);
+  CountStatusChange(type, from, PENDING);
   ++counters_.retries;
   return absl::OkStatus();
 }
@@ -351,8 +386,10 @@ absl::Status StateMachine::ApplyRetry(const RetryRecord& r, int64_t now,
 absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
                                        uint64_t lsn) {
   absl::Status s;
+  absl::string_view type;  // Into the entry, as in ApplyClaim.
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
     TaskState& t = e.state;
+    type = e.type();
     if (t.status != PENDING) {
       s = Mismatch("cancel", e.id(), "not PENDING");
       return;
@@ -374,7 +411,7 @@ absl::Status StateMachine::ApplyCancel(const CancelRecord& r, int64_t now,
   });
   if (!found) return Mismatch("cancel", r.task_id(), "no such task");
   if (!s.ok()) return s;
-  CountStatusChange(PENDING, CANCELLED);
+  CountStatusChange(type, PENDING, CANCELLED);
   ++counters_.cancellations;
   return absl::OkStatus();
 }
@@ -384,8 +421,10 @@ absl::Status StateMachine::ApplyDependency(const DependencyRecord& r,
   const bool met = r.dependency_status() == COMPLETED;
   absl::Status s;
   TaskStatus to = PENDING;
+  absl::string_view type;  // Into the entry, as in ApplyClaim.
   bool found = table_.Mutate(r.task_id(), [&](TaskEntry& e) {
     TaskState& t = e.state;
+    type = e.type();
     if (t.status != PENDING || !e.WaitsFor(r.dependency_id())) {
       s = Mismatch("dependency", e.id(),
                    absl::StrCat("does not wait for task ", r.dependency_id()));
@@ -394,7 +433,7 @@ absl::Status StateMachine::ApplyDependency(const DependencyRecord& r,
     if (met) {
       if (!e.StopWaitingFor(r.dependency_id())) {
         scheduler_.AddPending(e.id(), e.type(), e.priority(),
-                              t.not_before_micros);
+                              t.not_before_micros, now);
       }
       t.last_lsn = lsn;
       return;
@@ -422,7 +461,7 @@ absl::Status StateMachine::ApplyDependency(const DependencyRecord& r,
   if (!found) return Mismatch("dependency", r.task_id(), "no such task");
   if (!s.ok()) return s;
   if (to != PENDING) {
-    CountStatusChange(PENDING, to);
+    CountStatusChange(type, PENDING, to);
     if (to == CANCELLED) ++counters_.cancellations;
   }
   return absl::OkStatus();
@@ -434,10 +473,12 @@ absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
   // The key's bytes live in the entry, which only this writer can free (in
   // Erase below), so a view of them stays valid past the shard lock.
   absl::string_view key;
+  absl::string_view type;
   if (!table_.Read(r.task_id(), [&](const TaskEntry& e) {
         status = e.state.status;
         finished = e.state.finished_micros;
         key = e.idempotency_key();
+        type = e.type();
       })) {
     return Mismatch("delete", r.task_id(), "no such task");
   }
@@ -445,10 +486,10 @@ absl::Status StateMachine::ApplyDelete(const DeleteRecord& r) {
     return Mismatch("delete", r.task_id(), "task is not terminal");
   }
   scheduler_.RemoveFinished(r.task_id(), finished);
+  CountRemoved(type, status);  // Before Erase frees the type's bytes.
   // The key first: the index points into the entry.
   table_.EraseKey(key);
   table_.Erase(r.task_id());
-  --counters_.by_status[status];
   ++(r.retention() ? counters_.retention_removals : counters_.deletions);
   return absl::OkStatus();
 }
@@ -548,9 +589,13 @@ absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
   }
   switch (status) {
     case PENDING:
+      // A snapshot does not say when the task last became PENDING; its
+      // newest history entry does (SUBMITTED, RETRIED, ATTEMPT_FAILED or
+      // LEASE_EXPIRED), unless a dependency released it since.
       if (!e.waiting()) {
         scheduler_.AddPending(e.id(), e.type(), e.priority(),
-                              e.state.not_before_micros);
+                              e.state.not_before_micros,
+                              e.last_history_micros());
       }
       break;
     case CLAIMED:
@@ -559,7 +604,7 @@ absl::Status StateMachine::RestoreTask(std::unique_ptr<TaskEntry> entry) {
     default:
       scheduler_.AddFinished(e.id(), e.state.finished_micros);
   }
-  ++counters_.by_status[status];
+  CountAdded(e.type(), status);
   next_task_id_ = std::max(next_task_id_, e.id() + partitions_);
   if (e.state.claim_token != 0) {
     next_claim_token_ =

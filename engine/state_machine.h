@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "engine/scheduler.h"
 #include "engine/snapshot.pb.h"
@@ -14,9 +15,20 @@
 
 namespace taskwal::engine {
 
+// The tasks of one type, by status.
+struct TypeCounts {
+  uint64_t by_status[6] = {};  // Indexed by TaskStatus.
+  uint64_t tasks = 0;          // Sum of by_status.
+};
+
 // Totals that survive restarts because they are derived from records.
+// by_status and by_type count the tasks held: snapshots do not store them,
+// RestoreTask counts each task again.
 struct Counters {
   uint64_t by_status[6] = {};  // Indexed by TaskStatus.
+  // By task type. A type without tasks has no entry, so deleted and
+  // retention-removed types do not pile up.
+  absl::flat_hash_map<std::string, TypeCounts> by_type;
   uint64_t submitted = 0;
   uint64_t claims = 0;
   uint64_t completions = 0;
@@ -111,7 +123,12 @@ class StateMachine {
                                uint64_t lsn);
 
   void AppendHistory(TaskEntry& entry, const HistoryEvent& h) const;
-  void CountStatusChange(TaskStatus from, TaskStatus to);
+  // Per-status and per-type task counts: a task of `type` changed status,
+  // was added, or was removed.
+  void CountStatusChange(absl::string_view type, TaskStatus from,
+                         TaskStatus to);
+  void CountAdded(absl::string_view type, TaskStatus status);
+  void CountRemoved(absl::string_view type, TaskStatus status);
 
   const size_t max_history_per_task_;
   const uint32_t partition_;

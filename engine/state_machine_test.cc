@@ -41,6 +41,23 @@ Transition ClaimOf(uint64_t id, uint64_t token, int64_t deadline) {
   return t;
 }
 
+// The per-type counts and each type's oldest ready task (delayed ones
+// counted as due), sorted by type.
+std::string TypeDump(const StateMachine& sm) {
+  std::map<std::string, std::string> types;
+  for (const auto& [type, counts] : sm.counters().by_type) {
+    std::string& line = types[type];
+    for (uint64_t n : counts.by_status) absl::StrAppend(&line, n, ",");
+    absl::StrAppend(&line, counts.tasks, " oldest ",
+                    sm.scheduler().OldestReady(type, INT64_MAX).value_or(-1));
+  }
+  std::string out;
+  for (const auto& [type, line] : types) {
+    absl::StrAppend(&out, type, ":", line, "\n");
+  }
+  return out;
+}
+
 // Everything replay must reproduce, in a comparable form.
 std::string Dump(const StateMachine& sm) {
   std::map<uint64_t, std::string> tasks;
@@ -60,6 +77,7 @@ std::string Dump(const StateMachine& sm) {
                   c.cancellations, ",", c.deletions, ",", c.retention_removals,
                   ",", c.transitions, ";", sm.next_task_id(), ",",
                   sm.next_claim_token());
+  absl::StrAppend(&out, "\n", TypeDump(sm));
   return out;
 }
 
@@ -229,6 +247,124 @@ TEST_F(StateMachineTest, DeleteFreesKeyAndIdIsNeverReused) {
   EXPECT_EQ(sm_.Apply(SubmitOf(1, "k"), 4).code(), absl::StatusCode::kInternal);
   EXPECT_TRUE(sm_.Apply(SubmitOf(2, "k"), 4).ok());
   EXPECT_EQ(sm_.counters().deletions, 1u);
+}
+
+Transition Typed(Transition t, const std::string& type) {
+  for (Task& task : *t.mutable_submit()->mutable_tasks()) task.set_type(type);
+  return t;
+}
+
+// One type's counts as "pending,claimed,completed,failed,cancelled", or
+// "none" when the type has no entry.
+std::string CountsOf(const StateMachine& sm, const std::string& type) {
+  auto it = sm.counters().by_type.find(type);
+  if (it == sm.counters().by_type.end()) return "none";
+  const TypeCounts& c = it->second;
+  EXPECT_EQ(c.tasks, c.by_status[PENDING] + c.by_status[CLAIMED] +
+                         c.by_status[COMPLETED] + c.by_status[FAILED] +
+                         c.by_status[CANCELLED]);
+  return absl::StrCat(c.by_status[PENDING], ",", c.by_status[CLAIMED], ",",
+                      c.by_status[COMPLETED], ",", c.by_status[FAILED], ",",
+                      c.by_status[CANCELLED]);
+}
+
+// A state machine rebuilt from sm's tasks and meta, as snapshot loading
+// does.
+std::unique_ptr<StateMachine> Restored(const StateMachine& sm) {
+  auto restored = std::make_unique<StateMachine>(4, 8);
+  std::vector<std::unique_ptr<TaskEntry>> entries;
+  sm.table().ForEach([&](const TaskEntry& e) { entries.push_back(e.Clone()); });
+  for (auto& entry : entries) {
+    EXPECT_TRUE(restored->RestoreTask(std::move(entry)).ok());
+  }
+  restored->RestoreMeta(sm.MakeSnapshotMeta());
+  return restored;
+}
+
+TEST_F(StateMachineTest, TypeCountsFollowEveryTransition) {
+  ASSERT_TRUE(sm_.Apply(Typed(SubmitOf(1, "a", 10), "mail"), 1).ok());
+  ASSERT_TRUE(sm_.Apply(Typed(SubmitOf(2, "b", 11), "mail"), 2).ok());
+  ASSERT_TRUE(sm_.Apply(Typed(SubmitOf(3, "c", 12), "sms"), 3).ok());
+  EXPECT_EQ(CountsOf(sm_, "mail"), "2,0,0,0,0");
+  EXPECT_EQ(CountsOf(sm_, "sms"), "1,0,0,0,0");
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 100), 10);
+
+  ASSERT_TRUE(sm_.Apply(ClaimOf(1, 1, 1000), 4).ok());
+  EXPECT_EQ(CountsOf(sm_, "mail"), "1,1,0,0,0");
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 100), 11);
+  Transition complete;
+  complete.set_time_micros(30);
+  complete.mutable_complete()->set_task_id(1);
+  ASSERT_TRUE(sm_.Apply(complete, 5).ok());
+  EXPECT_EQ(CountsOf(sm_, "mail"), "1,0,1,0,0");
+
+  // Fail with attempts left (a lease expiry is one too), then on the last.
+  Transition fail;
+  fail.set_time_micros(40);
+  fail.mutable_fail()->set_task_id(2);
+  fail.mutable_fail()->set_lease_expired(true);
+  ASSERT_TRUE(sm_.Apply(ClaimOf(2, 5, 1000), 6).ok());
+  ASSERT_TRUE(sm_.Apply(fail, 7).ok());
+  EXPECT_EQ(CountsOf(sm_, "mail"), "1,0,1,0,0");
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 100), 40);
+  ASSERT_TRUE(sm_.Apply(ClaimOf(2, 9, 1000), 8).ok());
+  fail.mutable_fail()->set_lease_expired(false);
+  ASSERT_TRUE(sm_.Apply(fail, 9).ok());
+  EXPECT_EQ(CountsOf(sm_, "mail"), "0,0,1,1,0");
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 100), std::nullopt);
+
+  Transition retry;
+  retry.set_time_micros(50);
+  retry.mutable_retry()->set_task_id(2);
+  ASSERT_TRUE(sm_.Apply(retry, 10).ok());
+  EXPECT_EQ(CountsOf(sm_, "mail"), "1,0,1,0,0");
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 100), 50);
+
+  Transition cancel;
+  cancel.mutable_cancel()->set_task_id(3);
+  ASSERT_TRUE(sm_.Apply(cancel, 11).ok());
+  EXPECT_EQ(CountsOf(sm_, "sms"), "0,0,0,0,1");
+
+  // A dependency that fails ends its dependent by its policy.
+  Transition dependent = Typed(SubmitOf(5, "e", 60), "sms");
+  dependent.mutable_submit()->mutable_tasks(0)->add_depends_on(3);
+  dependent.mutable_submit()->mutable_tasks(0)->add_waiting_for(3);
+  ASSERT_TRUE(sm_.Apply(dependent, 12).ok());
+  EXPECT_EQ(CountsOf(sm_, "sms"), "1,0,0,0,1");
+  EXPECT_EQ(sm_.scheduler().OldestReady("sms", 100), std::nullopt);
+  ASSERT_TRUE(sm_.Apply(DependencyOf(5, 3, CANCELLED), 13).ok());
+  EXPECT_EQ(CountsOf(sm_, "sms"), "0,0,0,1,1");
+
+  // The last task of a type takes its entry with it, by Delete or by
+  // retention.
+  Transition del;
+  del.mutable_delete_()->set_task_id(3);
+  ASSERT_TRUE(sm_.Apply(del, 14).ok());
+  EXPECT_EQ(CountsOf(sm_, "sms"), "0,0,0,1,0");
+  del.mutable_delete_()->set_task_id(5);
+  del.mutable_delete_()->set_retention(true);
+  ASSERT_TRUE(sm_.Apply(del, 15).ok());
+  EXPECT_EQ(CountsOf(sm_, "sms"), "none");
+  EXPECT_EQ(sm_.counters().by_type.size(), 1u);
+
+  // A snapshot carries no counts: restoring the tasks rebuilds them, and
+  // each ready task's wait counts from its newest history entry.
+  std::unique_ptr<StateMachine> restored = Restored(sm_);
+  EXPECT_EQ(TypeDump(*restored), TypeDump(sm_));
+  EXPECT_EQ(CountsOf(*restored, "mail"), "1,0,1,0,0");
+  EXPECT_EQ(restored->scheduler().OldestReady("mail", 100), 50);
+}
+
+TEST_F(StateMachineTest, OldestReadyOfADelayedTaskIsItsNotBefore) {
+  Transition submit = Typed(SubmitOf(1, "a", 10), "mail");
+  submit.mutable_submit()->mutable_tasks(0)->set_not_before_micros(500);
+  ASSERT_TRUE(sm_.Apply(submit, 1).ok());
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 499), std::nullopt);
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 500), 500);
+  ASSERT_TRUE(sm_.Apply(Typed(SubmitOf(2, "b", 700), "mail"), 2).ok());
+  sm_.scheduler().PromoteDue(800);
+  EXPECT_EQ(sm_.scheduler().OldestReady("mail", 800), 500);
+  EXPECT_EQ(TypeDump(*Restored(sm_)), TypeDump(sm_));
 }
 
 // Partition 1 of 4 owns ids 5, 9, 13, ...

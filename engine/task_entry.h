@@ -145,6 +145,14 @@ class TaskEntry {
     return history_.Entries(created_micros_);
   }
   size_t history_size() const { return history_.size(); }
+  // The time of the newest history entry; created_micros() when it has
+  // none.
+  int64_t last_history_micros() const {
+    int64_t last = created_micros_;
+    history_.ForEach(created_micros_,
+                     [&](const HistoryEvent& e) { last = e.time_micros; });
+    return last;
+  }
   // Calls fn(absl::string_view) with each entry in HistoryEntry's wire
   // format, oldest first; the bytes are valid during the call only.
   template <typename Fn>
