@@ -24,6 +24,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "daemon/dashboard.pb.h"
+#include "daemon/dashboard_assets.h"
 #include "google/protobuf/stubs/common.h"
 #include "google/protobuf/util/json_util.h"
 #include "taskwal/metrics.h"
@@ -61,6 +63,18 @@ using ::taskwal::wire::SubmitBatchResponse;
 using ::taskwal::wire::SubmitResponse;
 
 constexpr char kJson[] = "application/json";
+// The dashboard's files may run their own script and style and call the API
+// (same origin), nothing else; no page may frame them.
+constexpr char kDashboardPolicy[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'";
+constexpr char kApiPolicy[] = "default-src 'none'; frame-ancestors 'none'";
+
+// The dashboard's redirects and static files: served without a token.
+bool IsDashboardPath(absl::string_view path) {
+  return path == "/" || path == "/ui" || absl::StartsWith(path, "/ui/");
+}
 constexpr char kPrometheus[] = "text/plain; version=0.0.4; charset=utf-8";
 
 // What a route handler answers: a body with its content type (status 200).
@@ -230,7 +244,8 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 HttpApi::HttpApi(Engine* engine, HttpApiOptions options)
     : engine_(engine),
       options_(std::move(options)),
-      server_(std::make_unique<httplib::Server>()) {}
+      server_(std::make_unique<httplib::Server>()),
+      series_(options_.series_step, options_.series_window) {}
 
 HttpApi::~HttpApi() {
   StopAccepting();
@@ -275,7 +290,8 @@ bool HttpApi::Admit(const httplib::Request& req, httplib::Response& res) {
   }
   if (req.path == "/healthz") return true;
   const bool tokens =
-      !options_.read_token.empty() || !options_.admin_token.empty();
+      (!options_.read_token.empty() || !options_.admin_token.empty()) &&
+      !(req.method == "GET" && IsDashboardPath(req.path));
   if (tokens) {
     const std::string authorization = req.get_header_value("Authorization");
     absl::string_view header = authorization;
@@ -352,6 +368,25 @@ void HttpApi::RegisterRoutes() {
   auto task_id = [](const httplib::Request& req) {
     return ParseId("task id", req.matches[1].str());
   };
+
+  // The dashboard: static files, no engine call.
+  auto to_dashboard = [](const httplib::Request&, httplib::Response& res) {
+    res.set_redirect("/ui/");
+  };
+  s.Get("/", to_dashboard);
+  s.Get("/ui", to_dashboard);
+  s.Get(R"(/ui/([a-z0-9._-]*))",
+        [](const httplib::Request& req, httplib::Response& res) {
+          std::string name = req.matches[1].str();
+          if (name.empty()) name = "index.html";
+          const DashboardAsset* asset = FindDashboardAsset(name);
+          if (asset == nullptr) {
+            SetError(res, absl::NotFoundError("no such dashboard file"));
+            return;
+          }
+          res.set_content(asset->body.data(), asset->body.size(),
+                          std::string(asset->content_type).c_str());
+        });
 
   s.Get("/healthz", wrap([](const httplib::Request&) { return OkReply(); }));
   s.Get("/readyz",
@@ -656,6 +691,25 @@ void HttpApi::RegisterRoutes() {
           const RecoveryReport recovery = engine_->Recovery();
           return JsonReply(wire::ToWire(engine_->Recovery()));
         }));
+  s.Get("/v1/series",
+        wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+          TASKWAL_RETURN_IF_ERROR(CheckParams(req, {}));
+          dashboard::SeriesResponse response;
+          response.set_step_micros(absl::ToInt64Microseconds(series_.step()));
+          for (double bound : HttpMetrics::kBuckets) {
+            response.add_bucket_bounds_seconds(bound);
+          }
+          for (const SeriesSample& sample : series_.Samples()) {
+            dashboard::SeriesSample* out = response.add_samples();
+            out->set_time_micros(absl::ToUnixMicros(sample.time));
+            out->set_submitted(sample.submitted);
+            out->set_completions(sample.completions);
+            out->set_failed_attempts(sample.failed_attempts);
+            for (uint64_t n : sample.queue_wait) out->add_queue_wait_buckets(n);
+            for (uint64_t n : sample.run_time) out->add_run_time_buckets(n);
+          }
+          return JsonReply(response);
+        }));
   s.Post("/v1/snapshot",
          wrap([this](const httplib::Request&) -> absl::StatusOr<Reply> {
            TASKWAL_RETURN_IF_ERROR(engine_->Snapshot());
@@ -683,6 +737,9 @@ absl::StatusOr<int> HttpApi::Start(const std::string& host, int port) {
     return absl::InvalidArgumentError(
         "rate_per_second must be 0 or in [1e-6, 1e9], with rate_burst >= 1");
   }
+  if (options_.series_step <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("series_step must be positive");
+  }
   absl::MutexLock lock(&thread_mu_);
   if (started_) return absl::FailedPreconditionError("already started");
   started_ = true;
@@ -701,6 +758,13 @@ absl::StatusOr<int> HttpApi::Start(const std::string& host, int port) {
       [this](const httplib::Request& req, httplib::Response& res) {
         res.set_header("X-Content-Type-Options", "nosniff");
         res.set_header("Cache-Control", "no-store");
+        if (IsDashboardPath(req.path)) {
+          res.set_header("Content-Security-Policy", kDashboardPolicy);
+          res.set_header("X-Frame-Options", "DENY");
+          res.set_header("Referrer-Policy", "no-referrer");
+        } else {
+          res.set_header("Content-Security-Policy", kApiPolicy);
+        }
         if (Admit(req, res)) return httplib::Server::HandlerResponse::Unhandled;
         // The body of a refused request is not read, so the connection
         // cannot carry another request: ask the client to close it.
@@ -770,10 +834,27 @@ absl::StatusOr<int> HttpApi::Start(const std::string& host, int port) {
   while (!server_->is_running() && !listen_returned_.load()) {
     absl::SleepFor(absl::Milliseconds(1));
   }
+  series_.Start([this]() -> std::optional<SeriesSample> {
+    absl::StatusOr<EngineStats> stats = engine_->Stats();
+    if (!stats.ok()) return std::nullopt;  // Closed: nothing to draw.
+    SeriesSample sample;
+    sample.time = absl::Now();
+    sample.submitted = stats->submitted;
+    sample.completions = stats->completions;
+    sample.failed_attempts = stats->failed_attempts;
+    const HttpMetrics::Totals totals = metrics_.totals();
+    sample.queue_wait.assign(totals.queue_wait.begin(),
+                             totals.queue_wait.end());
+    sample.run_time.assign(totals.run_time.begin(), totals.run_time.end());
+    return sample;
+  });
   return bound;
 }
 
-void HttpApi::StopAccepting() { server_->stop(); }
+void HttpApi::StopAccepting() {
+  server_->stop();
+  series_.Stop();
+}
 
 void HttpApi::Wait() {
   absl::MutexLock lock(&thread_mu_);

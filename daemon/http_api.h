@@ -60,6 +60,7 @@
 //            PauseRequest -> OkResponse
 //   GET    /v1/stats                Stats                StatsResponse
 //   GET    /v1/recovery             Recovery             RecoveryResponse
+//   GET    /v1/series               (4)                  SeriesResponse
 //   POST   /v1/snapshot             Snapshot             OkResponse
 //   POST   /v1/maintenance          RunMaintenance       OkResponse
 // (1) taskwal/metrics.h's families, then daemon/http_metrics.h's.
@@ -68,7 +69,19 @@
 // (3) Waits up to min(wait_micros, max_claim_wait) for a ready task (a
 //     long poll); nothing ready is a 404 NOT_FOUND, as ClaimNext's
 //     kNotFound.
+// (4) Not an Engine call: the figures the dashboard draws, sampled every
+//     series_step over the last series_window (daemon/series.h,
+//     daemon/dashboard.proto).
 // An unknown query parameter is a 400.
+//
+// The web dashboard (daemon/dashboard/, compiled in): GET / and GET /ui
+// redirect (302) to /ui/, GET /ui/ is its page, GET /ui/<file> its script
+// and style sheet. These few static files hold no data and are served
+// without a token (a browser cannot send one when it opens a page); the
+// page asks for the token and sends it with every API call. They come with
+// a Content-Security-Policy that allows only their own script, style and
+// API calls, and forbids framing; every other response has
+// "default-src 'none'; frame-ancestors 'none'".
 //
 // Errors: a JSON Error {"code":"NOT_FOUND","message":"..."} with the HTTP
 // status of its code:
@@ -86,12 +99,13 @@
 // parse 400.
 //
 // Security: once read_token or admin_token is set, every request except
-// GET /healthz needs "Authorization: Bearer <token>": no or an unknown token
-// is a 401 UNAUTHENTICATED (with WWW-Authenticate: Bearer), the read token
-// on anything but GET or HEAD a 403 PERMISSION_DENIED. Tokens are compared
-// in constant time. Requests over rate_per_second (if set) get a 429.
-// Checks run before the body is read; a refused request changes nothing,
-// and its response closes the connection (Connection: close).
+// GET /healthz and the dashboard's static files needs "Authorization: Bearer
+// <token>": no or an unknown token is a 401 UNAUTHENTICATED (with
+// WWW-Authenticate: Bearer), the read token on anything but GET or HEAD a 403
+// PERMISSION_DENIED. Tokens are compared in constant time. Requests over
+// rate_per_second (if set) get a 429. Checks run before the body is read; a
+// refused request changes nothing, and its response closes the connection
+// (Connection: close).
 //
 // Thread safety: Start, StopAccepting, AwaitIdle and Wait may be called from
 // any thread; requests are served by a pool of `threads` threads.
@@ -110,6 +124,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "daemon/http_metrics.h"
+#include "daemon/series.h"
 #include "engine/token_bucket.h"
 #include "taskwal/engine.h"
 
@@ -139,6 +154,10 @@ struct HttpApiOptions {
   int threads = 64;
   // Requests served on one keep-alive connection before it is closed.
   size_t keep_alive_max_requests = 10000;
+  // The dashboard's samples (GET /v1/series): one every series_step, the
+  // last series_window kept.
+  absl::Duration series_step = absl::Seconds(5);
+  absl::Duration series_window = absl::Minutes(15);
   // Receives one line per 5xx response (method, path, code, message), with
   // request text escaped. May be empty.
   std::function<void(absl::string_view line)> log;
@@ -163,11 +182,13 @@ class HttpApi {
   // OK: the port bound. kUnavailable: the address could not be bound.
   // kInvalidArgument: a port outside [0, 65535], or options out of range
   // (threads < 1, rate_burst < 1 with a rate, rate_per_second outside
-  // TokenBucket's range). kFailedPrecondition: called before.
+  // TokenBucket's range, series_step <= 0). kFailedPrecondition: called
+  // before.
   absl::StatusOr<int> Start(const std::string& host, int port);
 
   // Stops taking connections, and requests on open ones (a request already
-  // being read is still answered). Idempotent.
+  // being read is still answered), and the dashboard's sampling.
+  // Idempotent.
   void StopAccepting();
 
   // Waits until no request is being handled, not counting POST /v1/claims
@@ -192,6 +213,7 @@ class HttpApi {
   const HttpApiOptions options_;
   const std::unique_ptr<httplib::Server> server_;
   HttpMetrics metrics_;
+  SeriesRecorder series_;
 
   // Lock order: mu_ and rate_mu_ are never held together.
   absl::Mutex mu_;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "daemon/dashboard.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -891,6 +892,120 @@ TEST_F(HttpApiTest, AwaitIdleAndStopWithALongPollInFlight) {
   if (polled.status != 0) {
     ExpectError(polled, 503, "CANCELLED");
   }
+}
+
+TEST_F(HttpApiTest, DashboardFilesAreServedWithoutATokenUnderAStrictPolicy) {
+  HttpApiOptions options;
+  options.read_token = "reader-secret";
+  options.admin_token = "admin-secret";
+  StartServer(options);
+  for (const char* path : {"/", "/ui"}) {
+    SCOPED_TRACE(path);
+    HttpResult r = Call("GET", path);
+    EXPECT_EQ(r.status, 302);
+    EXPECT_EQ(r.Header("Location"), "/ui/");
+  }
+  struct File {
+    const char* path;
+    const char* type;
+    const char* holds;
+  };
+  for (const File& f :
+       {File{"/ui/", "text/html; charset=utf-8",
+             "<script src=\"dashboard.js\""},
+        File{"/ui/index.html", "text/html; charset=utf-8", "<!doctype html>"},
+        File{"/ui/dashboard.js", "text/javascript; charset=utf-8",
+             "function visible("},
+        File{"/ui/dashboard.css", "text/css; charset=utf-8", ".card"},
+        File{"/ui/favicon.svg", "image/svg+xml", "<svg"}}) {
+    SCOPED_TRACE(f.path);
+    HttpResult r = Call("GET", f.path);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.Header("Content-Type"), f.type);
+    EXPECT_THAT(r.body, HasSubstr(f.holds));
+    EXPECT_THAT(r.Header("Content-Security-Policy"),
+                HasSubstr("script-src 'self'"));
+    EXPECT_THAT(r.Header("Content-Security-Policy"),
+                HasSubstr("frame-ancestors 'none'"));
+    EXPECT_EQ(r.Header("X-Frame-Options"), "DENY");
+    EXPECT_EQ(r.Header("X-Content-Type-Options"), "nosniff");
+  }
+  // No inline script or style: the policy would block them.
+  const std::string page = Call("GET", "/ui/").body;
+  EXPECT_EQ(page.find("<script>"), std::string::npos);
+  EXPECT_EQ(page.find("style="), std::string::npos);
+  EXPECT_EQ(page.find("onclick"), std::string::npos);
+
+  ExpectError(Call("GET", "/ui/missing.js"), 404, "NOT_FOUND");
+  // Paths are not normalized: this names no dashboard file, and no data.
+  ExpectError(Call("GET", "/ui/../v1/stats"), 404, "NOT_FOUND");
+  // Only GET is free: a write to a dashboard path still needs a token.
+  ExpectError(Call("POST", "/ui/", "{}"), 401, "UNAUTHENTICATED");
+  // The data itself is not.
+  ExpectError(Call("GET", "/v1/series"), 401, "UNAUTHENTICATED");
+  HttpResult api = Call("GET", "/v1/stats", "", "reader-secret");
+  EXPECT_EQ(api.status, 200);
+  EXPECT_EQ(api.Header("Content-Security-Policy"),
+            "default-src 'none'; frame-ancestors 'none'");
+}
+
+TEST_F(HttpApiTest, SeriesSamplesCountsAndLatencies) {
+  HttpApiOptions options;
+  options.series_step = absl::Milliseconds(20);
+  StartServer(options);
+  ASSERT_EQ(Call("POST", "/v1/tasks", "{\"idempotency_key\":\"k\"}").status,
+            200);
+  HttpResult claim = Call("POST", "/v1/claims", "{\"worker_id\":\"w\"}");
+  ASSERT_EQ(claim.status, 200) << claim.body;
+  const ClaimResponse claimed = FromJson<ClaimResponse>(claim.body);
+  ASSERT_EQ(Call("POST", "/v1/claims/complete",
+                 absl::StrCat("{\"claim\":", ToJson(claimed.claim()), "}"))
+                .status,
+            200);
+  // Waits (no timing asserted) for a sample that saw the completion.
+  dashboard::SeriesResponse series;
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  for (;;) {
+    HttpResult r = Call("GET", "/v1/series");
+    ASSERT_EQ(r.status, 200) << r.body;
+    series = FromJson<dashboard::SeriesResponse>(r.body);
+    if (series.samples_size() > 0 &&
+        series.samples(series.samples_size() - 1).completions() == 1) {
+      break;
+    }
+    ASSERT_LT(absl::Now(), give_up) << r.body;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(series.step_micros(), 20000);
+  ASSERT_EQ(series.bucket_bounds_seconds_size(),
+            static_cast<int>(HttpMetrics::kBuckets.size()));
+  EXPECT_EQ(series.bucket_bounds_seconds(0), HttpMetrics::kBuckets[0]);
+  const dashboard::SeriesSample& last =
+      series.samples(series.samples_size() - 1);
+  EXPECT_EQ(last.submitted(), 1u);
+  EXPECT_EQ(last.failed_attempts(), 0u);
+  ASSERT_EQ(last.queue_wait_buckets_size(),
+            static_cast<int>(HttpMetrics::kBuckets.size() + 1));
+  uint64_t waits = 0, runs = 0;
+  for (uint64_t n : last.queue_wait_buckets()) waits += n;
+  for (uint64_t n : last.run_time_buckets()) runs += n;
+  EXPECT_EQ(waits, 1u);
+  EXPECT_EQ(runs, 1u);
+  for (int i = 1; i < series.samples_size(); ++i) {
+    EXPECT_GE(series.samples(i).time_micros(),
+              series.samples(i - 1).time_micros());
+  }
+  ExpectError(Call("GET", "/v1/series?x=1"), 400, "INVALID_ARGUMENT");
+}
+
+TEST_F(HttpApiTest, AStepThatIsNotPositiveIsRefused) {
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open({});
+  ASSERT_TRUE(engine.ok());
+  HttpApiOptions options;
+  options.series_step = absl::ZeroDuration();
+  HttpApi api(engine->get(), options);
+  EXPECT_EQ(api.Start("127.0.0.1", 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

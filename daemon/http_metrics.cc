@@ -50,6 +50,28 @@ void HttpMetrics::ObserveRequest(absl::string_view method, int status) {
   ++requests_[{label, status}];
 }
 
+void HttpMetrics::AddBuckets(const Histogram& h,
+                             std::array<uint64_t, kBuckets.size() + 1>* out) {
+  uint64_t finite = 0;
+  for (size_t i = 0; i < kBuckets.size(); ++i) {
+    (*out)[i] += h.buckets[i];
+    finite += h.buckets[i];
+  }
+  (*out)[kBuckets.size()] += h.count - finite;
+}
+
+HttpMetrics::Totals HttpMetrics::totals() const {
+  absl::MutexLock lock(&mu_);
+  Totals totals;
+  for (const auto& [type, histogram] : queue_wait_) {
+    AddBuckets(histogram, &totals.queue_wait);
+  }
+  for (const auto& [key, histogram] : run_time_) {
+    AddBuckets(histogram, &totals.run_time);
+  }
+  return totals;
+}
+
 std::string HttpMetrics::EscapeLabelValue(absl::string_view value) {
   std::string out;
   out.reserve(value.size());

@@ -62,6 +62,15 @@ class HttpMetrics {
   void ObserveRequest(absl::string_view method, int status)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Bucket counts (not cumulative; kBuckets, then +Inf) of every queue wait
+  // and of every run time (both outcomes) observed so far, over all types:
+  // what the dashboard's latency chart differences between two samples.
+  struct Totals {
+    std::array<uint64_t, kBuckets.size() + 1> queue_wait{};
+    std::array<uint64_t, kBuckets.size() + 1> run_time{};
+  };
+  Totals totals() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // The families above, each with its # HELP and # TYPE lines; empty
   // families print only those. Ends with a newline.
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -82,6 +91,10 @@ class HttpMetrics {
   static void RenderHistogram(const std::string& name,
                               const std::string& labels, const Histogram& h,
                               std::string* out);
+
+  // Adds `h`'s bucket counts (with +Inf) to `out`.
+  static void AddBuckets(const Histogram& h,
+                         std::array<uint64_t, kBuckets.size() + 1>* out);
 
   mutable absl::Mutex mu_;
   std::set<std::string> types_ ABSL_GUARDED_BY(mu_);  // With a label.

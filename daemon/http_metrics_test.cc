@@ -110,5 +110,28 @@ TEST(HttpMetricsTest, LabelValuesAreEscaped) {
   EXPECT_THAT(text, HasSubstr("{type=\"\\\\x1b]0;x\\\\x07\\\"}\"}"));
 }
 
+TEST(HttpMetricsTest, TotalsAddEveryTypeAndOutcome) {
+  HttpMetrics metrics;
+  EXPECT_EQ(metrics.totals().queue_wait,
+            (decltype(HttpMetrics::Totals::queue_wait){}));
+  metrics.ObserveQueueWait("a", absl::Microseconds(500));  // <= 0.001
+  metrics.ObserveQueueWait("b", absl::Milliseconds(2));    // <= 0.005
+  metrics.ObserveQueueWait("b", absl::Hours(2));           // +Inf
+  metrics.ObserveRunTime("a", /*completed=*/true, absl::Seconds(2));   // <= 5
+  metrics.ObserveRunTime("a", /*completed=*/false, absl::Seconds(3));  // <= 5
+  const HttpMetrics::Totals totals = metrics.totals();
+  ASSERT_EQ(totals.queue_wait.size(), HttpMetrics::kBuckets.size() + 1);
+  EXPECT_EQ(totals.queue_wait[0], 1u);
+  EXPECT_EQ(totals.queue_wait[1], 1u);
+  EXPECT_EQ(totals.queue_wait.back(), 1u);
+  uint64_t queue_waits = 0;
+  for (uint64_t n : totals.queue_wait) queue_waits += n;
+  EXPECT_EQ(queue_waits, 3u);
+  EXPECT_EQ(totals.run_time[7], 2u);  // kBuckets[7] == 5
+  uint64_t runs = 0;
+  for (uint64_t n : totals.run_time) runs += n;
+  EXPECT_EQ(runs, 2u);
+}
+
 }  // namespace
 }  // namespace taskwal::daemon

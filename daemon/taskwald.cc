@@ -75,6 +75,9 @@ const std::vector<tools::FlagSpec>& Flags() {
       {"threads", "N",
        "connections served at once (default 64; a keep-alive client holds "
        "one)"},
+      {"series_step_ms", "N",
+       "the dashboard's charts: a sample every N ms (default 5000), 180 "
+       "kept"},
       {"drain_timeout_ms", "N",
        "on SIGTERM, how long requests in flight may take (default 10000)"},
       {"help", "", "print this help"},
@@ -88,8 +91,10 @@ std::string Help() {
       ": the taskwal engine as an HTTP/JSON service\n\n"
       "usage: taskwald --data_dir=DIR [--listen=127.0.0.1:7070] [flags]\n\n",
       tools::FlagHelp(Flags()),
-      "\nOnce a token is set, every request but GET /healthz needs\n"
-      "'Authorization: Bearer TOKEN'. Routes: daemon/http_api.h.\n\n"
+      "\nThe web dashboard is at /ui/ (it asks for the token). Once a token\n"
+      "is set, every request but GET /healthz and the dashboard's static\n"
+      "files needs 'Authorization: Bearer TOKEN'. Routes:\n"
+      "daemon/http_api.h.\n\n"
       "exit status:\n"
       "  0  stopped by SIGTERM or SIGINT, everything acknowledged durable\n"
       "  1  the data directory could not be opened (locked by another\n"
@@ -215,6 +220,13 @@ absl::StatusOr<Config> ParseConfig(const tools::ParsedArgs& args) {
   }
   config.api.rate_burst = static_cast<int>(burst);
   config.api.threads = static_cast<int>(threads);
+  TASKWAL_ASSIGN_OR_RETURN(uint64_t series_ms, number("series_step_ms", 5000));
+  if (series_ms < 10 || series_ms > 3600000) {
+    return absl::InvalidArgumentError(
+        "--series_step_ms must be in [10, 3600000]");
+  }
+  config.api.series_step = absl::Milliseconds(series_ms);
+  config.api.series_window = 180 * config.api.series_step;
   TASKWAL_ASSIGN_OR_RETURN(uint64_t drain_ms,
                            number("drain_timeout_ms", 10000));
   config.drain_timeout = absl::Milliseconds(drain_ms);
@@ -289,9 +301,11 @@ int Run(int argc, char** argv) {
     return kExitCannotListen;
   }
   const bool ipv6 = config->host.find(':') != std::string::npos;
-  std::cout << "taskwald listening on http://"
-            << (ipv6 ? absl::StrCat("[", config->host, "]") : config->host)
-            << ":" << *port << std::endl;
+  const std::string url = absl::StrCat(
+      "http://", ipv6 ? absl::StrCat("[", config->host, "]") : config->host,
+      ":", *port);
+  std::cout << "taskwald listening on " << url << std::endl;
+  Log(absl::StrCat("dashboard at ", url, "/ui/"));
   Log(absl::StrCat("serving, ", tokens ? "tokens required" : "no tokens",
                    ", sync_mode ", args->Get("sync_mode", "always")));
 

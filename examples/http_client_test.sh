@@ -8,10 +8,8 @@ set -uo pipefail
 TASKWALD="$1"
 CLIENT="$2"
 if ! command -v python3 >/dev/null; then
-  # Debian 12 does not install python3 by default, and tools/setup.sh does
-  # not (yet) install it.
-  echo "SKIPPED: python3 is not installed (apt-get install python3-minimal)"
-  exit 0
+  echo "FAIL: python3 is missing: run tools/setup.sh (it installs python3)"
+  exit 1
 fi
 DIR="${TEST_TMPDIR:?}/http-client"
 rm -rf "${DIR}"

@@ -44,6 +44,9 @@ PACKAGES=(
   libnats-dev          # the NATS C client (engine/jetstream_journal.h)
   libcpp-httplib-dev   # HTTP server and client (taskwald, test fixtures)
   python3              # examples/http_client.py and its test (json, http)
+  chromium             # headless browser: daemon/dashboard_test
+  chromium-driver      # WebDriver for it
+  python3-selenium     # the dashboard test drives the browser with it
 )
 
 log() { echo "setup.sh: $*" >&2; }
