@@ -7,6 +7,9 @@
 //   jetstream         OpenJetStreamEngine on a real NATS server
 //   jetstream-remote  ConnectJetStreamEngine's client, through NATS, to a
 //                     JetStreamServer serving a JetStream engine
+//   http              ConnectHttpEngine's client, over HTTP/JSON on
+//                     127.0.0.1, to taskwald's HttpApi serving an in-memory
+//                     engine
 // Every backend must give the same answers, codes included.
 
 #include <nats/nats.h>
@@ -19,6 +22,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "daemon/http_api.h"
+#include "daemon/http_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "taskwal/clock.h"
@@ -90,6 +95,24 @@ class EngineConformanceTest : public ::testing::TestWithParam<std::string> {
       engine_ = remote_.get();
       return;
     }
+    if (backend == "http") {
+      absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
+      ASSERT_TRUE(engine.ok()) << engine.status();
+      server_engine_ = *std::move(engine);
+      daemon::HttpApiOptions api_options;
+      api_options.threads = 8;
+      http_ =
+          std::make_unique<daemon::HttpApi>(server_engine_.get(), api_options);
+      absl::StatusOr<int> port = http_->Start("127.0.0.1", 0);
+      ASSERT_TRUE(port.ok()) << port.status();
+      absl::StatusOr<std::unique_ptr<Engine>> client =
+          daemon::ConnectHttpEngine(absl::StrCat("http://127.0.0.1:", *port),
+                                    daemon::HttpEngineOptions());
+      ASSERT_TRUE(client.ok()) << client.status();
+      remote_ = *std::move(client);
+      engine_ = remote_.get();
+      return;
+    }
     if (backend == "memory" || backend == "loopback") {
       absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(options);
       ASSERT_TRUE(engine.ok()) << engine.status();
@@ -133,7 +156,9 @@ class EngineConformanceTest : public ::testing::TestWithParam<std::string> {
     }
     if (server_engine_ != nullptr) server_engine_->Close().IgnoreError();
     if (server_ != nullptr) server_->Stop();
+    // The client before the HTTP server, which waits for open connections.
     remote_.reset();
+    http_.reset();
     server_.reset();
     server_engine_.reset();
   }
@@ -157,6 +182,7 @@ class EngineConformanceTest : public ::testing::TestWithParam<std::string> {
   uint32_t partitions_ = 4;  // What Stats() says.
   std::unique_ptr<Engine> server_engine_;
   std::unique_ptr<JetStreamServer> server_;
+  std::unique_ptr<daemon::HttpApi> http_;
   std::unique_ptr<Engine> remote_;
   Engine* engine_ = nullptr;
 };
@@ -414,7 +440,8 @@ TEST_P(EngineConformanceTest, BadInputIsRefusedWithTheSameCodes) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, EngineConformanceTest,
                          ::testing::Values("memory", "loopback", "sharded",
-                                           "jetstream", "jetstream_remote"),
+                                           "jetstream", "jetstream_remote",
+                                           "http"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
                            return p.param;
                          });
