@@ -27,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "daemon/http_engine.h"
 #include "engine/transition.pb.h"
 #include "engine/verify.h"
 #include "google/protobuf/message.h"
@@ -372,6 +373,9 @@ struct Context {
   std::string command;
   std::string data_dir;
   bool json = false;
+  // --server: the URL of a running taskwald whose engine the command uses
+  // (HttpEngine) instead of opening data_dir. Empty: data_dir.
+  std::string server;
   // --partitions of a command that may create the directory; 0: the
   // directory's own count (kDefaultPartitions for a new one).
   uint32_t partitions = 0;
@@ -392,7 +396,15 @@ struct Command {
 
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* const flags = new std::vector<FlagSpec>{
-      {"data_dir", "DIR", "the data directory (required)"},
+      {"data_dir", "DIR", "the data directory (this or --server is required)"},
+      {"server", "URL",
+       "a running taskwald (http://HOST:PORT): act through its HTTP API "
+       "instead of opening a directory"},
+      {"token_file", "FILE",
+       "with --server: the bearer token, read from FILE (the first line)"},
+      {"token", "TOKEN",
+       "with --server: the bearer token (visible to other users in ps: "
+       "prefer --token_file)"},
       {"json", "", "machine-readable output (JSON), errors included"},
       {"help", "", "show help and exit"},
       {"version", "", "print the version and exit"},
@@ -444,12 +456,25 @@ int CallError(Context& ctx, const absl::Status& status) {
     case absl::StatusCode::kInvalidArgument:
       return UsageError(ctx, status.message());
     case absl::StatusCode::kDataLoss:
+      if (!ctx.server.empty()) {
+        return ReportError(ctx, status.code(), kExitDamage, status.message(),
+                           "", /*code_in_text=*/true);
+      }
       return ReportError(
           ctx, status.code(), kExitDamage,
           absl::StrCat(ctx.data_dir, " is damaged: ", status.message()),
           absl::StrCat(
               "Run 'taskwal --data_dir=", EscapeForTerminal(ctx.data_dir),
               " verify' to list every problem.\n"));
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return ReportError(
+          ctx, status.code(), kExitFailed, status.message(),
+          ctx.server.empty()
+              ? ""
+              : "Give the daemon's token with --token_file=FILE (its admin "
+                "token for commands that change tasks).\n",
+          /*code_in_text=*/true);
     default:
       return ReportError(ctx, status.code(), kExitFailed, status.message(), "",
                          /*code_in_text=*/true);
@@ -1835,20 +1860,30 @@ const Command* FindCommand(absl::string_view name) {
   return nullptr;
 }
 
+// Whether a command works on the files of a data directory, not through an
+// engine, so that it cannot run with --server.
+bool FilesOnly(const Command& c) {
+  return c.access == Access::kFiles || c.access == Access::kSalvage;
+}
+
 std::string ToolHelp() {
   std::string read;
   std::string write;
+  std::vector<absl::string_view> files_only;
   for (const Command& c : Commands()) {
+    if (FilesOnly(c)) files_only.push_back(c.name);
     const bool changes =
         c.access == Access::kWrite || c.access == Access::kSalvage;
     absl::StrAppend(changes ? &write : &read,
                     absl::StrFormat("  %-9s %s\n", c.name, c.summary));
   }
   return absl::StrCat(
-      "taskwal: inspect and operate a taskwal data directory.\n"
+      "taskwal: inspect and operate a taskwal data directory, or a running\n"
+      "taskwald.\n"
       "\n"
       "Usage:\n"
       "  taskwal --data_dir=DIR [--json] COMMAND [ARGS]\n"
+      "  taskwal --server=URL [--token_file=FILE] [--json] COMMAND [ARGS]\n"
       "  taskwal help [COMMAND]      (or: taskwal COMMAND --help)\n"
       "  taskwal --version\n"
       "\n"
@@ -1862,6 +1897,17 @@ std::string ToolHelp() {
       "it. They create a data directory only in an empty directory (salvage\n"
       "creates none).\n",
       write,
+      "\n"
+      "A running daemon: with --server=URL (http://HOST:PORT of a taskwald)\n"
+      "instead of --data_dir, the commands act through the daemon's HTTP\n"
+      "API: reads show its live state, changes go through its engine (no\n"
+      "lock to wait for), and the output is the same. --token_file=FILE\n"
+      "gives its bearer token (--token=TOKEN too, but other users see it in\n"
+      "ps); the admin token for commands that change tasks. ",
+      absl::StrJoin(files_only, ", "),
+      "\n"
+      "work on the files and refuse --server (exit 64). A server that does\n"
+      "not answer, or a token it refuses, is exit 3.\n"
       "\n"
       "Global flags (before or after the command):\n",
       FlagHelp(GlobalFlags()),
@@ -1896,15 +1942,19 @@ std::string ToolHelp() {
 }
 
 std::string CommandHelp(const Command& c) {
-  std::string help =
-      absl::StrCat("Usage: taskwal --data_dir=DIR [--json] ", c.name,
-                   c.args.empty() ? "" : " ", c.args, "\n\n", c.details);
+  std::string help = absl::StrCat(
+      "Usage: taskwal ",
+      FilesOnly(c) ? "--data_dir=DIR" : "(--data_dir=DIR | --server=URL)",
+      " [--json] ", c.name, c.args.empty() ? "" : " ", c.args, "\n\n",
+      c.details);
   if (!c.flags.empty()) {
     absl::StrAppend(&help, "\nFlags:\n", FlagHelp(c.flags));
   }
-  absl::StrAppend(&help,
-                  "\nGlobal flags: --data_dir, --json, --help, --version; exit "
-                  "statuses and --json's form: see 'taskwal --help'.\n");
+  absl::StrAppend(
+      &help,
+      "\nGlobal flags: --data_dir, --server, --token_file, --token, "
+      "--json, --help, --version; exit statuses and --json's "
+      "form: see 'taskwal --help'.\n");
   return help;
 }
 
@@ -2021,6 +2071,98 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
   return s;
 }
 
+// The rules of --server, checked before anything is sent: it names a URL,
+// excludes --data_dir and --partitions, and works only with the commands
+// that act through an engine. Returns kExitOk, or the exit status of the
+// usage error it reported.
+int CheckServerFlags(Context& ctx, const Command& command,
+                     const ParsedArgs& args) {
+  if (ctx.server.empty()) {
+    return UsageError(ctx,
+                      "--server needs a URL, such as "
+                      "--server=http://127.0.0.1:8080");
+  }
+  if (args.Has("data_dir")) {
+    return UsageError(ctx,
+                      "--server and --data_dir exclude each other: a command "
+                      "acts on a running taskwald or on a directory");
+  }
+  if (command.access == Access::kFiles || command.access == Access::kSalvage) {
+    return UsageError(
+        ctx, absl::StrCat(command.name,
+                          " works on the data directory's files and does not "
+                          "work with --server: run it with --data_dir=DIR on "
+                          "the daemon's machine"));
+  }
+  if (args.Has("partitions")) {
+    return UsageError(ctx,
+                      "--partitions is for a new data directory; it does not "
+                      "go with --server");
+  }
+  if (args.Has("token") && args.Has("token_file")) {
+    return UsageError(ctx, "--token and --token_file exclude each other");
+  }
+  return kExitOk;
+}
+
+// The bearer token of --token_file (its first line, without surrounding
+// white space) or --token; empty for neither. Sets *exit_code to the exit
+// status of a failure it reported.
+std::optional<std::string> ServerToken(Context& ctx, const ParsedArgs& args,
+                                       int* exit_code) {
+  std::string token = args.Get("token");
+  if (args.Has("token_file")) {
+    absl::StatusOr<std::string> contents =
+        Env::Default()->ReadFileToString(args.Get("token_file"));
+    if (!contents.ok()) {
+      *exit_code = ReportError(ctx, contents.status().code(), kExitFailed,
+                               absl::StrCat("cannot read --token_file: ",
+                                            contents.status().message()));
+      return std::nullopt;
+    }
+    const absl::string_view text = *contents;
+    token = std::string(
+        absl::StripAsciiWhitespace(text.substr(0, text.find('\n'))));
+  }
+  if ((args.Has("token") || args.Has("token_file")) && token.empty()) {
+    *exit_code =
+        UsageError(ctx, args.Has("token_file") ? "--token_file holds no token"
+                                               : "--token is empty");
+    return std::nullopt;
+  }
+  return token;
+}
+
+// Runs a command on the engine of the taskwald at --server, through its
+// HTTP API (daemon/http_engine.h).
+int RunThroughServer(Context& ctx, const Command& command,
+                     const ParsedArgs& args) {
+  int code = kExitOk;
+  std::optional<std::string> token = ServerToken(ctx, args, &code);
+  if (!token.has_value()) return code;
+  daemon::HttpEngineOptions options;
+  options.bearer_token = *std::move(token);
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      daemon::ConnectHttpEngine(ctx.server, std::move(options));
+  if (!engine.ok()) {
+    const absl::Status& s = engine.status();
+    if (absl::IsInvalidArgument(s)) return UsageError(ctx, s.message());
+    return ReportError(
+        ctx, s.code(), kExitFailed, s.message(),
+        "Check --server: is taskwald running, and listening on that "
+        "address?\n");
+  }
+  ctx.engine = engine->get();
+  code = command.run(ctx, args);
+  absl::Status closed = (*engine)->Close();
+  if (!closed.ok() && code == kExitOk) {
+    code = ReportError(
+        ctx, closed.code(), kExitFailed,
+        absl::StrCat("closing the client failed: ", closed.message()));
+  }
+  return code;
+}
+
 }  // namespace
 
 std::string EscapeForTerminal(absl::string_view text) {
@@ -2104,8 +2246,18 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
     return kExitOk;
   }
   ctx.data_dir = parsed->Get("data_dir");
-  if (ctx.data_dir.empty())
-    return UsageError(ctx, "--data_dir=DIR is required");
+  ctx.server = parsed->Get("server");
+  if (parsed->Has("server")) {
+    if (int code = CheckServerFlags(ctx, *command, *parsed); code != kExitOk) {
+      return code;
+    }
+  } else if (parsed->Has("token") || parsed->Has("token_file")) {
+    return UsageError(ctx, "--token and --token_file go with --server=URL");
+  } else if (ctx.data_dir.empty()) {
+    return UsageError(ctx,
+                      "--data_dir=DIR is required (or --server=URL, to act "
+                      "through a running taskwald)");
+  }
   while (ctx.data_dir.size() > 1 && ctx.data_dir.back() == '/') {
     ctx.data_dir.pop_back();
   }
@@ -2119,6 +2271,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
             : absl::StrCat("unexpected argument \"",
                            parsed->positional[command->max_positional], "\""));
   }
+  if (!ctx.server.empty()) return RunThroughServer(ctx, *command, *parsed);
   if (!ctx.env->FileExists(ctx.data_dir)) {
     return ReportError(
         ctx, absl::StatusCode::kNotFound, kExitFailed,
