@@ -76,6 +76,24 @@ void SetTimeout(absl::Duration d, time_t* sec, time_t* usec) {
   *usec = static_cast<time_t>(micros % 1000000);
 }
 
+// Why a request got no answer, in words.
+std::string Describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "cannot connect (nothing listens there, or it is unreachable)";
+    case httplib::Error::ConnectionTimeout:
+      return "connecting timed out";
+    case httplib::Error::Read:
+      return "the connection closed, or no answer came in time";
+    case httplib::Error::Write:
+      return "sending the request failed";
+    case httplib::Error::Canceled:
+      return "the request was cancelled";
+    default:
+      return httplib::to_string(error);
+  }
+}
+
 bool ValidToken(absl::string_view token) {
   // What can go in a header line: visible ASCII, no spaces.
   return std::all_of(token.begin(), token.end(),
@@ -258,9 +276,9 @@ absl::StatusOr<std::string> HttpEngine::SendOnce(absl::string_view method,
   httplib::Result res = client.send(req);
   if (!res) {
     *transport_error = true;
-    return absl::UnavailableError(
-        absl::StrCat("no answer from taskwald at ", url_, " (", call,
-                     "): ", httplib::to_string(res.error())));
+    return absl::UnavailableError(absl::StrCat("no answer from taskwald at ",
+                                               url_, " (", call,
+                                               "): ", Describe(res.error())));
   }
   if (res->status >= 200 && res->status < 300) return std::move(res->body);
   wire::Error error;
