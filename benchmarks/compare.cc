@@ -1,5 +1,6 @@
 // compare: runs the same workloads against taskwal (kAlways, kInterval,
-// kNone), an SQLite queue (synchronous=FULL and NORMAL), a RocksDB task
+// kNone), taskwald over HTTP/JSON on loopback (benchmarks/taskwald_queue.h),
+// an SQLite queue (synchronous=FULL and NORMAL), a RocksDB task
 // store (sync, no sync, buffered WAL) and the physical limit of the disk
 // (append + fdatasync loops), in one invocation, and prints one table per
 // workload with every figure and its ratio to taskwal-always. With
@@ -43,6 +44,7 @@
 #include "benchmarks/jetstream_queue.h"
 #include "benchmarks/queue.h"
 #include "benchmarks/report.h"
+#include "benchmarks/taskwald_queue.h"
 
 ABSL_FLAG(bool, quick, false,
           "Smoke test: tiny sizes, 1 and 4 clients, everything in well under "
@@ -55,7 +57,8 @@ ABSL_FLAG(std::string, workloads,
           "Workloads to run, comma-separated.");
 ABSL_FLAG(std::string, systems, "all",
           "Systems to run, comma-separated (taskwal-always, taskwal-interval, "
-          "taskwal-none, sqlite-full, sqlite-normal, rocksdb-sync, "
+          "taskwal-none, taskwald-interval, taskwald-always, sqlite-full, "
+          "sqlite-normal, rocksdb-sync, "
           "rocksdb-nosync, rocksdb-buffered, disk, taskwal-jetstream-r1, "
           "taskwal-jetstream-r3, taskwal-jetstream-r3-async, "
           "taskwal-jetstream-r3-p1, jetstream for all of those), or all.");
@@ -253,7 +256,7 @@ int Main(int argc, char** argv) {
 
   // Systems.
   std::vector<SystemSpec> all = TaskwalSystems();
-  for (auto* more : {&SqliteSystems, &RocksdbSystems}) {
+  for (auto* more : {&TaskwaldSystems, &SqliteSystems, &RocksdbSystems}) {
     for (SystemSpec& s : (*more)()) all.push_back(std::move(s));
   }
   const std::string systems_flag = absl::GetFlag(FLAGS_systems);

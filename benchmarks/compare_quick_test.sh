@@ -26,7 +26,8 @@ fi
 
 # The lifecycle table: from its title to the next table.
 lifecycle="$(sed -n '/^== Lifecycle throughput/,/^== Submit with 50% duplicate/p' "${OUT}")"
-for system in taskwal-always taskwal-interval taskwal-none sqlite-full \
+for system in taskwal-always taskwal-interval taskwal-none taskwald-interval \
+    taskwald-always sqlite-full \
     sqlite-normal rocksdb-sync rocksdb-nosync rocksdb-buffered \
     disk-fdatasync disk-group-commit disk-blocking-clients disk-append; do
   if ! grep -qE "^${system} +[0-9]" <<<"${lifecycle}"; then
