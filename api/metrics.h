@@ -13,6 +13,17 @@
 //
 // Every metric name starts with "taskwal_". Families, in output order:
 //   taskwal_tasks{status="pending|claimed|completed|failed|cancelled"} gauge
+//   taskwal_type_tasks{type="T",status="pending|...|cancelled"}  gauge: the
+//       same by task type (EngineStats::by_type), every status of every
+//       labelled type
+//   taskwal_oldest_pending_age_seconds{type="T"}  gauge: now minus
+//       TypeStats::oldest_ready, how long the longest-waiting ready task
+//       of the type has waited; 0 when none of its tasks is ready (so the
+//       series stays, for every labelled type). Paused types included.
+//       Both type families label at most kMaxTypeLabels types, those with
+//       the most tasks (ties by name); the rest are summed under
+//       type="_other" (a real type named "_other" is summed with them).
+//       Types are sorted by label value.
 //   taskwal_partitions  gauge: the engine's partition count
 //   taskwal_paused_types, taskwal_schedules  gauges: paused task types and
 //       periodic schedules
@@ -35,14 +46,27 @@
 //       gauges describing the recovery that Open ran (the snapshot LSN is a
 //       sum over the partitions, as in RecoveryReport)
 //
-// No value is ever NaN or infinite.
+// No value is ever NaN or infinite. Label values are escaped by
+// EscapePrometheusLabelValue.
 
+#include <cstddef>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "taskwal/engine.h"
 
 namespace taskwal {
+
+// The most task types RenderPrometheus gives a label of their own, so that
+// hostile task types cannot grow the output without bound.
+inline constexpr size_t kMaxTypeLabels = 100;
+
+// A Prometheus label value (the text between the quotes): \\, \" and \n
+// escaped as the format says, and other control characters written as
+// the text "\x1b" (backslash escaped), so no terminal escape reaches a
+// reader of the output. Pure; safe for concurrent use.
+std::string EscapePrometheusLabelValue(absl::string_view value);
 
 // Renders stats and recovery (as returned by Engine::Stats and
 // Engine::Recovery) at time `now`. Pure: no I/O, safe for concurrent use.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "taskwal/metrics.h"
 
 namespace taskwal::daemon {
 
@@ -73,24 +74,8 @@ HttpMetrics::Totals HttpMetrics::totals() const {
 }
 
 std::string HttpMetrics::EscapeLabelValue(absl::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (const char c : value) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (u < 0x20 || u == 0x7f) {
-      // The text \x1b (its backslash escaped), not the byte.
-      out += absl::StrFormat("\\\\x%02x", u);
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  // One escaping for every taskwal_ family: RenderPrometheus's.
+  return EscapePrometheusLabelValue(value);
 }
 
 void HttpMetrics::RenderHistogram(const std::string& name,

@@ -75,7 +75,8 @@ class HttpMetrics {
   // families print only those. Ends with a newline.
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // A Prometheus label value, escaped as described above.
+  // A Prometheus label value, escaped as described above: the same as
+  // taskwal::EscapePrometheusLabelValue (api/metrics.h), which it calls.
   static std::string EscapeLabelValue(absl::string_view value);
 
  private:

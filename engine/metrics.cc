@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -54,7 +56,47 @@ class Writer {
   std::string out_;
 };
 
+// stats.by_type with at most kMaxTypeLabels entries of their own: those
+// with the most tasks (ties by name), the others summed under "_other".
+std::map<std::string, TypeStats> LabelledTypes(const EngineStats& stats) {
+  if (stats.by_type.size() <= kMaxTypeLabels) return stats.by_type;
+  std::vector<const std::pair<const std::string, TypeStats>*> ranked;
+  ranked.reserve(stats.by_type.size());
+  for (const auto& entry : stats.by_type) ranked.push_back(&entry);
+  // Stable: ties keep the map's order, by name.
+  std::stable_sort(ranked.begin(), ranked.end(), [](auto* a, auto* b) {
+    return a->second.tasks() > b->second.tasks();
+  });
+  std::map<std::string, TypeStats> labelled;
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    labelled[i < kMaxTypeLabels ? ranked[i]->first : "_other"].Merge(
+        ranked[i]->second);
+  }
+  return labelled;
+}
+
 }  // namespace
+
+std::string EscapePrometheusLabelValue(absl::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (const char c : value) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (u < 0x20 || u == 0x7f) {
+      // The text \x1b (its backslash escaped), not the byte.
+      out += absl::StrFormat("\\\\x%02x", u);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
 
 std::string RenderPrometheus(const EngineStats& stats,
                              const RecoveryReport& recovery, absl::Time now) {
@@ -71,6 +113,41 @@ std::string RenderPrometheus(const EngineStats& stats,
   for (const auto& s : by_status) {
     w.Sample("tasks", absl::StrCat("{status=\"", s.status, "\"}"),
              absl::StrCat(s.count));
+  }
+  const std::map<std::string, TypeStats> types = LabelledTypes(stats);
+  w.Family("type_tasks", "gauge",
+           absl::StrCat("Tasks held by the engine, by type and status (at "
+                        "most ",
+                        kMaxTypeLabels, " types, the rest as _other)."));
+  for (const auto& [type, t] : types) {
+    const std::string label = EscapePrometheusLabelValue(type);
+    const struct {
+      absl::string_view status;
+      uint64_t count;
+    } type_by_status[] = {
+        {"pending", t.pending},     {"claimed", t.claimed},
+        {"completed", t.completed}, {"failed", t.failed},
+        {"cancelled", t.cancelled},
+    };
+    for (const auto& s : type_by_status) {
+      w.Sample("type_tasks",
+               absl::StrCat("{type=\"", label, "\",status=\"", s.status, "\"}"),
+               absl::StrCat(s.count));
+    }
+  }
+  w.Family("oldest_pending_age_seconds", "gauge",
+           "Seconds the longest-waiting ready task of the type has waited "
+           "since it became ready (0: none ready).");
+  for (const auto& [type, t] : types) {
+    double age = 0;
+    if (t.oldest_ready != absl::InfiniteFuture() &&
+        t.oldest_ready != absl::InfinitePast()) {
+      age = absl::ToDoubleSeconds(
+          std::max(absl::ZeroDuration(), now - t.oldest_ready));
+    }
+    w.Sample("oldest_pending_age_seconds",
+             absl::StrCat("{type=\"", EscapePrometheusLabelValue(type), "\"}"),
+             FormatDouble(age));
   }
   w.Gauge("partitions",
           "Partitions of the engine (each with its own commit lock and "

@@ -51,6 +51,15 @@ class RenderPrometheusTest : public ::testing::Test {
     stats_.snapshots = 1;
     stats_.last_snapshot_lsn = 40;
     stats_.last_snapshot_time = absl::FromUnixSeconds(1000);
+    TypeStats& email = stats_.by_type["email"];
+    email.pending = 2;
+    email.claimed = 1;
+    email.completed = 7;
+    email.oldest_ready = absl::FromUnixSeconds(1060);
+    TypeStats& sms = stats_.by_type["sms"];
+    sms.pending = 1;  // Delayed: none ready.
+    sms.failed = 2;
+    sms.cancelled = 4;
     recovery_.snapshot_lsn = 30;
     recovery_.records_replayed = 9;
     recovery_.last_lsn = 39;
@@ -79,6 +88,25 @@ TEST_F(RenderPrometheusTest, KnownStatsRenderExactly) {
             "taskwal_tasks{status=\"completed\"} 7\n"
             "taskwal_tasks{status=\"failed\"} 2\n"
             "taskwal_tasks{status=\"cancelled\"} 4\n"
+            "# HELP taskwal_type_tasks Tasks held by the engine, by type and "
+            "status (at most 100 types, the rest as _other).\n"
+            "# TYPE taskwal_type_tasks gauge\n"
+            "taskwal_type_tasks{type=\"email\",status=\"pending\"} 2\n"
+            "taskwal_type_tasks{type=\"email\",status=\"claimed\"} 1\n"
+            "taskwal_type_tasks{type=\"email\",status=\"completed\"} 7\n"
+            "taskwal_type_tasks{type=\"email\",status=\"failed\"} 0\n"
+            "taskwal_type_tasks{type=\"email\",status=\"cancelled\"} 0\n"
+            "taskwal_type_tasks{type=\"sms\",status=\"pending\"} 1\n"
+            "taskwal_type_tasks{type=\"sms\",status=\"claimed\"} 0\n"
+            "taskwal_type_tasks{type=\"sms\",status=\"completed\"} 0\n"
+            "taskwal_type_tasks{type=\"sms\",status=\"failed\"} 2\n"
+            "taskwal_type_tasks{type=\"sms\",status=\"cancelled\"} 4\n"
+            "# HELP taskwal_oldest_pending_age_seconds Seconds the "
+            "longest-waiting ready task of the type has waited since it "
+            "became ready (0: none ready).\n"
+            "# TYPE taskwal_oldest_pending_age_seconds gauge\n"
+            "taskwal_oldest_pending_age_seconds{type=\"email\"} 30\n"
+            "taskwal_oldest_pending_age_seconds{type=\"sms\"} 0\n"
             "# HELP taskwal_partitions Partitions of the engine (each with "
             "its own commit lock and record sequence).\n"
             "# TYPE taskwal_partitions gauge\n"
@@ -231,6 +259,100 @@ TEST_F(RenderPrometheusTest, FractionalValuesKeepTheirFraction) {
       Lines(absl::FromUnixSeconds(1000) + absl::Milliseconds(1500));
   EXPECT_THAT(lines, Contains("taskwal_wal_batch_size_average 3.33333333"));
   EXPECT_THAT(lines, Contains("taskwal_last_snapshot_age_seconds 1.5"));
+}
+
+TEST_F(RenderPrometheusTest, NoTypesLeaveTheTypeFamiliesEmpty) {
+  stats_.by_type.clear();
+  const std::string text =
+      RenderPrometheus(stats_, recovery_, absl::FromUnixSeconds(1090));
+  EXPECT_THAT(text, HasSubstr("# TYPE taskwal_type_tasks gauge\n# HELP "
+                              "taskwal_oldest_pending_age_seconds"));
+  EXPECT_THAT(text, HasSubstr("# TYPE taskwal_oldest_pending_age_seconds "
+                              "gauge\n# HELP taskwal_partitions"));
+}
+
+TEST_F(RenderPrometheusTest, OldestReadyInTheFutureGivesZeroAge) {
+  stats_.by_type["email"].oldest_ready = absl::FromUnixSeconds(2000);
+  EXPECT_THAT(Lines(absl::FromUnixSeconds(1090)),
+              Contains("taskwal_oldest_pending_age_seconds{type=\"email\"} 0"));
+}
+
+TEST(EscapePrometheusLabelValueTest, EscapesQuotesBackslashesAndControls) {
+  EXPECT_EQ(EscapePrometheusLabelValue("plain"), "plain");
+  EXPECT_EQ(EscapePrometheusLabelValue("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+  EXPECT_EQ(EscapePrometheusLabelValue("\x1b[31m<b>\x7f"),
+            "\\\\x1b[31m<b>\\\\x7f");
+  EXPECT_EQ(EscapePrometheusLabelValue("caf\xc3\xa9"), "caf\xc3\xa9");
+}
+
+TEST_F(RenderPrometheusTest, TypeLabelsAreEscaped) {
+  stats_.by_type.clear();
+  stats_.by_type["a\"b\\c\nd"].pending = 1;
+  stats_.by_type["\x1b[31m"].claimed = 2;
+  const std::string text =
+      RenderPrometheus(stats_, recovery_, absl::FromUnixSeconds(1090));
+  EXPECT_THAT(text, HasSubstr("taskwal_type_tasks{type=\"a\\\"b\\\\c\\nd\","
+                              "status=\"pending\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("taskwal_type_tasks{type=\"\\\\x1b[31m\","
+                              "status=\"claimed\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("taskwal_oldest_pending_age_seconds{type=\"a\\\"b"
+                              "\\\\c\\nd\"} 0\n"));
+  EXPECT_THAT(text, Not(HasSubstr("\x1b")));
+}
+
+// Beyond kMaxTypeLabels types, those with the most tasks keep their label
+// and the others are summed under _other, their oldest ready task the
+// oldest of all.
+TEST_F(RenderPrometheusTest, TypeLabelsAreCapped) {
+  stats_.by_type.clear();
+  const size_t kTypes = kMaxTypeLabels + 50;
+  for (size_t i = 0; i < kTypes; ++i) {
+    TypeStats& t = stats_.by_type[absl::StrCat("t", 1000 + i)];
+    // t1000..t1099 have 1000 + i tasks; the 50 after them 1 each.
+    t.pending = i < kMaxTypeLabels ? 1000 + i : 1;
+    t.oldest_ready = absl::FromUnixSeconds(1090 - static_cast<int64_t>(i));
+  }
+  const std::string text =
+      RenderPrometheus(stats_, recovery_, absl::FromUnixSeconds(1090));
+  size_t pending_samples = 0;
+  size_t age_samples = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StrContains(line, "status=\"pending\"") &&
+        absl::StartsWith(line, "taskwal_type_tasks")) {
+      ++pending_samples;
+    }
+    if (absl::StartsWith(line, "taskwal_oldest_pending_age_seconds{")) {
+      ++age_samples;
+    }
+  }
+  EXPECT_EQ(pending_samples, kMaxTypeLabels + 1);
+  EXPECT_EQ(age_samples, kMaxTypeLabels + 1);
+  EXPECT_THAT(text, HasSubstr("taskwal_type_tasks{type=\"t1000\",status=\""
+                              "pending\"} 1000\n"));
+  EXPECT_THAT(text, HasSubstr("taskwal_type_tasks{type=\"t1099\",status=\""
+                              "pending\"} 1099\n"));
+  EXPECT_THAT(text, Not(HasSubstr("type=\"t1100\"")));
+  EXPECT_THAT(text, HasSubstr("taskwal_type_tasks{type=\"_other\",status=\""
+                              "pending\"} 50\n"));
+  EXPECT_THAT(text, HasSubstr("taskwal_oldest_pending_age_seconds{type=\""
+                              "_other\"} 149\n"));
+}
+
+// A real type named _other shares its label with the types beyond the cap
+// rather than repeat it.
+TEST_F(RenderPrometheusTest, RealOtherTypeMergesWithTheRest) {
+  stats_.by_type.clear();
+  stats_.by_type["_other"].pending = 1000;
+  for (size_t i = 0; i < kMaxTypeLabels; ++i) {
+    stats_.by_type[absl::StrCat("t", 1000 + i)].pending = 1;
+  }
+  const std::string text =
+      RenderPrometheus(stats_, recovery_, absl::FromUnixSeconds(1090));
+  EXPECT_THAT(text, HasSubstr("taskwal_type_tasks{type=\"_other\",status=\""
+                              "pending\"} 1001\n"));
+  const std::string once =
+      "taskwal_oldest_pending_age_seconds{type=\"_other\"}";
+  EXPECT_EQ(text.find(once), text.rfind(once));
 }
 
 // Every line is a comment or "name{labels} value", every family is declared
