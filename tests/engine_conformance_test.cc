@@ -438,6 +438,45 @@ TEST_P(EngineConformanceTest, BadInputIsRefusedWithTheSameCodes) {
   EXPECT_EQ(stats->pending, 1u);
 }
 
+TEST_P(EngineConformanceTest, StatsByTypeCountWhatWasSubmitted) {
+  const absl::Time submitted = clock_.Now();
+  MustSubmit(Spec("m1", "mail"));
+  MustSubmit(Spec("m2", "mail"));
+  const uint64_t sms = MustSubmit(Spec("s1", "sms"));
+  TaskSpec later = Spec("r1", "report");
+  later.not_before = submitted + absl::Hours(1);
+  MustSubmit(later);
+  clock_.Advance(absl::Seconds(3));
+  ClaimNextOptions mail;
+  mail.type = "mail";
+  absl::StatusOr<ClaimedTask> claim = engine_->ClaimNext("w", mail);
+  ASSERT_TRUE(claim.ok()) << claim.status();
+  ASSERT_THAT(engine_->Cancel(sms), IsOk());
+
+  absl::StatusOr<EngineStats> stats = engine_->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(stats->by_type.size(), 3u);
+  const TypeStats& m = stats->by_type["mail"];
+  EXPECT_EQ(m.pending, 1u);
+  EXPECT_EQ(m.claimed, 1u);
+  EXPECT_EQ(m.tasks(), 2u);
+  EXPECT_EQ(m.oldest_ready, submitted);
+  const TypeStats& s = stats->by_type["sms"];
+  EXPECT_EQ(s.cancelled, 1u);
+  EXPECT_EQ(s.tasks(), 1u);
+  EXPECT_EQ(s.oldest_ready, absl::InfiniteFuture());
+  const TypeStats& r = stats->by_type["report"];
+  EXPECT_EQ(r.pending, 1u);
+  EXPECT_EQ(r.oldest_ready, absl::InfiniteFuture());  // Not due yet.
+
+  // The last task of a type gone, the type is gone.
+  ASSERT_THAT(engine_->Delete(sms), IsOk());
+  stats = engine_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->by_type.count("sms"), 0u);
+  EXPECT_EQ(stats->by_type.size(), 2u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, EngineConformanceTest,
                          ::testing::Values("memory", "loopback", "sharded",
                                            "jetstream", "jetstream_remote",

@@ -206,6 +206,16 @@ taskwal::EngineStats FromWire(const StatsResponse& m) {
   s.last_snapshot_lsn = m.last_snapshot_lsn();
   s.last_snapshot_time =
       FromMicros(m.last_snapshot_micros(), absl::InfinitePast());
+  for (const TypeStats& t : m.types()) {
+    taskwal::TypeStats& out = s.by_type[t.type()];
+    out.pending = t.pending();
+    out.claimed = t.claimed();
+    out.completed = t.completed();
+    out.failed = t.failed();
+    out.cancelled = t.cancelled();
+    out.oldest_ready =
+        FromMicros(t.oldest_ready_micros(), absl::InfiniteFuture());
+  }
   return s;
 }
 
@@ -239,6 +249,16 @@ StatsResponse ToWire(const taskwal::EngineStats& s) {
   r.set_snapshots(s.snapshots);
   r.set_last_snapshot_lsn(s.last_snapshot_lsn);
   r.set_last_snapshot_micros(ToMicros(s.last_snapshot_time));
+  for (const auto& [type, t] : s.by_type) {
+    TypeStats* out = r.add_types();
+    out->set_type(type);
+    out->set_pending(t.pending);
+    out->set_claimed(t.claimed);
+    out->set_completed(t.completed);
+    out->set_failed(t.failed);
+    out->set_cancelled(t.cancelled);
+    out->set_oldest_ready_micros(ToMicros(t.oldest_ready));
+  }
   return r;
 }
 

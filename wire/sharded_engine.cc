@@ -271,6 +271,7 @@ class ShardedEngine final : public Engine {
       sum.last_snapshot_lsn += s->last_snapshot_lsn;
       sum.last_snapshot_time =
           std::max(sum.last_snapshot_time, s->last_snapshot_time);
+      for (const auto& [type, t] : s->by_type) sum.by_type[type].Merge(t);
     }
     return sum;
   }
