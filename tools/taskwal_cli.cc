@@ -574,6 +574,18 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
     *output.mutable_recovery() = RecoveryJson(recovery);
     for (const std::string& type : *paused) output.add_paused_types(type);
     output.set_schedules(s.schedules);
+    for (const auto& [type, t] : s.by_type) {
+      TypeStatsOutput* out = output.add_types();
+      out->set_type(type);
+      out->set_pending(t.pending);
+      out->set_claimed(t.claimed);
+      out->set_completed(t.completed);
+      out->set_failed(t.failed);
+      out->set_cancelled(t.cancelled);
+      if (t.oldest_ready != absl::InfiniteFuture()) {
+        out->set_oldest_ready_micros(absl::ToUnixMicros(t.oldest_ready));
+      }
+    }
     ctx.out << ProtoJson(output) << "\n";
     return kExitOk;
   }
@@ -588,6 +600,22 @@ int RunStats(Context& ctx, const ParsedArgs& args) {
   ctx.out << "paused_types: "
           << (shown.empty() ? "none" : absl::StrJoin(shown, " ")) << "\n";
   ctx.out << "schedules: " << s.schedules << "\n";
+  // One line per type, its name quoted and escaped as paused_types are.
+  const absl::Time now = absl::Now();
+  ctx.out << "types: " << s.by_type.size() << "\n";
+  for (const auto& [type, t] : s.by_type) {
+    ctx.out << "  " << Quote(type) << ": pending " << t.pending << ", claimed "
+            << t.claimed << ", completed " << t.completed << ", failed "
+            << t.failed << ", cancelled " << t.cancelled << ", oldest ready "
+            << (t.oldest_ready == absl::InfiniteFuture()
+                    ? std::string("none")
+                    : absl::StrCat("waited ",
+                                   absl::FormatDuration(absl::Trunc(
+                                       std::max(absl::ZeroDuration(),
+                                                now - t.oldest_ready),
+                                       absl::Seconds(1)))))
+            << "\n";
+  }
   ctx.out << "recovery: " << recovery.records_replayed
           << " records replayed after snapshot LSN " << recovery.snapshot_lsn
           << ", " << recovery.truncated_bytes << " bytes truncated, took "
