@@ -72,6 +72,13 @@ void Load(absl::string_view contents, uint32_t partition = 0,
   }
   FUZZ_CHECK(state.counters().by_status[0] == 0);
   FUZZ_CHECK(counted == state.table().size());
+  // And under its type, where no type is listed without tasks.
+  uint64_t by_type = 0;
+  for (const auto& [type, counts] : state.counters().by_type) {
+    FUZZ_CHECK(counts.tasks > 0);
+    by_type += counts.tasks;
+  }
+  FUZZ_CHECK(by_type == counted);
   std::vector<std::pair<uint64_t, std::string>> keys;
   state.table().ForEach([&](const TaskEntry& e) {
     // Every restored task is the partition's.

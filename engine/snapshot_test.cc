@@ -92,6 +92,18 @@ std::string Dump(const StateMachine& sm) {
       c.retention_removals, " transitions ", c.transitions, "\nnext_task_id ",
       sm.next_task_id(), " next_claim_token ", sm.next_claim_token(),
       " last_applied_lsn ", sm.last_applied_lsn(), "\n");
+  // By type, sorted: the counts and when the oldest ready task became
+  // ready (delayed ones counted as due), both rebuilt from the tasks.
+  std::map<std::string, std::string> types;
+  for (const auto& [type, counts] : c.by_type) {
+    std::string& line = types[type];
+    for (uint64_t n : counts.by_status) absl::StrAppend(&line, " ", n);
+    absl::StrAppend(&line, " oldest_ready ",
+                    sm.scheduler().OldestReady(type, INT64_MAX).value_or(-1));
+  }
+  for (const auto& [type, line] : types) {
+    absl::StrAppend(&out, "type ", type, line, "\n");
+  }
   return out;
 }
 
