@@ -2215,7 +2215,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
               options.env != nullptr ? options.env : Env::Default(),
               /*command=*/"",
               /*data_dir=*/"",
-              /*json=*/JsonRequested(args)};
+              /*json=*/JsonRequested(args),
+              /*server=*/""};
   absl::StatusOr<ParsedArgs> global =
       ParseArgs(args, GlobalFlags(), /*stop_at_positional=*/true);
   if (!global.ok()) {
