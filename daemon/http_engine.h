@@ -31,9 +31,10 @@
 //     options.wait has passed (as long as the server waited at least 50
 //     ms, so a server that does not long-poll is not asked in a loop).
 //   - Health(): OK when the server's engine takes writes (GET /readyz);
-//     kCancelled after Close; otherwise kUnavailable, also for a server
-//     engine with the sticky error (its message says which): /readyz does
-//     not tell the sticky kInternal apart from a closed engine.
+//     kCancelled after Close; kUnavailable when it does not, the sticky
+//     error included (/readyz does not tell the sticky kInternal apart
+//     from a closed engine; the message says which), or when the server
+//     does not answer; kUnauthenticated for a missing or wrong token.
 //   - Recovery() returns the server's report (GET /v1/recovery), or an
 //     empty one when the server cannot be reached.
 //   - Times and durations travel as microseconds (wire/convert.h): a
