@@ -136,8 +136,8 @@
     if (!isFinite(s)) return "–";
     if (s === 0) return "0";
     if (s < 0.001) return (s * 1e6).toFixed(0) + " µs";
-    if (s < 1) return (s * 1e3).toFixed(s < 0.01 ? 2 : 0) + " ms";
-    if (s < 120) return s.toFixed(s < 10 ? 2 : 0) + " s";
+    if (s < 1) return +(s * 1e3).toPrecision(3) + " ms";
+    if (s < 120) return +s.toPrecision(s < 10 ? 3 : 2) + " s";
     if (s < 7200) return (s / 60).toFixed(0) + " min";
     if (s < 172800) return (s / 3600).toFixed(1) + " h";
     return (s / 86400).toFixed(1) + " d";
@@ -246,9 +246,21 @@
 
   const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c"];
 
+  // Round steps for an axis up to `max`: 1, 2 or 5 times a power of ten.
+  function niceStep(max, count) {
+    const raw = max / count;
+    const power = Math.pow(10, Math.floor(Math.log10(raw)));
+    for (const m of [1, 2, 5, 10]) {
+      if (m * power >= raw) return m * power;
+    }
+    return 10 * power;
+  }
+
   // Draws lines [{name, points: [[t, y], ...]}] on a canvas, with a time
-  // axis over the last `span` seconds and a linear y axis from 0.
-  function drawChart(canvas, legend, lines, formatY) {
+  // axis over the samples' span and a y axis from 0 (linear) or, with
+  // `log`, over the decades the positive values span (latencies, where one
+  // slow minute would flatten every other point on a linear axis).
+  function drawChart(canvas, legend, lines, formatY, log) {
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth || canvas.width;
     const height = canvas.clientHeight || canvas.height;
@@ -260,12 +272,15 @@
     g.setTransform(ratio, 0, 0, ratio, 0, 0);
     g.clearRect(0, 0, width, height);
     const left = 64, right = 8, top = 8, bottom = 22;
-    let tMin = Infinity, tMax = -Infinity, yMax = 0;
+    let tMin = Infinity, tMax = -Infinity, yMax = 0, yMinPositive = Infinity;
     for (const line of lines) {
       for (const [t, y] of line.points) {
         tMin = Math.min(tMin, t);
         tMax = Math.max(tMax, t);
-        if (isFinite(y)) yMax = Math.max(yMax, y);
+        if (isFinite(y)) {
+          yMax = Math.max(yMax, y);
+          if (y > 0) yMinPositive = Math.min(yMinPositive, y);
+        }
       }
     }
     g.font = "11px sans-serif";
@@ -275,13 +290,26 @@
       legend.textContent = "";
       return;
     }
-    if (yMax <= 0) yMax = 1;
     const x = (t) => left + (t - tMin) / (tMax - tMin) * (width - left - right);
-    const y = (v) => top + (1 - v / yMax) * (height - top - bottom);
+    const ticks = [];
+    let y;
+    if (log && yMax > 0) {
+      const lo = Math.floor(Math.log10(yMinPositive));
+      const hi = Math.max(lo + 1, Math.ceil(Math.log10(yMax)));
+      for (let e = lo; e <= hi; e++) ticks.push(Math.pow(10, e));
+      // Zero (no wait at all) sits on the bottom line.
+      y = (v) => top + (1 - (Math.log10(Math.max(v, ticks[0])) - lo) /
+                               (hi - lo)) * (height - top - bottom);
+    } else {
+      const step = niceStep(yMax > 0 ? yMax : 1, 4);
+      const axisMax = Math.max(step, Math.ceil((yMax > 0 ? yMax : 1) / step) *
+                                         step);
+      for (let v = 0; v <= axisMax + step / 2; v += step) ticks.push(v);
+      y = (v) => top + (1 - v / axisMax) * (height - top - bottom);
+    }
     g.strokeStyle = "#e5e7eb";
     g.lineWidth = 1;
-    for (let i = 0; i <= 4; i++) {
-      const v = yMax * i / 4;
+    for (const v of ticks) {
       g.beginPath();
       g.moveTo(left, y(v));
       g.lineTo(width - right, y(v));
@@ -360,13 +388,13 @@
       {name: "submitted", points: rates.submitted},
       {name: "completed", points: rates.completions},
       {name: "failed attempts", points: rates.failed_attempts},
-    ], (v) => v >= 100 ? v.toFixed(0) : v.toFixed(1));
+    ], (v) => v >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1));
     drawChart($("chart-latency"), $("legend-latency"), [
       {name: "queue wait p50", points: lat.qw50},
       {name: "queue wait p99", points: lat.qw99},
       {name: "run time p50", points: lat.rt50},
       {name: "run time p99", points: lat.rt99},
-    ], fmtSeconds);
+    ], fmtSeconds, /*log=*/true);
   }
 
   // ---- Overview ---------------------------------------------------------
