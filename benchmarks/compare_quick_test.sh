@@ -34,6 +34,13 @@ for system in taskwal-always taskwal-interval taskwal-none taskwald-interval \
     fail "the lifecycle table has no row with figures for ${system}"
   fi
 done
+# taskwald's round trips are timed although its calls wait for no sync.
+latency="$(sed -n '/^== Latency per call/,/^== /p' "${OUT}")"
+for system in taskwald-interval taskwald-always taskwal-always; do
+  if ! grep -qE "^${system} +[0-9]+ +submit +[0-9]" <<<"${latency}"; then
+    fail "the latency table has no submit row for ${system}"
+  fi
+done
 for title in "== Systems" "== Lifecycle throughput" "== Scaling" "== Submit with 50% duplicate" \
     "== Latency per call" "== Recovery" "== Memory" "== Scale" "== Targets"; do
   grep -qF -- "${title}" "${OUT}" || fail "no table \"${title}\""

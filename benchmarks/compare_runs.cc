@@ -276,7 +276,7 @@ absl::Status RunLatencyWorkload(const CompareConfig& config, Results* results) {
   }
   for (int threads : config.latency_threads) {
     for (const SystemSpec& spec : config.systems) {
-      if (!WaitsPerCall(spec)) continue;
+      if (!MeasuresLatency(spec)) continue;
       WithSystem(config, spec, results, "latency", [&](QueueSystem* system) {
         LifecycleOptions o;
         o.threads = threads;

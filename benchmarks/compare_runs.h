@@ -69,6 +69,11 @@ inline bool WaitsPerCall(const SystemSpec& spec) {
          spec.durability == Durability::kReplicatedMajority;
 }
 
+// Whether the latency workload runs for the system.
+inline bool MeasuresLatency(const SystemSpec& spec) {
+  return WaitsPerCall(spec) || spec.measure_latency;
+}
+
 // workload "lifecycle": metric lifecycles_per_s (plus submits_per_s,
 // claim_completes_per_s, seconds) per system and thread count; disk rows
 // as lifecycles_per_s = records/s / 3.

@@ -146,7 +146,7 @@ Table LatencyTable(const CompareConfig& config, const Results& results) {
   Table t;
   t.title =
       "Latency per call, systems whose calls wait for an fdatasync or a "
-      "replica's acknowledgement (microseconds)";
+      "replica's acknowledgement, and taskwald over HTTP (microseconds)";
   t.header = {"system",
               "clients",
               "call",
@@ -168,7 +168,7 @@ Table LatencyTable(const CompareConfig& config, const Results& results) {
                         v("p99"), v("p999"), "", "1.00x"});
     }
     for (const SystemSpec& s : config.systems) {
-      if (!WaitsPerCall(s)) continue;
+      if (!MeasuresLatency(s)) continue;
       for (const char* op : {"submit", "complete"}) {
         auto v = [&](const char* q) {
           return results.Find("latency", s.name, "", n,

@@ -84,6 +84,9 @@ struct SystemSpec {
   // The system keeps its data on NATS servers, not in `dir`: runs use
   // CompareConfig::jetstream_tasks.
   bool on_nats = false;
+  // Also run the latency workload although calls do not wait for a sync
+  // (taskwald: the round trip over HTTP is the latency of interest).
+  bool measure_latency = false;
 };
 
 // taskwal in kAlways, kInterval, kNone (benchmarks/taskwal_queue.cc).

@@ -145,9 +145,11 @@ std::vector<SystemSpec> TaskwaldSystems() {
       "taskwald over HTTP/JSON on loopback (keep-alive, a connection per "
       "client), SyncMode::kInterval: record written to the OS per call, "
       "fdatasync every 10 ms",
-      Durability::kOsPerCall, [](const std::string& dir) {
+      Durability::kOsPerCall,
+      [](const std::string& dir) {
         return TaskwaldQueue::Open(dir, SyncMode::kInterval);
-      }});
+      },
+      /*on_nats=*/false, /*measure_latency=*/true});
   specs.push_back(SystemSpec{
       "taskwald-always",
       "taskwald over HTTP/JSON on loopback, SyncMode::kAlways: each call "
