@@ -74,6 +74,7 @@ bool RawTcp(int clients, int rounds) {
       listen(listener, SOMAXCONN) != 0 ||
       getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     std::perror("http_floor: listen");
+    if (listener >= 0) close(listener);
     return false;
   }
   constexpr size_t kMessage = 200;
@@ -121,6 +122,8 @@ bool RawTcp(int clients, int rounds) {
   for (std::thread& t : threads) t.join();
   const absl::Duration wall = absl::Now() - start;
   const double cpu = CpuSeconds() - cpu0;
+  // A client that never connected leaves accept() waiting: end it.
+  shutdown(listener, SHUT_RDWR);
   acceptor.join();
   for (std::thread& t : servers) t.join();
   close(listener);

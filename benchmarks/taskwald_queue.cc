@@ -9,7 +9,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "benchmarks/taskwal_queue.h"
 #include "daemon/http_api.h"
@@ -53,7 +52,12 @@ class TaskwaldClient final : public QueueClient {
                      "\",\"priority\":", task.priority, "}");
     httplib::Result res = client_.Post("/v1/tasks", body, "application/json");
     if (!res || res->status != 200) return HttpError(res, "submit");
-    *deduplicated = absl::StrContains(res->body, "\"deduplicated\":true");
+    wire::SubmitResponse submitted;
+    if (!google::protobuf::util::JsonStringToMessage(res->body, &submitted)
+             .ok()) {
+      return absl::InternalError("submit: not a SubmitResponse");
+    }
+    *deduplicated = submitted.deduplicated();
     return absl::OkStatus();
   }
 
@@ -99,11 +103,7 @@ class TaskwaldQueue final : public QueueSystem {
     queue->api_ =
         std::make_unique<daemon::HttpApi>(queue->engine_->engine(), options);
     absl::StatusOr<int> port = queue->api_->Start("127.0.0.1", 0);
-    if (!port.ok()) {
-      queue->api_.reset();
-      queue->engine_->Close().IgnoreError();
-      return port.status();
-    }
+    if (!port.ok()) return port.status();  // The destructor closes.
     queue->port_ = *port;
     return std::unique_ptr<QueueSystem>(std::move(queue));
   }
@@ -118,9 +118,9 @@ class TaskwaldQueue final : public QueueSystem {
   absl::Status Close() override {
     if (closed_) return absl::OkStatus();
     closed_ = true;
-    api_->StopAccepting();
+    if (api_ != nullptr) api_->StopAccepting();
     absl::Status status = engine_->Close();
-    api_->Wait();
+    if (api_ != nullptr) api_->Wait();
     return status;
   }
 
@@ -143,7 +143,8 @@ std::vector<SystemSpec> TaskwaldSystems() {
   specs.push_back(SystemSpec{
       "taskwald-interval",
       "taskwald over HTTP/JSON on loopback (keep-alive, a connection per "
-      "client), SyncMode::kInterval: record written to the OS per call, "
+      "client; the clients' HTTP and JSON work shares the cores), "
+      "SyncMode::kInterval: record written to the OS per call, "
       "fdatasync every 10 ms",
       Durability::kOsPerCall,
       [](const std::string& dir) {

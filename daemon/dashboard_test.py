@@ -13,6 +13,8 @@ terminal escapes in every text field), then in the browser:
     status filter, opened, retried, and shows PENDING (and the API agrees);
   - hostile text shows as text: no injected element exists, no injected
     script ran, the escapes are visible as \\x1b;
+  - cancel and delete take a second click, and an armed delete does not
+    follow the user to another task;
   - the page logs no error of its own (a CSP violation would be one).
 taskwald is stopped by PID at the end, also when a check fails.
 --screenshot saves the overview (README's docs/dashboard.png).
@@ -302,12 +304,39 @@ def run(binary, screenshot):
         cancel.click()
         c.wait("CANCELLED", lambda: c.text("task-status") == "CANCELLED")
 
+        # An armed delete does not follow the user to another task: there
+        # the first click arms again, for that task.
+        c.go("#/task/" + ids["hostile"])
+        delete = driver.find_element(By.ID, "task-delete")
+        c.wait("delete enabled", lambda: delete.is_enabled())
+        delete.click()
+        c.wait("armed", lambda: delete.text.startswith("Confirm"))
+        c.go("#/task/" + ids["failed"])
+        c.wait("delete enabled", lambda: delete.is_enabled())
+        assert not delete.text.startswith("Confirm"), delete.text
+        delete.click()
+        c.wait("armed for this task",
+               lambda: delete.text == "Confirm delete of task " + ids["failed"])
+        for task_id in (ids["hostile"], ids["failed"]):
+            daemon.call("GET", "/v1/tasks/" + task_id)  # Both still there.
+        delete.click()
+        c.wait("the list after the delete",
+               lambda: driver.current_url.endswith("#/tasks"))
+        try:
+            daemon.call("GET", "/v1/tasks/" + ids["failed"])
+            raise AssertionError("the task was not deleted")
+        except AssertionError as e:
+            assert "404" in str(e), e
+        daemon.call("GET", "/v1/tasks/" + ids["hostile"])
+
         # Nothing the page did went wrong in the console (a CSP violation
-        # would be logged here). The refused calls above are expected.
+        # would be logged here). The refused calls above are expected, and
+        # so is the 404 of the deleted task's page.
         errors = [e for e in driver.get_log("browser")
                   if e["level"] == "SEVERE" and
                   " 401 " not in e["message"] and
-                  " 403 " not in e["message"]]
+                  " 403 " not in e["message"] and
+                  " 404 " not in e["message"]]
         assert not errors, errors
     except Exception:
         if driver is not None:

@@ -3,8 +3,8 @@
 # Writes C++ that holds each FILE (the dashboard's static files) as a raw
 # string literal, for daemon/dashboard_assets.h. A file is known by its base
 # name; its content type comes from its extension. Fails, writing nothing
-# usable, on a file with another extension or one that holds the literal's
-# closing delimiter.
+# usable, on a file with another extension, two files of one name, or one
+# that holds the literal's closing delimiter.
 set -euo pipefail
 
 DELIM='twasset'
@@ -17,6 +17,7 @@ namespace {
 HEAD
 i=0
 table=""
+declare -A seen=()
 for file in "$@"; do
   name="$(basename "${file}")"
   case "${name}" in
@@ -30,6 +31,11 @@ for file in "$@"; do
     echo "embed_assets.sh: ${file}: name outside [a-z0-9._-]" >&2
     exit 1
   fi
+  if [[ -n "${seen[${name}]:-}" ]]; then
+    echo "embed_assets.sh: two files named ${name}" >&2
+    exit 1
+  fi
+  seen[${name}]=1
   if grep -q ")${DELIM}\"" "${file}"; then
     echo "embed_assets.sh: ${file} holds the delimiter )${DELIM}\"" >&2
     exit 1

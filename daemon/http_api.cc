@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -74,6 +75,36 @@ constexpr char kApiPolicy[] = "default-src 'none'; frame-ancestors 'none'";
 // The dashboard's redirects and static files: served without a token.
 bool IsDashboardPath(absl::string_view path) {
   return path == "/" || path == "/ui" || absl::StartsWith(path, "/ui/");
+}
+
+// Whether a browser sent the request from a page of this server: no Origin
+// header (not a browser, or a same-origin GET), or the one of this Host.
+bool SameOrigin(const httplib::Request& req) {
+  if (!req.has_header("Origin")) return true;
+  return req.has_header("Host") &&
+         req.get_header_value("Origin") ==
+             absl::StrCat("http://", req.get_header_value("Host"));
+}
+
+// Whether the Host header names this server by an address or as
+// localhost, not by a DNS name: a page that re-points its own name at
+// 127.0.0.1 (DNS rebinding) sends its name. No Host header: not a browser.
+bool HostIsAnAddress(const httplib::Request& req) {
+  if (!req.has_header("Host")) return true;
+  absl::string_view host = req.get_header_value("Host");
+  if (absl::StartsWith(host, "[")) return true;  // An IPv6 literal.
+  host = host.substr(0, host.find(':'));
+  if (host == "localhost") return true;
+  std::vector<absl::string_view> parts = absl::StrSplit(host, '.');
+  if (parts.size() != 4) return false;
+  for (absl::string_view part : parts) {
+    int octet = 0;
+    if (part.empty() || part.size() > 3 || !absl::SimpleAtoi(part, &octet) ||
+        octet > 255) {
+      return false;
+    }
+  }
+  return true;
 }
 constexpr char kPrometheus[] = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -290,8 +321,25 @@ bool HttpApi::Admit(const httplib::Request& req, httplib::Response& res) {
   }
   if (req.path == "/healthz") return true;
   const bool tokens =
-      (!options_.read_token.empty() || !options_.admin_token.empty()) &&
-      !(req.method == "GET" && IsDashboardPath(req.path));
+      !options_.read_token.empty() || !options_.admin_token.empty();
+  // A page of another site cannot make a browser act here (CSRF), and,
+  // without a token, a site that rebinds its name to this address cannot
+  // read or change anything.
+  if (!SameOrigin(req)) {
+    SetError(res, absl::PermissionDeniedError(
+                      "a cross-origin request (its Origin is not this "
+                      "server's)"));
+    return false;
+  }
+  if (!tokens && !HostIsAnAddress(req)) {
+    SetError(res, absl::PermissionDeniedError(
+                      "without a token, the Host header must be an IP "
+                      "address or localhost (DNS names are refused: DNS "
+                      "rebinding); configure a token to serve a name"));
+    return false;
+  }
+  // The dashboard's files hold no data: no token, no rate limit.
+  if (req.method == "GET" && IsDashboardPath(req.path)) return true;
   if (tokens) {
     const std::string authorization = req.get_header_value("Authorization");
     absl::string_view header = authorization;

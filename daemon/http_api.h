@@ -98,12 +98,20 @@
 // 415, both INVALID_ARGUMENT and refused unread, a request httplib cannot
 // parse 400.
 //
+// Browsers: a request with an Origin header other than "http://" + its
+// Host is a 403 PERMISSION_DENIED (another site's page cannot make a
+// browser act here), and so is, while no token is set, one whose Host is a
+// DNS name rather than an IP address or localhost (a site that rebinds its
+// name to 127.0.0.1 cannot read or change anything). GET /healthz is
+// exempt.
+//
 // Security: once read_token or admin_token is set, every request except
 // GET /healthz and the dashboard's static files needs "Authorization: Bearer
 // <token>": no or an unknown token is a 401 UNAUTHENTICATED (with
 // WWW-Authenticate: Bearer), the read token on anything but GET or HEAD a 403
 // PERMISSION_DENIED. Tokens are compared in constant time. Requests over
-// rate_per_second (if set) get a 429. Checks run before the body is read; a
+// rate_per_second (if set) get a 429 (the dashboard's files do not count).
+// Checks run before the body is read; a
 // refused request changes nothing, and its response closes the connection
 // (Connection: close).
 //

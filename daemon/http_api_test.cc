@@ -105,7 +105,8 @@ class HttpApiTest : public ::testing::Test {
   }
 
   HttpResult Call(const std::string& method, const std::string& path,
-                  const std::string& body = "", const std::string& token = "") {
+                  const std::string& body = "", const std::string& token = "",
+                  const httplib::Headers& headers = {}) {
     httplib::Client client("127.0.0.1", port_);
     client.set_read_timeout(60, 0);
     client.set_tcp_nodelay(true);
@@ -115,6 +116,7 @@ class HttpApiTest : public ::testing::Test {
     req.body = body;
     if (!body.empty()) req.set_header("Content-Type", "application/json");
     if (!token.empty()) req.set_header("Authorization", "Bearer " + token);
+    for (const auto& [name, value] : headers) req.set_header(name, value);
     httplib::Result res = client.send(req);
     HttpResult out;
     if (!res) return out;
@@ -1006,6 +1008,68 @@ TEST_F(HttpApiTest, AStepThatIsNotPositiveIsRefused) {
   HttpApi api(engine->get(), options);
   EXPECT_EQ(api.Start("127.0.0.1", 0).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(HttpApiTest, OtherSitesPagesAreRefused) {
+  StartServer();
+  const std::string here = absl::StrCat("127.0.0.1:", port_);
+  const std::string body = "{\"idempotency_key\":\"k\"}";
+  // A page of another site (CSRF): refused, nothing submitted.
+  HttpResult r =
+      Call("POST", "/v1/tasks", body, "", {{"Origin", "http://evil.example"}});
+  ExpectError(r, 403, "PERMISSION_DENIED");
+  ExpectError(Call("POST", "/v1/bulk/delete", "{}", "", {{"Origin", "null"}}),
+              403, "PERMISSION_DENIED");
+  ExpectError(Call("GET", "/v1/tasks/by-key?key=k"), 404, "NOT_FOUND");
+  // The dashboard's own page: fine.
+  EXPECT_EQ(Call("POST", "/v1/tasks", body, "",
+                 {{"Origin", absl::StrCat("http://", here)}})
+                .status,
+            200);
+  // Without a token, a DNS name in Host (DNS rebinding) is refused, reads
+  // included; addresses and localhost are not.
+  for (const char* host :
+       {"evil.example", "evil.example:80", "127.0.0.1.nip.io", "1.2.3",
+        "1.2.3.256", "localhost.evil.example"}) {
+    SCOPED_TRACE(host);
+    ExpectError(Call("GET", "/v1/stats", "", "", {{"Host", host}}), 403,
+                "PERMISSION_DENIED");
+  }
+  for (std::string host :
+       {here, std::string("localhost"), std::string("10.1.2.3:7070"),
+        std::string("[::1]:9")}) {
+    SCOPED_TRACE(host);
+    EXPECT_EQ(Call("GET", "/v1/stats", "", "", {{"Host", host}}).status, 200);
+  }
+  EXPECT_EQ(Call("GET", "/healthz", "", "", {{"Host", "evil.example"}}).status,
+            200);
+}
+
+TEST_F(HttpApiTest, WithATokenANameInHostIsFine) {
+  HttpApiOptions options;
+  options.admin_token = "admin-secret";
+  StartServer(options);
+  EXPECT_EQ(Call("GET", "/v1/stats", "", "admin-secret",
+                 {{"Host", "queue.example:7070"}})
+                .status,
+            200);
+  // The Origin check still applies.
+  ExpectError(
+      Call("GET", "/v1/stats", "", "admin-secret",
+           {{"Host", "queue.example:7070"}, {"Origin", "http://evil.example"}}),
+      403, "PERMISSION_DENIED");
+}
+
+TEST_F(HttpApiTest, TheDashboardsFilesDoNotCountAgainstTheRateLimit) {
+  HttpApiOptions options;
+  options.rate_per_second = 1e-6;  // One request, then none for days.
+  options.rate_burst = 1;
+  StartServer(options);
+  EXPECT_EQ(Call("GET", "/v1/stats").status, 200);
+  ExpectError(Call("GET", "/v1/stats"), 429, "RESOURCE_EXHAUSTED");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Call("GET", "/ui/dashboard.js").status, 200);
+  }
 }
 
 }  // namespace

@@ -5,10 +5,21 @@
 
 namespace taskwal::daemon {
 
+namespace {
+
+// Samples that cover `window` at `step`, in [2, kMaxSamples].
+size_t Capacity(absl::Duration step, absl::Duration window) {
+  constexpr double kMaxSamples = 100000;
+  const double steps = absl::FDivDuration(window, step);
+  if (!(steps >= 1)) return 2;  // Also NaN.
+  return static_cast<size_t>(std::min(steps, kMaxSamples - 1)) + 1;
+}
+
+}  // namespace
+
 SeriesRecorder::SeriesRecorder(absl::Duration step, absl::Duration window)
     : step_(std::max(step, absl::Milliseconds(1))),
-      capacity_(std::max<size_t>(
-          2, static_cast<size_t>(absl::FDivDuration(window, step_)) + 1)) {}
+      capacity_(Capacity(step_, window)) {}
 
 SeriesRecorder::~SeriesRecorder() { Stop(); }
 

@@ -41,7 +41,8 @@ class SeriesRecorder {
   // is closed).
   using SampleFn = std::function<std::optional<SeriesSample>()>;
 
-  // step > 0; keeps the samples of the last `window` (at least two).
+  // Samples every `step` (below 1 ms: 1 ms) and keeps those of the last
+  // `window`: at least two, at most 100000, whatever the arguments.
   SeriesRecorder(absl::Duration step, absl::Duration window);
   SeriesRecorder(const SeriesRecorder&) = delete;
   SeriesRecorder& operator=(const SeriesRecorder&) = delete;

@@ -33,6 +33,18 @@ TEST(SeriesRecorderTest, KeepsAtLeastTwoSamples) {
   EXPECT_EQ(series.Samples().size(), 2u);
 }
 
+TEST(SeriesRecorderTest, AnyWindowKeepsABoundedNumber) {
+  for (absl::Duration window :
+       {-absl::Seconds(5), absl::InfiniteDuration(), -absl::InfiniteDuration(),
+        absl::Hours(1000000)}) {
+    SeriesRecorder series(absl::Milliseconds(1), window);
+    for (int i = 0; i < 100010; ++i) series.Add(At(i, i));
+    const size_t kept = series.Samples().size();
+    EXPECT_GE(kept, 2u);
+    EXPECT_LE(kept, 100000u);
+  }
+}
+
 TEST(SeriesRecorderTest, SamplesAtOnceThenEveryStepUntilStopped) {
   SeriesRecorder series(absl::Milliseconds(5), absl::Minutes(1));
   std::atomic<int> calls{0};

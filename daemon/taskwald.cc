@@ -76,8 +76,8 @@ const std::vector<tools::FlagSpec>& Flags() {
        "connections served at once (default 64; a keep-alive client holds "
        "one)"},
       {"series_step_ms", "N",
-       "the dashboard's charts: a sample every N ms (default 5000), 180 "
-       "kept"},
+       "the dashboard's charts: a sample every N ms (default 5000; at least "
+       "100), the last 180 steps kept"},
       {"drain_timeout_ms", "N",
        "on SIGTERM, how long requests in flight may take (default 10000)"},
       {"help", "", "print this help"},
@@ -221,9 +221,10 @@ absl::StatusOr<Config> ParseConfig(const tools::ParsedArgs& args) {
   config.api.rate_burst = static_cast<int>(burst);
   config.api.threads = static_cast<int>(threads);
   TASKWAL_ASSIGN_OR_RETURN(uint64_t series_ms, number("series_step_ms", 5000));
-  if (series_ms < 10 || series_ms > 3600000) {
+  // Each sample is a Stats() call: not too often.
+  if (series_ms < 100 || series_ms > 3600000) {
     return absl::InvalidArgumentError(
-        "--series_step_ms must be in [10, 3600000]");
+        "--series_step_ms must be in [100, 3600000]");
   }
   config.api.series_step = absl::Milliseconds(series_ms);
   config.api.series_window = 180 * config.api.series_step;

@@ -35,7 +35,8 @@
   // `text` with what a person cannot see, or what would mislead them, made
   // visible: C0 and C1 controls and DEL as \xNN / \u00NN; characters that
   // reorder or hide text (bidirectional controls, zero-width characters,
-  // line and paragraph separators, the byte-order mark) as \uNNNN; a
+  // line and paragraph separators, the byte-order mark, fillers and tag
+  // characters) as \uNNNN (\u{NNNNN} above U+FFFF); a
   // backslash as \\ so escapes cannot be forged. With `multiline`, \n and
   // \t stay as they are (for <pre>). The result is still only ever set as
   // textContent.
@@ -55,11 +56,16 @@
         out += "\\t";
       } else if (c < 0x20 || c === 0x7f) {
         out += "\\x" + c.toString(16).padStart(2, "0");
-      } else if ((c >= 0x80 && c <= 0x9f) || c === 0x61c ||
+      } else if ((c >= 0x80 && c <= 0x9f) || c === 0xad || c === 0x61c ||
+                 c === 0x115f || c === 0x1160 || c === 0x180e ||
                  (c >= 0x200b && c <= 0x200f) ||
                  (c >= 0x2028 && c <= 0x202e) ||
-                 (c >= 0x2060 && c <= 0x2069) || c === 0xfeff) {
-        out += "\\u" + c.toString(16).padStart(4, "0");
+                 (c >= 0x2060 && c <= 0x2069) || c === 0x3164 ||
+                 c === 0xfeff || c === 0xffa0 ||
+                 (c >= 0xfff9 && c <= 0xfffb) ||
+                 (c >= 0xe0000 && c <= 0xe007f)) {
+        out += c > 0xffff ? "\\u{" + c.toString(16) + "}"
+                          : "\\u" + c.toString(16).padStart(4, "0");
       } else {
         out += ch;
       }
@@ -102,7 +108,10 @@
     const shown = bytes.subarray(0, PAYLOAD_SHOWN_BYTES);
     let text;
     try {
-      text = new TextDecoder("utf-8", {fatal: true}).decode(shown);
+      // stream: a character cut at the limit is held back, not an error;
+      // ignoreBOM: a leading U+FEFF stays (and visible() shows it).
+      text = new TextDecoder("utf-8", {fatal: true, ignoreBOM: true})
+                 .decode(shown, {stream: bytes.length > shown.length});
     } catch (e) {
       // Not UTF-8 (or cut inside a character): hex, 32 bytes a line.
       const lines = [];
@@ -417,11 +426,14 @@
     for (const type of Array.from(rows.keys()).sort()) {
       const t = rows.get(type);
       const tr = el("tr", {"data-type": type});
-      const name = el("td", {}, type === "" ? "(no type)" : type);
-      const link = el("a", {"href": "#/tasks?type=" + encodeURIComponent(type)});
-      link.append(name.firstChild || "");
-      name.textContent = "";
-      name.append(link);
+      const name = el("td");
+      if (type === "") {
+        // The API's type filter takes "" as every type: no link.
+        name.append(el("span", {"class": "muted"}, "(no type)"));
+      } else {
+        name.append(el("a", {"href": "#/tasks?type=" +
+                                      encodeURIComponent(type)}, type));
+      }
       tr.append(name);
       for (const s of STATUSES) {
         const td = el("td", {"class": "num", "data-status": s},
@@ -438,9 +450,10 @@
       const button = el("button", {"type": "button",
                                    "data-action": isPaused ? "resume" : "pause"},
                         isPaused ? "Resume" : "Pause");
-      button.addEventListener("click", () => act(
-          () => api("POST", isPaused ? "/v1/resume" : "/v1/pause", {type}),
-          (isPaused ? "Resumed " : "Paused ") + visible(type)));
+      button.addEventListener("click", () => act(button, async () => {
+        await api("POST", isPaused ? "/v1/resume" : "/v1/pause", {type});
+        return (isPaused ? "Resumed " : "Paused ") + type;
+      }));
       action.append(button);
       tr.append(action);
       body.append(tr);
@@ -468,12 +481,15 @@
   }
 
   let lastSeries = 0;
-  async function refreshOverview() {
+  async function refreshOverview(g) {
     const [stats, paused] = await Promise.all([
       api("GET", "/v1/stats"), api("GET", "/v1/paused")]);
+    if (stale(g)) return;
     renderStats(stats, paused);
     if (Date.now() - lastSeries >= SERIES_REFRESH_MS) {
-      renderSeries(await api("GET", "/v1/series"));
+      const series = await api("GET", "/v1/series");
+      if (stale(g)) return;
+      renderSeries(series);
       lastSeries = Date.now();
     }
   }
@@ -483,7 +499,7 @@
   function listQuery() {
     const query = new URLSearchParams(location.hash.split("?")[1] || "");
     return {
-      status: query.get("status") || "",
+      status: (query.get("status") || "").toUpperCase(),
       type: query.get("type") || "",  // "": any type, as List takes it.
       limit: query.get("limit") || "50",
       after: query.get("after") || "",
@@ -500,16 +516,14 @@
     return "#/tasks" + (s ? "?" + s : "");
   }
 
-  async function refreshTasks() {
+  async function refreshTasks(g) {
     const q = listQuery();
-    $("filter-status").value = q.status;
-    $("filter-type").value = q.type;
-    $("filter-limit").value = q.limit;
     const params = new URLSearchParams({limit: q.limit});
     if (q.status) params.set("status", q.status);
     if (q.type) params.set("type", q.type);
     if (q.after) params.set("after_id", q.after);
     const page = await api("GET", "/v1/tasks?" + params.toString());
+    if (stale(g)) return;
     const body = $("task-list").tBodies[0];
     body.textContent = "";
     for (const t of page.tasks || []) {
@@ -556,31 +570,30 @@
     location.hash = listHash(q);
   });
 
-  // Bulk actions: a dry run counts the tasks, a second click does it.
+  // Bulk actions: a dry run counts the tasks, a second click does it, with
+  // the request the dry run counted (captured then; tasks created since
+  // are left out).
   for (const button of document.querySelectorAll("[data-bulk]")) {
     const verb = button.dataset.bulk;
-    const label = button.textContent;
-    button.addEventListener("click", () => act(async () => {
+    button.addEventListener("click", () => act(button, async () => {
+      const confirmed = disarm(button);
+      if (confirmed) return confirmed();
       const q = listQuery();
-      const request = {type: q.type};
+      const request = {type: q.type,
+                       created_before_micros: String(Date.now() * 1000 + 1)};
       if (q.status) request.status = q.status;
-      if (button.dataset.armed !== "yes") {
-        const dry = await api("POST", "/v1/bulk/" + verb,
-                              Object.assign({dry_run: true}, request));
-        button.dataset.armed = "yes";
-        button.textContent = "Confirm: " + verb + " " + num(dry.changed) +
-                             (dry.more ? "+" : "") + " tasks";
-        setTimeout(() => {
-          button.dataset.armed = "";
-          button.textContent = label;
-        }, 8000);
-        return null;
-      }
-      button.dataset.armed = "";
-      button.textContent = label;
-      const done = await api("POST", "/v1/bulk/" + verb, request);
-      return verb + ": " + num(done.changed) + " tasks" +
-             (done.more ? " (more remain: run it again)" : "");
+      const dry = await api("POST", "/v1/bulk/" + verb,
+                            Object.assign({dry_run: true}, request));
+      const what = (q.status ? q.status + " " : "") + "tasks" +
+                   (q.type ? " of type " + q.type : " of every type");
+      arm(button, "Confirm: " + verb + " " + num(dry.changed) +
+                      (dry.more ? "+" : "") + " " + what,
+          async () => {
+            const done = await api("POST", "/v1/bulk/" + verb, request);
+            return verb + ": " + num(done.changed) + " " + what +
+                   (done.more ? " (more remain: run it again)" : "");
+          });
+      return null;
     }));
   }
 
@@ -588,11 +601,12 @@
 
   let shownTask = null;
 
-  async function refreshTask(id) {
+  async function refreshTask(id, g) {
     let task;
     try {
       task = await api("GET", "/v1/tasks/" + encodeURIComponent(id));
     } catch (e) {
+      if (stale(g)) return;
       if (e instanceof ApiError && e.status === 404) {
         shownTask = null;
         setText($("task-id"), id);
@@ -607,6 +621,7 @@
     }
     const history = await api("GET", "/v1/tasks/" + encodeURIComponent(id) +
                                      "/history");
+    if (stale(g)) return;
     shownTask = task;
     setText($("task-id"), task.id);
     const badge = $("task-status");
@@ -616,6 +631,10 @@
         !(task.status === "FAILED" || task.status === "CANCELLED");
     $("task-cancel").disabled =
         !(task.status === "PENDING" || task.status === "CLAIMED");
+    // The engine deletes finished tasks only.
+    $("task-delete").disabled = !(task.status === "COMPLETED" ||
+                                  task.status === "FAILED" ||
+                                  task.status === "CANCELLED");
     const fields = $("task-fields");
     fields.textContent = "";
     const add = (name, value) => {
@@ -656,27 +675,26 @@
     }
   }
 
+  // The task page's buttons act on the task shown when they were clicked
+  // (cancel and delete: when first clicked).
   function taskAction(button, verb, method, confirmFirst) {
     const label = button.textContent;
-    button.addEventListener("click", () => act(async () => {
-      if (shownTask === null) return null;
-      const id = shownTask.id;
-      if (confirmFirst && button.dataset.armed !== "yes") {
-        button.dataset.armed = "yes";
-        button.textContent = "Confirm " + label.toLowerCase();
-        setTimeout(() => {
-          button.dataset.armed = "";
-          button.textContent = label;
-        }, 8000);
-        return null;
-      }
-      button.dataset.armed = "";
-      button.textContent = label;
+    const run = async (id) => {
       const path = "/v1/tasks/" + encodeURIComponent(id) +
                    (method === "DELETE" ? "" : "/" + verb);
       await api(method, path, method === "DELETE" ? undefined : {});
       if (method === "DELETE") location.hash = "#/tasks";
       return label + ": task " + id;
+    };
+    button.addEventListener("click", () => act(button, async () => {
+      const confirmed = disarm(button);
+      if (confirmed) return confirmed();
+      if (shownTask === null) return null;
+      const id = shownTask.id;
+      if (!confirmFirst) return run(id);
+      arm(button, "Confirm " + label.toLowerCase() + " of task " + id,
+          () => run(id));
+      return null;
     }));
   }
   taskAction($("task-retry"), "retry", "POST", false);
@@ -685,16 +703,47 @@
 
   // ---- Routing and refresh ---------------------------------------------
 
-  // Runs an action, then shows its outcome and refreshes the view.
-  async function act(action, done) {
+  // Two-click buttons: the first click arms the button with what the second
+  // will do; a timeout and every navigation disarm it.
+  const armed = new Map();  // button -> {action, label, timer}
+  function arm(button, text, action) {
+    disarm(button);
+    armed.set(button, {action, label: button.textContent,
+                       timer: setTimeout(() => disarm(button), 8000)});
+    button.dataset.armed = "yes";
+    setText(button, text);
+  }
+  // The armed action (and disarms), or null.
+  function disarm(button) {
+    const a = armed.get(button);
+    if (!a) return null;
+    armed.delete(button);
+    clearTimeout(a.timer);
+    button.dataset.armed = "";
+    button.textContent = a.label;
+    return a.action;
+  }
+  function disarmAll() {
+    for (const button of Array.from(armed.keys())) disarm(button);
+  }
+
+  // Runs a button's action (the button disabled meanwhile, so a double
+  // click does it once), shows its outcome, and refreshes the view. The
+  // action returns the text to show, or null for none.
+  async function act(button, action) {
+    if (button.disabled) return;
+    button.disabled = true;
+    let text = null;
     try {
-      const text = await action();
-      if (text === null) return;
-      notice(text !== undefined ? text : done);
-      await refresh();
+      text = await action();
     } catch (e) {
-      report(e);
+      report(e);  // Stays up: no refresh to clear it.
+      return;
+    } finally {
+      button.disabled = false;
     }
+    if (text !== null && text !== undefined) notice(text);
+    await refresh();
   }
 
   function currentView() {
@@ -707,28 +756,47 @@
     return {view: "overview"};
   }
 
+  // Each navigation starts a generation; what a refresh fetched for an
+  // earlier one is dropped, not shown (nor acted on).
+  let generation = 0;
+  const stale = (g) => g !== generation;
+
   let refreshing = false;
+  let again = false;
   async function refresh() {
-    if (!$("login").hidden || refreshing) return;
+    if (!$("login").hidden) return;
+    if (refreshing) {
+      again = true;  // Runs once the one in flight ends.
+      return;
+    }
     refreshing = true;
     try {
-      const v = currentView();
-      if (v.view === "overview") await refreshOverview();
-      if (v.view === "tasks") await refreshTasks();
-      if (v.view === "task") await refreshTask(v.id);
-      setText($("status-line"), "updated " + new Date().toLocaleTimeString());
-      $("status-line").classList.remove("stale");
-      if ($("message").classList.contains("notice") === false) report(null);
+      do {
+        again = false;
+        const g = generation;
+        const v = currentView();
+        if (v.view === "overview") await refreshOverview(g);
+        if (v.view === "tasks") await refreshTasks(g);
+        if (v.view === "task") await refreshTask(v.id, g);
+        if (stale(g)) continue;
+        setText($("status-line"),
+                "updated " + new Date().toLocaleTimeString());
+        $("status-line").classList.remove("stale");
+        if (!$("message").classList.contains("notice")) report(null);
+        document.body.dataset.loaded = "yes";
+      } while (again);
     } catch (e) {
       $("status-line").classList.add("stale");
       report(e);
+      document.body.dataset.loaded = "yes";
     } finally {
       refreshing = false;
-      document.body.dataset.loaded = "yes";
     }
   }
 
   function route() {
+    generation++;
+    disarmAll();
     const v = currentView();
     for (const name of ["overview", "tasks", "task"]) {
       $("view-" + name).hidden = name !== v.view;
@@ -736,12 +804,35 @@
     $("nav-overview").classList.toggle("current", v.view === "overview");
     $("nav-tasks").classList.toggle("current", v.view !== "overview");
     $("sign-out").hidden = sessionStorage.getItem(TOKEN_KEY) === null;
+    // Nothing of the last task stays on the page or in reach of a button.
+    shownTask = null;
+    for (const id of ["task-id", "task-status", "task-fields", "task-payload",
+                      "task-result"]) {
+      $(id).textContent = "";
+    }
+    $("task-history").tBodies[0].textContent = "";
+    for (const id of ["task-retry", "task-cancel", "task-delete"]) {
+      $(id).disabled = true;
+    }
+    if (v.view === "tasks") {
+      // The form shows the filter in effect; a refresh leaves it alone, so
+      // what is being typed stays.
+      const q = listQuery();
+      $("filter-status").value = q.status;
+      $("filter-type").value = q.type;
+      $("filter-limit").value = q.limit;
+    }
     lastSeries = 0;
     document.body.dataset.loaded = "";
     refresh();
   }
 
   window.addEventListener("hashchange", route);
-  setInterval(refresh, REFRESH_MS);
+  // The overview and a task page follow the engine; the list is fetched
+  // when it is opened, changed or refreshed (its tasks carry payloads).
+  setInterval(() => {
+    if (!document.hidden && currentView().view !== "tasks") refresh();
+  }, REFRESH_MS);
+  $("list-refresh").addEventListener("click", () => refresh());
   route();
 })();
