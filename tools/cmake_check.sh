@@ -10,11 +10,18 @@
 #   4. builds and runs two consumers of the installed library, the README's
 #      API tour (examples/consumers/quickstart.cc) on a data directory under
 #      the temporary folder: examples/consumers/cmake (find_package, shared
-#      and static) and examples/consumers/pkgconfig (pkg-config + make).
+#      and static) and examples/consumers/pkgconfig (pkg-config + make);
+#   5. when the build has TASKWAL_WITH_JETSTREAM (the default), checks that
+#      the JetStream mode was installed (libtaskwal_jetstream.a/.so,
+#      taskwal/jetstream.h, taskwalJetStreamTargets.cmake,
+#      taskwal-jetstream.pc) and builds and runs examples/consumers/
+#      jetstream.cc through both (taskwal::jetstream and _static,
+#      pkg-config taskwal-jetstream): no NATS server is needed, it checks
+#      that OpenJetStreamEngine refuses bad options and an unreachable one.
 # Ends with "cmake_check: PASS ..." and exit 0, or "cmake_check: FAIL ..."
 # and exit 1. Needs the Debian packages tools/setup.sh installs (cmake,
 # pkg-config, libabsl-dev, libprotobuf-dev, protobuf-compiler, libgtest-dev,
-# libgmock-dev); does not use Bazel.
+# libgmock-dev, libnats-dev); does not use Bazel.
 #   TASKWAL_CMAKE_BUILD_DIR=DIR  build there (kept, reused: incremental)
 #                                instead of a fresh temporary directory
 #   TASKWAL_CMAKE_JOBS=N         parallel jobs (default 2)
@@ -129,6 +136,56 @@ echo "${out}"
 grep -qF "quickstart: taskwal ${version}:" <<<"${out}" ||
   fail "examples/consumers/pkgconfig: quickstart printed no result line"
 
+# --- 5. The JetStream mode --------------------------------------------------------
+jetstream="$(sed -nE 's/^TASKWAL_WITH_JETSTREAM:BOOL=(.*)/\1/p' "${BUILD}/CMakeCache.txt")"
+case "${jetstream}" in
+  ON | on | 1 | TRUE | true | YES | yes) jetstream=ON ;;
+  *) jetstream=OFF ;;
+esac
+js_note="JetStream mode off"
+if [[ "${jetstream}" == ON ]]; then
+  step "JetStream mode: installed files"
+  for f in "${libdir}/libtaskwal_jetstream.a" "${libdir}/libtaskwal_jetstream.so" \
+    "${libdir}/cmake/taskwal/taskwalJetStreamTargets.cmake" \
+    "${pcdir}/taskwal-jetstream.pc" "${PREFIX}/include/taskwal/jetstream.h"; do
+    [[ -e "${f}" ]] || fail "not installed: ${f}"
+  done
+  pc_version="$(pkg-config --modversion taskwal-jetstream)" ||
+    fail "pkg-config taskwal-jetstream"
+  [[ "${pc_version}" == "${version}" ]] ||
+    fail "taskwal-jetstream.pc says ${pc_version}, api/version.h ${version}"
+
+  step "consumer: find_package(taskwal COMPONENTS jetstream)"
+  cmake -S "${ROOT}/examples/consumers/cmake" -B "${WORK}/consumer-cmake-js" \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PREFIX}" \
+    -DWITH_JETSTREAM=ON ||
+    fail "configure examples/consumers/cmake -DWITH_JETSTREAM=ON"
+  cmake --build "${WORK}/consumer-cmake-js" -j "${JOBS}" \
+    --target jetstream jetstream_static ||
+    fail "build examples/consumers/cmake's jetstream"
+  for exe in jetstream jetstream_static; do
+    out="$("${WORK}/consumer-cmake-js/${exe}" 2>&1)" ||
+      fail "examples/consumers/cmake: ${exe} failed: ${out}"
+    echo "${out}"
+    grep -qF "jetstream: taskwal ${version}:" <<<"${out}" ||
+      fail "examples/consumers/cmake: ${exe} printed no result line"
+  done
+  # The shared one runs on the installed library, not the build's.
+  ldd "${WORK}/consumer-cmake-js/jetstream" |
+    grep -qF "${libdir}/libtaskwal_jetstream.so" ||
+    fail "the consumer's jetstream does not load the installed libtaskwal_jetstream.so"
+
+  step "consumer: pkg-config taskwal-jetstream"
+  make -C "${ROOT}/examples/consumers/pkgconfig" OUT="${WORK}/consumer-pkgconfig" \
+    jetstream-mode || fail "build examples/consumers/pkgconfig jetstream-mode"
+  out="$("${WORK}/consumer-pkgconfig/jetstream" 2>&1)" ||
+    fail "examples/consumers/pkgconfig: jetstream failed: ${out}"
+  echo "${out}"
+  grep -qF "jetstream: taskwal ${version}:" <<<"${out}" ||
+    fail "examples/consumers/pkgconfig: jetstream printed no result line"
+  js_note="JetStream consumers (find_package, pkg-config) ran"
+fi
+
 echo "cmake_check: PASS: built, ${ntests} ctest tests passed, installed" \
   "taskwal ${version}, find_package and pkg-config consumers ran the API" \
-  "tour ($((SECONDS - START))s)"
+  "tour, ${js_note} ($((SECONDS - START))s)"
