@@ -91,7 +91,8 @@ bool SameOrigin(const httplib::Request& req) {
 // 127.0.0.1 (DNS rebinding) sends its name. No Host header: not a browser.
 bool HostIsAnAddress(const httplib::Request& req) {
   if (!req.has_header("Host")) return true;
-  absl::string_view host = req.get_header_value("Host");
+  const std::string header = req.get_header_value("Host");  // A copy.
+  absl::string_view host = header;
   if (absl::StartsWith(host, "[")) return true;  // An IPv6 literal.
   host = host.substr(0, host.find(':'));
   if (host == "localhost") return true;
