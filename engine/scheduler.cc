@@ -16,7 +16,7 @@ int Scheduler::TypeIndex(absl::string_view type) {
       type_index_.try_emplace(type, static_cast<int>(ready_.size()));
   if (inserted) {
     ready_.emplace_back();
-    ready_since_.emplace_back();
+    ready_ages_.emplace_back();
     paused_.push_back(false);
     delayed_by_type_.emplace_back();
     type_names_.emplace_back(type);
@@ -32,9 +32,30 @@ const Scheduler::ReadySet* Scheduler::FindReady(absl::string_view type) const {
 
 void Scheduler::InsertReady(int type_index, int32_t priority, uint64_t id,
                             int64_t ready_since) {
-  ready_[type_index].insert({{ReadyRank(priority), id}, ready_since});
-  ready_since_[type_index].insert({ready_since, id});
+  const int64_t rank = ReadyRank(priority);
+  ready_[type_index].insert({{rank, id}, ready_since});
+  std::vector<ReadyAge>& ages = ready_ages_[type_index];
+  ages.push_back({ready_since, id, rank});
+  std::push_heap(ages.begin(), ages.end(), AgeAfter);
   NoteReadied(type_index);
+}
+
+bool Scheduler::IsLive(int type_index, const ReadyAge& age) const {
+  const ReadySet& set = ready_[type_index];
+  auto it = set.find({age.rank, age.id});
+  return it != set.end() && it->second == age.since;
+}
+
+void Scheduler::CompactAges(int type_index) {
+  std::vector<ReadyAge>& ages = ready_ages_[type_index];
+  const ReadySet& set = ready_[type_index];
+  if (ages.size() <= 2 * set.size() + 64) return;
+  ages.clear();
+  for (const auto& [key, since] : set) {
+    ages.push_back({since, key.second, key.first});
+  }
+  std::make_heap(ages.begin(), ages.end(), AgeAfter);
+  if (ages.capacity() > 4 * ages.size() + 256) ages.shrink_to_fit();
 }
 
 void Scheduler::AddPending(uint64_t id, absl::string_view type,
@@ -67,8 +88,8 @@ void Scheduler::RemovePending(uint64_t id, absl::string_view type,
   ReadySet& set = ready_[it->second];
   auto ready = set.find({ReadyRank(priority), id});
   if (ready == set.end()) return;
-  ready_since_[it->second].erase({ready->second, id});
   set.erase(ready);
+  CompactAges(it->second);
 }
 
 void Scheduler::NoteReadied(int type_index) {
@@ -136,8 +157,12 @@ std::optional<int64_t> Scheduler::OldestReady(absl::string_view type,
   auto it = type_index_.find(type);
   if (it == type_index_.end()) return std::nullopt;
   std::optional<int64_t> oldest;
-  const auto& ready = ready_since_[it->second];
-  if (!ready.empty()) oldest = ready.begin()->first;
+  std::vector<ReadyAge>& ages = ready_ages_[it->second];
+  while (!ages.empty() && !IsLive(it->second, ages.front())) {
+    std::pop_heap(ages.begin(), ages.end(), AgeAfter);
+    ages.pop_back();
+  }
+  if (!ages.empty()) oldest = ages.front().since;
   const auto& delayed = delayed_by_type_[it->second];
   if (!delayed.empty() && delayed.begin()->first <= now) {
     const int64_t since = delayed_.find(*delayed.begin())->second.ready_since;

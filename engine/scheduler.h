@@ -125,8 +125,26 @@ class Scheduler {
   int64_t promoted_through_ = INT64_MIN;
   absl::flat_hash_map<std::string, int> type_index_;
   std::vector<ReadySet> ready_;  // By type index.
-  // (ready since, id) of the tasks in ready_, by type index: OldestReady.
-  std::vector<absl::btree_set<std::pair<int64_t, uint64_t>>> ready_since_;
+  // For OldestReady, by type index: a min-heap by (since, id) of the tasks
+  // in ready_, and of some that have left it (a claim does not touch the
+  // heap: cheaper on the claim path than an ordered set). OldestReady pops
+  // departed entries off the top; the heap is rebuilt from ready_ once
+  // departed entries outnumber live ones (CompactAges), so it holds at
+  // most twice the ready tasks plus a constant.
+  struct ReadyAge {
+    int64_t since;
+    uint64_t id;
+    int64_t rank;
+  };
+  // Whether `a` comes after `b` (std::push_heap keeps a min-heap with it).
+  static bool AgeAfter(const ReadyAge& a, const ReadyAge& b) {
+    return a.since != b.since ? a.since > b.since : a.id > b.id;
+  }
+  // Whether `age` is still a ready task's entry.
+  bool IsLive(int type_index, const ReadyAge& age) const;
+  void CompactAges(int type_index);
+  // Mutable: OldestReady, const, drops departed entries.
+  mutable std::vector<std::vector<ReadyAge>> ready_ages_;
   std::vector<bool> paused_;  // By type index.
   size_t paused_count_ = 0;
   std::deque<std::string> type_names_;  // By type index; stable addresses.

@@ -1,8 +1,10 @@
 #include "engine/scheduler.h"
 
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -209,6 +211,59 @@ TEST_F(SchedulerTest, OldestReadyIsTheLongestReadyTask) {
   EXPECT_EQ(s_.OldestReady("sms", 1000), 50);
   s_.RemovePending(6, "sms", 0, 0);
   EXPECT_EQ(s_.OldestReady("sms", 1000), std::nullopt);
+}
+
+// OldestReady against a plain model through many random adds, removals
+// (claims in any order, with priorities) and re-adds of the same task: the
+// heap's lazily dropped entries and its rebuilds never show.
+TEST(SchedulerOldestReadyTest, MatchesAModelThroughRandomChanges) {
+  Scheduler s;
+  struct Task {
+    int32_t priority;
+    int64_t since;
+  };
+  std::map<uint64_t, Task> ready;  // The model: ready tasks of type "t".
+  std::mt19937_64 rng(7);
+  uint64_t next_id = 1;
+  int64_t now = 1000;
+  for (int step = 0; step < 20000; ++step) {
+    now += static_cast<int64_t>(rng() % 3);
+    const int op = static_cast<int>(rng() % 10);
+    if (op < 5 || ready.empty()) {
+      // A new task.
+      const uint64_t id = next_id++;
+      const int32_t priority = static_cast<int32_t>(rng() % 4);
+      // Ready since now or a little before (a due retry).
+      const int64_t since = now - static_cast<int64_t>(rng() % 50);
+      s.AddPending(id, "t", priority, /*not_before=*/0, since);
+      ready[id] = {priority, since};
+    } else {
+      // Remove: the best by priority (a claim), or any (a cancel).
+      auto it = ready.begin();
+      if (op < 8) {
+        for (auto j = ready.begin(); j != ready.end(); ++j) {
+          if (j->second.priority > it->second.priority) it = j;
+        }
+      } else {
+        std::advance(it, static_cast<long>(rng() % ready.size()));
+      }
+      s.RemovePending(it->first, "t", it->second.priority, 0);
+      if (op == 9) {
+        // Back to PENDING at once, ready since later.
+        s.AddPending(it->first, "t", it->second.priority, 0, now);
+        it->second.since = now;
+      } else {
+        ready.erase(it);
+      }
+    }
+    if (step % 7 == 0 || step > 19900) {
+      std::optional<int64_t> want;
+      for (const auto& [id, task] : ready) {
+        if (!want.has_value() || task.since < *want) want = task.since;
+      }
+      ASSERT_EQ(s.OldestReady("t", now), want) << "step " << step;
+    }
+  }
 }
 
 TEST_F(SchedulerTest, LeasesAndFinishedAreOrderedByTime) {
