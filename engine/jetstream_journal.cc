@@ -612,6 +612,9 @@ void JetStreamJournal::HandleReply(absl::string_view subject, natsMsg* msg) {
   }
   Piece& piece = queue_[seq - queue_.front().seq];
   if (!piece.sent || piece.acked) return;
+  // The publisher has work whatever the reply says: the next message, or
+  // a resync.
+  publisher_cv_.Signal();
   if (!ack.ok()) {
     if (trouble_.empty()) trouble_ = std::string(ack.status().message());
     return;
@@ -637,6 +640,7 @@ void JetStreamJournal::HandleReply(absl::string_view subject, natsMsg* msg) {
 }
 
 void JetStreamJournal::AdvanceLocked() {
+  bool advanced = false;
   while (!queue_.empty() && queue_.front().acked) {
     for (const PartitionLsn& r : queue_.front().durable) {
       durable_lsn_[r.partition] = std::max(durable_lsn_[r.partition], r.lsn);
@@ -644,7 +648,23 @@ void JetStreamJournal::AdvanceLocked() {
     acked_through_ = queue_.front().seq;
     queued_bytes_ -= queue_.front().body.size();
     queue_.pop_front();
+    advanced = true;
   }
+  if (advanced) WakeSyncersLocked();
+}
+
+void JetStreamJournal::WakeSyncersLocked() {
+  const bool all = !failure_.ok() || closed_;
+  size_t kept = 0;
+  for (Syncer* syncer : syncers_) {
+    if (all || DurableLocked(syncer->records)) {
+      syncer->done = true;
+      syncer->cv.Signal();
+    } else {
+      syncers_[kept++] = syncer;
+    }
+  }
+  syncers_.resize(kept);
 }
 
 void JetStreamJournal::TakeStagedLocked() {
@@ -714,6 +734,9 @@ void JetStreamJournal::SendLocked() {
 
 void JetStreamJournal::FailLocked(absl::Status s) {
   if (failure_.ok()) failure_ = std::move(s);
+  failed_.store(true, std::memory_order_release);
+  publisher_cv_.Signal();
+  WakeSyncersLocked();
 }
 
 absl::Status JetStreamJournal::Resync() {
@@ -798,7 +821,10 @@ void JetStreamJournal::PublisherLoop() {
              (closing_ && staged_.empty() && queue_.empty()) ||
              (room && (!staged_.empty() || unsent));
     };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
+    // A CondVar, not Mutex::AwaitWithTimeout: the latter's condition would
+    // be evaluated by every unlock of mu_. The timeout checks for overdue
+    // replies.
+    if (!ready()) publisher_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
     if (!failure_.ok()) break;
     // A piece whose reply is overdue.
     if (trouble_.empty() && !queue_.empty()) {
@@ -853,8 +879,10 @@ absl::StatusOr<uint64_t> JetStreamJournal::Append(uint32_t partition,
   if (!failure_.ok()) return failure_;
   if (closing_) return absl::FailedPreconditionError("the journal is closed");
   const uint64_t lsn = ++next_lsn_[partition];
+  const bool first = staged_.empty();
   AppendRecord(&staged_, partition, lsn, bytes);
   staged_lsns_.push_back(PartitionLsn{partition, lsn});
+  if (first && in_flight_ == 0) publisher_cv_.Signal();
   ++records_;
   ++records_sent_;
   return lsn;
@@ -876,6 +904,7 @@ absl::Status JetStreamJournal::AppendGroup(
   WaitForRoomLocked();
   if (!failure_.ok()) return failure_;
   if (closing_) return absl::FailedPreconditionError("the journal is closed");
+  if (staged_.empty() && in_flight_ == 0) publisher_cv_.Signal();
   // Staged together, they go out in one frame: all or none.
   for (size_t i = 0; i < records.size(); ++i) {
     const uint32_t p = partitions[i];
@@ -899,29 +928,28 @@ bool JetStreamJournal::DurableLocked(
 absl::Status JetStreamJournal::Sync(absl::Span<const PartitionLsn> records) {
   absl::MutexLock lock(&mu_);
   if (!config_.wait_for_acks) return failure_;
-  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return DurableLocked(records) || !failure_.ok() || closed_;
-  };
-  mu_.Await(absl::Condition(&done));
-  if (DurableLocked(records)) return absl::OkStatus();
-  if (!failure_.ok()) return failure_;
-  return absl::FailedPreconditionError("the journal closed before the sync");
+  return WaitDurableLocked(records);
 }
 
 absl::Status JetStreamJournal::SyncAll() {
-  std::vector<PartitionLsn> all;
-  {
-    absl::MutexLock lock(&mu_);
-    for (uint32_t p = 0; p < partitions_; ++p) {
-      all.push_back(PartitionLsn{p, next_lsn_[p]});
-    }
-  }
   absl::MutexLock lock(&mu_);
-  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return DurableLocked(all) || !failure_.ok() || closed_;
-  };
-  mu_.Await(absl::Condition(&done));
-  if (DurableLocked(all)) return absl::OkStatus();
+  std::vector<PartitionLsn> all;
+  for (uint32_t p = 0; p < partitions_; ++p) {
+    all.push_back(PartitionLsn{p, next_lsn_[p]});
+  }
+  return WaitDurableLocked(all);
+}
+
+absl::Status JetStreamJournal::WaitDurableLocked(
+    absl::Span<const PartitionLsn> records) {
+  if (!DurableLocked(records) && failure_.ok() && !closed_) {
+    Syncer syncer;
+    syncer.records = records;
+    syncers_.push_back(&syncer);
+    // Whoever sets done also takes it out of syncers_.
+    while (!syncer.done) syncer.cv.Wait(&mu_);
+  }
+  if (DurableLocked(records)) return absl::OkStatus();
   if (!failure_.ok()) return failure_;
   return absl::FailedPreconditionError("the journal closed before the sync");
 }
@@ -931,7 +959,10 @@ absl::StatusOr<uint64_t> JetStreamJournal::StartSegment() {
   if (!failure_.ok()) return failure_;
   // Cut what is staged into pieces now: records appended from here on go
   // into frames at next_seq_ or after.
-  if (!staged_.empty()) TakeStagedLocked();
+  if (!staged_.empty()) {
+    TakeStagedLocked();
+    publisher_cv_.Signal();
+  }
   return next_seq_;
 }
 
@@ -970,6 +1001,7 @@ absl::StatusOr<uint64_t> JetStreamJournal::CommitManifest(
   const uint64_t seq = p.seq;
   queued_bytes_ += p.body.size();
   queue_.push_back(std::move(p));
+  publisher_cv_.Signal();
   auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return acked_through_ >= seq || !failure_.ok() || closed_;
   };
@@ -994,6 +1026,7 @@ JournalStats JetStreamJournal::stats() const {
 }
 
 absl::Status JetStreamJournal::Failure() const {
+  if (!failed_.load(std::memory_order_acquire)) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   return failure_;
 }
@@ -1005,10 +1038,12 @@ absl::Status JetStreamJournal::Close() {
       return absl::FailedPreconditionError("the journal is already closed");
     }
     closing_ = true;
+    publisher_cv_.Signal();
   }
   if (publisher_.joinable()) publisher_.join();
   absl::MutexLock lock(&mu_);
   closed_ = true;
+  WakeSyncersLocked();
   if (!failure_.ok()) return failure_;
   if (!staged_.empty() || !queue_.empty()) {
     return absl::InternalError("the journal closed with records unsent");

@@ -29,6 +29,7 @@
 // message as stored if it is its own, and sends the rest again, for up to
 // retry_for; a message of another writer there means this one was deposed.
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -266,6 +267,23 @@ class JetStreamJournal final : public Journal {
   static constexpr size_t kMaxBufferedBytes = size_t{256} << 20;
   bool DurableLocked(absl::Span<const PartitionLsn> records) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits until records are acknowledged, the journal failed or it closed.
+  absl::Status WaitDurableLocked(absl::Span<const PartitionLsn> records)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Wakes the Sync callers whose records are durable now, or all of them
+  // once the journal failed or closed.
+  void WakeSyncersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // A Sync caller waiting for its records. Each waits on a CondVar of its
+  // own and is signalled by whoever makes its records durable: a
+  // Mutex::Await condition would be evaluated by every unlock of mu_, by
+  // every caller of Append. (Signalled callers then wake one another as
+  // each unlocks mu_: one wake-up each, as few as there can be.)
+  struct Syncer {
+    absl::Span<const PartitionLsn> records;
+    absl::CondVar cv;
+    bool done = false;
+  };
 
   const Config config_;
   const std::unique_ptr<Connection> conn_;
@@ -284,6 +302,10 @@ class JetStreamJournal final : public Journal {
   std::string staged_ ABSL_GUARDED_BY(mu_);  // The frame being built.
   std::vector<PartitionLsn> staged_lsns_ ABSL_GUARDED_BY(mu_);
   std::deque<Piece> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<Syncer*> syncers_ ABSL_GUARDED_BY(mu_);
+  // Signalled when the publisher may have work: records staged while no
+  // message is in flight, a reply, trouble, a failure, closing.
+  absl::CondVar publisher_cv_;
   size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Of queue_'s bodies.
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_);        // Of the next piece cut.
   uint64_t acked_through_ ABSL_GUARDED_BY(mu_);   // Every piece up to it.
@@ -292,6 +314,8 @@ class JetStreamJournal final : public Journal {
   // A reply refused a piece or said something unexpected.
   std::string trouble_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  // !failure_.ok(), read without mu_ by Failure (on every engine write).
+  std::atomic<bool> failed_{false};
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t records_ ABSL_GUARDED_BY(mu_) = 0;
