@@ -35,8 +35,6 @@ using ::taskwal::wal::StatusOf;
 
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 constexpr absl::StatusCode kNotFound = absl::StatusCode::kNotFound;
-constexpr absl::StatusCode kPrecondition =
-    absl::StatusCode::kFailedPrecondition;
 constexpr absl::StatusCode kAborted = absl::StatusCode::kAborted;
 constexpr absl::StatusCode kCancelled = absl::StatusCode::kCancelled;
 
