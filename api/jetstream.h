@@ -35,6 +35,7 @@
 // Open loads the newest and replays only the records after it; the journal
 // before the snapshot preceding it is purged.
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -61,6 +62,10 @@ struct JetStreamOptions {
   // How long failed appends are retried before the engine fails; covers a
   // stream leader's election (4-8 s in NATS 2.9).
   absl::Duration retry_for = absl::Seconds(60);
+  // Back-pressure: while this many bytes of records are staged or sent and
+  // not yet acknowledged (NATS is slow or away, or SyncMode::kNone outruns
+  // it), writes wait for room. At least 1 MiB.
+  size_t max_unacknowledged_bytes = size_t{256} << 20;
   // Shards: independent clusters <cluster>-0, <cluster>-1, ... (each its
   // own stream, lease and leader), which different processes on different
   // machines can lead. A task lives in the shard of its key's hash. 1 (the
@@ -81,7 +86,9 @@ JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard);
 // partitions) and replays it. options.data_dir must be empty and
 // options.read_only false; options.sync_mode kNone acknowledges before
 // the stream does, the other modes after. Call it once this process holds
-// the cluster's lease.
+// the cluster's lease. If the writer before it purges records it has still
+// to read (that writer snapshotted meanwhile), it starts again from the
+// newer snapshot, for up to retry_for.
 //   kInvalidArgument: bad options.
 //   kUnavailable: no NATS server answered, or the stream did not within
 //     retry_for.

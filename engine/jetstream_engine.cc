@@ -14,6 +14,7 @@
 #include "engine/engine_impl.h"
 #include "engine/jetstream_journal.h"
 #include "engine/jetstream_snapshots.h"
+#include "engine/jetstream_testing.h"
 #include "engine/recovery.h"
 #include "engine/transition.pb.h"
 #include "taskwal/jetstream.h"
@@ -29,6 +30,7 @@ Config MakeConfig(const JetStreamOptions& options) {
   config.replicas = options.replicas;
   config.ack_timeout = options.ack_timeout;
   config.retry_for = options.retry_for;
+  config.max_buffered_bytes = options.max_unacknowledged_bytes;
   return config;
 }
 
@@ -53,6 +55,11 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
     return absl::InvalidArgumentError(
         "JetStreamOptions.ack_timeout must be at least 10 ms and retry_for "
         "not negative");
+  }
+  if (options.max_unacknowledged_bytes < (size_t{1} << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("JetStreamOptions.max_unacknowledged_bytes is ",
+                     options.max_unacknowledged_bytes, ", less than 1 MiB"));
   }
   return absl::OkStatus();
 }
@@ -171,6 +178,18 @@ struct Opening {
   StreamState stream;
 };
 
+// Connects and opens the cluster's stream (creating it on first use).
+absl::StatusOr<Opening> Connect(const Config& config, uint32_t partitions,
+                                absl::string_view role) {
+  Opening o;
+  o.config = config;
+  TASKWAL_ASSIGN_OR_RETURN(
+      o.conn, Connection::Connect(
+                  config, absl::StrCat("taskwal ", role, " ", config.cluster)));
+  TASKWAL_ASSIGN_OR_RETURN(o.stream, OpenStream(*o.conn, config, partitions));
+  return o;
+}
+
 absl::StatusOr<Opening> Begin(const EngineOptions& options,
                               const JetStreamOptions& jetstream,
                               absl::string_view role) {
@@ -181,28 +200,25 @@ absl::StatusOr<Opening> Begin(const EngineOptions& options,
         "an engine on JetStream has no data directory and cannot be "
         "read-only");
   }
-  Opening o;
-  o.config = MakeConfig(jetstream);
-  o.config.wait_for_acks = options.sync_mode != SyncMode::kNone;
-  TASKWAL_ASSIGN_OR_RETURN(
-      o.conn, Connection::Connect(o.config, absl::StrCat("taskwal ", role, " ",
-                                                         jetstream.cluster)));
-  TASKWAL_ASSIGN_OR_RETURN(o.stream,
-                           OpenStream(*o.conn, o.config, options.partitions));
-  return o;
+  Config config = MakeConfig(jetstream);
+  config.wait_for_acks = options.sync_mode != SyncMode::kNone;
+  return Connect(config, options.partitions, role);
 }
 
 // Fences the stream, reads it from `from` to the fence into `follower`,
-// and makes the engine.
-absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
-                                                 uint64_t from,
-                                                 absl::Time start) {
+// and makes the engine. kOutOfRange: the writer before purged messages
+// this one had still to read (it snapshotted meanwhile).
+absl::StatusOr<std::unique_ptr<Engine>> TakeOverOnce(Opening o,
+                                                     Follower& follower,
+                                                     uint64_t from,
+                                                     absl::Time start) {
   TASKWAL_ASSIGN_OR_RETURN(
       std::unique_ptr<Connection> snapshot_conn,
       Connection::Connect(
           o.config, absl::StrCat("taskwal snapshots ", o.config.cluster)));
   const Config config = o.config;
-  absl::StatusOr<std::unique_ptr<JetStreamJournal>> journal =
+  TASKWAL_ASSIGN_OR_RETURN(
+      std::unique_ptr<JetStreamJournal> journal,
       JetStreamJournal::Open(
           config, std::move(o.conn), o.stream.partitions,
           [&](Connection& c,
@@ -210,21 +226,44 @@ absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
             TASKWAL_RETURN_IF_ERROR(
                 ReadStream(c, config, from, last_seq, follower.ApplyFn()));
             return follower.last_lsn();
-          });
-  if (absl::IsOutOfRange(journal.status())) {
-    // The writer before took snapshots and purged what this one was about
-    // to read: a new attempt starts from the newer snapshot.
-    return absl::UnavailableError(
-        absl::StrCat(journal.status().message(),
-                     "; open again (it starts from the newer snapshot)"));
-  }
-  if (!journal.ok()) return journal.status();
+          }));
   // This writer's snapshots follow the newest committed one, whoever wrote
   // it (a standby may have loaded an older one long ago).
   TASKWAL_ASSIGN_OR_RETURN(const uint64_t newest,
                            NewestManifestSeq(*snapshot_conn, config));
-  return follower.MakeEngine(*std::move(journal), std::move(snapshot_conn),
+  return follower.MakeEngine(std::move(journal), std::move(snapshot_conn),
                              newest, absl::Now() - start);
+}
+
+// TakeOverOnce, and when messages it had to read were purged (the writer
+// before snapshotted meanwhile, or a standby fell that far behind), again
+// from the newest snapshot, for up to retry_for. `reload` says to load the
+// newest snapshot before the first attempt too.
+absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
+                                                 uint64_t from, bool reload,
+                                                 absl::Time start) {
+  const Config config = o.config;
+  const uint32_t partitions = o.stream.partitions;
+  const absl::Time deadline = start + config.retry_for;
+  while (true) {
+    if (reload) {
+      // The stream as it is now: its first message after the purge.
+      TASKWAL_ASSIGN_OR_RETURN(o.stream,
+                               OpenStream(*o.conn, config, partitions));
+      TASKWAL_RETURN_IF_ERROR(follower.Load(*o.conn, o.stream.first_seq));
+      from = follower.first_segment();
+    }
+    absl::StatusOr<std::unique_ptr<Engine>> engine =
+        TakeOverOnce(std::move(o), follower, from, start);
+    if (!absl::IsOutOfRange(engine.status())) return engine;
+    if (absl::Now() > deadline) {
+      return absl::UnavailableError(
+          absl::StrCat(engine.status().message(), "; gave up after ",
+                       absl::FormatDuration(config.retry_for)));
+    }
+    TASKWAL_ASSIGN_OR_RETURN(o, Connect(config, partitions, "engine"));
+    reload = true;
+  }
 }
 
 class Standby final : public JetStreamStandby {
@@ -270,15 +309,21 @@ class Standby final : public JetStreamStandby {
     }
     promoted_ = true;
     reader_.reset();
-    if (stale_) {
-      // It fell behind a purge: start again from the newest snapshot.
-      TASKWAL_ASSIGN_OR_RETURN(const StreamState stream,
-                               OpenStream(*opening_.conn, opening_.config,
-                                          opening_.stream.partitions));
-      TASKWAL_RETURN_IF_ERROR(follower_.Load(*opening_.conn, stream.first_seq));
-      resume_ = follower_.first_segment();
+    // Fell behind a purge (stale_), or does so now: start again from the
+    // newest snapshot.
+    return TakeOver(std::move(opening_), follower_, resume_, stale_, start);
+  }
+
+  void SetPaused(bool paused) {
+    absl::MutexLock lock(&promote_mu_);
+    if (promoted_) return;
+    if (paused) {
+      StopTailing();
+      reader_.reset();
+      return;
     }
-    return TakeOver(std::move(opening_), follower_, resume_, start);
+    stop_.store(false, std::memory_order_release);
+    if (!stale_) tail_ = std::thread([this] { Tail(); });
   }
 
  private:
@@ -290,6 +335,16 @@ class Standby final : public JetStreamStandby {
 
   void Tail() {
     while (!stop_.load(std::memory_order_acquire)) {
+      if (reader_ == nullptr) {
+        // Subscribe again from the last whole frame.
+        absl::StatusOr<std::unique_ptr<StreamReader>> reader =
+            StreamReader::Open(*opening_.conn, opening_.config, resume_);
+        if (!reader.ok()) {
+          absl::SleepFor(absl::Milliseconds(200));
+          continue;
+        }
+        reader_ = *std::move(reader);
+      }
       bool got = false;
       absl::Status s =
           reader_->Next(absl::Milliseconds(100), follower_.ApplyFn(), &got);
@@ -300,9 +355,7 @@ class Standby final : public JetStreamStandby {
       if (absl::IsUnavailable(s)) {
         // NATS trouble: read again from the last whole frame, later.
         absl::SleepFor(absl::Milliseconds(200));
-        absl::StatusOr<std::unique_ptr<StreamReader>> reader =
-            StreamReader::Open(*opening_.conn, opening_.config, resume_);
-        if (reader.ok()) reader_ = *std::move(reader);
+        reader_.reset();
         continue;
       }
       // Purged under it, or damage: Promote starts over.
@@ -331,6 +384,11 @@ class Standby final : public JetStreamStandby {
 };
 
 }  // namespace
+
+void SetStandbyPausedForTesting(JetStreamStandby& standby, bool paused) {
+  dynamic_cast<Standby&>(standby).SetPaused(paused);
+}
+
 }  // namespace engine::jetstream
 
 JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard) {
@@ -349,9 +407,8 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
   TASKWAL_ASSIGN_OR_RETURN(js::Opening o,
                            js::Begin(options, jetstream, "engine"));
   js::Follower follower(options, o.config, o.stream.partitions);
-  TASKWAL_RETURN_IF_ERROR(follower.Load(*o.conn, o.stream.first_seq));
-  const uint64_t from = follower.first_segment();
-  return js::TakeOver(std::move(o), follower, from, start);
+  return js::TakeOver(std::move(o), follower, /*from=*/1, /*reload=*/true,
+                      start);
 }
 
 absl::StatusOr<std::unique_ptr<JetStreamStandby>> JetStreamStandby::Start(

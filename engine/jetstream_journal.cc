@@ -859,7 +859,7 @@ void JetStreamJournal::PublisherLoop() {
 
 void JetStreamJournal::WaitForRoomLocked() {
   auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return staged_.size() + queued_bytes_ < kMaxBufferedBytes ||
+    return staged_.size() + queued_bytes_ < config_.max_buffered_bytes ||
            !failure_.ok() || closing_;
   };
   mu_.Await(absl::Condition(&room));

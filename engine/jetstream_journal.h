@@ -66,6 +66,8 @@ struct Config {
   absl::Duration retry_for = absl::Seconds(60);
   // Wait for acknowledgements in Sync (false: the engine's kNone mode).
   bool wait_for_acks = true;
+  // Appends wait while this many bytes are staged or unacknowledged.
+  size_t max_buffered_bytes = size_t{256} << 20;
 };
 
 // The public options as a Config; kInvalidArgument names a bad one.
@@ -260,11 +262,10 @@ class JetStreamJournal final : public Journal {
   // and marks every piece to be sent again. Called without mu_.
   absl::Status Resync() ABSL_LOCKS_EXCLUDED(mu_);
   void FailLocked(absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Back-pressure: waits while kMaxBufferedBytes are staged or unacknowledged
+  // Back-pressure: waits while max_buffered_bytes are staged or unacknowledged
   // (NATS is slow or away, or kNone mode outruns it).
   void WaitForRoomLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  static constexpr size_t kMaxBufferedBytes = size_t{256} << 20;
   bool DurableLocked(absl::Span<const PartitionLsn> records) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits until records are acknowledged, the journal failed or it closed.

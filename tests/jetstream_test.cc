@@ -7,6 +7,7 @@
 #include <nats/nats.h>
 
 #include <atomic>
+#include <csignal>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/jetstream_journal.h"
+#include "engine/jetstream_testing.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "taskwal/engine.h"
@@ -364,6 +366,93 @@ TEST_P(JetStreamTest, AStandbyFollowsAndTakesOverWhereItIs) {
   EXPECT_EQ(test_util::Dump(reopened.get()), after);
 }
 
+// Back-pressure: while every NATS server is paused, a writer that does not
+// wait for acknowledgements (kNone) stops once max_unacknowledged_bytes are
+// outstanding, and goes on when the servers do; nothing is lost.
+TEST_P(JetStreamTest, WritesWaitForRoomWhileNatsIsAway) {
+  if (GetParam() != 3) GTEST_SKIP() << "pauses the whole cluster: once will do";
+  JetStreamOptions js = Options("pressure");
+  js.max_unacknowledged_bytes = size_t{1} << 20;
+  EngineOptions options = Engine();
+  options.sync_mode = SyncMode::kNone;
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+  ASSERT_NE(engine, nullptr);
+  constexpr int kTasks = 300;
+  constexpr size_t kPayload = 16 << 10;
+  for (int i = 0; i < cluster_->size(); ++i) {
+    ASSERT_THAT(cluster_->Stop(i, SIGSTOP), IsOk());
+  }
+  std::atomic<int> submitted{0};
+  std::thread writer([&] {
+    for (int i = 0; i < kTasks; ++i) {
+      absl::StatusOr<SubmitResult> r = engine->Submit(
+          Spec(absl::StrCat("big", i), "t", std::string(kPayload, 'x')));
+      if (!r.ok()) {
+        ADD_FAILURE() << r.status();
+        return;
+      }
+      submitted.fetch_add(1);
+    }
+  });
+  // Unbounded, the writer would be done in well under a second.
+  absl::SleepFor(absl::Seconds(1));
+  const int while_away = submitted.load();
+  for (int i = 0; i < cluster_->size(); ++i) {
+    ASSERT_THAT(cluster_->Stop(i, SIGCONT), IsOk());
+  }
+  writer.join();
+  EXPECT_GE(while_away, 1);
+  EXPECT_LE(while_away, static_cast<int>((size_t{1} << 20) / kPayload) + 2);
+  EXPECT_EQ(submitted.load(), kTasks);
+  const std::string want = test_util::Dump(engine.get());
+  ASSERT_THAT(engine->Close(), IsOk());
+  engine = MustOpen(Engine(0), js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(test_util::Dump(engine.get()), want);
+}
+
+// A standby that cannot read (its subscription lost) while the leader
+// snapshots twice, so that the stream is purged past where it had read,
+// takes over from the newest snapshot: whether it finds the gap when it
+// reads again, or only when promoted.
+TEST_P(JetStreamTest, AStandbyBehindAPurgeTakesOverFromTheNewestSnapshot) {
+  for (const bool reads_again : {true, false}) {
+    SCOPED_TRACE(reads_again ? "reads again" : "promoted at once");
+    const JetStreamOptions js = Options(reads_again ? "behind_r" : "behind_p");
+    EngineOptions options = Engine();
+    options.snapshot_every_records = 0;
+    std::unique_ptr<taskwal::Engine> leader = MustOpen(options, js);
+    ASSERT_NE(leader, nullptr);
+    Work(*leader, "a", 50);
+    absl::StatusOr<std::unique_ptr<JetStreamStandby>> standby =
+        JetStreamStandby::Start(options, js);
+    ASSERT_TRUE(standby.ok()) << standby.status();
+    const std::string stream = engine::jetstream::StreamName(js.cluster);
+    engine::jetstream::SetStandbyPausedForTesting(**standby, true);
+    const uint64_t read = (*standby)->position();
+    Work(*leader, "b", 100);
+    ASSERT_THAT(leader->Snapshot(), IsOk());
+    Work(*leader, "c", 100);
+    ASSERT_THAT(leader->Snapshot(), IsOk());
+    ASSERT_GT(Facts(js, stream).first_seq, read + 1) << "not purged past it";
+    if (reads_again) {
+      engine::jetstream::SetStandbyPausedForTesting(**standby, false);
+      absl::SleepFor(absl::Milliseconds(500));  // Time to meet the gap.
+    }
+    Work(*leader, "d", 10);
+    const std::string want = test_util::Dump(leader.get());
+    absl::StatusOr<std::unique_ptr<taskwal::Engine>> promoted =
+        (*standby)->Promote();
+    ASSERT_TRUE(promoted.ok()) << promoted.status();
+    EXPECT_EQ(test_util::Dump(promoted->get()), want);
+    // It started before any snapshot: it loaded one to take over.
+    EXPECT_GT((*promoted)->Recovery().snapshot_lsn, 0u);
+    EXPECT_FALSE(leader->Submit(Spec("late")).ok());
+    ASSERT_TRUE((*promoted)->Submit(Spec("new")).ok());
+    ASSERT_THAT((*promoted)->Close(), IsOk());
+  }
+}
+
 // A new writer fences the stream while the old one writes for eight
 // threads: nothing the old one acknowledges may be missing afterwards, and
 // the stream must still open. (With several messages in flight per writer
@@ -597,6 +686,11 @@ TEST_P(JetStreamTest, BadInputIsRefusedAndChangesNothing) {
   replicas.replicas = 0;
   EXPECT_THAT(OpenJetStreamEngine(Engine(), replicas).status(),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  JetStreamOptions tiny = js;
+  tiny.max_unacknowledged_bytes = 1000;
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), tiny).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("max_unacknowledged_bytes")));
   // Nobody listens there.
   JetStreamOptions unreachable = js;
   unreachable.servers = "nats://127.0.0.1:1";

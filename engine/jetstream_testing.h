@@ -1,0 +1,20 @@
+#ifndef TASKWAL_ENGINE_JETSTREAM_TESTING_H_
+#define TASKWAL_ENGINE_JETSTREAM_TESTING_H_
+
+// Hooks for tests of the JetStream mode; not for production use.
+
+#include "taskwal/jetstream.h"
+
+namespace taskwal::engine::jetstream {
+
+// Pauses (true) or resumes (false) a standby's reading of the stream as a
+// lost subscription would: pausing stops the standby's reader thread and
+// drops its subscription (with what it had buffered); resuming subscribes
+// again from where it had read to. Lets a test purge the stream under a
+// standby. REQUIRES: standby came from JetStreamStandby::Start and was not
+// promoted; calls alternate, starting with true.
+void SetStandbyPausedForTesting(JetStreamStandby& standby, bool paused);
+
+}  // namespace taskwal::engine::jetstream
+
+#endif  // TASKWAL_ENGINE_JETSTREAM_TESTING_H_
