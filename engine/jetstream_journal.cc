@@ -612,31 +612,27 @@ void JetStreamJournal::HandleReply(absl::string_view subject, natsMsg* msg) {
   }
   Piece& piece = queue_[seq - queue_.front().seq];
   if (!piece.sent || piece.acked) return;
-  // The publisher has work whatever the reply says: the next message, or
-  // a resync.
-  publisher_cv_.Signal();
+  std::string trouble;
   if (!ack.ok()) {
-    if (trouble_.empty()) trouble_ = std::string(ack.status().message());
-    return;
+    trouble = std::string(ack.status().message());
+  } else if (ack->error().code() != 0) {
+    trouble =
+        absl::StrCat("message ", seq, " refused: ", ack->error().description(),
+                     " (JetStream error ", ack->error().err_code(), ")");
+  } else if (ack->seq() != seq) {
+    trouble = absl::StrCat("message meant for sequence ", seq,
+                           " was stored at ", ack->seq());
+  } else {
+    piece.acked = true;
+    --in_flight_;
+    AdvanceLocked();
   }
-  if (ack->error().code() != 0) {
-    if (trouble_.empty()) {
-      trouble_ = absl::StrCat(
-          "message ", seq, " refused: ", ack->error().description(),
-          " (JetStream error ", ack->error().err_code(), ")");
-    }
-    return;
-  }
-  if (ack->seq() != seq) {
-    if (trouble_.empty()) {
-      trouble_ = absl::StrCat("message meant for sequence ", seq,
-                              " was stored at ", ack->seq());
-    }
-    return;
-  }
-  piece.acked = true;
-  --in_flight_;
-  AdvanceLocked();
+  if (!trouble.empty() && trouble_.empty()) trouble_ = std::move(trouble);
+  // The publisher has work whatever the reply said: the next message, or a
+  // resync. Signalled after the Sync callers AdvanceLocked woke, so that it
+  // runs after them (a CondVar signalled under mu_ queues its waiter on
+  // mu_): the records they append next go into that message.
+  publisher_cv_.Signal();
 }
 
 void JetStreamJournal::AdvanceLocked() {
