@@ -237,15 +237,17 @@ absl::StatusOr<std::unique_ptr<Engine>> TakeOverOnce(Opening o,
 
 // TakeOverOnce, and when messages it had to read were purged (the writer
 // before snapshotted meanwhile, or a standby fell that far behind), again
-// from the newest snapshot, for up to retry_for. `reload` says to load the
-// newest snapshot before the first attempt too.
+// from the newest snapshot. `reload` says to load the newest snapshot
+// before the first attempt too. Once this writer's fence is in, the writer
+// before can commit no more snapshots, so one more attempt normally does;
+// a few are allowed, a moment apart.
 absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
                                                  uint64_t from, bool reload,
                                                  absl::Time start) {
+  constexpr int kAttempts = 4;
   const Config config = o.config;
   const uint32_t partitions = o.stream.partitions;
-  const absl::Time deadline = start + config.retry_for;
-  while (true) {
+  for (int attempt = 1;; ++attempt) {
     if (reload) {
       // The stream as it is now: its first message after the purge.
       TASKWAL_ASSIGN_OR_RETURN(o.stream,
@@ -256,11 +258,12 @@ absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
     absl::StatusOr<std::unique_ptr<Engine>> engine =
         TakeOverOnce(std::move(o), follower, from, start);
     if (!absl::IsOutOfRange(engine.status())) return engine;
-    if (absl::Now() > deadline) {
+    if (attempt == kAttempts) {
       return absl::UnavailableError(
-          absl::StrCat(engine.status().message(), "; gave up after ",
-                       absl::FormatDuration(config.retry_for)));
+          absl::StrCat(engine.status().message(), " (", kAttempts,
+                       " attempts, each from the newest snapshot)"));
     }
+    absl::SleepFor(absl::Milliseconds(100) * attempt);
     TASKWAL_ASSIGN_OR_RETURN(o, Connect(config, partitions, "engine"));
     reload = true;
   }
@@ -322,8 +325,9 @@ class Standby final : public JetStreamStandby {
       reader_.reset();
       return;
     }
+    if (tail_.joinable() || stale_) return;  // Not paused, or done.
     stop_.store(false, std::memory_order_release);
-    if (!stale_) tail_ = std::thread([this] { Tail(); });
+    tail_ = std::thread([this] { Tail(); });
   }
 
  private:

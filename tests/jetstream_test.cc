@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -302,6 +303,42 @@ TEST_P(JetStreamTest, ADamagedNewestSnapshotFallsBackToTheOneBefore) {
   EXPECT_THAT(report.notes[0], HasSubstr("does not load"));
 }
 
+// A message missing from the middle of the journal is data loss, not a
+// purge to start again after: Open says so and writes nothing.
+TEST_P(JetStreamTest, AMessageMissingMidStreamIsDataLoss) {
+  const JetStreamOptions js = Options("hole");
+  EngineOptions options = Engine();
+  options.snapshot_every_records = 0;
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
+    ASSERT_NE(engine, nullptr);
+    Work(*engine, "a", 60);
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  const std::string stream = engine::jetstream::StreamName(js.cluster);
+  const StreamFacts before = Facts(js, stream);
+  ASSERT_GT(before.last_seq, before.first_seq + 4);
+  {
+    engine::jetstream::Config config;
+    config.servers = js.servers;
+    config.cluster = js.cluster;
+    absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+        engine::jetstream::Connection::Connect(config, "test");
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    ASSERT_EQ(
+        js_DeleteMsg((*conn)->js(), stream.c_str(),
+                     (before.first_seq + before.last_seq) / 2, nullptr, &jerr),
+        NATS_OK);
+  }
+  const StreamFacts holed = Facts(js, stream);
+  EXPECT_THAT(
+      OpenJetStreamEngine(options, js).status(),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("lacks message")));
+  // Refused before anything was read past the hole: at most a fence more.
+  EXPECT_LE(Facts(js, stream).last_seq, holed.last_seq + 1);
+}
+
 TEST_P(JetStreamTest, ADeposedWriterCannotCommitASnapshot) {
   const JetStreamOptions js = Options("snapfence");
   EngineOptions options = Engine();
@@ -372,18 +409,31 @@ TEST_P(JetStreamTest, AStandbyFollowsAndTakesOverWhereItIs) {
 TEST_P(JetStreamTest, WritesWaitForRoomWhileNatsIsAway) {
   if (GetParam() != 3) GTEST_SKIP() << "pauses the whole cluster: once will do";
   JetStreamOptions js = Options("pressure");
-  js.max_unacknowledged_bytes = size_t{1} << 20;
+  constexpr size_t kRoom = size_t{1} << 20;
+  js.max_unacknowledged_bytes = kRoom;
   EngineOptions options = Engine();
   options.sync_mode = SyncMode::kNone;
   std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
   ASSERT_NE(engine, nullptr);
   constexpr int kTasks = 300;
   constexpr size_t kPayload = 16 << 10;
+  std::atomic<int> submitted{0};
+  std::thread writer;
+  // Whatever fails below, the servers go on and the writer is joined.
+  bool paused = false;
+  absl::Cleanup resume = [&] {
+    if (paused) {
+      for (int i = 0; i < cluster_->size(); ++i) {
+        EXPECT_THAT(cluster_->Stop(i, SIGCONT), IsOk());
+      }
+    }
+    if (writer.joinable()) writer.join();
+  };
   for (int i = 0; i < cluster_->size(); ++i) {
+    paused = true;
     ASSERT_THAT(cluster_->Stop(i, SIGSTOP), IsOk());
   }
-  std::atomic<int> submitted{0};
-  std::thread writer([&] {
+  writer = std::thread([&] {
     for (int i = 0; i < kTasks; ++i) {
       absl::StatusOr<SubmitResult> r = engine->Submit(
           Spec(absl::StrCat("big", i), "t", std::string(kPayload, 'x')));
@@ -394,15 +444,29 @@ TEST_P(JetStreamTest, WritesWaitForRoomWhileNatsIsAway) {
       submitted.fetch_add(1);
     }
   });
-  // Unbounded, the writer would be done in well under a second.
-  absl::SleepFor(absl::Seconds(1));
+  // Until the writer stops (for 300 ms), or is done.
+  const absl::Time deadline = absl::Now() + kBound;
+  int seen = -1;
+  absl::Time since = absl::Now();
+  while (absl::Now() < deadline && submitted.load() < kTasks) {
+    const int now = submitted.load();
+    if (now != seen) {
+      seen = now;
+      since = absl::Now();
+    } else if (absl::Now() - since > absl::Milliseconds(300)) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   const int while_away = submitted.load();
+  // It stopped because the room was full: not before, not after.
+  EXPECT_GE(while_away, static_cast<int>(kRoom / kPayload) - 2);
+  EXPECT_LE(while_away, static_cast<int>(kRoom / kPayload) + 2);
   for (int i = 0; i < cluster_->size(); ++i) {
     ASSERT_THAT(cluster_->Stop(i, SIGCONT), IsOk());
   }
+  paused = false;
   writer.join();
-  EXPECT_GE(while_away, 1);
-  EXPECT_LE(while_away, static_cast<int>((size_t{1} << 20) / kPayload) + 2);
   EXPECT_EQ(submitted.load(), kTasks);
   const std::string want = test_util::Dump(engine.get());
   ASSERT_THAT(engine->Close(), IsOk());
