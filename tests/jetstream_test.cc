@@ -216,6 +216,20 @@ StreamFacts Facts(const JetStreamOptions& js, const std::string& stream) {
   return facts;
 }
 
+// Removes message `seq` of `stream` behind taskwal's back (damage).
+void DeleteMessage(const JetStreamOptions& js, const std::string& stream,
+                   uint64_t seq) {
+  engine::jetstream::Config config;
+  config.servers = js.servers;
+  config.cluster = js.cluster;
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      engine::jetstream::Connection::Connect(config, "test");
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  ASSERT_EQ(js_DeleteMsg((*conn)->js(), stream.c_str(), seq, nullptr, &jerr),
+            NATS_OK);
+}
+
 void Work(taskwal::Engine& engine, absl::string_view prefix, int n) {
   for (int i = 0; i < n; ++i) {
     absl::StatusOr<SubmitResult> r =
@@ -283,18 +297,8 @@ TEST_P(JetStreamTest, ADamagedNewestSnapshotFallsBackToTheOneBefore) {
   // Lose the newest snapshot's last chunk.
   const std::string snaps = engine::jetstream::SnapshotStreamName(js.cluster);
   const StreamFacts facts = Facts(js, snaps);
-  {
-    engine::jetstream::Config config;
-    config.servers = js.servers;
-    config.cluster = js.cluster;
-    absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
-        engine::jetstream::Connection::Connect(config, "test");
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    ASSERT_EQ(js_DeleteMsg((*conn)->js(), snaps.c_str(), facts.last_seq,
-                           nullptr, &jerr),
-              NATS_OK);
-  }
+  DeleteMessage(js, snaps, facts.last_seq);
+  if (HasFatalFailure()) return;
   std::unique_ptr<taskwal::Engine> engine = MustOpen(options, js);
   ASSERT_NE(engine, nullptr);
   EXPECT_EQ(test_util::Dump(engine.get()), want);
@@ -318,19 +322,8 @@ TEST_P(JetStreamTest, AMessageMissingMidStreamIsDataLoss) {
   const std::string stream = engine::jetstream::StreamName(js.cluster);
   const StreamFacts before = Facts(js, stream);
   ASSERT_GT(before.last_seq, before.first_seq + 4);
-  {
-    engine::jetstream::Config config;
-    config.servers = js.servers;
-    config.cluster = js.cluster;
-    absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
-        engine::jetstream::Connection::Connect(config, "test");
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    ASSERT_EQ(
-        js_DeleteMsg((*conn)->js(), stream.c_str(),
-                     (before.first_seq + before.last_seq) / 2, nullptr, &jerr),
-        NATS_OK);
-  }
+  DeleteMessage(js, stream, (before.first_seq + before.last_seq) / 2);
+  if (HasFatalFailure()) return;
   const StreamFacts holed = Facts(js, stream);
   EXPECT_THAT(
       OpenJetStreamEngine(options, js).status(),
