@@ -317,6 +317,10 @@ class Standby final : public JetStreamStandby {
     return TakeOver(std::move(opening_), follower_, resume_, stale_, start);
   }
 
+  bool fell_behind() const {
+    return fell_behind_.load(std::memory_order_acquire);
+  }
+
   void SetPaused(bool paused) {
     absl::MutexLock lock(&promote_mu_);
     if (promoted_) return;
@@ -364,6 +368,7 @@ class Standby final : public JetStreamStandby {
       }
       // Purged under it, or damage: Promote starts over.
       stale_ = true;
+      fell_behind_.store(true, std::memory_order_release);
       return;
     }
   }
@@ -382,6 +387,7 @@ class Standby final : public JetStreamStandby {
   bool stale_ = false;
   bool promoted_ = false;
   std::atomic<uint64_t> position_{0};
+  std::atomic<bool> fell_behind_{false};  // stale_, for other threads.
   std::atomic<bool> stop_{false};
   std::thread tail_;
   absl::Mutex promote_mu_;
@@ -391,6 +397,10 @@ class Standby final : public JetStreamStandby {
 
 void SetStandbyPausedForTesting(JetStreamStandby& standby, bool paused) {
   dynamic_cast<Standby&>(standby).SetPaused(paused);
+}
+
+bool StandbyFellBehindForTesting(JetStreamStandby& standby) {
+  return dynamic_cast<Standby&>(standby).fell_behind();
 }
 
 }  // namespace engine::jetstream

@@ -15,6 +15,10 @@ namespace taskwal::engine::jetstream {
 // promoted; calls alternate, starting with true.
 void SetStandbyPausedForTesting(JetStreamStandby& standby, bool paused);
 
+// Whether the standby's reader found that the stream was purged past where
+// it had read (it will start again from the newest snapshot when promoted).
+bool StandbyFellBehindForTesting(JetStreamStandby& standby);
+
 }  // namespace taskwal::engine::jetstream
 
 #endif  // TASKWAL_ENGINE_JETSTREAM_TESTING_H_

@@ -494,7 +494,15 @@ TEST_P(JetStreamTest, AStandbyBehindAPurgeTakesOverFromTheNewestSnapshot) {
     ASSERT_GT(Facts(js, stream).first_seq, read + 1) << "not purged past it";
     if (reads_again) {
       engine::jetstream::SetStandbyPausedForTesting(**standby, false);
-      absl::SleepFor(absl::Milliseconds(500));  // Time to meet the gap.
+      const absl::Time deadline = absl::Now() + kBound;
+      while (!engine::jetstream::StandbyFellBehindForTesting(**standby) &&
+             absl::Now() < deadline) {
+        absl::SleepFor(absl::Milliseconds(10));
+      }
+      ASSERT_TRUE(engine::jetstream::StandbyFellBehindForTesting(**standby))
+          << "reading again, it did not find the purge";
+    } else {
+      EXPECT_FALSE(engine::jetstream::StandbyFellBehindForTesting(**standby));
     }
     Work(*leader, "d", 10);
     const std::string want = test_util::Dump(leader.get());
