@@ -88,13 +88,14 @@ JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard);
 // the stream does, the other modes after. Call it once this process holds
 // the cluster's lease. If the writer before it purges records it has still
 // to read (that writer snapshotted meanwhile), it starts again from the
-// newer snapshot, for up to retry_for.
+// newer snapshot (up to 4 times).
 //   kInvalidArgument: bad options.
 //   kUnavailable: no NATS server answered, or the stream did not within
-//     retry_for.
+//     retry_for; or it was purged under every attempt.
 //   kFailedPrecondition: the stream is not taskwal's, or has another
 //     partition count than options.partitions.
-//   kDataLoss: the stream holds a damaged or out-of-order record.
+//   kDataLoss: the stream holds a damaged or out-of-order record, or lacks
+//     one from its middle.
 absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
     const EngineOptions& options, const JetStreamOptions& jetstream);
 
