@@ -598,6 +598,64 @@ TEST_P(JetStreamTest, AServerStepsDownWithNotLeader) {
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no server leads")));
 }
 
+// A server stopped and destroyed while clients call it: every call ends,
+// each either done (and then in the engine) or told that nobody serves.
+TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {
+  JetStreamOptions js = Options("stopload");
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
+      JetStreamServer::Start(engine.get(), js, JetStreamServer::Options());
+  ASSERT_TRUE(server.ok()) << server.status();
+  JetStreamOptions client_js = js;
+  client_js.retry_for = absl::Milliseconds(500);
+  absl::StatusOr<std::unique_ptr<taskwal::Engine>> client =
+      ConnectJetStreamEngine(client_js);
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::Mutex mu;
+  std::vector<std::string> acked;
+  int refused = 0;
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !done.load(); ++i) {
+        const std::string key = absl::StrCat("t", t, "-", i);
+        absl::StatusOr<SubmitResult> r = (*client)->Submit(Spec(key));
+        absl::MutexLock l(&mu);
+        if (r.ok()) {
+          acked.push_back(key);
+        } else {
+          EXPECT_THAT(
+              r.status(),
+              ::testing::AnyOf(StatusIs(absl::StatusCode::kUnavailable),
+                               StatusIs(absl::StatusCode::kDeadlineExceeded)));
+          ++refused;
+        }
+      }
+    });
+  }
+  auto acked_count = [&] {
+    absl::MutexLock l(&mu);
+    return acked.size();
+  };
+  const absl::Time deadline = absl::Now() + kBound;
+  while (acked_count() < 200 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  server->reset();  // Stops (draining its subscription), then is gone.
+  // Calls go on against nobody for a while.
+  absl::SleepFor(absl::Seconds(1));
+  done.store(true);
+  for (std::thread& t : threads) t.join();
+  absl::MutexLock l(&mu);
+  EXPECT_GE(acked.size(), 200u);
+  EXPECT_GT(refused, 0);
+  for (const std::string& key : acked) {
+    EXPECT_TRUE(engine->GetByIdempotencyKey(key).ok()) << key;
+  }
+}
+
 // The server leading the stream dies under load: the engine rides out the
 // election, and nothing it acknowledged is lost.
 TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
