@@ -139,13 +139,16 @@ absl::StatusOr<uint64_t> NewestManifestSeq(Connection& conn,
   return seq;
 }
 
-absl::StatusOr<LoadedSnapshot> LoadNewestSnapshot(
-    Connection& conn, const Config& config, uint64_t log_first_seq,
+namespace {
+
+// LoadNewestSnapshot from the manifest at `seq` (0: none) back.
+absl::StatusOr<LoadedSnapshot> LoadFrom(
+    Connection& conn, const Config& config, uint64_t seq,
+    uint64_t log_first_seq,
     absl::FunctionRef<std::vector<std::unique_ptr<StateMachine>>()>
         fresh_states,
     std::vector<std::unique_ptr<StateMachine>>* states) {
   LoadedSnapshot out;
-  TASKWAL_ASSIGN_OR_RETURN(uint64_t seq, NewestManifestSeq(conn, config));
   while (seq != 0) {
     absl::StatusOr<SnapshotManifest> manifest = ReadManifest(conn, config, seq);
     if (absl::IsUnavailable(manifest.status())) return manifest.status();
@@ -189,6 +192,30 @@ absl::StatusOr<LoadedSnapshot> LoadNewestSnapshot(
   }
   out.lsn.assign(states->size(), 0);
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedSnapshot> LoadNewestSnapshot(
+    Connection& conn, const Config& config, uint64_t log_first_seq,
+    absl::FunctionRef<std::vector<std::unique_ptr<StateMachine>>()>
+        fresh_states,
+    std::vector<std::unique_ptr<StateMachine>>* states) {
+  // A writer that commits two snapshots while this one loads prunes what
+  // it was loading: then it is no loss, and the newest snapshot is there.
+  constexpr int kAttempts = 3;
+  TASKWAL_ASSIGN_OR_RETURN(uint64_t newest, NewestManifestSeq(conn, config));
+  for (int attempt = 1;; ++attempt) {
+    absl::StatusOr<LoadedSnapshot> loaded =
+        LoadFrom(conn, config, newest, log_first_seq, fresh_states, states);
+    if (!absl::IsDataLoss(loaded.status()) || attempt == kAttempts) {
+      return loaded;
+    }
+    TASKWAL_ASSIGN_OR_RETURN(const uint64_t now,
+                             NewestManifestSeq(conn, config));
+    if (now == newest) return loaded;
+    newest = now;
+  }
 }
 
 absl::Status JetStreamSnapshotStore::Write(

@@ -21,7 +21,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/jetstream_journal.h"
+#include "engine/jetstream_snapshots.h"
 #include "engine/jetstream_testing.h"
+#include "engine/recovery.h"
+#include "engine/state_machine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "taskwal/engine.h"
@@ -305,6 +308,55 @@ TEST_P(JetStreamTest, ADamagedNewestSnapshotFallsBackToTheOneBefore) {
   const RecoveryReport report = engine->Recovery();
   ASSERT_FALSE(report.notes.empty());
   EXPECT_THAT(report.notes[0], HasSubstr("does not load"));
+}
+
+// A snapshot loaded while its writer commits two more (and so prunes the
+// one being loaded) is no loss: the load starts again from the newest.
+TEST_P(JetStreamTest, ALoadOutrunByTwoSnapshotsStartsAgainFromTheNewest) {
+  const JetStreamOptions js = Options("loadrace");
+  EngineOptions options = Engine();
+  options.snapshot_every_records = 0;
+  std::unique_ptr<taskwal::Engine> leader = MustOpen(options, js);
+  ASSERT_NE(leader, nullptr);
+  Work(*leader, "a", 100);
+  ASSERT_THAT(leader->Snapshot(), IsOk());
+  Work(*leader, "b", 100);
+  ASSERT_THAT(leader->Snapshot(), IsOk());
+  engine::jetstream::Config config;
+  config.servers = js.servers;
+  config.cluster = js.cluster;
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      engine::jetstream::Connection::Connect(config, "test");
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  absl::StatusOr<uint64_t> newest_before =
+      engine::jetstream::NewestManifestSeq(**conn, config);
+  ASSERT_TRUE(newest_before.ok()) << newest_before.status();
+  const uint64_t log_first =
+      Facts(js, engine::jetstream::StreamName(js.cluster)).first_seq;
+  int loads = 0;
+  // Called before each snapshot is loaded: the first time, the writer
+  // commits two snapshots, pruning the one about to be loaded.
+  auto fresh = [&] {
+    if (loads++ == 0) {
+      Work(*leader, "c", 50);
+      EXPECT_THAT(leader->Snapshot(), IsOk());
+      Work(*leader, "d", 50);
+      EXPECT_THAT(leader->Snapshot(), IsOk());
+    }
+    std::vector<std::unique_ptr<engine::StateMachine>> states;
+    for (uint32_t p = 0; p < 4; ++p) {
+      states.push_back(engine::NewPartitionState(options, p, 4));
+    }
+    return states;
+  };
+  std::vector<std::unique_ptr<engine::StateMachine>> states;
+  absl::StatusOr<engine::jetstream::LoadedSnapshot> loaded =
+      engine::jetstream::LoadNewestSnapshot(**conn, config, log_first, fresh,
+                                            &states);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->found);
+  EXPECT_GT(loaded->manifest_seq, *newest_before);
+  EXPECT_GE(loads, 2);
 }
 
 // A message missing from the middle of the journal is data loss, not a
