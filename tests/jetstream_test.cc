@@ -81,6 +81,32 @@ class JetStreamTest : public ::testing::TestWithParam<int> {
     return engine.ok() ? *std::move(engine) : nullptr;
   }
 
+  // An engine on the cluster `name`, served by a JetStreamServer, and a
+  // client of it that tries for retry_for.
+  struct Served {
+    std::unique_ptr<taskwal::Engine> engine;
+    std::unique_ptr<JetStreamServer> server;
+    std::unique_ptr<taskwal::Engine> client;
+  };
+  Served Serve(absl::string_view name, absl::Duration retry_for) const {
+    Served s;
+    const JetStreamOptions js = Options(name);
+    s.engine = MustOpen(Engine(), js);
+    if (s.engine == nullptr) return s;
+    absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
+        JetStreamServer::Start(s.engine.get(), js, JetStreamServer::Options());
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (!server.ok()) return s;
+    s.server = *std::move(server);
+    JetStreamOptions client_js = js;
+    client_js.retry_for = retry_for;
+    absl::StatusOr<std::unique_ptr<taskwal::Engine>> client =
+        ConnectJetStreamEngine(client_js);
+    EXPECT_TRUE(client.ok()) << client.status();
+    if (client.ok()) s.client = *std::move(client);
+    return s;
+  }
+
   static NatsCluster* cluster_;
 };
 
@@ -621,49 +647,32 @@ TEST_P(JetStreamTest, AFenceAmidAWriterUnderLoadLosesNothing) {
 // the next leader: idempotent calls wait and try again, the others say the
 // server no longer leads; none gets the closed engine's kCancelled.
 TEST_P(JetStreamTest, AServerStepsDownWithNotLeader) {
-  JetStreamOptions js = Options("stepdown");
-  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
-  ASSERT_NE(engine, nullptr);
-  absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
-      JetStreamServer::Start(engine.get(), js, JetStreamServer::Options());
-  ASSERT_TRUE(server.ok()) << server.status();
-  JetStreamOptions client_js = js;
-  client_js.retry_for = absl::Seconds(1);
-  absl::StatusOr<std::unique_ptr<taskwal::Engine>> client =
-      ConnectJetStreamEngine(client_js);
-  ASSERT_TRUE(client.ok()) << client.status();
-  absl::StatusOr<SubmitResult> submitted = (*client)->Submit(Spec("a"));
+  Served served = Serve("stepdown", absl::Seconds(1));
+  ASSERT_NE(served.client, nullptr);
+  taskwal::Engine& client = *served.client;
+  absl::StatusOr<SubmitResult> submitted = client.Submit(Spec("a"));
   ASSERT_TRUE(submitted.ok()) << submitted.status();
-  ASSERT_THAT(engine->Close(), IsOk());
+  ASSERT_THAT(served.engine->Close(), IsOk());
   // Repeating Submit is harmless: it is tried again until retry_for.
-  EXPECT_THAT((*client)->Submit(Spec("b")).status(),
+  EXPECT_THAT(client.Submit(Spec("b")).status(),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("no server answered")));
   // Retry is not repeated: the caller learns the server stepped down.
   EXPECT_THAT(
-      (*client)->Retry(submitted->task_id),
+      client.Retry(submitted->task_id),
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no longer leads")));
-  (*server)->Stop();
+  served.server->Stop();
   // Stopped: nobody answers, and the call did not run.
   EXPECT_THAT(
-      (*client)->Retry(submitted->task_id),
+      client.Retry(submitted->task_id),
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no server leads")));
 }
 
 // A server stopped and destroyed while clients call it: every call ends,
 // each either done (and then in the engine) or told that nobody serves.
 TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {
-  JetStreamOptions js = Options("stopload");
-  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
-  ASSERT_NE(engine, nullptr);
-  absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
-      JetStreamServer::Start(engine.get(), js, JetStreamServer::Options());
-  ASSERT_TRUE(server.ok()) << server.status();
-  JetStreamOptions client_js = js;
-  client_js.retry_for = absl::Milliseconds(500);
-  absl::StatusOr<std::unique_ptr<taskwal::Engine>> client =
-      ConnectJetStreamEngine(client_js);
-  ASSERT_TRUE(client.ok()) << client.status();
+  Served served = Serve("stopload", absl::Milliseconds(500));
+  ASSERT_NE(served.client, nullptr);
   absl::Mutex mu;
   std::vector<std::string> acked;
   int refused = 0;
@@ -673,7 +682,7 @@ TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {
     threads.emplace_back([&, t] {
       for (int i = 0; !done.load(); ++i) {
         const std::string key = absl::StrCat("t", t, "-", i);
-        absl::StatusOr<SubmitResult> r = (*client)->Submit(Spec(key));
+        absl::StatusOr<SubmitResult> r = served.client->Submit(Spec(key));
         absl::MutexLock l(&mu);
         if (r.ok()) {
           acked.push_back(key);
@@ -695,7 +704,7 @@ TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {
   while (acked_count() < 200 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  server->reset();  // Stops (draining its subscription), then is gone.
+  served.server.reset();  // Stops (draining its subscription), then is gone.
   // Calls go on against nobody for a while.
   absl::SleepFor(absl::Seconds(1));
   done.store(true);
@@ -704,7 +713,7 @@ TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {
   EXPECT_GE(acked.size(), 200u);
   EXPECT_GT(refused, 0);
   for (const std::string& key : acked) {
-    EXPECT_TRUE(engine->GetByIdempotencyKey(key).ok()) << key;
+    EXPECT_TRUE(served.engine->GetByIdempotencyKey(key).ok()) << key;
   }
 }
 
