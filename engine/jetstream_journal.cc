@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "engine/jetstream.pb.h"
+#include "engine/jetstream_testing.h"
 #include "google/protobuf/util/json_util.h"
 #include "wal/format.h"
 #include "wal/status_macros.h"
@@ -26,6 +27,11 @@ constexpr char kDescriptionPrefix[] = "taskwal journal v2 partitions=";
 // Room left in a message for its headers.
 constexpr int64_t kHeaderRoom = 1024;
 constexpr size_t kMaxPieceBytes = 1 << 20;
+
+// Test hooks (LostJournalReplyForTesting).
+std::atomic<bool> g_lose_reply{false};
+std::atomic<int> g_stale_reads{0};
+std::atomic<uint64_t> g_stale_by{0};
 
 int64_t Millis(absl::Duration d) {
   return std::max<int64_t>(1, absl::ToInt64Milliseconds(d));
@@ -56,11 +62,24 @@ absl::Status NatsError(absl::string_view what, natsStatus s,
 
 }  // namespace
 
-bool Retryable(int status) {
+LostJournalReplyForTesting::LostJournalReplyForTesting(int stale_reads,
+                                                       uint64_t behind) {
+  g_stale_by.store(behind);
+  g_stale_reads.store(stale_reads);
+  g_lose_reply.store(true);
+}
+
+LostJournalReplyForTesting::~LostJournalReplyForTesting() {
+  g_lose_reply.store(false);
+  g_stale_reads.store(0);
+}
+
+bool Retryable(int status, int jetstream_error) {
   const natsStatus s = static_cast<natsStatus>(status);
   return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
          s == NATS_CONNECTION_DISCONNECTED || s == NATS_STALE_CONNECTION ||
-         s == NATS_IO_ERROR || s == NATS_NO_SERVER;
+         s == NATS_IO_ERROR || s == NATS_NO_SERVER ||
+         jetstream_error == JSClusterNotAvailErr;
 }
 
 namespace {
@@ -119,7 +138,7 @@ absl::StatusOr<jsStreamInfo*> StreamInfo(Connection& conn,
     if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
       return absl::NotFoundError(absl::StrCat("no stream ", stream));
     }
-    if (!Retryable(s) || absl::Now() + backoff > deadline) {
+    if (!Retryable(s, jerr) || absl::Now() + backoff > deadline) {
       return NatsError(absl::StrCat("reading stream ", stream, "'s state"), s,
                        jerr);
     }
@@ -138,7 +157,7 @@ absl::StatusOr<natsMsg*> GetMessage(Connection& conn, const std::string& stream,
     const natsStatus s =
         js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
     if (s == NATS_OK) return msg;
-    if (!Retryable(s) || absl::Now() + backoff > deadline) {
+    if (!Retryable(s, jerr) || absl::Now() + backoff > deadline) {
       return NatsError(
           absl::StrCat("reading message ", seq, " of stream ", stream), s,
           jerr);
@@ -282,7 +301,7 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
       jerr = static_cast<jsErrCode>(0);
       s = js_AddStream(&si, conn.js(), &cfg, nullptr, &jerr);
       if (si != nullptr) jsStreamInfo_Destroy(si);
-      if (s == NATS_OK || jerr == JSStreamNameExistErr || !Retryable(s) ||
+      if (s == NATS_OK || jerr == JSStreamNameExistErr || !Retryable(s, jerr) ||
           absl::Now() + backoff > deadline) {
         break;
       }
@@ -362,7 +381,7 @@ absl::StatusOr<std::unique_ptr<StreamReader>> StreamReader::Open(
   // A stream just created, or between leaders, times out for a while.
   while ((s = js_SubscribeSync(&sub, conn.js(), subject.c_str(), nullptr, &so,
                                &jerr)) != NATS_OK &&
-         Retryable(s) && absl::Now() + backoff < deadline) {
+         Retryable(s, jerr) && absl::Now() + backoff < deadline) {
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
@@ -630,6 +649,10 @@ void JetStreamJournal::HandleReply(absl::string_view subject, natsMsg* msg) {
   }
   Piece& piece = queue_[seq - queue_.front().seq];
   if (!piece.sent || piece.acked) return;
+  if (g_lose_reply.load(std::memory_order_relaxed) &&
+      g_lose_reply.exchange(false)) {
+    return;
+  }
   std::string trouble;
   if (!ack.ok()) {
     trouble = std::string(ack.status().message());
@@ -772,8 +795,13 @@ absl::Status JetStreamJournal::Resync() {
           absl::StrCat("the journal stream stopped answering (", trouble,
                        "); then: ", info.status().message()));
     }
-    const uint64_t last = (*info)->State.LastSeq;
+    uint64_t last = (*info)->State.LastSeq;
     jsStreamInfo_Destroy(*info);
+    int stale = g_stale_reads.load();
+    while (stale > 0 &&
+           !g_stale_reads.compare_exchange_weak(stale, stale - 1)) {
+    }
+    if (stale > 0) last -= std::min(last, g_stale_by.load());
     uint64_t first_unacked = 0;
     uint64_t highest = 0;
     {
@@ -786,10 +814,16 @@ absl::Status JetStreamJournal::Resync() {
       highest = next_seq_ - 1;
     }
     if (last + 1 < first_unacked) {
+      // A stream leader just elected answers from what it has applied,
+      // which can lag what its predecessor acknowledged (committed on a
+      // majority, so in the new leader's log): read again until it caught
+      // up. Only a stream still short at the deadline lost records.
+      if (absl::Now() < deadline) continue;
       return absl::DataLossError(absl::StrCat(
           "stream ", stream_, " ends at ", last,
           " though it acknowledged this writer's messages through ",
-          first_unacked - 1));
+          first_unacked - 1, " (still after ",
+          absl::FormatDuration(config_.retry_for), ")"));
     }
     if (last >= first_unacked) {
       absl::StatusOr<natsMsg*> msg =

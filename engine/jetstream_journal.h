@@ -28,6 +28,9 @@
 // connection), the publisher reads the stream's last sequence, counts the
 // message as stored if it is its own, and sends the rest again, for up to
 // retry_for; a message of another writer there means this one was deposed.
+// A stream that ends before what was acknowledged is read again (a stream
+// leader just elected reports what it has applied, which can lag what its
+// predecessor acknowledged); still short after retry_for, it is kDataLoss.
 
 #include <atomic>
 #include <cstdint>
@@ -77,8 +80,11 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options);
 absl::Status ValidateOneShard(const JetStreamOptions& options);
 
 // A NATS status (natsStatus) worth retrying: a timeout, no responders (a
-// stream between leaders), a connection being re-established.
-bool Retryable(int status);
+// stream between leaders), a connection being re-established; or a
+// JetStream API error (jsErrCode, 0 for none) that says so: "JetStream
+// system temporarily unavailable", which servers answer for a stream
+// without a leader.
+bool Retryable(int status, int jetstream_error = 0);
 
 // kInvalidArgument unless 1 to 32 of [A-Za-z0-9_-].
 absl::Status ValidateClusterName(absl::string_view cluster);

@@ -20,12 +20,15 @@ constexpr size_t kChunkBytes = 256 << 10;
 
 // Calls f until it succeeds, fails for good, or `deadline` passes (a stream
 // just created or between leaders answers with timeouts for a while).
+// f sets *jerr.
 template <typename F>
-natsStatus WithRetries(absl::Time deadline, F f) {
+natsStatus WithRetries(absl::Time deadline, jsErrCode* jerr, F f) {
   absl::Duration backoff = absl::Milliseconds(50);
   while (true) {
+    *jerr = static_cast<jsErrCode>(0);
     const natsStatus s = f();
-    if (s == NATS_OK || !Retryable(s) || absl::Now() + backoff > deadline) {
+    if (s == NATS_OK || !Retryable(s, *jerr) ||
+        absl::Now() + backoff > deadline) {
       return s;
     }
     absl::SleepFor(backoff);
@@ -46,7 +49,7 @@ absl::StatusOr<SnapshotManifest> ReadManifest(Connection& conn,
   natsMsg* msg = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string stream = StreamName(config.cluster);
-  const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
+  const natsStatus s = WithRetries(absl::Now() + config.retry_for, &jerr, [&] {
     return js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
   });
   if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
@@ -87,9 +90,11 @@ absl::Status LoadParts(Connection& conn, const Config& config,
     for (uint64_t seq : part.chunk_seqs()) {
       natsMsg* msg = nullptr;
       jsErrCode jerr = static_cast<jsErrCode>(0);
-      const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
-        return js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr, &jerr);
-      });
+      const natsStatus s =
+          WithRetries(absl::Now() + config.retry_for, &jerr, [&] {
+            return js_GetMsg(&msg, conn.js(), stream.c_str(), seq, nullptr,
+                             &jerr);
+          });
       if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
         return absl::DataLossError(absl::StrCat(
             "chunk ", seq, " of partition ", p, " is gone (",
@@ -128,7 +133,7 @@ absl::StatusOr<uint64_t> NewestManifestSeq(Connection& conn,
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string stream = StreamName(config.cluster);
   const std::string subject = ManifestSubject(config.cluster);
-  const natsStatus s = WithRetries(absl::Now() + config.retry_for, [&] {
+  const natsStatus s = WithRetries(absl::Now() + config.retry_for, &jerr, [&] {
     return js_GetLastMsg(&msg, conn.js(), stream.c_str(), subject.c_str(),
                          nullptr, &jerr);
   });

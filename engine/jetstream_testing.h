@@ -3,6 +3,8 @@
 
 // Hooks for tests of the JetStream mode; not for production use.
 
+#include <cstdint>
+
 #include "taskwal/jetstream.h"
 
 namespace taskwal::engine::jetstream {
@@ -18,6 +20,22 @@ void SetStandbyPausedForTesting(JetStreamStandby& standby, bool paused);
 // Whether the standby's reader found that the stream was purged past where
 // it had read (it will start again from the newest snapshot when promoted).
 bool StandbyFellBehindForTesting(JetStreamStandby& standby);
+
+// While one lives, for every journal of this process: the next
+// acknowledgement that arrives is dropped, as if lost on the way, so the
+// journal's publisher finds the message unanswered after ack_timeout and
+// reads the stream to resync; the next `stale_reads` of those reads see the
+// stream `behind` messages shorter than it is, as a stream leader just
+// elected and still applying its log reports it. The destructor clears
+// what was not used. REQUIRES: at most one at a time.
+class LostJournalReplyForTesting {
+ public:
+  LostJournalReplyForTesting(int stale_reads, uint64_t behind);
+  ~LostJournalReplyForTesting();
+  LostJournalReplyForTesting(const LostJournalReplyForTesting&) = delete;
+  LostJournalReplyForTesting& operator=(const LostJournalReplyForTesting&) =
+      delete;
+};
 
 }  // namespace taskwal::engine::jetstream
 

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/jetstream_journal.h"
@@ -55,6 +56,19 @@ class JetStreamTest : public ::testing::TestWithParam<int> {
     delete cluster_;
     cluster_ = nullptr;
     nats_CloseAndWait(5000);
+  }
+
+  // A test that stopped half-way (a failed assertion) leaves no server
+  // killed or paused behind for the tests after it.
+  void TearDown() override {
+    if (cluster_ == nullptr) return;
+    for (int i = 0; i < cluster_->size(); ++i) {
+      if (cluster_->pid(i) == 0) {
+        EXPECT_THAT(cluster_->Restart(i), IsOk());
+      } else {
+        cluster_->Stop(i, SIGCONT).IgnoreError();  // Runs, or exited.
+      }
+    }
   }
 
   // Options for a cluster of this test's own (a stream of its own).
@@ -410,6 +424,56 @@ TEST_P(JetStreamTest, AMessageMissingMidStreamIsDataLoss) {
   EXPECT_LE(Facts(js, stream).last_seq, holed.last_seq + 1);
 }
 
+// A stream leader just elected reports the stream as far as it has applied
+// it, which can be short of what its predecessor acknowledged: the journal
+// reads again instead of calling that data loss.
+TEST_P(JetStreamTest, AStreamLeaderStillApplyingIsWaitedFor) {
+  JetStreamOptions js = Options("applying");
+  js.ack_timeout = absl::Milliseconds(300);
+  std::string want;
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+    ASSERT_NE(engine, nullptr);
+    Work(*engine, "a", 20);
+    {
+      // Three reads see the stream two messages short: one short of what
+      // was acknowledged.
+      engine::jetstream::LostJournalReplyForTesting lost(3, 2);
+      Work(*engine, "b", 20);
+    }
+    want = test_util::Dump(engine.get());
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  std::unique_ptr<taskwal::Engine> reopened = MustOpen(Engine(), js);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(test_util::Dump(reopened.get()), want);
+}
+
+// A stream that stays short of what it acknowledged lost records: the
+// engine says so once retry_for has passed, and takes no more writes.
+TEST_P(JetStreamTest, AStreamShortOfWhatItAcknowledgedIsDataLoss) {
+  JetStreamOptions js = Options("short");
+  {
+    // Creating the streams may take longer than the retry_for below.
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+    ASSERT_NE(engine, nullptr);
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  js.ack_timeout = absl::Milliseconds(300);
+  js.retry_for = absl::Seconds(2);
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  Work(*engine, "a", 20);
+  engine::jetstream::LostJournalReplyForTesting lost(1 << 20, 2);
+  const absl::Status failed = engine->Submit(Spec("lost")).status();
+  EXPECT_THAT(failed,
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("DATA_LOSS")));
+  EXPECT_THAT(failed, StatusIs(absl::StatusCode::kInternal,
+                               HasSubstr("acknowledged this writer's")));
+  EXPECT_THAT(engine->Submit(Spec("after")).status(),
+              StatusIs(absl::StatusCode::kInternal));
+}
+
 TEST_P(JetStreamTest, ADeposedWriterCannotCommitASnapshot) {
   const JetStreamOptions js = Options("snapfence");
   EngineOptions options = Engine();
@@ -515,8 +579,13 @@ TEST_P(JetStreamTest, WritesWaitForRoomWhileNatsIsAway) {
       submitted.fetch_add(1);
     }
   });
-  // Until the writer stops (for 300 ms), or is done.
+  // Until the room is nearly full (however slowly the writer starts), then
+  // until the writer stops (for 300 ms), or is done.
+  constexpr int kFits = static_cast<int>(kRoom / kPayload);
   const absl::Time deadline = absl::Now() + kBound;
+  while (absl::Now() < deadline && submitted.load() < kFits - 2) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   int seen = -1;
   absl::Time since = absl::Now();
   while (absl::Now() < deadline && submitted.load() < kTasks) {
@@ -531,8 +600,8 @@ TEST_P(JetStreamTest, WritesWaitForRoomWhileNatsIsAway) {
   }
   const int while_away = submitted.load();
   // It stopped because the room was full: not before, not after.
-  EXPECT_GE(while_away, static_cast<int>(kRoom / kPayload) - 2);
-  EXPECT_LE(while_away, static_cast<int>(kRoom / kPayload) + 2);
+  EXPECT_GE(while_away, kFits - 2);
+  EXPECT_LE(while_away, kFits + 2);
   for (int i = 0; i < cluster_->size(); ++i) {
     ASSERT_THAT(cluster_->Stop(i, SIGCONT), IsOk());
   }
@@ -621,6 +690,12 @@ TEST_P(JetStreamTest, AFenceAmidAWriterUnderLoadLosesNothing) {
         }
       });
     }
+    // Also when an assertion returns early (a joinable thread's destructor
+    // would end the whole test binary).
+    absl::Cleanup join = [&] {
+      stop.store(true);
+      for (std::thread& t : threads) t.join();
+    };
     const absl::Time deadline = absl::Now() + kBound;
     while (ok_calls.load() < 300 && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(5));
@@ -628,8 +703,7 @@ TEST_P(JetStreamTest, AFenceAmidAWriterUnderLoadLosesNothing) {
     // Mid-stream, a second writer takes over.
     std::unique_ptr<taskwal::Engine> new_engine = MustOpen(Engine(), js);
     ASSERT_NE(new_engine, nullptr);
-    stop.store(true);
-    for (std::thread& t : threads) t.join();
+    std::move(join).Invoke();
     old_engine.reset();
     ASSERT_TRUE(new_engine->Submit(Spec(absl::StrCat("after", round))).ok());
     ASSERT_THAT(new_engine->Close(), IsOk());
@@ -753,6 +827,12 @@ TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
       }
     });
   }
+  // Also when an assertion returns early (a joinable thread's destructor
+  // would end the whole test binary).
+  absl::Cleanup join = [&] {
+    stop.store(true);
+    for (std::thread& t : threads) t.join();
+  };
   auto acked = [&] {
     absl::MutexLock l(&mu);
     return submitted.size();
@@ -768,28 +848,33 @@ TEST_P(JetStreamTest, StreamLeaderKilledUnderLoadLosesNothing) {
   absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
       engine::jetstream::Connection::Connect(config, "test");
   ASSERT_TRUE(conn.ok()) << conn.status();
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string stream = engine::jetstream::StreamName(js.cluster);
-  ASSERT_EQ(
-      js_GetStreamInfo(&si, (*conn)->js(), stream.c_str(), nullptr, &jerr),
-      NATS_OK);
-  ASSERT_NE(si->Cluster, nullptr);
-  absl::StatusOr<int> leader = cluster_->IndexOf(si->Cluster->Leader);
-  jsStreamInfo_Destroy(si);
+  absl::StatusOr<int> leader = absl::UnavailableError("not asked yet");
+  while (!leader.ok() && absl::Now() < deadline) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, (*conn)->js(), stream.c_str(), nullptr, &jerr) ==
+        NATS_OK) {
+      if (si->Cluster != nullptr && si->Cluster->Leader != nullptr) {
+        leader = cluster_->IndexOf(si->Cluster->Leader);
+      }
+      jsStreamInfo_Destroy(si);
+    }
+    if (!leader.ok()) absl::SleepFor(absl::Milliseconds(100));
+  }
   conn->reset();
   ASSERT_TRUE(leader.ok()) << leader.status();
   const size_t at_kill = acked();
   const absl::Time killed = absl::Now();
   ASSERT_THAT(cluster_->Kill(*leader), IsOk());
   // Load goes on through the election, until it has moved on well past it.
+  const absl::Time moved_on_by = absl::Now() + kBound;
   while (acked() < at_kill + 300 && errors.load() == 0 &&
-         absl::Now() < deadline) {
+         absl::Now() < moved_on_by) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   const absl::Duration stalled = absl::Now() - killed;
-  stop.store(true);
-  for (std::thread& t : threads) t.join();
+  std::move(join).Invoke();
   EXPECT_EQ(errors.load(), 0) << "the engine failed during the election";
   EXPECT_GE(acked(), at_kill + 300);
   std::printf(
@@ -919,6 +1004,51 @@ TEST_P(JetStreamTest, BadInputIsRefusedAndChangesNothing) {
   EXPECT_THAT(OpenJetStreamEngine(Engine(), foreign).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("not made by")));
+}
+
+// Two of three servers away: the one left answers reads of messages with
+// "JetStream system temporarily unavailable", which Open waits out (for
+// retry_for) like a timeout.
+TEST_P(JetStreamTest, OpeningWithoutAQuorumWaitsForIt) {
+  if (GetParam() != 3) GTEST_SKIP() << "needs a quorum to lose";
+  JetStreamOptions js = Options("quorum");
+  js.servers = cluster_->url(0);
+  {
+    std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+    ASSERT_NE(engine, nullptr);
+    Work(*engine, "a", 20);
+    ASSERT_THAT(engine->Snapshot(), IsOk());
+    Work(*engine, "b", 20);
+    ASSERT_THAT(engine->Close(), IsOk());
+  }
+  absl::Notification opened;
+  absl::StatusOr<std::unique_ptr<taskwal::Engine>> engine;
+  std::thread opener;
+  absl::Cleanup resume = [&] {
+    for (int i = 1; i < cluster_->size(); ++i) {
+      cluster_->Stop(i, SIGCONT).IgnoreError();
+    }
+    if (opener.joinable()) opener.join();
+  };
+  for (int i = 1; i < cluster_->size(); ++i) {
+    ASSERT_THAT(cluster_->Stop(i, SIGSTOP), IsOk());
+  }
+  opener = std::thread([&] {
+    engine = OpenJetStreamEngine(Engine(), js);
+    opened.Notify();
+  });
+  // Without a quorum it cannot open (its fence needs one): it must still be
+  // trying after 8 s, past a request's 5 s timeout, by when the server left
+  // answers with error 10008 (an Open that gave up on it failed here).
+  EXPECT_FALSE(opened.WaitForNotificationWithTimeout(absl::Seconds(8)));
+  for (int i = 1; i < cluster_->size(); ++i) {
+    ASSERT_THAT(cluster_->Stop(i, SIGCONT), IsOk());
+  }
+  opener.join();
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE((*engine)->GetByIdempotencyKey(absl::StrCat("b", i)).ok());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Replicas, JetStreamTest, ::testing::Values(1, 3),
