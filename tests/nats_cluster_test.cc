@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -106,7 +107,7 @@ class JetStreamClient {
     jsOptions js_options;
     if (s == NATS_OK) s = jsOptions_Init(&js_options);
     if (s == NATS_OK) {
-      js_options.Wait = 2000;
+      js_options.Wait = 5000;
       s = natsConnection_JetStream(&client->js_, client->nc_, &js_options);
     }
     if (s != NATS_OK) {
@@ -132,10 +133,22 @@ class JetStreamClient {
     config.SubjectsLen = 1;
     config.Storage = js_FileStorage;
     config.Replicas = replicas;
-    jsStreamInfo* info = nullptr;
-    jsErrCode error = static_cast<jsErrCode>(0);
-    const natsStatus s = js_AddStream(&info, js_, &config, nullptr, &error);
-    jsStreamInfo_Destroy(info);
+    // A replicated stream's creation can time out while its servers elect
+    // its leader: tried again (a try that created it meanwhile finds it).
+    const absl::Time give_up = absl::Now() + kRecoveryBound;
+    natsStatus s;
+    jsErrCode error;
+    for (int attempt = 0;; ++attempt) {
+      jsStreamInfo* info = nullptr;
+      error = static_cast<jsErrCode>(0);
+      s = js_AddStream(&info, js_, &config, nullptr, &error);
+      jsStreamInfo_Destroy(info);
+      if (attempt > 0 && error == JSStreamNameExistErr) return absl::OkStatus();
+      const bool retryable = s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ||
+                             error == JSClusterNotAvailErr;
+      if (s == NATS_OK || !retryable || absl::Now() >= give_up) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
     if (s != NATS_OK) {
       return absl::UnavailableError(absl::StrCat("add stream (JetStream error ",
                                                  error, "): ", NatsError(s)));
@@ -329,6 +342,12 @@ TEST_F(NatsClusterTest, ControlsRefuseWhatTheStateForbids) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(cluster.Kill(1), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(cluster.Stop(0, 0), StatusIs(absl::StatusCode::kInvalidArgument));
+  // 2.9 logs it at the very end of its start, after /healthz can answer.
+  const absl::Time logged_by = absl::Now() + kRecoveryBound;
+  while (!absl::StrContains(cluster.LogTail(0), "Server is ready") &&
+         absl::Now() < logged_by) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   EXPECT_THAT(cluster.LogTail(0), HasSubstr("Server is ready"));
 
   // SIGSTOP pauses the server ('T' in /proc/PID/stat), SIGCONT resumes it.
