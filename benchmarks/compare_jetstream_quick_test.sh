@@ -56,25 +56,27 @@ if [[ ${rc} -ne 0 ]]; then
 fi
 
 table() {  # table TITLE_PREFIX: that table's lines, up to the next title.
+  # (Read with <<<"$(table ...)": grep -q ending a pipe early could kill awk
+  # with SIGPIPE, which pipefail reports as a failure.)
   awk -v t="== $1" 'index($0, t) == 1 {on = 1; print; next}
                     /^== / {on = 0} on' "${OUT}"
 }
 for system in taskwal-jetstream-r1 taskwal-jetstream-r1-async \
     taskwal-jetstream-r1-p1; do
-  table "Lifecycle throughput" | grep -qE "^${system} +[0-9]" ||
+  grep -qE "^${system} +[0-9]" <<<"$(table "Lifecycle throughput")" ||
     fail "the lifecycle table has no figures for ${system}"
-  table "Submit with 50% duplicate" | grep -qE "^${system} +[0-9]" ||
+  grep -qE "^${system} +[0-9]" <<<"$(table "Submit with 50% duplicate")" ||
     fail "the dedup table has no figures for ${system}"
 done
 for system in taskwal-jetstream-r1 taskwal-jetstream-r1-p1; do
-  table "Latency per call" | grep -qE "^${system} +1 +submit +[0-9]" ||
+  grep -qE "^${system} +1 +submit +[0-9]" <<<"$(table "Latency per call")" ||
     fail "the latency table has no submit row for ${system}"
 done
-table "Latency per call" | grep -q '^taskwal-jetstream-r1-async' &&
+grep -q '^taskwal-jetstream-r1-async' <<<"$(table "Latency per call")" &&
   fail "the latency table times the -async system, whose calls do not wait"
-table "Recovery" | grep -qE '^JetStream R1 stream, 3000 transitions.* [0-9.]+ +3,000 ' ||
+grep -qE '^JetStream R1 stream, 3000 transitions.* [0-9.]+ +3,000 ' <<<"$(table "Recovery")" ||
   fail "no recovery row replaying the JetStream stream"
-table "Systems" | grep -qF 'acknowledged once a majority of NATS servers hold it (in memory; NATS 2.9 fsyncs every 60 s)' ||
+grep -qF 'acknowledged once a majority of NATS servers hold it (in memory; NATS 2.9 fsyncs every 60 s)' <<<"$(table "Systems")" ||
   fail "the Systems table does not state the JetStream durability"
 grep -q '^lifecycle,taskwal-jetstream-r1,' "${TMP}/jetstream.csv" ||
   fail "no JetStream rows in the CSV"

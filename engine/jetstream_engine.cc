@@ -249,9 +249,8 @@ absl::StatusOr<std::unique_ptr<Engine>> TakeOver(Opening o, Follower& follower,
   const uint32_t partitions = o.stream.partitions;
   for (int attempt = 1;; ++attempt) {
     if (reload) {
-      // The stream as it is now: its first message after the purge.
-      TASKWAL_ASSIGN_OR_RETURN(o.stream,
-                               OpenStream(*o.conn, config, partitions));
+      // From the stream's first message after the purge: o.stream was read
+      // just now (by Connect, or by Promote for a stale standby).
       TASKWAL_RETURN_IF_ERROR(follower.Load(*o.conn, o.stream.first_seq));
       from = follower.first_segment();
     }
@@ -313,7 +312,12 @@ class Standby final : public JetStreamStandby {
     promoted_ = true;
     reader_.reset();
     // Fell behind a purge (stale_), or does so now: start again from the
-    // newest snapshot.
+    // newest snapshot, and the stream's first message now.
+    if (stale_) {
+      TASKWAL_ASSIGN_OR_RETURN(opening_.stream,
+                               OpenStream(*opening_.conn, opening_.config,
+                                          opening_.stream.partitions));
+    }
     return TakeOver(std::move(opening_), follower_, resume_, stale_, start);
   }
 

@@ -88,7 +88,7 @@ pc_version="$(pkg-config --modversion taskwal)" || fail "pkg-config taskwal"
   fail "taskwal.pc says ${pc_version}, api/version.h ${version}"
 grep -q "\"${version%%-*}\"" "${libdir}/cmake/taskwal/taskwalConfigVersion.cmake" ||
   fail "taskwalConfigVersion.cmake lacks ${version%%-*}"
-"${PREFIX}/bin/taskwal" --version | grep -qF "${version}" ||
+grep -qF "${version}" <<<"$("${PREFIX}/bin/taskwal" --version)" ||
   fail "installed 'taskwal --version' does not print ${version}"
 
 step "installed headers"
@@ -171,8 +171,10 @@ if [[ "${jetstream}" == ON ]]; then
       fail "examples/consumers/cmake: ${exe} printed no result line"
   done
   # The shared one runs on the installed library, not the build's.
-  ldd "${WORK}/consumer-cmake-js/jetstream" |
-    grep -qF "${libdir}/libtaskwal_jetstream.so" ||
+  # Captured first: grep -q ending a pipe early can kill ldd with SIGPIPE,
+  # which pipefail reports as a failure.
+  grep -qF "${libdir}/libtaskwal_jetstream.so" \
+    <<<"$(ldd "${WORK}/consumer-cmake-js/jetstream")" ||
     fail "the consumer's jetstream does not load the installed libtaskwal_jetstream.so"
 
   step "consumer: pkg-config taskwal-jetstream"
