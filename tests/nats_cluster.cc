@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 #include <utility>
 
@@ -54,34 +55,70 @@ pid_t WaitPid(pid_t pid, int* status, int options) {
   return result;
 }
 
+// The lowest port Linux gives an outgoing connection (32768 unless
+// configured otherwise).
+int EphemeralPortsStart() {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  if (range >> low && low > 0) return low;
+  return 32768;
+}
+
+// Binds a TCP socket to 127.0.0.1:port (0: any). Returns the socket, and
+// the port bound in *bound; -1 with errno set on failure.
+int BindLoopback(int port, int* bound) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  socklen_t length = sizeof(address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    const int error = errno;
+    ::close(fd);
+    errno = error;
+    return -1;
+  }
+  *bound = ntohs(address.sin_port);
+  return fd;
+}
+
 // `count` distinct ports that were free a moment ago: all are bound at once
 // (so none repeats), then released for the servers to take. Another process
-// may take one in between; Start retries with fresh ports then.
+// may take one in between; Start retries with fresh ports then. They are
+// drawn below the range Linux picks outgoing connections' ports from
+// (tools/nats_cluster.sh does the same), so that no connection takes a
+// killed server's port before Restart binds it again; bind(0) where that
+// range starts too low to leave room.
 absl::StatusOr<std::vector<int>> PickFreePorts(int count) {
+  constexpr int kLowest = 20000;
+  const int below = EphemeralPortsStart();
   std::vector<int> fds;
   std::vector<int> ports;
   absl::Status status;
-  for (int i = 0; i < count && status.ok(); ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::mt19937 random(std::random_device{}());
+  for (int tries = 0; below - kLowest >= 1000 && tries < 1000 &&
+                      static_cast<int>(ports.size()) < count;
+       ++tries) {
+    const int port =
+        std::uniform_int_distribution<int>(kLowest, below - 1)(random);
+    int bound = 0;
+    const int fd = BindLoopback(port, &bound);
+    if (fd < 0) continue;  // Taken (or held in TIME_WAIT).
+    fds.push_back(fd);
+    ports.push_back(bound);
+  }
+  while (static_cast<int>(ports.size()) < count) {
+    int bound = 0;
+    const int fd = BindLoopback(0, &bound);
     if (fd < 0) {
-      status = ErrnoError("socket", errno);
+      status = ErrnoError("bind 127.0.0.1:0", errno);
       break;
     }
     fds.push_back(fd);
-    sockaddr_in address = {};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = 0;
-    socklen_t length = sizeof(address);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) !=
-        0) {
-      status = ErrnoError("bind 127.0.0.1:0", errno);
-    } else if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address),
-                             &length) != 0) {
-      status = ErrnoError("getsockname", errno);
-    } else {
-      ports.push_back(ntohs(address.sin_port));
-    }
+    ports.push_back(bound);
   }
   for (int fd : fds) ::close(fd);
   if (!status.ok()) return status;

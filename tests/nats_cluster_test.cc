@@ -337,6 +337,18 @@ TEST_F(NatsClusterTest, ControlsRefuseWhatTheStateForbids) {
   ASSERT_THAT(started, IsOk());
   NatsCluster& cluster = **started;
   EXPECT_THAT(cluster.IndexOf("n0"), IsOkAndHolds(0));
+  // Its ports are below those Linux gives outgoing connections, so none
+  // can take a killed server's port before it restarts.
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int ephemeral = 0;
+  if (range >> ephemeral && ephemeral >= 21000) {
+    EXPECT_LT(cluster.monitoring_port(0), ephemeral);
+    const std::string url = cluster.url(0);
+    int client_port = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(url.substr(url.rfind(':') + 1), &client_port))
+        << url;
+    EXPECT_LT(client_port, ephemeral) << url;
+  }
   EXPECT_THAT(cluster.IndexOf("n1"), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(cluster.Restart(0),
               StatusIs(absl::StatusCode::kFailedPrecondition));
