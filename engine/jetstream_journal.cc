@@ -69,6 +69,14 @@ LostJournalReplyForTesting::LostJournalReplyForTesting(int stale_reads,
   g_lose_reply.store(true);
 }
 
+bool LostJournalReplyForTesting::reply_dropped() const {
+  return !g_lose_reply.load();
+}
+
+int LostJournalReplyForTesting::stale_reads_left() const {
+  return g_stale_reads.load();
+}
+
 LostJournalReplyForTesting::~LostJournalReplyForTesting() {
   g_lose_reply.store(false);
   g_stale_reads.store(0);
@@ -824,6 +832,23 @@ absl::Status JetStreamJournal::Resync() {
           " though it acknowledged this writer's messages through ",
           first_unacked - 1, " (still after ",
           absl::FormatDuration(config_.retry_for), ")"));
+    }
+    // The last message acknowledged to this writer must still be its own: a
+    // stream that lost it (a majority of its servers crashed within NATS's
+    // sync interval) may have been filled again by another writer since.
+    absl::StatusOr<natsMsg*> mine =
+        GetMessage(*conn_, stream_, first_unacked - 1, deadline);
+    if (!mine.ok()) {
+      if (absl::Now() < deadline) continue;
+      return mine.status();
+    }
+    const bool still_mine = WriterOf(*mine) == writer_;
+    natsMsg_Destroy(*mine);
+    if (!still_mine) {
+      return absl::DataLossError(absl::StrCat(
+          "message ", first_unacked - 1, " of stream ", stream_,
+          ", acknowledged to this writer, now holds another writer's: the "
+          "stream lost acknowledged records"));
     }
     if (last >= first_unacked) {
       absl::StatusOr<natsMsg*> msg =

@@ -32,6 +32,9 @@ class LostJournalReplyForTesting {
  public:
   LostJournalReplyForTesting(int stale_reads, uint64_t behind);
   ~LostJournalReplyForTesting();
+  // Whether a reply was dropped, and how many stale reads are left.
+  bool reply_dropped() const;
+  int stale_reads_left() const;
   LostJournalReplyForTesting(const LostJournalReplyForTesting&) = delete;
   LostJournalReplyForTesting& operator=(const LostJournalReplyForTesting&) =
       delete;
