@@ -1103,7 +1103,9 @@ TEST_P(JetStreamTest, OpeningWithoutAQuorumWaitsForIt) {
     if (opener.joinable()) opener.join();
   };
   for (int i = 0; i < cluster_->size(); ++i) {
-    if (i != kept) ASSERT_THAT(cluster_->Stop(i, SIGSTOP), IsOk());
+    if (i != kept) {
+      ASSERT_THAT(cluster_->Stop(i, SIGSTOP), IsOk());
+    }
   }
   opener = std::thread([&] {
     engine = OpenJetStreamEngine(Engine(), js);
