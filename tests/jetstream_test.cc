@@ -44,6 +44,15 @@ using ::testing::HasSubstr;
 // Ends a wait that would otherwise hang the test; never asserted as timing.
 constexpr absl::Duration kBound = absl::Seconds(120);
 
+// A connection of the test's own to the servers of `js`.
+absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> TestConnection(
+    const JetStreamOptions& js) {
+  engine::jetstream::Config config;
+  config.servers = js.servers;
+  config.cluster = js.cluster;
+  return engine::jetstream::Connection::Connect(config, "test");
+}
+
 class JetStreamTest : public ::testing::TestWithParam<int> {
  protected:
   static void SetUpTestSuite() {
@@ -131,11 +140,8 @@ class JetStreamTest : public ::testing::TestWithParam<int> {
   static absl::StatusOr<int> StreamLeader(const JetStreamOptions& js,
                                           const std::string& stream,
                                           absl::Time deadline) {
-    engine::jetstream::Config config;
-    config.servers = js.servers;
-    config.cluster = js.cluster;
     absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
-        engine::jetstream::Connection::Connect(config, "test");
+        TestConnection(js);
     if (!conn.ok()) return conn.status();
     absl::StatusOr<int> leader = absl::UnavailableError("not asked yet");
     while (!leader.ok() && absl::Now() < deadline) {
@@ -271,11 +277,8 @@ struct StreamFacts {
   uint64_t last_seq = 0;
 };
 StreamFacts Facts(const JetStreamOptions& js, const std::string& stream) {
-  engine::jetstream::Config config;
-  config.servers = js.servers;
-  config.cluster = js.cluster;
   absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
-      engine::jetstream::Connection::Connect(config, "test");
+      TestConnection(js);
   EXPECT_TRUE(conn.ok()) << conn.status();
   StreamFacts facts;
   if (!conn.ok()) return facts;
@@ -294,11 +297,8 @@ StreamFacts Facts(const JetStreamOptions& js, const std::string& stream) {
 // Removes message `seq` of `stream` behind taskwal's back (damage).
 void DeleteMessage(const JetStreamOptions& js, const std::string& stream,
                    uint64_t seq) {
-  engine::jetstream::Config config;
-  config.servers = js.servers;
-  config.cluster = js.cluster;
   absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
-      engine::jetstream::Connection::Connect(config, "test");
+      TestConnection(js);
   ASSERT_TRUE(conn.ok()) << conn.status();
   jsErrCode jerr = static_cast<jsErrCode>(0);
   ASSERT_EQ(js_DeleteMsg((*conn)->js(), stream.c_str(), seq, nullptr, &jerr),
@@ -306,11 +306,8 @@ void DeleteMessage(const JetStreamOptions& js, const std::string& stream,
 }
 
 void DeleteStream(const JetStreamOptions& js, const std::string& stream) {
-  engine::jetstream::Config config;
-  config.servers = js.servers;
-  config.cluster = js.cluster;
   absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
-      engine::jetstream::Connection::Connect(config, "test");
+      TestConnection(js);
   ASSERT_TRUE(conn.ok()) << conn.status();
   jsErrCode jerr = static_cast<jsErrCode>(0);
   ASSERT_EQ(js_DeleteStream((*conn)->js(), stream.c_str(), nullptr, &jerr),
@@ -1047,11 +1044,8 @@ TEST_P(JetStreamTest, BadInputIsRefusedAndChangesNothing) {
   engine.reset();
   // A stream of the same name that taskwal did not make.
   JetStreamOptions foreign = Options("foreign");
-  engine::jetstream::Config config;
-  config.servers = foreign.servers;
-  config.cluster = foreign.cluster;
   absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
-      engine::jetstream::Connection::Connect(config, "test");
+      TestConnection(foreign);
   ASSERT_TRUE(conn.ok()) << conn.status();
   const std::string stream = engine::jetstream::StreamName(foreign.cluster);
   const std::string subject = engine::jetstream::LogSubject(foreign.cluster);
