@@ -5,6 +5,7 @@
 #include <nats/nats.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
@@ -13,9 +14,12 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/jetstream_journal.h"
 #include "taskwal/jetstream.h"
 #include "wal/status_macros.h"
@@ -30,6 +34,18 @@ namespace {
 std::string RpcPrefix(absl::string_view cluster) {
   // Outside taskwal.<cluster>.>, which the journal's stream holds.
   return absl::StrCat("taskwal-rpc.", cluster, ".");
+}
+
+// A request's header: how long, in microseconds, its caller waits for the
+// answer from when it sent the request. A call still queued near the end
+// of that time is dropped unrun (its caller has given up and reported that
+// it may not have run); a ClaimNext waits less by the time it was queued.
+constexpr char kAnswerWithinHeader[] = "Taskwal-Answer-Within";
+
+// Whether a call queued for `queued` may still run for a caller who waits
+// `budget` in all: it must leave the call half that time, at most 1 s.
+bool StillWanted(absl::Duration queued, absl::Duration budget) {
+  return queued < budget - std::min(budget / 2, absl::Seconds(1));
 }
 
 std::string Answer(const absl::Status& status) {
@@ -93,16 +109,16 @@ class NatsServer final : public JetStreamServer {
     for (std::thread& t : workers_) t.join();
     workers_.clear();
     // Calls still queued did not run: tell their callers to go elsewhere.
-    std::deque<natsMsg*> left;
+    std::deque<Queued> left;
     {
       absl::MutexLock lock(&mu_);
       left.swap(calls_);
       left.insert(left.end(), polls_.begin(), polls_.end());
       polls_.clear();
     }
-    for (natsMsg* msg : left) {
-      Respond(msg, NotServing());
-      natsMsg_Destroy(msg);
+    for (const Queued& call : left) {
+      Respond(call.msg, NotServing());
+      natsMsg_Destroy(call.msg);
     }
   }
 
@@ -126,14 +142,14 @@ class NatsServer final : public JetStreamServer {
     std::string refusal;
     {
       absl::MutexLock lock(&mu_);
-      std::deque<natsMsg*>& queue = method == "ClaimNext" ? polls_ : calls_;
+      std::deque<Queued>& queue = method == "ClaimNext" ? polls_ : calls_;
       if (stop_) {
         refusal = NotServing();
       } else if (queue.size() >= static_cast<size_t>(options_.max_queued)) {
         refusal = Answer(absl::ResourceExhaustedError(
             "the server has too many calls waiting; try again"));
       } else {
-        queue.push_back(msg);
+        queue.push_back(Queued{msg, absl::Now()});
         return;
       }
     }
@@ -144,7 +160,7 @@ class NatsServer final : public JetStreamServer {
   // Serves the long polls (ClaimNext) or the other calls.
   void Work(bool polls) {
     while (true) {
-      natsMsg* msg = nullptr;
+      Queued call;
       {
         absl::MutexLock lock(&mu_);
         auto ready = [this, polls]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -152,9 +168,20 @@ class NatsServer final : public JetStreamServer {
         };
         mu_.Await(absl::Condition(&ready));
         if (stop_) return;
-        std::deque<natsMsg*>& queue = polls ? polls_ : calls_;
-        msg = queue.front();
+        std::deque<Queued>& queue = polls ? polls_ : calls_;
+        call = queue.front();
         queue.pop_front();
+      }
+      natsMsg* const msg = call.msg;
+      wire::ServeOptions options = serve_options_;
+      options.queued_for = absl::Now() - call.arrived;
+      const char* within = nullptr;
+      int64_t budget_micros = 0;
+      if (natsMsgHeader_Get(msg, kAnswerWithinHeader, &within) == NATS_OK &&
+          absl::SimpleAtoi(within, &budget_micros) &&
+          !StillWanted(options.queued_for, absl::Microseconds(budget_micros))) {
+        natsMsg_Destroy(msg);
+        continue;
       }
       absl::string_view subject = natsMsg_GetSubject(msg);
       subject.remove_prefix(std::min(subject.size(), prefix_.size()));
@@ -162,7 +189,7 @@ class NatsServer final : public JetStreamServer {
           *engine_, subject,
           absl::string_view(natsMsg_GetData(msg),
                             static_cast<size_t>(natsMsg_GetDataLength(msg))),
-          serve_options_);
+          options);
       Respond(msg, answer);
       natsMsg_Destroy(msg);
     }
@@ -197,8 +224,13 @@ class NatsServer final : public JetStreamServer {
   natsSubscription* sub_ = nullptr;  // Set by Start; then Stop's.
   std::vector<std::thread> workers_;
   absl::Mutex mu_;
-  std::deque<natsMsg*> calls_ ABSL_GUARDED_BY(mu_);
-  std::deque<natsMsg*> polls_ ABSL_GUARDED_BY(mu_);  // ClaimNext.
+  // A request and when it arrived.
+  struct Queued {
+    natsMsg* msg = nullptr;
+    absl::Time arrived;
+  };
+  std::deque<Queued> calls_ ABSL_GUARDED_BY(mu_);
+  std::deque<Queued> polls_ ABSL_GUARDED_BY(mu_);  // ClaimNext.
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -220,10 +252,21 @@ class NatsTransport final : public wire::Transport {
     std::string last_problem;
     while (true) {
       natsMsg* reply = nullptr;
-      const natsStatus s = natsConnection_Request(
-          &reply, conn_->nc(), subject.c_str(), request.data(),
-          static_cast<int>(request.size()),
-          std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout)));
+      natsMsg* msg = nullptr;
+      natsStatus s =
+          natsMsg_Create(&msg, subject.c_str(), nullptr, request.data(),
+                         static_cast<int>(request.size()));
+      if (s == NATS_OK) {
+        s = natsMsgHeader_Set(
+            msg, kAnswerWithinHeader,
+            absl::StrCat(absl::ToInt64Microseconds(timeout)).c_str());
+      }
+      if (s == NATS_OK) {
+        s = natsConnection_RequestMsg(
+            &reply, conn_->nc(), msg,
+            std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout)));
+      }
+      natsMsg_Destroy(msg);
       bool retry = false;
       if (s == NATS_OK) {
         std::string bytes(natsMsg_GetData(reply),

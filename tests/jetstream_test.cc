@@ -824,6 +824,57 @@ TEST_P(JetStreamTest, AServerStepsDownWithNotLeader) {
       StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no server leads")));
 }
 
+// A ClaimNext queued behind busy server threads until its caller gave up
+// never runs: it would claim a task that nobody receives, whose lease then
+// runs out and costs an attempt.
+TEST_P(JetStreamTest, AClaimNextWhoseCallerGaveUpDoesNotRun) {
+  if (GetParam() != 1) GTEST_SKIP() << "about the server, not the stream";
+  const JetStreamOptions js = Options("gaveup");
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  JetStreamServer::Options one_thread;
+  one_thread.threads = 1;  // One ClaimNext waits at a time; others queue.
+  absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
+      JetStreamServer::Start(engine.get(), js, one_thread);
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::unique_ptr<taskwal::Engine>> patient =
+      ConnectJetStreamEngine(js);
+  ASSERT_TRUE(patient.ok()) << patient.status();
+  JetStreamOptions impatient_js = js;
+  impatient_js.ack_timeout = absl::Milliseconds(100);  // Calls wait 200 ms.
+  absl::StatusOr<std::unique_ptr<taskwal::Engine>> impatient =
+      ConnectJetStreamEngine(impatient_js);
+  ASSERT_TRUE(impatient.ok()) << impatient.status();
+
+  // The patient worker holds the only thread for 3 s, waiting for a type
+  // that never comes.
+  ClaimNextOptions other;
+  other.type = "other";
+  other.wait = absl::Seconds(3);
+  std::thread waiting([&] {
+    EXPECT_THAT((*patient)->ClaimNext("patient", other).status(),
+                StatusIs(absl::StatusCode::kNotFound));
+  });
+  absl::Cleanup join = [&] { waiting.join(); };
+  absl::SleepFor(absl::Milliseconds(500));
+  ClaimNextOptions t;
+  t.type = "t";
+  t.wait = absl::Milliseconds(300);
+  // Queued behind it, the impatient worker gives up after 500 ms.
+  EXPECT_THAT((*impatient)->ClaimNext("impatient", t).status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  absl::StatusOr<SubmitResult> submitted = (*patient)->Submit(Spec("a"));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  std::move(join).Invoke();
+  // Calls run in the order they came: the abandoned one was next, before
+  // this one, which finds the task still there.
+  t.wait = absl::ZeroDuration();
+  absl::StatusOr<ClaimedTask> claimed = (*patient)->ClaimNext("later", t);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  EXPECT_EQ(claimed->task.id(), submitted->task_id);
+  EXPECT_EQ(claimed->attempt, 1u);
+}
+
 // A server stopped and destroyed while clients call it: every call ends,
 // each either done (and then in the engine) or told that nobody serves.
 TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {

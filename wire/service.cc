@@ -1,5 +1,6 @@
 #include "wire/service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <string>
@@ -111,8 +112,10 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
          ClaimNextOptions o;
          o.type = r.type();
          o.lease = absl::Microseconds(r.lease_micros());
-         o.wait = std::min(absl::Microseconds(r.wait_micros()),
-                           options.max_claim_wait);
+         o.wait = std::max(absl::ZeroDuration(),
+                           std::min(absl::Microseconds(r.wait_micros()),
+                                    options.max_claim_wait) -
+                               options.queued_for);
          return Body(e.ClaimNext(r.worker_id(), o));
        })},
       {"NextDueTime",

@@ -49,6 +49,10 @@ namespace taskwal::wire {
 struct ServeOptions {
   // The longest a ClaimNext waits, whatever the request asks.
   absl::Duration max_claim_wait = absl::Seconds(30);
+  // How long this call already waited in the server's queue: a ClaimNext
+  // waits that much less, so that its answer still reaches a caller who
+  // waits for the time it asked for.
+  absl::Duration queued_for = absl::ZeroDuration();
 };
 
 // Runs the call on `engine` and returns the serialized Reply. A request
