@@ -72,12 +72,20 @@ struct JetStreamOptions {
   // default): the cluster is one shard, named <cluster>. Only
   // ConnectJetStreamEngine spans shards; the other calls take the options
   // of one shard (JetStreamShard). 1 to 64; the cluster name with its
-  // "-<shard>" suffix must stay within 32 characters.
+  // "-<shard>" suffix must stay within 32 characters. Every node and
+  // client of a cluster must give the same count: a shard's stream records
+  // it when it is made, and opening or connecting with another count is
+  // kFailedPrecondition (keys would hash to other shards).
   int shards = 1;
+  // Set by JetStreamShard (leave it 0 otherwise): these are the options of
+  // one shard of a cluster of this many shards (2 to 64). 0: a cluster that
+  // is not sharded.
+  int shard_of = 0;
 };
 
 // The options of shard `shard` of a sharded cluster: cluster named
-// <cluster>-<shard>, shards 1. With shards == 1, the options as they are.
+// <cluster>-<shard>, shards 1, shard_of jetstream.shards. With
+// shards == 1, the options as they are.
 // REQUIRES: 0 <= shard < jetstream.shards.
 JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard);
 
@@ -93,7 +101,9 @@ JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard);
 //   kUnavailable: no NATS server answered, or the stream did not within
 //     retry_for; or it was purged under every attempt.
 //   kFailedPrecondition: the stream is not taskwal's, or has another
-//     partition count than options.partitions.
+//     partition count than options.partitions, or another shard count
+//     than jetstream.shard_of; or the cluster exists with another shard
+//     count.
 //   kDataLoss: the stream holds a damaged or out-of-order record, or lacks
 //     one from its middle.
 absl::StatusOr<std::unique_ptr<Engine>> OpenJetStreamEngine(
@@ -167,7 +177,9 @@ class JetStreamServer {
 // (Claim, ClaimNext, Fail, Retry, Cancel, Delete, the bulk calls) it
 // returns kDeadlineExceeded or kUnavailable, and may or may not have run.
 // Close closes only the client. kInvalidArgument: bad options;
-// kUnavailable: NATS is unreachable.
+// kUnavailable: NATS is unreachable; kNotFound: the cluster (a shard's
+// stream) does not exist, no node has started it yet;
+// kFailedPrecondition: the cluster has another shard count.
 absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
     const JetStreamOptions& jetstream);
 

@@ -31,6 +31,7 @@ Config MakeConfig(const JetStreamOptions& options) {
   config.ack_timeout = options.ack_timeout;
   config.retry_for = options.retry_for;
   config.max_buffered_bytes = options.max_unacknowledged_bytes;
+  config.shard_of = options.shard_of;
   return config;
 }
 
@@ -43,6 +44,14 @@ absl::Status ValidateJetStreamOptions(const JetStreamOptions& options) {
       options.shards == 1
           ? options.cluster
           : absl::StrCat(options.cluster, "-", options.shards - 1)));
+  if (options.shard_of != 0 &&
+      (options.shard_of < 2 || options.shard_of > 64 || options.shards != 1 ||
+       !ShardBase(options.cluster).has_value())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "JetStreamOptions.shard_of is ", options.shard_of,
+        ": only JetStreamShard sets it (2 to 64, with shards 1 and a cluster "
+        "named <cluster>-<shard>)"));
+  }
   if (options.servers.empty()) {
     return absl::InvalidArgumentError("JetStreamOptions.servers is empty");
   }
@@ -414,6 +423,7 @@ JetStreamOptions JetStreamShard(const JetStreamOptions& jetstream, int shard) {
   if (jetstream.shards > 1) {
     one.cluster = absl::StrCat(jetstream.cluster, "-", shard);
     one.shards = 1;
+    one.shard_of = jetstream.shards;
   }
   return one;
 }

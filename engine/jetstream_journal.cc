@@ -8,6 +8,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -24,6 +25,7 @@ namespace {
 constexpr char kWriterHeader[] = "Taskwal-Writer";
 constexpr char kExpectedLastSeqHeader[] = "Nats-Expected-Last-Sequence";
 constexpr char kDescriptionPrefix[] = "taskwal journal v2 partitions=";
+constexpr char kShardsField[] = "shards=";
 // Room left in a message for its headers.
 constexpr int64_t kHeaderRoom = 1024;
 constexpr size_t kMaxPieceBytes = 1 << 20;
@@ -278,6 +280,170 @@ Connection::~Connection() {
   natsConnection_Destroy(nc_);
 }
 
+std::optional<std::string> ShardBase(absl::string_view cluster) {
+  const size_t dash = cluster.rfind('-');
+  if (dash == absl::string_view::npos || dash == 0) return std::nullopt;
+  int shard = 0;
+  if (!absl::SimpleAtoi(cluster.substr(dash + 1), &shard) || shard < 0 ||
+      absl::StrCat(shard) != cluster.substr(dash + 1)) {
+    return std::nullopt;
+  }
+  return std::string(cluster.substr(0, dash));
+}
+
+namespace {
+
+// A journal stream's description: "taskwal journal v2 partitions=<P>", and
+// " shards=<N>" for a shard of a sharded cluster.
+struct Description {
+  uint32_t partitions = 0;
+  int shards = 0;  // 0: none recorded (not a shard, or made before they were).
+};
+
+std::optional<Description> ParseDescription(absl::string_view text) {
+  Description d;
+  if (!absl::ConsumePrefix(&text, kDescriptionPrefix)) return std::nullopt;
+  const std::pair<absl::string_view, absl::string_view> parts =
+      absl::StrSplit(text, absl::MaxSplits(' ', 1));
+  if (!absl::SimpleAtoi(parts.first, &d.partitions) || d.partitions < 1) {
+    return std::nullopt;
+  }
+  absl::string_view rest = parts.second;
+  if (!rest.empty() &&
+      (!absl::ConsumePrefix(&rest, kShardsField) ||
+       !absl::SimpleAtoi(rest, &d.shards) || d.shards < 2 || d.shards > 64)) {
+    return std::nullopt;
+  }
+  return d;
+}
+
+// A journal stream as found, or kNotFound; kFailedPrecondition if taskwal
+// did not make it.
+struct Found {
+  StreamState state;
+  Description description;
+};
+absl::StatusOr<Found> Find(Connection& conn, absl::string_view cluster,
+                           absl::Time deadline) {
+  const std::string stream = StreamName(cluster);
+  TASKWAL_ASSIGN_OR_RETURN(jsStreamInfo * si,
+                           StreamInfo(conn, stream, deadline));
+  Found found;
+  found.state.first_seq = si->State.FirstSeq;
+  found.state.last_seq = si->State.LastSeq;
+  found.state.messages = si->State.Msgs;
+  found.state.bytes = si->State.Bytes;
+  const std::string description =
+      si->Config->Description != nullptr ? si->Config->Description : "";
+  jsStreamInfo_Destroy(si);
+  const std::optional<Description> d = ParseDescription(description);
+  if (!d.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stream ", stream, " was not made by this version of taskwal ",
+        "(its description is \"", absl::CHexEscape(description), "\")"));
+  }
+  found.description = *d;
+  found.state.partitions = d->partitions;
+  return found;
+}
+
+// The state of the stream named in config, or kNotFound; checked against
+// `partitions` (unless 0) and config.shard_of.
+absl::StatusOr<StreamState> ReadStream(Connection& conn, const Config& config,
+                                       uint32_t partitions,
+                                       absl::Time deadline) {
+  const std::string stream = StreamName(config.cluster);
+  TASKWAL_ASSIGN_OR_RETURN(Found found, Find(conn, config.cluster, deadline));
+  const Description& d = found.description;
+  if (partitions != 0 && partitions != d.partitions) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stream ", stream, " has ", d.partitions,
+                     " partitions, not ", partitions));
+  }
+  // A stream made before shard counts were recorded records none.
+  if (d.shards != 0 && d.shards != config.shard_of) {
+    if (config.shard_of == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "stream ", stream, " is a shard of a cluster of ", d.shards,
+          " shards: name that cluster (without the \"-<shard>\") with "
+          "JetStreamOptions::shards = ",
+          d.shards));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stream ", stream, " is a shard of a cluster of ", d.shards,
+        " shards, not ", config.shard_of,
+        ": every node and client of a cluster must give it the same "
+        "JetStreamOptions::shards (keys would hash to other shards)"));
+  }
+  return found.state;
+}
+
+// Before a cluster's stream is made: kFailedPrecondition if the cluster
+// exists with another shard count (a cluster's shard count cannot change).
+absl::Status CheckNotResharded(Connection& conn, const Config& config,
+                               absl::Time deadline) {
+  if (config.shard_of == 0) {
+    // Sharded, its shard 0 would be <cluster>-0, recording the count.
+    const std::string shard0 = absl::StrCat(config.cluster, "-0");
+    absl::StatusOr<Found> found = Find(conn, shard0, deadline);
+    if (absl::IsNotFound(found.status()) ||
+        absl::IsFailedPrecondition(found.status())) {
+      return absl::OkStatus();  // None, or not taskwal's.
+    }
+    if (!found.ok()) return found.status();
+    if (found->description.shards == 0) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cluster ", config.cluster, " has ", found->description.shards,
+        " shards (stream ", StreamName(shard0),
+        " is its shard 0): give JetStreamOptions::shards that count"));
+  }
+  const std::optional<std::string> base = ShardBase(config.cluster);
+  if (!base.has_value()) return absl::OkStatus();
+  absl::StatusOr<Found> found = Find(conn, *base, deadline);
+  if (found.ok() && found->description.shards == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cluster ", *base, " exists without shards (stream ", StreamName(*base),
+        "): a cluster's shard count cannot change"));
+  }
+  if (!found.ok() && !absl::IsNotFound(found.status()) &&
+      !absl::IsFailedPrecondition(found.status())) {
+    return found.status();
+  }
+  // Its shard 0, once made, records the count too.
+  const std::string shard0 = absl::StrCat(*base, "-0");
+  if (shard0 == config.cluster) return absl::OkStatus();
+  found = Find(conn, shard0, deadline);
+  if (found.ok() && found->description.shards != 0 &&
+      found->description.shards != config.shard_of) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cluster ", *base, " has ", found->description.shards,
+        " shards (stream ", StreamName(shard0), "), not ", config.shard_of,
+        ": every node and client of a cluster must give it the same "
+        "JetStreamOptions::shards"));
+  }
+  if (!found.ok() && !absl::IsNotFound(found.status()) &&
+      !absl::IsFailedPrecondition(found.status())) {
+    return found.status();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<StreamState> FindStream(Connection& conn, const Config& config) {
+  TASKWAL_RETURN_IF_ERROR(ValidateClusterName(config.cluster));
+  absl::StatusOr<StreamState> state =
+      ReadStream(conn, config, 0, absl::Now() + config.retry_for);
+  if (absl::IsNotFound(state.status())) {
+    return absl::NotFoundError(absl::StrCat(
+        "no taskwal cluster named ", config.cluster,
+        " on these NATS servers (stream ", StreamName(config.cluster),
+        " does not exist): check the cluster name and shard count, or start "
+        "a node of it first"));
+  }
+  return state;
+}
+
 absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
                                        uint32_t partitions) {
   TASKWAL_RETURN_IF_ERROR(ValidateClusterName(config.cluster));
@@ -329,45 +495,24 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
   if (snap_info.ok()) {
     jsStreamInfo_Destroy(*snap_info);
   } else if (absl::IsNotFound(snap_info.status())) {
+    TASKWAL_RETURN_IF_ERROR(CheckNotResharded(conn, config, deadline));
     TASKWAL_RETURN_IF_ERROR(create(snapshots, {SnapshotSubject(config.cluster)},
                                    "taskwal snapshots v1"));
   } else {
     return snap_info.status();
   }
   for (int attempt = 0;; ++attempt) {
-    absl::StatusOr<jsStreamInfo*> info = StreamInfo(conn, stream, deadline);
-    if (info.ok()) {
-      jsStreamInfo* si = *info;
-      StreamState state;
-      state.first_seq = si->State.FirstSeq;
-      state.last_seq = si->State.LastSeq;
-      state.messages = si->State.Msgs;
-      state.bytes = si->State.Bytes;
-      const absl::string_view description =
-          si->Config->Description != nullptr ? si->Config->Description : "";
-      absl::string_view count = description;
-      const bool ours = absl::ConsumePrefix(&count, kDescriptionPrefix);
-      uint32_t n = 0;
-      const bool parsed = ours && absl::SimpleAtoi(count, &n) && n >= 1;
-      jsStreamInfo_Destroy(si);
-      if (!parsed) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "stream ", stream, " was not made by this version of taskwal ",
-            "(its description is \"", description, "\")"));
-      }
-      if (partitions != 0 && partitions != n) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "stream ", stream, " has ", n, " partitions, not ", partitions));
-      }
-      state.partitions = n;
-      return state;
-    }
-    if (!absl::IsNotFound(info.status()) || attempt > 0) {
-      return info.status();
+    absl::StatusOr<StreamState> state =
+        ReadStream(conn, config, partitions, deadline);
+    if (!absl::IsNotFound(state.status()) || attempt > 0) return state;
+    TASKWAL_RETURN_IF_ERROR(CheckNotResharded(conn, config, deadline));
+    std::string description =
+        absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16);
+    if (config.shard_of != 0) {
+      absl::StrAppend(&description, " ", kShardsField, config.shard_of);
     }
     TASKWAL_RETURN_IF_ERROR(create(
-        stream, {absl::StrCat("taskwal.", config.cluster, ".>")},
-        absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16)));
+        stream, {absl::StrCat("taskwal.", config.cluster, ".>")}, description));
   }
 }
 

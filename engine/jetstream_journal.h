@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,7 +72,13 @@ struct Config {
   bool wait_for_acks = true;
   // Appends wait while this many bytes are staged or unacknowledged.
   size_t max_buffered_bytes = size_t{256} << 20;
+  // This cluster is shard <n> of <base>-<n>, a cluster of this many shards
+  // (JetStreamOptions::shard_of); 0: not a shard.
+  int shard_of = 0;
 };
+
+// The cluster a shard's cluster name <base>-<n> belongs to: <base>.
+std::optional<std::string> ShardBase(absl::string_view cluster);
 
 // The public options as a Config; kInvalidArgument names a bad one.
 Config MakeConfig(const JetStreamOptions& options);
@@ -122,9 +129,13 @@ class Connection {
 };
 
 // The stream's partition count and last sequence; creates the stream
-// (recording `partitions` in its description) when there is none.
+// (recording `partitions` and config.shard_of in its description) when
+// there is none.
 // kFailedPrecondition: the stream was not made by taskwal, or by a newer
-// format, or `partitions` is nonzero and differs.
+// format, or `partitions` is nonzero and differs, or it records another
+// shard count than config.shard_of; or there is none and the cluster
+// exists with another shard count (a stream <cluster>-0 of a sharded
+// cluster, or, for a shard, the stream of <base> unsharded).
 struct StreamState {
   uint32_t partitions = 0;
   uint64_t first_seq = 0;  // Messages before it were purged.
@@ -134,6 +145,8 @@ struct StreamState {
 };
 absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
                                        uint32_t partitions);
+// As OpenStream, but never creates it: kNotFound when there is none.
+absl::StatusOr<StreamState> FindStream(Connection& conn, const Config& config);
 
 // Reads the journal stream in order from a sequence on, with an ordered
 // consumer: puts frames together and calls fn for each record (manifests

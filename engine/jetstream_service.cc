@@ -356,6 +356,8 @@ absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
         std::unique_ptr<js::Connection> conn,
         js::Connection::Connect(
             config, absl::StrCat("taskwal client ", config.cluster)));
+    // The cluster exists, with this shard count.
+    TASKWAL_RETURN_IF_ERROR(js::FindStream(*conn, config).status());
     wire::RemoteOptions options;
     options.call_timeout = jetstream.ack_timeout * 2;
     shards.push_back(wire::NewRemoteEngine(

@@ -1118,6 +1118,81 @@ TEST_P(JetStreamTest, BadInputIsRefusedAndChangesNothing) {
                        HasSubstr("not made by")));
 }
 
+// A cluster's shard count is recorded in its shards' streams: a node or
+// client giving another count (its keys would hash to other shards, and one
+// key could name two tasks) is refused, and so is a cluster that does not
+// exist.
+TEST_P(JetStreamTest, EveryNodeAndClientOfAClusterGivesTheSameShardCount) {
+  if (GetParam() != 1) GTEST_SKIP() << "about names, not replication";
+  JetStreamOptions two = Options("shardcount");
+  two.shards = 2;
+  std::unique_ptr<taskwal::Engine> shard0 =
+      MustOpen(Engine(), JetStreamShard(two, 0));
+  ASSERT_NE(shard0, nullptr);
+  std::unique_ptr<taskwal::Engine> shard1 =
+      MustOpen(Engine(), JetStreamShard(two, 1));
+  ASSERT_NE(shard1, nullptr);
+  EXPECT_THAT(ConnectJetStreamEngine(two).status(), IsOk());
+  JetStreamOptions three = two;
+  three.shards = 3;
+  EXPECT_THAT(ConnectJetStreamEngine(three).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("cluster of 2 shards, not 3")));
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), JetStreamShard(three, 0)).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("cluster of 2 shards, not 3")));
+  // A shard the cluster does not have is not made either.
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), JetStreamShard(three, 2)).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("has 2 shards")));
+  JetStreamOptions one = two;
+  one.shards = 1;
+  EXPECT_THAT(ConnectJetStreamEngine(one).status(),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("no taskwal cluster named")));
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), one).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("has 2 shards")));
+  // A shard opened by its stream's name, as a cluster of its own.
+  JetStreamOptions by_name = one;
+  by_name.cluster = JetStreamShard(two, 1).cluster;
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), by_name).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is a shard of a cluster of 2 shards")));
+  // An unsharded cluster cannot gain shards.
+  const JetStreamOptions plain = Options("plain");
+  ASSERT_NE(MustOpen(Engine(), plain), nullptr);
+  JetStreamOptions plain_two = plain;
+  plain_two.shards = 2;
+  EXPECT_THAT(
+      OpenJetStreamEngine(Engine(), JetStreamShard(plain_two, 1)).status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr("exists without shards")));
+  EXPECT_THAT(ConnectJetStreamEngine(plain_two).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  // Set by hand, shard_of must look like JetStreamShard's.
+  JetStreamOptions forged = plain;
+  forged.shard_of = 2;
+  EXPECT_THAT(OpenJetStreamEngine(Engine(), forged).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Nothing was made by the refused calls.
+  EXPECT_THAT(ConnectJetStreamEngine(three).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      TestConnection(two);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  for (const std::string& cluster :
+       {JetStreamShard(three, 2).cluster, one.cluster,
+        JetStreamShard(plain_two, 1).cluster}) {
+    engine::jetstream::Config config;
+    config.cluster = cluster;
+    config.retry_for = absl::Seconds(5);
+    EXPECT_THAT(engine::jetstream::FindStream(**conn, config).status(),
+                StatusIs(absl::StatusCode::kNotFound))
+        << cluster;
+  }
+}
+
 // Two of three servers away, the one left not leading the journal stream:
 // it answers reads of the stream's messages with error 10008 ("JetStream
 // system temporarily unavailable"), which Open waits out (for retry_for)
