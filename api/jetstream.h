@@ -170,7 +170,9 @@ class JetStreamServer {
 // whichever process that is; with several shards, on each shard's leader
 // (wire/sharded_engine.h says how calls spanning shards behave). While no
 // process leads (a failover), a call waits and tries again for
-// jetstream.retry_for (no server took it, so it did not run). A call whose
+// jetstream.retry_for (no server took it, so it did not run); a ClaimNext
+// only within its wait (then kUnavailable), so that over several shards it
+// passes over one that nobody leads. A call whose
 // answer was lost (a timeout), or whose server stepped down while running
 // it, may have run: it is sent again only if repeating it is harmless
 // (Submit, SubmitBatch, Complete, Heartbeat, reads, Pause, ...); otherwise

@@ -244,10 +244,12 @@ class NatsTransport final : public wire::Transport {
 
   absl::StatusOr<std::string> Call(absl::string_view method,
                                    const std::string& request,
-                                   absl::Duration timeout,
-                                   bool idempotent) override {
+                                   const wire::CallOptions& options) override {
+    const absl::Duration timeout = options.timeout;
+    const bool idempotent = options.idempotent;
+    const absl::Duration retry_for = std::min(retry_for_, options.retry_for);
     const std::string subject = absl::StrCat(prefix_, method);
-    const absl::Time deadline = absl::Now() + retry_for_;
+    const absl::Time deadline = absl::Now() + retry_for;
     absl::Duration backoff = absl::Milliseconds(20);
     std::string last_problem;
     while (true) {
@@ -307,7 +309,7 @@ class NatsTransport final : public wire::Transport {
       if (!retry || absl::Now() + backoff > deadline) {
         return absl::UnavailableError(absl::StrCat(
             method, ": no server answered within ",
-            absl::FormatDuration(retry_for_), " (", last_problem, ")"));
+            absl::FormatDuration(retry_for), " (", last_problem, ")"));
       }
       absl::SleepFor(backoff);
       backoff = std::min(backoff * 2, absl::Milliseconds(500));

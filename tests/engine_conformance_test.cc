@@ -48,8 +48,8 @@ class LoopbackTransport final : public wire::Transport {
  public:
   explicit LoopbackTransport(Engine* engine) : engine_(engine) {}
   absl::StatusOr<std::string> Call(absl::string_view method,
-                                   const std::string& request, absl::Duration,
-                                   bool) override {
+                                   const std::string& request,
+                                   const wire::CallOptions&) override {
     return wire::ServeCall(*engine_, method, request, wire::ServeOptions());
   }
 

@@ -875,6 +875,43 @@ TEST_P(JetStreamTest, AClaimNextWhoseCallerGaveUpDoesNotRun) {
   EXPECT_EQ(claimed->attempt, 1u);
 }
 
+// ClaimNext over shards passes over a shard that nobody leads, at once
+// (were it to wait for a leader, it would wait the client's retry_for,
+// here 30 minutes), and claims the tasks of the others.
+TEST_P(JetStreamTest, AShardWithoutALeaderDoesNotHoldUpClaimNext) {
+  if (GetParam() != 1) GTEST_SKIP() << "about the client, not the stream";
+  JetStreamOptions js = Options("noleader");
+  js.shards = 2;
+  const JetStreamOptions led = JetStreamShard(js, 0);
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), led);
+  ASSERT_NE(engine, nullptr);
+  absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
+      JetStreamServer::Start(engine.get(), led, JetStreamServer::Options());
+  ASSERT_TRUE(server.ok()) << server.status();
+  // Shard 1 exists, and nobody serves it.
+  ASSERT_NE(MustOpen(Engine(), JetStreamShard(js, 1)), nullptr);
+  ASSERT_TRUE(engine->Submit(Spec("a")).ok());
+  JetStreamOptions client_js = js;
+  client_js.retry_for = absl::Minutes(30);
+  absl::StatusOr<std::unique_ptr<taskwal::Engine>> client =
+      ConnectJetStreamEngine(client_js);
+  ASSERT_TRUE(client.ok()) << client.status();
+  // Each call starts at another shard: both orders.
+  EXPECT_THAT((*client)->ClaimNext("w", ClaimNextOptions()).status(), IsOk());
+  EXPECT_THAT((*client)->ClaimNext("w", ClaimNextOptions()).status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("shard 1 of 2")));
+  ClaimNextOptions waiting;
+  waiting.wait = absl::Milliseconds(300);
+  EXPECT_THAT((*client)->ClaimNext("w", waiting).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  // With no shard led, it is kUnavailable.
+  (*server)->Stop();
+  EXPECT_THAT((*client)->ClaimNext("w", ClaimNextOptions()).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT((*client)->ClaimNext("w", waiting).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
 // A server stopped and destroyed while clients call it: every call ends,
 // each either done (and then in the engine) or told that nobody serves.
 TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {

@@ -533,9 +533,12 @@ class RemoteEngine final : public Engine {
     if (closed_.load(std::memory_order_acquire)) {
       return absl::CancelledError("the remote engine client is closed");
     }
+    CallOptions call;
+    call.timeout = options_.call_timeout + extra;
+    call.idempotent = idempotent;
+    if (method == "ClaimNext") call.retry_for = extra;
     absl::StatusOr<std::string> bytes =
-        transport_->Call(method, request.SerializeAsString(),
-                         options_.call_timeout + extra, idempotent);
+        transport_->Call(method, request.SerializeAsString(), call);
     if (!bytes.ok()) return bytes.status();
     Reply reply;
     if (!reply.ParseFromString(*bytes)) {

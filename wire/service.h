@@ -61,23 +61,34 @@ struct ServeOptions {
 std::string ServeCall(Engine& engine, absl::string_view method,
                       absl::string_view request, const ServeOptions& options);
 
+// How a Transport carries one call.
+struct CallOptions {
+  // Bounds one attempt.
+  absl::Duration timeout = absl::Seconds(10);
+  // Repeating the call is harmless.
+  bool idempotent = false;
+  // Tries again for at most this long (the transport's own limit too).
+  absl::Duration retry_for = absl::InfiniteDuration();
+};
+
 // Carries a call to a ServeCall and back.
 class Transport {
  public:
   virtual ~Transport() = default;
-  // Sends the request and returns the serialized Reply. `timeout` bounds
-  // one attempt; the transport may retry an attempt that certainly did not
-  // reach a server, and an `idempotent` call whatever happened, until its
+  // Sends the request and returns the serialized Reply. The transport may
+  // retry an attempt that certainly did not reach a server, and an
+  // idempotent call whatever happened, within options.retry_for and its
   // own deadline. kUnavailable / kDeadlineExceeded: no answer.
   virtual absl::StatusOr<std::string> Call(absl::string_view method,
                                            const std::string& request,
-                                           absl::Duration timeout,
-                                           bool idempotent) = 0;
+                                           const CallOptions& options) = 0;
 };
 
 struct RemoteOptions {
   // One attempt of a call waits this long for its answer (a ClaimNext the
-  // wait on top).
+  // wait on top). A ClaimNext looks for a server to take it only within
+  // its wait (one attempt for a wait of zero): a shard without a leader
+  // does not hold up a ClaimNext over several shards.
   absl::Duration call_timeout = absl::Seconds(10);
 };
 

@@ -88,22 +88,47 @@ class ShardedEngine final : public Engine {
     ClaimNextOptions now = options;
     now.wait = absl::ZeroDuration();
     uint32_t start = next_.fetch_add(1, std::memory_order_relaxed) % n_;
-    absl::Status last = absl::NotFoundError("no task is ready");
+    // A shard without a leader (kUnavailable) is passed over: the others'
+    // tasks are still claimed.
+    absl::Status not_found = absl::NotFoundError("no task is ready");
+    absl::Status unavailable;
+    uint32_t answered = 0;  // Shards that said kNotFound in the last round.
+    auto take = [&](absl::StatusOr<ClaimedTask>& r, uint32_t s) {
+      if (absl::IsNotFound(r.status())) {
+        not_found = r.status();
+        ++answered;
+        return false;
+      }
+      if (absl::IsUnavailable(r.status())) {
+        unavailable = absl::UnavailableError(
+            absl::StrCat("shard ", s, " of ", n_, ": ", r.status().message()));
+        return false;
+      }
+      return true;
+    };
     while (true) {
+      answered = 0;
       for (uint32_t i = 0; i < n_; ++i) {
         const uint32_t s = (start + i) % n_;
         absl::StatusOr<ClaimedTask> r = shards_[s]->ClaimNext(worker_id, now);
-        if (r.ok() || !absl::IsNotFound(r.status())) return Claimed(r, s);
-        last = r.status();
+        if (take(r, s)) return Claimed(r, s);
       }
       const absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration()) return last;
+      if (left <= absl::ZeroDuration()) {
+        if (answered > 0 || unavailable.ok()) {
+          if (unavailable.ok()) return not_found;
+          return absl::NotFoundError(
+              absl::StrCat(not_found.message(), " (", unavailable.message(),
+                           ")"));
+        }
+        return unavailable;  // No shard answered.
+      }
       // Wait on one shard for a moment, then look at all again.
       ClaimNextOptions slice = options;
       slice.wait = std::min(left, kWaitSlice);
       absl::StatusOr<ClaimedTask> r =
           shards_[start]->ClaimNext(worker_id, slice);
-      if (r.ok() || !absl::IsNotFound(r.status())) return Claimed(r, start);
+      if (take(r, start)) return Claimed(r, start);
       start = (start + 1) % n_;
     }
   }

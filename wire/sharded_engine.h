@@ -18,6 +18,9 @@
 // - depends_on must name keys of the same shard (kInvalidArgument if not).
 // - ClaimNext asks every shard, from a rotating start, and while waiting
 //   asks them in turn (a wait of up to 50 ms each) rather than sleeping.
+//   A shard that is kUnavailable (no leader) is passed over: kNotFound
+//   (saying which shard was away) unless no shard answered at all, then
+//   kUnavailable.
 // - The bulk calls run shard by shard, sharing `limit`; the ids changed are
 //   the lowest of each shard, not necessarily the lowest overall.
 // - Pause, Resume, Snapshot and RunMaintenance go to every shard (the
