@@ -511,8 +511,13 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
     if (config.shard_of != 0) {
       absl::StrAppend(&description, " ", kShardsField, config.shard_of);
     }
-    TASKWAL_RETURN_IF_ERROR(create(
-        stream, {absl::StrCat("taskwal.", config.cluster, ".>")}, description));
+    // Its subjects are the writers' and the manifests' alone: what else is
+    // published under taskwal.<cluster>. does not land in it.
+    TASKWAL_RETURN_IF_ERROR(
+        create(stream,
+               {absl::StrCat(LogSubject(config.cluster), ".*"),
+                ManifestSubject(config.cluster)},
+               description));
   }
 }
 
@@ -580,7 +585,11 @@ absl::Status StreamReader::Next(
         " was due: the messages between were purged while it was read"));
   } else {
     *got = true;
-    if (manifests_ != natsMsg_GetSubject(msg)) {
+    // Every message a taskwal writer sends names it: one that does not was
+    // published by something else onto the stream's subjects, and holds no
+    // records (its writer, if it leads, took it for another writer's and
+    // stepped down).
+    if (!WriterOf(msg).empty() && manifests_ != natsMsg_GetSubject(msg)) {
       const absl::string_view piece(
           natsMsg_GetData(msg),
           static_cast<size_t>(natsMsg_GetDataLength(msg)));

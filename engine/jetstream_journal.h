@@ -150,7 +150,8 @@ absl::StatusOr<StreamState> FindStream(Connection& conn, const Config& config);
 
 // Reads the journal stream in order from a sequence on, with an ordered
 // consumer: puts frames together and calls fn for each record (manifests
-// are skipped; so are continuation pieces before the first frame begins,
+// are skipped, and messages without a writer, which taskwal did not
+// publish; so are continuation pieces before the first frame begins,
 // when reading from the middle). Not thread-safe.
 class StreamReader {
  public:

@@ -103,6 +103,10 @@ class Node {
           EXPECT_TRUE(absl::SimpleAtoi(line.substr(8), &shard)) << line;
         }
         led_.erase(shard);
+      } else if (absl::StartsWith(line, "FAILED ")) {
+        int shard = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(line.substr(7), &shard)) << line;
+        failed_.insert(shard);
       } else if (absl::StartsWith(line, "S ")) {
         ++acks_;
       } else if (absl::StartsWith(line, "D ") || absl::StartsWith(line, "X ")) {
@@ -114,6 +118,7 @@ class Node {
   }
   bool leading() const { return leading_; }
   bool leads(int shard) const { return led_.count(shard) != 0; }
+  bool failed(int shard) const { return failed_.count(shard) != 0; }
   absl::Time led_at() const { return led_at_; }
   int acks() const { return acks_; }
   const std::string& ended() const { return ended_; }
@@ -123,7 +128,8 @@ class Node {
   ChildProcess child_;
   absl::Status status_;
   bool leading_ = false;
-  std::set<int> led_;  // Shards it leads.
+  std::set<int> led_;     // Shards it leads.
+  std::set<int> failed_;  // Shards it gave up on.
   absl::Time led_at_;
   int acks_ = 0;
   std::string ended_;
@@ -381,6 +387,61 @@ TEST_F(JetStreamFailoverTest, ShardsAreLedByDifferentNodes) {
   EXPECT_GE(TotalAcks(), before + 50);
   EXPECT_TRUE(second->leads(1));
   Verify(cluster, 2);
+}
+
+// A shard whose stream is damaged stops on its own: the node goes on
+// leading its other shards.
+TEST_F(JetStreamFailoverTest, AShardThatCannotGoOnStopsAlone) {
+  const std::string cluster = "damaged";
+  Node* node = StartServingNode(cluster, 2, "all");
+  ASSERT_EQ(WaitShardLeader(0), node);
+  ASSERT_EQ(WaitShardLeader(1), node);
+  // A message on shard 1's stream that names a writer but holds no frame:
+  // the leader takes it for another writer's and steps down, then cannot
+  // read the stream to stand by again.
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  natsMsg* msg = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string subject =
+      absl::StrCat("taskwal.", cluster, "-1.log.forged");
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, cluster_->urls().c_str()), NATS_OK);
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  ASSERT_EQ(natsMsg_Create(&msg, subject.c_str(), nullptr, "junk", 4), NATS_OK);
+  ASSERT_EQ(natsMsgHeader_Set(msg, "Taskwal-Writer", "forged"), NATS_OK);
+  EXPECT_EQ(js_PublishMsg(nullptr, js, msg, nullptr, &jerr), NATS_OK);
+  natsMsg_Destroy(msg);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  JetStreamOptions options;
+  options.servers = cluster_->urls();
+  options.cluster = cluster;
+  options.shards = 2;
+  options.retry_for = absl::Seconds(2);
+  absl::StatusOr<std::unique_ptr<Engine>> client =
+      ConnectJetStreamEngine(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  // Keys of each shard.
+  std::string key[2];
+  for (int i = 0; key[0].empty() || key[1].empty(); ++i) {
+    const std::string k = absl::StrCat("k", i);
+    key[wire::ShardOfKey(k, 2)] = k;
+  }
+  TaskSpec spec;
+  spec.idempotency_key = key[1];
+  spec.type = "t";
+  EXPECT_FALSE((*client)->Submit(spec).ok());  // Refused: it steps down.
+  const absl::Time deadline = absl::Now() + kBound;
+  while (!node->failed(1) && absl::Now() < deadline) {
+    PollAll(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(node->failed(1));
+  PollAll(absl::Milliseconds(500));
+  EXPECT_TRUE(node->child().running());
+  EXPECT_TRUE(node->leads(0));
+  spec.idempotency_key = key[0];
+  EXPECT_TRUE((*client)->Submit(spec).ok());
 }
 
 TEST_F(JetStreamFailoverTest, APausedLeaderComesBackDeposed) {

@@ -1230,6 +1230,49 @@ TEST_P(JetStreamTest, EveryNodeAndClientOfAClusterGivesTheSameShardCount) {
   }
 }
 
+// Messages that taskwal did not publish: outside the writers' and
+// manifests' subjects they do not land in the stream; on a writer's subject
+// (no Taskwal-Writer header) the leader takes them for another writer's
+// and steps down, and the next engine passes over them.
+TEST_P(JetStreamTest, MessagesNotFromTaskwalAreKeptOutOrPassedOver) {
+  JetStreamOptions js = Options("foreignmsg");
+  js.retry_for = absl::Seconds(5);
+  std::unique_ptr<taskwal::Engine> engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(engine->Submit(Spec("a")).ok());
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      TestConnection(js);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  // Under the cluster's prefix, but no subject of the stream: no stream
+  // takes it (NATS answers that nobody listens).
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string elsewhere = absl::StrCat("taskwal.", js.cluster, ".x");
+  EXPECT_NE(js_Publish(nullptr, (*conn)->js(), elsewhere.c_str(), "hi", 2,
+                       nullptr, &jerr),
+            NATS_OK);
+  ASSERT_TRUE(engine->Submit(Spec("b")).ok()) << "the stream took it";
+  // On a writer's subject it is stored.
+  const std::string log =
+      engine::jetstream::WriterSubject(js.cluster, "someone");
+  ASSERT_EQ(
+      js_Publish(nullptr, (*conn)->js(), log.c_str(), "hi", 2, nullptr, &jerr),
+      NATS_OK);
+  EXPECT_THAT(
+      engine->Submit(Spec("c")).status(),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr("no longer leads")));
+  engine.reset();
+  engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_TRUE(engine->GetByIdempotencyKey("a").ok());
+  EXPECT_TRUE(engine->GetByIdempotencyKey("b").ok());
+  ASSERT_TRUE(engine->Submit(Spec("d")).ok());
+  const std::string before = test_util::Dump(engine.get());
+  engine.reset();
+  engine = MustOpen(Engine(), js);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(test_util::Dump(engine.get()), before);
+}
+
 // Two of three servers away, the one left not leading the journal stream:
 // it answers reads of the stream's messages with error 10008 ("JetStream
 // system temporarily unavailable"), which Open waits out (for retry_for)

@@ -10,12 +10,14 @@
 //
 // Logs to stderr (task text never appears in it). On stdout, one line per
 // change of role, for scripts: "STANDBY <shard> <position>", "LEADING
-// <shard>", "STOPPED <shard>". With --shards=N it stands by for and may
-// lead each shard (or those --lead names) independently.
+// <shard>", "STOPPED <shard>", "FAILED <shard>" (the shard cannot go on:
+// its stream is refused or damaged; the other shards stay led). With
+// --shards=N it stands by for and may lead each shard (or those --lead
+// names) independently.
 // SIGTERM or SIGINT: stops serving, closes the engine, gives the lease up
 // (a standby takes over at once) and exits 0.
-// Exit codes: 0 stopped by a signal; 1 could not start (NATS unreachable,
-// the stream refused, ...); 2 bad flags.
+// Exit codes, once every shard stopped: 0 stopped by a signal; 1 a shard
+// failed (the stream refused or damaged, ...); 2 bad flags.
 
 #include <signal.h>
 #include <unistd.h>
@@ -239,7 +241,9 @@ int main(int argc, char** argv) {
       lead.push_back(shard);
     }
   }
-  // One thread per shard; the first exit code that is not 0 wins.
+  // One thread per shard; the first exit code that is not 0 wins. A shard
+  // that cannot go on (its stream damaged, say) stops alone: the others
+  // stay led.
   std::atomic<int> exit_code{0};
   std::vector<std::thread> threads;
   for (int shard : lead) {
@@ -250,7 +254,9 @@ int main(int argc, char** argv) {
       int zero = 0;
       if (code != 0) {
         exit_code.compare_exchange_strong(zero, code);
-        stop_requested.store(true);
+        Say(absl::StrCat("FAILED ", shard));
+        Log(absl::StrCat("shard ", shard,
+                         " stopped for good; the others go on"));
       }
     });
   }
