@@ -67,6 +67,8 @@ class NatsServer final : public JetStreamServer {
         prefix_(std::move(prefix)),
         options_(options) {
     serve_options_.max_claim_wait = options.max_claim_wait;
+    // An answer that would not fit a message never arrives.
+    serve_options_.max_answer_bytes = natsConnection_GetMaxPayload(conn_->nc());
   }
 
   ~NatsServer() override { Stop(); }

@@ -912,6 +912,50 @@ TEST_P(JetStreamTest, AShardWithoutALeaderDoesNotHoldUpClaimNext) {
               StatusIs(absl::StatusCode::kUnavailable));
 }
 
+// A task too large for a ClaimNext answer to carry through NATS would be
+// claimed and never arrive (its lease running out, again and again): it is
+// refused at submit, alone or in a batch. Those that fit go through.
+TEST_P(JetStreamTest, ATaskTooLargeToHandOutIsRefusedAtSubmit) {
+  if (GetParam() != 1) GTEST_SKIP() << "about the server, not the stream";
+  Served served = Serve("bigtask", absl::Seconds(5));
+  ASSERT_NE(served.client, nullptr);
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      TestConnection(Options("bigtask"));
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  const size_t max = natsConnection_GetMaxPayload((*conn)->nc());
+  ASSERT_GT(max, size_t{64} << 10);
+  EXPECT_THAT(
+      served.client->Submit(Spec("big", "t", std::string(max - 4096, 'x')))
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("never handed out")));
+  const std::vector<TaskSpec> with_big = {
+      Spec("small"), Spec("big2", "t", std::string(max - 4096, 'x'))};
+  EXPECT_THAT(served.client->SubmitBatch(with_big).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("task 1 of the batch")));
+  for (const char* key : {"big", "small", "big2"}) {
+    EXPECT_THAT(served.engine->GetByIdempotencyKey(key).status(),
+                StatusIs(absl::StatusCode::kNotFound))
+        << key;
+  }
+  // Two halves, the batch near max_payload; and one just small enough.
+  const std::vector<TaskSpec> halves = {
+      Spec("half1", "t", std::string(max / 2 - 6000, 'a')),
+      Spec("half2", "t", std::string(max / 2 - 6000, 'b'))};
+  ASSERT_THAT(served.client->SubmitBatch(halves).status(), IsOk());
+  ASSERT_THAT(
+      served.client->Submit(Spec("fits", "t", std::string(max - 20000, 'c')))
+          .status(),
+      IsOk());
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<ClaimedTask> claimed =
+        served.client->ClaimNext("w", ClaimNextOptions());
+    ASSERT_TRUE(claimed.ok()) << claimed.status();
+    EXPECT_GE(claimed->task.payload().size(), max / 2 - 6000);
+  }
+}
+
 // A server stopped and destroyed while clients call it: every call ends,
 // each either done (and then in the engine) or told that nobody serves.
 TEST_P(JetStreamTest, StoppingAServerUnderLoadAnswersEveryCall) {

@@ -29,6 +29,36 @@ std::string OkBody() {
 using Handler = std::function<absl::StatusOr<std::string>(
     Engine&, absl::string_view, const ServeOptions&)>;
 
+// kInvalidArgument if a task of this spec could be stored but never
+// handed out: a ClaimNext answer could not carry it (max_answer_bytes).
+absl::Status CheckDeliverable(const TaskSpec& spec, const ServeOptions& options,
+                              absl::string_view which = "") {
+  if (options.max_answer_bytes <= 0) return absl::OkStatus();
+  const int64_t most = options.max_answer_bytes - kAnswerRoom;
+  const int64_t size = static_cast<int64_t>(spec.ByteSizeLong());
+  if (size <= most) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      which, "a task of ", size,
+      " bytes could be stored but never handed out: a ClaimNext answer must "
+      "fit in ",
+      options.max_answer_bytes, " bytes (the NATS servers' max_payload), ",
+      "which leaves ", std::max<int64_t>(0, most),
+      " for a task's payload, key, type and dependencies; raise "
+      "max_payload for larger tasks"));
+}
+
+// The bulk calls change at most as many tasks as their answer can list
+// (a task id takes at most 10 bytes, and a tag).
+taskwal::BulkFilter BulkOf(const BulkRequest& r, const ServeOptions& options) {
+  taskwal::BulkFilter filter = FromWire(r);
+  if (options.max_answer_bytes > 0) {
+    const uint64_t most = static_cast<uint64_t>(
+        std::max<int64_t>(1, (options.max_answer_bytes - kAnswerRoom) / 11));
+    if (filter.limit == 0 || filter.limit > most) filter.limit = most;
+  }
+  return filter;
+}
+
 template <typename Request>
 absl::StatusOr<Request> Parse(absl::string_view bytes) {
   Request request;
@@ -74,22 +104,32 @@ absl::StatusOr<std::string> MessageBody(const absl::StatusOr<Schedule>& r) {
 const absl::flat_hash_map<std::string, Handler>& Handlers() {
   static const auto* handlers = new absl::flat_hash_map<std::string, Handler>{
       {"Submit",
-       Make<TaskSpec>([](Engine& e, const TaskSpec& r,
-                         const ServeOptions&) -> absl::StatusOr<std::string> {
-         absl::StatusOr<SubmitResult> result = e.Submit(FromWire(r));
-         if (!result.ok()) return result.status();
-         SubmitResponse m;
-         m.set_task_id(result->task_id);
-         m.set_deduplicated(result->deduplicated);
-         return m.SerializeAsString();
-       })},
+       Make<TaskSpec>(
+           [](Engine& e, const TaskSpec& r,
+              const ServeOptions& options) -> absl::StatusOr<std::string> {
+             if (absl::Status s = CheckDeliverable(r, options); !s.ok())
+               return s;
+             absl::StatusOr<SubmitResult> result = e.Submit(FromWire(r));
+             if (!result.ok()) return result.status();
+             SubmitResponse m;
+             m.set_task_id(result->task_id);
+             m.set_deduplicated(result->deduplicated);
+             return m.SerializeAsString();
+           })},
       {"SubmitBatch",
        Make<SubmitBatchRequest>(
            [](Engine& e, const SubmitBatchRequest& r,
-              const ServeOptions&) -> absl::StatusOr<std::string> {
+              const ServeOptions& options) -> absl::StatusOr<std::string> {
              std::vector<taskwal::TaskSpec> specs;
-             for (const TaskSpec& spec : r.tasks())
-               specs.push_back(FromWire(spec));
+             for (int i = 0; i < r.tasks_size(); ++i) {
+               if (absl::Status s = CheckDeliverable(
+                       r.tasks(i), options,
+                       absl::StrCat("task ", i, " of the batch: "));
+                   !s.ok()) {
+                 return s;
+               }
+               specs.push_back(FromWire(r.tasks(i)));
+             }
              absl::StatusOr<std::vector<SubmitResult>> results =
                  e.SubmitBatch(specs);
              if (!results.ok()) return results.status();
@@ -167,16 +207,16 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
          return Body(e.Delete(r.task_id()));
        })},
       {"RetryMatching", Make<BulkRequest>([](Engine& e, const BulkRequest& r,
-                                             const ServeOptions&) {
-         return Body(e.RetryMatching(FromWire(r)));
+                                             const ServeOptions& options) {
+         return Body(e.RetryMatching(BulkOf(r, options)));
        })},
       {"CancelMatching", Make<BulkRequest>([](Engine& e, const BulkRequest& r,
-                                              const ServeOptions&) {
-         return Body(e.CancelMatching(FromWire(r)));
+                                              const ServeOptions& options) {
+         return Body(e.CancelMatching(BulkOf(r, options)));
        })},
       {"DeleteMatching", Make<BulkRequest>([](Engine& e, const BulkRequest& r,
-                                              const ServeOptions&) {
-         return Body(e.DeleteMatching(FromWire(r)));
+                                              const ServeOptions& options) {
+         return Body(e.DeleteMatching(BulkOf(r, options)));
        })},
       {"PutSchedule",
        Make<PutScheduleRequest>(

@@ -33,6 +33,7 @@
 //   Snapshot, RunMaintenance, Health EmptyRequest -> OkResponse
 //   Recovery EmptyRequest -> RecoveryResponse
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,7 +54,18 @@ struct ServeOptions {
   // waits that much less, so that its answer still reaches a caller who
   // waits for the time it asked for.
   absl::Duration queued_for = absl::ZeroDuration();
+  // The largest answer that reaches the caller (a NATS message's
+  // max_payload); 0: no bound. Then a Submit or SubmitBatch of a task
+  // whose ClaimNext answer could not carry it (its spec and kAnswerRoom
+  // over this) is refused (kInvalidArgument), and a RetryMatching,
+  // CancelMatching or DeleteMatching changes at most as many tasks as its
+  // answer can list (`more` tells the caller to run it again).
+  int64_t max_answer_bytes = 0;
 };
+
+// Room in an answer for what a task carries besides its spec: ids, times,
+// the claim, a worker id and the last error.
+inline constexpr int64_t kAnswerRoom = 16 << 10;
 
 // Runs the call on `engine` and returns the serialized Reply. A request
 // that does not parse, or an unknown method, is an INVALID_ARGUMENT or

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -51,6 +52,70 @@ TEST(ServeCallTest, AClaimNextWaitsLessByTheTimeItWasQueued) {
   // Not queued, it waits for the task to come due and claims it.
   queued.queued_for = absl::ZeroDuration();
   EXPECT_EQ(Serve(**engine, "ClaimNext", request, queued).code(), "OK");
+}
+
+// With answers bounded (NATS's max_payload): a task that no ClaimNext
+// answer could carry is refused at submit, and a bulk call changes only as
+// many tasks as its answer can list, saying there are more.
+TEST(ServeCallTest, AnswersStayWithinMaxAnswerBytes) {
+  EngineOptions engine_options;
+  engine_options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ServeOptions bounded;
+  bounded.max_answer_bytes = kAnswerRoom + (24 << 10);
+  TaskSpec big;
+  big.set_idempotency_key("big");
+  big.set_type("t");
+  big.set_payload(std::string(30 << 10, 'x'));
+  Reply reply = Serve(**engine, "Submit", big, bounded);
+  EXPECT_EQ(reply.code(),
+            absl::StatusCodeToString(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(reply.message().find("never handed out"), std::string::npos)
+      << reply.message();
+  SubmitBatchRequest batch;
+  TaskSpec* small = batch.add_tasks();
+  small->set_idempotency_key("small");
+  small->set_type("t");
+  *batch.add_tasks() = big;
+  reply = Serve(**engine, "SubmitBatch", batch, bounded);
+  EXPECT_EQ(reply.code(),
+            absl::StatusCodeToString(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(reply.message().find("task 1 of the batch"), std::string::npos)
+      << reply.message();
+  EXPECT_FALSE((*engine)->GetByIdempotencyKey("small").ok());
+  EXPECT_FALSE((*engine)->GetByIdempotencyKey("big").ok());
+  big.set_payload(std::string(20 << 10, 'x'));
+  EXPECT_EQ(Serve(**engine, "Submit", big, bounded).code(), "OK");
+
+  // 24 KiB of answer lists 2234 ids at 11 bytes each, at most.
+  constexpr int kTasks = 2500;
+  for (int i = 0; i < kTasks; ++i) {
+    taskwal::TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k", i);
+    spec.type = "t";
+    ASSERT_TRUE((*engine)->Submit(spec).ok());
+  }
+  BulkRequest every;
+  every.set_dry_run(true);
+  BulkResponse listed;
+  reply = Serve(**engine, "CancelMatching", every, bounded);
+  ASSERT_EQ(reply.code(), "OK") << reply.message();
+  ASSERT_TRUE(listed.ParseFromString(reply.body()));
+  EXPECT_EQ(listed.task_ids_size(), (24 << 10) / 11);
+  EXPECT_TRUE(listed.more());
+  EXPECT_LE(static_cast<int64_t>(reply.ByteSizeLong()),
+            bounded.max_answer_bytes);
+  // A smaller limit stays; unbounded, every task is listed.
+  every.set_limit(100);
+  reply = Serve(**engine, "CancelMatching", every, bounded);
+  ASSERT_TRUE(listed.ParseFromString(reply.body()));
+  EXPECT_EQ(listed.task_ids_size(), 100);
+  every.set_limit(0);
+  reply = Serve(**engine, "CancelMatching", every, ServeOptions());
+  ASSERT_TRUE(listed.ParseFromString(reply.body()));
+  EXPECT_EQ(listed.task_ids_size(), kTasks + 1);
+  EXPECT_FALSE(listed.more());
 }
 
 }  // namespace
