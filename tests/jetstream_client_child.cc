@@ -3,8 +3,8 @@
 // node, and runs submits, claims and completions until it is killed,
 // reporting each acknowledged call on stdout, one write per line:
 //   S <key> <id>   Submit acknowledged
-//   R <key>        ClaimNext handed out this task
-//   C <key>        Complete acknowledged
+//   R <key> <attempt>  ClaimNext handed out this task
+//   C <key> <attempt>  Complete acknowledged
 //   E <message>    a call failed (the client goes on)
 // Usage: jetstream_client_child SERVERS CLUSTER NAME [SHARDS]
 
@@ -81,10 +81,10 @@ int main(int argc, char** argv) {
           continue;
         }
         const std::string& key = claim->task.idempotency_key();
-        Say(absl::StrCat("R ", key));
+        Say(absl::StrCat("R ", key, " ", claim->attempt));
         const absl::Status done = e.Complete(claim->claim, "ok");
         if (done.ok()) {
-          Say(absl::StrCat("C ", key));
+          Say(absl::StrCat("C ", key, " ", claim->attempt));
         } else {
           Say(absl::StrCat("E ", absl::StatusCodeToString(done.code())));
         }

@@ -43,7 +43,8 @@ constexpr absl::Duration kBound = absl::Seconds(90);
 // What the nodes said, in the order the test read it.
 struct Oracle {
   std::map<std::string, uint64_t> id_by_key;  // Acknowledged submits.
-  std::set<std::string> completed;            // Acknowledged completions.
+  // Acknowledged completions: the attempt that completed each task.
+  std::map<std::string, uint32_t> completed;
   int runs_after_completion = 0;
   std::vector<std::string> problems;
 
@@ -58,14 +59,20 @@ struct Oracle {
         problems.push_back(absl::StrCat("key ", f[1], " names tasks ",
                                         it->second, " and ", id));
       }
-    } else if (f[0] == "R" && f.size() == 2) {
+    } else if (f[0] == "R" && f.size() == 3) {
       if (completed.count(f[1]) != 0) {
         ++runs_after_completion;
         problems.push_back(
             absl::StrCat(node, " ran ", f[1], " after it was completed"));
       }
-    } else if (f[0] == "C" && f.size() == 2) {
-      completed.insert(f[1]);
+    } else if (f[0] == "C" && f.size() == 3) {
+      uint32_t attempt = 0;
+      if (!absl::SimpleAtoi(f[2], &attempt)) problems.push_back(line);
+      auto [it, inserted] = completed.emplace(f[1], attempt);
+      if (!inserted && it->second != attempt) {
+        problems.push_back(absl::StrCat(f[1], " completed by attempts ",
+                                        it->second, " and ", attempt));
+      }
     }
   }
 };
@@ -270,14 +277,45 @@ class JetStreamFailoverTest : public ::testing::Test {
       ASSERT_TRUE(task.ok()) << "acknowledged submit lost: " << key;
       EXPECT_EQ(task->id(), id) << key;
     }
-    for (const std::string& key : oracle_.completed) {
+    for (const auto& [key, attempt] : oracle_.completed) {
       absl::StatusOr<Task> task = get(key);
       ASSERT_TRUE(task.ok()) << key;
       EXPECT_EQ(task->status(), COMPLETED)
           << "acknowledged completion lost: " << key;
+      // Claimed again after it was completed (whichever process the test
+      // happened to read first), the task would count more attempts.
+      EXPECT_EQ(task->attempts(), attempt)
+          << key << " was claimed again after its completion was acknowledged";
     }
-    std::printf("%zu acknowledged submits and %zu completions checked\n",
-                oracle_.id_by_key.size(), oracle_.completed.size());
+    // Every task held: one per key, in its key's shard, and submitted by
+    // a process of this test ("<name>-<worker>-<i>").
+    std::set<std::string> names;
+    for (const auto& node : nodes_) names.insert(node->name());
+    std::set<std::string> keys;
+    size_t held = 0;
+    for (int s = 0; s < shards; ++s) {
+      ListFilter filter;
+      filter.limit = 10000;
+      do {
+        absl::StatusOr<ListPage> page = engines[s]->List(filter);
+        ASSERT_TRUE(page.ok()) << page.status();
+        for (const Task& task : page->tasks) {
+          const std::string& key = task.idempotency_key();
+          ++held;
+          EXPECT_TRUE(keys.insert(key).second) << "two tasks of key " << key;
+          EXPECT_EQ(wire::ShardOfKey(key, shards), static_cast<uint32_t>(s))
+              << key << " is in shard " << s;
+          EXPECT_EQ(names.count(key.substr(0, key.find('-'))), 1u)
+              << "no process of the test submitted " << key;
+        }
+        filter.after_id = page->next_cursor;
+      } while (filter.after_id != 0);
+    }
+    EXPECT_GE(held, oracle_.id_by_key.size());
+    std::printf(
+        "%zu acknowledged submits and %zu completions checked, %zu tasks "
+        "held\n",
+        oracle_.id_by_key.size(), oracle_.completed.size(), held);
   }
 
   std::unique_ptr<testing::NatsCluster> cluster_;

@@ -5,8 +5,8 @@
 // acknowledged call on stdout, one write per line:
 //   L <pid>           leads (the engine is open)
 //   S <key> <id>      Submit acknowledged
-//   R <key>           ClaimNext handed out this task (a run begins)
-//   C <key>           Complete acknowledged
+//   R <key> <attempt> ClaimNext handed out this task (a run begins)
+//   C <key> <attempt> Complete acknowledged
 //   D <message>       the engine failed (deposed); the node stops writing
 //   X <message>       the lease was lost; the node closes and exits 3
 // Usage: jetstream_node_child SERVERS CLUSTER NAME LEASE_TTL_MS
@@ -103,10 +103,10 @@ int main(int argc, char** argv) {
           return;
         }
         const std::string& key = claim->task.idempotency_key();
-        Say(absl::StrCat("R ", key));
+        Say(absl::StrCat("R ", key, " ", claim->attempt));
         const absl::Status done = e.Complete(claim->claim, "ok");
         if (done.ok()) {
-          Say(absl::StrCat("C ", key));
+          Say(absl::StrCat("C ", key, " ", claim->attempt));
         } else if (!absl::IsAborted(done) &&
                    !absl::IsFailedPrecondition(done)) {
           fail(done);
