@@ -73,9 +73,10 @@ struct JetStreamOptions {
   // ConnectJetStreamEngine spans shards; the other calls take the options
   // of one shard (JetStreamShard). 1 to 64; the cluster name with its
   // "-<shard>" suffix must stay within 32 characters. Every node and
-  // client of a cluster must give the same count: a shard's stream records
-  // it when it is made, and opening or connecting with another count is
-  // kFailedPrecondition (keys would hash to other shards).
+  // client of a cluster must give the same count: its streams record it
+  // when they are made; opening a stream with another count, or making
+  // one for a cluster that has another, is kFailedPrecondition (keys would
+  // hash to other shards), and ConnectJetStreamEngine refuses too.
   int shards = 1;
   // Set by JetStreamShard (leave it 0 otherwise): these are the options of
   // one shard of a cluster of this many shards (2 to 64). 0: a cluster that
@@ -136,6 +137,8 @@ class JetStreamStandby {
   virtual absl::StatusOr<std::unique_ptr<Engine>> Promote() = 0;
 };
 
+class JetStreamLease;
+
 // The same API from any process: the process that leads a cluster serves
 // its engine over NATS request/reply (subjects taskwal-rpc.<cluster>.<call>,
 // protobuf messages of wire/engine.proto), and ConnectJetStreamEngine
@@ -149,6 +152,12 @@ class JetStreamServer {
     // Calls received and not yet running, at most; more are answered
     // kResourceExhausted.
     int max_queued = 10000;
+    // The lease this process leads by, if any (it must outlive the
+    // server): calls are served only while it is held(), so that a leader
+    // that was paused past its lease answers nothing, not even a read from
+    // its stale state, until it has stepped down. Without one, a deposed
+    // leader finds out at its next write.
+    const JetStreamLease* lease = nullptr;
   };
 
   // Serves `engine` (which must outlive the server) to the cluster's
@@ -180,8 +189,10 @@ class JetStreamServer {
 // returns kDeadlineExceeded or kUnavailable, and may or may not have run.
 // Close closes only the client. kInvalidArgument: bad options;
 // kUnavailable: NATS is unreachable; kNotFound: the cluster (a shard's
-// stream) does not exist, no node has started it yet;
-// kFailedPrecondition: the cluster has another shard count.
+// stream, with jetstream.shards) does not exist, or no node has started
+// it yet; kFailedPrecondition: a shard's stream records another shard
+// count. (A client without the right to ask JetStream about the streams
+// skips these checks after ack_timeout.)
 absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
     const JetStreamOptions& jetstream);
 

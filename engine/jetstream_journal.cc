@@ -293,12 +293,18 @@ std::optional<std::string> ShardBase(absl::string_view cluster) {
 
 namespace {
 
-// A journal stream's description: "taskwal journal v2 partitions=<P>", and
-// " shards=<N>" for a shard of a sharded cluster.
+// A journal stream's description: "taskwal journal v2 partitions=<P>
+// shards=<N>", N the shard count of its cluster (1: not sharded); streams
+// made before counts were recorded have no " shards=".
 struct Description {
   uint32_t partitions = 0;
-  int shards = 0;  // 0: none recorded (not a shard, or made before they were).
+  int shards = 0;  // 0: none recorded (made before they were).
 };
+
+// The shard count a new stream records: 1 for a cluster of its own.
+int ShardCount(const Config& config) {
+  return config.shard_of == 0 ? 1 : config.shard_of;
+}
 
 std::optional<Description> ParseDescription(absl::string_view text) {
   Description d;
@@ -311,7 +317,7 @@ std::optional<Description> ParseDescription(absl::string_view text) {
   absl::string_view rest = parts.second;
   if (!rest.empty() &&
       (!absl::ConsumePrefix(&rest, kShardsField) ||
-       !absl::SimpleAtoi(rest, &d.shards) || d.shards < 2 || d.shards > 64)) {
+       !absl::SimpleAtoi(rest, &d.shards) || d.shards < 1 || d.shards > 64)) {
     return std::nullopt;
   }
   return d;
@@ -361,7 +367,12 @@ absl::StatusOr<StreamState> ReadStream(Connection& conn, const Config& config,
                      " partitions, not ", partitions));
   }
   // A stream made before shard counts were recorded records none.
-  if (d.shards != 0 && d.shards != config.shard_of) {
+  if (d.shards != 0 && d.shards != ShardCount(config)) {
+    if (d.shards == 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "stream ", stream, " is a cluster of its own, not a shard of a ",
+          "cluster of ", config.shard_of, " shards"));
+    }
     if (config.shard_of == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "stream ", stream, " is a shard of a cluster of ", d.shards,
@@ -379,51 +390,38 @@ absl::StatusOr<StreamState> ReadStream(Connection& conn, const Config& config,
 }
 
 // Before a cluster's stream is made: kFailedPrecondition if the cluster
-// exists with another shard count (a cluster's shard count cannot change).
+// exists with another shard count (a cluster's shard count cannot change):
+// looks at every other stream the cluster could have, <base> and
+// <base>-0 to <base>-63.
 absl::Status CheckNotResharded(Connection& conn, const Config& config,
                                absl::Time deadline) {
-  if (config.shard_of == 0) {
-    // Sharded, its shard 0 would be <cluster>-0, recording the count.
-    const std::string shard0 = absl::StrCat(config.cluster, "-0");
-    absl::StatusOr<Found> found = Find(conn, shard0, deadline);
+  const int count = ShardCount(config);
+  const std::string base =
+      config.shard_of == 0 ? config.cluster
+                           : ShardBase(config.cluster).value_or(config.cluster);
+  for (int i = -1; i < 64; ++i) {
+    const std::string other = i < 0 ? base : absl::StrCat(base, "-", i);
+    if (other == config.cluster) continue;
+    absl::StatusOr<Found> found = Find(conn, other, deadline);
     if (absl::IsNotFound(found.status()) ||
         absl::IsFailedPrecondition(found.status())) {
-      return absl::OkStatus();  // None, or not taskwal's.
+      continue;  // None, or not taskwal's.
     }
     if (!found.ok()) return found.status();
-    if (found->description.shards == 0) return absl::OkStatus();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cluster ", config.cluster, " has ", found->description.shards,
-        " shards (stream ", StreamName(shard0),
-        " is its shard 0): give JetStreamOptions::shards that count"));
-  }
-  const std::optional<std::string> base = ShardBase(config.cluster);
-  if (!base.has_value()) return absl::OkStatus();
-  absl::StatusOr<Found> found = Find(conn, *base, deadline);
-  if (found.ok() && found->description.shards == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cluster ", *base, " exists without shards (stream ", StreamName(*base),
-        "): a cluster's shard count cannot change"));
-  }
-  if (!found.ok() && !absl::IsNotFound(found.status()) &&
-      !absl::IsFailedPrecondition(found.status())) {
-    return found.status();
-  }
-  // Its shard 0, once made, records the count too.
-  const std::string shard0 = absl::StrCat(*base, "-0");
-  if (shard0 == config.cluster) return absl::OkStatus();
-  found = Find(conn, shard0, deadline);
-  if (found.ok() && found->description.shards != 0 &&
-      found->description.shards != config.shard_of) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cluster ", *base, " has ", found->description.shards,
-        " shards (stream ", StreamName(shard0), "), not ", config.shard_of,
-        ": every node and client of a cluster must give it the same "
-        "JetStreamOptions::shards"));
-  }
-  if (!found.ok() && !absl::IsNotFound(found.status()) &&
-      !absl::IsFailedPrecondition(found.status())) {
-    return found.status();
+    const int recorded = found->description.shards;
+    if (i < 0 && recorded <= 1 && count != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cluster ", base, " exists without shards (stream ", StreamName(base),
+          "): a cluster's shard count cannot change"));
+    }
+    // <base>-<i> recording 1 (or nothing) is a cluster of its own.
+    if (i >= 0 && recorded >= 2 && recorded != count) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cluster ", base, " has ", recorded, " shards (stream ",
+          StreamName(other), " is its shard ", i, "), not ", count,
+          ": every node and client of a cluster must give it the same "
+          "JetStreamOptions::shards"));
+    }
   }
   return absl::OkStatus();
 }
@@ -506,11 +504,9 @@ absl::StatusOr<StreamState> OpenStream(Connection& conn, const Config& config,
         ReadStream(conn, config, partitions, deadline);
     if (!absl::IsNotFound(state.status()) || attempt > 0) return state;
     TASKWAL_RETURN_IF_ERROR(CheckNotResharded(conn, config, deadline));
-    std::string description =
-        absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16);
-    if (config.shard_of != 0) {
-      absl::StrAppend(&description, " ", kShardsField, config.shard_of);
-    }
+    const std::string description =
+        absl::StrCat(kDescriptionPrefix, partitions != 0 ? partitions : 16, " ",
+                     kShardsField, ShardCount(config));
     // Its subjects are the writers' and the manifests' alone: what else is
     // published under taskwal.<cluster>. does not land in it.
     TASKWAL_RETURN_IF_ERROR(

@@ -43,9 +43,13 @@ std::string RpcPrefix(absl::string_view cluster) {
 constexpr char kAnswerWithinHeader[] = "Taskwal-Answer-Within";
 
 // Whether a call queued for `queued` may still run for a caller who waits
-// `budget` in all: it must leave the call half that time, at most 1 s.
-bool StillWanted(absl::Duration queued, absl::Duration budget) {
-  return queued < budget - std::min(budget / 2, absl::Seconds(1));
+// `budget` in all: it must leave the call time for a journal write (its
+// acknowledgement may take ack_timeout), or half the budget if that is
+// less.
+bool StillWanted(absl::Duration queued, absl::Duration budget,
+                 absl::Duration ack_timeout) {
+  return queued <
+         budget - std::min(budget / 2, std::max(absl::Seconds(1), ack_timeout));
 }
 
 std::string Answer(const absl::Status& status) {
@@ -61,11 +65,13 @@ std::string Answer(const absl::Status& status) {
 class NatsServer final : public JetStreamServer {
  public:
   NatsServer(Engine* engine, std::unique_ptr<Connection> conn,
-             std::string prefix, const Options& options)
+             std::string prefix, const Options& options,
+             absl::Duration ack_timeout)
       : engine_(engine),
         conn_(std::move(conn)),
         prefix_(std::move(prefix)),
-        options_(options) {
+        options_(options),
+        ack_timeout_(ack_timeout) {
     serve_options_.max_claim_wait = options.max_claim_wait;
     // An answer that would not fit a message never arrives.
     serve_options_.max_answer_bytes = natsConnection_GetMaxPayload(conn_->nc());
@@ -175,13 +181,20 @@ class NatsServer final : public JetStreamServer {
         queue.pop_front();
       }
       natsMsg* const msg = call.msg;
+      if (options_.lease != nullptr && !options_.lease->held()) {
+        // Another process may lead by now: the caller goes there.
+        Respond(msg, NotServing());
+        natsMsg_Destroy(msg);
+        continue;
+      }
       wire::ServeOptions options = serve_options_;
       options.queued_for = absl::Now() - call.arrived;
       const char* within = nullptr;
       int64_t budget_micros = 0;
       if (natsMsgHeader_Get(msg, kAnswerWithinHeader, &within) == NATS_OK &&
           absl::SimpleAtoi(within, &budget_micros) &&
-          !StillWanted(options.queued_for, absl::Microseconds(budget_micros))) {
+          !StillWanted(options.queued_for, absl::Microseconds(budget_micros),
+                       ack_timeout_)) {
         natsMsg_Destroy(msg);
         continue;
       }
@@ -221,6 +234,7 @@ class NatsServer final : public JetStreamServer {
   const std::unique_ptr<Connection> conn_;
   const std::string prefix_;
   const Options options_;
+  const absl::Duration ack_timeout_;  // Of the engine's journal.
   wire::ServeOptions serve_options_;
   absl::Mutex stop_mu_;
   natsSubscription* sub_ = nullptr;  // Set by Start; then Stop's.
@@ -342,8 +356,9 @@ absl::StatusOr<std::unique_ptr<JetStreamServer>> JetStreamServer::Start(
       std::unique_ptr<js::Connection> conn,
       js::Connection::Connect(config,
                               absl::StrCat("taskwal server ", config.cluster)));
-  auto server = std::make_unique<js::NatsServer>(
-      engine, std::move(conn), js::RpcPrefix(config.cluster), options);
+  auto server = std::make_unique<js::NatsServer>(engine, std::move(conn),
+                                                 js::RpcPrefix(config.cluster),
+                                                 options, config.ack_timeout);
   TASKWAL_RETURN_IF_ERROR(server->Start());
   return std::unique_ptr<JetStreamServer>(std::move(server));
 }
@@ -360,8 +375,16 @@ absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
         std::unique_ptr<js::Connection> conn,
         js::Connection::Connect(
             config, absl::StrCat("taskwal client ", config.cluster)));
-    // The cluster exists, with this shard count.
-    TASKWAL_RETURN_IF_ERROR(js::FindStream(*conn, config).status());
+    // The cluster exists, with this shard count. A client that may not
+    // ask JetStream about the stream (NATS permissions) gets no answer
+    // within ack_timeout and goes on without the check.
+    js::Config check = config;
+    check.retry_for = std::min(config.retry_for, config.ack_timeout);
+    const absl::Status found = js::FindStream(*conn, check).status();
+    if (absl::IsNotFound(found) || absl::IsFailedPrecondition(found) ||
+        absl::IsInvalidArgument(found)) {
+      return found;
+    }
     wire::RemoteOptions options;
     options.call_timeout = jetstream.ack_timeout * 2;
     shards.push_back(wire::NewRemoteEngine(

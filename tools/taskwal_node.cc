@@ -148,8 +148,10 @@ int RunShard(int shard, const taskwal::EngineOptions& options,
       absl::SleepFor(absl::Seconds(1));
       continue;
     }
+    taskwal::JetStreamServer::Options serving = server_options;
+    serving.lease = lease.get();
     absl::StatusOr<std::unique_ptr<taskwal::JetStreamServer>> server =
-        taskwal::JetStreamServer::Start(engine->get(), js, server_options);
+        taskwal::JetStreamServer::Start(engine->get(), js, serving);
     if (!server.ok()) {
       Log(absl::StrCat("cannot serve: ", server.status().ToString()));
       (*engine)->Close().IgnoreError();

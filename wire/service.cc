@@ -29,12 +29,21 @@ std::string OkBody() {
 using Handler = std::function<absl::StatusOr<std::string>(
     Engine&, absl::string_view, const ServeOptions&)>;
 
-// kInvalidArgument if a task of this spec could be stored but never
-// handed out: a ClaimNext answer could not carry it (max_answer_bytes).
-absl::Status CheckDeliverable(const TaskSpec& spec, const ServeOptions& options,
+// The most of an answer a task's spec may take: kAnswerRoom (or half of
+// a small max_answer_bytes) is left for the rest.
+int64_t SpecRoom(const ServeOptions& options) {
+  return options.max_answer_bytes -
+         std::min(kAnswerRoom, options.max_answer_bytes / 2);
+}
+
+// kInvalidArgument if a task of this spec (or of a schedule of it) could
+// be stored but never handed out: a ClaimNext answer could not carry it
+// (max_answer_bytes).
+absl::Status CheckDeliverable(const google::protobuf::Message& spec,
+                              const ServeOptions& options,
                               absl::string_view which = "") {
   if (options.max_answer_bytes <= 0) return absl::OkStatus();
-  const int64_t most = options.max_answer_bytes - kAnswerRoom;
+  const int64_t most = SpecRoom(options);
   const int64_t size = static_cast<int64_t>(spec.ByteSizeLong());
   if (size <= most) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
@@ -52,8 +61,8 @@ absl::Status CheckDeliverable(const TaskSpec& spec, const ServeOptions& options,
 taskwal::BulkFilter BulkOf(const BulkRequest& r, const ServeOptions& options) {
   taskwal::BulkFilter filter = FromWire(r);
   if (options.max_answer_bytes > 0) {
-    const uint64_t most = static_cast<uint64_t>(
-        std::max<int64_t>(1, (options.max_answer_bytes - kAnswerRoom) / 11));
+    const uint64_t most =
+        static_cast<uint64_t>(std::max<int64_t>(1, SpecRoom(options) / 11));
     if (filter.limit == 0 || filter.limit > most) filter.limit = most;
   }
   return filter;
@@ -220,7 +229,13 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
        })},
       {"PutSchedule",
        Make<PutScheduleRequest>(
-           [](Engine& e, const PutScheduleRequest& r, const ServeOptions&) {
+           [](Engine& e, const PutScheduleRequest& r,
+              const ServeOptions& options) -> absl::StatusOr<std::string> {
+             if (absl::Status s = CheckDeliverable(r.spec(), options,
+                                                   "the schedule's tasks: ");
+                 !s.ok()) {
+               return s;
+             }
              taskwal::ScheduleSpec spec = FromWire(r.spec());
              spec.name = r.name();
              return MessageBody(e.PutSchedule(spec));

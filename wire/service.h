@@ -55,9 +55,10 @@ struct ServeOptions {
   // waits for the time it asked for.
   absl::Duration queued_for = absl::ZeroDuration();
   // The largest answer that reaches the caller (a NATS message's
-  // max_payload); 0: no bound. Then a Submit or SubmitBatch of a task
-  // whose ClaimNext answer could not carry it (its spec and kAnswerRoom
-  // over this) is refused (kInvalidArgument), and a RetryMatching,
+  // max_payload); 0: no bound. Then a Submit, SubmitBatch or PutSchedule
+  // of a task whose ClaimNext answer could not carry it (its spec and
+  // kAnswerRoom, or half of a bound under 32 KiB, over this) is refused
+  // (kInvalidArgument), and a RetryMatching,
   // CancelMatching or DeleteMatching changes at most as many tasks as its
   // answer can list (`more` tells the caller to run it again).
   int64_t max_answer_bytes = 0;

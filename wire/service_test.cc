@@ -85,8 +85,30 @@ TEST(ServeCallTest, AnswersStayWithinMaxAnswerBytes) {
       << reply.message();
   EXPECT_FALSE((*engine)->GetByIdempotencyKey("small").ok());
   EXPECT_FALSE((*engine)->GetByIdempotencyKey("big").ok());
+  PutScheduleRequest schedule;
+  schedule.set_name("nightly");
+  schedule.mutable_spec()->set_cron("0 2 * * *");
+  schedule.mutable_spec()->mutable_task()->set_type("t");
+  schedule.mutable_spec()->mutable_task()->set_payload(
+      std::string(30 << 10, 'x'));
+  reply = Serve(**engine, "PutSchedule", schedule, bounded);
+  EXPECT_EQ(reply.code(),
+            absl::StatusCodeToString(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE((*engine)->GetSchedule("nightly").ok());
   big.set_payload(std::string(20 << 10, 'x'));
   EXPECT_EQ(Serve(**engine, "Submit", big, bounded).code(), "OK");
+  // A bound under twice kAnswerRoom leaves half of it to the spec.
+  ServeOptions tiny;
+  tiny.max_answer_bytes = 8 << 10;
+  TaskSpec small_one;
+  small_one.set_idempotency_key("tiny");
+  small_one.set_type("t");
+  small_one.set_payload(std::string(2 << 10, 'x'));
+  EXPECT_EQ(Serve(**engine, "Submit", small_one, tiny).code(), "OK");
+  small_one.set_idempotency_key("tiny2");
+  small_one.set_payload(std::string(5 << 10, 'x'));
+  EXPECT_EQ(Serve(**engine, "Submit", small_one, tiny).code(),
+            absl::StatusCodeToString(absl::StatusCode::kInvalidArgument));
 
   // 24 KiB of answer lists 2234 ids at 11 bytes each, at most.
   constexpr int kTasks = 2500;
@@ -114,7 +136,7 @@ TEST(ServeCallTest, AnswersStayWithinMaxAnswerBytes) {
   every.set_limit(0);
   reply = Serve(**engine, "CancelMatching", every, ServeOptions());
   ASSERT_TRUE(listed.ParseFromString(reply.body()));
-  EXPECT_EQ(listed.task_ids_size(), kTasks + 1);
+  EXPECT_EQ(listed.task_ids_size(), kTasks + 2);
   EXPECT_FALSE(listed.more());
 }
 

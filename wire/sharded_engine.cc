@@ -107,7 +107,8 @@ class ShardedEngine final : public Engine {
       return true;
     };
     while (true) {
-      answered = 0;
+      answered = 0;  // Both of this round.
+      unavailable = absl::OkStatus();
       for (uint32_t i = 0; i < n_; ++i) {
         const uint32_t s = (start + i) % n_;
         absl::StatusOr<ClaimedTask> r = shards_[s]->ClaimNext(worker_id, now);
@@ -117,9 +118,8 @@ class ShardedEngine final : public Engine {
       if (left <= absl::ZeroDuration()) {
         if (answered > 0 || unavailable.ok()) {
           if (unavailable.ok()) return not_found;
-          return absl::NotFoundError(
-              absl::StrCat(not_found.message(), " (", unavailable.message(),
-                           ")"));
+          return absl::NotFoundError(absl::StrCat(not_found.message(), " (",
+                                                  unavailable.message(), ")"));
         }
         return unavailable;  // No shard answered.
       }
