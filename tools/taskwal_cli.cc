@@ -43,6 +43,9 @@
 #include "wal/data_dir.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
+#ifdef TASKWAL_CLI_JETSTREAM
+#include "taskwal/jetstream.h"
+#endif
 
 namespace taskwal::tools {
 namespace {
@@ -376,6 +379,9 @@ struct Context {
   // --server: the URL of a running taskwald whose engine the command uses
   // (HttpEngine) instead of opening data_dir. Empty: data_dir.
   std::string server;
+  // --nats: the NATS servers of a taskwal cluster on JetStream whose
+  // engine the command uses (ConnectJetStreamEngine). Empty: not.
+  std::string nats;
   // --partitions of a command that may create the directory; 0: the
   // directory's own count (kDefaultPartitions for a new one).
   uint32_t partitions = 0;
@@ -396,10 +402,16 @@ struct Command {
 
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* const flags = new std::vector<FlagSpec>{
-      {"data_dir", "DIR", "the data directory (this or --server is required)"},
+      {"data_dir", "DIR",
+       "the data directory (this, --server or --nats is required)"},
       {"server", "URL",
        "a running taskwald (http://HOST:PORT): act through its HTTP API "
        "instead of opening a directory"},
+      {"nats", "URLS",
+       "NATS servers (nats://HOST:PORT, comma-separated) of a taskwal "
+       "cluster on JetStream: act through its leader (with --cluster)"},
+      {"cluster", "NAME", "with --nats: the cluster's name"},
+      {"shards", "N", "with --nats: the cluster's shard count (default 1)"},
       {"token_file", "FILE",
        "with --server: the bearer token, read from FILE (the first line)"},
       {"token", "TOKEN",
@@ -456,7 +468,7 @@ int CallError(Context& ctx, const absl::Status& status) {
     case absl::StatusCode::kInvalidArgument:
       return UsageError(ctx, status.message());
     case absl::StatusCode::kDataLoss:
-      if (!ctx.server.empty()) {
+      if (!ctx.server.empty() || !ctx.nats.empty()) {
         return ReportError(ctx, status.code(), kExitDamage, status.message(),
                            "", /*code_in_text=*/true);
       }
@@ -1912,6 +1924,8 @@ std::string ToolHelp() {
       "Usage:\n"
       "  taskwal --data_dir=DIR [--json] COMMAND [ARGS]\n"
       "  taskwal --server=URL [--token_file=FILE] [--json] COMMAND [ARGS]\n"
+      "  taskwal --nats=URLS --cluster=NAME [--shards=N] [--json] COMMAND "
+      "[ARGS]\n"
       "  taskwal help [COMMAND]      (or: taskwal COMMAND --help)\n"
       "  taskwal --version\n"
       "\n"
@@ -1936,6 +1950,12 @@ std::string ToolHelp() {
       "\n"
       "work on the files and refuse --server (exit 64). A server that does\n"
       "not answer, or a token it refuses, is exit 3.\n"
+      "\n"
+      "A cluster on NATS JetStream: with --nats=URLS --cluster=NAME (and\n"
+      "--shards=N for a sharded one), the commands act through the\n"
+      "cluster's leader, as ConnectJetStreamEngine's clients do; the same\n"
+      "commands as with --server. A cluster that does not exist, or has\n"
+      "another shard count, is exit 3.\n"
       "\n"
       "Global flags (before or after the command):\n",
       FlagHelp(GlobalFlags()),
@@ -1972,7 +1992,9 @@ std::string ToolHelp() {
 std::string CommandHelp(const Command& c) {
   std::string help = absl::StrCat(
       "Usage: taskwal ",
-      FilesOnly(c) ? "--data_dir=DIR" : "(--data_dir=DIR | --server=URL)",
+      FilesOnly(c) ? "--data_dir=DIR"
+                   : "(--data_dir=DIR | --server=URL | --nats=URLS "
+                     "--cluster=NAME)",
       " [--json] ", c.name, c.args.empty() ? "" : " ", c.args, "\n\n",
       c.details);
   if (!c.flags.empty()) {
@@ -1981,7 +2003,8 @@ std::string CommandHelp(const Command& c) {
   absl::StrAppend(
       &help,
       "\nGlobal flags: --data_dir, --server, --token_file, --token, "
-      "--json, --help, --version; exit statuses and --json's "
+      "--nats, --cluster, --shards, --json, --help, --version; exit "
+      "statuses and --json's "
       "form: see 'taskwal --help'.\n");
   return help;
 }
@@ -2099,6 +2122,36 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenEngine(Context& ctx, Access access,
   return s;
 }
 
+// What --server and --nats share: a command acts on a remote engine or on
+// a directory, through an engine. Returns kExitOk, or the exit status of
+// the usage error it reported.
+int CheckRemoteFlags(Context& ctx, const Command& command,
+                     const ParsedArgs& args, absl::string_view flag,
+                     absl::string_view where) {
+  if (args.Has("data_dir")) {
+    return UsageError(
+        ctx, absl::StrCat(flag,
+                          " and --data_dir exclude each other: a command "
+                          "acts on ",
+                          where, " or on a directory"));
+  }
+  if (command.access == Access::kFiles || command.access == Access::kSalvage) {
+    return UsageError(
+        ctx, absl::StrCat(command.name,
+                          " works on a data directory's files and does not "
+                          "work with ",
+                          flag,
+                          ": run it with --data_dir=DIR on the machine that "
+                          "holds the directory"));
+  }
+  if (args.Has("partitions")) {
+    return UsageError(ctx, absl::StrCat("--partitions is for a new data "
+                                        "directory; it does not go with ",
+                                        flag));
+  }
+  return kExitOk;
+}
+
 // The rules of --server, checked before anything is sent: it names a URL,
 // excludes --data_dir and --partitions, and works only with the commands
 // that act through an engine. Returns kExitOk, or the exit status of the
@@ -2110,25 +2163,44 @@ int CheckServerFlags(Context& ctx, const Command& command,
                       "--server needs a URL, such as "
                       "--server=http://127.0.0.1:8080");
   }
-  if (args.Has("data_dir")) {
-    return UsageError(ctx,
-                      "--server and --data_dir exclude each other: a command "
-                      "acts on a running taskwald or on a directory");
-  }
-  if (command.access == Access::kFiles || command.access == Access::kSalvage) {
-    return UsageError(
-        ctx, absl::StrCat(command.name,
-                          " works on the data directory's files and does not "
-                          "work with --server: run it with --data_dir=DIR on "
-                          "the daemon's machine"));
-  }
-  if (args.Has("partitions")) {
-    return UsageError(ctx,
-                      "--partitions is for a new data directory; it does not "
-                      "go with --server");
+  if (int code = CheckRemoteFlags(ctx, command, args, "--server",
+                                  "a running taskwald");
+      code != kExitOk) {
+    return code;
   }
   if (args.Has("token") && args.Has("token_file")) {
     return UsageError(ctx, "--token and --token_file exclude each other");
+  }
+  return kExitOk;
+}
+
+// The rules of --nats: URLs and --cluster, not --server, --data_dir,
+// --partitions or a token, a command that acts through an engine.
+int CheckNatsFlags(Context& ctx, const Command& command,
+                   const ParsedArgs& args) {
+  if (ctx.nats.empty()) {
+    return UsageError(ctx,
+                      "--nats needs the NATS servers' URLs, such as "
+                      "--nats=nats://127.0.0.1:4222");
+  }
+  if (args.Has("server")) {
+    return UsageError(ctx,
+                      "--nats and --server exclude each other: a command acts "
+                      "on a cluster on JetStream or on a running taskwald");
+  }
+  if (int code = CheckRemoteFlags(ctx, command, args, "--nats",
+                                  "a cluster on JetStream");
+      code != kExitOk) {
+    return code;
+  }
+  if (args.Has("token") || args.Has("token_file")) {
+    return UsageError(ctx,
+                      "--token and --token_file go with --server; a cluster on "
+                      "JetStream is reached with the NATS servers' own "
+                      "credentials");
+  }
+  if (args.Get("cluster").empty()) {
+    return UsageError(ctx, "--nats needs --cluster=NAME, the cluster's name");
   }
   return kExitOk;
 }
@@ -2161,6 +2233,21 @@ std::optional<std::string> ServerToken(Context& ctx, const ParsedArgs& args,
   return token;
 }
 
+// Runs a command on a remote engine (--server, --nats), then closes the
+// client.
+int RunOnRemote(Context& ctx, const Command& command, const ParsedArgs& args,
+                Engine& engine) {
+  ctx.engine = &engine;
+  int code = command.run(ctx, args);
+  absl::Status closed = engine.Close();
+  if (!closed.ok() && code == kExitOk) {
+    code = ReportError(
+        ctx, closed.code(), kExitFailed,
+        absl::StrCat("closing the client failed: ", closed.message()));
+  }
+  return code;
+}
+
 // Runs a command on the engine of the taskwald at --server, through its
 // HTTP API (daemon/http_engine.h).
 int RunThroughServer(Context& ctx, const Command& command,
@@ -2180,15 +2267,42 @@ int RunThroughServer(Context& ctx, const Command& command,
         "Check --server: is taskwald running, and listening on that "
         "address?\n");
   }
-  ctx.engine = engine->get();
-  code = command.run(ctx, args);
-  absl::Status closed = (*engine)->Close();
-  if (!closed.ok() && code == kExitOk) {
-    code = ReportError(
-        ctx, closed.code(), kExitFailed,
-        absl::StrCat("closing the client failed: ", closed.message()));
+  return RunOnRemote(ctx, command, args, **engine);
+}
+
+// Runs a command on the engine of the cluster on JetStream at --nats,
+// through its leader (ConnectJetStreamEngine).
+int RunThroughNats(Context& ctx, const Command& command,
+                   const ParsedArgs& args) {
+#ifdef TASKWAL_CLI_JETSTREAM
+  int code = kExitOk;
+  const std::optional<int> shards =
+      NumberFlag<int>(ctx, args, "shards", 1, 1, 64, &code);
+  if (!shards.has_value()) return code;
+  JetStreamOptions js;
+  js.servers = ctx.nats;
+  js.cluster = args.Get("cluster");
+  js.shards = *shards;
+  // A command waits this long for a leader (a failover takes seconds).
+  js.retry_for = absl::Seconds(15);
+  absl::StatusOr<std::unique_ptr<Engine>> engine = ConnectJetStreamEngine(js);
+  if (!engine.ok()) {
+    const absl::Status& s = engine.status();
+    if (absl::IsInvalidArgument(s)) return UsageError(ctx, s.message());
+    return ReportError(ctx, s.code(), kExitFailed, s.message(),
+                       "Check --nats, --cluster and --shards: are the NATS "
+                       "servers up, and does a taskwal-node serve that "
+                       "cluster?\n",
+                       /*code_in_text=*/false);
   }
-  return code;
+  return RunOnRemote(ctx, command, args, **engine);
+#else
+  (void)command;
+  (void)args;
+  return UsageError(ctx,
+                    "this taskwal was built without the JetStream mode "
+                    "(CMake: -DTASKWAL_WITH_JETSTREAM=ON)");
+#endif
 }
 
 }  // namespace
@@ -2216,7 +2330,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
               /*command=*/"",
               /*data_dir=*/"",
               /*json=*/JsonRequested(args),
-              /*server=*/""};
+              /*server=*/"",
+              /*nats=*/""};
   absl::StatusOr<ParsedArgs> global =
       ParseArgs(args, GlobalFlags(), /*stop_at_positional=*/true);
   if (!global.ok()) {
@@ -2276,7 +2391,14 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
   }
   ctx.data_dir = parsed->Get("data_dir");
   ctx.server = parsed->Get("server");
-  if (parsed->Has("server")) {
+  ctx.nats = parsed->Get("nats");
+  if (parsed->Has("nats")) {
+    if (int code = CheckNatsFlags(ctx, *command, *parsed); code != kExitOk) {
+      return code;
+    }
+  } else if (parsed->Has("cluster") || parsed->Has("shards")) {
+    return UsageError(ctx, "--cluster and --shards go with --nats=URLS");
+  } else if (parsed->Has("server")) {
     if (int code = CheckServerFlags(ctx, *command, *parsed); code != kExitOk) {
       return code;
     }
@@ -2285,7 +2407,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
   } else if (ctx.data_dir.empty()) {
     return UsageError(ctx,
                       "--data_dir=DIR is required (or --server=URL, to act "
-                      "through a running taskwald)");
+                      "through a running taskwald, or --nats=URLS "
+                      "--cluster=NAME, through a cluster on JetStream)");
   }
   while (ctx.data_dir.size() > 1 && ctx.data_dir.back() == '/') {
     ctx.data_dir.pop_back();
@@ -2300,6 +2423,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err,
             : absl::StrCat("unexpected argument \"",
                            parsed->positional[command->max_positional], "\""));
   }
+  if (!ctx.nats.empty()) return RunThroughNats(ctx, *command, *parsed);
   if (!ctx.server.empty()) return RunThroughServer(ctx, *command, *parsed);
   if (!ctx.env->FileExists(ctx.data_dir)) {
     return ReportError(

@@ -340,7 +340,8 @@ TEST_F(TaskwalCliServerTest, FileCommandsAndBadCombinationsAreUsageErrors) {
   EXPECT_THAT(r.out, HasSubstr("--server=URL"));
   EXPECT_THAT(r.out, HasSubstr("--token_file=FILE"));
   EXPECT_THAT(Run({"help", "get"}).out,
-              HasSubstr("(--data_dir=DIR | --server=URL)"));
+              HasSubstr("(--data_dir=DIR | --server=URL | --nats=URLS "
+                        "--cluster=NAME)"));
   EXPECT_THAT(Run({"help", "verify"}).out,
               HasSubstr("Usage: taskwal --data_dir=DIR [--json] verify"));
 }
