@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
@@ -389,36 +390,65 @@ absl::StatusOr<StreamState> ReadStream(Connection& conn, const Config& config,
   return found.state;
 }
 
+// The names of the streams on the servers (empty if they cannot be
+// listed: the check that needs them is then skipped).
+std::vector<std::string> StreamNames(Connection& conn, absl::Time deadline) {
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    jsStreamNamesList* list = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s = js_StreamNames(&list, conn.js(), nullptr, &jerr);
+    if (s == NATS_OK) {
+      std::vector<std::string> names(list->List, list->List + list->Count);
+      jsStreamNamesList_Destroy(list);
+      return names;
+    }
+    if (s == NATS_NOT_FOUND) return {};  // No stream at all.
+    if (!Retryable(s, jerr) || absl::Now() + backoff > deadline) return {};
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
 // Before a cluster's stream is made: kFailedPrecondition if the cluster
-// exists with another shard count (a cluster's shard count cannot change):
-// looks at every other stream the cluster could have, <base> and
-// <base>-0 to <base>-63.
+// exists with another shard count (a cluster's shard count cannot change).
+// Looks at the streams that exist of those the cluster could have,
+// <base> and <base>-0 to <base>-63; one that cannot be read (its servers
+// away) is passed over: only a count recorded is a reason to refuse.
 absl::Status CheckNotResharded(Connection& conn, const Config& config,
                                absl::Time deadline) {
   const int count = ShardCount(config);
   const std::string base =
       config.shard_of == 0 ? config.cluster
                            : ShardBase(config.cluster).value_or(config.cluster);
-  for (int i = -1; i < 64; ++i) {
-    const std::string other = i < 0 ? base : absl::StrCat(base, "-", i);
-    if (other == config.cluster) continue;
-    absl::StatusOr<Found> found = Find(conn, other, deadline);
-    if (absl::IsNotFound(found.status()) ||
-        absl::IsFailedPrecondition(found.status())) {
-      continue;  // None, or not taskwal's.
+  const std::string base_stream = StreamName(base);
+  for (const std::string& name : StreamNames(conn, deadline)) {
+    absl::string_view rest = name;
+    if (name == StreamName(config.cluster) ||
+        !absl::ConsumePrefix(&rest, base_stream)) {
+      continue;
     }
-    if (!found.ok()) return found.status();
+    int shard = -1;  // <base> itself.
+    if (!rest.empty() &&
+        (!absl::ConsumePrefix(&rest, "-") || !absl::SimpleAtoi(rest, &shard) ||
+         shard < 0 || shard > 63 || absl::StrCat(shard) != rest)) {
+      continue;  // Another cluster's stream (its snapshots, say).
+    }
+    const std::string other = shard < 0 ? base : absl::StrCat(base, "-", shard);
+    absl::StatusOr<Found> found =
+        Find(conn, other, std::min(deadline, absl::Now() + config.ack_timeout));
+    if (!found.ok()) continue;
     const int recorded = found->description.shards;
-    if (i < 0 && recorded <= 1 && count != 1) {
+    if (shard < 0 && recorded <= 1 && count != 1) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "cluster ", base, " exists without shards (stream ", StreamName(base),
+          "cluster ", base, " exists without shards (stream ", base_stream,
           "): a cluster's shard count cannot change"));
     }
-    // <base>-<i> recording 1 (or nothing) is a cluster of its own.
-    if (i >= 0 && recorded >= 2 && recorded != count) {
+    // <base>-<n> recording 1 (or nothing) is a cluster of its own.
+    if (shard >= 0 && recorded >= 2 && recorded != count) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "cluster ", base, " has ", recorded, " shards (stream ",
-          StreamName(other), " is its shard ", i, "), not ", count,
+          "cluster ", base, " has ", recorded, " shards (stream ", name,
+          " is its shard ", shard, "), not ", count,
           ": every node and client of a cluster must give it the same "
           "JetStreamOptions::shards"));
     }

@@ -200,11 +200,17 @@ class NatsServer final : public JetStreamServer {
       }
       absl::string_view subject = natsMsg_GetSubject(msg);
       subject.remove_prefix(std::min(subject.size(), prefix_.size()));
-      const std::string answer = wire::ServeCall(
+      std::string answer = wire::ServeCall(
           *engine_, subject,
           absl::string_view(natsMsg_GetData(msg),
                             static_cast<size_t>(natsMsg_GetDataLength(msg))),
           options);
+      // A read answered from this engine's state: only if it still led
+      // when it was made (a write was fenced by the stream).
+      if (options_.lease != nullptr && wire::IsRead(subject) &&
+          !options_.lease->held()) {
+        answer = NotServing();
+      }
       Respond(msg, answer);
       natsMsg_Destroy(msg);
     }
@@ -368,6 +374,7 @@ absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
   namespace js = engine::jetstream;
   TASKWAL_RETURN_IF_ERROR(js::ValidateJetStreamOptions(jetstream));
   std::vector<std::unique_ptr<Engine>> shards;
+  bool check = true;  // Until JetStream does not answer.
   for (int s = 0; s < jetstream.shards; ++s) {
     const JetStreamOptions shard = JetStreamShard(jetstream, s);
     const js::Config config = js::MakeConfig(shard);
@@ -377,13 +384,16 @@ absl::StatusOr<std::unique_ptr<Engine>> ConnectJetStreamEngine(
             config, absl::StrCat("taskwal client ", config.cluster)));
     // The cluster exists, with this shard count. A client that may not
     // ask JetStream about the stream (NATS permissions) gets no answer
-    // within ack_timeout and goes on without the check.
-    js::Config check = config;
-    check.retry_for = std::min(config.retry_for, config.ack_timeout);
-    const absl::Status found = js::FindStream(*conn, check).status();
-    if (absl::IsNotFound(found) || absl::IsFailedPrecondition(found) ||
-        absl::IsInvalidArgument(found)) {
-      return found;
+    // within ack_timeout and goes on without the check, for every shard.
+    if (check) {
+      js::Config quick = config;
+      quick.retry_for = std::min(config.retry_for, config.ack_timeout);
+      const absl::Status found = js::FindStream(*conn, quick).status();
+      if (absl::IsNotFound(found) || absl::IsFailedPrecondition(found) ||
+          absl::IsInvalidArgument(found)) {
+        return found;
+      }
+      check = found.ok();
     }
     wire::RemoteOptions options;
     options.call_timeout = jetstream.ack_timeout * 2;

@@ -1918,8 +1918,8 @@ std::string ToolHelp() {
                     absl::StrFormat("  %-9s %s\n", c.name, c.summary));
   }
   return absl::StrCat(
-      "taskwal: inspect and operate a taskwal data directory, or a running\n"
-      "taskwald.\n"
+      "taskwal: inspect and operate a taskwal data directory, a running\n"
+      "taskwald, or a taskwal cluster on NATS JetStream.\n"
       "\n"
       "Usage:\n"
       "  taskwal --data_dir=DIR [--json] COMMAND [ARGS]\n"
@@ -1948,8 +1948,8 @@ std::string ToolHelp() {
       "ps); the admin token for commands that change tasks. ",
       absl::StrJoin(files_only, ", "),
       "\n"
-      "work on the files and refuse --server (exit 64). A server that does\n"
-      "not answer, or a token it refuses, is exit 3.\n"
+      "work on the files and refuse --server and --nats (exit 64). A server\n"
+      "that does not answer, or a token it refuses, is exit 3.\n"
       "\n"
       "A cluster on NATS JetStream: with --nats=URLS --cluster=NAME (and\n"
       "--shards=N for a sharded one), the commands act through the\n"
@@ -2283,7 +2283,8 @@ int RunThroughNats(Context& ctx, const Command& command,
   js.servers = ctx.nats;
   js.cluster = args.Get("cluster");
   js.shards = *shards;
-  // A command waits this long for a leader (a failover takes seconds).
+  // A call that is safe to repeat waits this long for a leader (a
+  // failover takes seconds); the others fail at once while none leads.
   js.retry_for = absl::Seconds(15);
   absl::StatusOr<std::unique_ptr<Engine>> engine = ConnectJetStreamEngine(js);
   if (!engine.ok()) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "engine/journal.h"
@@ -66,6 +67,28 @@ taskwal::BulkFilter BulkOf(const BulkRequest& r, const ServeOptions& options) {
     if (filter.limit == 0 || filter.limit > most) filter.limit = most;
   }
   return filter;
+}
+
+// A List page whose answer would not fit max_answer_bytes ends earlier,
+// its cursor after the last task kept (at least one task stays: an answer
+// of one task too large is refused as such).
+void FitPage(ListTasksResponse& page, const ServeOptions& options) {
+  if (options.max_answer_bytes <= 0) return;
+  // Room for the Reply around it.
+  const size_t most = static_cast<size_t>(
+      options.max_answer_bytes -
+      std::min<int64_t>(1024, options.max_answer_bytes / 2));
+  if (page.ByteSizeLong() <= most) return;
+  size_t size = 0;
+  int keep = 0;
+  for (; keep < page.tasks_size(); ++keep) {
+    const size_t task = page.tasks(keep).ByteSizeLong() + 8;  // Tag, length.
+    if (keep > 0 && size + task + 16 > most) break;
+    size += task;
+  }
+  if (keep == page.tasks_size()) return;
+  page.mutable_tasks()->DeleteSubrange(keep, page.tasks_size() - keep);
+  page.set_next_cursor(page.tasks(keep - 1).id());
 }
 
 template <typename Request>
@@ -285,10 +308,16 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
            [](Engine& e, const KeyRequest& r, const ServeOptions&) {
              return MessageBody(e.GetByIdempotencyKey(r.key()));
            })},
-      {"List", Make<ListRequest>(
-                   [](Engine& e, const ListRequest& r, const ServeOptions&) {
-                     return Body(e.List(FromWire(r)));
-                   })},
+      {"List",
+       Make<ListRequest>(
+           [](Engine& e, const ListRequest& r,
+              const ServeOptions& options) -> absl::StatusOr<std::string> {
+             absl::StatusOr<ListPage> page = e.List(FromWire(r));
+             if (!page.ok()) return page.status();
+             ListTasksResponse m = ToWire(*page);
+             FitPage(m, options);
+             return m.SerializeAsString();
+           })},
       {"History", Make<TaskIdRequest>(
                       [](Engine& e, const TaskIdRequest& r,
                          const ServeOptions&) -> absl::StatusOr<std::string> {
@@ -632,6 +661,15 @@ class RemoteEngine final : public Engine {
 };
 
 }  // namespace
+
+bool IsRead(absl::string_view method) {
+  static const auto* reads = new absl::flat_hash_set<std::string>{
+      "NextDueTime", "GetSchedule", "ListSchedules",
+      "PausedTypes", "Get",         "GetByIdempotencyKey",
+      "List",        "History",     "Stats",
+      "Health",      "Recovery"};
+  return reads->contains(method);
+}
 
 std::string ServeCall(Engine& engine, absl::string_view method,
                       absl::string_view request, const ServeOptions& options) {

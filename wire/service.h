@@ -68,6 +68,9 @@ struct ServeOptions {
 // the claim, a worker id and the last error.
 inline constexpr int64_t kAnswerRoom = 16 << 10;
 
+// Whether the call `method` only reads (Get, List, Stats, ...).
+bool IsRead(absl::string_view method);
+
 // Runs the call on `engine` and returns the serialized Reply. A request
 // that does not parse, or an unknown method, is an INVALID_ARGUMENT or
 // UNIMPLEMENTED reply that changes nothing.

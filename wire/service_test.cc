@@ -140,5 +140,54 @@ TEST(ServeCallTest, AnswersStayWithinMaxAnswerBytes) {
   EXPECT_FALSE(listed.more());
 }
 
+// A List page that would not fit ends earlier, its cursor after the last
+// task it holds: paging on reads every task once.
+TEST(ServeCallTest, AListPageFitsMaxAnswerBytes) {
+  EngineOptions engine_options;
+  engine_options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  constexpr int kTasks = 10;
+  for (int i = 0; i < kTasks; ++i) {
+    taskwal::TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k", i);
+    spec.type = "t";
+    spec.payload = std::string(10 << 10, 'x');
+    ASSERT_TRUE((*engine)->Submit(spec).ok());
+  }
+  ServeOptions bounded;
+  bounded.max_answer_bytes = 40 << 10;
+  ListRequest request;
+  request.set_limit(100);
+  int seen = 0;
+  int pages = 0;
+  uint64_t last = 0;
+  do {
+    const Reply reply = Serve(**engine, "List", request, bounded);
+    ASSERT_EQ(reply.code(), "OK") << reply.message();
+    EXPECT_LE(static_cast<int64_t>(reply.ByteSizeLong()),
+              bounded.max_answer_bytes);
+    ListTasksResponse page;
+    ASSERT_TRUE(page.ParseFromString(reply.body()));
+    ASSERT_GT(page.tasks_size(), 0);
+    for (const Task& task : page.tasks()) {
+      EXPECT_GT(task.id(), last);
+      last = task.id();
+      ++seen;
+    }
+    request.set_after_id(page.next_cursor());
+    ++pages;
+  } while (request.after_id() != 0 && pages < 2 * kTasks);
+  EXPECT_EQ(seen, kTasks);
+  EXPECT_GT(pages, 2);
+  // Unbounded, one page holds them all.
+  request.set_after_id(0);
+  ListTasksResponse all;
+  ASSERT_TRUE(all.ParseFromString(
+      Serve(**engine, "List", request, ServeOptions()).body()));
+  EXPECT_EQ(all.tasks_size(), kTasks);
+  EXPECT_EQ(all.next_cursor(), 0u);
+}
+
 }  // namespace
 }  // namespace taskwal::wire
