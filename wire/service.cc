@@ -57,6 +57,9 @@ absl::Status CheckDeliverable(const google::protobuf::Message& spec,
       "max_payload for larger tasks"));
 }
 
+// How long a remote Snapshot may take, on top of the call timeout.
+constexpr absl::Duration kSnapshotTime = absl::Minutes(5);
+
 // The bulk calls change at most as many tasks as their answer can list
 // (a task id takes at most 10 bytes, and a tag).
 taskwal::BulkFilter BulkOf(const BulkRequest& r, const ServeOptions& options) {
@@ -586,7 +589,10 @@ class RemoteEngine final : public Engine {
 
   absl::Status Snapshot() override {
     OkResponse m;
-    return Call("Snapshot", EmptyRequest(), &m, /*idempotent=*/true);
+    // Writing a large state takes a while: one attempt waits for it rather
+    // than starting another snapshot.
+    return Call("Snapshot", EmptyRequest(), &m, /*idempotent=*/true,
+                kSnapshotTime);
   }
 
   absl::Status RunMaintenance() override {

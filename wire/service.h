@@ -102,9 +102,9 @@ class Transport {
 
 struct RemoteOptions {
   // One attempt of a call waits this long for its answer (a ClaimNext the
-  // wait on top). A ClaimNext looks for a server to take it only within
-  // its wait (one attempt for a wait of zero): a shard without a leader
-  // does not hold up a ClaimNext over several shards.
+  // wait on top, a Snapshot 5 minutes). A ClaimNext looks for a server to take
+  // it only within its wait (one attempt for a wait of zero): a shard without a
+  // leader does not hold up a ClaimNext over several shards.
   absl::Duration call_timeout = absl::Seconds(10);
 };
 
