@@ -129,13 +129,12 @@ class Connection {
 };
 
 // The stream's partition count and last sequence; creates the stream
-// (recording `partitions` and config.shard_of in its description) when
-// there is none.
+// (recording `partitions` and its cluster's shard count, config.shard_of
+// or 1, in its description) when there is none.
 // kFailedPrecondition: the stream was not made by taskwal, or by a newer
 // format, or `partitions` is nonzero and differs, or it records another
-// shard count than config.shard_of; or there is none and the cluster
-// exists with another shard count (a stream <cluster>-0 of a sharded
-// cluster, or, for a shard, the stream of <base> unsharded).
+// shard count; or there is none and another stream of the cluster that
+// exists records another count (<base> unsharded, or <base>-<n>).
 struct StreamState {
   uint32_t partitions = 0;
   uint64_t first_seq = 0;  // Messages before it were purged.
