@@ -1,6 +1,7 @@
 // taskwald: a taskwal engine on a data directory, served over HTTP/JSON
-// (daemon/http_api.h lists the routes). `taskwald --help` documents the
-// flags and exit statuses.
+// (daemon/http_api.h lists the routes); or, with --nats, a gateway to a
+// taskwal cluster on NATS JetStream (ConnectJetStreamEngine). `taskwald
+// --help` documents the flags and exit statuses.
 //
 // Startup prints one line on stdout once the socket is bound,
 //   taskwald listening on http://127.0.0.1:PORT
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -35,6 +37,7 @@
 #include "absl/time/time.h"
 #include "daemon/http_api.h"
 #include "taskwal/engine.h"
+#include "taskwal/jetstream.h"
 #include "taskwal/version.h"
 #include "tools/taskwal_args.h"
 #include "wal/status_macros.h"
@@ -51,7 +54,15 @@ constexpr int kExitCloseFailed = 4;  // Close reported the sticky error.
 
 const std::vector<tools::FlagSpec>& Flags() {
   static const auto* flags = new std::vector<tools::FlagSpec>{
-      {"data_dir", "DIR", "the data directory (created if missing); required"},
+      {"data_dir", "DIR",
+       "the data directory (created if missing); this or --nats is "
+       "required"},
+      {"nats", "URLS",
+       "instead of a data directory: the NATS servers (nats://HOST:PORT, "
+       "comma-separated) of a taskwal cluster on JetStream, served through "
+       "its leader (with --cluster)"},
+      {"cluster", "NAME", "with --nats: the cluster's name"},
+      {"shards", "N", "with --nats: the cluster's shard count (default 1)"},
       {"listen", "HOST:PORT",
        "address to serve on (default 127.0.0.1:7070); port 0 picks a free "
        "one"},
@@ -89,8 +100,13 @@ std::string Help() {
   return absl::StrCat(
       "taskwald ", TASKWAL_VERSION,
       ": the taskwal engine as an HTTP/JSON service\n\n"
-      "usage: taskwald --data_dir=DIR [--listen=127.0.0.1:7070] [flags]\n\n",
+      "usage: taskwald --data_dir=DIR [--listen=127.0.0.1:7070] [flags]\n"
+      "       taskwald --nats=URLS --cluster=NAME [--shards=N] [flags]\n\n",
       tools::FlagHelp(Flags()),
+      "\nWith --nats, taskwald holds no tasks: it is a gateway to a cluster\n"
+      "on NATS JetStream (led by taskwal-node processes), whose calls go to\n"
+      "the cluster's leader; --sync_mode, --partitions, --retention and\n"
+      "--max_tasks belong to the nodes and are refused.\n"
       "\nThe web dashboard is at /ui/ (it asks for the token). Once a token\n"
       "is set, every request but GET /healthz and the dashboard's static\n"
       "files needs 'Authorization: Bearer TOKEN'. Routes:\n"
@@ -98,7 +114,8 @@ std::string Help() {
       "exit status:\n"
       "  0  stopped by SIGTERM or SIGINT, everything acknowledged durable\n"
       "  1  the data directory could not be opened (locked by another\n"
-      "     engine, damaged, not writable)\n"
+      "     engine, damaged, not writable); with --nats, the cluster could\n"
+      "     not be reached or does not exist\n"
       "  2  usage: a bad flag or value, an unreadable or empty token file\n"
       "  3  the listen address could not be bound\n"
       "  4  closing the engine failed (a storage error; restart recovers\n"
@@ -140,6 +157,8 @@ absl::StatusOr<std::string> Token(const tools::ParsedArgs& args,
 
 struct Config {
   EngineOptions engine;
+  // --nats: a cluster on JetStream instead of engine.data_dir.
+  std::optional<JetStreamOptions> cluster;
   HttpApiOptions api;
   std::string host;
   int port = 0;
@@ -153,8 +172,35 @@ absl::StatusOr<Config> ParseConfig(const tools::ParsedArgs& args) {
         "unexpected argument \"", absl::CHexEscape(args.positional[0]), "\""));
   }
   config.engine.data_dir = args.Get("data_dir");
-  if (config.engine.data_dir.empty()) {
-    return absl::InvalidArgumentError("--data_dir is required");
+  if (args.Has("nats")) {
+    for (const char* local :
+         {"data_dir", "sync_mode", "partitions", "retention", "max_tasks"}) {
+      if (args.Has(local)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--", local,
+            " does not go with --nats: the cluster's nodes hold the tasks"));
+      }
+    }
+    JetStreamOptions js;
+    js.servers = args.Get("nats");
+    js.cluster = args.Get("cluster");
+    if (js.servers.empty() || js.cluster.empty()) {
+      return absl::InvalidArgumentError(
+          "--nats needs the NATS servers' URLs and --cluster=NAME");
+    }
+    int shards = 1;
+    if (args.Has("shards") && (!absl::SimpleAtoi(args.Get("shards"), &shards) ||
+                               shards < 1 || shards > 64)) {
+      return absl::InvalidArgumentError("--shards must be in [1, 64]");
+    }
+    js.shards = shards;
+    config.cluster = js;
+  } else if (args.Has("cluster") || args.Has("shards")) {
+    return absl::InvalidArgumentError(
+        "--cluster and --shards go with --nats=URLS");
+  } else if (config.engine.data_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "--data_dir is required (or --nats=URLS --cluster=NAME)");
   }
   const std::string sync = args.Get("sync_mode", "always");
   if (sync == "always") {
@@ -264,13 +310,26 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Log(absl::StrCat("pid ", ::getpid(), " opening ",
-                   absl::CHexEscape(config->engine.data_dir)));
-  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(config->engine);
-  if (!opened.ok()) {
-    Log(absl::StrCat("cannot open the data directory: ",
-                     absl::CHexEscape(opened.status().ToString())));
-    return kExitCannotOpen;
+  absl::StatusOr<std::unique_ptr<Engine>> opened;
+  if (config->cluster.has_value()) {
+    Log(absl::StrCat("pid ", ::getpid(), " connecting to cluster ",
+                     absl::CHexEscape(config->cluster->cluster), " at ",
+                     absl::CHexEscape(config->cluster->servers)));
+    opened = ConnectJetStreamEngine(*config->cluster);
+    if (!opened.ok()) {
+      Log(absl::StrCat("cannot reach the cluster: ",
+                       absl::CHexEscape(opened.status().ToString())));
+      return kExitCannotOpen;
+    }
+  } else {
+    Log(absl::StrCat("pid ", ::getpid(), " opening ",
+                     absl::CHexEscape(config->engine.data_dir)));
+    opened = Engine::Open(config->engine);
+    if (!opened.ok()) {
+      Log(absl::StrCat("cannot open the data directory: ",
+                       absl::CHexEscape(opened.status().ToString())));
+      return kExitCannotOpen;
+    }
   }
   Engine& engine = **opened;
   const RecoveryReport recovery = engine.Recovery();
@@ -307,8 +366,12 @@ int Run(int argc, char** argv) {
       ":", *port);
   std::cout << "taskwald listening on " << url << std::endl;
   Log(absl::StrCat("dashboard at ", url, "/ui/"));
-  Log(absl::StrCat("serving, ", tokens ? "tokens required" : "no tokens",
-                   ", sync_mode ", args->Get("sync_mode", "always")));
+  Log(absl::StrCat(
+      "serving, ", tokens ? "tokens required" : "no tokens",
+      config->cluster.has_value()
+          ? absl::StrCat(", cluster ",
+                         absl::CHexEscape(config->cluster->cluster))
+          : absl::StrCat(", sync_mode ", args->Get("sync_mode", "always"))));
 
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) != 0) {

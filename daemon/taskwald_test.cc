@@ -8,6 +8,7 @@
 // waiting; the checks are about state.
 #include <fcntl.h>
 #include <httplib.h>
+#include <nats/nats.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -38,7 +39,10 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "taskwal/engine.h"
+#include "taskwal/jetstream.h"
 #include "taskwal/task.pb.h"
+#include "tests/nats_cluster.h"
 #include "wire/engine.pb.h"
 
 namespace taskwal::daemon {
@@ -444,6 +448,86 @@ TEST_F(TaskwaldTest, KillNineLosesNoAcknowledgedCall) {
   absl::StatusOr<int> stopped = taskwald.WaitForExit();
   ASSERT_TRUE(stopped.ok()) << stopped.status();
   EXPECT_EQ(ExitStatus(*stopped), 0) << taskwald.Logs();
+}
+
+// With --nats, taskwald is a gateway to a cluster on JetStream: its calls
+// go to the cluster's leader (here an engine and JetStreamServer in this
+// process, on a real nats-server).
+TEST_F(TaskwaldTest, ServesAClusterOnJetStream) {
+  absl::StatusOr<std::unique_ptr<testing::NatsCluster>> nats =
+      testing::NatsCluster::Start(1, root_ + "/nats");
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  JetStreamOptions js;
+  js.servers = (*nats)->urls();
+  js.cluster = "gateway";
+  js.replicas = 1;
+  EngineOptions options;
+  options.partitions = 1;
+  options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      OpenJetStreamEngine(options, js);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  absl::StatusOr<std::unique_ptr<JetStreamServer>> server =
+      JetStreamServer::Start(engine->get(), js, JetStreamServer::Options());
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string nats_flag = "--nats=" + js.servers;
+
+  Taskwald gateway;
+  ASSERT_TRUE(
+      gateway
+          .Start({nats_flag, "--cluster=gateway", "--listen=127.0.0.1:0"},
+                 root_ + "/gateway")
+          .ok());
+  absl::StatusOr<int> port = gateway.WaitForPort();
+  ASSERT_TRUE(port.ok()) << port.status();
+  httplib::Client client("127.0.0.1", *port);
+  client.set_read_timeout(60, 0);
+  httplib::Result submitted =
+      client.Post("/v1/tasks", "{\"idempotency_key\":\"k\",\"type\":\"t\"}",
+                  "application/json");
+  ASSERT_TRUE(submitted);
+  EXPECT_EQ(submitted->status, 200) << submitted->body;
+  EXPECT_TRUE((*engine)->GetByIdempotencyKey("k").ok());
+  httplib::Result metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("taskwal_tasks{status=\"pending\"} 1"),
+            std::string::npos)
+      << metrics->body;
+  gateway.Signal(SIGTERM);
+  absl::StatusOr<int> stopped = gateway.WaitForExit();
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(ExitStatus(*stopped), 0) << gateway.Logs();
+
+  // Flags that belong to a data directory, or a cluster without a name,
+  // are usage errors; a cluster that does not exist cannot be served.
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{
+           {nats_flag},
+           {nats_flag, "--cluster=gateway", "--data_dir=" + data_dir_},
+           {nats_flag, "--cluster=gateway", "--partitions=4"},
+           {nats_flag, "--cluster=gateway", "--shards=0"},
+           {"--cluster=gateway", "--data_dir=" + data_dir_},
+       }) {
+    Taskwald taskwald;
+    ASSERT_TRUE(taskwald.Start(flags, root_ + "/usage").ok());
+    absl::StatusOr<int> wstatus = taskwald.WaitForExit();
+    ASSERT_TRUE(wstatus.ok()) << wstatus.status();
+    EXPECT_EQ(ExitStatus(*wstatus), 2) << taskwald.Logs();
+  }
+  Taskwald nowhere;
+  ASSERT_TRUE(
+      nowhere
+          .Start({nats_flag, "--cluster=nosuch", "--listen=127.0.0.1:0"},
+                 root_ + "/nowhere")
+          .ok());
+  absl::StatusOr<int> wstatus = nowhere.WaitForExit();
+  ASSERT_TRUE(wstatus.ok()) << wstatus.status();
+  EXPECT_EQ(ExitStatus(*wstatus), 1) << nowhere.Logs();
+  server->reset();
+  ASSERT_TRUE((*engine)->Close().ok());
+  engine->reset();
+  nats_CloseAndWait(5000);
 }
 
 }  // namespace
