@@ -5,7 +5,6 @@
 #include <nats/nats.h>
 
 #include <memory>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,44 +18,19 @@
 #include "taskwal/jetstream.h"
 #include "tests/nats_cluster.h"
 #include "tools/taskwal_cli.h"
+#include "tools/testing_cli.h"
 #include "tools/testing_json.h"
 
 namespace taskwal::tools {
 namespace {
 
 using ::taskwal::testing::NatsCluster;
+using ::taskwal::tools::testing_cli::CliResult;
+using ::taskwal::tools::testing_cli::RunTaskwal;
+using ::taskwal::tools::testing_cli::Spec;
 using ::taskwal::tools::testing_json::JsonValue;
 using ::taskwal::tools::testing_json::ParseJson;
 using ::testing::HasSubstr;
-
-struct CliResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-CliResult RunTool(std::vector<std::string> args) {
-  args.insert(args.begin(), "taskwal");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  std::ostringstream out;
-  std::ostringstream err;
-  CliResult r;
-  r.code = RunCli(static_cast<int>(argv.size()), argv.data(), out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
-
-TaskSpec Spec(const std::string& key, const std::string& type,
-              uint32_t max_attempts = 3) {
-  TaskSpec spec;
-  spec.idempotency_key = key;
-  spec.type = type;
-  spec.payload = absl::StrCat("payload of ", key);
-  spec.max_attempts = max_attempts;
-  return spec;
-}
 
 class TaskwalCliNatsTest : public ::testing::Test {
  protected:
@@ -110,7 +84,7 @@ class TaskwalCliNatsTest : public ::testing::Test {
     args.insert(args.begin(), absl::StrCat("--nats=", nats_->urls()));
     if (shards != 0)
       args.insert(args.begin(), absl::StrCat("--shards=", shards));
-    return RunTool(std::move(args));
+    return RunTaskwal(std::move(args));
   }
 
   static NatsCluster* nats_;
@@ -204,7 +178,7 @@ TEST_F(TaskwalCliNatsTest, ShardsAddUpAndMistakesAreRefused) {
            {nats, "--cluster=bad name", "stats"},
            {"--cluster=clishards", "--data_dir=/tmp/x", "stats"},
        }) {
-    r = RunTool(args);
+    r = RunTaskwal(args);
     EXPECT_EQ(r.code, kExitUsage) << absl::StrJoin(args, " ") << "\n" << r.err;
   }
   EXPECT_EQ(engines_[0]->Stats()->tasks + engines_[1]->Stats()->tasks, 3u);

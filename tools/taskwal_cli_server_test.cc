@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,20 +18,18 @@
 #include "gtest/gtest.h"
 #include "taskwal/engine.h"
 #include "tools/taskwal_cli.h"
+#include "tools/testing_cli.h"
 #include "tools/testing_json.h"
 
 namespace taskwal::tools {
 namespace {
 
+using ::taskwal::tools::testing_cli::CliResult;
+using ::taskwal::tools::testing_cli::RunTaskwal;
+using ::taskwal::tools::testing_cli::Spec;
 using ::taskwal::tools::testing_json::JsonValue;
 using ::taskwal::tools::testing_json::ParseJson;
 using ::testing::HasSubstr;
-
-struct CliResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 class TaskwalCliServerTest : public ::testing::Test {
  protected:
@@ -71,17 +68,8 @@ class TaskwalCliServerTest : public ::testing::Test {
     engine_.reset();
   }
 
-  CliResult Run(std::vector<std::string> args) {
-    args.insert(args.begin(), "taskwal");
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    std::ostringstream out;
-    std::ostringstream err;
-    CliResult r;
-    r.code = RunCli(static_cast<int>(argv.size()), argv.data(), out, err);
-    r.out = out.str();
-    r.err = err.str();
-    return r;
+  static CliResult Run(std::vector<std::string> args) {
+    return RunTaskwal(std::move(args));
   }
   // Runs with --server=url_ in front.
   CliResult RunRemote(std::vector<std::string> args) {
@@ -94,16 +82,6 @@ class TaskwalCliServerTest : public ::testing::Test {
     const std::string path = absl::StrCat(root_, "/", name);
     std::ofstream(path) << contents;
     return path;
-  }
-
-  static TaskSpec Spec(const std::string& key, const std::string& type,
-                       uint32_t max_attempts = 3) {
-    TaskSpec spec;
-    spec.idempotency_key = key;
-    spec.type = type;
-    spec.payload = absl::StrCat("payload of ", key);
-    spec.max_attempts = max_attempts;
-    return spec;
   }
 
   // Task 1 COMPLETED, 2 CLAIMED, 3 PENDING with text that must be escaped,

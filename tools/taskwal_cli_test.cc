@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "taskwal/engine.h"
 #include "taskwal/version.h"
+#include "tools/testing_cli.h"
 #include "tools/testing_json.h"
 #include "wal/data_dir.h"
 #include "wal/format.h"
@@ -34,6 +35,10 @@
 
 namespace taskwal::tools {
 namespace {
+
+using ::taskwal::tools::testing_cli::CliResult;
+using ::taskwal::tools::testing_cli::RunTaskwal;
+using ::taskwal::tools::testing_cli::Spec;
 
 using ::taskwal::tools::testing_json::JsonValue;
 using ::taskwal::tools::testing_json::ParseJson;
@@ -43,12 +48,6 @@ using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-struct CliResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 // One JSON object.
 JsonValue ParseObject(const std::string& text) {
@@ -167,19 +166,9 @@ class TaskwalCliTest : public ::testing::Test {
     ASSERT_EQ(::mkdir(root_.c_str(), 0700), 0) << root_;
   }
 
-  CliResult Run(std::vector<std::string> args,
-                const CliOptions& options = CliOptions()) {
-    args.insert(args.begin(), "taskwal");
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    std::ostringstream out;
-    std::ostringstream err;
-    CliResult r;
-    r.code =
-        RunCli(static_cast<int>(argv.size()), argv.data(), out, err, options);
-    r.out = out.str();
-    r.err = err.str();
-    return r;
+  static CliResult Run(std::vector<std::string> args,
+                       const CliOptions& options = CliOptions()) {
+    return RunTaskwal(std::move(args), options);
   }
   // Runs with --data_dir=dir in front.
   CliResult RunIn(const std::string& dir, std::vector<std::string> args,
@@ -198,16 +187,6 @@ class TaskwalCliTest : public ::testing::Test {
     o.maintenance_interval = absl::ZeroDuration();
     o.snapshot_every_records = 0;
     return o;
-  }
-
-  static TaskSpec Spec(const std::string& key, const std::string& type,
-                       uint32_t max_attempts = 3) {
-    TaskSpec spec;
-    spec.idempotency_key = key;
-    spec.type = type;
-    spec.payload = absl::StrCat("payload of ", key);
-    spec.max_attempts = max_attempts;
-    return spec;
   }
 
   // A directory the engine filled: task 1 COMPLETED, 2 CLAIMED, 3 PENDING,
