@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "engine/jetstream.pb.h"
 #include "engine/jetstream_testing.h"
@@ -104,8 +105,8 @@ std::string RandomWriterId() {
   return buf;
 }
 
-// A message's writer header ("" without one).
-std::string WriterOf(natsMsg* msg) {
+// A message's writer header ("" without one); valid while msg is.
+absl::string_view WriterOf(natsMsg* msg) {
   const char* value = nullptr;
   if (natsMsgHeader_Get(msg, kWriterHeader, &value) != NATS_OK ||
       value == nullptr) {
@@ -422,10 +423,10 @@ absl::Status CheckNotResharded(Connection& conn, const Config& config,
       config.shard_of == 0 ? config.cluster
                            : ShardBase(config.cluster).value_or(config.cluster);
   const std::string base_stream = StreamName(base);
+  const std::string own = StreamName(config.cluster);
   for (const std::string& name : StreamNames(conn, deadline)) {
     absl::string_view rest = name;
-    if (name == StreamName(config.cluster) ||
-        !absl::ConsumePrefix(&rest, base_stream)) {
+    if (name == own || !absl::ConsumePrefix(&rest, base_stream)) {
       continue;
     }
     int shard = -1;  // <base> itself.

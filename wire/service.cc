@@ -413,7 +413,8 @@ class RemoteEngine final : public Engine {
     request.set_wait_micros(absl::ToInt64Microseconds(options.wait));
     ClaimResponse m;
     absl::Status s =
-        Call("ClaimNext", request, &m, /*idempotent=*/false, options.wait);
+        Call("ClaimNext", request, &m, /*idempotent=*/false, options.wait,
+             /*retry_for=*/options.wait);
     if (!s.ok()) return s;
     return FromWire(m);
   }
@@ -617,16 +618,19 @@ class RemoteEngine final : public Engine {
   }
 
  private:
+  // `extra`: time the call takes on top of call_timeout; `retry_for`: how
+  // long the transport may look for a server to take it.
   absl::Status Call(absl::string_view method, const Message& request,
                     Message* response, bool idempotent,
-                    absl::Duration extra = absl::ZeroDuration()) {
+                    absl::Duration extra = absl::ZeroDuration(),
+                    absl::Duration retry_for = absl::InfiniteDuration()) {
     if (closed_.load(std::memory_order_acquire)) {
       return absl::CancelledError("the remote engine client is closed");
     }
     CallOptions call;
     call.timeout = options_.call_timeout + extra;
     call.idempotent = idempotent;
-    if (method == "ClaimNext") call.retry_for = extra;
+    call.retry_for = retry_for;
     absl::StatusOr<std::string> bytes =
         transport_->Call(method, request.SerializeAsString(), call);
     if (!bytes.ok()) return bytes.status();
