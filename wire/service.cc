@@ -37,6 +37,13 @@ int64_t SpecRoom(const ServeOptions& options) {
          std::min(kAnswerRoom, options.max_answer_bytes / 2);
 }
 
+// The most an answer's body may take within max_answer_bytes: room is left
+// for the Reply around it.
+int64_t AnswerMost(const ServeOptions& options) {
+  return options.max_answer_bytes -
+         std::min<int64_t>(1024, options.max_answer_bytes / 2);
+}
+
 // kInvalidArgument if a task of this spec (or of a schedule of it) could
 // be stored but never handed out: a ClaimNext answer could not carry it
 // (max_answer_bytes).
@@ -55,6 +62,44 @@ absl::Status CheckDeliverable(const google::protobuf::Message& spec,
       "which leaves ", std::max<int64_t>(0, most),
       " for a task's payload, key, type and dependencies; raise "
       "max_payload for larger tasks"));
+}
+
+// The answer to a Claim or ClaimNext. A task claimed whose answer would
+// not reach the caller (over max_answer_bytes: its last error or worker id
+// took more than kAnswerRoom left for them, with an engine whose
+// max_error_bytes is raised) is failed for good, saying why, rather than
+// claimed again and again by workers who never get it (each claim costing
+// an attempt when its lease ran out); the caller gets kResourceExhausted.
+// Retry revives it (its last error, now the short one, no longer in the
+// way).
+absl::StatusOr<std::string> ClaimAnswer(Engine& e,
+                                        absl::StatusOr<ClaimedTask> claimed,
+                                        const ServeOptions& options) {
+  if (!claimed.ok()) return claimed.status();
+  std::string body = ToWire(*claimed).SerializeAsString();
+  if (options.max_answer_bytes <= 0 ||
+      static_cast<int64_t>(body.size()) <= AnswerMost(options)) {
+    return body;
+  }
+  const std::string why =
+      absl::StrCat("its claim's answer of ", body.size(),
+                   " bytes is over the NATS servers' max_payload (",
+                   options.max_answer_bytes, " bytes)");
+  FailOptions permanent;
+  permanent.permanent = true;
+  absl::Status failed =
+      e.Fail(claimed->claim,
+             absl::StrCat("could not be handed out: ", why,
+                          "; raise max_payload, then Retry the task"),
+             permanent);
+  // An engine whose max_error_bytes is under that message.
+  if (absl::IsInvalidArgument(failed)) {
+    failed = e.Fail(claimed->claim, "could not be handed out", permanent);
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "task ", claimed->task.id(), " could not be handed out: ", why,
+      failed.ok() ? "; it is FAILED (raise max_payload, then Retry it)"
+                  : absl::StrCat("; failing it: ", failed.message())));
 }
 
 // How long a remote Snapshot may take, on top of the call timeout.
@@ -77,10 +122,7 @@ taskwal::BulkFilter BulkOf(const BulkRequest& r, const ServeOptions& options) {
 // of one task too large is refused as such).
 void FitPage(ListTasksResponse& page, const ServeOptions& options) {
   if (options.max_answer_bytes <= 0) return;
-  // Room for the Reply around it.
-  const size_t most = static_cast<size_t>(
-      options.max_answer_bytes -
-      std::min<int64_t>(1024, options.max_answer_bytes / 2));
+  const size_t most = static_cast<size_t>(AnswerMost(options));
   if (page.ByteSizeLong() <= most) return;
   size_t size = 0;
   int keep = 0;
@@ -177,9 +219,11 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
              return m.SerializeAsString();
            })},
       {"Claim", Make<ClaimByIdRequest>([](Engine& e, const ClaimByIdRequest& r,
-                                          const ServeOptions&) {
-         return Body(e.Claim(r.task_id(), r.worker_id(),
-                             absl::Microseconds(r.lease_micros())));
+                                          const ServeOptions& options) {
+         return ClaimAnswer(e,
+                            e.Claim(r.task_id(), r.worker_id(),
+                                    absl::Microseconds(r.lease_micros())),
+                            options);
        })},
       {"ClaimNext",
        Make<ClaimNextRequest>([](Engine& e, const ClaimNextRequest& r,
@@ -191,7 +235,7 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
                            std::min(absl::Microseconds(r.wait_micros()),
                                     options.max_claim_wait) -
                                options.queued_for);
-         return Body(e.ClaimNext(r.worker_id(), o));
+         return ClaimAnswer(e, e.ClaimNext(r.worker_id(), o), options);
        })},
       {"NextDueTime",
        Make<NextDueRequest>(

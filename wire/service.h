@@ -60,7 +60,9 @@ struct ServeOptions {
   // kAnswerRoom, or half of a bound under 32 KiB, over this) is refused
   // (kInvalidArgument), and a RetryMatching,
   // CancelMatching or DeleteMatching changes at most as many tasks as its
-  // answer can list (`more` tells the caller to run it again).
+  // answer can list (`more` tells the caller to run it again), and a Claim
+  // or ClaimNext whose answer would not fit fails the task for good, saying
+  // why (kResourceExhausted to the caller).
   int64_t max_answer_bytes = 0;
 };
 

@@ -54,6 +54,75 @@ TEST(ServeCallTest, AClaimNextWaitsLessByTheTimeItWasQueued) {
   EXPECT_EQ(Serve(**engine, "ClaimNext", request, queued).code(), "OK");
 }
 
+// A task whose claim's answer outgrew the bound after its submit (a last
+// error longer than kAnswerRoom allows for, on an engine whose
+// max_error_bytes is raised) is not claimed again and again by workers who
+// never get it: it is failed for good, saying why, and Retry revives it.
+TEST(ServeCallTest, ATaskWhoseClaimCannotBeAnsweredFailsSayingWhy) {
+  EngineOptions engine_options;
+  engine_options.maintenance_interval = absl::ZeroDuration();
+  engine_options.max_error_bytes = 64 << 10;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  taskwal::TaskSpec spec;
+  spec.idempotency_key = "k";
+  spec.type = "t";
+  spec.max_attempts = 5;
+  absl::StatusOr<SubmitResult> submitted = (*engine)->Submit(spec);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const uint64_t id = submitted->task_id;
+  absl::StatusOr<ClaimedTask> first = (*engine)->Claim(id, "w", {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  FailOptions at_once;
+  at_once.retry_after = absl::ZeroDuration();
+  ASSERT_TRUE(
+      (*engine)->Fail(first->claim, std::string(40 << 10, 'e'), at_once).ok());
+
+  ServeOptions bounded;
+  bounded.max_answer_bytes = kAnswerRoom + (24 << 10);  // 40 KiB.
+  ClaimNextRequest next;
+  next.set_worker_id("w");
+  Reply reply = Serve(**engine, "ClaimNext", next, bounded);
+  EXPECT_EQ(reply.code(),
+            absl::StatusCodeToString(absl::StatusCode::kResourceExhausted));
+  EXPECT_NE(reply.message().find("could not be handed out"), std::string::npos)
+      << reply.message();
+  absl::StatusOr<Task> task = (*engine)->Get(id);
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->status(), FAILED);
+  EXPECT_NE(task->last_error().find("max_payload"), std::string::npos)
+      << task->last_error();
+  EXPECT_EQ(task->attempts(), 2);
+  // It is not claimable any more.
+  EXPECT_EQ(Serve(**engine, "ClaimNext", next, bounded).code(),
+            absl::StatusCodeToString(absl::StatusCode::kNotFound));
+
+  // Revived, its answer fits (the long error is gone) and it is handed out.
+  ASSERT_TRUE((*engine)->Retry(id).ok());
+  reply = Serve(**engine, "ClaimNext", next, bounded);
+  ASSERT_EQ(reply.code(), "OK") << reply.message();
+  EXPECT_LE(static_cast<int64_t>(reply.ByteSizeLong()),
+            bounded.max_answer_bytes);
+
+  // The same by id: a second task, failed with a long error, claimed by id.
+  spec.idempotency_key = "k2";
+  submitted = (*engine)->Submit(spec);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  absl::StatusOr<ClaimedTask> second =
+      (*engine)->Claim(submitted->task_id, "w", {});
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(
+      (*engine)->Fail(second->claim, std::string(40 << 10, 'e'), at_once).ok());
+  ClaimByIdRequest by_id;
+  by_id.set_task_id(submitted->task_id);
+  by_id.set_worker_id("w");
+  EXPECT_EQ(Serve(**engine, "Claim", by_id, bounded).code(),
+            absl::StatusCodeToString(absl::StatusCode::kResourceExhausted));
+  task = (*engine)->Get(submitted->task_id);
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->status(), FAILED);
+}
+
 // With answers bounded (NATS's max_payload): a task that no ClaimNext
 // answer could carry is refused at submit, and a bulk call changes only as
 // many tasks as its answer can list, saying there are more.
