@@ -222,8 +222,10 @@ class JetStreamLease {
 
   virtual ~JetStreamLease() = default;
 
-  // False once a renewal found the lease taken or could not renew it for
-  // a whole ttl; it never becomes true again (acquire a new lease).
+  // False once a renewal found the lease taken (its key deleted, expired or
+  // of another revision; a renewal refused while the key is still this
+  // holder's is tried again) or could not renew it for a whole ttl; it
+  // never becomes true again (acquire a new lease).
   virtual bool held() const = 0;
   // Blocks until held() is false or `timeout` passes; returns held().
   virtual bool WaitLost(absl::Duration timeout) const = 0;

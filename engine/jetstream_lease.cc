@@ -2,6 +2,8 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/jetstream_journal.h"
+#include "engine/jetstream_testing.h"
 #include "taskwal/jetstream.h"
 #include "wal/status_macros.h"
 
@@ -20,6 +23,18 @@ namespace engine::jetstream {
 namespace {
 
 constexpr char kLeaseKey[] = "leader";
+
+// RefusedLeaseRenewalsForTesting: renewals left to answer as refused.
+std::atomic<int> g_refused_renewals{0};
+
+// Takes one of the renewals a test asked to be refused, if any is left.
+bool TakeRefusedRenewal() {
+  int left = g_refused_renewals.load();
+  while (left > 0 &&
+         !g_refused_renewals.compare_exchange_weak(left, left - 1)) {
+  }
+  return left > 0;
+}
 
 std::string BucketName(absl::string_view cluster) {
   return absl::StrCat("TASKWAL_", cluster, "_LEASE");
@@ -98,18 +113,40 @@ class KvLease final : public JetStreamLease {
       mu_.Unlock();
       uint64_t next = 0;
       const natsStatus s =
-          kvStore_Update(&next, kv_, kLeaseKey, holder_.data(),
-                         static_cast<int>(holder_.size()), revision);
+          TakeRefusedRenewal()
+              ? NATS_ERR
+              : kvStore_Update(&next, kv_, kLeaseKey, holder_.data(),
+                               static_cast<int>(holder_.size()), revision);
+      // NATS_ERR: JetStream refused the update. The key may have another
+      // revision (taken, or expired), or the bucket's stream could not
+      // take it just then (electing a leader, say): only the key tells.
+      const bool taken = s == NATS_ERR && !StillOurs(revision);
       mu_.Lock();
       if (s == NATS_OK) {
         revision_ = next;
         renewed_ = attempt;
-      } else if (s == NATS_ERR || absl::Now() - renewed_ >= ttl_) {
-        // NATS_ERR: the key has another revision (taken, or expired).
+      } else if (taken || absl::Now() - renewed_ >= ttl_) {
         held_ = false;
         return;
       }
     }
+  }
+
+  // After a refused renewal: whether the key still holds this holder's
+  // revision. No key, or another revision or holder, means the lease is
+  // gone; no answer tells nothing (the next renewal tries again, and the
+  // lease counts as held only until its ttl ran out).
+  bool StillOurs(uint64_t revision) const {
+    kvEntry* entry = nullptr;
+    const natsStatus s = kvStore_Get(&entry, kv_, kLeaseKey);
+    if (s == NATS_NOT_FOUND) return false;
+    if (s != NATS_OK) return true;
+    const bool ours =
+        kvEntry_Revision(entry) == revision &&
+        static_cast<size_t>(kvEntry_ValueLen(entry)) == holder_.size() &&
+        std::memcmp(kvEntry_Value(entry), holder_.data(), holder_.size()) == 0;
+    kvEntry_Destroy(entry);
+    return ours;
   }
 
   const std::unique_ptr<Connection> conn_;
@@ -125,6 +162,19 @@ class KvLease final : public JetStreamLease {
 };
 
 }  // namespace
+
+RefusedLeaseRenewalsForTesting::RefusedLeaseRenewalsForTesting(int renewals) {
+  g_refused_renewals.store(renewals);
+}
+
+RefusedLeaseRenewalsForTesting::~RefusedLeaseRenewalsForTesting() {
+  g_refused_renewals.store(0);
+}
+
+int RefusedLeaseRenewalsForTesting::left() const {
+  return g_refused_renewals.load();
+}
+
 }  // namespace engine::jetstream
 
 absl::StatusOr<std::unique_ptr<JetStreamLease>> JetStreamLease::Acquire(

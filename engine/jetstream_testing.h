@@ -40,6 +40,21 @@ class LostJournalReplyForTesting {
       delete;
 };
 
+// While one lives, for every lease of this process: the next `renewals`
+// renewals are answered as JetStream refusing them (NATS_ERR) without being
+// sent, while the key stays as it was (as when the bucket's stream is
+// electing a leader). REQUIRES: at most one at a time.
+class RefusedLeaseRenewalsForTesting {
+ public:
+  explicit RefusedLeaseRenewalsForTesting(int renewals);
+  ~RefusedLeaseRenewalsForTesting();
+  int left() const;  // Renewals still to refuse.
+  RefusedLeaseRenewalsForTesting(const RefusedLeaseRenewalsForTesting&) =
+      delete;
+  RefusedLeaseRenewalsForTesting& operator=(
+      const RefusedLeaseRenewalsForTesting&) = delete;
+};
+
 }  // namespace taskwal::engine::jetstream
 
 #endif  // TASKWAL_ENGINE_JETSTREAM_TESTING_H_

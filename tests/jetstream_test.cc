@@ -1135,6 +1135,45 @@ TEST_P(JetStreamTest, TheLeaseHasOneHolderAndPassesOn) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ttl")));
 }
 
+// A renewal that JetStream refuses while the key is still this holder's
+// (the bucket's stream electing a leader, say) does not lose the lease: the
+// next renewal goes on. One refused because the key changed does.
+TEST_P(JetStreamTest, ALeaseIsLostOnlyWhenItsKeyChanged) {
+  if (GetParam() != 1) GTEST_SKIP() << "about the lease, not the stream";
+  const JetStreamOptions js = Options("refused");
+  JetStreamLease::Options lease_options;
+  lease_options.ttl = absl::Seconds(2);  // Renewed every ttl/3.
+  lease_options.deadline = absl::Now() + kBound;
+  absl::StatusOr<std::unique_ptr<JetStreamLease>> lease =
+      JetStreamLease::Acquire(js, "a", lease_options);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  {
+    engine::jetstream::RefusedLeaseRenewalsForTesting refused(1);
+    const absl::Time until = absl::Now() + kBound;
+    while (refused.left() > 0 && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(refused.left(), 0);
+  }
+  // Past a whole ttl after the refusal, it is held: renewed since.
+  EXPECT_TRUE((*lease)->WaitLost(lease_options.ttl + absl::Milliseconds(500)));
+  EXPECT_TRUE((*lease)->held());
+
+  // The key deleted (as an operator might): the next renewal is refused
+  // and the key is not this holder's any more.
+  absl::StatusOr<std::unique_ptr<engine::jetstream::Connection>> conn =
+      TestConnection(js);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, (*conn)->js(),
+                        absl::StrCat("TASKWAL_", js.cluster, "_LEASE").c_str()),
+            NATS_OK);
+  ASSERT_EQ(kvStore_Delete(kv, "leader"), NATS_OK);
+  kvStore_Destroy(kv);
+  EXPECT_FALSE((*lease)->WaitLost(kBound));
+  EXPECT_FALSE((*lease)->held());
+}
+
 // A server given its process's lease answers only while the lease is held:
 // a leader paused past it (here: that gave it up) serves nothing from its
 // stale state, reads included, and its callers go elsewhere.
