@@ -187,12 +187,14 @@ class JetStreamServer {
 // (Submit, SubmitBatch, Complete, Heartbeat, reads, Pause, ...); otherwise
 // (Claim, ClaimNext, Fail, Retry, Cancel, Delete, the bulk calls) it
 // returns kDeadlineExceeded or kUnavailable, and may or may not have run.
-// A Claim or ClaimNext whose answer would be over the NATS servers'
-// max_payload (Submit leaves room for a last error and a worker id of the
-// default sizes; an engine with a larger max_error_bytes can outgrow it)
-// fails that task for good, its last error saying why (Retry revives it),
-// and returns kResourceExhausted, instead of handing out a claim nobody
-// receives. Close closes only the client. kInvalidArgument: bad options;
+// A claim's answer stays within the NATS servers' max_payload: a last
+// error too long for it (an engine with a raised max_error_bytes) is cut
+// in the answer, a worker id over 4 KiB is refused (kInvalidArgument), and
+// a task that fits no answer (stored before max_payload was lowered) is
+// failed for good, its last error saying why (Retry revives it; its
+// dependents see it FAILED): that Claim or ClaimNext returns
+// kResourceExhausted, rather than a claim nobody receives.
+// Close closes only the client. kInvalidArgument: bad options;
 // kUnavailable: NATS is unreachable; kNotFound: the cluster (a shard's
 // stream, with jetstream.shards) does not exist, or no node has started
 // it yet; kFailedPrecondition: a shard's stream records another shard

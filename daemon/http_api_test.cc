@@ -753,6 +753,13 @@ HttpResult RawExchange(int port, const std::string& request) {
   }
   out.status = status;
   out.body = received.substr(end + 4);
+  if (auto length = out.headers.find("Content-Length");
+      length != out.headers.end()) {
+    size_t n = 0;
+    if (absl::SimpleAtoi(length->second, &n) && n < out.body.size()) {
+      out.body.resize(n);
+    }
+  }
   return out;
 }
 

@@ -108,8 +108,16 @@ class KvLease final : public JetStreamLease {
       auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
       mu_.AwaitWithTimeout(absl::Condition(&stop), ttl_ / 3);
       if (stop_ || !held_) return;
+      // Not renewed for a whole ttl (calls that took long): lost, even if
+      // the expired key were still there to renew (held() never becomes
+      // true again).
+      if (absl::Now() - renewed_ >= ttl_) {
+        held_ = false;
+        return;
+      }
       const uint64_t revision = revision_;
       const absl::Time attempt = absl::Now();  // The key lives ttl from here.
+      const absl::Time valid_until = renewed_ + ttl_;
       mu_.Unlock();
       uint64_t next = 0;
       const natsStatus s =
@@ -120,7 +128,9 @@ class KvLease final : public JetStreamLease {
       // NATS_ERR: JetStream refused the update. The key may have another
       // revision (taken, or expired), or the bucket's stream could not
       // take it just then (electing a leader, say): only the key tells.
-      const bool taken = s == NATS_ERR && !StillOurs(revision);
+      // (Past the ttl it is lost anyway: no need to ask.)
+      const bool taken =
+          s == NATS_ERR && absl::Now() < valid_until && !StillOurs(revision);
       mu_.Lock();
       if (s == NATS_OK) {
         revision_ = next;

@@ -64,22 +64,54 @@ absl::Status CheckDeliverable(const google::protobuf::Message& spec,
       "max_payload for larger tasks"));
 }
 
-// The answer to a Claim or ClaimNext. A task claimed whose answer would
-// not reach the caller (over max_answer_bytes: its last error or worker id
-// took more than kAnswerRoom left for them, with an engine whose
-// max_error_bytes is raised) is failed for good, saying why, rather than
-// claimed again and again by workers who never get it (each claim costing
-// an attempt when its lease ran out); the caller gets kResourceExhausted.
-// Retry revives it (its last error, now the short one, no longer in the
-// way).
+// The most of a worker id a Claim or ClaimNext answer can carry with
+// max_answer_bytes set: a longer one is refused before anything is claimed.
+int64_t WorkerIdRoom(const ServeOptions& options) {
+  return std::min(kAnswerRoom, options.max_answer_bytes / 2) / 4;
+}
+
+absl::Status CheckWorkerId(absl::string_view worker_id,
+                           const ServeOptions& options) {
+  if (options.max_answer_bytes <= 0 ||
+      static_cast<int64_t>(worker_id.size()) <= WorkerIdRoom(options)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "a worker id of ", worker_id.size(), " bytes is over the ",
+      WorkerIdRoom(options),
+      " a claim's answer leaves for it within the NATS servers' max_payload"));
+}
+
+// The answer to a Claim or ClaimNext, within max_answer_bytes. A last error
+// too long for it (an engine with a raised max_error_bytes) is cut in the
+// answer (Get shows it whole, where its answer fits). A task that still does
+// not fit (its spec stored before max_payload was lowered) is failed for
+// good, saying why, rather than claimed again and again by workers who never
+// get it (each claim costing an attempt when its lease ran out); the caller
+// gets kResourceExhausted. Retry revives it once max_payload is raised.
 absl::StatusOr<std::string> ClaimAnswer(Engine& e,
                                         absl::StatusOr<ClaimedTask> claimed,
                                         const ServeOptions& options) {
   if (!claimed.ok()) return claimed.status();
-  std::string body = ToWire(*claimed).SerializeAsString();
+  ClaimResponse answer = ToWire(*claimed);
+  std::string body = answer.SerializeAsString();
+  const int64_t most = AnswerMost(options);
   if (options.max_answer_bytes <= 0 ||
-      static_cast<int64_t>(body.size()) <= AnswerMost(options)) {
+      static_cast<int64_t>(body.size()) <= most) {
     return body;
+  }
+  std::string* error = answer.mutable_task()->mutable_last_error();
+  const int64_t over = static_cast<int64_t>(body.size()) - most;
+  constexpr absl::string_view kCut = " [cut: too long for a claim's answer]";
+  if (static_cast<int64_t>(error->size()) >=
+      over + static_cast<int64_t>(kCut.size()) + 16) {
+    // Cut at a character's first byte (the error is valid UTF-8).
+    size_t keep = error->size() - static_cast<size_t>(over) - kCut.size() - 16;
+    while (keep > 0 && ((*error)[keep] & 0xC0) == 0x80) --keep;
+    error->resize(keep);
+    error->append(kCut);
+    body = answer.SerializeAsString();
+    if (static_cast<int64_t>(body.size()) <= most) return body;
   }
   const std::string why =
       absl::StrCat("its claim's answer of ", body.size(),
@@ -92,9 +124,10 @@ absl::StatusOr<std::string> ClaimAnswer(Engine& e,
              absl::StrCat("could not be handed out: ", why,
                           "; raise max_payload, then Retry the task"),
              permanent);
-  // An engine whose max_error_bytes is under that message.
-  if (absl::IsInvalidArgument(failed)) {
-    failed = e.Fail(claimed->claim, "could not be handed out", permanent);
+  // An engine whose max_error_bytes is under those messages.
+  for (absl::string_view shorter : {"could not be handed out", ""}) {
+    if (!absl::IsInvalidArgument(failed)) break;
+    failed = e.Fail(claimed->claim, shorter, permanent);
   }
   return absl::ResourceExhaustedError(absl::StrCat(
       "task ", claimed->task.id(), " could not be handed out: ", why,
@@ -219,24 +252,31 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
              return m.SerializeAsString();
            })},
       {"Claim", Make<ClaimByIdRequest>([](Engine& e, const ClaimByIdRequest& r,
-                                          const ServeOptions& options) {
+                                          const ServeOptions& options)
+                                           -> absl::StatusOr<std::string> {
+         if (absl::Status s = CheckWorkerId(r.worker_id(), options); !s.ok())
+           return s;
          return ClaimAnswer(e,
                             e.Claim(r.task_id(), r.worker_id(),
                                     absl::Microseconds(r.lease_micros())),
                             options);
        })},
       {"ClaimNext",
-       Make<ClaimNextRequest>([](Engine& e, const ClaimNextRequest& r,
-                                 const ServeOptions& options) {
-         ClaimNextOptions o;
-         o.type = r.type();
-         o.lease = absl::Microseconds(r.lease_micros());
-         o.wait = std::max(absl::ZeroDuration(),
-                           std::min(absl::Microseconds(r.wait_micros()),
-                                    options.max_claim_wait) -
-                               options.queued_for);
-         return ClaimAnswer(e, e.ClaimNext(r.worker_id(), o), options);
-       })},
+       Make<ClaimNextRequest>(
+           [](Engine& e, const ClaimNextRequest& r,
+              const ServeOptions& options) -> absl::StatusOr<std::string> {
+             if (absl::Status s = CheckWorkerId(r.worker_id(), options);
+                 !s.ok())
+               return s;
+             ClaimNextOptions o;
+             o.type = r.type();
+             o.lease = absl::Microseconds(r.lease_micros());
+             o.wait = std::max(absl::ZeroDuration(),
+                               std::min(absl::Microseconds(r.wait_micros()),
+                                        options.max_claim_wait) -
+                                   options.queued_for);
+             return ClaimAnswer(e, e.ClaimNext(r.worker_id(), o), options);
+           })},
       {"NextDueTime",
        Make<NextDueRequest>(
            [](Engine& e, const NextDueRequest& r,

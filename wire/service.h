@@ -60,9 +60,10 @@ struct ServeOptions {
   // kAnswerRoom, or half of a bound under 32 KiB, over this) is refused
   // (kInvalidArgument), and a RetryMatching,
   // CancelMatching or DeleteMatching changes at most as many tasks as its
-  // answer can list (`more` tells the caller to run it again), and a Claim
-  // or ClaimNext whose answer would not fit fails the task for good, saying
-  // why (kResourceExhausted to the caller).
+  // answer can list (`more` tells the caller to run it again), and a
+  // claim's answer is kept within it (service.cc's ClaimAnswer: a long last
+  // error cut, a long worker id refused, a task that cannot fit failed for
+  // good, saying why).
   int64_t max_answer_bytes = 0;
 };
 

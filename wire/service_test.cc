@@ -54,16 +54,21 @@ TEST(ServeCallTest, AClaimNextWaitsLessByTheTimeItWasQueued) {
   EXPECT_EQ(Serve(**engine, "ClaimNext", request, queued).code(), "OK");
 }
 
-// A task whose claim's answer outgrew the bound after its submit (a last
-// error longer than kAnswerRoom allows for, on an engine whose
-// max_error_bytes is raised) is not claimed again and again by workers who
-// never get it: it is failed for good, saying why, and Retry revives it.
-TEST(ServeCallTest, ATaskWhoseClaimCannotBeAnsweredFailsSayingWhy) {
+// A claim's answer stays within the bound (NATS's max_payload): a last
+// error too long for it (an engine with a raised max_error_bytes) is cut in
+// the answer; a worker id too long is refused before anything is claimed;
+// a task that cannot fit whatever is cut (stored before the bound was
+// lowered) is not claimed again and again by workers who never get it: it
+// is failed for good, saying why, and Retry revives it.
+TEST(ServeCallTest, AClaimsAnswerStaysWithinTheBound) {
   EngineOptions engine_options;
   engine_options.maintenance_interval = absl::ZeroDuration();
   engine_options.max_error_bytes = 64 << 10;
+  engine_options.max_worker_id_bytes = 16 << 10;
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
   ASSERT_TRUE(engine.ok()) << engine.status();
+  ServeOptions bounded;
+  bounded.max_answer_bytes = kAnswerRoom + (24 << 10);  // 40 KiB.
   taskwal::TaskSpec spec;
   spec.idempotency_key = "k";
   spec.type = "t";
@@ -75,44 +80,64 @@ TEST(ServeCallTest, ATaskWhoseClaimCannotBeAnsweredFailsSayingWhy) {
   ASSERT_TRUE(first.ok()) << first.status();
   FailOptions at_once;
   at_once.retry_after = absl::ZeroDuration();
-  ASSERT_TRUE(
-      (*engine)->Fail(first->claim, std::string(40 << 10, 'e'), at_once).ok());
+  // Multi-byte characters: the cut must not split one.
+  std::string long_error;
+  while (long_error.size() < (40 << 10)) long_error += "\xc3\xa9rror ";
+  ASSERT_TRUE((*engine)->Fail(first->claim, long_error, at_once).ok());
 
-  ServeOptions bounded;
-  bounded.max_answer_bytes = kAnswerRoom + (24 << 10);  // 40 KiB.
   ClaimNextRequest next;
-  next.set_worker_id("w");
+  next.set_worker_id(std::string(8 << 10, 'w'));
   Reply reply = Serve(**engine, "ClaimNext", next, bounded);
   EXPECT_EQ(reply.code(),
-            absl::StatusCodeToString(absl::StatusCode::kResourceExhausted));
-  EXPECT_NE(reply.message().find("could not be handed out"), std::string::npos)
+            absl::StatusCodeToString(absl::StatusCode::kInvalidArgument));
+  EXPECT_NE(reply.message().find("worker id"), std::string::npos)
       << reply.message();
-  absl::StatusOr<Task> task = (*engine)->Get(id);
-  ASSERT_TRUE(task.ok()) << task.status();
-  EXPECT_EQ(task->status(), FAILED);
-  EXPECT_NE(task->last_error().find("max_payload"), std::string::npos)
-      << task->last_error();
-  EXPECT_EQ(task->attempts(), 2);
-  // It is not claimable any more.
-  EXPECT_EQ(Serve(**engine, "ClaimNext", next, bounded).code(),
-            absl::StatusCodeToString(absl::StatusCode::kNotFound));
-
-  // Revived, its answer fits (the long error is gone) and it is handed out.
-  ASSERT_TRUE((*engine)->Retry(id).ok());
+  next.set_worker_id("w");
   reply = Serve(**engine, "ClaimNext", next, bounded);
   ASSERT_EQ(reply.code(), "OK") << reply.message();
   EXPECT_LE(static_cast<int64_t>(reply.ByteSizeLong()),
             bounded.max_answer_bytes);
+  ClaimResponse claimed;
+  ASSERT_TRUE(claimed.ParseFromString(reply.body()));
+  EXPECT_EQ(claimed.task().id(), id);
+  const std::string& cut = claimed.task().last_error();
+  EXPECT_LT(cut.size(), long_error.size());
+  EXPECT_EQ(long_error.substr(0, 100), cut.substr(0, 100));
+  EXPECT_NE(cut.find("[cut: too long for a claim's answer]"),
+            std::string::npos);
+  const std::string kept = cut.substr(0, cut.find(" [cut"));
+  EXPECT_EQ(long_error.substr(0, kept.size()), kept);
+  // "\xc3\xa9" is one character: a prefix never ends between its bytes.
+  EXPECT_TRUE(kept.empty() || static_cast<unsigned char>(kept.back()) != 0xc3)
+      << "split a character";
 
-  // The same by id: a second task, failed with a long error, claimed by id.
-  spec.idempotency_key = "k2";
+  // A task too large for any answer (stored unchecked, straight to the
+  // engine): failed for good rather than handed out to nobody.
+  spec.idempotency_key = "huge";
+  spec.payload = std::string(48 << 10, 'x');
   submitted = (*engine)->Submit(spec);
   ASSERT_TRUE(submitted.ok()) << submitted.status();
-  absl::StatusOr<ClaimedTask> second =
-      (*engine)->Claim(submitted->task_id, "w", {});
-  ASSERT_TRUE(second.ok()) << second.status();
-  ASSERT_TRUE(
-      (*engine)->Fail(second->claim, std::string(40 << 10, 'e'), at_once).ok());
+  const uint64_t huge = submitted->task_id;
+  reply = Serve(**engine, "ClaimNext", next, bounded);
+  EXPECT_EQ(reply.code(),
+            absl::StatusCodeToString(absl::StatusCode::kResourceExhausted));
+  EXPECT_NE(reply.message().find("could not be handed out"), std::string::npos)
+      << reply.message();
+  absl::StatusOr<Task> task = (*engine)->Get(huge);
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->status(), FAILED);
+  EXPECT_NE(task->last_error().find("max_payload"), std::string::npos)
+      << task->last_error();
+  // It is not claimable any more; unbounded, Retry hands it out.
+  EXPECT_EQ(Serve(**engine, "ClaimNext", next, bounded).code(),
+            absl::StatusCodeToString(absl::StatusCode::kNotFound));
+  ASSERT_TRUE((*engine)->Retry(huge).ok());
+  EXPECT_EQ(Serve(**engine, "ClaimNext", next, ServeOptions()).code(), "OK");
+
+  // The same by id.
+  spec.idempotency_key = "huge2";
+  submitted = (*engine)->Submit(spec);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
   ClaimByIdRequest by_id;
   by_id.set_task_id(submitted->task_id);
   by_id.set_worker_id("w");
