@@ -320,6 +320,10 @@ struct ListFilter {
   std::string type;                  // Empty: every type.
   size_t limit = 100;                // In [1, 10000].
   uint64_t after_id = 0;             // Resume cursor: ids greater than this.
+  // false: the tasks come without their payload and result (both left
+  // empty), for a listing that does not show them: a page of large tasks
+  // is then read and sent at the cost of small ones. Get returns them.
+  bool payloads = true;
 };
 
 struct ListPage {

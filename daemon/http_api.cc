@@ -493,8 +493,8 @@ void HttpApi::RegisterRoutes() {
          }));
   s.Get("/v1/tasks",
         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
-          TASKWAL_RETURN_IF_ERROR(
-              CheckParams(req, {"status", "type", "limit", "after_id"}));
+          TASKWAL_RETURN_IF_ERROR(CheckParams(
+              req, {"status", "type", "limit", "after_id", "payloads"}));
           ListFilter filter;
           if (req.has_param("status")) {
             TASKWAL_ASSIGN_OR_RETURN(
@@ -509,6 +509,14 @@ void HttpApi::RegisterRoutes() {
             TASKWAL_ASSIGN_OR_RETURN(
                 filter.after_id,
                 ParseId("after_id", req.get_param_value("after_id")));
+          }
+          if (req.has_param("payloads")) {
+            const std::string payloads = req.get_param_value("payloads");
+            if (payloads != "true" && payloads != "false") {
+              return absl::InvalidArgumentError(
+                  "the query parameter payloads is true or false");
+            }
+            filter.payloads = payloads == "true";
           }
           TASKWAL_ASSIGN_OR_RETURN(ListPage page, engine_->List(filter));
           ListTasksResponse response;

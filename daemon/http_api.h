@@ -64,8 +64,9 @@
 //   POST   /v1/snapshot             Snapshot             OkResponse
 //   POST   /v1/maintenance          RunMaintenance       OkResponse
 // (1) taskwal/metrics.h's families, then daemon/http_metrics.h's.
-// (2) ?status=S&type=T&limit=N&after_id=C: status a TaskStatus name
-//     (PENDING, ..., any case), limit and after_id as in ListFilter.
+// (2) ?status=S&type=T&limit=N&after_id=C&payloads=false: status a
+//     TaskStatus name (PENDING, ..., any case), limit, after_id and
+//     payloads (true or false) as in ListFilter.
 // (3) Waits up to min(wait_micros, max_claim_wait) for a ready task (a
 //     long poll); nothing ready is a 404 NOT_FOUND, as ClaimNext's
 //     kNotFound.

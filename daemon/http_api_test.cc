@@ -363,6 +363,27 @@ TEST_F(HttpApiTest, ListFiltersAndPages) {
   ExpectError(Call("GET", "/v1/tasks?colour=red"), 400, "INVALID_ARGUMENT");
 }
 
+TEST_F(HttpApiTest, ListWithoutPayloads) {
+  StartServer();
+  wire::TaskSpec spec;
+  spec.set_idempotency_key("k");
+  spec.set_type("t");
+  spec.set_payload(std::string(4096, 'x'));
+  ASSERT_EQ(Call("POST", "/v1/tasks", ToJson(spec)).status, 200);
+  HttpResult r = Call("GET", "/v1/tasks?payloads=false");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ListTasksResponse page = FromJson<ListTasksResponse>(r.body);
+  ASSERT_EQ(page.tasks_size(), 1);
+  EXPECT_EQ(page.tasks(0).idempotency_key(), "k");
+  EXPECT_TRUE(page.tasks(0).payload().empty());
+  r = Call("GET", "/v1/tasks?payloads=true");
+  ASSERT_EQ(r.status, 200) << r.body;
+  page = FromJson<ListTasksResponse>(r.body);
+  ASSERT_EQ(page.tasks_size(), 1);
+  EXPECT_EQ(page.tasks(0).payload(), std::string(4096, 'x'));
+  ExpectError(Call("GET", "/v1/tasks?payloads=no"), 400, "INVALID_ARGUMENT");
+}
+
 TEST_F(HttpApiTest, ClaimHeartbeatCompleteAndLostClaims) {
   StartServer();
   const uint64_t id = Submit("job");

@@ -670,6 +670,7 @@ absl::StatusOr<ListPage> HttpEngine::List(const ListFilter& filter) {
   if (filter.after_id != 0) {
     absl::StrAppend(&path, "&after_id=", filter.after_id);
   }
+  if (!filter.payloads) absl::StrAppend(&path, "&payloads=false");
   wire::ListTasksResponse m;
   CallOptions options;
   options.idempotent = true;

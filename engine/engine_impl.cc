@@ -2344,7 +2344,8 @@ absl::StatusOr<ListPage> EngineImpl::List(const ListFilter& filter) {
   const bool more = ids.size() > filter.limit;
   if (more) ids.resize(filter.limit);
   for (uint64_t id : ids) {
-    std::optional<Task> task = PartitionOfTask(id).table().GetTask(id);
+    std::optional<Task> task =
+        PartitionOfTask(id).table().GetTask(id, filter.payloads);
     // A task may change or vanish between the two reads; a page is not a
     // snapshot, but it never shows a task that fails the filter.
     if (!task.has_value()) continue;

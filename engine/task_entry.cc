@@ -217,7 +217,7 @@ void SetOrClear(absl::string_view value, Set set, Clear clear) {
 
 }  // namespace
 
-void TaskEntry::ToTask(Task* out) const {
+void TaskEntry::ToTask(Task* out, bool payloads) const {
   const Strings strs = strings();
   out->set_id(id_);
   SetOrClear(
@@ -228,7 +228,8 @@ void TaskEntry::ToTask(Task* out) const {
       type(), [&](const char* p, size_t n) { out->set_type(p, n); },
       [&] { out->clear_type(); });
   SetOrClear(
-      payload(), [&](const char* p, size_t n) { out->set_payload(p, n); },
+      payloads ? payload() : absl::string_view(),
+      [&](const char* p, size_t n) { out->set_payload(p, n); },
       [&] { out->clear_payload(); });
   out->set_priority(priority_);
   out->set_status(state.status);
@@ -245,7 +246,8 @@ void TaskEntry::ToTask(Task* out) const {
   out->set_claimed_micros(state.claimed_micros);
   out->set_finished_micros(state.finished_micros);
   SetOrClear(
-      strs.result, [&](const char* p, size_t n) { out->set_result(p, n); },
+      payloads ? strs.result : absl::string_view(),
+      [&](const char* p, size_t n) { out->set_result(p, n); },
       [&] { out->clear_result(); });
   SetOrClear(
       strs.last_error,

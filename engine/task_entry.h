@@ -61,8 +61,9 @@ class TaskEntry {
   static void operator delete(void* p) { ::operator delete(p); }
 
   // The task as a message, every field overwritten; the retry policy is
-  // set only if the task has one of its own.
-  void ToTask(Task* out) const;
+  // set only if the task has one of its own. !payloads: payload and result
+  // are left empty (ListFilter::payloads).
+  void ToTask(Task* out, bool payloads = true) const;
   Task ToTask() const;
 
   // Fixed at submission.

@@ -28,12 +28,14 @@ TaskTable::Shard& TaskTable::ShardForKey(absl::string_view key) const {
                   shards_.size()];
 }
 
-std::optional<Task> TaskTable::GetTask(uint64_t id) const {
+std::optional<Task> TaskTable::GetTask(uint64_t id, bool payloads) const {
   Shard& shard = ShardFor(id);
   absl::MutexLock l(&shard.mu);
   auto it = shard.tasks.find(id);
   if (it == shard.tasks.end()) return std::nullopt;
-  return (*it)->ToTask();
+  std::optional<Task> task(std::in_place);
+  (*it)->ToTask(&*task, payloads);
+  return task;
 }
 
 std::optional<uint64_t> TaskTable::LastLsn(uint64_t id) const {

@@ -39,7 +39,8 @@ class TaskTable {
   TaskTable& operator=(const TaskTable&) = delete;
 
   // Readers.
-  std::optional<Task> GetTask(uint64_t id) const;
+  // !payloads: without payload and result (ListFilter::payloads).
+  std::optional<Task> GetTask(uint64_t id, bool payloads = true) const;
   std::optional<uint64_t> LastLsn(uint64_t id) const;
   std::optional<std::vector<HistoryEntry>> GetHistory(uint64_t id) const;
   std::optional<uint64_t> LookupKey(absl::string_view key) const;

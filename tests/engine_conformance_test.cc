@@ -372,6 +372,39 @@ TEST_P(EngineConformanceTest, CancelDeleteListAndBulk) {
   EXPECT_EQ(stats->partitions, partitions_);
 }
 
+// A listing without payloads: every other field as with them, payload and
+// result empty; Get still returns them.
+TEST_P(EngineConformanceTest, AListingWithoutPayloadsLeavesOnlyThemOut) {
+  const uint64_t done = MustSubmit(Spec("done", "t", std::string(5000, 'p')));
+  const uint64_t waiting = MustSubmit(Spec("waiting", "t", "small"));
+  absl::StatusOr<ClaimedTask> claim = engine_->Claim(done, "w", {});
+  ASSERT_TRUE(claim.ok()) << claim.status();
+  ASSERT_THAT(engine_->Complete(claim->claim, std::string(3000, 'r')), IsOk());
+  ListFilter whole;
+  absl::StatusOr<ListPage> with = engine_->List(whole);
+  ASSERT_TRUE(with.ok()) << with.status();
+  ListFilter brief;
+  brief.payloads = false;
+  absl::StatusOr<ListPage> without = engine_->List(brief);
+  ASSERT_TRUE(without.ok()) << without.status();
+  ASSERT_EQ(with->tasks.size(), 2u);
+  ASSERT_EQ(without->tasks.size(), 2u);
+  EXPECT_EQ(with->tasks[0].id(), done);
+  EXPECT_EQ(with->tasks[0].payload(), std::string(5000, 'p'));
+  EXPECT_EQ(with->tasks[0].result(), std::string(3000, 'r'));
+  EXPECT_EQ(with->tasks[1].payload(), "small");
+  for (size_t i = 0; i < 2; ++i) {
+    Task expected = with->tasks[i];
+    expected.clear_payload();
+    expected.clear_result();
+    EXPECT_EQ(without->tasks[i].SerializeAsString(),
+              expected.SerializeAsString())
+        << without->tasks[i].DebugString();
+  }
+  EXPECT_EQ(engine_->Get(done)->payload(), std::string(5000, 'p'));
+  EXPECT_EQ(engine_->Get(waiting)->payload(), "small");
+}
+
 TEST_P(EngineConformanceTest, PausedTypesAreNotClaimed) {
   MustSubmit(Spec("p1", "slow"));
   ASSERT_THAT(engine_->Pause("slow"), IsOk());

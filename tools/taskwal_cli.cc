@@ -666,6 +666,9 @@ int RunList(Context& ctx, const ParsedArgs& args) {
       ctx, args, "after", 0, 0, std::numeric_limits<uint64_t>::max(), &code);
   if (!after.has_value()) return code;
   filter.after_id = *after;
+  // The table shows neither payloads nor results: a page of large tasks
+  // costs no more than one of small ones. --json shows them.
+  filter.payloads = ctx.json;
 
   absl::StatusOr<ListPage> page = ctx.engine->List(filter);
   if (!page.ok()) return CallError(ctx, page.status());

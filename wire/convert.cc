@@ -149,6 +149,7 @@ taskwal::ListFilter FromWire(const ListRequest& m) {
   filter.type = m.type();
   if (m.limit() != 0) filter.limit = m.limit();
   filter.after_id = m.after_id();
+  filter.payloads = !m.omit_payloads();
   return filter;
 }
 
@@ -158,6 +159,7 @@ ListRequest ToWire(const taskwal::ListFilter& filter) {
   m.set_type(filter.type);
   m.set_limit(filter.limit);
   m.set_after_id(filter.after_id);
+  m.set_omit_payloads(!filter.payloads);
   return m;
 }
 

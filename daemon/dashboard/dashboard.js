@@ -518,7 +518,8 @@
 
   async function refreshTasks(g) {
     const q = listQuery();
-    const params = new URLSearchParams({limit: q.limit});
+    // The list shows no payloads or results: they are not sent.
+    const params = new URLSearchParams({limit: q.limit, payloads: "false"});
     if (q.status) params.set("status", q.status);
     if (q.type) params.set("type", q.type);
     if (q.after) params.set("after_id", q.after);
@@ -829,7 +830,7 @@
 
   window.addEventListener("hashchange", route);
   // The overview and a task page follow the engine; the list is fetched
-  // when it is opened, changed or refreshed (its tasks carry payloads).
+  // when it is opened, changed or refreshed.
   setInterval(() => {
     if (!document.hidden && currentView().view !== "tasks") refresh();
   }, REFRESH_MS);
