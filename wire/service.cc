@@ -109,7 +109,7 @@ absl::StatusOr<std::string> ClaimAnswer(Engine& e,
     size_t keep = error->size() - static_cast<size_t>(over) - kCut.size() - 16;
     while (keep > 0 && ((*error)[keep] & 0xC0) == 0x80) --keep;
     error->resize(keep);
-    error->append(kCut);
+    error->append(kCut.data(), kCut.size());
     body = answer.SerializeAsString();
     if (static_cast<int64_t>(body.size()) <= most) return body;
   }
