@@ -304,6 +304,16 @@ struct ClaimNextOptions {
   absl::Duration wait = absl::ZeroDuration();
 };
 
+// One completion of Engine::CompleteBatch: Complete(claim, result).
+struct Completion {
+  ClaimRef claim;
+  std::string result;
+};
+
+// The most claims ClaimNextBatch takes, and completions CompleteBatch
+// makes, in one call.
+inline constexpr size_t kMaxClaimBatch = 1000;
+
 // How Fail treats the failed attempt. The defaults are Fail(claim, error).
 struct FailOptions {
   // With attempts left, the task becomes claimable this long after the
@@ -597,6 +607,24 @@ class Engine {
   virtual absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) = 0;
 
+  // Claims up to max_tasks ready tasks in one call: as ClaimNext called
+  // until it finds none ready, waiting (options.wait) only for the first.
+  // Each claim is a transition of its own (it counts an attempt, gets a
+  // token and its lease from when it is made), but the call waits for
+  // them to become durable (per sync_mode) together: a worker taking tasks
+  // in batches pays one journal round trip per batch, not per task.
+  // OK: 1 to max_tasks claims, in the order they were made.
+  // kInvalidArgument: max_tasks is 0 or above kMaxClaimBatch (or, for a
+  //   local engine, above its max_batch_size); or as ClaimNext.
+  // kNotFound: nothing ready within options.wait, as ClaimNext.
+  // Other codes as ClaimNext. A failure after the first claim was made
+  // ends the batch there: the claims made are returned (once durable).
+  // An engine without a batched path of its own (this default) calls
+  // ClaimNext once per claim.
+  virtual absl::StatusOr<std::vector<ClaimedTask>> ClaimNextBatch(
+      absl::string_view worker_id, const ClaimNextOptions& options,
+      size_t max_tasks);
+
   // When a PENDING task of `type` (empty: any type) is claimable: a time
   // at or before now if one is ready (ClaimNext would take it), else the
   // earliest not-before time among those that wait out a backoff or their
@@ -625,6 +653,21 @@ class Engine {
   // kInternal: the sticky error.
   virtual absl::Status Complete(const ClaimRef& claim,
                                 absl::string_view result) = 0;
+
+  // Completes many claims in one call, each on its own as Complete would
+  // (one that is refused leaves the others done), the engine waiting for
+  // them to become durable (per sync_mode) together.
+  // OK: one status per completion, in order: OK, or the code Complete
+  //   would return for it alone (kInvalidArgument, kAborted).
+  // kInvalidArgument: no completions, or more than kMaxClaimBatch.
+  // kFailedPrecondition: read-only engine. kCancelled: closed.
+  // kInternal: the sticky error. Other codes as Complete. On any of these
+  //   some completions may have been made; repeating the call is safe
+  //   (Complete is idempotent for a claim).
+  // An engine without a batched path of its own (this default) calls
+  // Complete once per completion.
+  virtual absl::StatusOr<std::vector<absl::Status>> CompleteBatch(
+      absl::Span<const Completion> completions);
 
   // Fails the current attempt. With attempts left the task returns to
   // PENDING and becomes claimable after the task's backoff (NextDueTime
@@ -812,6 +855,48 @@ class Engine {
   // kInternal: the sticky error, made now or before.
   virtual absl::Status RunMaintenance() = 0;
 };
+
+// The defaults: one call per claim or completion.
+inline absl::StatusOr<std::vector<ClaimedTask>> Engine::ClaimNextBatch(
+    absl::string_view worker_id, const ClaimNextOptions& options,
+    size_t max_tasks) {
+  if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
+    return absl::InvalidArgumentError(
+        "max_tasks must be from 1 to kMaxClaimBatch (1000), not " +
+        std::to_string(max_tasks));
+  }
+  absl::StatusOr<ClaimedTask> first = ClaimNext(worker_id, options);
+  if (!first.ok()) return first.status();
+  std::vector<ClaimedTask> claimed;
+  claimed.push_back(*std::move(first));
+  ClaimNextOptions more = options;
+  more.wait = absl::ZeroDuration();
+  while (claimed.size() < max_tasks) {
+    absl::StatusOr<ClaimedTask> next = ClaimNext(worker_id, more);
+    if (!next.ok()) break;  // None ready, or a failure: keep what we have.
+    claimed.push_back(*std::move(next));
+  }
+  return claimed;
+}
+
+inline absl::StatusOr<std::vector<absl::Status>> Engine::CompleteBatch(
+    absl::Span<const Completion> completions) {
+  if (completions.empty() || completions.size() > kMaxClaimBatch) {
+    return absl::InvalidArgumentError(
+        "a batch of completions holds 1 to kMaxClaimBatch (1000), not " +
+        std::to_string(completions.size()));
+  }
+  std::vector<absl::Status> done;
+  done.reserve(completions.size());
+  for (const Completion& c : completions) {
+    absl::Status s = Complete(c.claim, c.result);
+    if (!s.ok() && !absl::IsInvalidArgument(s) && !absl::IsAborted(s)) {
+      return s;
+    }
+    done.push_back(std::move(s));
+  }
+  return done;
+}
 
 }  // namespace taskwal
 

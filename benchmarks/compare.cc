@@ -53,8 +53,11 @@ ABSL_FLAG(bool, markdown, false, "Print the tables as Markdown.");
 ABSL_FLAG(std::string, out, "", "Also write every figure to this CSV file.");
 ABSL_FLAG(std::string, json, "", "Also write every figure to this JSON file.");
 ABSL_FLAG(std::string, workloads,
-          "lifecycle,dedup,latency,recovery,memory,scale",
+          "lifecycle,batch,dedup,latency,recovery,memory,scale",
           "Workloads to run, comma-separated.");
+ABSL_FLAG(uint64_t, batch_size, 32,
+          "Tasks per call of the batch workload (1 to 1000): SubmitBatch, "
+          "ClaimNextBatch and CompleteBatch, for the taskwal systems.");
 ABSL_FLAG(std::string, systems, "all",
           "Systems to run, comma-separated (taskwal-always, taskwal-interval, "
           "taskwal-none, taskwald-interval, taskwald-always, sqlite-full, "
@@ -119,8 +122,8 @@ ABSL_FLAG(std::string, internal_child, "",
 namespace taskwal::bench {
 namespace {
 
-constexpr const char* kAllWorkloads[] = {"lifecycle", "dedup",  "latency",
-                                         "recovery",  "memory", "scale"};
+constexpr const char* kAllWorkloads[] = {
+    "lifecycle", "batch", "dedup", "latency", "recovery", "memory", "scale"};
 
 std::vector<int> Ints(const std::string& list) {
   std::vector<int> out;
@@ -251,6 +254,12 @@ int Main(int argc, char** argv) {
     }
   }
   config.jetstream_tasks = absl::GetFlag(FLAGS_jetstream_tasks);
+  const uint64_t batch_size = absl::GetFlag(FLAGS_batch_size);
+  if (batch_size < 1 || batch_size > 1000) {
+    std::fprintf(stderr, "compare: --batch_size must be from 1 to 1000\n");
+    return 2;
+  }
+  config.batch_size = batch_size;
   config.jetstream_recovery_transitions =
       Sizes(absl::GetFlag(FLAGS_jetstream_recovery_transitions));
 
@@ -336,6 +345,7 @@ int Main(int argc, char** argv) {
                  (NowNanos() - t0) / 1e9);
   };
   run("lifecycle", &RunLifecycleWorkload);
+  run("batch", &RunBatchWorkload);
   run("dedup", &RunDedupWorkload);
   run("latency", &RunLatencyWorkload);
   run("recovery", &RunRecoveryWorkload);

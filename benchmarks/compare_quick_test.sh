@@ -35,13 +35,23 @@ for system in taskwal-always taskwal-interval taskwal-none taskwald-interval \
   fi
 done
 # taskwald's round trips are timed although its calls wait for no sync.
+batch="$(sed -n '/^== Lifecycle throughput with batched calls/,/^== Submit with 50% duplicate/p' "${OUT}")"
+for system in taskwal-always taskwal-interval taskwal-none; do
+  if ! grep -qE "^${system} +[0-9][0-9,.]* \([0-9.]+x\)" <<<"${batch}"; then
+    fail "the batch table has no row with figures and ratios for ${system}"
+  fi
+done
+if grep -qE "^(sqlite|rocksdb|taskwald)" <<<"${batch}"; then
+  fail "the batch table has a row for a system without batched calls"
+fi
 latency="$(sed -n '/^== Latency per call/,/^== /p' "${OUT}")"
 for system in taskwald-interval taskwald-always taskwal-always; do
   if ! grep -qE "^${system} +[0-9]+ +submit +[0-9]" <<<"${latency}"; then
     fail "the latency table has no submit row for ${system}"
   fi
 done
-for title in "== Systems" "== Lifecycle throughput" "== Scaling" "== Submit with 50% duplicate" \
+for title in "== Systems" "== Lifecycle throughput" "== Lifecycle throughput with batched calls" \
+    "== Scaling" "== Submit with 50% duplicate" \
     "== Latency per call" "== Recovery" "== Memory" "== Scale" "== Targets"; do
   grep -qF -- "${title}" "${OUT}" || fail "no table \"${title}\""
 done

@@ -97,6 +97,44 @@ void AddRawError(Results* results, absl::string_view what,
 
 }  // namespace
 
+absl::Status RunBatchWorkload(const CompareConfig& config, Results* results) {
+  for (int threads : config.threads) {
+    for (const SystemSpec& spec : config.systems) {
+      const uint64_t tasks = TasksFor(config, spec);
+      WithSystem(config, spec, results, "batch", [&](QueueSystem* system) {
+        if (!system->batches()) return absl::OkStatus();
+        LifecycleOptions o;
+        o.threads = threads;
+        o.tasks = tasks;
+        o.payload_bytes = config.payload_bytes;
+        o.max_phase_time = config.max_phase_time;
+        o.batch = config.batch_size;
+        absl::StatusOr<LifecycleResult> r = RunLifecycle(system, o);
+        if (!r.ok()) return r.status();
+        const std::string params =
+            absl::StrCat("tasks=", tasks, " payload=", config.payload_bytes,
+                         "B batch=", config.batch_size, CappedNote(r->capped));
+        auto add = [&](const char* metric, double v, const char* unit) {
+          results->Add(
+              {"batch", spec.name, "", threads, metric, v, unit, params});
+        };
+        add("lifecycles_per_s", r->lifecycles_per_second, "lifecycles/s");
+        const double cpu_us =
+            r->completed > 0 ? r->cpu_seconds * 1e6 / r->completed : 0;
+        add("cpu_us_per_lifecycle", cpu_us, "us");
+        Progress(absl::StrFormat(
+            "[batch]     %-17s threads=%-3d %12.0f lifecycles/s  (batches of "
+            "%d; submit %.0f/s, claim+complete %.0f/s, %.1f us CPU each)%s",
+            spec.name, threads, r->lifecycles_per_second,
+            static_cast<int>(config.batch_size), r->submits_per_second,
+            r->claim_completes_per_second, cpu_us, CappedNote(r->capped)));
+        return absl::OkStatus();
+      }).IgnoreError();  // Recorded in results.
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunLifecycleWorkload(const CompareConfig& config,
                                   Results* results) {
   std::optional<RawLogResult> raw_sync, raw_overwrite, raw_append;

@@ -51,6 +51,8 @@ struct CompareConfig {
   // Per lifecycle/dedup run of an on_nats system whose calls wait for the
   // servers (the -async one takes fast_tasks).
   uint64_t jetstream_tasks = 5000;
+  // Tasks per batched call in the "batch" workload.
+  size_t batch_size = 32;
   // Stream sizes (transitions) to time OpenJetStreamEngine's replay after.
   std::vector<uint64_t> jetstream_recovery_transitions;
   // Why the JetStream systems did not run, for the Systems table; empty
@@ -79,6 +81,11 @@ inline bool MeasuresLatency(const SystemSpec& spec) {
 // as lifecycles_per_s = records/s / 3.
 absl::Status RunLifecycleWorkload(const CompareConfig& config,
                                   Results* results);
+// workload "batch": the lifecycle workload with batched calls of
+// batch_size tasks (SubmitBatch, ClaimNextBatch, CompleteBatch), for the
+// systems that take them (QueueSystem::batches()): lifecycles_per_s,
+// cpu_us_per_lifecycle.
+absl::Status RunBatchWorkload(const CompareConfig& config, Results* results);
 // workload "dedup": metric submits_per_s.
 absl::Status RunDedupWorkload(const CompareConfig& config, Results* results);
 // workload "latency": metrics {submit,complete,claim}_{p50,p99,p999}_us for

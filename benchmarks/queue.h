@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace taskwal::bench {
 
@@ -45,6 +46,17 @@ class QueueClient {
   // Completes a claim this client holds.
   virtual absl::Status Complete(const ClaimedRef& claim,
                                 absl::string_view result) = 0;
+
+  // Batched calls, for the systems whose QueueSystem::batches() says so
+  // (the others answer kUnimplemented). Submits new tasks (unique keys)
+  // all at once.
+  virtual absl::Status SubmitBatch(absl::Span<const NewTask> tasks);
+  // Up to max ready tasks into *claims (cleared first). kNotFound: none.
+  virtual absl::Status ClaimNextBatch(size_t max,
+                                      std::vector<ClaimedRef>* claims);
+  // Completes claims this client holds; any refused is an error.
+  virtual absl::Status CompleteBatch(absl::Span<const ClaimedRef> claims,
+                                     absl::string_view result);
 };
 
 // A system under test with one data directory. Safe for concurrent use by
@@ -59,6 +71,8 @@ class QueueSystem {
   virtual absl::Status Close() = 0;
   // Counters worth printing with a run (fsyncs, batching), or empty.
   virtual std::string Diagnostics() { return ""; }
+  // Whether its clients take batched calls (QueueClient::SubmitBatch...).
+  virtual bool batches() const { return false; }
 };
 
 // How a system's calls relate to the disk, for the tables.
@@ -97,6 +111,18 @@ std::vector<SystemSpec> SqliteSystems();
 // (benchmarks/rocksdb_queue.cc).
 std::vector<SystemSpec> RocksdbSystems();
 // taskwal on NATS JetStream: benchmarks/jetstream_queue.h.
+
+inline absl::Status QueueClient::SubmitBatch(absl::Span<const NewTask>) {
+  return absl::UnimplementedError("no batched calls");
+}
+inline absl::Status QueueClient::ClaimNextBatch(size_t,
+                                                std::vector<ClaimedRef>*) {
+  return absl::UnimplementedError("no batched calls");
+}
+inline absl::Status QueueClient::CompleteBatch(absl::Span<const ClaimedRef>,
+                                               absl::string_view) {
+  return absl::UnimplementedError("no batched calls");
+}
 
 }  // namespace taskwal::bench
 

@@ -36,11 +36,53 @@ class TaskwalClient final : public QueueClient {
     return engine_->Complete({claim.id, worker_, claim.token}, result);
   }
 
+  absl::Status SubmitBatch(absl::Span<const NewTask> tasks) override {
+    specs_.resize(tasks.size());
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      TaskSpec& spec = specs_[i];
+      spec.idempotency_key.assign(tasks[i].key.data(), tasks[i].key.size());
+      spec.type.assign(tasks[i].type.data(), tasks[i].type.size());
+      spec.payload.assign(tasks[i].payload.data(), tasks[i].payload.size());
+      spec.priority = tasks[i].priority;
+    }
+    return engine_->SubmitBatch(specs_).status();
+  }
+
+  absl::Status ClaimNextBatch(size_t max,
+                              std::vector<ClaimedRef>* claims) override {
+    claims->clear();
+    absl::StatusOr<std::vector<ClaimedTask>> c =
+        engine_->ClaimNextBatch(worker_, options_, max);
+    if (!c.ok()) return c.status();
+    for (const ClaimedTask& t : *c) {
+      claims->push_back(ClaimedRef{t.task.id(), t.claim.token});
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CompleteBatch(absl::Span<const ClaimedRef> claims,
+                             absl::string_view result) override {
+    completions_.resize(claims.size());
+    for (size_t i = 0; i < claims.size(); ++i) {
+      completions_[i].claim = {claims[i].id, worker_, claims[i].token};
+      completions_[i].result.assign(result.data(), result.size());
+    }
+    absl::StatusOr<std::vector<absl::Status>> done =
+        engine_->CompleteBatch(completions_);
+    if (!done.ok()) return done.status();
+    for (const absl::Status& s : *done) {
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
  private:
   Engine* const engine_;
   const std::string worker_;
   const ClaimNextOptions options_;
   TaskSpec spec_;  // Reused to keep allocations out of the loop.
+  std::vector<TaskSpec> specs_;
+  std::vector<Completion> completions_;
 };
 
 }  // namespace

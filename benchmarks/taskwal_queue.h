@@ -32,6 +32,7 @@ class TaskwalQueue final : public QueueSystem {
   absl::Status Close() override;
   // fsyncs, log flushes and records per flush since Open.
   std::string Diagnostics() override;
+  bool batches() const override { return true; }
 
   // Borrowed; valid until this object is destroyed.
   Engine* engine() { return engine_.get(); }

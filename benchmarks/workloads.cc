@@ -70,10 +70,82 @@ struct ThreadStats {
   std::vector<int64_t> submit_ns, claim_ns, complete_ns;
 };
 
+// RunLifecycle's client with batched calls. The deadlines are read once
+// their notifications came.
+void BatchedClient(QueueClient* client, const LifecycleOptions& options,
+                   uint64_t begin, uint64_t end, const std::string& payload,
+                   absl::Notification* start_submit,
+                   absl::BlockingCounter* submitted,
+                   absl::Notification* start_drain,
+                   const int64_t* submit_deadline,
+                   const int64_t* drain_deadline, FirstError* error,
+                   ThreadStats* st) {
+  std::vector<std::string> keys(options.batch);
+  std::vector<NewTask> tasks;
+  tasks.reserve(options.batch);
+  start_submit->WaitForNotification();
+  for (uint64_t k = begin; k < end && !error->failed();) {
+    const uint64_t n = std::min<uint64_t>(options.batch, end - k);
+    tasks.clear();
+    for (uint64_t i = 0; i < n; ++i) {
+      keys[i] = absl::StrCat(options.key_prefix, k + i);
+      tasks.push_back(NewTask{keys[i], "bench", payload, options.priority});
+    }
+    const int64_t t0 = NowNanos();
+    absl::Status s = client->SubmitBatch(tasks);
+    const int64_t t1 = NowNanos();
+    if (!s.ok()) {
+      error->Set(s);
+      break;
+    }
+    k += n;
+    st->submitted += n;
+    if (options.record_latency) st->submit_ns.push_back(t1 - t0);
+    if (t1 >= *submit_deadline) {
+      st->capped = k < end;
+      break;
+    }
+  }
+  submitted->DecrementCount();
+  start_drain->WaitForNotification();
+  std::vector<ClaimedRef> claims;
+  while (!error->failed()) {
+    const int64_t t0 = NowNanos();
+    absl::Status s = client->ClaimNextBatch(options.batch, &claims);
+    const int64_t t1 = NowNanos();
+    if (absl::IsNotFound(s)) break;
+    if (!s.ok()) {
+      error->Set(s);
+      break;
+    }
+    s = client->CompleteBatch(claims, "ok");
+    const int64_t t2 = NowNanos();
+    if (!s.ok()) {
+      error->Set(s);
+      break;
+    }
+    st->completed += claims.size();
+    if (options.record_latency) {
+      st->claim_ns.push_back(t1 - t0);
+      st->complete_ns.push_back(t2 - t1);
+    }
+    if (t2 >= *drain_deadline) {
+      st->capped = true;
+      break;
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<LifecycleResult> RunLifecycle(QueueSystem* system,
                                              const LifecycleOptions& options) {
+  if (options.batch > 0 && !system->batches()) {
+    return absl::InvalidArgumentError("this system takes no batched calls");
+  }
+  if (options.batch > 0 && options.max_claims > 0) {
+    return absl::InvalidArgumentError("max_claims with batched calls");
+  }
   const int n = options.threads;
   absl::StatusOr<std::vector<std::unique_ptr<QueueClient>>> clients =
       MakeClients(system, n);
@@ -97,6 +169,12 @@ absl::StatusOr<LifecycleResult> RunLifecycle(QueueSystem* system,
       st.complete_ns.reserve(2 * (end - begin));
     }
     std::string key;
+    if (options.batch > 0) {
+      BatchedClient(client, options, begin, end, payload, &start_submit,
+                    &submitted, &start_drain, &submit_deadline, &drain_deadline,
+                    &error, &st);
+      return;
+    }
     start_submit.WaitForNotification();
     for (uint64_t k = begin; k < end && !error.failed(); ++k) {
       key = absl::StrCat(options.key_prefix, k);

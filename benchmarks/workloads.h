@@ -29,6 +29,11 @@ struct LifecycleOptions {
   // Phase 2 stops after this many claims in all (0: when ClaimNext finds
   // nothing). Lets a run leave an older backlog of lower priority alone.
   uint64_t max_claims = 0;
+  // 0: one call per submit, claim and complete. N: batched calls
+  // (QueueClient::SubmitBatch, ClaimNextBatch, CompleteBatch) of up to N
+  // tasks; the system must take them (QueueSystem::batches()). Latencies
+  // are then per call (a batch).
+  size_t batch = 0;
 };
 
 struct LifecycleResult {

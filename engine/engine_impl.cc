@@ -1358,6 +1358,56 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
   }
   TASKWAL_RETURN_IF_ERROR(
       CheckText("type", options.type, options_.max_type_bytes, false));
+  uint32_t partition = 0;
+  uint64_t lsn = 0;
+  TASKWAL_ASSIGN_OR_RETURN(
+      ClaimedTask claimed,
+      ClaimNextUnsynced(worker_id, options, lease_micros, &partition, &lsn));
+  TASKWAL_RETURN_IF_ERROR(SyncTo(partition, lsn));
+  return claimed;
+}
+
+absl::StatusOr<std::vector<ClaimedTask>> EngineImpl::ClaimNextBatch(
+    absl::string_view worker_id, const ClaimNextOptions& options,
+    size_t max_tasks) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  const size_t most = std::min(kMaxClaimBatch, options_.max_batch_size);
+  if (max_tasks == 0 || max_tasks > most) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tasks must be from 1 to ", most,
+                     " (kMaxClaimBatch, max_batch_size), not ", max_tasks));
+  }
+  TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
+  TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(options.lease));
+  if (options.wait < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("wait must not be negative");
+  }
+  TASKWAL_RETURN_IF_ERROR(
+      CheckText("type", options.type, options_.max_type_bytes, false));
+  std::vector<ClaimedTask> claimed(1);
+  absl::InlinedVector<PartitionLsn, 16> made(1);
+  TASKWAL_ASSIGN_OR_RETURN(claimed[0],
+                           ClaimNextUnsynced(worker_id, options, lease_micros,
+                                             &made[0].partition, &made[0].lsn));
+  // The rest: those ready now (due ones were promoted by the first look).
+  while (claimed.size() < max_tasks) {
+    ClaimedTask next;
+    PartitionLsn at;
+    absl::StatusOr<bool> done = TryClaimNext(
+        worker_id, options.type, lease_micros, &at.partition, &at.lsn, &next);
+    // None ready, or a failure: keep the claims made (a failure of the
+    // journal shows in the SyncTo below).
+    if (!done.ok() || !*done) break;
+    claimed.push_back(std::move(next));
+    made.push_back(at);
+  }
+  TASKWAL_RETURN_IF_ERROR(SyncTo(made));
+  return claimed;
+}
+
+absl::StatusOr<ClaimedTask> EngineImpl::ClaimNextUnsynced(
+    absl::string_view worker_id, const ClaimNextOptions& options,
+    int64_t lease_micros, uint32_t* partition_out, uint64_t* lsn_out) {
   const absl::Time give_up = absl::Now() + options.wait;
   ClaimWaiters::Waiter waiter(options.type);
   bool waiting = false;
@@ -1376,7 +1426,8 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
                                           &partition, &lsn, &claimed));
     if (done) {
       std::move(leave).Invoke();
-      TASKWAL_RETURN_IF_ERROR(SyncTo(partition, lsn));
+      *partition_out = partition;
+      *lsn_out = lsn;
       return claimed;
     }
     const absl::Time real_now = absl::Now();
@@ -1430,6 +1481,43 @@ absl::StatusOr<std::optional<absl::Time>> EngineImpl::NextDueTime(
 absl::Status EngineImpl::Complete(const ClaimRef& claim,
                                   absl::string_view result) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  uint32_t partition = 0;
+  uint64_t lsn = 0;
+  TASKWAL_RETURN_IF_ERROR(CompleteUnsynced(claim, result, &partition, &lsn));
+  return SyncTo(partition, lsn);
+}
+
+absl::StatusOr<std::vector<absl::Status>> EngineImpl::CompleteBatch(
+    absl::Span<const Completion> completions) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  if (completions.empty() || completions.size() > kMaxClaimBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
+                     " (kMaxClaimBatch), not ", completions.size()));
+  }
+  std::vector<absl::Status> done;
+  done.reserve(completions.size());
+  absl::InlinedVector<PartitionLsn, 16> made;
+  for (const Completion& c : completions) {
+    PartitionLsn at;
+    absl::Status s =
+        CompleteUnsynced(c.claim, c.result, &at.partition, &at.lsn);
+    // A refusal of this completion alone; anything else (read-only,
+    // closed, the sticky error) is the call's.
+    if (!s.ok() && !absl::IsInvalidArgument(s) && !absl::IsAborted(s)) {
+      return s;
+    }
+    if (s.ok()) made.push_back(at);
+    done.push_back(std::move(s));
+  }
+  TASKWAL_RETURN_IF_ERROR(SyncTo(made));
+  return done;
+}
+
+absl::Status EngineImpl::CompleteUnsynced(const ClaimRef& claim,
+                                          absl::string_view result,
+                                          uint32_t* partition,
+                                          uint64_t* lsn_out) {
   TASKWAL_RETURN_IF_ERROR(CheckWorker(claim.worker_id));
   const uint64_t task_id = claim.task_id;
   TASKWAL_RETURN_IF_ERROR(
@@ -1463,7 +1551,9 @@ absl::Status EngineImpl::Complete(const ClaimRef& claim,
   Notify(wake);
   ResolveFinished(wake);
   TASKWAL_RETURN_IF_ERROR(s);
-  return SyncTo(p.index, lsn);
+  *partition = p.index;
+  *lsn_out = lsn;
+  return absl::OkStatus();
 }
 
 absl::Status EngineImpl::Fail(const ClaimRef& claim, absl::string_view error) {

@@ -93,10 +93,15 @@ class EngineImpl final : public Engine {
                                     absl::Duration lease) override;
   absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) override;
+  absl::StatusOr<std::vector<ClaimedTask>> ClaimNextBatch(
+      absl::string_view worker_id, const ClaimNextOptions& options,
+      size_t max_tasks) override;
   absl::StatusOr<std::optional<absl::Time>> NextDueTime(
       absl::string_view type) override;
   absl::Status Complete(const ClaimRef& claim,
                         absl::string_view result) override;
+  absl::StatusOr<std::vector<absl::Status>> CompleteBatch(
+      absl::Span<const Completion> completions) override;
   absl::Status Fail(const ClaimRef& claim, absl::string_view error) override;
   absl::Status Fail(const ClaimRef& claim, absl::string_view error,
                     const FailOptions& options) override;
@@ -317,6 +322,17 @@ class EngineImpl final : public Engine {
                                     absl::string_view type,
                                     int64_t lease_micros, uint32_t* partition,
                                     uint64_t* lsn, ClaimedTask* claimed);
+  // ClaimNext without the wait for durability: *partition and *lsn say
+  // what to SyncTo. lease_micros: LeaseMicros(options.lease).
+  absl::StatusOr<ClaimedTask> ClaimNextUnsynced(absl::string_view worker_id,
+                                                const ClaimNextOptions& options,
+                                                int64_t lease_micros,
+                                                uint32_t* partition,
+                                                uint64_t* lsn);
+  // Complete without the wait for durability (nor CheckOpen): *partition
+  // and *lsn say what to SyncTo (*lsn 0: nothing).
+  absl::Status CompleteUnsynced(const ClaimRef& claim, absl::string_view result,
+                                uint32_t* partition, uint64_t* lsn);
   // Claims p's best ready task of `type` into *claimed if its rank is at
   // most max_rank; *seen_rank (if not null) receives that rank, kNever if
   // none is ready. Without wait_for_lock, a partition whose lock is held is

@@ -1,6 +1,7 @@
 // EngineImpl behaviour that needs its internals: a journal that fails.
 #include "engine/engine_impl.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,6 +38,7 @@ class FlakyJournal final : public Journal {
     return inner_.AppendGroup(partitions, records, lsns);
   }
   absl::Status Sync(absl::Span<const PartitionLsn> records) override {
+    ++syncs;
     if (fail_sync) return absl::ResourceExhaustedError("fdatasync: ENOSPC");
     return inner_.Sync(records);
   }
@@ -52,6 +54,7 @@ class FlakyJournal final : public Journal {
 
   bool fail_append = false;
   bool fail_sync = false;
+  int syncs = 0;  // Sync calls.
 
  private:
   MemoryJournal inner_;
@@ -164,6 +167,68 @@ TEST_F(EngineImplTest, DeduplicatedSubmitWaitsForTheOriginalRecord) {
 // Among partitions with tasks of equal priority, ClaimNext goes round
 // robin: a task alone in its partition is claimed within one round of the
 // partitions, however large another partition's backlog.
+// A batch takes the tasks ClaimNext would, in its order, and waits for
+// the journal once for all of them; so does a batch of completions.
+TEST_F(EngineImplTest, BatchesWaitForTheJournalOnce) {
+  std::vector<int32_t> expected;
+  for (int i = 0; i < 8; ++i) {
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k", i);
+    spec.priority = (i * 5) % 8;
+    ASSERT_TRUE(engine_->Submit(spec).ok());
+    expected.push_back(spec.priority);
+  }
+  std::sort(expected.rbegin(), expected.rend());
+  expected.resize(6);
+  journal_->syncs = 0;
+  absl::StatusOr<std::vector<ClaimedTask>> claimed =
+      engine_->ClaimNextBatch("w", {}, 6);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  EXPECT_EQ(journal_->syncs, 1);
+  std::vector<int32_t> priorities;
+  std::vector<Completion> completions;
+  for (const ClaimedTask& c : *claimed) {
+    priorities.push_back(c.task.priority());
+    completions.push_back({c.claim, "done"});
+  }
+  EXPECT_EQ(priorities, expected);
+  journal_->syncs = 0;
+  absl::StatusOr<std::vector<absl::Status>> done =
+      engine_->CompleteBatch(completions);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(journal_->syncs, 1);
+  EXPECT_EQ(engine_->Stats()->completed, 6u);
+  // A failed sync fails the batch (and sticks).
+  journal_->fail_sync = true;
+  EXPECT_EQ(engine_->ClaimNextBatch("w", {}, 6).status().code(),
+            absl::StatusCode::kInternal);
+  EXPECT_EQ(engine_->CompleteBatch(completions).status().code(),
+            absl::StatusCode::kInternal);
+}
+
+TEST(ClaimNextBatchTest, AtMostMaxBatchSize) {
+  EngineOptions options;
+  options.max_batch_size = 3;
+  options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> opened = Engine::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Engine& engine = **opened;
+  for (int i = 0; i < 5; ++i) {
+    TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k", i);
+    ASSERT_TRUE(engine.Submit(spec).ok());
+  }
+  EXPECT_EQ(engine.ClaimNextBatch("w", {}, 4).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<std::vector<ClaimedTask>> claimed =
+      engine.ClaimNextBatch("w", {}, 3);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  EXPECT_EQ(claimed->size(), 3u);
+  ASSERT_TRUE(engine.Close().ok());
+  EXPECT_EQ(engine.ClaimNextBatch("w", {}, 1).status().code(),
+            absl::StatusCode::kCancelled);
+}
+
 TEST(ClaimNextAcrossPartitionsTest, NoPartitionWaitsBehindAnothersBacklog) {
   constexpr uint32_t kPartitions = 16;
   EngineOptions options;
@@ -295,6 +360,29 @@ TEST_F(BlockedClaimNextTest, WokenBySubmitWhoseNotBeforeHasPassed) {
   EXPECT_TRUE(claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
   waiter.join();
   EXPECT_EQ(key, "past");
+}
+
+// A batch waits only for its first task; the rest are those ready then.
+TEST_F(BlockedClaimNextTest, ABatchWaitsForItsFirstTask) {
+  absl::Notification claimed;
+  size_t got = 0;
+  std::thread waiter([&] {
+    ClaimNextOptions o;
+    o.type = "batch";
+    o.wait = absl::Seconds(20);
+    absl::StatusOr<std::vector<ClaimedTask>> c =
+        engine_->ClaimNextBatch("waiter", o, 10);
+    if (c.ok()) {
+      got = c->size();
+      claimed.Notify();
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(50));  // Let it block.
+  ASSERT_TRUE(Submit("first", "batch").ok());
+  EXPECT_TRUE(claimed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  waiter.join();
+  EXPECT_GE(got, 1u);
+  EXPECT_EQ(engine_->Stats()->claimed, got);
 }
 
 TEST_F(BlockedClaimNextTest, WokenByARetryWithoutBackoff) {

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -262,6 +263,83 @@ TEST_P(EngineConformanceTest, AStaleClaimIsFencedOff) {
   EXPECT_THAT(engine_->Heartbeat(first->claim, absl::Seconds(1)).status(),
               StatusIs(absl::StatusCode::kAborted));
   EXPECT_THAT(engine_->Complete(second->claim, "y"), IsOk());
+}
+
+TEST_P(EngineConformanceTest, ClaimsAndCompletionsGoInBatches) {
+  ClaimNextOptions any;
+  EXPECT_THAT(engine_->ClaimNextBatch("w", any, 4).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(
+        MustSubmit(Spec(absl::StrCat("b", i), "t", absl::StrCat("p", i))));
+  }
+  EXPECT_THAT(engine_->ClaimNextBatch("w", any, 0).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(engine_->ClaimNextBatch("w", any, kMaxClaimBatch + 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(engine_->ClaimNextBatch("", any, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+
+  absl::StatusOr<std::vector<ClaimedTask>> first =
+      engine_->ClaimNextBatch("w", any, 3);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 3u);
+  std::set<uint64_t> seen;
+  for (const ClaimedTask& c : *first) {
+    EXPECT_EQ(c.task.status(), CLAIMED);
+    EXPECT_EQ(c.attempt, 1u);
+    EXPECT_EQ(c.claim.worker_id, "w");
+    const size_t i =
+        std::find(ids.begin(), ids.end(), c.task.id()) - ids.begin();
+    EXPECT_EQ(c.task.payload(), absl::StrCat("p", i));
+    seen.insert(c.task.id());
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  // Asked for more than are left: the two that are.
+  absl::StatusOr<std::vector<ClaimedTask>> rest =
+      engine_->ClaimNextBatch("w2", any, 10);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  ASSERT_EQ(rest->size(), 2u);
+  for (const ClaimedTask& c : *rest) seen.insert(c.task.id());
+  EXPECT_EQ(seen, std::set<uint64_t>(ids.begin(), ids.end()));
+
+  // Each completion on its own: a forged token and a bad result are
+  // refused, the others done.
+  std::vector<Completion> completions;
+  for (const ClaimedTask& c : *first) {
+    completions.push_back({c.claim, absl::StrCat("r", c.task.id())});
+  }
+  completions[1].claim.token += 1000;
+  completions.push_back({(*rest)[0].claim, std::string(2 << 20, 'x')});
+  completions.push_back({(*rest)[1].claim, "last"});
+  EXPECT_THAT(engine_->CompleteBatch({}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  absl::StatusOr<std::vector<absl::Status>> done =
+      engine_->CompleteBatch(completions);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->size(), 5u);
+  EXPECT_THAT((*done)[0], IsOk());
+  EXPECT_THAT((*done)[1], StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT((*done)[2], IsOk());
+  EXPECT_THAT((*done)[3], StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT((*done)[4], IsOk());
+  for (size_t i : {size_t{0}, size_t{2}, size_t{4}}) {
+    const uint64_t id = completions[i].claim.task_id;
+    EXPECT_EQ(engine_->Get(id)->status(), COMPLETED);
+    EXPECT_EQ(engine_->Get(id)->result(), completions[i].result);
+  }
+  EXPECT_EQ(engine_->Get(completions[1].claim.task_id)->status(), CLAIMED);
+  EXPECT_EQ(engine_->Get(completions[3].claim.task_id)->status(), CLAIMED);
+  // Repeating a batch is safe: done ones stay done with their results.
+  completions[1].claim.token -= 1000;
+  completions[3].result = "fits";
+  done = engine_->CompleteBatch(completions);
+  ASSERT_TRUE(done.ok()) << done.status();
+  for (const absl::Status& s : *done) EXPECT_THAT(s, IsOk());
+  EXPECT_EQ(engine_->Get(completions[0].claim.task_id)->result(),
+            completions[0].result);
+  EXPECT_EQ(engine_->Stats()->completed, 5u);
 }
 
 TEST_P(EngineConformanceTest, FailedAttemptsRetryThenFail) {
