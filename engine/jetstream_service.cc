@@ -59,9 +59,9 @@ std::string Answer(const absl::Status& status) {
   return reply.SerializeAsString();
 }
 
-// Serves calls from two pools of threads: waiting ClaimNext calls (long
-// polls) in one, everything else in the other, so that workers waiting for
-// tasks never hold up submits and completions.
+// Serves calls from two pools of threads: waiting ClaimNext and
+// ClaimNextBatch calls (long polls) in one, everything else in the other, so
+// that workers waiting for tasks never hold up submits and completions.
 class NatsServer final : public JetStreamServer {
  public:
   NatsServer(Engine* engine, std::unique_ptr<Connection> conn,
@@ -150,7 +150,8 @@ class NatsServer final : public JetStreamServer {
     std::string refusal;
     {
       absl::MutexLock lock(&mu_);
-      std::deque<Queued>& queue = method == "ClaimNext" ? polls_ : calls_;
+      std::deque<Queued>& queue =
+          method == "ClaimNext" || method == "ClaimNextBatch" ? polls_ : calls_;
       if (stop_) {
         refusal = NotServing();
       } else if (queue.size() >= static_cast<size_t>(options_.max_queued)) {
@@ -252,7 +253,8 @@ class NatsServer final : public JetStreamServer {
     absl::Time arrived;
   };
   std::deque<Queued> calls_ ABSL_GUARDED_BY(mu_);
-  std::deque<Queued> polls_ ABSL_GUARDED_BY(mu_);  // ClaimNext.
+  // ClaimNext, ClaimNextBatch.
+  std::deque<Queued> polls_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 };
 

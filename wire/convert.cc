@@ -308,4 +308,18 @@ absl::Status StatusFromWire(const Reply& reply) {
   return absl::Status(code, reply.message());
 }
 
+Error ErrorToWire(const absl::Status& status) {
+  Error e;
+  e.set_code(absl::StatusCodeToString(status.code()));
+  e.set_message(std::string(status.message()));
+  return e;
+}
+
+absl::Status StatusFromWire(const Error& error) {
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  if (!ParseStatusCode(error.code(), &code)) code = absl::StatusCode::kUnknown;
+  if (code == absl::StatusCode::kOk) return absl::OkStatus();
+  return absl::Status(code, error.message());
+}
+
 }  // namespace taskwal::wire

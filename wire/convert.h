@@ -53,6 +53,9 @@ RecoveryResponse ToWire(const taskwal::RecoveryReport& report);
 // reads as kUnknown.
 void ToWire(const absl::Status& status, Reply* reply);
 absl::Status StatusFromWire(const Reply& reply);
+// One status of several (CompleteBatchResponse): code "OK" for OK.
+Error ErrorToWire(const absl::Status& status);
+absl::Status StatusFromWire(const Error& error);
 // "NOT_FOUND" -> kNotFound; false for an unknown name.
 bool ParseStatusCode(absl::string_view name, absl::StatusCode* code);
 

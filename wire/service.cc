@@ -135,6 +135,49 @@ absl::StatusOr<std::string> ClaimAnswer(Engine& e,
                   : absl::StrCat("; failing it: ", failed.message())));
 }
 
+// The answer to a ClaimNextBatch: each claim's answer as ClaimAnswer makes
+// it (a task that cannot fit even alone is failed for good and left out),
+// as many as fit within max_answer_bytes; the claims after those are
+// released (Retry: PENDING and claimable again, the attempt not counted).
+absl::StatusOr<std::string> BatchAnswer(Engine& e,
+                                        std::vector<ClaimedTask> claimed,
+                                        const ServeOptions& options) {
+  ClaimBatchResponse m;
+  const int64_t most = AnswerMost(options);
+  // A repeated field's entry: its tag and length, then its bytes.
+  constexpr int64_t kEntryOverhead = 6;
+  int64_t used = 0;
+  absl::Status left_out;
+  bool full = false;
+  for (ClaimedTask& c : claimed) {
+    const uint64_t id = c.task.id();
+    if (full) {
+      e.Retry(id).IgnoreError();  // Else it waits out its lease.
+      continue;
+    }
+    absl::StatusOr<std::string> one = ClaimAnswer(e, std::move(c), options);
+    if (!one.ok()) {
+      left_out = one.status();
+      continue;
+    }
+    const int64_t size = static_cast<int64_t>(one->size()) + kEntryOverhead;
+    if (options.max_answer_bytes > 0 && used + size > most) {
+      full = true;
+      e.Retry(id).IgnoreError();
+      continue;
+    }
+    used += size;
+    if (!m.add_claims()->ParseFromString(*one)) {
+      return absl::InternalError("a claim's answer does not parse");
+    }
+  }
+  if (m.claims().empty()) {
+    return left_out.ok() ? absl::InternalError("a batch of no claims")
+                         : left_out;
+  }
+  return m.SerializeAsString();
+}
+
 // How long a remote Snapshot may take, on top of the call timeout.
 constexpr absl::Duration kSnapshotTime = absl::Minutes(5);
 
@@ -277,6 +320,26 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
                                    options.queued_for);
              return ClaimAnswer(e, e.ClaimNext(r.worker_id(), o), options);
            })},
+      {"ClaimNextBatch",
+       Make<ClaimNextBatchRequest>(
+           [](Engine& e, const ClaimNextBatchRequest& b,
+              const ServeOptions& options) -> absl::StatusOr<std::string> {
+             const ClaimNextRequest& r = b.claim();
+             if (absl::Status s = CheckWorkerId(r.worker_id(), options);
+                 !s.ok())
+               return s;
+             ClaimNextOptions o;
+             o.type = r.type();
+             o.lease = absl::Microseconds(r.lease_micros());
+             o.wait = std::max(absl::ZeroDuration(),
+                               std::min(absl::Microseconds(r.wait_micros()),
+                                        options.max_claim_wait) -
+                                   options.queued_for);
+             absl::StatusOr<std::vector<ClaimedTask>> claimed =
+                 e.ClaimNextBatch(r.worker_id(), o, b.max_tasks());
+             if (!claimed.ok()) return claimed.status();
+             return BatchAnswer(e, *std::move(claimed), options);
+           })},
       {"NextDueTime",
        Make<NextDueRequest>(
            [](Engine& e, const NextDueRequest& r,
@@ -292,6 +355,24 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
       {"Complete", Make<CompleteRequest>([](Engine& e, const CompleteRequest& r,
                                             const ServeOptions&) {
          return Body(e.Complete(FromWire(r.claim()), r.result()));
+       })},
+      {"CompleteBatch",
+       Make<CompleteBatchRequest>([](Engine& e, const CompleteBatchRequest& r,
+                                     const ServeOptions&)
+                                      -> absl::StatusOr<std::string> {
+         std::vector<Completion> completions;
+         completions.reserve(r.completions_size());
+         for (const CompleteRequest& c : r.completions()) {
+           completions.push_back(Completion{FromWire(c.claim()), c.result()});
+         }
+         absl::StatusOr<std::vector<absl::Status>> done =
+             e.CompleteBatch(completions);
+         if (!done.ok()) return done.status();
+         CompleteBatchResponse m;
+         for (const absl::Status& one : *done) {
+           *m.add_results() = ErrorToWire(one);
+         }
+         return m.SerializeAsString();
        })},
       {"Fail", Make<FailRequest>([](Engine& e, const FailRequest& r,
                                     const ServeOptions&) {
@@ -503,6 +584,41 @@ class RemoteEngine final : public Engine {
     return FromWire(m);
   }
 
+  absl::StatusOr<std::vector<ClaimedTask>> ClaimNextBatch(
+      absl::string_view worker_id, const ClaimNextOptions& options,
+      size_t max_tasks) override {
+    if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_tasks must be from 1 to ", kMaxClaimBatch,
+                       " (kMaxClaimBatch), not ", max_tasks));
+    }
+    ClaimNextBatchRequest request;
+    ClaimNextRequest* claim = request.mutable_claim();
+    claim->set_worker_id(std::string(worker_id));
+    claim->set_type(options.type);
+    claim->set_lease_micros(absl::ToInt64Microseconds(options.lease));
+    claim->set_wait_micros(absl::ToInt64Microseconds(options.wait));
+    request.set_max_tasks(static_cast<uint32_t>(max_tasks));
+    ClaimBatchResponse m;
+    absl::Status s =
+        Call("ClaimNextBatch", request, &m, /*idempotent=*/false, options.wait,
+             /*retry_for=*/options.wait);
+    // A server from before batches: one call per claim.
+    if (absl::IsUnimplemented(s)) {
+      return Engine::ClaimNextBatch(worker_id, options, max_tasks);
+    }
+    if (!s.ok()) return s;
+    if (m.claims().empty() ||
+        static_cast<size_t>(m.claims_size()) > max_tasks) {
+      return absl::InternalError(absl::StrCat("the server answered a batch of ",
+                                              m.claims_size(), " claims"));
+    }
+    std::vector<ClaimedTask> claimed;
+    claimed.reserve(m.claims_size());
+    for (const ClaimResponse& c : m.claims()) claimed.push_back(FromWire(c));
+    return claimed;
+  }
+
   absl::StatusOr<std::optional<absl::Time>> NextDueTime(
       absl::string_view type) override {
     NextDueRequest request;
@@ -522,6 +638,41 @@ class RemoteEngine final : public Engine {
     OkResponse m;
     // Completing twice with the same claim is OK: safe to repeat.
     return Call("Complete", request, &m, /*idempotent=*/true);
+  }
+
+  absl::StatusOr<std::vector<absl::Status>> CompleteBatch(
+      absl::Span<const Completion> completions) override {
+    if (completions.empty() || completions.size() > kMaxClaimBatch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
+                       " (kMaxClaimBatch), not ", completions.size()));
+    }
+    CompleteBatchRequest request;
+    for (const Completion& c : completions) {
+      CompleteRequest* one = request.add_completions();
+      *one->mutable_claim() = ToWire(c.claim);
+      one->set_result(c.result);
+    }
+    CompleteBatchResponse m;
+    absl::Status s = Call("CompleteBatch", request, &m, /*idempotent=*/true);
+    // A server from before batches: one call per completion. So too for a
+    // request refused whole (kInvalidArgument: over the transport's size
+    // limit; the batch's own bounds were checked above), where each
+    // completion then gets its own answer.
+    if (absl::IsUnimplemented(s) ||
+        (absl::IsInvalidArgument(s) && completions.size() > 1)) {
+      return Engine::CompleteBatch(completions);
+    }
+    if (!s.ok()) return s;
+    if (static_cast<size_t>(m.results_size()) != completions.size()) {
+      return absl::InternalError(
+          absl::StrCat("the server answered ", m.results_size(), " of ",
+                       completions.size(), " completions"));
+    }
+    std::vector<absl::Status> done;
+    done.reserve(completions.size());
+    for (const Error& e : m.results()) done.push_back(StatusFromWire(e));
+    return done;
   }
 
   absl::Status Fail(const ClaimRef& claim, absl::string_view error) override {

@@ -13,8 +13,10 @@
 //   SubmitBatch SubmitBatchRequest -> SubmitBatchResponse
 //   Claim ClaimByIdRequest -> ClaimResponse
 //   ClaimNext ClaimNextRequest -> ClaimResponse
+//   ClaimNextBatch ClaimNextBatchRequest -> ClaimBatchResponse
 //   NextDueTime NextDueRequest -> NextDueResponse
 //   Complete CompleteRequest -> OkResponse
+//   CompleteBatch CompleteBatchRequest -> CompleteBatchResponse
 //   Fail FailRequest -> OkResponse
 //   Heartbeat HeartbeatRequest -> HeartbeatResponse
 //   Retry, Cancel, Delete TaskIdRequest -> OkResponse
@@ -63,7 +65,9 @@ struct ServeOptions {
   // answer can list (`more` tells the caller to run it again), and a
   // claim's answer is kept within it (service.cc's ClaimAnswer: a long last
   // error cut, a long worker id refused, a task that cannot fit failed for
-  // good, saying why).
+  // good, saying why); a ClaimNextBatch's claims that its answer has no
+  // room left for are released at once (Retry: PENDING again, the attempt
+  // not counted).
   int64_t max_answer_bytes = 0;
 };
 

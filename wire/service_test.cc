@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -281,6 +282,116 @@ TEST(ServeCallTest, AListPageFitsMaxAnswerBytes) {
       Serve(**engine, "List", request, ServeOptions()).body()));
   EXPECT_EQ(all.tasks_size(), kTasks);
   EXPECT_EQ(all.next_cursor(), 0u);
+}
+
+// A batch answer holds the claims that fit; the rest are released at once:
+// PENDING and claimable again, their attempt not counted.
+TEST(ServeCallTest, ABatchAnswerHoldsWhatFitsAndReleasesTheRest) {
+  EngineOptions engine_options;
+  engine_options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  constexpr int kTasks = 10;
+  for (int i = 0; i < kTasks; ++i) {
+    taskwal::TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k", i);
+    spec.payload = std::string(10 << 10, 'x');
+    ASSERT_TRUE((*engine)->Submit(spec).ok());
+  }
+  ServeOptions bounded;
+  bounded.max_answer_bytes = 40 << 10;
+  ClaimNextBatchRequest request;
+  request.mutable_claim()->set_worker_id("w");
+  request.set_max_tasks(kTasks);
+  Reply reply = Serve(**engine, "ClaimNextBatch", request, bounded);
+  ASSERT_EQ(reply.code(), "OK") << reply.message();
+  EXPECT_LE(static_cast<int64_t>(reply.ByteSizeLong()),
+            bounded.max_answer_bytes);
+  ClaimBatchResponse batch;
+  ASSERT_TRUE(batch.ParseFromString(reply.body()));
+  ASSERT_GE(batch.claims_size(), 2);
+  ASSERT_LT(batch.claims_size(), kTasks);
+  absl::StatusOr<EngineStats> stats = (*engine)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->claimed, static_cast<uint64_t>(batch.claims_size()));
+  EXPECT_EQ(stats->pending,
+            static_cast<uint64_t>(kTasks - batch.claims_size()));
+  // The released ones: claimable at once, their first attempt still ahead.
+  absl::StatusOr<ClaimedTask> next = (*engine)->ClaimNext("w2", {});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->attempt, 1u);
+
+  // Unbounded, every claim asked for is answered, and the completions go
+  // back as one call, one status each.
+  request.set_max_tasks(100);
+  reply = Serve(**engine, "ClaimNextBatch", request, ServeOptions());
+  ASSERT_EQ(reply.code(), "OK") << reply.message();
+  ClaimBatchResponse rest;
+  ASSERT_TRUE(rest.ParseFromString(reply.body()));
+  EXPECT_EQ(rest.claims_size(), kTasks - batch.claims_size() - 1);
+  CompleteBatchRequest completions;
+  for (const ClaimResponse& c : rest.claims()) {
+    CompleteRequest* one = completions.add_completions();
+    *one->mutable_claim() = c.claim();
+    one->set_result("ok");
+  }
+  completions.mutable_completions(0)->mutable_claim()->set_token(0);
+  reply = Serve(**engine, "CompleteBatch", completions, ServeOptions());
+  ASSERT_EQ(reply.code(), "OK") << reply.message();
+  CompleteBatchResponse done;
+  ASSERT_TRUE(done.ParseFromString(reply.body()));
+  ASSERT_EQ(done.results_size(), rest.claims_size());
+  EXPECT_EQ(done.results(0).code(), "ABORTED");
+  for (int i = 1; i < done.results_size(); ++i) {
+    EXPECT_EQ(done.results(i).code(), "OK") << i;
+  }
+  EXPECT_EQ((*engine)->Stats()->completed,
+            static_cast<uint64_t>(rest.claims_size() - 1));
+}
+
+// A transport that serves calls in this process and counts them.
+class CountingTransport final : public Transport {
+ public:
+  explicit CountingTransport(Engine* engine) : engine_(engine) {}
+  absl::StatusOr<std::string> Call(absl::string_view method,
+                                   const std::string& request,
+                                   const CallOptions&) override {
+    calls.push_back(std::string(method));
+    return ServeCall(*engine_, method, request, ServeOptions());
+  }
+  std::vector<std::string> calls;
+
+ private:
+  Engine* const engine_;
+};
+
+TEST(RemoteEngineTest, ABatchIsOneCall) {
+  EngineOptions engine_options;
+  engine_options.maintenance_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Open(engine_options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (int i = 0; i < 5; ++i) {
+    taskwal::TaskSpec spec;
+    spec.idempotency_key = absl::StrCat("k", i);
+    ASSERT_TRUE((*engine)->Submit(spec).ok());
+  }
+  auto transport = std::make_unique<CountingTransport>(engine->get());
+  CountingTransport* counting = transport.get();
+  std::unique_ptr<Engine> remote =
+      NewRemoteEngine(std::move(transport), RemoteOptions());
+  absl::StatusOr<std::vector<ClaimedTask>> claimed =
+      remote->ClaimNextBatch("w", {}, 10);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  EXPECT_EQ(claimed->size(), 5u);
+  std::vector<Completion> completions;
+  for (const ClaimedTask& c : *claimed) completions.push_back({c.claim, "r"});
+  absl::StatusOr<std::vector<absl::Status>> done =
+      remote->CompleteBatch(completions);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->size(), 5u);
+  EXPECT_EQ(counting->calls,
+            (std::vector<std::string>{"ClaimNextBatch", "CompleteBatch"}));
+  EXPECT_EQ((*engine)->Stats()->completed, 5u);
 }
 
 }  // namespace

@@ -84,53 +84,56 @@ class ShardedEngine final : public Engine {
 
   absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) override {
-    const absl::Time deadline = absl::Now() + options.wait;
+    return Search<ClaimedTask>(
+        options,
+        [&](uint32_t s, const ClaimNextOptions& o) {
+          return shards_[s]->ClaimNext(worker_id, o);
+        },
+        [&](absl::StatusOr<ClaimedTask> r, uint32_t s) {
+          return Claimed(std::move(r), s);
+        });
+  }
+
+  // The batch of the first shard that has a task ready, then, if it was
+  // short, what the other shards have ready now.
+  absl::StatusOr<std::vector<ClaimedTask>> ClaimNextBatch(
+      absl::string_view worker_id, const ClaimNextOptions& options,
+      size_t max_tasks) override {
+    if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_tasks must be from 1 to ", kMaxClaimBatch,
+                       " (kMaxClaimBatch), not ", max_tasks));
+    }
+    using Batch = std::vector<ClaimedTask>;
+    auto global = [&](absl::StatusOr<Batch> r,
+                      uint32_t s) -> absl::StatusOr<Batch> {
+      if (!r.ok()) return r;
+      for (ClaimedTask& c : *r) c = *Claimed(std::move(c), s);
+      return r;
+    };
+    uint32_t first = 0;
+    absl::StatusOr<Batch> batch = Search<Batch>(
+        options,
+        [&](uint32_t s, const ClaimNextOptions& o) {
+          return shards_[s]->ClaimNextBatch(worker_id, o, max_tasks);
+        },
+        [&](absl::StatusOr<Batch> r, uint32_t s) {
+          first = s;
+          return global(std::move(r), s);
+        });
+    if (!batch.ok()) return batch;
     ClaimNextOptions now = options;
     now.wait = absl::ZeroDuration();
-    uint32_t start = next_.fetch_add(1, std::memory_order_relaxed) % n_;
-    // A shard without a leader (kUnavailable) is passed over: the others'
-    // tasks are still claimed.
-    absl::Status not_found = absl::NotFoundError("no task is ready");
-    absl::Status unavailable;
-    uint32_t answered = 0;  // Shards that said kNotFound in the last round.
-    auto take = [&](absl::StatusOr<ClaimedTask>& r, uint32_t s) {
-      if (absl::IsNotFound(r.status())) {
-        not_found = r.status();
-        ++answered;
-        return false;
-      }
-      if (absl::IsUnavailable(r.status())) {
-        unavailable = absl::UnavailableError(
-            absl::StrCat("shard ", s, " of ", n_, ": ", r.status().message()));
-        return false;
-      }
-      return true;
-    };
-    while (true) {
-      answered = 0;  // Both of this round.
-      unavailable = absl::OkStatus();
-      for (uint32_t i = 0; i < n_; ++i) {
-        const uint32_t s = (start + i) % n_;
-        absl::StatusOr<ClaimedTask> r = shards_[s]->ClaimNext(worker_id, now);
-        if (take(r, s)) return Claimed(r, s);
-      }
-      const absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration()) {
-        if (answered > 0 || unavailable.ok()) {
-          if (unavailable.ok()) return not_found;
-          return absl::NotFoundError(absl::StrCat(not_found.message(), " (",
-                                                  unavailable.message(), ")"));
-        }
-        return unavailable;  // No shard answered.
-      }
-      // Wait on one shard for a moment, then look at all again.
-      ClaimNextOptions slice = options;
-      slice.wait = std::min(left, kWaitSlice);
-      absl::StatusOr<ClaimedTask> r =
-          shards_[start]->ClaimNext(worker_id, slice);
-      if (take(r, start)) return Claimed(r, start);
-      start = (start + 1) % n_;
+    for (uint32_t i = 1; i < n_ && batch->size() < max_tasks; ++i) {
+      const uint32_t s = (first + i) % n_;
+      absl::StatusOr<Batch> more = global(
+          shards_[s]->ClaimNextBatch(worker_id, now, max_tasks - batch->size()),
+          s);
+      // None ready there, or a failure: keep the claims made.
+      if (!more.ok()) continue;
+      for (ClaimedTask& c : *more) batch->push_back(std::move(c));
     }
+    return batch;
   }
 
   absl::StatusOr<std::optional<absl::Time>> NextDueTime(
@@ -147,6 +150,40 @@ class ShardedEngine final : public Engine {
   absl::Status Complete(const ClaimRef& claim,
                         absl::string_view result) override {
     return shards_[Shard(claim.task_id)]->Complete(LocalRef(claim), result);
+  }
+
+  // One CompleteBatch per shard that holds some of the claims.
+  absl::StatusOr<std::vector<absl::Status>> CompleteBatch(
+      absl::Span<const Completion> completions) override {
+    if (completions.empty() || completions.size() > kMaxClaimBatch) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
+                       " (kMaxClaimBatch), not ", completions.size()));
+    }
+    std::vector<std::vector<Completion>> by_shard(n_);
+    std::vector<std::vector<size_t>> where(n_);
+    for (size_t i = 0; i < completions.size(); ++i) {
+      const uint32_t s = Shard(completions[i].claim.task_id);
+      by_shard[s].push_back(
+          Completion{LocalRef(completions[i].claim), completions[i].result});
+      where[s].push_back(i);
+    }
+    std::vector<absl::Status> done(completions.size());
+    for (uint32_t s = 0; s < n_; ++s) {
+      if (by_shard[s].empty()) continue;
+      absl::StatusOr<std::vector<absl::Status>> r =
+          shards_[s]->CompleteBatch(by_shard[s]);
+      if (!r.ok()) return r.status();
+      if (r->size() != where[s].size()) {
+        return absl::InternalError(
+            absl::StrCat("shard ", s, " answered ", r->size(), " of ",
+                         where[s].size(), " completions"));
+      }
+      for (size_t j = 0; j < r->size(); ++j) {
+        done[where[s][j]] = std::move((*r)[j]);
+      }
+    }
+    return done;
   }
   absl::Status Fail(const ClaimRef& claim, absl::string_view error) override {
     return shards_[Shard(claim.task_id)]->Fail(LocalRef(claim), error);
@@ -362,6 +399,60 @@ class ShardedEngine final : public Engine {
     t->set_id(Global(t->id(), s));
     TranslateRefs(*t, s);
     return t;
+  }
+
+  // ClaimNext's search over the shards, for one claim or a batch (T):
+  // ask(s, options) asks shard s. A shard without a leader (kUnavailable)
+  // is passed over: the others' tasks are still claimed. The first answer
+  // that is neither kNotFound nor kUnavailable is returned through
+  // global(answer, s).
+  template <typename T, typename Ask, typename Global>
+  absl::StatusOr<T> Search(const ClaimNextOptions& options, Ask ask,
+                           Global global) {
+    const absl::Time deadline = absl::Now() + options.wait;
+    ClaimNextOptions now = options;
+    now.wait = absl::ZeroDuration();
+    uint32_t start = next_.fetch_add(1, std::memory_order_relaxed) % n_;
+    absl::Status not_found = absl::NotFoundError("no task is ready");
+    absl::Status unavailable;
+    uint32_t answered = 0;  // Shards that said kNotFound in the last round.
+    auto take = [&](absl::StatusOr<T>& r, uint32_t s) {
+      if (absl::IsNotFound(r.status())) {
+        not_found = r.status();
+        ++answered;
+        return false;
+      }
+      if (absl::IsUnavailable(r.status())) {
+        unavailable = absl::UnavailableError(
+            absl::StrCat("shard ", s, " of ", n_, ": ", r.status().message()));
+        return false;
+      }
+      return true;
+    };
+    while (true) {
+      answered = 0;  // Both of this round.
+      unavailable = absl::OkStatus();
+      for (uint32_t i = 0; i < n_; ++i) {
+        const uint32_t s = (start + i) % n_;
+        absl::StatusOr<T> r = ask(s, now);
+        if (take(r, s)) return global(std::move(r), s);
+      }
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        if (answered > 0 || unavailable.ok()) {
+          if (unavailable.ok()) return not_found;
+          return absl::NotFoundError(absl::StrCat(not_found.message(), " (",
+                                                  unavailable.message(), ")"));
+        }
+        return unavailable;  // No shard answered.
+      }
+      // Wait on one shard for a moment, then look at all again.
+      ClaimNextOptions slice = options;
+      slice.wait = std::min(left, kWaitSlice);
+      absl::StatusOr<T> r = ask(start, slice);
+      if (take(r, start)) return global(std::move(r), start);
+      start = (start + 1) % n_;
+    }
   }
 
   absl::StatusOr<ClaimedTask> Claimed(absl::StatusOr<ClaimedTask> c,
