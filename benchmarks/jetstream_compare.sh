@@ -50,7 +50,7 @@ echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "${COMPARE}" \
   --nats="${URLS}" \
   --systems=taskwal-always,taskwal-none,jetstream \
-  --workloads=lifecycle,dedup,latency,recovery \
+  --workloads=lifecycle,batch,dedup,latency,recovery \
   --threads=1,4,16,64,256 \
   --latency_threads=1,16,64 \
   --durable_tasks=4000 \
