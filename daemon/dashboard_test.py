@@ -187,6 +187,18 @@ class Checks:
         self.d.execute_script("location.hash = arguments[0]", hash_)
         self.wait("view " + hash_, lambda: self.loaded())
 
+    def table_rows(self, selector, key):
+        """{row's data-<key>: [its cells' texts]}, read in one script: the
+        page redraws its tables as it polls, and a row read cell by cell
+        could be replaced half way (a stale element)."""
+        return self.d.execute_script(
+            "const rows = {};"
+            "for (const tr of document.querySelectorAll(arguments[0])) {"
+            "  rows[tr.dataset[arguments[1]]] ="
+            "      Array.from(tr.cells, td => td.innerText.trim());"
+            "}"
+            "return rows;", selector, key)
+
     def task_row(self, task_id):
         rows = self.d.find_elements(
             By.CSS_SELECTOR, '#task-list tr[data-task-id="%s"]' % task_id)
@@ -227,11 +239,11 @@ def run(binary, screenshot):
         assert c.text("count-completed") == "2", c.text("count-completed")
         assert c.text("count-failed") == "2", c.text("count-failed")
         assert c.text("count-claimed") == "0"
-        rows = {}
-        for tr in driver.find_elements(By.CSS_SELECTOR, "#types tbody tr"):
-            cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
-            rows[tr.get_attribute("data-type")] = cells
-        assert set(rows) == {"email", "report", "resize", XSS_TYPE}, rows
+        types = {"email", "report", "resize", XSS_TYPE}
+        c.wait("the types table", lambda: set(
+            c.table_rows("#types tbody tr", "type")) == types)
+        rows = c.table_rows("#types tbody tr", "type")
+        assert set(rows) == types, rows
         assert rows["email"][1] == "3" and rows["report"][3] == "2", rows
         assert rows["resize"][4] == "1", rows
         assert rows[XSS_TYPE][0] == XSS_TYPE, rows[XSS_TYPE]

@@ -42,9 +42,13 @@ namespace {
 using ::taskwal::wire::BulkRequest;
 using ::taskwal::wire::BulkResponse;
 using ::taskwal::wire::Claim;
+using ::taskwal::wire::ClaimBatchResponse;
+using ::taskwal::wire::ClaimNextBatchRequest;
 using ::taskwal::wire::ClaimNextRequest;
 using ::taskwal::wire::ClaimRequest;
 using ::taskwal::wire::ClaimResponse;
+using ::taskwal::wire::CompleteBatchRequest;
+using ::taskwal::wire::CompleteBatchResponse;
 using ::taskwal::wire::CompleteRequest;
 using ::taskwal::wire::Error;
 using ::taskwal::wire::FailRequest;
@@ -212,14 +216,18 @@ absl::StatusOr<TaskStatus> ParseStatusName(absl::string_view text) {
   return status;
 }
 
-absl::StatusOr<Reply> ClaimReply(const ClaimedTask& claimed,
-                                 HttpMetrics* metrics) {
+void ObserveQueueWait(const ClaimedTask& claimed, HttpMetrics* metrics) {
   // Ready: created, or its not_before (a delay or a retry backoff) passed.
   const int64_t ready_micros =
       std::max(claimed.task.created_micros(), claimed.task.not_before_micros());
   metrics->ObserveQueueWait(
       claimed.task.type(),
       absl::Microseconds(claimed.task.claimed_micros() - ready_micros));
+}
+
+absl::StatusOr<Reply> ClaimReply(const ClaimedTask& claimed,
+                                 HttpMetrics* metrics) {
+  ObserveQueueWait(claimed, metrics);
   return JsonReply(wire::ToWire(claimed));
 }
 
@@ -616,6 +624,62 @@ void HttpApi::RegisterRoutes() {
       SetError(res, reply.status());
     }
   });
+  // ClaimNextBatch: as /v1/claims (its wait not counted as busy), for up
+  // to max_tasks tasks.
+  s.Post("/v1/claims/batch", [this](const httplib::Request& req,
+                                    httplib::Response& res) {
+    auto handle = [&]() -> absl::StatusOr<Reply> {
+      ClaimNextBatchRequest request;
+      TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+      const ClaimNextRequest& r = request.claim();
+      ClaimNextOptions claim;
+      claim.type = r.type();
+      claim.lease = absl::Microseconds(r.lease_micros());
+      claim.wait = absl::Microseconds(r.wait_micros());
+      if (claim.wait > options_.max_claim_wait) {
+        claim.wait = options_.max_claim_wait;
+      }
+      TASKWAL_ASSIGN_OR_RETURN(
+          std::vector<ClaimedTask> claimed,
+          engine_->ClaimNextBatch(r.worker_id(), claim, request.max_tasks()));
+      EnterRequest();
+      ClaimBatchResponse response;
+      for (const ClaimedTask& c : claimed) {
+        ObserveQueueWait(c, &metrics_);
+        *response.add_claims() = wire::ToWire(c);
+      }
+      absl::StatusOr<Reply> reply = JsonReply(response);
+      LeaveRequest();
+      return reply;
+    };
+    absl::StatusOr<Reply> reply = handle();
+    if (reply.ok()) {
+      res.set_content(std::move(reply->body), reply->content_type);
+    } else {
+      SetError(res, reply.status());
+    }
+  });
+  s.Post("/v1/claims/complete/batch",
+         wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
+           CompleteBatchRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           std::vector<Completion> completions;
+           completions.reserve(request.completions_size());
+           for (const CompleteRequest& c : request.completions()) {
+             completions.push_back(
+                 Completion{wire::FromWire(c.claim()), c.result()});
+           }
+           TASKWAL_ASSIGN_OR_RETURN(std::vector<absl::Status> done,
+                                    engine_->CompleteBatch(completions));
+           CompleteBatchResponse response;
+           for (size_t i = 0; i < done.size(); ++i) {
+             if (done[i].ok()) {
+               ObserveRunTime(completions[i].claim.task_id, /*completed=*/true);
+             }
+             *response.add_results() = wire::ErrorToWire(done[i]);
+           }
+           return JsonReply(response);
+         }));
   s.Post("/v1/claims/complete",
          wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
            CompleteRequest request;

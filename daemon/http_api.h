@@ -35,8 +35,12 @@
 //   DELETE /v1/tasks/{id}           Delete               OkResponse
 //   POST   /v1/claims (3)           ClaimNext
 //            ClaimNextRequest -> ClaimResponse
+//   POST   /v1/claims/batch (3)     ClaimNextBatch
+//            ClaimNextBatchRequest -> ClaimBatchResponse
 //   POST   /v1/claims/complete      Complete
 //            CompleteRequest -> OkResponse
+//   POST   /v1/claims/complete/batch  CompleteBatch
+//            CompleteBatchRequest -> CompleteBatchResponse
 //   POST   /v1/claims/fail          Fail
 //            FailRequest -> OkResponse
 //   POST   /v1/claims/heartbeat     Heartbeat

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,9 +38,12 @@ namespace {
 
 using ::taskwal::wire::BulkRequest;
 using ::taskwal::wire::BulkResponse;
+using ::taskwal::wire::ClaimBatchResponse;
 using ::taskwal::wire::ClaimNextRequest;
 using ::taskwal::wire::ClaimRequest;
 using ::taskwal::wire::ClaimResponse;
+using ::taskwal::wire::CompleteBatchRequest;
+using ::taskwal::wire::CompleteBatchResponse;
 using ::taskwal::wire::CompleteRequest;
 using ::taskwal::wire::Error;
 using ::taskwal::wire::FailRequest;
@@ -382,6 +386,52 @@ TEST_F(HttpApiTest, ListWithoutPayloads) {
   ASSERT_EQ(page.tasks_size(), 1);
   EXPECT_EQ(page.tasks(0).payload(), std::string(4096, 'x'));
   ExpectError(Call("GET", "/v1/tasks?payloads=no"), 400, "INVALID_ARGUMENT");
+}
+
+// Batches: the JSON of /v1/claims/batch and /v1/claims/complete/batch.
+TEST_F(HttpApiTest, ClaimsAndCompletionsInBatches) {
+  StartServer();
+  std::set<uint64_t> ids;
+  for (int i = 0; i < 4; ++i) ids.insert(Submit(absl::StrCat("b", i)));
+  HttpResult r = Call("POST", "/v1/claims/batch",
+                      R"({"claim": {"worker_id": "w"}, "max_tasks": 3})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const ClaimBatchResponse batch = FromJson<ClaimBatchResponse>(r.body);
+  ASSERT_EQ(batch.claims_size(), 3);
+  CompleteBatchRequest complete;
+  for (const ClaimResponse& c : batch.claims()) {
+    EXPECT_EQ(ids.count(c.task().id()), 1u);
+    EXPECT_EQ(c.task().status(), CLAIMED);
+    EXPECT_EQ(c.claim().worker_id(), "w");
+    CompleteRequest* one = complete.add_completions();
+    *one->mutable_claim() = c.claim();
+    one->set_result("done");
+  }
+  complete.mutable_completions(1)->mutable_claim()->set_token(1);
+  r = Call("POST", "/v1/claims/complete/batch", ToJson(complete));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const CompleteBatchResponse done = FromJson<CompleteBatchResponse>(r.body);
+  ASSERT_EQ(done.results_size(), 3);
+  EXPECT_EQ(done.results(0).code(), "OK");
+  EXPECT_EQ(done.results(1).code(), "ABORTED");
+  EXPECT_FALSE(done.results(1).message().empty());
+  EXPECT_EQ(done.results(2).code(), "OK");
+  EXPECT_EQ(GetTask(batch.claims(0).task().id()).status(), COMPLETED);
+  EXPECT_EQ(GetTask(batch.claims(1).task().id()).status(), CLAIMED);
+  // Bad batches are refused whole.
+  ExpectError(Call("POST", "/v1/claims/batch",
+                   R"({"claim": {"worker_id": "w"}, "max_tasks": 0})"),
+              400, "INVALID_ARGUMENT");
+  ExpectError(Call("POST", "/v1/claims/complete/batch", "{}"), 400,
+              "INVALID_ARGUMENT");
+  // One task is left; then nothing is ready.
+  r = Call("POST", "/v1/claims/batch",
+           R"({"claim": {"worker_id": "w"}, "max_tasks": 3})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(FromJson<ClaimBatchResponse>(r.body).claims_size(), 1);
+  ExpectError(Call("POST", "/v1/claims/batch",
+                   R"({"claim": {"worker_id": "w"}, "max_tasks": 3})"),
+              404, "NOT_FOUND");
 }
 
 TEST_F(HttpApiTest, ClaimHeartbeatCompleteAndLostClaims) {

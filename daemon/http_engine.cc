@@ -435,6 +435,56 @@ absl::StatusOr<ClaimedTask> HttpEngine::ClaimNext(
   }
 }
 
+absl::StatusOr<std::vector<ClaimedTask>> HttpEngine::ClaimNextBatch(
+    absl::string_view worker_id, const ClaimNextOptions& options,
+    size_t max_tasks) {
+  if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tasks must be from 1 to ", kMaxClaimBatch,
+                     " (kMaxClaimBatch), not ", max_tasks));
+  }
+  const absl::Time deadline = options.wait == absl::InfiniteDuration()
+                                  ? absl::InfiniteFuture()
+                                  : absl::Now() + options.wait;
+  wire::ClaimNextBatchRequest request;
+  wire::ClaimNextRequest* claim = request.mutable_claim();
+  claim->set_worker_id(std::string(worker_id));
+  claim->set_type(options.type);
+  claim->set_lease_micros(absl::ToInt64Microseconds(options.lease));
+  request.set_max_tasks(static_cast<uint32_t>(max_tasks));
+  // Long polls in slices, as ClaimNext.
+  while (true) {
+    const absl::Time start = absl::Now();
+    const absl::Duration slice =
+        options.wait < absl::ZeroDuration()
+            ? options.wait
+            : std::min(std::max(deadline - start, absl::ZeroDuration()),
+                       kMaxPollSlice);
+    claim->set_wait_micros(absl::ToInt64Microseconds(slice));
+    CallOptions call;
+    call.long_poll = slice > absl::ZeroDuration();
+    call.extra_wait = std::max(slice, absl::ZeroDuration());
+    wire::ClaimBatchResponse m;
+    absl::Status s = Call("POST", "/v1/claims/batch", &request, &m, call);
+    if (s.ok()) {
+      if (m.claims().empty() ||
+          static_cast<size_t>(m.claims_size()) > max_tasks) {
+        return absl::InternalError(absl::StrCat(
+            "the server answered a batch of ", m.claims_size(), " claims"));
+      }
+      std::vector<ClaimedTask> claimed;
+      claimed.reserve(m.claims_size());
+      for (const wire::ClaimResponse& c : m.claims()) {
+        claimed.push_back(wire::FromWire(c));
+      }
+      return claimed;
+    }
+    if (!absl::IsNotFound(s)) return s;
+    const absl::Time now = absl::Now();
+    if (now >= deadline || now - start < kMinPoll) return s;
+  }
+}
+
 absl::StatusOr<std::optional<absl::Time>> HttpEngine::NextDueTime(
     absl::string_view type) {
   wire::NextDueResponse m;
@@ -458,6 +508,38 @@ absl::Status HttpEngine::Complete(const ClaimRef& claim,
   CallOptions options;
   options.idempotent = true;  // Completing twice with one claim is OK.
   return Call("POST", "/v1/claims/complete", &request, nullptr, options);
+}
+
+absl::StatusOr<std::vector<absl::Status>> HttpEngine::CompleteBatch(
+    absl::Span<const Completion> completions) {
+  if (completions.empty() || completions.size() > kMaxClaimBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
+                     " (kMaxClaimBatch), not ", completions.size()));
+  }
+  wire::CompleteBatchRequest request;
+  for (const Completion& c : completions) {
+    wire::CompleteRequest* one = request.add_completions();
+    *one->mutable_claim() = wire::ToWire(c.claim);
+    one->set_result(c.result);
+  }
+  wire::CompleteBatchResponse m;
+  CallOptions options;
+  options.idempotent = true;  // Completing twice with one claim is OK.
+  absl::Status s =
+      Call("POST", "/v1/claims/complete/batch", &request, &m, options);
+  if (!s.ok()) return s;
+  if (static_cast<size_t>(m.results_size()) != completions.size()) {
+    return absl::InternalError(
+        absl::StrCat("the server answered ", m.results_size(), " of ",
+                     completions.size(), " completions"));
+  }
+  std::vector<absl::Status> done;
+  done.reserve(completions.size());
+  for (const wire::Error& e : m.results()) {
+    done.push_back(wire::StatusFromWire(e));
+  }
+  return done;
 }
 
 absl::Status HttpEngine::Fail(const ClaimRef& claim, absl::string_view error) {

@@ -111,10 +111,15 @@ class HttpEngine final : public Engine {
                                     absl::Duration lease) override;
   absl::StatusOr<ClaimedTask> ClaimNext(
       absl::string_view worker_id, const ClaimNextOptions& options) override;
+  absl::StatusOr<std::vector<ClaimedTask>> ClaimNextBatch(
+      absl::string_view worker_id, const ClaimNextOptions& options,
+      size_t max_tasks) override;
   absl::StatusOr<std::optional<absl::Time>> NextDueTime(
       absl::string_view type) override;
   absl::Status Complete(const ClaimRef& claim,
                         absl::string_view result) override;
+  absl::StatusOr<std::vector<absl::Status>> CompleteBatch(
+      absl::Span<const Completion> completions) override;
   absl::Status Fail(const ClaimRef& claim, absl::string_view error) override;
   absl::Status Fail(const ClaimRef& claim, absl::string_view error,
                     const FailOptions& options) override;
