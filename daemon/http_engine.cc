@@ -40,6 +40,12 @@ constexpr absl::Duration kMaxPollSlice = absl::Seconds(60);
 // the server is not asked again.
 constexpr absl::Duration kMinPoll = absl::Milliseconds(50);
 
+// taskwald's answer to a route it does not have (http_api.cc): a 404 whose
+// message says so, unlike a call's own kNotFound.
+bool UnknownRoute(const absl::Status& s) {
+  return absl::IsNotFound(s) && absl::StartsWith(s.message(), "no such route");
+}
+
 // Text from the request or from the server in a message: ASCII, cut short.
 std::string Shown(absl::string_view text) {
   constexpr size_t kMaxShown = 200;
@@ -479,6 +485,10 @@ absl::StatusOr<std::vector<ClaimedTask>> HttpEngine::ClaimNextBatch(
       }
       return claimed;
     }
+    // A taskwald from before batches: one call per claim.
+    if (UnknownRoute(s)) {
+      return Engine::ClaimNextBatch(worker_id, options, max_tasks);
+    }
     if (!absl::IsNotFound(s)) return s;
     const absl::Time now = absl::Now();
     if (now >= deadline || now - start < kMinPoll) return s;
@@ -528,6 +538,13 @@ absl::StatusOr<std::vector<absl::Status>> HttpEngine::CompleteBatch(
   options.idempotent = true;  // Completing twice with one claim is OK.
   absl::Status s =
       Call("POST", "/v1/claims/complete/batch", &request, &m, options);
+  // A taskwald from before batches: one call per completion. So too for a
+  // request refused whole as too large (413): each completion then gets
+  // its own answer.
+  if (UnknownRoute(s) ||
+      (absl::IsInvalidArgument(s) && completions.size() > 1)) {
+    return Engine::CompleteBatch(completions);
+  }
   if (!s.ok()) return s;
   if (static_cast<size_t>(m.results_size()) != completions.size()) {
     return absl::InternalError(

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -71,6 +72,35 @@ class HttpEngineTest : public ::testing::Test {
   std::string url_;
   std::unique_ptr<Engine> client_;
 };
+
+// A batch of completions over the server's body limit is sent one
+// completion at a time: each gets its own answer.
+TEST_F(HttpEngineTest, ABatchTooLargeForOneRequestGoesOneByOne) {
+  HttpApiOptions options;
+  options.max_body_bytes = 64 << 10;
+  StartServer(options);
+  Connect();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client_->Submit(Spec(absl::StrCat("k", i))).ok());
+  }
+  absl::StatusOr<std::vector<ClaimedTask>> claimed =
+      client_->ClaimNextBatch("w", {}, 3);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->size(), 3u);
+  std::vector<Completion> completions;
+  for (const ClaimedTask& c : *claimed) {
+    completions.push_back({c.claim, std::string(30 << 10, 'r')});
+  }
+  completions[1].result = std::string(100 << 10, 'r');  // Over alone too.
+  absl::StatusOr<std::vector<absl::Status>> done =
+      client_->CompleteBatch(completions);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->size(), 3u);
+  EXPECT_THAT((*done)[0], IsOk());
+  EXPECT_THAT((*done)[1], StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT((*done)[2], IsOk());
+  EXPECT_EQ(engine_->Stats()->completed, 2u);
+}
 
 TEST(ParseHttpUrlTest, TakesHostAndPortAndRefusesTheRest) {
   absl::StatusOr<HttpEndpoint> e = ParseHttpUrl("http://127.0.0.1:8080");

@@ -164,9 +164,6 @@ TEST_F(EngineImplTest, DeduplicatedSubmitWaitsForTheOriginalRecord) {
   EXPECT_FALSE(SubmitKey("a").ok());
 }
 
-// Among partitions with tasks of equal priority, ClaimNext goes round
-// robin: a task alone in its partition is claimed within one round of the
-// partitions, however large another partition's backlog.
 // A batch takes the tasks ClaimNext would, in its order, and waits for
 // the journal once for all of them; so does a batch of completions.
 TEST_F(EngineImplTest, BatchesWaitForTheJournalOnce) {
@@ -229,6 +226,9 @@ TEST(ClaimNextBatchTest, AtMostMaxBatchSize) {
             absl::StatusCode::kCancelled);
 }
 
+// Among partitions with tasks of equal priority, ClaimNext goes round
+// robin: a task alone in its partition is claimed within one round of the
+// partitions, however large another partition's backlog.
 TEST(ClaimNextAcrossPartitionsTest, NoPartitionWaitsBehindAnothersBacklog) {
   constexpr uint32_t kPartitions = 16;
   EngineOptions options;

@@ -138,7 +138,9 @@ absl::StatusOr<std::string> ClaimAnswer(Engine& e,
 // The answer to a ClaimNextBatch: each claim's answer as ClaimAnswer makes
 // it (a task that cannot fit even alone is failed for good and left out),
 // as many as fit within max_answer_bytes; the claims after those are
-// released (Retry: PENDING and claimable again, the attempt not counted).
+// released (Retry: PENDING and claimable again, the attempt not counted),
+// one journal write each: a caller should ask for about as many tasks as
+// a message carries.
 absl::StatusOr<std::string> BatchAnswer(Engine& e,
                                         std::vector<ClaimedTask> claimed,
                                         const ServeOptions& options) {
@@ -161,7 +163,9 @@ absl::StatusOr<std::string> BatchAnswer(Engine& e,
       continue;
     }
     const int64_t size = static_cast<int64_t>(one->size()) + kEntryOverhead;
-    if (options.max_answer_bytes > 0 && used + size > most) {
+    // The first always fits: ClaimAnswer kept it within `most`, and
+    // AnswerMost's slack covers its entry's overhead.
+    if (options.max_answer_bytes > 0 && used > 0 && used + size > most) {
       full = true;
       e.Retry(id).IgnoreError();
       continue;

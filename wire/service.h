@@ -67,7 +67,8 @@ struct ServeOptions {
   // error cut, a long worker id refused, a task that cannot fit failed for
   // good, saying why); a ClaimNextBatch's claims that its answer has no
   // room left for are released at once (Retry: PENDING again, the attempt
-  // not counted).
+  // not counted; one journal write each, so ask for about as many tasks
+  // as fit in a message).
   int64_t max_answer_bytes = 0;
 };
 

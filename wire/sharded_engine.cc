@@ -129,8 +129,10 @@ class ShardedEngine final : public Engine {
       absl::StatusOr<Batch> more = global(
           shards_[s]->ClaimNextBatch(worker_id, now, max_tasks - batch->size()),
           s);
-      // None ready there, or a failure: keep the claims made.
-      if (!more.ok()) continue;
+      // None ready there: look further. A failure ends the batch (as
+      // EngineImpl's): keep the claims made.
+      if (absl::IsNotFound(more.status())) continue;
+      if (!more.ok()) break;
       for (ClaimedTask& c : *more) batch->push_back(std::move(c));
     }
     return batch;
