@@ -854,17 +854,35 @@ class Engine {
   // OK: done. kFailedPrecondition: read-only engine. kCancelled: closed.
   // kInternal: the sticky error, made now or before.
   virtual absl::Status RunMaintenance() = 0;
+
+ protected:
+  // For implementations of ClaimNextBatch and CompleteBatch:
+  // kInvalidArgument unless 1 <= n <= kMaxClaimBatch.
+  static absl::Status CheckClaimBatch(size_t max_tasks);
+  static absl::Status CheckCompletionBatch(size_t completions);
 };
+
+inline absl::Status Engine::CheckClaimBatch(size_t max_tasks) {
+  if (max_tasks >= 1 && max_tasks <= kMaxClaimBatch) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "max_tasks must be from 1 to kMaxClaimBatch (1000), not " +
+      std::to_string(max_tasks));
+}
+
+inline absl::Status Engine::CheckCompletionBatch(size_t completions) {
+  if (completions >= 1 && completions <= kMaxClaimBatch) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      "a batch of completions holds 1 to kMaxClaimBatch (1000), not " +
+      std::to_string(completions));
+}
 
 // The defaults: one call per claim or completion.
 inline absl::StatusOr<std::vector<ClaimedTask>> Engine::ClaimNextBatch(
     absl::string_view worker_id, const ClaimNextOptions& options,
     size_t max_tasks) {
-  if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
-    return absl::InvalidArgumentError(
-        "max_tasks must be from 1 to kMaxClaimBatch (1000), not " +
-        std::to_string(max_tasks));
-  }
+  if (absl::Status s = CheckClaimBatch(max_tasks); !s.ok()) return s;
   absl::StatusOr<ClaimedTask> first = ClaimNext(worker_id, options);
   if (!first.ok()) return first.status();
   std::vector<ClaimedTask> claimed;
@@ -881,10 +899,8 @@ inline absl::StatusOr<std::vector<ClaimedTask>> Engine::ClaimNextBatch(
 
 inline absl::StatusOr<std::vector<absl::Status>> Engine::CompleteBatch(
     absl::Span<const Completion> completions) {
-  if (completions.empty() || completions.size() > kMaxClaimBatch) {
-    return absl::InvalidArgumentError(
-        "a batch of completions holds 1 to kMaxClaimBatch (1000), not " +
-        std::to_string(completions.size()));
+  if (absl::Status s = CheckCompletionBatch(completions.size()); !s.ok()) {
+    return s;
   }
   std::vector<absl::Status> done;
   done.reserve(completions.size());

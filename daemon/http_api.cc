@@ -596,69 +596,61 @@ void HttpApi::RegisterRoutes() {
              return OkReply();
            }));
 
-  // ClaimNext is not wrapped in EnterRequest/LeaveRequest while it waits:
-  // a long poll does not hold up AwaitIdle.
-  s.Post("/v1/claims", [this](const httplib::Request& req,
-                              httplib::Response& res) {
-    auto handle = [&]() -> absl::StatusOr<Reply> {
-      ClaimNextRequest request;
-      TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
-      ClaimNextOptions claim;
-      claim.type = request.type();
-      claim.lease = absl::Microseconds(request.lease_micros());
-      claim.wait = absl::Microseconds(request.wait_micros());
-      if (claim.wait > options_.max_claim_wait) {
-        claim.wait = options_.max_claim_wait;
+  // ClaimNext and ClaimNextBatch are not wrapped in EnterRequest /
+  // LeaveRequest while they wait: a long poll does not hold up AwaitIdle.
+  auto long_poll = [](Handler handler) {
+    return [handler = std::move(handler)](const httplib::Request& req,
+                                          httplib::Response& res) {
+      absl::StatusOr<Reply> reply = handler(req);
+      if (reply.ok()) {
+        res.set_content(std::move(reply->body), reply->content_type);
+      } else {
+        SetError(res, reply.status());
       }
-      TASKWAL_ASSIGN_OR_RETURN(ClaimedTask claimed,
-                               engine_->ClaimNext(request.worker_id(), claim));
-      EnterRequest();
-      absl::StatusOr<Reply> reply = ClaimReply(claimed, &metrics_);
-      LeaveRequest();
-      return reply;
     };
-    absl::StatusOr<Reply> reply = handle();
-    if (reply.ok()) {
-      res.set_content(std::move(reply->body), reply->content_type);
-    } else {
-      SetError(res, reply.status());
-    }
-  });
-  // ClaimNextBatch: as /v1/claims (its wait not counted as busy), for up
-  // to max_tasks tasks.
-  s.Post("/v1/claims/batch", [this](const httplib::Request& req,
-                                    httplib::Response& res) {
-    auto handle = [&]() -> absl::StatusOr<Reply> {
-      ClaimNextBatchRequest request;
-      TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
-      const ClaimNextRequest& r = request.claim();
-      ClaimNextOptions claim;
-      claim.type = r.type();
-      claim.lease = absl::Microseconds(r.lease_micros());
-      claim.wait = absl::Microseconds(r.wait_micros());
-      if (claim.wait > options_.max_claim_wait) {
-        claim.wait = options_.max_claim_wait;
-      }
-      TASKWAL_ASSIGN_OR_RETURN(
-          std::vector<ClaimedTask> claimed,
-          engine_->ClaimNextBatch(r.worker_id(), claim, request.max_tasks()));
-      EnterRequest();
-      ClaimBatchResponse response;
-      for (const ClaimedTask& c : claimed) {
-        ObserveQueueWait(c, &metrics_);
-        *response.add_claims() = wire::ToWire(c);
-      }
-      absl::StatusOr<Reply> reply = JsonReply(response);
-      LeaveRequest();
-      return reply;
-    };
-    absl::StatusOr<Reply> reply = handle();
-    if (reply.ok()) {
-      res.set_content(std::move(reply->body), reply->content_type);
-    } else {
-      SetError(res, reply.status());
-    }
-  });
+  };
+  auto claim_options = [this](const ClaimNextRequest& r) {
+    ClaimNextOptions claim;
+    claim.type = r.type();
+    claim.lease = absl::Microseconds(r.lease_micros());
+    claim.wait =
+        std::min(absl::Microseconds(r.wait_micros()), options_.max_claim_wait);
+    return claim;
+  };
+  s.Post("/v1/claims",
+         long_poll([this, claim_options](
+                       const httplib::Request& req) -> absl::StatusOr<Reply> {
+           ClaimNextRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           TASKWAL_ASSIGN_OR_RETURN(
+               ClaimedTask claimed,
+               engine_->ClaimNext(request.worker_id(), claim_options(request)));
+           EnterRequest();
+           absl::StatusOr<Reply> reply = ClaimReply(claimed, &metrics_);
+           LeaveRequest();
+           return reply;
+         }));
+  // ClaimNextBatch: as /v1/claims, for up to max_tasks tasks.
+  s.Post("/v1/claims/batch",
+         long_poll([this, claim_options](
+                       const httplib::Request& req) -> absl::StatusOr<Reply> {
+           ClaimNextBatchRequest request;
+           TASKWAL_RETURN_IF_ERROR(ParseBody(req.body, &request));
+           TASKWAL_ASSIGN_OR_RETURN(
+               std::vector<ClaimedTask> claimed,
+               engine_->ClaimNextBatch(request.claim().worker_id(),
+                                       claim_options(request.claim()),
+                                       request.max_tasks()));
+           EnterRequest();
+           ClaimBatchResponse response;
+           for (const ClaimedTask& c : claimed) {
+             ObserveQueueWait(c, &metrics_);
+             *response.add_claims() = wire::ToWire(c);
+           }
+           absl::StatusOr<Reply> reply = JsonReply(response);
+           LeaveRequest();
+           return reply;
+         }));
   s.Post("/v1/claims/complete/batch",
          wrap([this](const httplib::Request& req) -> absl::StatusOr<Reply> {
            CompleteBatchRequest request;

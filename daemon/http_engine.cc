@@ -411,88 +411,65 @@ absl::StatusOr<ClaimedTask> HttpEngine::Claim(uint64_t task_id,
   return wire::FromWire(m);
 }
 
-absl::StatusOr<ClaimedTask> HttpEngine::ClaimNext(
-    absl::string_view worker_id, const ClaimNextOptions& options) {
-  const absl::Time deadline = options.wait == absl::InfiniteDuration()
+absl::Status HttpEngine::LongPoll(const std::string& path, absl::Duration wait,
+                                  absl::FunctionRef<void(int64_t)> set_wait,
+                                  const google::protobuf::Message* body,
+                                  google::protobuf::Message* response) const {
+  const absl::Time deadline = wait == absl::InfiniteDuration()
                                   ? absl::InfiniteFuture()
-                                  : absl::Now() + options.wait;
-  wire::ClaimNextRequest request;
-  request.set_worker_id(std::string(worker_id));
-  request.set_type(options.type);
-  request.set_lease_micros(absl::ToInt64Microseconds(options.lease));
+                                  : absl::Now() + wait;
   while (true) {
     const absl::Time start = absl::Now();
-    // A negative wait goes to the server as it is, which refuses it.
     const absl::Duration slice =
-        options.wait < absl::ZeroDuration()
-            ? options.wait
+        wait < absl::ZeroDuration()
+            ? wait
             : std::min(std::max(deadline - start, absl::ZeroDuration()),
                        kMaxPollSlice);
-    request.set_wait_micros(absl::ToInt64Microseconds(slice));
+    set_wait(absl::ToInt64Microseconds(slice));
     CallOptions call;
     call.long_poll = slice > absl::ZeroDuration();
     call.extra_wait = std::max(slice, absl::ZeroDuration());
-    wire::ClaimResponse m;
-    absl::Status s = Call("POST", "/v1/claims", &request, &m, call);
-    if (s.ok()) return wire::FromWire(m);
+    absl::Status s = Call("POST", path, body, response, call);
     if (!absl::IsNotFound(s)) return s;
     const absl::Time now = absl::Now();
     if (now >= deadline || now - start < kMinPoll) return s;
   }
 }
 
+absl::StatusOr<ClaimedTask> HttpEngine::ClaimNext(
+    absl::string_view worker_id, const ClaimNextOptions& options) {
+  wire::ClaimNextRequest request;
+  request.set_worker_id(std::string(worker_id));
+  request.set_type(options.type);
+  request.set_lease_micros(absl::ToInt64Microseconds(options.lease));
+  wire::ClaimResponse m;
+  absl::Status s = LongPoll(
+      "/v1/claims", options.wait,
+      [&](int64_t micros) { request.set_wait_micros(micros); }, &request, &m);
+  if (!s.ok()) return s;
+  return wire::FromWire(m);
+}
+
 absl::StatusOr<std::vector<ClaimedTask>> HttpEngine::ClaimNextBatch(
     absl::string_view worker_id, const ClaimNextOptions& options,
     size_t max_tasks) {
-  if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_tasks must be from 1 to ", kMaxClaimBatch,
-                     " (kMaxClaimBatch), not ", max_tasks));
-  }
-  const absl::Time deadline = options.wait == absl::InfiniteDuration()
-                                  ? absl::InfiniteFuture()
-                                  : absl::Now() + options.wait;
+  if (absl::Status s = CheckClaimBatch(max_tasks); !s.ok()) return s;
   wire::ClaimNextBatchRequest request;
   wire::ClaimNextRequest* claim = request.mutable_claim();
   claim->set_worker_id(std::string(worker_id));
   claim->set_type(options.type);
   claim->set_lease_micros(absl::ToInt64Microseconds(options.lease));
   request.set_max_tasks(static_cast<uint32_t>(max_tasks));
-  // Long polls in slices, as ClaimNext.
-  while (true) {
-    const absl::Time start = absl::Now();
-    const absl::Duration slice =
-        options.wait < absl::ZeroDuration()
-            ? options.wait
-            : std::min(std::max(deadline - start, absl::ZeroDuration()),
-                       kMaxPollSlice);
-    claim->set_wait_micros(absl::ToInt64Microseconds(slice));
-    CallOptions call;
-    call.long_poll = slice > absl::ZeroDuration();
-    call.extra_wait = std::max(slice, absl::ZeroDuration());
-    wire::ClaimBatchResponse m;
-    absl::Status s = Call("POST", "/v1/claims/batch", &request, &m, call);
-    if (s.ok()) {
-      if (m.claims().empty() ||
-          static_cast<size_t>(m.claims_size()) > max_tasks) {
-        return absl::InternalError(absl::StrCat(
-            "the server answered a batch of ", m.claims_size(), " claims"));
-      }
-      std::vector<ClaimedTask> claimed;
-      claimed.reserve(m.claims_size());
-      for (const wire::ClaimResponse& c : m.claims()) {
-        claimed.push_back(wire::FromWire(c));
-      }
-      return claimed;
-    }
-    // A taskwald from before batches: one call per claim.
-    if (UnknownRoute(s)) {
-      return Engine::ClaimNextBatch(worker_id, options, max_tasks);
-    }
-    if (!absl::IsNotFound(s)) return s;
-    const absl::Time now = absl::Now();
-    if (now >= deadline || now - start < kMinPoll) return s;
+  wire::ClaimBatchResponse m;
+  absl::Status s = LongPoll(
+      "/v1/claims/batch", options.wait,
+      [&](int64_t micros) { claim->set_wait_micros(micros); }, &request, &m);
+  // A taskwald from before batches: one call per claim.
+  if (UnknownRoute(s)) {
+    return Engine::ClaimNextBatch(worker_id, options, max_tasks);
   }
+  if (!s.ok()) return s;
+  return wire::FromWire(m, max_tasks);
 }
 
 absl::StatusOr<std::optional<absl::Time>> HttpEngine::NextDueTime(
@@ -522,17 +499,10 @@ absl::Status HttpEngine::Complete(const ClaimRef& claim,
 
 absl::StatusOr<std::vector<absl::Status>> HttpEngine::CompleteBatch(
     absl::Span<const Completion> completions) {
-  if (completions.empty() || completions.size() > kMaxClaimBatch) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
-                     " (kMaxClaimBatch), not ", completions.size()));
+  if (absl::Status s = CheckCompletionBatch(completions.size()); !s.ok()) {
+    return s;
   }
-  wire::CompleteBatchRequest request;
-  for (const Completion& c : completions) {
-    wire::CompleteRequest* one = request.add_completions();
-    *one->mutable_claim() = wire::ToWire(c.claim);
-    one->set_result(c.result);
-  }
+  const wire::CompleteBatchRequest request = wire::ToWire(completions);
   wire::CompleteBatchResponse m;
   CallOptions options;
   options.idempotent = true;  // Completing twice with one claim is OK.
@@ -546,17 +516,7 @@ absl::StatusOr<std::vector<absl::Status>> HttpEngine::CompleteBatch(
     return Engine::CompleteBatch(completions);
   }
   if (!s.ok()) return s;
-  if (static_cast<size_t>(m.results_size()) != completions.size()) {
-    return absl::InternalError(
-        absl::StrCat("the server answered ", m.results_size(), " of ",
-                     completions.size(), " completions"));
-  }
-  std::vector<absl::Status> done;
-  done.reserve(completions.size());
-  for (const wire::Error& e : m.results()) {
-    done.push_back(wire::StatusFromWire(e));
-  }
-  return done;
+  return wire::FromWire(m, completions.size());
 }
 
 absl::Status HttpEngine::Fail(const ClaimRef& claim, absl::string_view error) {

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -175,6 +176,16 @@ class HttpEngine final : public Engine {
                     const google::protobuf::Message* body,
                     google::protobuf::Message* response,
                     const CallOptions& options) const ABSL_LOCKS_EXCLUDED(mu_);
+  // A ClaimNext-style long poll: POSTs `body` to `path` in slices of at
+  // most kMaxPollSlice (set_wait puts each slice's wait, in microseconds,
+  // into body) until one answers, `wait` runs out, or a slice fails with
+  // anything but kNotFound (nothing ready) or comes back too soon to have
+  // waited. A negative wait goes to the server as it is, which refuses it.
+  absl::Status LongPoll(const std::string& path, absl::Duration wait,
+                        absl::FunctionRef<void(int64_t)> set_wait,
+                        const google::protobuf::Message* body,
+                        google::protobuf::Message* response) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Sends one request; OK: the 2xx answer's body.
   absl::StatusOr<std::string> Send(absl::string_view method,
                                    const std::string& path,

@@ -1348,9 +1348,8 @@ absl::StatusOr<bool> EngineImpl::TryClaimNext(
   }
 }
 
-absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
-    absl::string_view worker_id, const ClaimNextOptions& options) {
-  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+absl::StatusOr<int64_t> EngineImpl::CheckClaimNext(
+    absl::string_view worker_id, const ClaimNextOptions& options) const {
   TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
   TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(options.lease));
   if (options.wait < absl::ZeroDuration()) {
@@ -1358,6 +1357,14 @@ absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
   }
   TASKWAL_RETURN_IF_ERROR(
       CheckText("type", options.type, options_.max_type_bytes, false));
+  return lease_micros;
+}
+
+absl::StatusOr<ClaimedTask> EngineImpl::ClaimNext(
+    absl::string_view worker_id, const ClaimNextOptions& options) {
+  TASKWAL_RETURN_IF_ERROR(CheckOpen());
+  TASKWAL_ASSIGN_OR_RETURN(const int64_t lease_micros,
+                           CheckClaimNext(worker_id, options));
   uint32_t partition = 0;
   uint64_t lsn = 0;
   TASKWAL_ASSIGN_OR_RETURN(
@@ -1377,13 +1384,8 @@ absl::StatusOr<std::vector<ClaimedTask>> EngineImpl::ClaimNextBatch(
         absl::StrCat("max_tasks must be from 1 to ", most,
                      " (kMaxClaimBatch, max_batch_size), not ", max_tasks));
   }
-  TASKWAL_RETURN_IF_ERROR(CheckWorker(worker_id));
-  TASKWAL_ASSIGN_OR_RETURN(int64_t lease_micros, LeaseMicros(options.lease));
-  if (options.wait < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("wait must not be negative");
-  }
-  TASKWAL_RETURN_IF_ERROR(
-      CheckText("type", options.type, options_.max_type_bytes, false));
+  TASKWAL_ASSIGN_OR_RETURN(const int64_t lease_micros,
+                           CheckClaimNext(worker_id, options));
   std::vector<ClaimedTask> claimed(1);
   absl::InlinedVector<PartitionLsn, 16> made(1);
   TASKWAL_ASSIGN_OR_RETURN(claimed[0],
@@ -1490,11 +1492,7 @@ absl::Status EngineImpl::Complete(const ClaimRef& claim,
 absl::StatusOr<std::vector<absl::Status>> EngineImpl::CompleteBatch(
     absl::Span<const Completion> completions) {
   TASKWAL_RETURN_IF_ERROR(CheckOpen());
-  if (completions.empty() || completions.size() > kMaxClaimBatch) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
-                     " (kMaxClaimBatch), not ", completions.size()));
-  }
+  TASKWAL_RETURN_IF_ERROR(CheckCompletionBatch(completions.size()));
   std::vector<absl::Status> done;
   done.reserve(completions.size());
   absl::InlinedVector<PartitionLsn, 16> made;

@@ -322,6 +322,9 @@ class EngineImpl final : public Engine {
                                     absl::string_view type,
                                     int64_t lease_micros, uint32_t* partition,
                                     uint64_t* lsn, ClaimedTask* claimed);
+  // ClaimNext's checks of its arguments; OK: the lease in microseconds.
+  absl::StatusOr<int64_t> CheckClaimNext(absl::string_view worker_id,
+                                         const ClaimNextOptions& options) const;
   // ClaimNext without the wait for durability: *partition and *lsn say
   // what to SyncTo. lease_micros: LeaseMicros(options.lease).
   absl::StatusOr<ClaimedTask> ClaimNextUnsynced(absl::string_view worker_id,

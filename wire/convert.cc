@@ -1,6 +1,9 @@
 #include "wire/convert.h"
 
 #include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace taskwal::wire {
 
@@ -306,6 +309,41 @@ absl::Status StatusFromWire(const Reply& reply) {
   if (!ParseStatusCode(reply.code(), &code)) code = absl::StatusCode::kUnknown;
   if (code == absl::StatusCode::kOk) return absl::OkStatus();
   return absl::Status(code, reply.message());
+}
+
+absl::StatusOr<std::vector<taskwal::ClaimedTask>> FromWire(
+    const ClaimBatchResponse& m, size_t max_tasks) {
+  if (m.claims().empty() || static_cast<size_t>(m.claims_size()) > max_tasks) {
+    return absl::InternalError(absl::StrCat("the server answered a batch of ",
+                                            m.claims_size(), " claims"));
+  }
+  std::vector<taskwal::ClaimedTask> claimed;
+  claimed.reserve(m.claims_size());
+  for (const ClaimResponse& c : m.claims()) claimed.push_back(FromWire(c));
+  return claimed;
+}
+
+CompleteBatchRequest ToWire(absl::Span<const taskwal::Completion> completions) {
+  CompleteBatchRequest request;
+  for (const taskwal::Completion& c : completions) {
+    CompleteRequest* one = request.add_completions();
+    *one->mutable_claim() = ToWire(c.claim);
+    one->set_result(c.result);
+  }
+  return request;
+}
+
+absl::StatusOr<std::vector<absl::Status>> FromWire(
+    const CompleteBatchResponse& m, size_t completions) {
+  if (static_cast<size_t>(m.results_size()) != completions) {
+    return absl::InternalError(absl::StrCat("the server answered ",
+                                            m.results_size(), " of ",
+                                            completions, " completions"));
+  }
+  std::vector<absl::Status> done;
+  done.reserve(completions);
+  for (const Error& e : m.results()) done.push_back(StatusFromWire(e));
+  return done;
 }
 
 Error ErrorToWire(const absl::Status& status) {

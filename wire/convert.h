@@ -5,11 +5,15 @@
 // ways. Times are microseconds since the Unix epoch, 0 for "unset" (an
 // infinite time); durations microseconds.
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "taskwal/engine.h"
 #include "wire/engine.pb.h"
 
@@ -28,6 +32,15 @@ Claim ToWire(const taskwal::ClaimRef& ref);
 
 taskwal::ClaimedTask FromWire(const ClaimResponse& m);
 ClaimResponse ToWire(const taskwal::ClaimedTask& claimed);
+
+// A client's side of ClaimNextBatch and CompleteBatch. kInternal: an
+// answer with no claims or more than max_tasks; or with other than
+// `completions` statuses.
+absl::StatusOr<std::vector<taskwal::ClaimedTask>> FromWire(
+    const ClaimBatchResponse& m, size_t max_tasks);
+CompleteBatchRequest ToWire(absl::Span<const taskwal::Completion> completions);
+absl::StatusOr<std::vector<absl::Status>> FromWire(
+    const CompleteBatchResponse& m, size_t completions);
 
 taskwal::BulkFilter FromWire(const BulkRequest& m);
 BulkRequest ToWire(const taskwal::BulkFilter& filter);

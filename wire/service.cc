@@ -182,6 +182,20 @@ absl::StatusOr<std::string> BatchAnswer(Engine& e,
   return m.SerializeAsString();
 }
 
+// A ClaimNext's options: its wait capped by max_claim_wait, less the time
+// it was queued.
+ClaimNextOptions OptionsOf(const ClaimNextRequest& r,
+                           const ServeOptions& options) {
+  ClaimNextOptions o;
+  o.type = r.type();
+  o.lease = absl::Microseconds(r.lease_micros());
+  o.wait = std::max(
+      absl::ZeroDuration(),
+      std::min(absl::Microseconds(r.wait_micros()), options.max_claim_wait) -
+          options.queued_for);
+  return o;
+}
+
 // How long a remote Snapshot may take, on top of the call timeout.
 constexpr absl::Duration kSnapshotTime = absl::Minutes(5);
 
@@ -315,13 +329,7 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
              if (absl::Status s = CheckWorkerId(r.worker_id(), options);
                  !s.ok())
                return s;
-             ClaimNextOptions o;
-             o.type = r.type();
-             o.lease = absl::Microseconds(r.lease_micros());
-             o.wait = std::max(absl::ZeroDuration(),
-                               std::min(absl::Microseconds(r.wait_micros()),
-                                        options.max_claim_wait) -
-                                   options.queued_for);
+             const ClaimNextOptions o = OptionsOf(r, options);
              return ClaimAnswer(e, e.ClaimNext(r.worker_id(), o), options);
            })},
       {"ClaimNextBatch",
@@ -332,13 +340,7 @@ const absl::flat_hash_map<std::string, Handler>& Handlers() {
              if (absl::Status s = CheckWorkerId(r.worker_id(), options);
                  !s.ok())
                return s;
-             ClaimNextOptions o;
-             o.type = r.type();
-             o.lease = absl::Microseconds(r.lease_micros());
-             o.wait = std::max(absl::ZeroDuration(),
-                               std::min(absl::Microseconds(r.wait_micros()),
-                                        options.max_claim_wait) -
-                                   options.queued_for);
+             const ClaimNextOptions o = OptionsOf(r, options);
              absl::StatusOr<std::vector<ClaimedTask>> claimed =
                  e.ClaimNextBatch(r.worker_id(), o, b.max_tasks());
              if (!claimed.ok()) return claimed.status();
@@ -591,11 +593,7 @@ class RemoteEngine final : public Engine {
   absl::StatusOr<std::vector<ClaimedTask>> ClaimNextBatch(
       absl::string_view worker_id, const ClaimNextOptions& options,
       size_t max_tasks) override {
-    if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_tasks must be from 1 to ", kMaxClaimBatch,
-                       " (kMaxClaimBatch), not ", max_tasks));
-    }
+    if (absl::Status s = CheckClaimBatch(max_tasks); !s.ok()) return s;
     ClaimNextBatchRequest request;
     ClaimNextRequest* claim = request.mutable_claim();
     claim->set_worker_id(std::string(worker_id));
@@ -612,15 +610,7 @@ class RemoteEngine final : public Engine {
       return Engine::ClaimNextBatch(worker_id, options, max_tasks);
     }
     if (!s.ok()) return s;
-    if (m.claims().empty() ||
-        static_cast<size_t>(m.claims_size()) > max_tasks) {
-      return absl::InternalError(absl::StrCat("the server answered a batch of ",
-                                              m.claims_size(), " claims"));
-    }
-    std::vector<ClaimedTask> claimed;
-    claimed.reserve(m.claims_size());
-    for (const ClaimResponse& c : m.claims()) claimed.push_back(FromWire(c));
-    return claimed;
+    return FromWire(m, max_tasks);
   }
 
   absl::StatusOr<std::optional<absl::Time>> NextDueTime(
@@ -646,19 +636,12 @@ class RemoteEngine final : public Engine {
 
   absl::StatusOr<std::vector<absl::Status>> CompleteBatch(
       absl::Span<const Completion> completions) override {
-    if (completions.empty() || completions.size() > kMaxClaimBatch) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
-                       " (kMaxClaimBatch), not ", completions.size()));
-    }
-    CompleteBatchRequest request;
-    for (const Completion& c : completions) {
-      CompleteRequest* one = request.add_completions();
-      *one->mutable_claim() = ToWire(c.claim);
-      one->set_result(c.result);
+    if (absl::Status s = CheckCompletionBatch(completions.size()); !s.ok()) {
+      return s;
     }
     CompleteBatchResponse m;
-    absl::Status s = Call("CompleteBatch", request, &m, /*idempotent=*/true);
+    absl::Status s =
+        Call("CompleteBatch", ToWire(completions), &m, /*idempotent=*/true);
     // A server from before batches: one call per completion. So too for a
     // request refused whole (kInvalidArgument: over the transport's size
     // limit; the batch's own bounds were checked above), where each
@@ -668,15 +651,7 @@ class RemoteEngine final : public Engine {
       return Engine::CompleteBatch(completions);
     }
     if (!s.ok()) return s;
-    if (static_cast<size_t>(m.results_size()) != completions.size()) {
-      return absl::InternalError(
-          absl::StrCat("the server answered ", m.results_size(), " of ",
-                       completions.size(), " completions"));
-    }
-    std::vector<absl::Status> done;
-    done.reserve(completions.size());
-    for (const Error& e : m.results()) done.push_back(StatusFromWire(e));
-    return done;
+    return FromWire(m, completions.size());
   }
 
   absl::Status Fail(const ClaimRef& claim, absl::string_view error) override {

@@ -99,11 +99,7 @@ class ShardedEngine final : public Engine {
   absl::StatusOr<std::vector<ClaimedTask>> ClaimNextBatch(
       absl::string_view worker_id, const ClaimNextOptions& options,
       size_t max_tasks) override {
-    if (max_tasks == 0 || max_tasks > kMaxClaimBatch) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_tasks must be from 1 to ", kMaxClaimBatch,
-                       " (kMaxClaimBatch), not ", max_tasks));
-    }
+    if (absl::Status s = CheckClaimBatch(max_tasks); !s.ok()) return s;
     using Batch = std::vector<ClaimedTask>;
     auto global = [&](absl::StatusOr<Batch> r,
                       uint32_t s) -> absl::StatusOr<Batch> {
@@ -157,10 +153,8 @@ class ShardedEngine final : public Engine {
   // One CompleteBatch per shard that holds some of the claims.
   absl::StatusOr<std::vector<absl::Status>> CompleteBatch(
       absl::Span<const Completion> completions) override {
-    if (completions.empty() || completions.size() > kMaxClaimBatch) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("a batch of completions holds 1 to ", kMaxClaimBatch,
-                       " (kMaxClaimBatch), not ", completions.size()));
+    if (absl::Status s = CheckCompletionBatch(completions.size()); !s.ok()) {
+      return s;
     }
     std::vector<std::vector<Completion>> by_shard(n_);
     std::vector<std::vector<size_t>> where(n_);

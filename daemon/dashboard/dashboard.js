@@ -209,6 +209,7 @@
       text += " (this token may only read)";
     }
     setText(box, text);
+    box.classList.remove("notice");
     box.hidden = false;
   }
 
@@ -218,6 +219,7 @@
     box.hidden = false;
     box.classList.add("notice");
     setTimeout(() => {
+      if (!box.classList.contains("notice")) return;  // An error since.
       box.classList.remove("notice");
       box.hidden = true;
     }, 4000);
@@ -728,17 +730,24 @@
     for (const button of Array.from(armed.keys())) disarm(button);
   }
 
+  // The last action's error is on show (act).
+  let actionFailed = false;
+
   // Runs a button's action (the button disabled meanwhile, so a double
   // click does it once), shows its outcome, and refreshes the view. The
   // action returns the text to show, or null for none.
   async function act(button, action) {
     if (button.disabled) return;
     button.disabled = true;
+    actionFailed = false;
     let text = null;
     try {
       text = await action();
     } catch (e) {
-      report(e);  // Stays up: no refresh to clear it.
+      // Stays up until the next action or navigation: no refresh clears
+      // it, not even one that was under way when the button was clicked.
+      report(e);
+      actionFailed = true;
       return;
     } finally {
       button.disabled = false;
@@ -783,7 +792,9 @@
         setText($("status-line"),
                 "updated " + new Date().toLocaleTimeString());
         $("status-line").classList.remove("stale");
-        if (!$("message").classList.contains("notice")) report(null);
+        if (!actionFailed && !$("message").classList.contains("notice")) {
+          report(null);
+        }
         document.body.dataset.loaded = "yes";
       } while (again);
     } catch (e) {
@@ -798,6 +809,7 @@
   function route() {
     generation++;
     disarmAll();
+    actionFailed = false;
     const v = currentView();
     for (const name of ["overview", "tasks", "task"]) {
       $("view-" + name).hidden = name !== v.view;
