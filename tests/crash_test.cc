@@ -293,6 +293,8 @@ class CrashTest
 // Many cycles of: start the child (it recovers), let it work 1-40 ms, kill
 // -9, recover here, check. The oracle accumulates across cycles, so a
 // transition acknowledged in cycle 3 must still be there in cycle 150.
+// A slow machine (TSan, a slow disk) gets more cycles, up to three times
+// as many, until the workload got far enough to be worth something.
 TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
   const SyncMode mode = std::get<0>(GetParam());
   const uint32_t partitions = std::get<1>(GetParam());
@@ -303,7 +305,13 @@ TEST_P(CrashTest, AcknowledgedTransitionsSurviveKillNine) {
   Oracle oracle;
   uint64_t torn_tails = 0;
   uint64_t snapshot_recoveries = 0;
-  for (int cycle = 0; cycle < cycles; ++cycle) {
+  // Tasks in every state, recoveries from snapshots (checked below).
+  auto far_enough = [&] {
+    return oracle.id_by_key.size() > 100 && oracle.completed.size() > 50 &&
+           snapshot_recoveries > 0;
+  };
+  for (int cycle = 0; cycle < 3 * cycles && (cycle < cycles || !far_enough());
+       ++cycle) {
     const uint64_t seed = cycle + 1;
     const uint64_t key_base = oracle.next_fresh_key > kKeySpace / 2
                                   ? oracle.next_fresh_key - kKeySpace / 2
