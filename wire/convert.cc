@@ -304,11 +304,20 @@ bool ParseStatusCode(absl::string_view name, absl::StatusCode* code) {
   return false;
 }
 
-absl::Status StatusFromWire(const Reply& reply) {
+namespace {
+
+// A code's name and a message as a status; an unknown name is kUnknown.
+absl::Status StatusOf(const std::string& name, const std::string& message) {
   absl::StatusCode code = absl::StatusCode::kUnknown;
-  if (!ParseStatusCode(reply.code(), &code)) code = absl::StatusCode::kUnknown;
+  if (!ParseStatusCode(name, &code)) code = absl::StatusCode::kUnknown;
   if (code == absl::StatusCode::kOk) return absl::OkStatus();
-  return absl::Status(code, reply.message());
+  return absl::Status(code, message);
+}
+
+}  // namespace
+
+absl::Status StatusFromWire(const Reply& reply) {
+  return StatusOf(reply.code(), reply.message());
 }
 
 absl::StatusOr<std::vector<taskwal::ClaimedTask>> FromWire(
@@ -354,10 +363,7 @@ Error ErrorToWire(const absl::Status& status) {
 }
 
 absl::Status StatusFromWire(const Error& error) {
-  absl::StatusCode code = absl::StatusCode::kUnknown;
-  if (!ParseStatusCode(error.code(), &code)) code = absl::StatusCode::kUnknown;
-  if (code == absl::StatusCode::kOk) return absl::OkStatus();
-  return absl::Status(code, error.message());
+  return StatusOf(error.code(), error.message());
 }
 
 }  // namespace taskwal::wire
